@@ -1,0 +1,1 @@
+"""Vendor formats turned into Events. Each module has `parse(topic, payload, received_at) -> list[Event]`; pure, no I/O."""

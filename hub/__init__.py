@@ -1,0 +1,1 @@
+"""The Vaka hub: wiring, I/O and the web."""

@@ -1,0 +1,108 @@
+"""Every Prometheus metric of Vaka, in one place.
+
+Naming follows Prometheus conventions (`vaka_` prefix, base units, `_total` counters). No resident or device ids
+as labels: label values are bounded sets (reason, channel, category, lane, state).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The hub's metrics, registered in one registry (a fresh one per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        # ingest
+        self.messages_received = Counter(
+            "vaka_mqtt_messages_received", "MQTT messages received", ["lane"], registry=r
+        )
+        self.events_ingested = Counter("vaka_events_ingested", "Events parsed from MQTT messages", ["lane"], registry=r)
+        self.messages_rejected = Counter(
+            "vaka_messages_rejected", "Messages set aside as rejected, by reason", ["reason"], registry=r
+        )
+        self.events_unregistered = Counter(
+            "vaka_events_unregistered_device", "Events from devices not in the inventory", registry=r
+        )
+        self.ingest_queue_depth = Gauge("vaka_ingest_queue_depth", "Messages waiting to be processed", registry=r)
+        self.ack_latency = Histogram(
+            "vaka_mqtt_ack_latency_seconds", "Receive to PUBACK (after durability)", buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        # mqtt
+        self.mqtt_connected = Gauge("vaka_mqtt_connected", "1 while connected to the broker", ["connection"], registry=r)
+        self.mqtt_reconnects = Counter("vaka_mqtt_reconnects", "Broker (re)connections", ["connection"], registry=r)
+        self.mqtt_session_lost = Counter(
+            "vaka_mqtt_session_lost",
+            "Connections where the broker had no session for us: a possible loss window",
+            ["connection"],
+            registry=r,
+        )
+        # store
+        self.events_written = Counter("vaka_events_written", "Event rows committed to the database", registry=r)
+        self.events_duplicate = Counter(
+            "vaka_events_duplicate", "Re-delivered events that were already stored", registry=r
+        )
+        self.write_batches = Counter("vaka_write_batches", "Batches written, by outcome", ["outcome"], registry=r)
+        self.write_latency = Histogram(
+            "vaka_write_batch_seconds", "Time to commit one batch", buckets=_LATENCY_BUCKETS_S, registry=r
+        )
+        self.db_up = Gauge("vaka_database_up", "1 while the database answers", registry=r)
+        self.spool_bytes = Gauge("vaka_spool_bytes", "Bytes waiting in the local spool", registry=r)
+        self.spool_events = Gauge("vaka_spool_events", "Events waiting in the local spool", registry=r)
+        self.spool_oldest_age = Gauge(
+            "vaka_spool_oldest_age_seconds", "Age of the oldest event waiting in the spool", registry=r
+        )
+        self.events_spooled = Counter("vaka_events_spooled", "Events appended to the spool", registry=r)
+        self.events_shed = Counter(
+            "vaka_events_shed", "Telemetry events dropped because the spool was full", registry=r
+        )
+        # alarms
+        self.rule_evaluation = Histogram(
+            "vaka_rule_evaluation_seconds",
+            "Rule engine time per event",
+            buckets=(1e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 1e-3, 1e-2),
+            registry=r,
+        )
+        self.alarms_raised = Counter("vaka_alarms_raised", "Alarms raised", ["category", "severity"], registry=r)
+        self.alarm_transitions = Counter(
+            "vaka_alarm_transitions", "Alarm state changes", ["category", "state"], registry=r
+        )
+        self.alarms_open = Gauge("vaka_alarms_open", "Open alarms", ["category", "state"], registry=r)
+        self.alarm_accept_latency = Histogram(
+            "vaka_alarm_accept_seconds",
+            "Raised to accepted",
+            buckets=(5, 10, 30, 60, 120, 180, 300, 600, 1200, 3600),
+            registry=r,
+        )
+        self.escalations = Counter("vaka_alarm_escalations", "Escalation tiers notified", ["category"], registry=r)
+        # notifications
+        self.notifications_sent = Counter(
+            "vaka_notifications_sent", "Notifications handed to a channel", ["channel"], registry=r
+        )
+        self.notifications_failed = Counter(
+            "vaka_notifications_failed", "Notifications a channel failed to deliver", ["channel"], registry=r
+        )
+        self.notifications_delivered = Counter(
+            "vaka_notifications_delivered", "Notifications the client confirmed", ["channel"], registry=r
+        )
+        self.notification_delivery_latency = Histogram(
+            "vaka_notification_delivery_seconds",
+            "Alarm raised to client receipt",
+            ["channel"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.websocket_clients = Gauge("vaka_websocket_clients", "Staff pages connected", registry=r)
+        # web and privacy
+        self.resident_reads = Counter(
+            "vaka_resident_data_reads", "Reads of resident data by a person (each also logged)", ["role"], registry=r
+        )
+        self.logins = Counter("vaka_logins", "Login attempts by outcome", ["outcome"], registry=r)
+        # the hub itself
+        self.hub_heartbeat = Gauge("vaka_hub_heartbeat_timestamp_seconds", "Last loop heartbeat (dead-man)", registry=r)
+        self.engine_timers = Gauge("vaka_engine_pending_timers", "Pending rule timers", registry=r)

@@ -1,0 +1,320 @@
+"""The canonical vocabulary of Vaka: events, the inventory and the alarm lifecycle.
+
+`adapters/` and `alarms/` import nothing from `hub/` but this module, so it holds no I/O and
+depends only on the standard library, msgspec (the hot-path wire format) and pydantic (inventory).
+
+`Event` is a slotted frozen dataclass rather than a pydantic model: one is built for every MQTT
+message on the hot path, where a pydantic model costs several microseconds more per event.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import msgspec
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+TOPIC_ROOT = "vaka/v1"
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_FUTURE_SKEW = timedelta(hours=1)
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class VakaError(Exception):
+    """Base of every error Vaka raises on purpose."""
+
+
+class PayloadError(VakaError):
+    """A message that cannot become an Event; `reason` is short, stable and safe to log and count."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class EventKind(enum.StrEnum):
+    """What a device says happened. The documented vocabulary of the native contract."""
+
+    # safety and care
+    FALL_DETECTED = "fall_detected"
+    FALL_CONFIRMED = "fall_confirmed"
+    FALL_CANCELLED = "fall_cancelled"
+    ALARM_BUTTON = "alarm_button"
+    ALARM_BUTTON_CANCEL = "alarm_button_cancel"
+    BED_EXIT = "bed_exit"
+    BED_ENTRY = "bed_entry"
+    DOOR_OPEN = "door_open"
+    DOOR_CLOSED = "door_closed"
+    MOTION = "motion"
+    PRESENCE = "presence"
+    WATER_LEAK = "water_leak"
+    SMOKE = "smoke"
+    TEMPERATURE = "temperature"
+    HUMIDITY = "humidity"
+    # medication robots and care robots
+    MEDICATION_TAKEN = "medication_taken"
+    MEDICATION_MISSED = "medication_missed"
+    ROBOT_STATE = "robot_state"
+    ROBOT_TASK = "robot_task"
+    # camera event sources (events only: no images ever)
+    CAMERA_PERSON_DETECTED = "camera_person_detected"
+    CAMERA_CHECK_IN = "camera_check_in"
+    # device health
+    BATTERY = "battery"
+    HEARTBEAT = "heartbeat"
+    TAMPER = "tamper"
+    DEVICE_ONLINE = "device_online"
+    DEVICE_OFFLINE = "device_offline"
+
+
+EVENT_KIND_DOCS: dict[EventKind, str] = {
+    EventKind.FALL_DETECTED: "a fall-detection radar or wearable saw a fall (may later be confirmed or cancelled, same `ref`)",
+    EventKind.FALL_CONFIRMED: "the device confirmed its earlier fall detection (same `ref`)",
+    EventKind.FALL_CANCELLED: "the device withdrew its fall detection, e.g. the person got up (same `ref`)",
+    EventKind.ALARM_BUTTON: "the resident pressed the alarm button",
+    EventKind.ALARM_BUTTON_CANCEL: "the resident cancelled the alarm at the button",
+    EventKind.BED_EXIT: "the bed sensor saw the resident leave the bed",
+    EventKind.BED_ENTRY: "the bed sensor saw the resident return to bed",
+    EventKind.DOOR_OPEN: "a door contact opened",
+    EventKind.DOOR_CLOSED: "a door contact closed",
+    EventKind.MOTION: "a motion sensor saw movement",
+    EventKind.PRESENCE: "presence in a room; value 1 present, 0 empty",
+    EventKind.WATER_LEAK: "a water leak sensor is wet",
+    EventKind.SMOKE: "a smoke detector is in alarm",
+    EventKind.TEMPERATURE: "room temperature; value in unit `Cel`",
+    EventKind.HUMIDITY: "relative humidity; value in unit `%`",
+    EventKind.MEDICATION_TAKEN: "the medication robot handed out a dose and it was taken",
+    EventKind.MEDICATION_MISSED: "a dose was not taken within the robot's own window",
+    EventKind.ROBOT_STATE: "a care or medication robot's state; attrs.state names it",
+    EventKind.ROBOT_TASK: "a robot task started or finished; attrs.task and attrs.status",
+    EventKind.CAMERA_PERSON_DETECTED: "a camera's analytics saw a person (an event, never an image)",
+    EventKind.CAMERA_CHECK_IN: "a digital check-in (tillsyn) by camera took place; attrs.outcome",
+    EventKind.BATTERY: "battery level; value in unit `%`",
+    EventKind.HEARTBEAT: "the device is alive; sent at its supervision interval",
+    EventKind.TAMPER: "the device was opened or moved",
+    EventKind.DEVICE_ONLINE: "the device's retained status topic says online",
+    EventKind.DEVICE_OFFLINE: "the device's retained status topic says offline (also its Last Will)",
+}
+
+KIND_BY_VALUE: dict[str, EventKind] = {k.value: k for k in EventKind}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One normalised fact from a device. `ts` is UTC and timezone-aware.
+
+    `resident_id` is the pseudonymous id from the inventory, filled in by ingest; adapters leave it None.
+    `(device_id, ts, seq)` identifies an event: a re-delivered message yields an equal key and is stored once.
+    """
+
+    ts: datetime
+    site: str
+    device_id: str
+    kind: EventKind
+    value: float | None = None
+    unit: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    seq: int = 0
+    ref: str | None = None
+    resident_id: str | None = None
+    # the topic the event came on: lets the store lane tell care events from telemetry
+    topic: str = field(default="", compare=False)
+
+    @property
+    def is_care(self) -> bool:
+        """True for events that may raise a care alarm; they are never shed."""
+        return self.kind in CARE_KINDS
+
+
+CARE_KINDS: frozenset[EventKind] = frozenset(
+    {
+        EventKind.FALL_DETECTED,
+        EventKind.FALL_CONFIRMED,
+        EventKind.FALL_CANCELLED,
+        EventKind.ALARM_BUTTON,
+        EventKind.ALARM_BUTTON_CANCEL,
+        EventKind.BED_EXIT,
+        EventKind.BED_ENTRY,
+        EventKind.DOOR_OPEN,
+        EventKind.DOOR_CLOSED,
+        EventKind.WATER_LEAK,
+        EventKind.SMOKE,
+        EventKind.MEDICATION_MISSED,
+        EventKind.DEVICE_OFFLINE,
+        EventKind.DEVICE_ONLINE,
+    }
+)
+
+
+def check_event_time(ts: datetime, received_at: datetime) -> datetime:
+    """Return `ts` in UTC, or raise PayloadError when it is naive or absurd (before 2000, or in the future)."""
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise PayloadError("naive_timestamp", "ts needs an offset, e.g. 2026-11-26T03:00:00+01:00")
+    ts = ts.astimezone(UTC)
+    if ts < EARLIEST_EVENT or ts > received_at + MAX_FUTURE_SKEW:
+        raise PayloadError("absurd_timestamp", ts.isoformat())
+    return ts
+
+
+def check_value(value: float | None) -> float | None:
+    """Reject NaN and infinities, which JSON cannot carry and PostgreSQL would store as surprises."""
+    if value is not None and not math.isfinite(value):
+        raise PayloadError("non_finite_value")
+    return value
+
+
+# --- the native MQTT contract (wire format, decoded with msgspec) -------------------------------------------------
+
+
+class NativePayload(msgspec.Struct, forbid_unknown_fields=True):
+    """Payload of `vaka/v1/{site}/{device_id}/event` and `.../telemetry`: one JSON object per event."""
+
+    ts: datetime
+    kind: EventKind
+    value: float | None = None
+    unit: str | None = None
+    attrs: dict[str, Any] = msgspec.field(default_factory=dict)
+    seq: int = 0
+    ref: str | None = None
+
+
+class NativeStatus(msgspec.Struct, forbid_unknown_fields=True):
+    """Payload of the retained `vaka/v1/{site}/{device_id}/status` topic, also the device's Last Will."""
+
+    state: Literal["online", "offline"]
+    ts: datetime | None = None
+
+
+# --- inventory -------------------------------------------------------------------------------------------------------
+
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+class Resident(BaseModel):
+    """A person cared for, known to Vaka only by a pseudonym and a room."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=_ID_PATTERN, description="pseudonymous id, never a name or personal number")
+    room: str = Field(min_length=1, max_length=32, description="room or flat label the night staff use")
+    unit: str = Field(default="default", pattern=_ID_PATTERN, description="care unit (night patrol area)")
+
+
+class Device(BaseModel):
+    """A device in a home, with how often it must report to count as alive."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=_ID_PATTERN, description="device id as it appears in its MQTT topic")
+    kind: str = Field(min_length=1, max_length=32, description="bed_sensor, fall_radar, alarm_button, camera, …")
+    vendor: str = Field(default="native", max_length=32, description="adapter that understands it")
+    resident: str | None = Field(default=None, pattern=_ID_PATTERN, description="resident id, if personal")
+    supervision_interval_s: int = Field(default=3600, ge=10, le=7 * 86400, description="silence longer than this is a technical alarm")
+    safety: bool = Field(default=False, description="a safety device (fall radar, alarm button, smoke): its silence may wake the patrol")
+
+
+class Site(BaseModel):
+    """A care site: its zone, residents and devices."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=_ID_PATTERN)
+    name: str = Field(default="", max_length=80)
+    timezone: str = Field(default="Europe/Stockholm", description="IANA zone for schedules and displays")
+    residents: list[Resident] = Field(default_factory=list)
+    devices: list[Device] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            msg = f"unknown time zone {value!r}"
+            raise ValueError(msg) from exc
+        return value
+
+
+class Inventory(BaseModel):
+    """The file `vaka site load` reads: a list of sites."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sites: list[Site]
+
+
+# --- alarm lifecycle -------------------------------------------------------------------------------------------------
+
+
+class AlarmCategory(enum.StrEnum):
+    """Care alarms go to the patrol; technical alarms to their own recipients."""
+
+    CARE = "care"
+    TECHNICAL = "technical"
+
+
+class Severity(enum.IntEnum):
+    """How urgent: higher first on the staff page."""
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+
+class AlarmState(enum.StrEnum):
+    """raised → accepted → en_route → on_site → resolved, or cancelled."""
+
+    RAISED = "raised"
+    ACCEPTED = "accepted"
+    EN_ROUTE = "en_route"
+    ON_SITE = "on_site"
+    RESOLVED = "resolved"
+    CANCELLED = "cancelled"
+
+
+OPEN_STATES = frozenset({AlarmState.RAISED, AlarmState.ACCEPTED, AlarmState.EN_ROUTE, AlarmState.ON_SITE})
+
+
+class Outcome(enum.StrEnum):
+    """How a resolved alarm ended."""
+
+    ASSISTED = "assisted"
+    FALSE_ALARM = "false_alarm"
+    TECHNICAL = "technical"
+    NO_ACTION = "no_action"
+
+
+class DecisionAction(enum.StrEnum):
+    """What the rule engine asks the alarm desk to do."""
+
+    RAISE = "raise"  # open a new alarm under `key`
+    UPDATE = "update"  # the open alarm under `key` happened again (count, last seen, confirmed)
+    CLEAR = "clear"  # the rule's condition cleared: desk cancels if not yet accepted, else annotates
+    CANCEL = "cancel"  # the device withdrew it (fall_cancelled, button cancel): reason recorded
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmDecision:
+    """One output of the rule engine. `key` is "{rule_id}:{subject}": one open alarm per rule and resident or device."""
+
+    action: DecisionAction
+    key: str
+    rule_id: str
+    category: AlarmCategory
+    severity: Severity
+    site: str
+    at: datetime
+    reason: str
+    resident_id: str | None = None
+    device_id: str | None = None
+    ref: str | None = None
+    count: int = 1
+    unregistered: bool = False

@@ -1,0 +1,159 @@
+"""Settings: one object built at start and passed down. Nothing else reads the environment.
+
+Sources, highest first: keyword arguments, environment (`VAKA_` prefix, `__` for nesting, e.g. `VAKA_DB__DSN`),
+a TOML file (`VAKA_CONFIG` or `vaka --config FILE`), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from hub.model import VakaError
+
+
+class SettingsError(VakaError):
+    """A setting is wrong; the message is one line that says which and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdapterRoute(_Section):
+    """Messages on topics matching `topic_filter` go to adapter `adapter` (a module in `adapters/`)."""
+
+    topic_filter: str = Field(description="MQTT topic filter, e.g. zigbee2mqtt/#")
+    adapter: str = Field(description="adapter module name, e.g. zigbee2mqtt")
+    site: str = Field(default="default", description="site that devices on this route belong to")
+
+
+class MqttSettings(_Section):
+    host: str = Field(default="127.0.0.1", description="broker host")
+    port: int = Field(default=1883, ge=1, le=65535, description="broker port")
+    username: str | None = Field(default=None, description="broker user name")
+    password: SecretStr | None = Field(default=None, description="broker password")
+    client_id: str = Field(default="vaka-hub", min_length=1, max_length=64, description="fixed, so the session persists")
+    session_expiry_s: int = Field(default=7 * 86400, ge=60, description="how long the broker keeps our session offline")
+    keepalive_s: int = Field(default=30, ge=5, le=600, description="MQTT keepalive")
+    receive_maximum: int = Field(default=4096, ge=16, le=65535, description="unacked QoS 1 messages in flight to us")
+    reconnect_min_s: float = Field(default=0.2, gt=0, description="first reconnect delay")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="longest reconnect delay (jittered)")
+    queue_max: int = Field(default=20000, ge=100, description="messages held between receive and processing")
+    telemetry_connection: bool = Field(default=True, description="a second connection for telemetry topics")
+    routes: list[AdapterRoute] = Field(default_factory=list, description="other vendor formats by topic filter")
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> MqttSettings:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            msg = "reconnect_min_s must not exceed reconnect_max_s"
+            raise ValueError(msg)
+        return self
+
+
+class DbSettings(_Section):
+    dsn: SecretStr = Field(
+        default=SecretStr("postgresql://postgres@127.0.0.1:5432/vaka"), description="PostgreSQL connection string"
+    )
+    db_schema: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="schema for Vaka's tables")
+    pool_min: int = Field(default=1, ge=0)
+    pool_max: int = Field(default=8, ge=1)
+    command_timeout_s: float = Field(default=5.0, gt=0, description="no database call waits longer")
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    retention_days: int = Field(default=90, ge=1, description="events older than this are dropped")
+    partitions_ahead_days: int = Field(default=3, ge=1, le=60, description="daily partitions created ahead")
+    batch_size: int = Field(default=1000, ge=1, le=100_000, description="events per COPY batch")
+    flush_interval_s: float = Field(default=0.1, gt=0, le=10, description="a batch waits at most this long")
+    write_deadline_s: float = Field(default=2.0, gt=0, description="a batch slower than this goes to the spool")
+
+    @model_validator(mode="after")
+    def _pool_order(self) -> DbSettings:
+        if self.pool_min > self.pool_max:
+            msg = "pool_min must not exceed pool_max"
+            raise ValueError(msg)
+        return self
+
+
+class SpoolSettings(_Section):
+    directory: Path = Field(default=Path("var/spool"), description="local append-only spool for database outages")
+    max_bytes: int = Field(default=1 << 30, ge=1 << 20, description="past this, telemetry is shed; care events never")
+    fsync_interval_s: float = Field(default=0.01, ge=0, le=1, description="group-commit window for spool appends")
+
+
+class HttpSettings(_Section):
+    host: str = Field(default="127.0.0.1", description="listen address")
+    port: int = Field(default=8080, ge=0, le=65535, description="listen port (0: any free port)")
+    public_url: str = Field(default="http://127.0.0.1:8080", description="URL staff open; its origin is allowed")
+    cookie_secure: bool = Field(default=True, description="Secure flag on the session cookie (off only for http dev)")
+    session_idle_s: int = Field(default=8 * 3600, ge=60, description="a session idle longer is logged out")
+
+
+class ClockSettings(_Section):
+    mode: Literal["wall", "simulated"] = Field(
+        default="wall",
+        description="wall in production; simulated follows `vaka/v1/_sim/clock` from `vaka simulate` (demo, bench)",
+    )
+
+
+class RuleSettings(_Section):
+    packs: list[Path] = Field(default_factory=list, description="rule pack files; empty means the default pack")
+
+
+class Settings(BaseSettings):
+    """Everything Vaka can be told at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VAKA_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    db: DbSettings = Field(default_factory=DbSettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    clock: ClockSettings = Field(default_factory=ClockSettings)
+    rules: RuleSettings = Field(default_factory=RuleSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = os.environ.get("VAKA_CONFIG")
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_file)))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Build the settings, or raise SettingsError with one line naming the first wrong setting."""
+    if config_file is not None:
+        if not config_file.is_file():
+            msg = f"config file {config_file} does not exist"
+            raise SettingsError(msg)
+        os.environ["VAKA_CONFIG"] = str(config_file)
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        msg = f"setting {where}: {err['msg']}{more}"
+        raise SettingsError(msg) from None
+    except (OSError, ValueError) as exc:
+        msg = f"settings: {exc}"
+        raise SettingsError(msg) from None
