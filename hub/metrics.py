@@ -18,9 +18,7 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         # ingest
-        self.messages_received = Counter(
-            "vaka_mqtt_messages_received", "MQTT messages received", ["lane"], registry=r
-        )
+        self.messages_received = Counter("vaka_mqtt_messages_received", "MQTT messages received", ["lane"], registry=r)
         self.events_ingested = Counter("vaka_events_ingested", "Events parsed from MQTT messages", ["lane"], registry=r)
         self.messages_rejected = Counter(
             "vaka_messages_rejected", "Messages set aside as rejected, by reason", ["reason"], registry=r
@@ -30,11 +28,15 @@ class Metrics:
         )
         self.ingest_queue_depth = Gauge("vaka_ingest_queue_depth", "Messages waiting to be processed", registry=r)
         self.ack_latency = Histogram(
-            "vaka_mqtt_ack_latency_seconds", "Receive to PUBACK (after durability)", buckets=_LATENCY_BUCKETS_S,
+            "vaka_mqtt_ack_latency_seconds",
+            "Receive to PUBACK (after durability)",
+            buckets=_LATENCY_BUCKETS_S,
             registry=r,
         )
         # mqtt
-        self.mqtt_connected = Gauge("vaka_mqtt_connected", "1 while connected to the broker", ["connection"], registry=r)
+        self.mqtt_connected = Gauge(
+            "vaka_mqtt_connected", "1 while connected to the broker", ["connection"], registry=r
+        )
         self.mqtt_reconnects = Counter("vaka_mqtt_reconnects", "Broker (re)connections", ["connection"], registry=r)
         self.mqtt_session_lost = Counter(
             "vaka_mqtt_session_lost",

@@ -214,8 +214,12 @@ class Device(BaseModel):
     kind: str = Field(min_length=1, max_length=32, description="bed_sensor, fall_radar, alarm_button, camera, …")
     vendor: str = Field(default="native", max_length=32, description="adapter that understands it")
     resident: str | None = Field(default=None, pattern=_ID_PATTERN, description="resident id, if personal")
-    supervision_interval_s: int = Field(default=3600, ge=10, le=7 * 86400, description="silence longer than this is a technical alarm")
-    safety: bool = Field(default=False, description="a safety device (fall radar, alarm button, smoke): its silence may wake the patrol")
+    supervision_interval_s: int = Field(
+        default=3600, ge=10, le=7 * 86400, description="silence longer than this is a technical alarm"
+    )
+    safety: bool = Field(
+        default=False, description="a safety device (fall radar, alarm button, smoke): its silence may wake the patrol"
+    )
 
 
 class Site(BaseModel):

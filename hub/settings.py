@@ -42,7 +42,9 @@ class MqttSettings(_Section):
     port: int = Field(default=1883, ge=1, le=65535, description="broker port")
     username: str | None = Field(default=None, description="broker user name")
     password: SecretStr | None = Field(default=None, description="broker password")
-    client_id: str = Field(default="vaka-hub", min_length=1, max_length=64, description="fixed, so the session persists")
+    client_id: str = Field(
+        default="vaka-hub", min_length=1, max_length=64, description="fixed, so the session persists"
+    )
     session_expiry_s: int = Field(default=7 * 86400, ge=60, description="how long the broker keeps our session offline")
     keepalive_s: int = Field(default=30, ge=5, le=600, description="MQTT keepalive")
     receive_maximum: int = Field(default=4096, ge=16, le=65535, description="unacked QoS 1 messages in flight to us")
