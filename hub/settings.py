@@ -99,6 +99,79 @@ class HttpSettings(_Section):
     session_idle_s: int = Field(default=8 * 3600, ge=60, description="a session idle longer is logged out")
 
 
+class EscalationTier(_Section):
+    """One step of an escalation policy: who is notified when an alarm is still not accepted after `after_s`."""
+
+    after_s: float = Field(ge=0, description="seconds after the alarm was raised")
+    audience: Literal["unit", "nurse", "lead", "technical"] = Field(
+        description="unit: staff of the unit; nurse: on-call nurses; lead: team leads (admin); technical: technicians"
+    )
+
+
+class EscalationPolicy(_Section):
+    """Escalation for one site (or `*`) and category: tiers in order, then the last repeats until accepted."""
+
+    site: str = Field(default="*", description="site id, or * for every site")
+    category: Literal["care", "technical", "*"] = Field(default="*", description="alarm category, or *")
+    tiers: list[EscalationTier] = Field(min_length=1, description="in order of after_s")
+    repeat_s: float = Field(default=120.0, gt=0, description="after the last tier, notify again this often")
+
+    @model_validator(mode="after")
+    def _tier_order(self) -> EscalationPolicy:
+        times = [t.after_s for t in self.tiers]
+        if times != sorted(times):
+            msg = "escalation tiers must be in order of after_s"
+            raise ValueError(msg)
+        return self
+
+
+def _default_policies() -> list[EscalationPolicy]:
+    return [
+        EscalationPolicy(
+            category="care",
+            tiers=[
+                EscalationTier(after_s=0, audience="unit"),
+                EscalationTier(after_s=60, audience="unit"),
+                EscalationTier(after_s=180, audience="nurse"),
+                EscalationTier(after_s=300, audience="lead"),
+            ],
+            repeat_s=120,
+        ),
+        EscalationPolicy(
+            category="technical",
+            tiers=[EscalationTier(after_s=0, audience="technical"), EscalationTier(after_s=900, audience="lead")],
+            repeat_s=1800,
+        ),
+    ]
+
+
+class DeskSettings(_Section):
+    policies: list[EscalationPolicy] = Field(
+        default_factory=_default_policies, description="first matching site+category wins; exact site before *"
+    )
+    night_start: str = Field(default="22:00", pattern=r"^\d{2}:\d{2}$", description="night begins (site's zone)")
+    night_end: str = Field(default="07:00", pattern=r"^\d{2}:\d{2}$", description="night ends (site's zone)")
+    silence_rules: list[str] = Field(
+        default_factory=lambda: ["silent", "offline", "supervision"],
+        description="a technical alarm whose rule id contains one of these, on a safety device, wakes the patrol",
+    )
+    inventory_refresh_s: float = Field(default=60.0, gt=0, description="how often the desk re-reads the inventory")
+
+
+class NotifySettings(_Section):
+    webhook_urls: list[str] = Field(default_factory=list, description="Standard Webhooks receivers (alarm, DECT)")
+    webhook_secret: SecretStr | None = Field(default=None, description="whsec_<base64> signing secret")
+    webhook_attempts: int = Field(default=5, ge=1, le=20, description="tries per delivery")
+    webhook_backoff_s: float = Field(default=0.5, gt=0, description="first retry delay, doubled each time")
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    vapid_private_key: SecretStr | None = Field(default=None, description="VAPID private key (base64url or PEM)")
+    vapid_private_key_file: Path | None = Field(default=None, description="file holding the VAPID private key (PEM)")
+    vapid_subject: str = Field(default="mailto:vaka@localhost", description="VAPID contact (mailto: or https:)")
+    sms_gateway_url: str | None = Field(default=None, description="HTTP endpoint that sends SMS (JSON POST)")
+    sms_token: SecretStr | None = Field(default=None, description="bearer token for the SMS gateway")
+    sms_attempts: int = Field(default=3, ge=1, le=10)
+
+
 class ClockSettings(_Section):
     mode: Literal["wall", "simulated"] = Field(
         default="wall",
@@ -123,6 +196,8 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     clock: ClockSettings = Field(default_factory=ClockSettings)
     rules: RuleSettings = Field(default_factory=RuleSettings)
+    desk: DeskSettings = Field(default_factory=DeskSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
 
     @classmethod
