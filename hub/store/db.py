@@ -1,0 +1,235 @@
+"""The database handle: an asyncpg pool that survives the database going away and coming back, without a restart.
+
+`Database.open()` never raises because the database is down: it marks it down and a background task keeps probing
+(jittered backoff) until it answers. Every connection has `search_path` set to the configured schema and a server-side
+`statement_timeout`; every wait (connect, acquire, query) is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+
+from hub.metrics import Metrics
+from hub.model import VakaError
+from hub.settings import DbSettings
+
+logger = logging.getLogger(__name__)
+
+PROBE_MIN_S = 0.2
+PROBE_MAX_S = 5.0
+
+# errors that mean "the database (or our connection to it) is away", as opposed to a bad statement or bad data
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.QueryCanceledError,  # statement_timeout: the database is too slow to count on
+)
+
+
+class DatabaseUnavailableError(VakaError):
+    """The database did not answer in time or the connection broke; retry later or spool."""
+
+
+class VakaConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A connection that remembers whether it has created its session-local staging table."""
+
+    __slots__ = ("_vaka_staging_ready",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._vaka_staging_ready = False
+
+    def staging_ready(self) -> bool:
+        """True once the writer's TEMP staging table exists on this connection."""
+        return self._vaka_staging_ready
+
+    def set_staging_ready(self, ready: bool) -> None:
+        """Remember that the staging table exists (or not) on this connection."""
+        self._vaka_staging_ready = ready
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when `exc` means the database is unreachable or too slow, not that the statement was wrong."""
+    return isinstance(exc, _CONNECTION_ERRORS | (DatabaseUnavailableError,))
+
+
+class Database:
+    """Owns the asyncpg pool; `up` tells whether the database answered lately."""
+
+    def __init__(self, settings: DbSettings, metrics: Metrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._pool: asyncpg.Pool | None = None
+        self._up = False
+        self._up_event = asyncio.Event()
+        self._probe_task: asyncio.Task[None] | None = None
+        self._closed = False
+        metrics.db_up.set(0)
+
+    @property
+    def up(self) -> bool:
+        """True while the database answers; False after a connection failure until a probe succeeds."""
+        return self._up
+
+    @property
+    def settings(self) -> DbSettings:
+        """The settings this database was opened with."""
+        return self._settings
+
+    async def open(self) -> None:
+        """Create the pool and probe the database; when it is down, mark it down and keep probing in the background."""
+        self._closed = False
+        s = self._settings
+        # min_size=0: creating the pool connects nothing, so it cannot fail while the database is away
+        self._pool = await asyncpg.create_pool(
+            dsn=s.dsn.get_secret_value(),
+            min_size=0,
+            max_size=s.pool_max,
+            timeout=s.connect_timeout_s,
+            command_timeout=s.command_timeout_s,
+            max_inactive_connection_lifetime=300.0,
+            connection_class=VakaConnection,
+            server_settings={
+                "search_path": s.db_schema,
+                "statement_timeout": str(int(s.command_timeout_s * 1000)),
+                "application_name": "vaka",
+            },
+        )
+        if await self._probe():
+            self._mark_up()
+            await self._warm_up()
+        else:
+            self.mark_down("unreachable at start")
+
+    async def close(self) -> None:
+        """Stop probing and close the pool (terminating connections that do not close in time)."""
+        self._closed = True
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe_task
+            self._probe_task = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=self._settings.connect_timeout_s)
+            except (TimeoutError, *_CONNECTION_ERRORS):
+                pool.terminate()
+        self._up = False
+        self._up_event.clear()
+        self._metrics.db_up.set(0)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection, within `connect_timeout_s`; raises DatabaseUnavailableError when the database is away.
+
+        A connection failure inside the block is raised as DatabaseUnavailableError too, and marks the database down.
+        """
+        pool = self._pool
+        if pool is None:
+            msg = "database is not open"
+            raise DatabaseUnavailableError(msg)
+        try:
+            conn_cm = pool.acquire(timeout=self._settings.connect_timeout_s)
+            conn = await conn_cm.__aenter__()
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            self.mark_down(type(exc).__name__)
+            msg = f"database unavailable: {type(exc).__name__}"
+            raise DatabaseUnavailableError(msg) from exc
+        failed: BaseException | None = None
+        try:
+            yield conn
+        except Exception as exc:
+            failed = exc
+            if is_connection_error(exc) and not isinstance(exc, asyncpg.QueryCanceledError):
+                self.mark_down(type(exc).__name__)
+                msg = f"database connection lost: {type(exc).__name__}"
+                raise DatabaseUnavailableError(msg) from exc
+            raise
+        finally:
+            try:
+                await asyncio.wait_for(conn_cm.__aexit__(None, None, None), timeout=self._settings.connect_timeout_s)
+            except (TimeoutError, *_CONNECTION_ERRORS) as exc:
+                if failed is None:
+                    logger.warning("database connection release failed: %s", type(exc).__name__)
+        if failed is None and not self._up:
+            self._mark_up()
+
+    async def wait_up(self, timeout_s: float | None = None) -> bool:
+        """Wait until the database answers again; False on timeout."""
+        if self._up:
+            return True
+        try:
+            await asyncio.wait_for(self._up_event.wait(), timeout=timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def mark_down(self, reason: str) -> None:
+        """Record that the database is away and start probing for its return."""
+        if self._up or self._probe_task is None:
+            logger.warning("database down: %s", reason)
+        self._up = False
+        self._up_event.clear()
+        self._metrics.db_up.set(0)
+        if not self._closed and (self._probe_task is None or self._probe_task.done()):
+            self._probe_task = asyncio.get_running_loop().create_task(self._probe_loop(), name="vaka.db.probe")
+
+    def _mark_up(self) -> None:
+        if not self._up:
+            logger.info("database up")
+        self._up = True
+        self._up_event.set()
+        self._metrics.db_up.set(1)
+
+    async def _probe(self) -> bool:
+        pool = self._pool
+        if pool is None:
+            return False
+        try:
+            async with pool.acquire(timeout=self._settings.connect_timeout_s) as conn:
+                await conn.fetchval("SELECT 1", timeout=self._settings.connect_timeout_s)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                logger.warning("database probe failed: %s", exc)
+            return False
+        return True
+
+    async def _warm_up(self) -> None:
+        """Open `pool_min` connections ahead of need (best effort)."""
+        pool = self._pool
+        if pool is None or self._settings.pool_min <= 1:
+            return
+        with contextlib.suppress(Exception):
+            async with contextlib.AsyncExitStack() as stack:
+                for _ in range(self._settings.pool_min):
+                    await stack.enter_async_context(pool.acquire(timeout=self._settings.connect_timeout_s))
+
+    async def _probe_loop(self) -> None:
+        delay_s = PROBE_MIN_S
+        while not self._closed:
+            pool = self._pool
+            if pool is not None:
+                # connections from before the outage are dead; drop idle ones so the next acquire reconnects
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pool.expire_connections(), timeout=self._settings.connect_timeout_s)
+            if await self._probe():
+                self._mark_up()
+                return
+            await asyncio.sleep(random.uniform(delay_s / 2, delay_s))  # noqa: S311 - jitter, not crypto
+            delay_s = min(delay_s * 2, PROBE_MAX_S)

@@ -1,0 +1,177 @@
+"""Plain-SQL migrations (`hub/store/migrations/NNN_name.sql`) and the events storage set-up.
+
+Each pending file runs in its own transaction and is recorded with its SHA-256 in `schema_migrations`; a file changed
+after it was applied stops the migration. Numbers 010-049 are reserved for the alarm desk. After the files, `events`
+is set up: a TimescaleDB hypertable (columnstore, retention) when the extension is available, else a natively
+range-partitioned table with daily partitions. Concurrent migrations of one schema wait on an advisory lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Literal
+
+import asyncpg
+
+from hub.model import VakaError
+from hub.settings import DbSettings
+from hub.store import partitions, timescale
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+StorageMode = Literal["timescaledb", "native"]
+
+_EVENTS_COLUMNS_SQL = """
+    ts           timestamptz NOT NULL,
+    site         text NOT NULL,
+    device_id    text NOT NULL,
+    resident_id  text,
+    kind         text NOT NULL,
+    value        double precision,
+    unit         text,
+    attrs        jsonb NOT NULL DEFAULT '{}'::jsonb,
+    seq          bigint NOT NULL DEFAULT 0,
+    ref          text,
+    received_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT events_key UNIQUE (device_id, ts, seq)
+"""
+_EVENTS_INDEXES_SQL = (
+    "CREATE INDEX IF NOT EXISTS events_site_ts_idx ON events (site, ts DESC)",
+    "CREATE INDEX IF NOT EXISTS events_resident_ts_idx ON events (resident_id, ts DESC) WHERE resident_id IS NOT NULL",
+)
+
+
+class MigrationError(VakaError):
+    """A migration file is malformed, changed after it was applied, or failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One migration file."""
+
+    version: int
+    name: str
+    sql: str
+    checksum: str
+
+
+def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The migration files in order; raises MigrationError on a stray file or a duplicate number."""
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE.match(path.name)
+        if match is None:
+            msg = f"migration file name {path.name!r} is not NNN_name.sql"
+            raise MigrationError(msg)
+        version = int(match.group(1))
+        if version in found:
+            msg = f"two migrations numbered {version:03d}"
+            raise MigrationError(msg)
+        data = path.read_bytes()
+        found[version] = Migration(version, path.stem, data.decode(), hashlib.sha256(data).hexdigest())
+    return [found[v] for v in sorted(found)]
+
+
+async def migrate(conn: asyncpg.Connection, settings: DbSettings) -> list[str]:
+    """Apply pending migrations in order and set up events storage; returns the names applied now (idempotent)."""
+    schema = settings.db_schema
+    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    await conn.execute("SELECT set_config('search_path', $1, false)", schema)
+    await conn.execute("SELECT pg_advisory_lock(hashtext('vaka.migrate.' || $1))", schema)
+    try:
+        applied = await _apply_files(conn)
+        mode = await setup_events_storage(conn, settings)
+        if mode == "native":
+            await partitions.maintain(conn, settings, datetime.now(UTC).date())
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext('vaka.migrate.' || $1))", schema)
+    return applied
+
+
+async def _apply_files(conn: asyncpg.Connection) -> list[str]:
+    await conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+            version     integer PRIMARY KEY,
+            name        text NOT NULL,
+            checksum    text NOT NULL,
+            applied_at  timestamptz NOT NULL DEFAULT now()
+        )
+        """
+    )
+    done = {r["version"]: r for r in await conn.fetch("SELECT version, name, checksum FROM schema_migrations")}
+    applied: list[str] = []
+    for migration in discover():
+        row = done.get(migration.version)
+        if row is not None:
+            if row["checksum"] != migration.checksum:
+                msg = f"migration {migration.name} changed after it was applied; add a new migration instead"
+                raise MigrationError(msg)
+            continue
+        try:
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
+                )
+        except asyncpg.PostgresError as exc:
+            msg = f"migration {migration.name} failed: {exc}"
+            raise MigrationError(msg) from exc
+        logger.info("migration applied: %s", migration.name)
+        applied.append(migration.name)
+    return applied
+
+
+async def storage_mode(conn: asyncpg.Connection, schema: str) -> StorageMode | None:
+    """How `events` is stored in `schema`, or None before it exists."""
+    relkind = await conn.fetchval(
+        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = 'events'",
+        schema,
+    )
+    if relkind is None:
+        return None
+    return "native" if relkind == b"p" or relkind == "p" else "timescaledb"
+
+
+async def setup_events_storage(conn: asyncpg.Connection, settings: DbSettings) -> StorageMode:
+    """Create `events` if missing (hypertable or partitioned) and keep its TimescaleDB policies current."""
+    schema = settings.db_schema
+    mode = await storage_mode(conn, schema)
+    info = await timescale.ensure_extension(conn) if mode != "native" else None
+    if mode is None:
+        async with conn.transaction():
+            if info is not None:
+                await conn.execute(f"CREATE TABLE events ({_EVENTS_COLUMNS_SQL})")
+            else:
+                await conn.execute(f"CREATE TABLE events ({_EVENTS_COLUMNS_SQL}) PARTITION BY RANGE (ts)")
+                await conn.execute(f"CREATE TABLE {partitions.DEFAULT_PARTITION} PARTITION OF events DEFAULT")
+            for statement in _EVENTS_INDEXES_SQL:
+                await conn.execute(statement)
+        mode = "timescaledb" if info is not None else "native"
+        logger.info("events table created (%s)", mode)
+    if mode == "timescaledb":
+        if info is None:
+            msg = "events is a plain table but the timescaledb extension is gone"
+            raise MigrationError(msg)
+        async with conn.transaction():
+            await timescale.setup_events(conn, info, schema, settings.retention_days)
+    return mode
+
+
+async def maintain_partitions(conn: asyncpg.Connection, settings: DbSettings, today: date) -> tuple[list[str], list[str]]:
+    """Create daily partitions ahead and drop those past retention: (created, dropped). A no-op on TimescaleDB."""
+    if await storage_mode(conn, settings.db_schema) != "native":
+        return [], []
+    return await partitions.maintain(conn, settings, today)
