@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS desk_alarms (
     accepted_by         text,
     closed_at           timestamptz,
     next_tier           integer NOT NULL DEFAULT 0,
-    next_escalation_at  timestamptz
+    next_escalation_at  timestamptz,
+    version             integer NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS desk_alarms_open ON desk_alarms (site) WHERE closed_at IS NULL;
 

@@ -1,0 +1,542 @@
+"""The alarm desk: open alarms, their lifecycle, escalation timers and recovery after a restart.
+
+Contract: `apply()` (rule engine decisions) and the staff actions are synchronous and work in memory only. Before
+they return, the change is queued to every open staff page of the unit, published on
+`vaka/v1/{site}/alarms/{alarm_id}` and handed to the notification channels; persistence (`desk_alarms`, the
+append-only `desk_alarm_log`) follows in `run_loop()` and waits for the database as long as it must without ever
+delaying delivery. `restore()` brings back open alarms, including where each stood in its escalation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import asyncpg
+
+from hub.desk_store import DeskStore
+from hub.escalation import audience_members, is_night, next_escalation_at, policy_for, tier_at
+from hub.metrics import Metrics
+from hub.model import (
+    OPEN_STATES,
+    AlarmCategory,
+    AlarmDecision,
+    AlarmState,
+    DecisionAction,
+    Outcome,
+    Resident,
+    Severity,
+    Site,
+    VakaError,
+)
+from hub.notify import Dispatcher, Notification, Notifier, build_notifiers
+from hub.notify.websocket import WebSocketHub
+from hub.staff import StaffMember
+
+if TYPE_CHECKING:
+    from hub.settings import Settings
+    from hub.staff import Database
+
+logger = logging.getLogger(__name__)
+
+_TICK_S = 0.25
+
+
+class DeskError(VakaError):
+    """A staff action the alarm's state or the person's units do not allow."""
+
+
+class Clock(Protocol):
+    """Where the desk reads the time."""
+
+    def now(self) -> datetime: ...
+
+
+class Publish(Protocol):
+    """Non-blocking MQTT publish."""
+
+    def __call__(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None: ...
+
+
+_NEXT: dict[AlarmState, frozenset[AlarmState]] = {
+    AlarmState.ACCEPTED: frozenset({AlarmState.RAISED}),
+    AlarmState.EN_ROUTE: frozenset({AlarmState.RAISED, AlarmState.ACCEPTED}),
+    AlarmState.ON_SITE: frozenset({AlarmState.RAISED, AlarmState.ACCEPTED, AlarmState.EN_ROUTE}),
+    AlarmState.RESOLVED: OPEN_STATES,
+}
+
+
+@dataclass(slots=True)
+class Alarm:
+    """One alarm on the desk."""
+
+    id: str
+    key: str
+    rule_id: str
+    category: AlarmCategory
+    severity: Severity
+    site: str
+    unit: str | None
+    resident_id: str | None
+    device_id: str | None
+    reason: str
+    unregistered: bool
+    raised_at: datetime
+    updated_at: datetime
+    state: AlarmState = AlarmState.RAISED
+    count: int = 1
+    outcome: Outcome | None = None
+    note: str | None = None
+    accepted_at: datetime | None = None
+    accepted_by: str | None = None
+    accepted_by_id: int | None = None
+    closed_at: datetime | None = None
+    next_tier: int = 0
+    next_escalation_at: datetime | None = None
+    wakes_patrol: bool = True
+    version: int = field(default=0)
+
+    @property
+    def is_open(self) -> bool:
+        """Not yet resolved or cancelled."""
+        return self.state in OPEN_STATES
+
+    def public(self) -> dict[str, Any]:
+        """The JSON published for integrations on `vaka/v1/{site}/alarms/{id}`."""
+        return {
+            "id": self.id,
+            "rule_id": self.rule_id,
+            "category": self.category.value,
+            "severity": self.severity.name.lower(),
+            "state": self.state.value,
+            "resident_id": self.resident_id,
+            "device_id": self.device_id,
+            "raised_at": self.raised_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "accepted_by": self.accepted_by,
+        }
+
+    def urgency(self) -> tuple[int, int, datetime]:
+        """Sort key: not yet accepted first, then most severe, then oldest."""
+        return (0 if self.state is AlarmState.RAISED else 1, -int(self.severity), self.raised_at)
+
+
+class Desk:
+    """Holds the open alarms and follows each to the end. See the module docstring for the contract."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        metrics: Metrics,
+        *,
+        publish: Publish,
+        clock: Clock,
+        on_closed: Callable[[str, datetime], None] | None = None,
+        notifiers: Iterable[Notifier] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.metrics = metrics
+        self.clock = clock
+        self._publish = publish
+        self._on_closed = on_closed
+        self.hub = WebSocketHub(metrics)
+        chosen = list(notifiers) if notifiers is not None else build_notifiers(settings, db)
+        self.dispatcher = Dispatcher(chosen, metrics)
+        self.store = DeskStore(db)
+        self._alarms: dict[str, Alarm] = {}
+        self._by_key: dict[str, str] = {}
+        self._sites: dict[str, Site] = {}
+        self._residents: dict[tuple[str, str], Resident] = {}
+        self._device_resident: dict[tuple[str, str], str | None] = {}
+        self._safety: set[tuple[str, str]] = set()
+        self.staff: list[StaffMember] = []
+
+    # --- inventory and staff ----------------------------------------------------------------------------------
+
+    def set_sites(self, sites: Iterable[Site]) -> None:
+        """Replace the inventory the desk resolves units, rooms and safety devices from."""
+        self._sites = {s.id: s for s in sites}
+        self._residents = {(s.id, r.id): r for s in self._sites.values() for r in s.residents}
+        self._device_resident = {(s.id, d.id): d.resident for s in self._sites.values() for d in s.devices}
+        self._safety = {(s.id, d.id) for s in self._sites.values() for d in s.devices if d.safety}
+
+    def set_staff(self, staff: Iterable[StaffMember]) -> None:
+        """Replace the staff directory used for recipients."""
+        self.staff = list(staff)
+
+    def site(self, site_id: str) -> Site | None:
+        """A site of the inventory."""
+        return self._sites.get(site_id)
+
+    def resident(self, site: str, resident_id: str | None) -> Resident | None:
+        """A resident of the inventory."""
+        return self._residents.get((site, resident_id)) if resident_id else None
+
+    async def refresh(self) -> None:
+        """Re-read inventory and staff from the database."""
+        from hub.staff import load_staff
+        from hub.store.inventory import fetch_sites
+
+        async with self.db.acquire() as conn:
+            sites = await fetch_sites(conn)
+            staff = await load_staff(conn)
+        self.set_sites(sites)
+        self.set_staff(staff)
+
+    # --- decisions from the rule engine -----------------------------------------------------------------------
+
+    def apply(self, decision: AlarmDecision) -> Alarm | None:
+        """Apply one rule engine decision; synchronous, in memory; returns the alarm it touched."""
+        alarm_id = self._by_key.get(decision.key)
+        alarm = self._alarms.get(alarm_id) if alarm_id else None
+        if decision.action is DecisionAction.RAISE and alarm is None:
+            return self._raise(decision)
+        if alarm is None:
+            logger.info("alarm decision ignored action=%s key=%s: no open alarm", decision.action.value, decision.key)
+            return None
+        now = self.clock.now()
+        if decision.action in (DecisionAction.RAISE, DecisionAction.UPDATE):
+            alarm.count = max(alarm.count + 1, decision.count)
+            alarm.severity = max(alarm.severity, decision.severity)
+            alarm.reason = decision.reason or alarm.reason
+            alarm.updated_at = now
+            self._record(alarm, "rule", "updated", f"count={alarm.count} {decision.reason}", publish=False)
+        elif alarm.state is AlarmState.RAISED:
+            actor = "device" if decision.action is DecisionAction.CANCEL else "rule"
+            alarm.note = decision.reason
+            self._close(alarm, AlarmState.CANCELLED, actor, now, decision.reason)
+        else:
+            self._record(alarm, "rule", f"{decision.action.value}_noted", decision.reason, publish=False)
+        return alarm
+
+    def _raise(self, d: AlarmDecision) -> Alarm:
+        now = self.clock.now()
+        unit = self._unit_of(d.site, d.resident_id, d.device_id)
+        unregistered = d.unregistered or (
+            d.device_id is not None and (d.site, d.device_id) not in self._device_resident
+        )
+        alarm = Alarm(
+            id=uuid.uuid4().hex,
+            key=d.key,
+            rule_id=d.rule_id,
+            category=d.category,
+            severity=d.severity,
+            site=d.site,
+            unit=None if unregistered else unit,
+            resident_id=d.resident_id,
+            device_id=d.device_id,
+            reason=d.reason,
+            unregistered=unregistered,
+            raised_at=now,
+            updated_at=now,
+            count=d.count,
+        )
+        alarm.wakes_patrol = self._wakes_patrol(alarm)
+        self._alarms[alarm.id] = alarm
+        self._by_key[alarm.key] = alarm.id
+        policy = policy_for(self.settings.desk, alarm.site, alarm.category)
+        alarm.next_escalation_at = next_escalation_at(policy, alarm.raised_at, 0, now)
+        self.metrics.alarms_raised.labels(alarm.category.value, alarm.severity.name.lower()).inc()
+        self._record(alarm, "rule", "raised", d.reason)
+        self.escalate_due()
+        return alarm
+
+    def _unit_of(self, site: str, resident_id: str | None, device_id: str | None) -> str | None:
+        if resident_id is None and device_id is not None:
+            resident_id = self._device_resident.get((site, device_id))
+        resident = self.resident(site, resident_id)
+        return resident.unit if resident else None
+
+    def _wakes_patrol(self, alarm: Alarm) -> bool:
+        if alarm.category is AlarmCategory.CARE or alarm.unregistered:
+            return True
+        return (
+            alarm.device_id is not None
+            and (alarm.site, alarm.device_id) in self._safety
+            and any(word in alarm.rule_id for word in self.settings.desk.silence_rules)
+        )
+
+    # --- staff actions ------------------------------------------------------------------------------------------
+
+    def accept(self, alarm_id: str, staff: StaffMember) -> Alarm:
+        """Take the alarm: escalation stops, colleagues see who has it."""
+        return self._advance(alarm_id, staff, AlarmState.ACCEPTED)
+
+    def en_route(self, alarm_id: str, staff: StaffMember) -> Alarm:
+        """On my way (accepts it if nobody has)."""
+        return self._advance(alarm_id, staff, AlarmState.EN_ROUTE)
+
+    def on_site(self, alarm_id: str, staff: StaffMember) -> Alarm:
+        """With the resident."""
+        return self._advance(alarm_id, staff, AlarmState.ON_SITE)
+
+    def resolve(self, alarm_id: str, staff: StaffMember, outcome: Outcome, note: str = "") -> Alarm:
+        """Close the alarm with an outcome and an optional note."""
+        alarm = self._check(alarm_id, staff, AlarmState.RESOLVED)
+        alarm.outcome = outcome
+        alarm.note = note.strip()[:1000] or None
+        if alarm.accepted_by is None:
+            self._take(alarm, staff, self.clock.now())
+        self._close(alarm, AlarmState.RESOLVED, f"staff:{staff.id}", self.clock.now(), f"outcome={outcome.value}")
+        return alarm
+
+    def _check(self, alarm_id: str, staff: StaffMember, to: AlarmState) -> Alarm:
+        alarm = self._alarms.get(alarm_id)
+        if alarm is None or not staff.sees(alarm.site, alarm.unit):
+            msg = "no such open alarm in your units"
+            raise DeskError(msg)
+        if alarm.state not in _NEXT[to]:
+            msg = f"alarm is {alarm.state.value}, cannot become {to.value}"
+            raise DeskError(msg)
+        return alarm
+
+    def _advance(self, alarm_id: str, staff: StaffMember, to: AlarmState) -> Alarm:
+        alarm = self._check(alarm_id, staff, to)
+        now = self.clock.now()
+        if alarm.accepted_by is None:
+            self._take(alarm, staff, now)
+        alarm.state = to
+        alarm.updated_at = now
+        self.metrics.alarm_transitions.labels(alarm.category.value, to.value).inc()
+        self._record(alarm, f"staff:{staff.id}", to.value, "")
+        return alarm
+
+    def _take(self, alarm: Alarm, staff: StaffMember, now: datetime) -> None:
+        alarm.accepted_at = now
+        alarm.accepted_by = staff.label
+        alarm.accepted_by_id = staff.id
+        alarm.next_escalation_at = None
+        self.metrics.alarm_accept_latency.observe((now - alarm.raised_at).total_seconds())
+
+    def _close(self, alarm: Alarm, state: AlarmState, actor: str, now: datetime, detail: str) -> None:
+        alarm.state = state
+        alarm.updated_at = now
+        alarm.closed_at = now
+        alarm.next_escalation_at = None
+        self._alarms.pop(alarm.id, None)
+        if self._by_key.get(alarm.key) == alarm.id:
+            del self._by_key[alarm.key]
+        self.metrics.alarm_transitions.labels(alarm.category.value, state.value).inc()
+        self._record(alarm, actor, state.value, detail)
+        if self._on_closed is not None:
+            try:
+                self._on_closed(alarm.key, now)
+            except Exception:
+                logger.exception("on_closed failed for alarm %s", alarm.id)
+
+    # --- one change: page, MQTT, log line, channels, persistence ---------------------------------------------
+
+    def recipients_on_page(self, alarm: Alarm) -> list[StaffMember]:
+        """Everyone whose staff page shows this alarm."""
+        return [s for s in self.staff if s.sees(alarm.site, alarm.unit)]
+
+    def view(self, alarm: Alarm) -> dict[str, Any]:
+        """The alarm as the staff page shows it."""
+        data = alarm.public()
+        resident = self.resident(alarm.site, alarm.resident_id)
+        data.update(
+            room=resident.room if resident else None,
+            unit=alarm.unit,
+            reason=alarm.reason,
+            count=alarm.count,
+            unregistered=alarm.unregistered,
+            ring=alarm.wakes_patrol and alarm.state is AlarmState.RAISED,
+            outcome=alarm.outcome.value if alarm.outcome else None,
+            severity_level=int(alarm.severity),
+        )
+        return data
+
+    def _record(self, alarm: Alarm, actor: str, action: str, detail: str, *, publish: bool = True) -> None:
+        alarm.version += 1
+        self.hub.publish(self.view(alarm), alarm.version, not alarm.is_open, self.recipients_on_page(alarm))
+        public = alarm.public()
+        if publish:
+            try:
+                self._publish(
+                    f"vaka/v1/{alarm.site}/alarms/{alarm.id}", json.dumps(public).encode(), qos=1, retain=False
+                )
+            except Exception:
+                logger.exception("alarm publish failed id=%s", alarm.id)
+            self.dispatcher.dispatch(Notification(id=f"{alarm.id}:{alarm.version}", event="state", alarm=public))
+        logger.info(
+            "ALARM id=%s state=%s action=%s site=%s rule=%s category=%s severity=%s actor=%s",
+            alarm.id,
+            alarm.state.value,
+            action,
+            alarm.site,
+            alarm.rule_id,
+            alarm.category.value,
+            alarm.severity.name.lower(),
+            actor,
+        )
+        self.store.save(alarm, actor, action, detail, self.clock.now())
+        self._count_open()
+
+    def _count_open(self) -> None:
+        counts: dict[tuple[str, str], int] = {(c.value, s.value): 0 for c in AlarmCategory for s in OPEN_STATES}
+        for a in self._alarms.values():
+            counts[(a.category.value, a.state.value)] += 1
+        for (category, state), n in counts.items():
+            self.metrics.alarms_open.labels(category, state).set(n)
+
+    # --- escalation -----------------------------------------------------------------------------------------------
+
+    def escalate_due(self) -> int:
+        """Fire every escalation tier that is due now; returns how many fired."""
+        now = self.clock.now()
+        fired = 0
+        for alarm in list(self._alarms.values()):
+            due = alarm.next_escalation_at
+            if alarm.state is AlarmState.RAISED and due is not None and due <= now:
+                self._fire(alarm, now)
+                fired += 1
+        return fired
+
+    def _fire(self, alarm: Alarm, now: datetime) -> None:
+        policy = policy_for(self.settings.desk, alarm.site, alarm.category)
+        tier_no = alarm.next_tier
+        tier = tier_at(policy, tier_no)
+        audience = tier.audience
+        recipients = list(audience_members(audience, self.staff, alarm.site, alarm.unit))
+        if alarm.category is AlarmCategory.TECHNICAL:
+            site = self._sites.get(alarm.site)
+            night = is_night(self.settings.desk, now, site.timezone if site else "Europe/Stockholm")
+            if audience == "unit" and night and not alarm.wakes_patrol:
+                recipients = []
+            elif alarm.wakes_patrol and night:
+                recipients += [s for s in self.recipients_on_page(alarm) if s not in recipients]
+        alarm.next_tier = tier_no + 1
+        alarm.next_escalation_at = next_escalation_at(policy, alarm.raised_at, alarm.next_tier, now)
+        self.metrics.escalations.labels(alarm.category.value).inc()
+        self.dispatcher.dispatch(
+            Notification(
+                id=f"{alarm.id}:tier{tier_no}",
+                event="escalation",
+                alarm=alarm.public(),
+                recipients=tuple(recipients),
+                tier=tier_no,
+                audience=audience,
+                ring=alarm.wakes_patrol,
+            )
+        )
+        logger.info(
+            "ALARM id=%s escalated tier=%s audience=%s recipients=%s", alarm.id, tier_no, audience, len(recipients)
+        )
+        self.store.save(alarm, "desk", "escalated", f"tier={tier_no} audience={audience} n={len(recipients)}", now)
+
+    # --- reading -----------------------------------------------------------------------------------------------
+
+    def open_alarms_for(self, staff: StaffMember) -> list[Alarm]:
+        """Open alarms of this person's units, most urgent first."""
+        return sorted((a for a in self._alarms.values() if staff.sees(a.site, a.unit)), key=Alarm.urgency)
+
+    def open_alarms(self) -> list[Alarm]:
+        """Every open alarm, most urgent first."""
+        return sorted(self._alarms.values(), key=Alarm.urgency)
+
+    def get(self, alarm_id: str) -> Alarm | None:
+        """An open alarm by id."""
+        return self._alarms.get(alarm_id)
+
+    def residents_for(self, staff: StaffMember) -> list[tuple[Site, Resident]]:
+        """Residents of this person's units, by site and room."""
+        return sorted(
+            ((self._sites[site], r) for (site, _), r in self._residents.items() if staff.sees(site, r.unit)),
+            key=lambda sr: (sr[0].id, sr[1].room),
+        )
+
+    def device_faults(self, site: str) -> set[str]:
+        """Devices of a site with an open technical alarm."""
+        return {
+            a.device_id
+            for a in self._alarms.values()
+            if a.site == site and a.device_id and a.category is AlarmCategory.TECHNICAL
+        }
+
+    def log_resident_reads(self, staff: StaffMember, residents: Iterable[tuple[str, str]], purpose: str) -> None:
+        """Record that a person saw these residents' data (`(site, resident_id)`); persisted in the background."""
+        now = self.clock.now()
+        n = 0
+        for site, resident_id in set(residents):
+            self.store.access(now, staff.id, staff.role.value, site, resident_id, purpose)
+            n += 1
+        if n:
+            self.metrics.resident_reads.labels(staff.role.value).inc(n)
+
+    # --- lifecycle -----------------------------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Load inventory, staff and open alarms (with escalation state) from the database."""
+        try:
+            await self.refresh()
+        except (TimeoutError, OSError, asyncpg.PostgresError, ImportError) as exc:
+            logger.warning("desk could not load inventory/staff: %s", exc)
+        rows = await self.store.load_open()
+        for row in rows:
+            alarm = Alarm(
+                id=row["id"],
+                key=row["key"],
+                rule_id=row["rule_id"],
+                category=AlarmCategory(row["category"]),
+                severity=Severity(row["severity"]),
+                site=row["site"],
+                unit=row["unit"],
+                resident_id=row["resident_id"],
+                device_id=row["device_id"],
+                reason=row["reason"],
+                unregistered=row["unregistered"],
+                raised_at=row["raised_at"],
+                updated_at=row["updated_at"],
+                state=AlarmState(row["state"]),
+                count=row["count"],
+                accepted_at=row["accepted_at"],
+                accepted_by=row["accepted_by"],
+                next_tier=row["next_tier"],
+                next_escalation_at=row["next_escalation_at"],
+                version=row["version"],
+            )
+            alarm.wakes_patrol = self._wakes_patrol(alarm)
+            self._alarms[alarm.id] = alarm
+            self._by_key[alarm.key] = alarm.id
+        self._count_open()
+        logger.info("desk restored open_alarms=%s staff=%s sites=%s", len(rows), len(self.staff), len(self._sites))
+
+    async def run_loop(self) -> None:
+        """Escalation timers, persistence and inventory refresh, until cancelled."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.store.write_loop(), name="vaka.desk.persist")
+                tg.create_task(self._timer_loop(), name="vaka.desk.timers")
+                tg.create_task(self._refresh_loop(), name="vaka.desk.refresh")
+        finally:
+            await self.dispatcher.aclose()
+            await self.hub.aclose()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            try:
+                self.escalate_due()
+                self.hub.prune()
+            except Exception:
+                logger.exception("desk escalation tick failed")
+            await asyncio.sleep(_TICK_S)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.desk.inventory_refresh_s)
+            try:
+                await self.refresh()
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                logger.warning("desk refresh failed: %s", exc)
+
+    def age(self, alarm: Alarm) -> timedelta:
+        """How long ago the alarm was raised."""
+        return self.clock.now() - alarm.raised_at

@@ -1,0 +1,66 @@
+"""Escalation: which policy applies to an alarm, who a tier reaches, and whether it is night at a site.
+
+Pure functions over settings, staff and time, so the desk's timers can be tested with a clock you hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from hub.model import AlarmCategory
+from hub.settings import DeskSettings, EscalationPolicy, EscalationTier
+from hub.staff import Role, StaffMember
+
+_FALLBACK = EscalationPolicy(tiers=[EscalationTier(after_s=0, audience="unit")], repeat_s=120)
+
+
+def policy_for(settings: DeskSettings, site: str, category: AlarmCategory) -> EscalationPolicy:
+    """The policy for a site and category: exact site before `*`, exact category before `*`."""
+    best: tuple[int, EscalationPolicy] | None = None
+    for policy in settings.policies:
+        if policy.site not in (site, "*") or policy.category not in (category.value, "*"):
+            continue
+        score = (2 if policy.site == site else 0) + (1 if policy.category == category.value else 0)
+        if best is None or score > best[0]:
+            best = (score, policy)
+    return best[1] if best else _FALLBACK
+
+
+def next_escalation_at(policy: EscalationPolicy, raised_at: datetime, tier: int, fired_at: datetime) -> datetime:
+    """When tier number `tier` is due; past the last tier, the last one repeats every `repeat_s` after `fired_at`."""
+    if tier < len(policy.tiers):
+        return raised_at + timedelta(seconds=policy.tiers[tier].after_s)
+    return fired_at + timedelta(seconds=policy.repeat_s)
+
+
+def tier_at(policy: EscalationPolicy, tier: int) -> EscalationTier:
+    """The tier to fire for tier number `tier` (the last one once past the end)."""
+    return policy.tiers[min(tier, len(policy.tiers) - 1)]
+
+
+def _hm(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def is_night(settings: DeskSettings, at: datetime, zone: str) -> bool:
+    """True when `at` falls in the night hours of the site's time zone (DST-safe: wall-clock comparison)."""
+    local = at.astimezone(ZoneInfo(zone)).time()
+    start, end = _hm(settings.night_start), _hm(settings.night_end)
+    if start <= end:
+        return start <= local < end
+    return local >= start or local < end
+
+
+def audience_members(
+    audience: str, staff: Iterable[StaffMember], site: str, unit: str | None
+) -> tuple[StaffMember, ...]:
+    """Who a tier reaches: `unit` everyone of the unit, `nurse` its nurses, `lead`/`technical` its admins."""
+    members = [s for s in staff if s.sees(site, unit)]
+    if audience == "nurse":
+        members = [s for s in members if s.role is Role.NURSE]
+    elif audience in ("lead", "technical"):
+        members = [s for s in members if s.role is Role.ADMIN]
+    return tuple(members)

@@ -1,0 +1,129 @@
+"""Notification channels beyond the open staff page: Web Push, signed webhooks, SMS gateway.
+
+Each channel is a Notifier. The Dispatcher hands every notification to each channel in its own task with a
+deadline: a channel that fails or hangs is counted (`vaka_notifications_failed`) and logged, and never delays
+the others or the desk. The staff page's WebSocket is not dispatched here: the desk writes to it synchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from hub.metrics import Metrics
+from hub.model import VakaError
+from hub.staff import StaffMember
+
+if TYPE_CHECKING:
+    from hub.settings import Settings
+    from hub.staff import Database
+
+logger = logging.getLogger(__name__)
+
+NotificationEvent = Literal["state", "escalation"]
+
+
+class NotifyError(VakaError):
+    """A channel could not deliver a notification."""
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One thing to tell people about an alarm. `id` is stable across retries: the idempotency key."""
+
+    id: str
+    event: NotificationEvent
+    alarm: dict[str, Any]
+    recipients: tuple[StaffMember, ...] = ()
+    tier: int | None = None
+    audience: str | None = None
+    ring: bool = True
+
+
+class Notifier(Protocol):
+    """A delivery channel."""
+
+    channel: str
+
+    def wants(self, notification: Notification) -> bool:
+        """True when this channel should carry the notification."""
+        ...
+
+    async def send(self, notification: Notification) -> None:
+        """Deliver, retrying as the channel sees fit; raise NotifyError (or anything) on failure."""
+        ...
+
+
+class Dispatcher:
+    """Fans notifications out to channels, each in its own task with a deadline."""
+
+    def __init__(self, notifiers: Sequence[Notifier], metrics: Metrics, *, deadline_s: float = 60.0) -> None:
+        self.notifiers = list(notifiers)
+        self._metrics = metrics
+        self._deadline_s = deadline_s
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def dispatch(self, notification: Notification) -> None:
+        """Start delivery on every channel that wants it; returns at once."""
+        for notifier in self.notifiers:
+            try:
+                wanted = notifier.wants(notification)
+            except Exception:
+                logger.exception("notify channel=%s wants() failed", notifier.channel)
+                continue
+            if wanted:
+                task = asyncio.get_running_loop().create_task(
+                    self._deliver(notifier, notification), name=f"vaka.notify.{notifier.channel}"
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, notifier: Notifier, notification: Notification) -> None:
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                await notifier.send(notification)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._metrics.notifications_failed.labels(notifier.channel).inc()
+            logger.warning(
+                "notify failed channel=%s id=%s alarm=%s error=%s",
+                notifier.channel,
+                notification.id,
+                notification.alarm.get("id"),
+                str(exc)[:256] or type(exc).__name__,
+            )
+        else:
+            self._metrics.notifications_sent.labels(notifier.channel).inc()
+
+    async def drain(self) -> None:
+        """Wait for deliveries in flight (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Cancel deliveries in flight."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def build_notifiers(settings: Settings, db: Database) -> list[Notifier]:
+    """The channels the settings switch on: webhook when URLs are set, SMS with a gateway, Web Push with VAPID keys."""
+    from hub.notify.sms import SmsNotifier
+    from hub.notify.webhook import WebhookNotifier
+    from hub.notify.webpush import WebPushNotifier, load_vapid_key
+
+    notifiers: list[Notifier] = []
+    cfg = settings.notify
+    if cfg.webhook_urls:
+        notifiers.append(WebhookNotifier(cfg))
+    if cfg.sms_gateway_url:
+        notifiers.append(SmsNotifier(cfg))
+    vapid = load_vapid_key(cfg)
+    if vapid is not None:
+        notifiers.append(WebPushNotifier(cfg, vapid, db))
+    return notifiers

@@ -1,0 +1,167 @@
+"""Web Push with VAPID (pywebpush), so a locked phone rings for an escalated alarm.
+
+Subscriptions are kept in `push_subscriptions` and cached in memory, so a push goes out even while the database is
+away. pywebpush is synchronous (requests), so each push runs in a worker thread. A subscription the push service
+reports gone (404/410) is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from py_vapid import Vapid
+from pywebpush import WebPushException, webpush
+
+from hub.notify import Notification, NotifyError
+from hub.settings import NotifySettings
+
+if TYPE_CHECKING:
+    from hub.staff import Database
+
+logger = logging.getLogger(__name__)
+
+_TTL_S = 300
+
+
+@dataclass(frozen=True, slots=True)
+class PushSubscription:
+    """A browser's push endpoint and its encryption keys."""
+
+    endpoint: str
+    p256dh: str
+    auth: str
+
+    def info(self) -> dict[str, Any]:
+        """The subscription in the shape pywebpush takes."""
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
+
+
+def load_vapid_key(settings: NotifySettings) -> Vapid | None:
+    """The VAPID key from the settings (PEM file, PEM text or base64url), or None when push is not configured."""
+    if settings.vapid_private_key_file is not None:
+        return Vapid.from_file(str(settings.vapid_private_key_file))
+    if settings.vapid_private_key is not None:
+        text = settings.vapid_private_key.get_secret_value().strip()
+        if text.startswith("-----BEGIN"):
+            return Vapid.from_pem(text.encode())
+        return Vapid.from_string(text)
+    return None
+
+
+def application_server_key(vapid: Vapid) -> str:
+    """The public key a browser needs to subscribe (base64url, uncompressed P-256 point)."""
+    raw = vapid.public_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def push_payload(notification: Notification) -> str:
+    """What the service worker shows: no names, the alarm kind, resident pseudonym and a link."""
+    a = notification.alarm
+    return json.dumps(
+        {
+            "alarm_id": a["id"],
+            "rule_id": a["rule_id"],
+            "severity": a["severity"],
+            "resident_id": a.get("resident_id"),
+            "unregistered": bool(a.get("unregistered")),
+            "tier": notification.tier,
+            "url": "/staff/",
+        }
+    )
+
+
+class WebPushNotifier:
+    """Pushes escalations to every subscribed browser of the recipients."""
+
+    channel = "webpush"
+
+    def __init__(self, settings: NotifySettings, vapid: Vapid, db: Database) -> None:
+        self._settings = settings
+        self.vapid = vapid
+        self._db = db
+        self._subs: dict[int, dict[str, PushSubscription]] = {}
+        self._loaded = False
+
+    @property
+    def public_key(self) -> str:
+        """The application server key for `pushManager.subscribe`."""
+        return application_server_key(self.vapid)
+
+    def wants(self, notification: Notification) -> bool:
+        """Escalations (including the first tier) to people with a subscription."""
+        return notification.event == "escalation" and bool(notification.recipients)
+
+    async def subscribe(self, staff_id: int, sub: PushSubscription) -> None:
+        """Store a browser's subscription for a staff member."""
+        self._subs.setdefault(staff_id, {})[sub.endpoint] = sub
+        async with self._db.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO push_subscriptions (endpoint, staff_id, p256dh, auth) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (endpoint) DO UPDATE SET staff_id = $2, p256dh = $3, auth = $4",
+                sub.endpoint,
+                staff_id,
+                sub.p256dh,
+                sub.auth,
+            )
+
+    async def _load(self) -> None:
+        if self._loaded:
+            return
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+            async with self._db.acquire() as conn:
+                rows = await conn.fetch("SELECT endpoint, staff_id, p256dh, auth FROM push_subscriptions")
+            for r in rows:
+                self._subs.setdefault(r["staff_id"], {})[r["endpoint"]] = PushSubscription(
+                    r["endpoint"], r["p256dh"], r["auth"]
+                )
+            self._loaded = True
+
+    async def send(self, notification: Notification) -> None:
+        """Push to every subscription of every recipient; NotifyError when any push failed."""
+        await self._load()
+        subs = [(r.id, s) for r in notification.recipients for s in self._subs.get(r.id, {}).values()]
+        if not subs:
+            return
+        data = push_payload(notification)
+        results = await asyncio.gather(*(asyncio.to_thread(self._push, s, data) for _, s in subs))
+        for (staff_id, sub), status in zip(subs, results, strict=True):
+            if status in (404, 410):
+                await self._forget(staff_id, sub)
+        failed = sum(1 for status in results if status != 0)
+        if failed:
+            msg = f"web push failed for {failed} of {len(results)} subscriptions"
+            raise NotifyError(msg)
+
+    def _push(self, sub: PushSubscription, data: str) -> int:
+        try:
+            webpush(
+                sub.info(),
+                data,
+                vapid_private_key=self.vapid,
+                vapid_claims={"sub": self._settings.vapid_subject},
+                timeout=10,
+                ttl=_TTL_S,
+                headers={"Urgency": "high"},
+            )
+        except WebPushException as exc:
+            status = exc.response.status_code if exc.response is not None else -1
+            logger.info("web push refused status=%s", status)
+            return int(status)
+        except OSError as exc:
+            logger.info("web push error=%s", type(exc).__name__)
+            return -1
+        return 0
+
+    async def _forget(self, staff_id: int, sub: PushSubscription) -> None:
+        self._subs.get(staff_id, {}).pop(sub.endpoint, None)
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+            async with self._db.acquire() as conn:
+                await conn.execute("DELETE FROM push_subscriptions WHERE endpoint = $1", sub.endpoint)
