@@ -1,0 +1,48 @@
+# Vaka: `make run` brings up a demo care unit, `make test` runs every check CI runs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+VAKA := $(BIN)/vaka
+SPEED ?= 30
+RESIDENTS ?= 12
+export VAKA_DB__DSN ?= postgresql://postgres@127.0.0.1:5432/vaka
+
+.PHONY: run test services venv lint typecheck clean
+
+$(BIN)/vaka: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/vaka
+
+venv: $(BIN)/vaka
+
+services:
+	VAKA_WITH_BROWSER=$(WITH_BROWSER) bash deploy/dev-services.sh
+
+run: services venv
+	mkdir -p var
+	$(VAKA) simulate --write-inventory var/inventory.yaml --residents $(RESIDENTS) --seed 7
+	$(VAKA) migrate
+	$(VAKA) site load var/inventory.yaml
+	$(VAKA) staff add natt1 --password natt1-demo --role staff --unit default
+	VAKA_CLOCK__MODE=simulated VAKA_HTTP__COOKIE_SECURE=false $(VAKA) serve & echo $$! > var/hub.pid; \
+	trap 'kill $$(cat var/hub.pid) 2>/dev/null; wait' EXIT INT TERM; \
+	for i in $$(seq 1 60); do curl -sf http://127.0.0.1:8080/healthz >/dev/null && break; sleep 0.5; done; \
+	echo; echo "Vaka is up: open http://127.0.0.1:8080/ and log in as natt1 / natt1-demo (Ctrl-C stops)"; \
+	echo "metrics: http://127.0.0.1:8080/metrics  readiness: http://127.0.0.1:8080/readyz"; echo; \
+	$(VAKA) simulate --residents $(RESIDENTS) --seed 7 --speed $(SPEED) --nights 7 --truth var/truth.jsonl
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: WITH_BROWSER=1
+test: services venv lint typecheck
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

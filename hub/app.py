@@ -1,0 +1,267 @@
+"""The one place that starts things: resources in an AsyncExitStack, long-running loops in one TaskGroup.
+
+Start order: metrics and clock, database (never waits for it), spool and writer, rules and engine (restored from the
+local snapshot, else the database's), the desk, ingest, the MQTT connections, the web. Shutdown is the reverse:
+loops are cancelled, then resources close last-in first-out, and the writer flushes what it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from datetime import UTC, date, datetime
+from types import TracebackType
+from typing import Self, TypeVar
+
+from aiohttp import web
+
+from adapters import native
+from alarms.engine import Engine
+from alarms.rules import default_pack_path, load_rules
+from hub import snapshots
+from hub.clock import CLOCK_TOPIC, Clock, SimulatedClock, WallClock
+from hub.desk import Desk
+from hub.ingest import Ingest
+from hub.inventory import build_directory, devices_by_id
+from hub.metrics import Metrics
+from hub.model import AlarmDecision, Event, Site
+from hub.mqtt import Message, MqttConnection
+from hub.settings import Settings
+from hub.store.db import Database
+from hub.store.inventory import fetch_sites
+from hub.store.migrate import maintain_partitions, migrate
+from hub.store.spool import Spool
+from hub.store.state import load_engine_state, save_engine_state
+from hub.store.writer import Writer
+from hub.web import create_app
+from hub.web.ops import Readiness
+from hub.web.staff import setup_staff
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+D = TypeVar("D")
+
+TELEMETRY_FILTER = "vaka/v1/+/+/telemetry"
+INVENTORY_REFRESH_S = 30.0
+SNAPSHOT_INTERVAL_S = 10.0
+MAINTENANCE_INTERVAL_S = 3600.0
+ENGINE_IDLE_TICK_S = 1.0
+SIMULATED_TICK_S = 0.05
+DB_STEP_TIMEOUT_S = 30.0
+
+
+class Hub:
+    """The running service. `async with Hub(settings) as hub:` starts it; leaving the block stops it."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.clock: Clock = SimulatedClock() if settings.clock.mode == "simulated" else WallClock()
+        self._stack = AsyncExitStack()
+        self._sites: list[Site] = []
+        self.http_port = 0
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        s = self.settings
+        stack = self._stack
+        s.spool.directory.mkdir(parents=True, exist_ok=True)
+
+        self.db = Database(s.db, self.metrics)
+        await self.db.open()
+        stack.push_async_callback(self.db.close)
+        if self.db.up:
+            await self._prepare_database()
+        self._sites = await self._load_sites()
+
+        self.spool = Spool(s.spool, self.metrics)
+        stack.push_async_callback(self.spool.close)
+        self.writer = Writer(self.db, self.spool, s.db, self.metrics)
+
+        rules = load_rules(s.rules.packs or [default_pack_path()])
+        directory = build_directory(self._sites)
+        snapshot = snapshots.load_local(s.spool.directory) or await self._db_call(load_engine_state, default=None)
+        self.engine = Engine.restore(rules, directory, snapshot) if snapshot else Engine(rules, directory)
+        stack.callback(snapshots.save_local, s.spool.directory, self.engine)
+
+        self.events_conn = MqttConnection(
+            s.mqtt,
+            self.metrics,
+            name="events",
+            client_id=s.mqtt.client_id,
+            subscriptions=self._event_subscriptions(),
+            on_message=self._on_event_message,
+        )
+        self.desk = Desk(
+            s, self.db, self.metrics, publish=self.events_conn.publish, clock=self.clock, on_closed=self.engine.alarm_closed
+        )
+        await self.desk.restore()
+        self.ingest = Ingest(
+            self.metrics, self.writer, alarm_lane=self._alarm_lane, decisions=self.desk.apply, routes=s.mqtt.routes
+        )
+        self.ingest.set_devices(devices_by_id(self._sites))
+        connections = [self.events_conn]
+        if s.mqtt.telemetry_connection:
+            self.telemetry_conn = MqttConnection(
+                s.mqtt,
+                self.metrics,
+                name="telemetry",
+                client_id=f"{s.mqtt.client_id}-telemetry",
+                subscriptions=[TELEMETRY_FILTER],
+                on_message=self.ingest.handle,
+            )
+            connections.append(self.telemetry_conn)
+
+        app = create_app(
+            self.metrics,
+            Readiness(
+                database_up=lambda: self.db.up,
+                broker_connected=lambda: all(c.connected for c in connections),
+                store_state=lambda: self.writer.state,
+            ),
+        )
+        setup_staff(app, desk=self.desk, db=self.db, settings=s, metrics=self.metrics)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, s.http.host, s.http.port)
+        await site.start()
+        self.http_port = runner.addresses[0][1]
+
+        group = await stack.enter_async_context(asyncio.TaskGroup())
+        tasks: list[asyncio.Task[None]] = []
+        # registered after the group: runs first on exit, so the group's exit finds its loops cancelled
+        stack.callback(lambda: [t.cancel() for t in tasks])
+        tasks.append(group.create_task(self.writer.run_loop(), name="vaka.writer"))
+        tasks.append(group.create_task(self.desk.run_loop(), name="vaka.desk"))
+        tasks.append(group.create_task(self._engine_loop(), name="vaka.engine"))
+        tasks.append(group.create_task(self._housekeeping_loop(), name="vaka.housekeeping"))
+        for conn in connections:
+            tasks.append(group.create_task(conn.run_loop(), name=f"vaka.mqtt.{conn.name}"))
+        logger.info("hub started: http port %s, %s sites, clock %s", self.http_port, len(self._sites), s.clock.mode)
+
+    # --- the alarm lane ---------------------------------------------------------------------------------------------
+
+    def _alarm_lane(self, event: Event) -> Sequence[AlarmDecision]:
+        started = time.perf_counter()
+        decisions = self.engine.feed(event, self.clock.now())
+        self.metrics.rule_evaluation.observe(time.perf_counter() - started)
+        return decisions
+
+    def _on_event_message(self, msg: Message) -> None:
+        if msg.topic == CLOCK_TOPIC:
+            assert isinstance(self.clock, SimulatedClock)
+            self.clock.update_from_payload(msg.payload)
+            msg.ack()
+            return
+        self.ingest.handle(msg)
+
+    def _event_subscriptions(self) -> list[str]:
+        filters = [f for f in native.TOPIC_FILTERS if not f.endswith("/telemetry")]
+        if not self.settings.mqtt.telemetry_connection:
+            filters.append(TELEMETRY_FILTER)
+        filters.extend(route.topic_filter for route in self.settings.mqtt.routes)
+        if self.settings.clock.mode == "simulated":
+            filters.append(CLOCK_TOPIC)
+        return filters
+
+    async def _engine_loop(self) -> None:
+        """Fire the engine's timers (absence, sequence, sustained) when they fall due."""
+        simulated = isinstance(self.clock, SimulatedClock)
+        while True:
+            now = self.clock.now()
+            for decision in self.engine.tick(now):
+                self.desk.apply(decision)
+            self.metrics.hub_heartbeat.set(time.time())
+            if simulated:
+                await asyncio.sleep(SIMULATED_TICK_S)
+                continue
+            deadline = self.engine.next_deadline()
+            wait_s = ENGINE_IDLE_TICK_S if deadline is None else (deadline - self.clock.now()).total_seconds()
+            await asyncio.sleep(min(max(wait_s, 0.0), ENGINE_IDLE_TICK_S))
+
+    # --- housekeeping: inventory, snapshots, partitions -------------------------------------------------------------
+
+    async def _housekeeping_loop(self) -> None:
+        last_snapshot = last_inventory = last_maintenance = time.monotonic()
+        prepared = self.db.up
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            if not prepared and self.db.up:
+                await self._prepare_database()
+                prepared = True
+            if now - last_inventory >= INVENTORY_REFRESH_S and self.db.up:
+                last_inventory = now
+                await self._refresh_inventory()
+            if now - last_snapshot >= SNAPSHOT_INTERVAL_S:
+                last_snapshot = now
+                snapshot = await asyncio.to_thread(snapshots.save_local, self.settings.spool.directory, self.engine)
+                await self._db_call(save_engine_state, snapshot, default=None)
+            if now - last_maintenance >= MAINTENANCE_INTERVAL_S and self.db.up:
+                last_maintenance = now
+                await self._db_call(maintain_partitions, self.settings.db, datetime.now(UTC).date(), default=None)
+
+    async def _prepare_database(self) -> None:
+        applied = await self._db_call(migrate, self.settings.db, default=None)
+        if applied:
+            logger.info("migrations applied: %s", ", ".join(applied))
+        await self._db_call(maintain_partitions, self.settings.db, date.today(), default=None)
+
+    async def _load_sites(self) -> list[Site]:
+        sites = await self._db_call(fetch_sites, default=None)
+        if sites is None:
+            cached = snapshots.load_inventory(self.settings.spool.directory)
+            logger.warning("database away at start: using the cached inventory (%s sites)", len(cached))
+            return cached
+        snapshots.save_inventory(self.settings.spool.directory, sites)
+        return sites
+
+    async def _refresh_inventory(self) -> None:
+        sites = await self._db_call(fetch_sites, default=None)
+        if sites is None or sites == self._sites:
+            return
+        self._sites = sites
+        await asyncio.to_thread(snapshots.save_inventory, self.settings.spool.directory, sites)
+        self.engine.set_directory(build_directory(sites), self.clock.now())
+        self.ingest.set_devices(devices_by_id(sites))
+        logger.info("inventory reloaded: %s sites", len(sites))
+
+    async def _db_call(self, fn: Callable[..., Awaitable[T]], *args: object, default: D) -> T | D:
+        """Run `fn(conn, *args)` with a timeout; on any database failure log it and return `default`."""
+        try:
+            async with asyncio.timeout(DB_STEP_TIMEOUT_S), self.db.acquire() as conn:
+                return await fn(conn, *args)
+        except Exception as exc:
+            logger.warning("database step %s failed: %s", getattr(fn, "__name__", fn), exc)
+            return default
+
+
+async def run(settings: Settings) -> None:
+    """Run the hub until SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, main.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        async with Hub(settings):
+            await asyncio.Event().wait()
+    logger.info("hub stopped")

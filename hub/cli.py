@@ -1,0 +1,190 @@
+"""The `vaka` command: serve, migrate, site load, simulate, rules check, schema, staff add."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hub.model import VakaError
+from hub.settings import Settings, load_settings
+
+logger = logging.getLogger("vaka")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.app import run
+
+    await run(settings)
+    return 0
+
+
+async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.metrics import Metrics
+    from hub.store.db import Database
+    from hub.store.migrate import maintain_partitions, migrate
+
+    db = Database(settings.db, Metrics())
+    await db.open()
+    try:
+        if not await db.wait_up(timeout_s=args.wait_s):
+            print(f"vaka migrate: the database did not answer within {args.wait_s:.0f} s; is PostgreSQL running?")
+            return 2
+        async with db.acquire() as conn:
+            applied = await migrate(conn, settings.db)
+            from datetime import UTC, datetime
+
+            created, dropped = await maintain_partitions(conn, settings.db, datetime.now(UTC).date())
+    finally:
+        await db.close()
+    print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
+    if created or dropped:
+        print(f"partitions created: {len(created)}, dropped: {len(dropped)}")
+    return 0
+
+
+async def _site_load(args: argparse.Namespace, settings: Settings) -> int:
+    import yaml
+    from pydantic import ValidationError
+
+    from hub.metrics import Metrics
+    from hub.model import Inventory
+    from hub.store.db import Database
+    from hub.store.inventory import load_inventory
+    from hub.store.migrate import migrate
+
+    try:
+        raw = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
+        inventory = Inventory.model_validate(raw)
+    except OSError as exc:
+        print(f"vaka site load: cannot read {args.file}: {exc.strerror}")
+        return 2
+    except yaml.YAMLError as exc:
+        print(f"vaka site load: {args.file} is not valid YAML: {exc}")
+        return 2
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            print(f"{args.file}: {where}: {err['msg']}")
+        return 2
+    db = Database(settings.db, Metrics())
+    await db.open()
+    try:
+        if not await db.wait_up(timeout_s=10):
+            print("vaka site load: the database did not answer; is PostgreSQL running?")
+            return 2
+        async with db.acquire() as conn:
+            await migrate(conn, settings.db)
+            counts = await load_inventory(conn, inventory)
+    finally:
+        await db.close()
+    print("loaded: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    return 0
+
+
+def _rules_check(args: argparse.Namespace) -> int:
+    from alarms.rules import check_files
+
+    problems = check_files([Path(p) for p in args.files])
+    for line in problems:
+        print(line)
+    if not problems:
+        print(f"{len(args.files)} file(s) OK")
+    return 1 if problems else 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    if args.what == "event":
+        from adapters.native import event_schema
+
+        schema = event_schema()
+    elif args.what == "rules":
+        from alarms.rules import rules_schema
+
+        schema = rules_schema()
+    else:
+        from hub.model import Inventory
+
+        schema = Inventory.model_json_schema()
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `vaka`."""
+    parser = argparse.ArgumentParser(prog="vaka", description="Vaka: welfare-technology monitoring hub")
+    parser.add_argument("--config", type=Path, help="TOML settings file (also VAKA_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the hub")
+    p = sub.add_parser("migrate", help="apply database migrations (idempotent)")
+    p.add_argument("--wait-s", type=float, default=30.0, help="how long to wait for the database")
+    site = sub.add_parser("site", help="site inventory").add_subparsers(dest="site_command", required=True)
+    p = site.add_parser("load", help="load sites, residents and devices from YAML (idempotent)")
+    p.add_argument("file")
+    rules = sub.add_parser("rules", help="alarm rules").add_subparsers(dest="rules_command", required=True)
+    p = rules.add_parser("check", help="validate rule files; exits non-zero with file:line for every mistake")
+    p.add_argument("files", nargs="+")
+    p = sub.add_parser("schema", help="print a JSON Schema")
+    p.add_argument("what", choices=["event", "rules", "inventory"])
+    from hub.simulate import add_arguments as add_simulate_arguments
+
+    add_simulate_arguments(sub.add_parser("simulate", help="simulate a care unit's nights over MQTT"))
+    from hub.staff import add_staff_arguments
+
+    staff = sub.add_parser("staff", help="staff accounts").add_subparsers(dest="staff_command", required=True)
+    add_staff_arguments(staff.add_parser("add", help="create or update a staff account"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `vaka` console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "rules":
+        return _rules_check(args)
+    if args.command == "schema":
+        return _schema(args)
+    if args.command == "simulate":
+        from hub.simulate import main as simulate_main
+
+        _configure_logging("INFO")
+        return _run(simulate_main(args))
+    try:
+        settings = load_settings(args.config)
+    except VakaError as exc:
+        print(f"vaka: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    if args.command == "serve":
+        return _run(_serve(args, settings))
+    if args.command == "migrate":
+        return _run(_migrate(args, settings))
+    if args.command == "site":
+        return _run(_site_load(args, settings))
+    if args.command == "staff":
+        from hub.staff import staff_add_main
+
+        return _run(staff_add_main(args, settings))
+    return 2
+
+
+def _run(coro: object) -> int:
+    try:
+        result = asyncio.run(coro)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        return 130
+    except VakaError as exc:
+        print(f"vaka: {exc}", file=sys.stderr)
+        return 2
+    return int(result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Topic → adapter → Events → the alarm lane first (in memory), then the store lane (batched, acked when durable).
+
+A bad payload never raises out of here: it becomes a Rejection (stored in `rejected_messages`, counted) and is acked
+once that record is durable, so the broker does not re-deliver it forever.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from types import ModuleType
+from typing import Protocol
+
+from paho.mqtt.client import topic_matches_sub
+
+from adapters import native
+from hub.metrics import Metrics
+from hub.model import TOPIC_ROOT, AlarmCategory, AlarmDecision, DecisionAction, Device, Event, EventKind, PayloadError, Severity
+from hub.settings import AdapterRoute, SettingsError
+from hub.store.writer import Rejection
+
+logger = logging.getLogger(__name__)
+
+REJECTED_PAYLOAD_BYTES = 4096
+_LOG_PAYLOAD_BYTES = 256
+_NATIVE_PREFIX = TOPIC_ROOT + "/"
+
+# If the rule engine itself fails on one of these, the alarm still goes out through a fallback decision.
+_FALLBACK_KINDS = {
+    EventKind.FALL_DETECTED: "fall detected",
+    EventKind.FALL_CONFIRMED: "fall detected",
+    EventKind.ALARM_BUTTON: "alarm button pressed",
+    EventKind.SMOKE: "smoke detected",
+    EventKind.WATER_LEAK: "water leak",
+}
+
+
+class Received(Protocol):
+    """What ingest needs of a received MQTT message (hub.mqtt.Message)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def received_at(self) -> datetime: ...
+    def ack(self) -> None: ...
+
+
+class EventSink(Protocol):
+    """The store lane (hub.store.writer.Writer)."""
+
+    def submit(
+        self, events: Sequence[Event], rejections: Sequence[Rejection], on_durable: Callable[[], None] | None = None
+    ) -> None: ...
+
+
+AlarmLane = Callable[[Event], Sequence[AlarmDecision]]
+DecisionSink = Callable[[AlarmDecision], None]
+
+
+class Ingest:
+    """Turns received messages into Events, feeds the alarm lane, then hands them to the store lane."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        sink: EventSink,
+        *,
+        alarm_lane: AlarmLane,
+        decisions: DecisionSink,
+        routes: Sequence[AdapterRoute] = (),
+    ) -> None:
+        self._metrics = metrics
+        self._sink = sink
+        self._alarm_lane = alarm_lane
+        self._decisions = decisions
+        self._routes = [(route, _load_adapter(route.adapter)) for route in routes]
+        self._devices: Mapping[str, Device] = {}
+        self._rejected = metrics.messages_rejected
+        self._unregistered = metrics.events_unregistered
+        self._ingested = {lane: metrics.events_ingested.labels(lane) for lane in ("event", "telemetry")}
+
+    def set_devices(self, devices: Mapping[str, Device]) -> None:
+        """Replace the inventory used to attach residents to events (devices by id)."""
+        self._devices = devices
+
+    def handle(self, msg: Received) -> None:
+        """Process one message: never raises; acks it once its events (or its rejection) are durable."""
+        try:
+            events = self._parse(msg.topic, msg.payload, msg.received_at)
+        except PayloadError as exc:
+            self._reject(msg, exc.reason, exc.detail)
+            return
+        except Exception as exc:  # an adapter bug must not stop ingest
+            self._reject(msg, "adapter_error", type(exc).__name__)
+            return
+        events = [self._attach_resident(ev) for ev in events]
+        for ev in events:
+            self._run_alarm_lane(ev)
+        counter = self._ingested["telemetry" if msg.topic.endswith("/telemetry") else "event"]
+        counter.inc(len(events))
+        self._sink.submit(events, (), msg.ack)
+
+    def _parse(self, topic: str, payload: bytes, received_at: datetime) -> list[Event]:
+        if topic.startswith(_NATIVE_PREFIX):
+            return native.parse(topic, payload, received_at)
+        for route, adapter in self._routes:
+            if topic_matches_sub(route.topic_filter, topic):
+                events: list[Event] = adapter.parse(topic, payload, received_at)
+                return [ev if ev.site else dataclasses.replace(ev, site=route.site) for ev in events]
+        raise PayloadError("no_adapter", topic[:128])
+
+    def _attach_resident(self, ev: Event) -> Event:
+        device = self._devices.get(ev.device_id)
+        if device is None:
+            self._unregistered.inc()
+            return ev
+        if device.resident is None:
+            return ev
+        return dataclasses.replace(ev, resident_id=device.resident)
+
+    def _run_alarm_lane(self, ev: Event) -> None:
+        try:
+            decisions = self._alarm_lane(ev)
+        except Exception:
+            logger.exception("rule engine failed on a %s event from %s", ev.kind, ev.device_id)
+            decisions = _fallback(ev)
+        for decision in decisions:
+            try:
+                self._decisions(decision)
+            except Exception:
+                logger.exception("alarm desk failed on decision %s %s", decision.action, decision.key)
+
+    def _reject(self, msg: Received, reason: str, detail: str) -> None:
+        self._rejected.labels(reason).inc()
+        logger.info(
+            "rejected message topic=%s reason=%s detail=%s payload=%r",
+            msg.topic[:128],
+            reason,
+            detail[:200],
+            msg.payload[:_LOG_PAYLOAD_BYTES],
+        )
+        rejection = Rejection(
+            received_at=msg.received_at,
+            topic=msg.topic[:512],
+            payload=bytes(msg.payload[:REJECTED_PAYLOAD_BYTES]),
+            reason=reason if not detail else f"{reason}: {detail}"[:500],
+        )
+        self._sink.submit((), (rejection,), msg.ack)
+
+
+def _fallback(ev: Event) -> list[AlarmDecision]:
+    reason = _FALLBACK_KINDS.get(ev.kind)
+    if reason is None:
+        return []
+    subject = ev.resident_id or ev.device_id
+    return [
+        AlarmDecision(
+            action=DecisionAction.RAISE,
+            key=f"fallback:{subject}",
+            rule_id="fallback",
+            category=AlarmCategory.CARE,
+            severity=Severity.CRITICAL,
+            site=ev.site,
+            at=ev.ts,
+            reason=reason,
+            resident_id=ev.resident_id,
+            device_id=ev.device_id,
+            ref=ev.ref,
+        )
+    ]
+
+
+def _load_adapter(name: str) -> ModuleType:
+    try:
+        module = importlib.import_module(f"adapters.{name}")
+    except ImportError as exc:
+        msg = f"mqtt.routes: no adapter named {name!r} in adapters/"
+        raise SettingsError(msg) from exc
+    if not callable(getattr(module, "parse", None)):
+        msg = f"mqtt.routes: adapters.{name} has no parse(topic, payload, received_at)"
+        raise SettingsError(msg)
+    return module

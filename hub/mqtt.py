@@ -1,0 +1,316 @@
+"""MQTT 5 on paho-mqtt, driven by the asyncio loop itself (add_reader/add_writer, no network thread).
+
+What is acked when: messages are received with `manual_ack`; `MqttConnection.ack` sends the PUBACK, and ingest calls
+it only once the message's events are durable (committed or spooled). A message whose connection dropped before
+its ack is not acked on the new connection (its packet id belongs to the old one): the broker re-delivers it, and
+the store's unique key makes the second copy harmless.
+
+The session persists: fixed client id, clean_start false, a session expiry. When the broker answers CONNACK without
+a session, anything queued for us while we were away is gone: that is counted and logged as a possible loss window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from hub.metrics import Metrics
+from hub.model import VakaError
+from hub.settings import MqttSettings
+
+logger = logging.getLogger(__name__)
+
+_MISC_INTERVAL_S = 1.0
+
+
+class MqttError(VakaError):
+    """The broker could not be used."""
+
+
+@dataclass(slots=True)
+class Message:
+    """One received PUBLISH, with what is needed to ack it later on the connection it came on."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    retain: bool
+    received_at: datetime
+    received_mono: float
+    connection: MqttConnection
+    generation: int
+
+    def ack(self) -> None:
+        """Send the PUBACK now (call only once the message's events are durable)."""
+        self.connection.ack(self)
+
+
+class MqttConnection:
+    """One paho MQTT 5 client with a persistent session, re-subscribing and reconnecting with jittered backoff."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        metrics: Metrics,
+        *,
+        name: str,
+        client_id: str,
+        subscriptions: Sequence[str],
+        on_message: Callable[[Message], None],
+        will: tuple[str, bytes] | None = None,
+    ) -> None:
+        self.name = name
+        self._settings = settings
+        self._metrics = metrics
+        self._subscriptions = list(subscriptions)
+        self._on_message = on_message
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connected = asyncio.Event()
+        self._disconnected = asyncio.Event()
+        self._misc_task: asyncio.Task[None] | None = None
+        self.generation = 0
+        self.session_present: bool | None = None
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+            reconnect_on_failure=False,
+        )
+        self._client.connect_timeout = 5.0
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(100_000)
+        if settings.username is not None:
+            password = settings.password.get_secret_value() if settings.password is not None else None
+            self._client.username_pw_set(settings.username, password)
+        if will is not None:
+            self._client.will_set(will[0], will[1], qos=1, retain=True)
+        self._client.on_connect = self._handle_connect
+        self._client.on_disconnect = self._handle_disconnect
+        self._client.on_message = self._handle_message
+        self._client.on_socket_open = self._socket_open
+        self._client.on_socket_close = self._socket_close
+        self._client.on_socket_register_write = self._socket_register_write
+        self._client.on_socket_unregister_write = self._socket_unregister_write
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker has accepted our CONNECT."""
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        """Wait until connected, or raise TimeoutError."""
+        async with asyncio.timeout(timeout_s):
+            await self._connected.wait()
+
+    def ack(self, msg: Message) -> None:
+        """PUBACK `msg` if it arrived on the current connection; otherwise the broker will re-deliver it."""
+        if msg.qos == 0 or msg.generation != self.generation or not self._connected.is_set():
+            return
+        self._client.ack(msg.mid, msg.qos)
+        self._metrics.ack_latency.observe(time.monotonic() - msg.received_mono)
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        """Queue a publish; never blocks. paho keeps it and sends it once connected."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            logger.warning("mqtt %s publish failed rc=%s topic=%s", self.name, info.rc, topic)
+
+    async def run_loop(self) -> None:
+        """Forever: connect, serve until the connection drops, wait a jittered backoff, reconnect."""
+        self._loop = asyncio.get_running_loop()
+        delay_s = self._settings.reconnect_min_s
+        try:
+            while True:
+                try:
+                    await self._connect_once()
+                    delay_s = self._settings.reconnect_min_s
+                    await self._disconnected.wait()
+                except (OSError, MqttError, TimeoutError) as exc:
+                    logger.warning(
+                        "mqtt %s cannot connect to %s:%s: %s; retrying in %.1f s",
+                        self.name,
+                        self._settings.host,
+                        self._settings.port,
+                        exc,
+                        delay_s,
+                    )
+                    self._force_close()
+                await asyncio.sleep(random.uniform(delay_s / 2, delay_s))
+                delay_s = min(delay_s * 2, self._settings.reconnect_max_s)
+        finally:
+            self._shutdown()
+
+    async def _connect_once(self) -> None:
+        self._disconnected.clear()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self._settings.session_expiry_s
+        props.ReceiveMaximum = self._settings.receive_maximum
+        # DNS happens off the loop; the TCP connect to a resolved address is bounded by connect_timeout
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            self._settings.host, self._settings.port, type=socket.SOCK_STREAM
+        )
+        host = str(infos[0][4][0])
+        rc = self._client.connect(
+            host,
+            self._settings.port,
+            keepalive=self._settings.keepalive_s,
+            clean_start=False,
+            properties=props,
+        )
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            msg = f"connect returned {rc}"
+            raise MqttError(msg)
+        await self.wait_connected(timeout_s=10.0)
+
+    def _force_close(self) -> None:
+        sock = self._client.socket()
+        if sock is not None:
+            self._client.disconnect()
+            self._socket_close(self._client, None, sock)
+
+    def _shutdown(self) -> None:
+        if self._client.socket() is not None:
+            self._client.disconnect()
+            # give the DISCONNECT a chance to go out; then drop the socket
+            self._client.loop_write()
+        self._force_close()
+        if self._misc_task is not None:
+            self._misc_task.cancel()
+            self._misc_task = None
+
+    # --- paho callbacks (all run inside the asyncio loop) ------------------------------------------------------------
+
+    def _handle_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            logger.error("mqtt %s connection refused: %s", self.name, reason_code)
+            self._disconnected.set()
+            return
+        self.generation += 1
+        self.session_present = flags.session_present
+        self._metrics.mqtt_reconnects.labels(self.name).inc()
+        self._metrics.mqtt_connected.labels(self.name).set(1)
+        if not flags.session_present:
+            self._metrics.mqtt_session_lost.labels(self.name).inc()
+            if self.generation > 1:
+                logger.warning(
+                    "mqtt %s broker had no session for us: messages queued while we were away may be lost",
+                    self.name,
+                )
+        logger.info(
+            "mqtt %s connected to %s:%s session_present=%s",
+            self.name,
+            self._settings.host,
+            self._settings.port,
+            flags.session_present,
+        )
+        opts = SubscribeOptions(qos=1, noLocal=True)
+        if self._subscriptions:
+            client.subscribe([(topic, opts) for topic in self._subscriptions])
+        self._connected.set()
+
+    def _handle_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self._connected.is_set():
+            logger.warning("mqtt %s disconnected: %s", self.name, reason_code)
+        self._mark_down()
+
+    def _mark_down(self) -> None:
+        self._connected.clear()
+        self._metrics.mqtt_connected.labels(self.name).set(0)
+        self._disconnected.set()
+
+    def _handle_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = bytes(message._topic).decode("utf-8", "replace")
+        msg = Message(
+            topic=topic,
+            payload=message.payload,
+            qos=message.qos,
+            mid=message.mid,
+            retain=message.retain,
+            received_at=datetime.now(UTC),
+            received_mono=time.monotonic(),
+            connection=self,
+            generation=self.generation,
+        )
+        try:
+            self._on_message(msg)
+        except Exception:
+            # one bad handler never stops dispatch; the message stays unacked and comes back
+            logger.exception("mqtt %s message handler failed for topic %s", self.name, topic[:128])
+
+    def _socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_reader(sock, self._read)
+        if self._misc_task is None:
+            self._misc_task = self._loop.create_task(self._misc_loop(), name=f"vaka.mqtt.{self.name}.misc")
+
+    def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
+        self._mark_down()
+
+    def _socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_writer(sock, self._write)
+
+    def _socket_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(sock)
+
+    def _read(self) -> None:
+        rc = self._client.loop_read()
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._connection_lost(rc)
+
+    def _write(self) -> None:
+        rc = self._client.loop_write()
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._connection_lost(rc)
+
+    def _connection_lost(self, rc: MQTTErrorCode) -> None:
+        sock = self._client.socket()
+        if sock is not None:
+            self._socket_close(self._client, None, sock)
+        self._mark_down()
+        logger.debug("mqtt %s socket closed rc=%s", self.name, rc)
+
+    async def _misc_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_MISC_INTERVAL_S)
+            if self._client.socket() is not None:
+                rc = self._client.loop_misc()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    self._connection_lost(rc)

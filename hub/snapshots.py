@@ -1,0 +1,69 @@
+"""Local copies that let the hub restart while the database is away: the engine snapshot and the inventory.
+
+Both are written atomically (temp file, fsync, rename) into the spool directory. The engine snapshot is what keeps
+an absence or sequence window alive across a restart, so the local copy is preferred over the database's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from alarms.engine import Engine
+from hub.model import Site
+
+logger = logging.getLogger(__name__)
+
+ENGINE_FILE = "engine_state.json"
+INVENTORY_FILE = "inventory.json"
+_sites_adapter = TypeAdapter(list[Site])
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def save_local(directory: Path, engine: Engine) -> dict[str, Any]:
+    """Write the engine's snapshot next to the spool and return it."""
+    snapshot = engine.snapshot()
+    _write_atomic(directory / ENGINE_FILE, json.dumps(snapshot, separators=(",", ":")).encode())
+    return snapshot
+
+
+def load_local(directory: Path) -> dict[str, Any] | None:
+    """The last locally saved engine snapshot, or None."""
+    path = directory / ENGINE_FILE
+    try:
+        data: dict[str, Any] = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        logger.warning("local engine snapshot %s unreadable (%s): starting from the database's", path, exc)
+        return None
+    return data
+
+
+def save_inventory(directory: Path, sites: list[Site]) -> None:
+    """Cache the inventory for a start with the database away."""
+    _write_atomic(directory / INVENTORY_FILE, _sites_adapter.dump_json(sites))
+
+
+def load_inventory(directory: Path) -> list[Site]:
+    """The cached inventory, or an empty one (alarms then go out as from unregistered devices)."""
+    try:
+        return _sites_adapter.validate_json((directory / INVENTORY_FILE).read_bytes())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValidationError) as exc:
+        logger.warning("cached inventory unreadable (%s)", exc)
+        return []
