@@ -12,7 +12,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
@@ -43,7 +43,7 @@ class DatabaseUnavailableError(VakaError):
     """The database did not answer in time or the connection broke; retry later or spool."""
 
 
-class VakaConnection(asyncpg.Connection):  # type: ignore[misc]
+class VakaConnection(asyncpg.Connection):
     """A connection that remembers whether it has created its session-local staging table."""
 
     __slots__ = ("_vaka_staging_ready",)
@@ -63,7 +63,7 @@ class VakaConnection(asyncpg.Connection):  # type: ignore[misc]
 
 def is_connection_error(exc: BaseException) -> bool:
     """True when `exc` means the database is unreachable or too slow, not that the statement was wrong."""
-    return isinstance(exc, _CONNECTION_ERRORS | (DatabaseUnavailableError,))
+    return isinstance(exc, (*_CONNECTION_ERRORS, DatabaseUnavailableError))
 
 
 class Database:
@@ -126,14 +126,14 @@ class Database:
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), timeout=self._settings.connect_timeout_s)
-            except (TimeoutError, *_CONNECTION_ERRORS):
+            except _CONNECTION_ERRORS:
                 pool.terminate()
         self._up = False
         self._up_event.clear()
         self._metrics.db_up.set(0)
 
     @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+    async def acquire(self) -> AsyncIterator[VakaConnection]:
         """A pooled connection, within `connect_timeout_s`; raises DatabaseUnavailableError when the database is away.
 
         A connection failure inside the block is raised as DatabaseUnavailableError too, and marks the database down.
@@ -153,7 +153,7 @@ class Database:
             raise DatabaseUnavailableError(msg) from exc
         failed: BaseException | None = None
         try:
-            yield conn
+            yield cast("VakaConnection", conn)
         except Exception as exc:
             failed = exc
             if is_connection_error(exc) and not isinstance(exc, asyncpg.QueryCanceledError):
@@ -164,7 +164,7 @@ class Database:
         finally:
             try:
                 await asyncio.wait_for(conn_cm.__aexit__(None, None, None), timeout=self._settings.connect_timeout_s)
-            except (TimeoutError, *_CONNECTION_ERRORS) as exc:
+            except _CONNECTION_ERRORS as exc:
                 if failed is None:
                     logger.warning("database connection release failed: %s", type(exc).__name__)
         if failed is None and not self._up:
@@ -231,5 +231,5 @@ class Database:
             if await self._probe():
                 self._mark_up()
                 return
-            await asyncio.sleep(random.uniform(delay_s / 2, delay_s))  # noqa: S311 - jitter, not crypto
+            await asyncio.sleep(random.uniform(delay_s / 2, delay_s))
             delay_s = min(delay_s * 2, PROBE_MAX_S)

@@ -170,7 +170,9 @@ async def setup_events_storage(conn: asyncpg.Connection, settings: DbSettings) -
     return mode
 
 
-async def maintain_partitions(conn: asyncpg.Connection, settings: DbSettings, today: date) -> tuple[list[str], list[str]]:
+async def maintain_partitions(
+    conn: asyncpg.Connection, settings: DbSettings, today: date
+) -> tuple[list[str], list[str]]:
     """Create daily partitions ahead and drop those past retention: (created, dropped). A no-op on TimescaleDB."""
     if await storage_mode(conn, settings.db_schema) != "native":
         return [], []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+
 import msgspec
 
 from hub.model import CARE_KINDS, Event

@@ -1,0 +1,89 @@
+"""The site inventory in the database: sites, pseudonymous residents and their devices."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import asyncpg
+
+from hub.model import Device, Inventory, Resident, Site
+
+
+async def load_inventory(conn: asyncpg.Connection, inventory: Inventory) -> dict[str, int]:
+    """Insert or update every site, resident and device in one transaction; returns how many of each were loaded.
+
+    Idempotent: loading the same file twice changes nothing. Nothing is deleted, and a device's `maintenance`
+    flag (set by staff) is left as it is.
+    """
+    sites = [(s.id, s.name, s.timezone) for s in inventory.sites]
+    residents = [(r.id, s.id, r.room, r.unit) for s in inventory.sites for r in s.residents]
+    devices = [
+        (d.id, s.id, d.kind, d.vendor, d.resident, d.supervision_interval_s, d.safety)
+        for s in inventory.sites
+        for d in s.devices
+    ]
+    async with conn.transaction():
+        await conn.executemany(
+            """
+            INSERT INTO sites (id, name, timezone) VALUES ($1, $2, $3)
+            ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, timezone = EXCLUDED.timezone, updated_at = now()
+            WHERE (sites.name, sites.timezone) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.timezone)
+            """,
+            sites,
+        )
+        await conn.executemany(
+            """
+            INSERT INTO residents (id, site, room, unit) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (id) DO UPDATE SET site = EXCLUDED.site, room = EXCLUDED.room, unit = EXCLUDED.unit,
+                updated_at = now()
+            WHERE (residents.site, residents.room, residents.unit)
+                IS DISTINCT FROM (EXCLUDED.site, EXCLUDED.room, EXCLUDED.unit)
+            """,
+            residents,
+        )
+        await conn.executemany(
+            """
+            INSERT INTO devices (id, site, kind, vendor, resident, supervision_interval_s, safety)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (id) DO UPDATE SET site = EXCLUDED.site, kind = EXCLUDED.kind, vendor = EXCLUDED.vendor,
+                resident = EXCLUDED.resident, supervision_interval_s = EXCLUDED.supervision_interval_s,
+                safety = EXCLUDED.safety, updated_at = now()
+            WHERE (devices.site, devices.kind, devices.vendor, devices.resident, devices.supervision_interval_s,
+                   devices.safety)
+                IS DISTINCT FROM (EXCLUDED.site, EXCLUDED.kind, EXCLUDED.vendor, EXCLUDED.resident,
+                   EXCLUDED.supervision_interval_s, EXCLUDED.safety)
+            """,
+            devices,
+        )
+    return {"sites": len(sites), "residents": len(residents), "devices": len(devices)}
+
+
+async def fetch_sites(conn: asyncpg.Connection) -> list[Site]:
+    """Every site with its residents and devices, ordered by id."""
+    residents: dict[str, list[Resident]] = defaultdict(list)
+    for row in await conn.fetch("SELECT id, site, room, unit FROM residents ORDER BY id"):
+        residents[row["site"]].append(Resident(id=row["id"], room=row["room"], unit=row["unit"]))
+    devices: dict[str, list[Device]] = defaultdict(list)
+    for row in await conn.fetch(
+        "SELECT id, site, kind, vendor, resident, supervision_interval_s, safety FROM devices ORDER BY id"
+    ):
+        devices[row["site"]].append(
+            Device(
+                id=row["id"],
+                kind=row["kind"],
+                vendor=row["vendor"],
+                resident=row["resident"],
+                supervision_interval_s=row["supervision_interval_s"],
+                safety=row["safety"],
+            )
+        )
+    return [
+        Site(
+            id=row["id"],
+            name=row["name"],
+            timezone=row["timezone"],
+            residents=residents.get(row["id"], []),
+            devices=devices.get(row["id"], []),
+        )
+        for row in await conn.fetch("SELECT id, name, timezone FROM sites ORDER BY id")
+    ]
