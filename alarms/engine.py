@@ -1,0 +1,314 @@
+"""The rule engine: events and the current time in, alarm decisions out. Pure: no I/O, no clock of its own.
+
+Timing contract: an event is evaluated at its own `ts`. Before it is applied, every timer due at or before `ts` fires,
+so feeding events one by one, in batches, or with any interleaving of `tick` calls yields the same decisions.
+"Within D" is strict: a bed entry exactly 20 min after the exit is too late. Decisions from timers carry the due time
+as `at`, not the time `tick` happened to be called.
+
+Alarm lifetime: an alarm is open from RAISE until the engine CANCELs it (device-side cancel) or the hub calls
+`alarm_closed` (the desk resolved or cancelled it, also after a CLEAR). While open, repeats are UPDATEs.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from alarms.directory import DEFAULT_ZONE, DeviceInfo, Directory
+from alarms.evaluators import Compiled, Params, compile_rule
+from alarms.rules import RuleSet
+from alarms.schedule import LocalClock
+from alarms.state import OpenAlarm, TimerHeap
+from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Event, EventKind
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_VERSION = 1
+
+
+class Engine:
+    """Evaluates a RuleSet against events and time for the homes in a Directory."""
+
+    def __init__(self, rules: RuleSet, directory: Directory) -> None:
+        self.rules = rules
+        self.compiled: dict[str, Compiled] = {}
+        for rule in rules.enabled:
+            self.compiled[rule.id] = compile_rule(rule, rules.schedules)
+        self._by_kind: dict[EventKind, tuple[Compiled, ...]] = {}
+        for kind in EventKind:
+            self._by_kind[kind] = tuple(c for c in self.compiled.values() if c.listens is None or kind in c.listens)
+        self.timers = TimerHeap()
+        self.open: dict[str, OpenAlarm] = {}
+        self.cooldown_until: dict[str, float] = {}
+        self._clocks: dict[str, LocalClock] = {}
+        self._zone_clocks: dict[str, LocalClock] = {}
+        self._out: list[AlarmDecision] = []
+        self._started = False
+        self._apply_directory(directory)
+
+    # --- directory ----------------------------------------------------------------------------------------------
+
+    def _apply_directory(self, directory: Directory) -> None:
+        self.directory = directory
+        self.devices: dict[str, DeviceInfo] = directory.devices
+        self.residents = directory.residents
+        self.devices_by_resident: dict[str, list[DeviceInfo]] = {}
+        for dev in directory.devices.values():
+            if dev.resident_id is not None:
+                self.devices_by_resident.setdefault(dev.resident_id, []).append(dev)
+        self._clocks = {}
+        for compiled in self.compiled.values():
+            compiled.set_profiles(directory.residents)
+
+    def set_directory(self, directory: Directory, now: datetime) -> None:
+        """Take a new inventory and profiles; new devices and residents are watched from `now`."""
+        self._apply_directory(directory)
+        self._start(now.timestamp())
+
+    def _start(self, t: float) -> None:
+        self._started = True
+        for compiled in self.compiled.values():
+            compiled.arm(self, t)
+
+    def clock(self, site: str) -> LocalClock:
+        """The local clock of a site."""
+        clock = self._clocks.get(site)
+        if clock is None:
+            zone = self.directory.site_zones.get(site, DEFAULT_ZONE)
+            clock = self._zone_clocks.get(zone)
+            if clock is None:
+                clock = self._zone_clocks[zone] = LocalClock(ZoneInfo(zone))
+            self._clocks[site] = clock
+        return clock
+
+    # --- evaluation ---------------------------------------------------------------------------------------------
+
+    def feed(self, event: Event, now: datetime) -> list[AlarmDecision]:
+        """Evaluate one event (at its own `ts`); returns decisions of timers due before it and of the event itself."""
+        t = event.ts.timestamp()
+        out = self._out = []
+        if not self._started:
+            self._start(t)
+        timers = self.timers
+        if timers._heap and timers._heap[0][0] <= t:
+            self._fire_due(t)
+        dev = self.devices.get(event.device_id)
+        rid = event.resident_id
+        if rid is None and dev is not None:
+            rid = dev.resident_id
+        for compiled in self._by_kind[event.kind]:
+            compiled.on_event(self, event, t, dev, rid)
+        return out
+
+    def tick(self, now: datetime) -> list[AlarmDecision]:
+        """Fire every timer due at or before `now`."""
+        t = now.timestamp()
+        out = self._out = []
+        if not self._started:
+            self._start(t)
+        self._fire_due(t)
+        return out
+
+    def _fire_due(self, t: float) -> None:
+        timers = self.timers
+        while (timer := timers.pop_due(t)) is not None:
+            due, _, rule_id, subject, anchor = timer
+            compiled = self.compiled.get(rule_id)
+            if compiled is not None:
+                compiled.on_timer(self, subject, anchor, due)
+
+    def next_deadline(self) -> datetime | None:
+        """When `tick` must be called next (None: no timer pending)."""
+        due = self.timers.next_due()
+        return None if due is None else datetime.fromtimestamp(due, UTC)
+
+    @staticmethod
+    def dt(t: float) -> datetime:
+        """Epoch seconds as an aware UTC datetime."""
+        return datetime.fromtimestamp(t, UTC)
+
+    # --- alarms -------------------------------------------------------------------------------------------------
+
+    def may_raise(self, compiled: Compiled, rid: str | None, dev: DeviceInfo | None, params: Params) -> bool:
+        """False when the rule is off for the resident, the resident is away (care) or the device in maintenance."""
+        if not params.enabled:
+            return False
+        if compiled.care:
+            if rid is not None:
+                profile = self.residents.get(rid)
+                if profile is not None and profile.away:
+                    return False
+            return True
+        return dev is None or not dev.maintenance
+
+    def raise_or_update(
+        self,
+        compiled: Compiled,
+        subject: str,
+        t: float,
+        at: datetime,
+        site: str,
+        rid: str | None,
+        device_id: str | None,
+        dev: DeviceInfo | None,
+        ref: str | None,
+        reason: str,
+    ) -> None:
+        """Open the alarm for (rule, subject), or update it when already open; respects the cooldown."""
+        key = f"{compiled.id}:{subject}"
+        alarm = self.open.get(key)
+        if alarm is not None:
+            alarm.count += 1
+            alarm.cleared = False
+            if ref is not None:
+                alarm.refs.add(ref)
+            self._out.append(
+                AlarmDecision(
+                    DecisionAction.UPDATE,
+                    key,
+                    compiled.id,
+                    alarm.category,
+                    alarm.severity,
+                    site,
+                    at,
+                    reason,
+                    rid,
+                    device_id,
+                    ref,
+                    alarm.count,
+                    alarm.unregistered,
+                )
+            )
+            return
+        until = self.cooldown_until.get(key)
+        if until is not None:
+            if t < until:
+                return
+            del self.cooldown_until[key]
+        severity = compiled.safety_severity if dev is not None and dev.safety else compiled.severity
+        unregistered = device_id is not None and dev is None and compiled.category is AlarmCategory.CARE
+        alarm = OpenAlarm(
+            compiled.id, subject, site, compiled.category, severity, rid, device_id, t, unregistered=unregistered
+        )
+        if ref is not None:
+            alarm.refs.add(ref)
+        self.open[key] = alarm
+        logger.info("alarm raise key=%s severity=%s", key, severity.name.lower())
+        self._out.append(
+            AlarmDecision(
+                DecisionAction.RAISE,
+                key,
+                compiled.id,
+                compiled.category,
+                severity,
+                site,
+                at,
+                reason,
+                rid,
+                device_id,
+                ref,
+                1,
+                unregistered,
+            )
+        )
+
+    def clear(self, compiled: Compiled, subject: str, at: datetime) -> None:
+        """The rule's condition ended: tell the desk once (it cancels if not yet accepted, else annotates)."""
+        key = f"{compiled.id}:{subject}"
+        alarm = self.open.get(key)
+        if alarm is None or alarm.cleared:
+            return
+        alarm.cleared = True
+        logger.info("alarm clear key=%s", key)
+        self._out.append(
+            AlarmDecision(
+                DecisionAction.CLEAR,
+                key,
+                compiled.id,
+                alarm.category,
+                alarm.severity,
+                alarm.site,
+                at,
+                compiled.rule.clear_reason,
+                alarm.resident_id,
+                alarm.device_id,
+                None,
+                alarm.count,
+                alarm.unregistered,
+            )
+        )
+
+    def cancel(self, compiled: Compiled, subject: str, at: datetime, ref: str | None, reason: str) -> None:
+        """A device-side cancel: withdraws the alarm when the ref matches (or either has none)."""
+        key = f"{compiled.id}:{subject}"
+        alarm = self.open.get(key)
+        if alarm is None:
+            return
+        if ref is not None and alarm.refs:
+            if ref not in alarm.refs:
+                return
+            alarm.refs.discard(ref)
+            if alarm.refs:
+                return  # another detection under this alarm is still standing
+        del self.open[key]
+        logger.info("alarm cancel key=%s", key)
+        self._out.append(
+            AlarmDecision(
+                DecisionAction.CANCEL,
+                key,
+                compiled.id,
+                alarm.category,
+                alarm.severity,
+                alarm.site,
+                at,
+                reason,
+                alarm.resident_id,
+                alarm.device_id,
+                ref,
+                alarm.count,
+                alarm.unregistered,
+            )
+        )
+
+    def alarm_closed(self, key: str, at: datetime) -> None:
+        """The desk resolved or cancelled the alarm: forget it and start the rule's cooldown."""
+        alarm = self.open.pop(key, None)
+        rule_id = key.partition(":")[0] if alarm is None else alarm.rule_id
+        compiled = self.compiled.get(rule_id)
+        if compiled is not None and compiled.cooldown_s > 0:
+            self.cooldown_until[key] = at.timestamp() + compiled.cooldown_s
+
+    # --- persistence --------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-serialisable state: open alarms, cooldowns, pending timers and every rule's windows."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "started": self._started,
+            "open": {key: alarm.to_json() for key, alarm in self.open.items()},
+            "cooldown_until": dict(self.cooldown_until),
+            "timers": self.timers.to_json(),
+            "rules": {rule_id: compiled.state_to_json() for rule_id, compiled in self.compiled.items()},
+        }
+
+    @classmethod
+    def restore(cls, rules: RuleSet, directory: Directory, snapshot: dict[str, Any]) -> Engine:
+        """An engine continuing from a snapshot; state of rules no longer in `rules` is dropped."""
+        engine = cls(rules, directory)
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            logger.warning("engine snapshot version=%s not understood, starting fresh", snapshot.get("version"))
+            return engine
+        known = set(engine.compiled)
+        engine.open = {
+            key: OpenAlarm.from_json(data) for key, data in snapshot.get("open", {}).items() if data["rule_id"] in known
+        }
+        engine.cooldown_until = {str(k): float(v) for k, v in snapshot.get("cooldown_until", {}).items()}
+        engine.timers = TimerHeap.from_json(snapshot.get("timers", []), known)
+        for rule_id, state in snapshot.get("rules", {}).items():
+            if rule_id in engine.compiled:
+                engine.compiled[rule_id].state_from_json(state)
+        engine._started = bool(snapshot.get("started", False))
+        logger.info("engine restored open=%s timers=%s", len(engine.open), len(engine.timers))
+        return engine
