@@ -110,7 +110,12 @@ class Hub:
             on_message=self._on_event_message,
         )
         self.desk = Desk(
-            s, self.db, self.metrics, publish=self.events_conn.publish, clock=self.clock, on_closed=self.engine.alarm_closed
+            s,
+            self.db,
+            self.metrics,
+            publish=self.events_conn.publish,
+            clock=self.clock,
+            on_closed=self.engine.alarm_closed,
         )
         await self.desk.restore()
         self.ingest = Ingest(

@@ -7,10 +7,11 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 from pathlib import Path
 
-from hub.model import VakaError
+from hub.model import Inventory, VakaError
 from hub.settings import Settings, load_settings
 
 logger = logging.getLogger("vaka")
@@ -51,30 +52,30 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _site_load(args: argparse.Namespace, settings: Settings) -> int:
+def _read_inventory(path: Path) -> Inventory | None:
+    """The inventory file, validated; None after printing every mistake with its place."""
     import yaml
     from pydantic import ValidationError
 
+    try:
+        return Inventory.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        print(f"vaka site load: cannot read {path}: {exc.strerror}")
+    except yaml.YAMLError as exc:
+        print(f"vaka site load: {path} is not valid YAML: {exc}")
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            print(f"{path}: {where}: {err['msg']}")
+    return None
+
+
+async def _site_load(inventory: Inventory, settings: Settings) -> int:
     from hub.metrics import Metrics
-    from hub.model import Inventory
     from hub.store.db import Database
     from hub.store.inventory import load_inventory
     from hub.store.migrate import migrate
 
-    try:
-        raw = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
-        inventory = Inventory.model_validate(raw)
-    except OSError as exc:
-        print(f"vaka site load: cannot read {args.file}: {exc.strerror}")
-        return 2
-    except yaml.YAMLError as exc:
-        print(f"vaka site load: {args.file} is not valid YAML: {exc}")
-        return 2
-    except ValidationError as exc:
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"])
-            print(f"{args.file}: {where}: {err['msg']}")
-        return 2
     db = Database(settings.db, Metrics())
     await db.open()
     try:
@@ -167,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         return _run(_migrate(args, settings))
     if args.command == "site":
-        return _run(_site_load(args, settings))
+        inventory = _read_inventory(Path(args.file))
+        return 2 if inventory is None else _run(_site_load(inventory, settings))
     if args.command == "staff":
         from hub.staff import staff_add_main
 
@@ -175,9 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _run(coro: object) -> int:
+def _run(coro: Coroutine[Any, Any, int]) -> int:
     try:
-        result = asyncio.run(coro)  # type: ignore[arg-type]
+        result = asyncio.run(coro)
     except KeyboardInterrupt:
         return 130
     except VakaError as exc:

@@ -18,7 +18,17 @@ from paho.mqtt.client import topic_matches_sub
 
 from adapters import native
 from hub.metrics import Metrics
-from hub.model import TOPIC_ROOT, AlarmCategory, AlarmDecision, DecisionAction, Device, Event, EventKind, PayloadError, Severity
+from hub.model import (
+    TOPIC_ROOT,
+    AlarmCategory,
+    AlarmDecision,
+    DecisionAction,
+    Device,
+    Event,
+    EventKind,
+    PayloadError,
+    Severity,
+)
 from hub.settings import AdapterRoute, SettingsError
 from hub.store.writer import Rejection
 
@@ -59,7 +69,7 @@ class EventSink(Protocol):
 
 
 AlarmLane = Callable[[Event], Sequence[AlarmDecision]]
-DecisionSink = Callable[[AlarmDecision], None]
+DecisionSink = Callable[[AlarmDecision], object]
 
 
 class Ingest:

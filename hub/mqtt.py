@@ -158,7 +158,7 @@ class MqttConnection:
 
     async def _connect_once(self) -> None:
         self._disconnected.clear()
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self._settings.session_expiry_s
         props.ReceiveMaximum = self._settings.receive_maximum
         # DNS happens off the loop; the TCP connect to a resolved address is bounded by connect_timeout
@@ -255,7 +255,7 @@ class MqttConnection:
             topic = bytes(message._topic).decode("utf-8", "replace")
         msg = Message(
             topic=topic,
-            payload=message.payload,
+            payload=bytes(message.payload),
             qos=message.qos,
             mid=message.mid,
             retain=message.retain,
