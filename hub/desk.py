@@ -148,6 +148,9 @@ class Desk:
         self._publish = publish
         self._on_closed = on_closed
         self.hub = WebSocketHub(metrics)
+        self.hub.on_read = lambda staff, a: self.log_resident_reads(
+            staff, [(a["site"], a["resident_id"])], "alarm_push"
+        )
         chosen = list(notifiers) if notifiers is not None else build_notifiers(settings, db)
         self.dispatcher = Dispatcher(chosen, metrics)
         self.store = DeskStore(db)
@@ -343,6 +346,7 @@ class Desk:
         data = alarm.public()
         resident = self.resident(alarm.site, alarm.resident_id)
         data.update(
+            site=alarm.site,
             room=resident.room if resident else None,
             unit=alarm.unit,
             reason=alarm.reason,

@@ -294,7 +294,7 @@ class PlainDatabase:
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection."""
         async with self._pool.acquire() as conn:
-            yield conn
+            yield conn  # type: ignore[misc]
 
 
 def _unit(text: str) -> tuple[str, str]:

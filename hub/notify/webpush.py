@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from py_vapid import Vapid
+from py_vapid import Vapid  # type: ignore[import-untyped]
 from pywebpush import WebPushException, webpush
 
 from hub.notify import Notification, NotifyError

@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 CHANNEL = "websocket"
 _QUEUE_MAX = 1000
 _CLOSED_PENDING_KEEP_S = 3600.0
+_PING_S = 10.0  # the page declares the connection lost after ~2.5 pings of silence
+_PING = '{"type":"ping"}'
 
 
 class WebSocketLike(Protocol):
@@ -60,6 +62,8 @@ class WebSocketHub:
         self._metrics = metrics
         self._clients: set[StaffClient] = set()
         self._pending: dict[int, dict[str, _Pending]] = {}
+        # called for every alarm with a resident a page is sent: the desk logs it as a read of resident data
+        self.on_read: Callable[[StaffMember, dict[str, Any]], None] | None = None
 
     @property
     def client_count(self) -> int:
@@ -80,8 +84,16 @@ class WebSocketHub:
         for client in list(self._clients):
             if client.staff.id in ids:
                 self._send(client, text)
+                self._read(client.staff, alarm)
                 reached += 1
         return reached
+
+    def _read(self, staff: StaffMember, alarm: dict[str, Any]) -> None:
+        if self.on_read is not None and alarm.get("resident_id"):
+            try:
+                self.on_read(staff, alarm)
+            except Exception:
+                logger.exception("resident read logging failed")
 
     def _send(self, client: StaffClient, text: str) -> None:
         try:
@@ -116,7 +128,10 @@ class WebSocketHub:
     ) -> StaffClient:
         """Register a page: queue its snapshot and unconfirmed messages, then start its writer."""
         client = StaffClient(staff, ws)
-        client.queue.put_nowait(json.dumps({"type": "snapshot", "alarms": snapshot()}, separators=(",", ":")))
+        alarms = snapshot()
+        client.queue.put_nowait(json.dumps({"type": "snapshot", "alarms": alarms}, separators=(",", ":")))
+        for alarm in alarms:
+            self._read(staff, alarm)
         for text in self.unconfirmed(staff.id):
             self._send(client, text)
         self._clients.add(client)
@@ -127,7 +142,10 @@ class WebSocketHub:
         """Write queued messages to one page until it goes away (run as the page's writer task)."""
         try:
             while True:
-                text = await client.queue.get()
+                try:
+                    text = await asyncio.wait_for(client.queue.get(), _PING_S)
+                except TimeoutError:
+                    text = _PING
                 await client.ws.send_str(text)
         except (ConnectionError, RuntimeError) as exc:
             logger.info("staff page gone staff=%s reason=%s", client.staff.id, type(exc).__name__)

@@ -1,0 +1,92 @@
+"""The staff page: login, open alarms of my units, residents, alarm actions and the live WebSocket.
+
+Mounted as a sub-application under /staff/ so its middlewares (session, CSRF, security headers) apply only here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import jinja2
+from aiohttp import web
+
+from hub.web.staff.security import LoginLimiter, security_headers
+
+if TYPE_CHECKING:
+    from hub.desk import Desk
+    from hub.metrics import Metrics
+    from hub.notify.webpush import WebPushNotifier
+    from hub.settings import Settings
+    from hub.staff import Database, SessionStore
+
+WEB_DIR = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = WEB_DIR / "templates"
+STATIC_DIR = WEB_DIR / "static" / "staff"
+
+
+@dataclass(slots=True)
+class StaffContext:
+    """What the staff handlers share."""
+
+    desk: Desk
+    db: Database
+    settings: Settings
+    metrics: Metrics
+    sessions: SessionStore
+    jinja: jinja2.Environment
+    push: WebPushNotifier | None
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+
+
+CONTEXT = web.AppKey("vaka_staff", StaffContext)
+
+
+def setup_staff(
+    app: web.Application, *, desk: Desk, db: Database, settings: Settings, metrics: Metrics
+) -> web.Application:
+    """Add the staff pages under /staff/ to `app`; returns the sub-application."""
+    from hub.notify.webpush import WebPushNotifier
+    from hub.staff import SessionStore
+    from hub.web.staff.pages import (
+        alarm_action,
+        alarms_page,
+        login_page,
+        login_submit,
+        logout,
+        push_key,
+        push_subscribe,
+        residents_page,
+        service_worker,
+        session_middleware,
+    )
+    from hub.web.staff.socket import staff_socket
+
+    jinja = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(default=True),
+        undefined=jinja2.StrictUndefined,
+    )
+    push = next((n for n in desk.dispatcher.notifiers if isinstance(n, WebPushNotifier)), None)
+    ctx = StaffContext(desk, db, settings, metrics, SessionStore(db, settings.http.session_idle_s), jinja, push)
+    sub = web.Application(middlewares=[security_headers, session_middleware])
+    sub[CONTEXT] = ctx
+    sub.router.add_get("/", alarms_page, name="alarms")
+    sub.router.add_get("/login", login_page, name="login")
+    sub.router.add_post("/login", login_submit)
+    sub.router.add_post("/logout", logout)
+    sub.router.add_get("/residents", residents_page, name="residents")
+    sub.router.add_post("/alarms/{alarm_id}/{action}", alarm_action)
+    sub.router.add_get("/push/key", push_key)
+    sub.router.add_post("/push/subscribe", push_subscribe)
+    sub.router.add_get("/sw.js", service_worker)
+    sub.router.add_get("/ws", staff_socket)
+    sub.router.add_static("/static/", STATIC_DIR, name="static")
+    app.add_subapp("/staff/", sub)
+
+    async def to_staff(_: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/staff/")
+
+    app.router.add_get("/staff", to_staff)
+    return sub

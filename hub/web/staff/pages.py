@@ -1,0 +1,249 @@
+"""Staff page handlers: login/logout, open alarms, residents, alarm actions, Web Push subscription."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from hub.desk import Alarm, DeskError
+from hub.model import Outcome
+from hub.notify.webpush import PushSubscription
+from hub.staff import Session, authenticate
+from hub.web.i18n import CATALOG, pick_lang, rule_label, translator
+from hub.web.staff import CONTEXT, STATIC_DIR, StaffContext
+from hub.web.staff.security import (
+    COOKIE_PATH,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    Handler,
+    set_cookie,
+    tokens_match,
+)
+
+logger = logging.getLogger(__name__)
+
+_PUBLIC = ("/staff/login", "/staff/static/", "/staff/sw.js")
+_ACTIONS = ("accept", "en_route", "on_site", "resolve")
+SESSION = "vaka_staff_session"
+
+
+def redirect(location: str) -> web.Response:
+    """A 303 See Other that goes through the middlewares (and can carry cookies)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _ctx(request: web.Request) -> StaffContext:
+    return request.config_dict[CONTEXT]
+
+
+def _session(request: web.Request) -> Session:
+    session: Session = request[SESSION]
+    return session
+
+
+def _wants_json(request: web.Request) -> bool:
+    return request.headers.get("X-Requested-With") == "fetch"
+
+
+@web.middleware
+async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every staff route but login and static files needs a live session; every POST its CSRF token."""
+    if request.path.startswith(_PUBLIC):
+        return await handler(request)
+    ctx = _ctx(request)
+    session = await ctx.sessions.get(request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        if request.method == "GET" and request.path != "/staff/ws":
+            raise web.HTTPSeeOther("/staff/login")
+        raise web.HTTPUnauthorized(text="login required")
+    if request.method == "POST":
+        given = request.headers.get("X-CSRF-Token")
+        if given is None and request.content_type == "application/x-www-form-urlencoded":
+            given = str((await request.post()).get("csrf", ""))
+        if not tokens_match(session.csrf_token, given):
+            raise web.HTTPForbidden(text="CSRF token missing or wrong")
+    request[SESSION] = session
+    return await handler(request)
+
+
+def render(request: web.Request, template: str, lang: str, status: int = 200, **values: Any) -> web.Response:
+    """A page from the templates, in `lang`."""
+    html = (
+        _ctx(request)
+        .jinja.get_template(template)
+        .render(t=translator(lang), lang=lang, rule_label=lambda r: rule_label(lang, r), **values)
+    )
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    """The sign-in form."""
+    lang = pick_lang(request.headers.get("Accept-Language"), request.query.get("lang"))
+    return _login_form(request, lang, error=None)
+
+
+def _login_form(request: web.Request, lang: str, error: str | None, status: int = 200) -> web.Response:
+    token = secrets.token_urlsafe(24)
+    response = render(request, "staff/login.html", lang, status=status, csrf=token, error=error)
+    set_cookie(response, LOGIN_CSRF_COOKIE, token, secure=_ctx(request).settings.http.cookie_secure)
+    return response
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    """Check the password (rate-limited), start a session, go to the alarms."""
+    ctx = _ctx(request)
+    form = await request.post()
+    lang = pick_lang(request.headers.get("Accept-Language"), str(form.get("lang", "")) or None)
+    if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, ""), str(form.get("csrf", ""))):
+        raise web.HTTPForbidden(text="CSRF token missing or wrong")
+    username = str(form.get("username", "")).strip()[:64]
+    password = str(form.get("password", ""))[:256]
+    address = request.remote or "?"
+    wait_s = ctx.limiter.blocked(username, address)
+    if wait_s > 0:
+        ctx.metrics.logins.labels("limited").inc()
+        response = _login_form(request, lang, "login.limited", status=429)
+        response.headers["Retry-After"] = str(int(wait_s) + 1)
+        return response
+    async with ctx.db.acquire() as conn:
+        staff = await authenticate(conn, username, password)
+    if staff is None:
+        ctx.limiter.failed(username, address)
+        ctx.metrics.logins.labels("failed").inc()
+        logger.info("staff login failed")
+        return _login_form(request, lang, "login.failed", status=401)
+    ctx.limiter.succeeded(username)
+    ctx.metrics.logins.labels("ok").inc()
+    token, _ = await ctx.sessions.create(staff)
+    logger.info("staff login staff=%s role=%s", staff.id, staff.role.value)
+    response = redirect("/staff/")
+    set_cookie(response, SESSION_COOKIE, token, secure=ctx.settings.http.cookie_secure)
+    response.del_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    """End the session."""
+    await _ctx(request).sessions.delete(request.cookies.get(SESSION_COOKIE, ""))
+    response = redirect("/staff/login")
+    response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+    return response
+
+
+def _ago_s(now: datetime, iso: str) -> int:
+    return max(0, int((now - datetime.fromisoformat(iso)).total_seconds()))
+
+
+async def alarms_page(request: web.Request) -> web.StreamResponse:
+    """Open alarms of my units, most urgent first; each resident shown is logged as read."""
+    ctx = _ctx(request)
+    session = _session(request)
+    staff = session.staff
+    alarms: list[Alarm] = ctx.desk.open_alarms_for(staff)
+    views = [ctx.desk.view(a) for a in alarms]
+    ctx.desk.log_resident_reads(staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "alarm_list")
+    now = ctx.desk.clock.now()
+    return render(
+        request,
+        "staff/alarms.html",
+        staff.lang,
+        staff=staff,
+        csrf=session.csrf_token,
+        alarms=views,
+        ago={v["id"]: _ago_s(now, v["raised_at"]) for v in views},
+        now=now.isoformat(),
+        page="alarms",
+        rule_labels={
+            k.removeprefix("rule."): v
+            for k, v in CATALOG.get(staff.lang, CATALOG["sv"]).items()
+            if k.startswith("rule.")
+        },
+        push_key=ctx.push.public_key if ctx.push else "",
+    )
+
+
+async def residents_page(request: web.Request) -> web.StreamResponse:
+    """Residents of my units with room and device health; each is logged as read."""
+    ctx = _ctx(request)
+    session = _session(request)
+    staff = session.staff
+    rows: list[dict[str, Any]] = []
+    read: list[tuple[str, str]] = []
+    for site, resident in ctx.desk.residents_for(staff):
+        read.append((site.id, resident.id))
+        faults = ctx.desk.device_faults(site.id)
+        devices = [(d.id, d.kind, d.id not in faults) for d in site.devices if d.resident == resident.id]
+        rows.append(
+            {"site": site.id, "id": resident.id, "room": resident.room, "unit": resident.unit, "devices": devices}
+        )
+    ctx.desk.log_resident_reads(staff, read, "resident_list")
+    return render(
+        request,
+        "staff/residents.html",
+        staff.lang,
+        staff=staff,
+        csrf=session.csrf_token,
+        residents=rows,
+        page="residents",
+    )
+
+
+async def alarm_action(request: web.Request) -> web.StreamResponse:
+    """Accept / on my way / on site / resolve; JSON for the page's fetch, a redirect for a plain form."""
+    ctx = _ctx(request)
+    staff = _session(request).staff
+    alarm_id = request.match_info["alarm_id"]
+    action = request.match_info["action"]
+    if action not in _ACTIONS:
+        raise web.HTTPNotFound
+    try:
+        if action == "resolve":
+            form = await request.post()
+            try:
+                outcome = Outcome(str(form.get("outcome", "")))
+            except ValueError as exc:
+                raise web.HTTPBadRequest(text="outcome must be one of " + ", ".join(o.value for o in Outcome)) from exc
+            alarm = ctx.desk.resolve(alarm_id, staff, outcome, str(form.get("note", "")))
+        else:
+            alarm = getattr(ctx.desk, action)(alarm_id, staff)
+    except DeskError as exc:
+        if _wants_json(request):
+            return web.json_response({"ok": False, "error": str(exc)}, status=409)
+        return redirect("/staff/?error=state")
+    if _wants_json(request):
+        return web.json_response({"ok": True, "alarm": ctx.desk.view(alarm)})
+    return redirect("/staff/")
+
+
+async def push_key(request: web.Request) -> web.StreamResponse:
+    """The VAPID application server key, or null when Web Push is off."""
+    push = _ctx(request).push
+    return web.json_response({"key": push.public_key if push else None})
+
+
+async def push_subscribe(request: web.Request) -> web.StreamResponse:
+    """Store this browser's push subscription for the logged-in person."""
+    ctx = _ctx(request)
+    if ctx.push is None:
+        raise web.HTTPNotFound(text="web push is not configured")
+    data = await request.json()
+    try:
+        sub = PushSubscription(str(data["endpoint"]), str(data["keys"]["p256dh"]), str(data["keys"]["auth"]))
+    except (KeyError, TypeError) as exc:
+        raise web.HTTPBadRequest(text="expected a PushSubscription JSON") from exc
+    if not sub.endpoint.startswith("https://") and not ctx.settings.http.public_url.startswith("http://"):
+        raise web.HTTPBadRequest(text="push endpoint must be https")
+    await ctx.push.subscribe(_session(request).staff.id, sub)
+    return web.json_response({"ok": True})
+
+
+async def service_worker(request: web.Request) -> web.StreamResponse:
+    """The service worker (served from /staff/ so its scope covers the staff page)."""
+    response = web.FileResponse(STATIC_DIR / "sw.js")
+    response.headers["Service-Worker-Allowed"] = "/staff/"
+    response.content_type = "application/javascript"
+    return response

@@ -1,0 +1,94 @@
+"""Staff page security: session cookie, CSRF tokens, login rate limit, allowed WebSocket origin, headers."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+SESSION_COOKIE = "vaka_session"
+LOGIN_CSRF_COOKIE = "vaka_login_csrf"
+COOKIE_PATH = "/staff"
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
+    " frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class LoginLimiter:
+    """At most `max_failures` failed logins per user name and per client address within `window_s`."""
+
+    def __init__(self, max_failures: int = 5, window_s: float = 300.0) -> None:
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        times = self._failures.setdefault(key, deque())
+        while times and now - times[0] > self.window_s:
+            times.popleft()
+        return times
+
+    def blocked(self, username: str, address: str) -> float:
+        """Seconds to wait before another attempt is allowed (0 when allowed)."""
+        now = time.monotonic()
+        wait = 0.0
+        for key in (f"u:{username.lower()}", f"a:{address}"):
+            times = self._recent(key, now)
+            if len(times) >= self.max_failures:
+                wait = max(wait, self.window_s - (now - times[0]))
+        return wait
+
+    def failed(self, username: str, address: str) -> None:
+        """Count one failed attempt."""
+        now = time.monotonic()
+        for key in (f"u:{username.lower()}", f"a:{address}"):
+            self._recent(key, now).append(now)
+        if len(self._failures) > 10_000:
+            self._failures = {k: v for k, v in self._failures.items() if v and now - v[-1] <= self.window_s}
+
+    def succeeded(self, username: str) -> None:
+        """Forget failures of a user name after a good login."""
+        self._failures.pop(f"u:{username.lower()}", None)
+
+
+def tokens_match(expected: str, given: str | None) -> bool:
+    """Constant-time token comparison."""
+    return bool(given) and hmac.compare_digest(expected.encode(), (given or "").encode())
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def origin_allowed(request: web.Request, public_url: str) -> bool:
+    """True when the request's Origin is the origin staff open the page at."""
+    origin = request.headers.get("Origin")
+    return origin is not None and origin.lower().rstrip("/") == origin_of(public_url)
+
+
+def set_cookie(response: web.StreamResponse, name: str, value: str, *, secure: bool) -> None:
+    """A session-scoped, HttpOnly, SameSite=Strict cookie on /staff."""
+    response.set_cookie(name, value, path=COOKIE_PATH, secure=secure, httponly=True, samesite="Strict")
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Content-Security-Policy and friends on every staff response."""
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response

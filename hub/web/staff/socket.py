@@ -1,0 +1,52 @@
+"""The staff page's WebSocket: only for a logged-in session from the allowed origin; carries receipts back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from aiohttp import WSMsgType, web
+
+from hub.web.staff import CONTEXT
+from hub.web.staff.security import SESSION_COOKIE, origin_allowed
+
+logger = logging.getLogger(__name__)
+
+
+async def staff_socket(request: web.Request) -> web.StreamResponse:
+    """Open alarms snapshot, then every change of my units; each `alarm` message is answered with a receipt."""
+    ctx = request.config_dict[CONTEXT]
+    if not origin_allowed(request, ctx.settings.http.public_url):
+        logger.warning("staff websocket refused: origin not allowed")
+        raise web.HTTPForbidden(text="origin not allowed")
+    token = request.cookies.get(SESSION_COOKIE)
+    session = await ctx.sessions.get(token)
+    if session is None:
+        raise web.HTTPUnauthorized(text="login required")
+    staff = session.staff
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    desk = ctx.desk
+    client = await desk.hub.serve(staff, ws, lambda: [desk.view(a) for a in desk.open_alarms_for(staff)])
+    writer = asyncio.get_running_loop().create_task(desk.hub.pump(client), name="vaka.staff.ws.writer")
+    try:
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT:
+                continue
+            try:
+                data = json.loads(msg.data)
+            except ValueError:
+                continue
+            if isinstance(data, dict) and data.get("type") == "receipt" and isinstance(data.get("nid"), str):
+                desk.hub.receipt(staff.id, data["nid"])
+                if await ctx.sessions.get(token) is None:
+                    break
+    finally:
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        desk.hub.detach(client)
+        await ws.close()
+    return ws
