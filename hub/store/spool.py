@@ -79,6 +79,26 @@ def parse_segment(data: bytes, *, verify: bool = True) -> tuple[list[SpoolRecord
     return records, offset
 
 
+def _scan_headers(path: Path) -> tuple[int, int, float | None, int]:
+    """Walk a segment's record headers: (file size, events, first record's time, end of the last whole record)."""
+    events = 0
+    first_created_s: float | None = None
+    offset = 0
+    with path.open("rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        while offset + HEADER.size <= size:
+            file.seek(offset)
+            length, _crc, count, created_s = HEADER.unpack(file.read(HEADER.size))
+            end = offset + HEADER.size + length
+            if length > MAX_RECORD_BYTES or end > size:
+                break
+            events += count
+            if first_created_s is None:
+                first_created_s = created_s
+            offset = end
+    return size, events, first_created_s, offset
+
+
 def _fsync_all(fds: list[int], dir_fd: int | None) -> None:
     for fd in fds:
         os.fsync(fd)
@@ -105,6 +125,7 @@ class Spool:
         self._next_number = 1
         self._bytes = 0
         self._events = 0
+        self._scan()
 
     @property
     def directory(self) -> Path:
@@ -140,21 +161,21 @@ class Spool:
         return 0.0
 
     async def open(self) -> None:
-        """Find the segments left by earlier runs (their records will be replayed); start a fresh segment."""
+        """Nothing left to do: the directory is scanned when the spool is built (kept for a symmetric lifecycle)."""
+
+    def _scan(self) -> None:
+        """Find the segments left by earlier runs (their records will be replayed); appends go to a fresh segment."""
         self._dir.mkdir(parents=True, exist_ok=True)
         numbers = sorted(int(p.stem) for p in self._dir.glob(f"*{SUFFIX}") if p.stem.isdigit())
         for number in numbers:
             path = self._segment_path(number)
-            data = await asyncio.to_thread(path.read_bytes)
-            records, end = parse_segment(data, verify=False)
-            if end < len(data):
-                logger.warning(
-                    "spool segment %s has a torn tail of %s bytes; it is ignored", path.name, len(data) - end
-                )
-            if not records:
+            size, events, first_created_s, end = _scan_headers(path)
+            if end < size:
+                logger.warning("spool segment %s has a torn tail of %s bytes; it is ignored", path.name, size - end)
+            if events == 0 and end == 0:
                 path.unlink(missing_ok=True)
                 continue
-            seg = _Segment(number, path, len(data), sum(r.events for r in records), records[0].created_s)
+            seg = _Segment(number, path, size, events, first_created_s)
             self._segments.append(seg)
             self._bytes += seg.bytes
             self._events += seg.events

@@ -145,6 +145,7 @@ class Writer:
                 if not self._pending:
                     self._has_work.clear()
                     await self._has_work.wait()
+                    continue  # flush() may have taken everything meanwhile
                 if self._pending_rows < self._settings.batch_size:
                     self._batch_full.clear()
                     wait_s = self._pending[0].at + self._settings.flush_interval_s - time.monotonic()
@@ -176,6 +177,16 @@ class Writer:
                 task.add_done_callback(self._inflight.discard)
             else:
                 await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Write what is buffered, then stop draining (call after cancelling `run_loop`, before closing the spool)."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.flush(), self._settings.write_deadline_s * 2)
+        task, self._drain_task = self._drain_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def wait_drained(self, timeout_s: float) -> bool:
         """Wait until the spool is empty and the state is ok (tests, shutdown); False on timeout."""

@@ -1,0 +1,108 @@
+"""The spool on a real disk: order, restarts, torn tails, and the size limit that sheds telemetry but not care."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from hub.metrics import Metrics
+from hub.model import EventKind
+from hub.settings import DbSettings, SpoolSettings
+from hub.store.db import Database
+from hub.store.rows import decode_batch, encode_batch, event_row
+from hub.store.spool import Spool
+from hub.store.writer import Writer
+from tests.hub.store.conftest import BASE_TS, Acks, damage_file, make_events, segment_files
+from tests.services import free_port
+
+
+def _payload(n: int) -> bytes:
+    return encode_batch([event_row(e, BASE_TS) for e in make_events("s", 1, start=n)], [])
+
+
+async def _replay(spool: Spool) -> list[int]:
+    seqs: list[int] = []
+    for path in spool.sealed_segments():
+        for record in await spool.read(path):
+            seqs.extend(row[8] for row in decode_batch(record.payload).events)
+    return seqs
+
+
+async def test_records_replay_in_order_across_restarts(spool_settings: SpoolSettings, metrics: Metrics) -> None:
+    first = Spool(spool_settings, metrics, segment_max_bytes=400)  # small segments: several files
+    await asyncio.gather(*(first.append(_payload(i), 1) for i in range(20)))
+    await first.close()
+
+    second = Spool(spool_settings, metrics)
+    assert second.events == 20
+    await second.append(_payload(20), 1)
+    assert await _replay(second) == list(range(21))
+    assert metrics.spool_events._value.get() == 21
+    for path in second.sealed_segments():
+        second.remove(path)
+    assert second.empty
+    assert segment_files(spool_settings.directory) == []
+    await second.close()
+
+
+async def test_a_torn_tail_is_ignored_and_the_rest_replays(spool_settings: SpoolSettings, metrics: Metrics) -> None:
+    first = Spool(spool_settings, metrics)
+    for i in range(3):
+        await first.append(_payload(i), 1)
+    await first.close()
+    (segment,) = segment_files(spool_settings.directory)
+    damage_file(segment, cut=7)  # as if killed in the middle of the last write
+
+    second = Spool(spool_settings, metrics)
+    await second.append(_payload(3), 1)
+    assert await _replay(second) == [0, 1, 3]
+    await second.close()
+
+
+async def test_a_corrupt_record_ends_its_segment(spool_settings: SpoolSettings, metrics: Metrics) -> None:
+    first = Spool(spool_settings, metrics)
+    for i in range(3):
+        await first.append(_payload(i), 1)
+    await first.close()
+    (segment,) = segment_files(spool_settings.directory)
+    damage_file(segment, flip_from_end=3)  # a flipped byte in the last record: its CRC no longer matches
+    assert await _replay(Spool(spool_settings, metrics)) == [0, 1]
+
+
+async def test_a_full_spool_sheds_telemetry_but_never_care_events(
+    tmp_path: Path, metrics: Metrics, db_schema: str
+) -> None:
+    # a database nobody listens on: the writer spools everything
+    settings = DbSettings(
+        dsn=f"postgresql://postgres@127.0.0.1:{free_port()}/none",
+        db_schema=db_schema,
+        connect_timeout_s=0.5,
+        batch_size=500,
+        flush_interval_s=0.01,
+    )
+    spool = Spool(SpoolSettings(directory=tmp_path / "spool", max_bytes=1 << 20, fsync_interval_s=0), metrics)
+    db = Database(settings, metrics)
+    await db.open()
+    assert not db.up
+    writer = Writer(db, spool, settings, metrics)
+    acks = Acks()
+    key = 0
+    while not spool.full:  # fill the spool with telemetry
+        writer.submit(make_events("s", 500, start=key * 500), [], acks.callback(key))
+        key += 1
+        await writer.flush()
+    spooled_before = spool.events
+    telemetry = make_events("s", 300, start=10**6)
+    care = make_events("s", 200, start=2 * 10**6, kind=EventKind.FALL_DETECTED)
+    writer.submit(telemetry, [], acks.callback(-1))
+    writer.submit(care, [], acks.callback(-2))
+    await writer.flush()
+
+    assert writer.state == "spooling"
+    assert acks.all_once()
+    assert metrics.events_shed._value.get() == 300
+    assert spool.events == spooled_before + 200
+    assert sorted(await _replay(spool))[-200:] == [c.seq for c in care]
+    await writer.close()
+    await db.close()
+    await spool.close()
