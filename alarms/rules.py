@@ -165,6 +165,7 @@ def _cross_checks(packs: list[tuple[Path, RulePack, yaml.Node | None]]) -> list[
     problems: list[str] = []
     seen_ids: dict[str, str] = {}
     seen_schedules: dict[str, tuple[ScheduleSpec, str]] = {}
+    all_schedules = {name for _, pack, _ in packs for name in pack.schedules}
     for path, pack, node in packs:
         for name, spec in pack.schedules.items():
             line = _line_of(node, ("schedules", name))
@@ -177,6 +178,9 @@ def _cross_checks(packs: list[tuple[Path, RulePack, yaml.Node | None]]) -> list[
                 problems.append(f"{path}:{line}: rule id {rule.id!r} is used twice (first at {seen_ids[rule.id]})")
             else:
                 seen_ids[rule.id] = f"{path}:{line}"
+            if isinstance(rule.schedule, str) and rule.schedule not in all_schedules:
+                at = _line_of(node, ("rules", index, "schedule"))
+                problems.append(f"{path}:{at}: schedule {rule.schedule!r} is not defined under `schedules`")
             for field_name, match in _matches_of(rule):
                 for kind in match.device_kinds or ():
                     if kind not in KNOWN_DEVICE_KINDS:

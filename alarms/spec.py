@@ -224,14 +224,6 @@ class RulePack(_Strict):
     schedules: dict[str, ScheduleSpec] = Field(default_factory=dict, description="named local windows, e.g. night")
     rules: list[Rule] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _schedules_exist(self) -> RulePack:
-        for rule in self.rules:
-            if isinstance(rule.schedule, str) and rule.schedule not in self.schedules:
-                msg = f"rule {rule.id}: schedule {rule.schedule!r} is not defined under `schedules`"
-                raise ValueError(msg)
-        return self
-
 
 def describe_error(error: dict[str, Any]) -> str:
     """A pydantic error as one plain sentence."""
