@@ -97,6 +97,8 @@ class Writer:
     @property
     def state(self) -> WriterState:
         """ok: writing to the database; spooling: the database is away; draining: replaying the spool."""
+        if self._state == "ok" and not self._db.up:
+            return "spooling"
         return self._state
 
     @property
