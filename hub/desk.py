@@ -481,7 +481,7 @@ class Desk:
         """Load inventory, staff and open alarms (with escalation state) from the database."""
         try:
             await self.refresh()
-        except (TimeoutError, OSError, asyncpg.PostgresError, ImportError) as exc:
+        except (TimeoutError, OSError, VakaError, asyncpg.PostgresError, ImportError) as exc:
             logger.warning("desk could not load inventory/staff: %s", exc)
         rows = await self.store.load_open()
         for row in rows:
@@ -538,7 +538,7 @@ class Desk:
             await asyncio.sleep(self.settings.desk.inventory_refresh_s)
             try:
                 await self.refresh()
-            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            except (TimeoutError, OSError, VakaError, asyncpg.PostgresError) as exc:
                 logger.warning("desk refresh failed: %s", exc)
 
     def age(self, alarm: Alarm) -> timedelta:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from hub.model import VakaError
+
 if TYPE_CHECKING:
     from hub.desk import Alarm
     from hub.staff import Database
@@ -116,7 +118,7 @@ class DeskStore:
             batch = [self._queue[i] for i in range(min(len(self._queue), _BATCH_MAX))]
             try:
                 await self._write(batch)
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (TimeoutError, OSError, VakaError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 logger.warning("desk persistence waiting for database backlog=%s error=%s", len(self._queue), exc)
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, _BACKOFF_MAX_S)

@@ -1,0 +1,328 @@
+"""The alarm desk against the real PostgreSQL: lifecycle, alarm log, escalation with a clock we hold, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+
+from hub.desk import Desk, DeskError
+from hub.metrics import Metrics
+from hub.model import AlarmCategory, AlarmState, DecisionAction, Outcome, Severity
+from hub.settings import DeskSettings, EscalationPolicy, EscalationTier, Settings
+from hub.staff import StaffMember
+from hub.store.db import Database
+from tests.hub.desk_support import (
+    FakeClock,
+    RecordingNotifier,
+    add_inventory_and_staff,
+    decision,
+    migrated_database,
+)
+
+TEST_POLICY = EscalationPolicy(
+    category="care",
+    tiers=[
+        EscalationTier(after_s=0, audience="unit"),
+        EscalationTier(after_s=10, audience="nurse"),
+        EscalationTier(after_s=20, audience="lead"),
+    ],
+    repeat_s=30,
+)
+
+
+@pytest.fixture
+def desk_settings(settings: Settings) -> Settings:
+    settings.desk = DeskSettings(
+        policies=[
+            TEST_POLICY,
+            EscalationPolicy(category="technical", tiers=[EscalationTier(after_s=0, audience="unit")], repeat_s=60),
+        ]
+    )
+    return settings
+
+
+@pytest.fixture
+async def db(desk_settings: Settings, metrics: Metrics) -> AsyncIterator[Database]:
+    async with migrated_database(desk_settings, metrics) as database:
+        yield database
+
+
+@pytest.fixture
+async def staff(db: Database, unique: str) -> dict[str, StaffMember]:
+    return await add_inventory_and_staff(db, unique)
+
+
+class World:
+    """A desk with its published messages, closed keys and a recording channel, its loop running."""
+
+    def __init__(self, settings: Settings, db: Database, metrics: Metrics, clock: FakeClock) -> None:
+        self.published: list[tuple[str, dict[str, object]]] = []
+        self.closed: list[str] = []
+        self.channel = RecordingNotifier()
+        self.desk = Desk(
+            settings,
+            db,
+            metrics,
+            publish=lambda topic, payload, *, qos=1, retain=False: self.published.append((topic, json.loads(payload))),
+            clock=clock,
+            on_closed=lambda key, at: self.closed.append(key),
+            notifiers=[self.channel],
+        )
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> World:
+        await self.desk.restore()
+        self.task = asyncio.create_task(self.desk.run_loop())
+        return self
+
+    async def settle(self) -> None:
+        await self.desk.dispatcher.drain()
+        await self.desk.store.flushed()
+
+    async def stop(self) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+@pytest.fixture
+async def world(
+    desk_settings: Settings, db: Database, metrics: Metrics, staff: dict[str, StaffMember]
+) -> AsyncIterator[World]:
+    w = await World(desk_settings, db, metrics, FakeClock()).start()
+    yield w
+    await w.stop()
+
+
+async def test_lifecycle_is_published_logged_and_persisted(
+    world: World, unique: str, staff: dict[str, StaffMember], db: Database
+) -> None:
+    desk = world.desk
+    alarm = desk.apply(decision(unique))
+    assert alarm is not None and alarm.unit == "A" and alarm.state is AlarmState.RAISED
+    anna = staff["anna"]
+    desk.accept(alarm.id, anna)
+    with pytest.raises(DeskError):
+        desk.accept(alarm.id, staff["bo"])  # already taken: bo sees who has it instead
+    desk.en_route(alarm.id, anna)
+    desk.on_site(alarm.id, anna)
+    desk.resolve(alarm.id, anna, Outcome.ASSISTED, "helped back to bed")
+    await world.settle()
+
+    topics = {t for t, _ in world.published}
+    assert topics == {f"vaka/v1/{unique}/alarms/{alarm.id}"}
+    states = [p["state"] for _, p in world.published]
+    assert states == ["raised", "accepted", "en_route", "on_site", "resolved"]
+    last = world.published[-1][1]
+    assert set(last) == {
+        "id",
+        "rule_id",
+        "category",
+        "severity",
+        "state",
+        "resident_id",
+        "device_id",
+        "raised_at",
+        "updated_at",
+        "accepted_by",
+    }
+    assert last["accepted_by"] == "Anna" and last["resident_id"] == f"{unique}-r1"
+    assert world.closed == [f"fall_detected:{unique}-r1"]
+    assert desk.get(alarm.id) is None
+
+    async with db.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM desk_alarms WHERE id = $1", alarm.id)
+        log = await conn.fetch("SELECT actor, action FROM desk_alarm_log WHERE alarm_id = $1 ORDER BY seq", alarm.id)
+        assert row["state"] == "resolved" and row["outcome"] == "assisted" and row["note"] == "helped back to bed"
+        assert [(r["actor"], r["action"]) for r in log] == [
+            ("rule", "raised"),
+            ("desk", "escalated"),
+            (f"staff:{anna.id}", "accepted"),
+            (f"staff:{anna.id}", "en_route"),
+            (f"staff:{anna.id}", "on_site"),
+            (f"staff:{anna.id}", "resolved"),
+        ]
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await conn.execute("UPDATE desk_alarm_log SET actor = 'x' WHERE alarm_id = $1", alarm.id)
+
+
+async def test_clear_cancels_a_raised_alarm_but_only_annotates_an_accepted_one(
+    world: World, unique: str, staff: dict[str, StaffMember]
+) -> None:
+    desk = world.desk
+    first = desk.apply(decision(unique))
+    assert first is not None
+    desk.apply(decision(unique, DecisionAction.CLEAR, reason="resident back in bed"))
+    assert desk.get(first.id) is None and first.state is AlarmState.CANCELLED
+    second = desk.apply(decision(unique))
+    assert second is not None and second.id != first.id
+    desk.accept(second.id, staff["anna"])
+    desk.apply(decision(unique, DecisionAction.CANCEL, reason="device withdrew"))
+    assert desk.get(second.id) is second and second.state is AlarmState.ACCEPTED
+    assert world.closed == [f"fall_detected:{unique}-r1"]
+
+
+async def test_escalation_fires_tiers_in_order_and_stops_on_acceptance(
+    world: World, unique: str, staff: dict[str, StaffMember]
+) -> None:
+    desk = world.desk
+    clock = desk.clock
+    assert isinstance(clock, FakeClock)
+    alarm = desk.apply(decision(unique))
+    assert alarm is not None
+    for _ in range(4):  # ticks at 9, 18, 27, 36 s: tier 0 fired on raise, 1 at 18 s, 2 at 27 s, repeat due 57 s
+        clock.advance(9)
+        desk.escalate_due()
+    await world.settle()
+    unit, nurse, lead = ["anna", "bo", "lisa", "nils"], ["nils"], ["lisa"]
+    unit = sorted(f"{n}-{unique}" for n in unit)
+    assert world.channel.escalations() == [
+        (0, "unit", unit),
+        (1, "nurse", [f"{n}-{unique}" for n in nurse]),
+        (2, "lead", [f"{n}-{unique}" for n in lead]),
+    ]
+    clock.advance(22)  # 58 s: the last tier repeats until someone accepts
+    desk.escalate_due()
+    await world.settle()
+    assert [e[:2] for e in world.channel.escalations()][-1] == (3, "lead")
+    desk.accept(alarm.id, staff["bo"])
+    clock.advance(600)
+    assert desk.escalate_due() == 0
+    await world.settle()
+    assert len(world.channel.escalations()) == 4
+
+
+async def test_restart_keeps_the_alarm_and_continues_escalation(
+    desk_settings: Settings, db: Database, metrics: Metrics, unique: str, staff: dict[str, StaffMember]
+) -> None:
+    clock = FakeClock()
+    before = await World(desk_settings, db, metrics, clock).start()
+    alarm = before.desk.apply(decision(unique))
+    assert alarm is not None
+    clock.advance(12)
+    before.desk.escalate_due()  # tier 1 (nurse) fired
+    await before.settle()
+    await before.stop()
+
+    after = await World(desk_settings, db, metrics, clock).start()
+    try:
+        restored = after.desk.get(alarm.id)
+        assert restored is not None and restored.state is AlarmState.RAISED and restored.unit == "A"
+        assert [a.id for a in after.desk.open_alarms_for(staff["anna"])] == [alarm.id]
+        clock.advance(5)  # 17 s: nothing due yet; tiers 0 and 1 are not fired again
+        assert after.desk.escalate_due() == 0
+        clock.advance(5)
+        assert after.desk.escalate_due() == 1
+        await after.settle()
+        assert after.channel.escalations() == [(2, "lead", [f"lisa-{unique}"])]
+        after.desk.accept(alarm.id, staff["anna"])
+    finally:
+        await after.stop()
+
+
+async def test_unregistered_device_reaches_every_staff_member_of_the_site(
+    world: World, unique: str, staff: dict[str, StaffMember]
+) -> None:
+    desk = world.desk
+    alarm = desk.apply(decision(unique, device="mystery-7", resident=None, subject="mystery-7", unregistered=True))
+    assert alarm is not None and alarm.unregistered and alarm.unit is None
+    for name in ("anna", "bo", "nils", "lisa", "carl"):
+        assert [a.id for a in desk.open_alarms_for(staff[name])] == [alarm.id]
+    assert desk.view(alarm)["unregistered"] is True
+    await world.settle()
+    assert world.channel.escalations()[0][2] == sorted(f"{n}-{unique}" for n in ("anna", "bo", "carl", "lisa", "nils"))
+
+
+async def test_staff_see_only_their_units_most_urgent_first(
+    world: World, unique: str, staff: dict[str, StaffMember]
+) -> None:
+    desk = world.desk
+    clock = desk.clock
+    assert isinstance(clock, FakeClock)
+    low = desk.apply(
+        decision(
+            unique, rule_id="bed_exit_night", subject="r2", resident="r2", device="plug2", severity=Severity.MEDIUM
+        )
+    )
+    clock.advance(1)
+    fall = desk.apply(decision(unique))
+    other_unit = desk.apply(decision(unique, rule_id="alarm_button", subject="r3", resident="r3", device="button3"))
+    assert low and fall and other_unit
+    assert [a.id for a in desk.open_alarms_for(staff["anna"])] == [fall.id, low.id]
+    assert [a.id for a in desk.open_alarms_for(staff["carl"])] == [other_unit.id]
+    with pytest.raises(DeskError):
+        desk.accept(other_unit.id, staff["anna"])
+    desk.accept(fall.id, staff["anna"])
+    assert [a.id for a in desk.open_alarms_for(staff["bo"])] == [low.id, fall.id]  # unaccepted first
+
+
+@pytest.mark.parametrize(
+    ("hour_utc", "rule_id", "device", "patrol_notified"),
+    [
+        (2, "battery_low", "plug2", False),  # 03:00 in Stockholm: a battery waits for the technicians
+        (2, "device_silent", "radar1", True),  # a silent fall radar at night wakes the patrol
+        (12, "battery_low", "plug2", True),  # by day the unit hears of it too
+    ],
+)
+async def test_technical_alarms_wake_the_patrol_at_night_only_for_silent_safety_devices(
+    desk_settings: Settings,
+    db: Database,
+    metrics: Metrics,
+    unique: str,
+    staff: dict[str, StaffMember],
+    hour_utc: int,
+    rule_id: str,
+    device: str,
+    patrol_notified: bool,
+) -> None:
+    clock = FakeClock(datetime(2026, 11, 26, hour_utc, 0, tzinfo=UTC))
+    w = await World(desk_settings, db, metrics, clock).start()
+    try:
+        w.desk.apply(
+            decision(
+                unique,
+                rule_id=rule_id,
+                category=AlarmCategory.TECHNICAL,
+                severity=Severity.LOW,
+                device=device,
+                resident=None,
+                subject=device,
+            )
+        )
+        await w.settle()
+        ((tier, audience, recipients),) = w.channel.escalations()
+        assert (f"anna-{unique}" in recipients) is patrol_notified
+    finally:
+        await w.stop()
+
+
+async def test_delivery_never_waits_for_the_database(
+    desk_settings: Settings, metrics: Metrics, unique: str, staff: dict[str, StaffMember]
+) -> None:
+    down = Database(
+        desk_settings.db.model_copy(update={"dsn": SecretStr("postgresql://postgres@127.0.0.1:1/test")}), metrics
+    )
+    await down.open()
+    try:
+        w = World(desk_settings, down, metrics, FakeClock())
+        w.desk.set_staff(staff.values())
+        task = asyncio.create_task(w.desk.run_loop())
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        alarm = w.desk.apply(decision(unique, device="x1", resident=None, subject="x1", unregistered=True))
+        assert loop.time() - started < 0.05
+        assert alarm is not None and w.published and w.published[0][1]["state"] == "raised"
+        await w.desk.dispatcher.drain()
+        assert w.channel.escalations()[0][0] == 0
+        await asyncio.sleep(0.3)
+        assert w.desk.store.backlog > 0  # kept for later, not lost
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await down.close()
