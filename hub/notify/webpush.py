@@ -1,8 +1,8 @@
 """Web Push with VAPID (pywebpush), so a locked phone rings for an escalated alarm.
 
 Subscriptions are kept in `push_subscriptions` and cached in memory, so a push goes out even while the database is
-away. pywebpush is synchronous (requests), so each push runs in a worker thread. A subscription the push service
-reports gone (404/410) is removed.
+away. A subscription the push service
+reports gone (404/410) is removed. Pushes go out with pywebpush's aiohttp sender, concurrently.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import asyncpg
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from py_vapid import Vapid  # type: ignore[import-untyped]
-from pywebpush import WebPushException, webpush
+from pywebpush import WebPushException, webpush_async
 
 from hub.notify import Notification, NotifyError
 from hub.settings import NotifySettings
@@ -131,7 +132,8 @@ class WebPushNotifier:
         if not subs:
             return
         data = push_payload(notification)
-        results = await asyncio.gather(*(asyncio.to_thread(self._push, s, data) for _, s in subs))
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            results = await asyncio.gather(*(self._push(session, s, data) for _, s in subs))
         for (staff_id, sub), status in zip(subs, results, strict=True):
             if status in (404, 410):
                 await self._forget(staff_id, sub)
@@ -140,9 +142,9 @@ class WebPushNotifier:
             msg = f"web push failed for {failed} of {len(results)} subscriptions"
             raise NotifyError(msg)
 
-    def _push(self, sub: PushSubscription, data: str) -> int:
+    async def _push(self, session: aiohttp.ClientSession, sub: PushSubscription, data: str) -> int:
         try:
-            webpush(
+            await webpush_async(
                 sub.info(),
                 data,
                 vapid_private_key=self.vapid,
@@ -150,12 +152,14 @@ class WebPushNotifier:
                 timeout=10,
                 ttl=_TTL_S,
                 headers={"Urgency": "high"},
+                aiohttp_session=session,
             )
         except WebPushException as exc:
-            status = exc.response.status_code if exc.response is not None else -1
+            response = exc.response
+            status = getattr(response, "status", None) or getattr(response, "status_code", None) or -1
             logger.info("web push refused status=%s", status)
             return int(status)
-        except OSError as exc:
+        except (OSError, aiohttp.ClientError, TimeoutError) as exc:
             logger.info("web push error=%s", type(exc).__name__)
             return -1
         return 0
