@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alarms.directory import DeviceInfo, Directory, ResidentProfile  # noqa: E402
-from alarms.engine import Engine  # noqa: E402
-from alarms.rules import default_pack_path, load_rules  # noqa: E402
-from hub.model import Event, EventKind  # noqa: E402
+from alarms.directory import DeviceInfo, Directory, ResidentProfile
+from alarms.engine import Engine
+from alarms.rules import default_pack_path, load_rules
+from hub.model import Event, EventKind
 
 RESIDENTS = 1000
 RESIDENTS_PER_SITE = 100
@@ -57,7 +57,9 @@ def build_directory() -> Directory:
         for short, (kind, interval_s, safety) in kinds.items():
             device_id = f"{rid}-{short}"
             devices[device_id] = DeviceInfo(device_id, site, kind, rid, interval_s, safety)
-    return Directory(site_zones={f"site{i}": "Europe/Stockholm" for i in range(10)}, devices=devices, residents=residents)
+    return Directory(
+        site_zones={f"site{i}": "Europe/Stockholm" for i in range(10)}, devices=devices, residents=residents
+    )
 
 
 def build_night(directory: Directory, seed: int = 7) -> list[Event]:
@@ -97,8 +99,15 @@ def build_night(directory: Directory, seed: int = 7) -> list[Event]:
             raw.append((t + 90, dev.site, dev.device_id, EventKind.DOOR_CLOSED, None, None))
     raw.sort(key=lambda item: item[0])
     return [
-        Event(ts=NIGHT_START + timedelta(seconds=s), site=site, device_id=device_id, kind=kind, value=value, ref=ref,
-              resident_id=directory.devices[device_id].resident_id)
+        Event(
+            ts=NIGHT_START + timedelta(seconds=s),
+            site=site,
+            device_id=device_id,
+            kind=kind,
+            value=value,
+            ref=ref,
+            resident_id=directory.devices[device_id].resident_id,
+        )
         for s, site, device_id, kind, value, ref in raw
     ]
 
