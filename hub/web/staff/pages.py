@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 _PUBLIC = ("/staff/login", "/staff/static/", "/staff/sw.js")
 _ACTIONS = ("accept", "en_route", "on_site", "resolve")
-SESSION = "vaka_staff_session"
+SESSION = web.RequestKey("vaka_staff_session", Session)
 
 
 def redirect(location: str) -> web.Response:

@@ -1,0 +1,86 @@
+"""A running staff page for the web tests: migrated schema, inventory, staff, a desk with its loop, a real port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from aiohttp import web
+
+from hub.desk import Desk
+from hub.metrics import Metrics
+from hub.settings import Settings
+from hub.staff import StaffMember
+from hub.store.db import Database
+from hub.web.staff import setup_staff
+from tests.hub.desk_support import FakeClock, RecordingNotifier, add_inventory_and_staff, migrated_database
+
+
+@dataclass
+class StaffSite:
+    """Everything a web test touches."""
+
+    site: str
+    url: str
+    desk: Desk
+    db: Database
+    settings: Settings
+    metrics: Metrics
+    staff: dict[str, StaffMember]
+    clock: FakeClock
+    published: list[tuple[str, bytes]]
+    runner: web.AppRunner
+    port: int
+
+    async def stop_serving(self) -> None:
+        """Take the web server away (the page should say it lost its connection)."""
+        for site in list(self.runner.sites):
+            await site.stop()
+        await self.desk.hub.aclose()
+
+    async def start_serving(self) -> None:
+        """Bring the web server back on the same port."""
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def staff_site(settings: Settings, metrics: Metrics, unique: str) -> AsyncIterator[StaffSite]:
+    port = free_port()
+    settings.http.public_url = f"http://127.0.0.1:{port}"
+    async with migrated_database(settings, metrics) as db:
+        staff = await add_inventory_and_staff(db, unique)
+        published: list[tuple[str, bytes]] = []
+        clock = FakeClock()
+        desk = Desk(
+            settings,
+            db,
+            metrics,
+            publish=lambda topic, payload, *, qos=1, retain=False: published.append((topic, payload)),
+            clock=clock,
+            notifiers=[RecordingNotifier()],
+        )
+        await desk.restore()
+        loop_task = asyncio.create_task(desk.run_loop())
+        app = web.Application()
+        setup_staff(app, desk=desk, db=db, settings=settings, metrics=metrics)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            yield StaffSite(
+                unique, settings.http.public_url, desk, db, settings, metrics, staff, clock, published, runner, port
+            )
+        finally:
+            await runner.cleanup()
+            loop_task.cancel()
+            await asyncio.gather(loop_task, return_exceptions=True)

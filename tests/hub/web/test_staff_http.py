@@ -1,0 +1,170 @@
+"""Staff page security and delivery over plain HTTP/WebSocket: login, cookies, CSRF, rate limit, origin, receipts."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from tests.hub.desk_support import PASSWORD, decision
+from tests.hub.web.conftest import StaffSite
+
+
+async def login(
+    session: aiohttp.ClientSession, url: str, username: str, password: str = PASSWORD
+) -> aiohttp.ClientResponse:
+    async with session.get(f"{url}/staff/login") as resp:
+        token = re.search(r'name="csrf" value="([^"]+)"', await resp.text())
+    assert token is not None
+    return await session.post(
+        f"{url}/staff/login",
+        data={"csrf": token.group(1), "username": username, "password": password},
+        allow_redirects=False,
+    )
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match is not None
+    return match.group(1)
+
+
+async def test_login_sets_a_strict_httponly_cookie_and_wrong_passwords_are_refused(
+    staff_site: StaffSite, client: aiohttp.ClientSession
+) -> None:
+    url = staff_site.url
+    async with client.get(f"{url}/staff/", allow_redirects=False) as resp:
+        assert resp.status == 303
+        assert resp.headers["Location"] == "/staff/login"
+    resp = await login(client, url, f"anna-{staff_site.site}", "not the password")
+    assert resp.status == 401
+    assert "Fel användarnamn eller lösenord" in await resp.text()
+    resp = await login(client, url, f"anna-{staff_site.site}")
+    assert resp.status == 303
+    cookie = next(h for h in resp.headers.getall("Set-Cookie") if h.startswith("vaka_session="))
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    assert "Secure" not in cookie  # cookie_secure is off in tests (plain http)
+    async with client.get(f"{url}/staff/") as page:
+        assert page.status == 200
+        html = await page.text()
+        assert "Open alarms" in html  # anna's account is in English
+        assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+
+
+async def test_cookie_is_secure_when_the_settings_say_so(staff_site: StaffSite, client: aiohttp.ClientSession) -> None:
+    async with client.get(f"{staff_site.url}/staff/login") as form:
+        token = csrf_of(await form.text())
+    staff_site.settings.http.cookie_secure = True
+    resp = await client.post(
+        f"{staff_site.url}/staff/login",
+        data={"csrf": token, "username": f"bo-{staff_site.site}", "password": PASSWORD},
+        allow_redirects=False,
+    )
+    cookie = next(h for h in resp.headers.getall("Set-Cookie") if h.startswith("vaka_session="))
+    assert "Secure" in cookie
+
+
+async def test_login_is_rate_limited(staff_site: StaffSite, client: aiohttp.ClientSession) -> None:
+    name = f"bo-{staff_site.site}"
+    for _ in range(5):
+        assert (await login(client, staff_site.url, name, "wrong password")).status == 401
+    resp = await login(client, staff_site.url, name)  # even the right password waits now
+    assert resp.status == 429
+    assert int(resp.headers["Retry-After"]) > 0
+    assert staff_site.metrics.logins.labels("limited")._value.get() == 1
+
+
+async def test_posts_need_the_csrf_token(staff_site: StaffSite, client: aiohttp.ClientSession) -> None:
+    await login(client, staff_site.url, f"anna-{staff_site.site}")
+    alarm = staff_site.desk.apply(decision(staff_site.site))
+    assert alarm is not None
+    action = f"{staff_site.url}/staff/alarms/{alarm.id}/accept"
+    async with client.post(action, data={}, allow_redirects=False) as resp:
+        assert resp.status == 403
+    async with client.post(action, data={"csrf": "forged"}, allow_redirects=False) as resp:
+        assert resp.status == 403
+    async with client.get(f"{staff_site.url}/staff/") as page:
+        token = csrf_of(await page.text())
+    async with client.post(action, data={"csrf": token}, headers={"X-Requested-With": "fetch"}) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["alarm"]["accepted_by"] == "Anna"
+
+
+async def test_websocket_needs_a_session_and_the_allowed_origin(
+    staff_site: StaffSite, client: aiohttp.ClientSession
+) -> None:
+    ws_url = f"{staff_site.url}/staff/ws"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as no_session:
+        await client.ws_connect(ws_url, origin=staff_site.url)
+    assert no_session.value.status == 401
+    await login(client, staff_site.url, f"anna-{staff_site.site}")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as wrong_origin:
+        await client.ws_connect(ws_url, origin="http://evil.example")
+    assert wrong_origin.value.status == 403
+    ws = await client.ws_connect(ws_url, origin=staff_site.url)
+    assert (await ws.receive_json(timeout=2))["type"] == "snapshot"
+    await ws.close()
+
+
+async def test_unconfirmed_notifications_are_sent_again_on_reconnect(
+    staff_site: StaffSite, client: aiohttp.ClientSession
+) -> None:
+    await login(client, staff_site.url, f"anna-{staff_site.site}")
+    ws_url = f"{staff_site.url}/staff/ws"
+    ws = await client.ws_connect(ws_url, origin=staff_site.url)
+    assert (await ws.receive_json(timeout=2))["alarms"] == []
+    alarm = staff_site.desk.apply(decision(staff_site.site))
+    assert alarm is not None
+    first = await ws.receive_json(timeout=2)
+    assert first["type"] == "alarm"
+    assert first["alarm"]["id"] == alarm.id
+    await ws.close()  # gone before confirming: the phone went into a lift
+
+    ws = await client.ws_connect(ws_url, origin=staff_site.url)
+    snapshot = await ws.receive_json(timeout=2)
+    assert [a["id"] for a in snapshot["alarms"]] == [alarm.id]
+    again = await ws.receive_json(timeout=2)
+    assert again["nid"] == first["nid"]
+    await ws.send_str(json.dumps({"type": "receipt", "nid": again["nid"]}))
+    await ws.close()
+
+    ws = await client.ws_connect(ws_url, origin=staff_site.url)
+    await ws.receive_json(timeout=2)  # snapshot
+    with pytest.raises(TimeoutError):
+        await ws.receive_json(timeout=0.5)  # nothing unconfirmed left
+    await ws.close()
+    assert staff_site.metrics.notifications_delivered.labels("websocket")._value.get() == 1
+
+
+async def test_every_read_of_resident_data_is_logged(staff_site: StaffSite, client: aiohttp.ClientSession) -> None:
+    site = staff_site.site
+    staff_site.desk.apply(decision(site))
+    await login(client, staff_site.url, f"anna-{site}")
+    async with client.get(f"{staff_site.url}/staff/residents") as page:
+        html = await page.text()
+    assert f"{site}-r1" in html
+    assert f"{site}-r2" in html
+    assert f"{site}-r3" not in html  # unit B is not anna's
+    async with client.get(f"{staff_site.url}/staff/"):
+        pass
+    await staff_site.desk.store.flushed()
+    anna = staff_site.staff["anna"]
+    async with staff_site.db.acquire() as conn:
+        rows = await conn.fetch("SELECT staff_id, resident_id, purpose FROM resident_access_log ORDER BY seq")
+    assert {(r["resident_id"], r["purpose"]) for r in rows} == {
+        (f"{site}-r1", "resident_list"),
+        (f"{site}-r2", "resident_list"),
+        (f"{site}-r1", "alarm_list"),
+    }
+    assert {r["staff_id"] for r in rows} == {anna.id}
+    assert staff_site.metrics.resident_reads.labels("staff")._value.get() == 3
