@@ -93,7 +93,12 @@ class SilenceEval(Compiled):
 
     def state_to_json(self) -> Any:
         """Last times, armed and silent subjects."""
-        return {"last": self.last, "where": self.where, "armed": sorted(self.armed), "silent": sorted(self.silent)}
+        return {
+            "last": dict(self.last),
+            "where": {k: list(v) for k, v in self.where.items()},
+            "armed": sorted(self.armed),
+            "silent": sorted(self.silent),
+        }
 
     def state_from_json(self, data: Any) -> None:
         """Restore."""
@@ -171,7 +176,7 @@ class DailyAbsenceEval(Compiled):
 
     def state_to_json(self) -> Any:
         """Last activity, watched and absent residents."""
-        return {"last": self.last, "armed": sorted(self.armed), "absent": sorted(self.absent)}
+        return {"last": dict(self.last), "armed": sorted(self.armed), "absent": sorted(self.absent)}
 
     def state_from_json(self, data: Any) -> None:
         """Restore."""

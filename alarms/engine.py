@@ -46,6 +46,7 @@ class Engine:
         self._zone_clocks: dict[str, LocalClock] = {}
         self._out: list[AlarmDecision] = []
         self._started = False
+        self._clock = 0.0  # the latest time seen, epoch seconds
         self._apply_directory(directory)
 
     # --- directory ----------------------------------------------------------------------------------------------
@@ -89,6 +90,8 @@ class Engine:
         """Evaluate one event (at its own `ts`); returns decisions of timers due before it and of the event itself."""
         t = event.ts.timestamp()
         out = self._out = []
+        if t > self._clock:
+            self._clock = t
         if not self._started:
             self._start(t)
         timers = self.timers
@@ -106,6 +109,8 @@ class Engine:
         """Fire every timer due at or before `now`."""
         t = now.timestamp()
         out = self._out = []
+        if t > self._clock:
+            self._clock = t
         if not self._started:
             self._start(t)
         self._fire_due(t)
@@ -283,10 +288,15 @@ class Engine:
     # --- persistence --------------------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON-serialisable state: open alarms, cooldowns, pending timers and every rule's windows."""
+        """JSON-serialisable state: open alarms, cooldowns, pending timers and every rule's windows.
+
+        The result shares nothing mutable with the engine, so it may be serialised in another thread; the call itself
+        must run where `feed` and `tick` run (the event loop).
+        """
         return {
             "version": SNAPSHOT_VERSION,
             "started": self._started,
+            "clock": self._clock,
             "open": {key: alarm.to_json() for key, alarm in self.open.items()},
             "cooldown_until": dict(self.cooldown_until),
             "timers": self.timers.to_json(),
@@ -309,6 +319,9 @@ class Engine:
         for rule_id, state in snapshot.get("rules", {}).items():
             if rule_id in engine.compiled:
                 engine.compiled[rule_id].state_from_json(state)
-        engine._started = bool(snapshot.get("started", False))
+        engine._clock = float(snapshot.get("clock", 0.0))
+        if snapshot.get("started", False):
+            # devices and residents added while the hub was down are watched from the last time the engine saw
+            engine._start(engine._clock)
         logger.info("engine restored open=%s timers=%s", len(engine.open), len(engine.timers))
         return engine

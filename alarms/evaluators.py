@@ -162,8 +162,10 @@ class InstantEval(Compiled):
 
     def on_event(self, engine: Engine, event: Event, t: float, dev: DeviceInfo | None, rid: str | None) -> None:
         """Raise, clear or cancel."""
-        if dev is None and not self.open_to_unregistered:
-            return
+        if dev is None:
+            if not self.open_to_unregistered:
+                return
+            rid = None  # unknown device: keyed by the device, whatever the event claims
         subject = event.device_id if self.by_device or rid is None else rid
         params = self.params(rid)
         if self.match.test(event, dev, params.threshold):
@@ -243,7 +245,7 @@ class SustainedEval(Compiled):
 
     def state_to_json(self) -> Any:
         """Conditions in progress."""
-        return self.since
+        return {k: list(v) for k, v in self.since.items()}
 
     def state_from_json(self, data: Any) -> None:
         """Restore conditions in progress."""
@@ -305,7 +307,7 @@ class SequenceEval(Compiled):
 
     def state_to_json(self) -> Any:
         """Open windows."""
-        return self.pending
+        return {k: list(v) for k, v in self.pending.items()}
 
     def state_from_json(self, data: Any) -> None:
         """Restore open windows."""

@@ -126,7 +126,7 @@ class BaselineEval(Compiled):
         """Counts per resident (only residents seen), and which sites have an hourly timer."""
         used = len(self.row_ids)
         return {
-            "residents": self.row_ids,
+            "residents": list(self.row_ids),
             "sites": {site: [self.row_ids[r] for r in rows] for site, rows in self.site_rows.items()},
             "counts": self.counts[:used].tolist(),
             "last_day": self.last_day[:used].tolist(),

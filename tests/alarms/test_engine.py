@@ -353,3 +353,12 @@ def test_next_deadline_points_at_the_earliest_timer() -> None:
     t = local("2026-11-26 23:00")
     run(engine, [ev(t, "bed", EventKind.BED_EXIT)])
     assert engine.next_deadline() == t + timedelta(minutes=20)
+
+
+def test_unregistered_device_is_keyed_by_device_even_with_a_resident_in_the_event() -> None:
+    """The inventory does not know the device: the alarm is the device's, marked unregistered."""
+    from tests.alarms.home import PACK
+
+    engine = fresh(START, directory(), PACK)
+    out = run(engine, [ev(START, "x9", EventKind.ALARM_BUTTON, resident_id="r1")])
+    assert [(d.key, d.unregistered) for d in out] == [("alarm_button:x9", True)]

@@ -126,3 +126,16 @@ def test_restless_night_history_survives_a_restart() -> None:
     restless = [ev(local(f"2026-11-22 02:{m:02d}"), "mot", EventKind.MOTION) for m in range(0, 60, 4)]
     out = run(restored, restless, local("2026-11-22 03:30"))
     assert [d.rule_id for d in out if d.rule_id == "restless_night"] == ["restless_night"]
+
+
+def test_device_added_while_down_is_supervised_after_restore() -> None:
+    """A device that joined the inventory during a restart is supervised from the engine's last known time."""
+    from alarms.directory import DeviceInfo
+
+    engine = fresh(START, directory(), PACK)
+    run(engine, [ev(START + timedelta(minutes=5), "bed", EventKind.HEARTBEAT)])
+    home = directory()
+    home.devices["new"] = DeviceInfo("new", "unit1", "thermometer", "r1", 600)
+    restored = Engine.restore(PACK, home, json.loads(json.dumps(engine.snapshot())))
+    out = restored.tick(START + timedelta(minutes=20))
+    assert [(d.key, d.at) for d in out] == [("device_silent:new", START + timedelta(minutes=15))]
