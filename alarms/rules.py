@@ -16,7 +16,6 @@ from alarms.spec import (
     BaselineRule,
     CountRule,
     InstantRule,
-    Match,
     Rule,
     RulePack,
     ScheduleSpec,
@@ -123,84 +122,113 @@ def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int:
     return line
 
 
-def _parse_file(path: Path) -> tuple[RulePack | None, yaml.Node | None, list[str]]:
+Parsed = tuple[Path, RulePack | None, yaml.Node | None, dict[str, Any]]
+
+
+def _where(data: dict[str, Any], loc: Sequence[int | str]) -> str:
+    """A readable place for an error: "rule 'door': match.kinds" rather than "rules.0.match.kinds"."""
+    parts = [part for part in loc if part not in _RULE_TYPES]
+    if len(parts) >= 2 and parts[0] == "rules" and isinstance(parts[1], int):
+        rules = data.get("rules")
+        rule = rules[parts[1]] if isinstance(rules, list) and parts[1] < len(rules) else None
+        name = f"rule {rule['id']!r}" if isinstance(rule, dict) and "id" in rule else f"rule #{parts[1] + 1}"
+        rest = ".".join(str(part) for part in parts[2:])
+        return f"{name}: {rest}" if rest else name
+    return ".".join(str(part) for part in parts) or "file"
+
+
+def _parse_file(path: Path) -> tuple[Parsed | None, list[tuple[int, str]]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        return None, None, [f"{path}:1: cannot read the file ({exc.strerror})"]
+        return None, [(1, f"{path}:1: cannot read the file ({exc.strerror})")]
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
-        return None, None, [f"{path}:{line}: not valid YAML: {exc.problem}"]
+        return None, [(line, f"{path}:{line}: not valid YAML: {exc.problem}")]
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        return None, node, [f"{path}:1: a rules file is a mapping with `rules:` (and optionally `schedules:`)"]
+        return None, [(1, f"{path}:1: a rules file is a mapping with `rules:` (and optionally `schedules:`)")]
     try:
-        return RulePack.model_validate(data), node, []
+        return (path, RulePack.model_validate(data), node, data), []
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             loc = error["loc"]
-            where = ".".join(str(part) for part in loc if part not in _RULE_TYPES)
-            problems.append(f"{path}:{_line_of(node, loc)}: {where}: {describe_error(dict(error))}")
-        return None, node, problems
+            line = _line_of(node, loc)
+            problems.append((line, f"{path}:{line}: {_where(data, loc)}: {describe_error(dict(error))}"))
+        return (path, None, node, data), problems
 
 
 _RULE_TYPES = frozenset({"instant", "sustained", "absence", "sequence", "count", "baseline"})
+_MATCH_FIELDS = ("match", "clear", "cancel", "first", "then")
 
 
-def _matches_of(rule: Rule) -> list[tuple[str, Match]]:
-    found: list[tuple[str, Match]] = []
-    for name in ("match", "clear", "cancel", "first", "then"):
-        value = getattr(rule, name, None)
-        if isinstance(value, Match):
-            found.append((name, value))
-    return found
+def _raw_rules(data: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    rules = data.get("rules")
+    if not isinstance(rules, list):
+        return []
+    return [(index, rule) for index, rule in enumerate(rules) if isinstance(rule, dict)]
 
 
-def _cross_checks(packs: list[tuple[Path, RulePack, yaml.Node | None]]) -> list[str]:
-    problems: list[str] = []
+def _cross_checks(parsed: list[Parsed]) -> dict[Path, list[tuple[int, str]]]:
+    """Checks across rules and files, on the raw data so they run even when a rule failed validation."""
+    problems: dict[Path, list[tuple[int, str]]] = {}
     seen_ids: dict[str, str] = {}
-    seen_schedules: dict[str, tuple[ScheduleSpec, str]] = {}
-    all_schedules = {name for _, pack, _ in packs for name in pack.schedules}
-    for path, pack, node in packs:
-        for name, spec in pack.schedules.items():
+    seen_schedules: dict[str, tuple[object, str]] = {}
+    all_schedules = {str(name) for _, _, _, data in parsed for name in (data.get("schedules") or {})}
+    for path, _, node, data in parsed:
+        found = problems.setdefault(path, [])
+        schedules = data.get("schedules")
+        for name, spec in schedules.items() if isinstance(schedules, dict) else ():
             line = _line_of(node, ("schedules", name))
             if name in seen_schedules and seen_schedules[name][0] != spec:
-                problems.append(f"{path}:{line}: schedule {name!r} differs from {seen_schedules[name][1]}")
+                found.append((line, f"{path}:{line}: schedule {name!r} differs from {seen_schedules[name][1]}"))
             seen_schedules.setdefault(name, (spec, f"{path}:{line}"))
-        for index, rule in enumerate(pack.rules):
+        for index, rule in _raw_rules(data):
+            rule_id = rule.get("id")
             line = _line_of(node, ("rules", index, "id"))
-            if rule.id in seen_ids:
-                problems.append(f"{path}:{line}: rule id {rule.id!r} is used twice (first at {seen_ids[rule.id]})")
-            else:
-                seen_ids[rule.id] = f"{path}:{line}"
-            if isinstance(rule.schedule, str) and rule.schedule not in all_schedules:
+            if isinstance(rule_id, str) and rule_id in seen_ids:
+                found.append((line, f"{path}:{line}: rule id {rule_id!r} is used twice (first at {seen_ids[rule_id]})"))
+            elif isinstance(rule_id, str):
+                seen_ids[rule_id] = f"{path}:{line}"
+            schedule = rule.get("schedule")
+            if isinstance(schedule, str) and schedule not in all_schedules:
                 at = _line_of(node, ("rules", index, "schedule"))
-                problems.append(f"{path}:{at}: schedule {rule.schedule!r} is not defined under `schedules`")
-            for field_name, match in _matches_of(rule):
-                for kind in match.device_kinds or ():
+                found.append(
+                    (at, f"{path}:{at}: rule {rule_id!r}: schedule {schedule!r} is not defined under `schedules`")
+                )
+            for field_name in _MATCH_FIELDS:
+                match = rule.get(field_name)
+                kinds = match.get("device_kinds") if isinstance(match, dict) else None
+                for kind in kinds if isinstance(kinds, list) else ():
                     if kind not in KNOWN_DEVICE_KINDS:
                         at = _line_of(node, ("rules", index, field_name, "device_kinds"))
-                        problems.append(
-                            f"{path}:{at}: rules.{index}.{field_name}.device_kinds: unknown device kind {kind!r}"
+                        found.append(
+                            (
+                                at,
+                                f"{path}:{at}: rule {rule_id!r}: {field_name}.device_kinds: unknown device kind {kind!r}",
+                            )
                         )
     return problems
 
 
-def _parse_all(paths: Sequence[Path]) -> tuple[list[tuple[Path, RulePack, yaml.Node | None]], list[str]]:
-    problems: list[str] = []
-    packs: list[tuple[Path, RulePack, yaml.Node | None]] = []
-    for path in paths:
-        pack, node, file_problems = _parse_file(Path(path))
-        problems.extend(file_problems)
-        if pack is not None:
-            packs.append((Path(path), pack, node))
-    problems.extend(_cross_checks(packs))
-    return packs, problems
+def _parse_all(paths: Sequence[Path]) -> tuple[list[Parsed], list[str]]:
+    per_file: dict[Path, list[tuple[int, str]]] = {}
+    parsed: list[Parsed] = []
+    for raw_path in paths:
+        path = Path(raw_path)
+        result, file_problems = _parse_file(path)
+        per_file.setdefault(path, []).extend(file_problems)
+        if result is not None:
+            parsed.append(result)
+    for path, found in _cross_checks(parsed).items():
+        per_file.setdefault(path, []).extend(found)
+    problems = [text for found in per_file.values() for _, text in sorted(found, key=lambda item: item[0])]
+    return parsed, problems
 
 
 def check_files(paths: Sequence[Path]) -> list[str]:
@@ -210,15 +238,16 @@ def check_files(paths: Sequence[Path]) -> list[str]:
 
 def load_rules(paths: Sequence[Path]) -> RuleSet:
     """Load and validate rule files into one RuleSet; raises RulesError listing every mistake."""
-    packs, problems = _parse_all(paths)
+    parsed, problems = _parse_all(paths)
     if problems:
         raise RulesError(problems)
     rules: list[Rule] = []
     schedules: dict[str, ScheduleSpec] = {}
-    for _, pack, _ in packs:
+    for _, pack, _, _ in parsed:
+        assert pack is not None  # no problems: every file validated
         rules.extend(pack.rules)
         schedules.update(pack.schedules)
-    logger.info("rules loaded files=%s rules=%s enabled=%s", len(packs), len(rules), sum(r.enabled for r in rules))
+    logger.info("rules loaded files=%s rules=%s enabled=%s", len(parsed), len(rules), sum(r.enabled for r in rules))
     return RuleSet(tuple(rules), schedules)
 
 

@@ -67,8 +67,11 @@ class ScheduleSpec(_Strict):
 
     @model_validator(mode="after")
     def _can_be_active(self) -> ScheduleSpec:
+        if parse_hhmm(self.start) == parse_hhmm(self.end):
+            msg = f"schedule {self.start}–{self.end} can never be active: start and end are the same time"
+            raise ValueError(msg)
         if compile_schedule(self.start, self.end, self.days).never_active:
-            msg = f"schedule {self.start}–{self.end} on {self.days or list(WEEKDAYS)} can never be active"
+            msg = f"schedule {self.start}–{self.end} can never be active: no weekday given (use {', '.join(WEEKDAYS)})"
             raise ValueError(msg)
         return self
 

@@ -137,3 +137,16 @@ def test_schema_describes_the_rule_types() -> None:
     assert schema["title"] == "Vaka alarm rules"
     for rule_type in ("InstantRule", "SustainedRule", "AbsenceRule", "SequenceRule", "CountRule", "BaselineRule"):
         assert rule_type in text
+
+
+def test_every_mistake_of_a_file_at_once(tmp_path: Path) -> None:
+    """Several mistakes, one of them in a duplicate rule: all reported, in line order, with the rule's id."""
+    text = GOOD.replace("severity: high", "severity: urgent") + GOOD.split("rules:\n")[1].replace(
+        "reason: door open", "reason: door open\n    cooldown: 20 minutes"
+    )
+    path = write(tmp_path, text)
+    problems = check_files([path])
+    assert [p.split(": ", 1)[0] for p in problems] == [f"{path}:8", f"{path}:12", f"{path}:19"]
+    assert "rule 'door': severity" in problems[0]
+    assert "used twice" in problems[1]
+    assert "20 minutes" in problems[2]
