@@ -226,6 +226,9 @@ class SustainedEval(Compiled):
         entry = self.since.get(subject)
         if entry is None or entry[0] != anchor:
             return
+        # the next matching reading starts a new wait: a condition that persists updates the alarm every `for`,
+        # and raises anew once the desk has closed it and the cooldown has passed
+        del self.since[subject]
         _, site, rid, device_id, value = entry
         dev = engine.devices.get(device_id)
         params = self.params(rid)

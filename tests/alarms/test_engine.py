@@ -362,3 +362,19 @@ def test_unregistered_device_is_keyed_by_device_even_with_a_resident_in_the_even
     engine = fresh(START, directory(), PACK)
     out = run(engine, [ev(START, "x9", EventKind.ALARM_BUTTON, resident_id="r1")])
     assert [(d.key, d.unregistered) for d in out] == [("alarm_button:x9", True)]
+
+
+def test_persisting_cold_updates_and_raises_again_after_close_and_cooldown() -> None:
+    """Still cold after the desk closed the alarm: a new alarm once the 1 h cooldown has passed."""
+    from tests.alarms.home import PACK
+
+    engine = fresh(START, directory(), PACK)
+    readings = [ev(START + timedelta(minutes=m), "thermo", EventKind.TEMPERATURE, 15) for m in range(0, 200, 10)]
+    out: list[Any] = []
+    for reading in readings:
+        out += engine.feed(reading, reading.ts)
+        if reading.ts == START + timedelta(minutes=40):
+            engine.alarm_closed("low_room_temperature:r1", reading.ts)
+    got = [(d.action.value, (d.at - START) / timedelta(minutes=1)) for d in out if d.rule_id == "low_room_temperature"]
+    # raised at 30; closed at 40 (cooldown until 100); the wait 30→60 and 60→90 end inside it; 90→120 raises anew
+    assert got == [("raise", 30), ("raise", 120), ("update", 150), ("update", 180)]
