@@ -159,6 +159,9 @@ class InstantEval(Compiled):
         )
         # unregistered devices may raise only care alarms that do not depend on the device's kind
         self.open_to_unregistered = self.care and self.match.device_kinds is None
+        # a condition that started outside the schedule and has not cleared (door opened at 21:50, still open):
+        # subject -> [since, site, resident, device]; raised when the schedule begins
+        self.waiting: dict[str, list[Any]] = {}
 
     def on_event(self, engine: Engine, event: Event, t: float, dev: DeviceInfo | None, rid: str | None) -> None:
         """Raise, clear or cancel."""
@@ -170,6 +173,10 @@ class InstantEval(Compiled):
         params = self.params(rid)
         if self.match.test(event, dev, params.threshold):
             if params.schedule is not None and not params.schedule.active(engine.clock(event.site), t):
+                if self.clear is not None and subject not in self.waiting:
+                    start, _ = params.schedule.next_window(engine.clock(event.site), t)
+                    self.waiting[subject] = [t, event.site, rid, event.device_id]
+                    engine.timers.push(start, self.id, subject, t)
                 return
             if engine.may_raise(self, rid, dev, params):
                 engine.raise_or_update(
@@ -185,9 +192,32 @@ class InstantEval(Compiled):
                     self.reason(value=_fmt(event.value), device_kind=dev.kind if dev else "device"),
                 )
         elif self.clear is not None and self.clear.test(event, dev, params.clear_at):
+            if self.waiting:
+                self.waiting.pop(subject, None)
             engine.clear(self, subject, event.ts)
         elif self.cancel is not None and self.cancel.test(event, dev):
             engine.cancel(self, subject, event.ts, event.ref, self.cancel_reason)
+
+    def on_timer(self, engine: Engine, subject: str, anchor: float, due: float) -> None:
+        """The schedule began while the condition still held: raise now."""
+        entry = self.waiting.get(subject)
+        if entry is None or entry[0] != anchor:
+            return
+        del self.waiting[subject]
+        _, site, rid, device_id = entry
+        dev = engine.devices.get(device_id)
+        params = self.params(rid)
+        if engine.may_raise(self, rid, dev, params):
+            reason = self.reason(value="?", device_kind=dev.kind if dev else "device")
+            engine.raise_or_update(self, subject, due, engine.dt(due), site, rid, device_id, dev, None, reason)
+
+    def state_to_json(self) -> Any:
+        """Conditions waiting for their schedule."""
+        return {k: list(v) for k, v in self.waiting.items()}
+
+    def state_from_json(self, data: Any) -> None:
+        """Restore conditions waiting for their schedule."""
+        self.waiting = {str(k): list(v) for k, v in (data or {}).items()}
 
 
 class SustainedEval(Compiled):

@@ -378,3 +378,23 @@ def test_persisting_cold_updates_and_raises_again_after_close_and_cooldown() -> 
     got = [(d.action.value, (d.at - START) / timedelta(minutes=1)) for d in out if d.rule_id == "low_room_temperature"]
     # raised at 30; closed at 40 (cooldown until 100); the wait 30→60 and 60→90 end inside it; 90→120 raises anew
     assert got == [("raise", 30), ("raise", 120), ("update", 150), ("update", 180)]
+
+
+@pytest.mark.parametrize(
+    ("closed_at", "expected"),
+    [
+        (None, [("raise", "entrance_door_night:r1")]),
+        ("2026-11-26 21:55", []),
+    ],
+)
+def test_door_left_open_when_the_night_begins(closed_at: str | None, expected: list[tuple[str, str]]) -> None:
+    """Opened at 21:50 and still open at 22:00: raised at 22:00; closed before 22:00: nothing."""
+    from tests.alarms.home import PACK
+
+    engine = fresh(local("2026-11-26 20:00"), directory(), PACK)
+    events = [ev(local("2026-11-26 21:50"), "door", EventKind.DOOR_OPEN)]
+    if closed_at:
+        events.append(ev(local(closed_at), "door", EventKind.DOOR_CLOSED))
+    out = run(engine, events, local("2026-11-26 22:30"))
+    assert care(out) == expected
+    assert all(d.at == local("2026-11-26 22:00") for d in out)
