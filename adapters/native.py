@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import msgspec
@@ -19,6 +20,7 @@ from hub.model import (
 )
 
 TOPIC_FILTERS = (f"{TOPIC_ROOT}/+/+/event", f"{TOPIC_ROOT}/+/+/telemetry", f"{TOPIC_ROOT}/+/+/status")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}\Z")
 _CHANNELS = frozenset({"event", "telemetry", "status"})
 _RESERVED_DEVICE_IDS = frozenset({"hub", "alarms", "_sim"})
 
@@ -32,7 +34,7 @@ def split_topic(topic: str) -> tuple[str, str, str]:
     if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT or parts[4] not in _CHANNELS:
         raise PayloadError("bad_topic", topic[:128])
     site, device_id, channel = parts[2], parts[3], parts[4]
-    if not site or not device_id or device_id in _RESERVED_DEVICE_IDS or site.startswith("_"):
+    if not _ID.match(site) or not _ID.match(device_id) or device_id in _RESERVED_DEVICE_IDS:
         raise PayloadError("bad_topic", topic[:128])
     return site, device_id, channel
 

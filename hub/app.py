@@ -93,6 +93,7 @@ class Hub:
 
         self.spool = Spool(s.spool, self.metrics)
         stack.push_async_callback(self.spool.close)
+        await self.spool.open()
         self.writer = Writer(self.db, self.spool, s.db, self.metrics)
 
         rules = load_rules(s.rules.packs or [default_pack_path()])

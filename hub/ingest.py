@@ -156,11 +156,16 @@ class Ingest:
         )
         rejection = Rejection(
             received_at=msg.received_at,
-            topic=msg.topic[:512],
+            topic=_printable(msg.topic[:512]),
             payload=bytes(msg.payload[:REJECTED_PAYLOAD_BYTES]),
-            reason=reason if not detail else f"{reason}: {detail}"[:500],
+            reason=_printable(reason if not detail else f"{reason}: {detail}"[:500]),
         )
         self._sink.submit((), (rejection,), msg.ack)
+
+
+def _printable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL; a topic or detail carrying one is still kept, with the NUL replaced."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _fallback(ev: Event) -> list[AlarmDecision]:

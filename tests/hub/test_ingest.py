@@ -189,7 +189,7 @@ near_valid = st.fixed_dictionaries(
 payloads = st.one_of(st.binary(max_size=300), near_valid, json_values.map(lambda v: json.dumps(v).encode()))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(st.tuples(topics, payloads), min_size=1, max_size=8))
 async def test_any_topic_and_payload_is_stored_or_rejected_never_a_crash(
     batch: list[tuple[str, bytes]], store: Store, metrics: Metrics
