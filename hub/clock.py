@@ -131,3 +131,13 @@ class SimulatedClock:
             self._speed = speed
             self._last = self._anchor
             self._synced = True
+
+
+def make_clock(mode: str) -> WallClock | SimulatedClock:
+    """The clock for `settings.clock.mode`: WallClock for "wall" (the default), SimulatedClock for "simulated"."""
+    if mode == "simulated":
+        return SimulatedClock()
+    if mode == "wall":
+        return WallClock()
+    msg = f"unknown clock mode {mode!r}"
+    raise ValueError(msg)

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hub.clock import CLOCK_TOPIC
 from hub.model import VakaError
 
 
@@ -52,9 +53,10 @@ class SimConfig(BaseModel):
     hours: float | None = Field(default=None, gt=0, le=24 * 366, description="duration; overrides nights")
     nights: int = Field(default=1, ge=1, le=366, description="run until 10:30 local on the n-th morning")
     seed: int = Field(default=1)
-    speed: float = Field(default=60.0, ge=0, description="simulated seconds per wall second; 0 as fast as possible")
+    speed: float = Field(default=1.0, ge=0, description="simulated seconds per wall second; 0 as fast as possible")
     rates: IncidentRates = Field(default_factory=IncidentRates)
     grace_s: float = Field(default=120.0, ge=0, description="slack added to each incident's must_raise_by")
+    clock_topic: str = Field(default=CLOCK_TOPIC, min_length=1, description="where the simulated clock is published")
     clock_tick_s: float = Field(default=10.0, gt=0, description="a clock message at least this often (simulated)")
     clock_lead_s: float = Field(default=5.0, ge=0, description="a clock message before an event this much later")
 

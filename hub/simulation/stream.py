@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from hub.clock import CLOCK_TOPIC
 from hub.model import TOPIC_ROOT, Inventory
 from hub.simulation.behaviour import DayPlan, ordinary_day
 from hub.simulation.config import SimConfig
@@ -62,11 +61,11 @@ class Simulation:
         """The ground truth: one dict per injected incident, in time order."""
         return [i.truth(self.config.site) for i in self._plan.incidents]
 
-    def clock_message(self, t: float) -> SimMessage:
-        """The retained clock message for simulated time `t` (POSIX seconds)."""
+    def clock_message(self, t: float, speed: float | None = None) -> SimMessage:
+        """The retained clock message for simulated time `t` (POSIX seconds), at the run's speed by default."""
         when = datetime.fromtimestamp(t, UTC)
-        payload = _encode({"now": when.isoformat(), "speed": self.config.speed})
-        return SimMessage(when, CLOCK_TOPIC, payload, True)
+        payload = _encode({"now": when.isoformat(), "speed": self.config.speed if speed is None else speed})
+        return SimMessage(when, self.config.clock_topic, payload, True)
 
     def iter_messages(self, start: datetime | None = None, end: datetime | None = None) -> Iterator[SimMessage]:
         """Every message from `start` to `end` (default: the run's window) in time order, clock messages included."""
