@@ -221,7 +221,8 @@ class IncidentPlan:
         rng, dev = ctx.rng, ctx.res.devices
         radar, tl = dev["fall_radar"], Timeline()
         ref = f"{radar.id}-{rng.getrandbits(32):08x}"
-        if rng.random() < 0.5:  # at night, on the way to the bathroom; helped back to bed within 20 min
+        at_night = rng.random() < 0.5
+        if at_night:  # at night, on the way to the bathroom; helped back to bed within 20 min
             wake = ctx.plan.wake or ctx.sk.wake
             t = ctx.day.uniform(rng, ctx.sk.bedtime + 30 * MINUTE, min(wake, ctx.day.evening(5, 30)) - 45 * MINUTE)
             fall = t + rng.uniform(1.5, 3) * MINUTE
@@ -238,7 +239,7 @@ class IncidentPlan:
         tl.add(fall, radar, "fall_detected", 1, ref=ref, attrs={"posture": "lying"})
         tl.add(confirmed, radar, "fall_confirmed", 1, ref=ref, attrs={"posture": "lying"})
         tl.add(fall + rng.uniform(9, 11) * MINUTE, dev["motion_hall"], "motion", 1)
-        if span[0] < fall - 3 * MINUTE:
+        if at_night:
             tl.add(fall + 12 * MINUTE, dev["presence_bathroom"], "presence", 0)
             tl.add(fall + 12.5 * MINUTE, dev["motion_bedroom"], "motion", 1)
             tl.add(fall + 13 * MINUTE, dev["bed_sensor"], "bed_entry")
