@@ -14,7 +14,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -32,7 +32,7 @@ from hub.metrics import Metrics
 from hub.model import AlarmDecision, Event, Site
 from hub.mqtt import Message, MqttConnection
 from hub.settings import Settings
-from hub.store.db import Database
+from hub.store.db import Database, DatabaseUnavailableError, VakaConnection
 from hub.store.inventory import fetch_sites
 from hub.store.migrate import maintain_partitions, migrate
 from hub.store.spool import Spool
@@ -85,10 +85,9 @@ class Hub:
         s.spool.directory.mkdir(parents=True, exist_ok=True)
 
         self.db = Database(s.db, self.metrics)
+        self.db.set_prepare(self._prepare_database)
         await self.db.open()
         stack.push_async_callback(self.db.close)
-        if self.db.up:
-            await self._prepare_database()
         self._sites = await self._load_sites()
 
         self.spool = Spool(s.spool, self.metrics)
@@ -100,7 +99,7 @@ class Hub:
         directory = build_directory(self._sites)
         snapshot = snapshots.load_local(s.spool.directory) or await self._db_call(load_engine_state, default=None)
         self.engine = Engine.restore(rules, directory, snapshot) if snapshot else Engine(rules, directory)
-        stack.callback(snapshots.save_local, s.spool.directory, self.engine)
+        stack.callback(lambda: snapshots.save_local(s.spool.directory, self.engine.snapshot()))
 
         self.events_conn = MqttConnection(
             s.mqtt,
@@ -118,12 +117,16 @@ class Hub:
             clock=self.clock,
             on_closed=self.engine.alarm_closed,
         )
-        await self.desk.restore()
+        try:
+            await self.desk.restore()
+        except DatabaseUnavailableError as exc:
+            # alarms still flow from memory; what was open before the restart comes back when the database does
+            logger.warning("desk could not restore open alarms at start: %s", exc)
         self.ingest = Ingest(
             self.metrics, self.writer, alarm_lane=self._alarm_lane, decisions=self.desk.apply, routes=s.mqtt.routes
         )
         self.ingest.set_devices(devices_by_id(self._sites))
-        connections = [self.events_conn]
+        connections = self._connections = [self.events_conn]
         if s.mqtt.telemetry_connection:
             self.telemetry_conn = MqttConnection(
                 s.mqtt,
@@ -162,6 +165,11 @@ class Hub:
         for conn in connections:
             tasks.append(group.create_task(conn.run_loop(), name=f"vaka.mqtt.{conn.name}"))
         logger.info("hub started: http port %s, %s sites, clock %s", self.http_port, len(self._sites), s.clock.mode)
+
+    async def wait_connected(self, timeout_s: float = 10.0) -> None:
+        """Wait until every MQTT connection is up and subscribed (tests, benchmarks)."""
+        for conn in self._connections:
+            await conn.wait_connected(timeout_s)
 
     # --- the alarm lane ---------------------------------------------------------------------------------------------
 
@@ -207,29 +215,27 @@ class Hub:
 
     async def _housekeeping_loop(self) -> None:
         last_snapshot = last_inventory = last_maintenance = time.monotonic()
-        prepared = self.db.up
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            if not prepared and self.db.up:
-                await self._prepare_database()
-                prepared = True
             if now - last_inventory >= INVENTORY_REFRESH_S and self.db.up:
                 last_inventory = now
                 await self._refresh_inventory()
             if now - last_snapshot >= SNAPSHOT_INTERVAL_S:
                 last_snapshot = now
-                snapshot = await asyncio.to_thread(snapshots.save_local, self.settings.spool.directory, self.engine)
+                snapshot = self.engine.snapshot()
+                await asyncio.to_thread(snapshots.save_local, self.settings.spool.directory, snapshot)
                 await self._db_call(save_engine_state, snapshot, default=None)
             if now - last_maintenance >= MAINTENANCE_INTERVAL_S and self.db.up:
                 last_maintenance = now
                 await self._db_call(maintain_partitions, self.settings.db, datetime.now(UTC).date(), default=None)
 
-    async def _prepare_database(self) -> None:
-        applied = await self._db_call(migrate, self.settings.db, default=None)
+    async def _prepare_database(self, conn: VakaConnection) -> None:
+        """Migrations and today's partitions, before the database counts as up (see Database.set_prepare)."""
+        applied = await migrate(conn, self.settings.db)
         if applied:
             logger.info("migrations applied: %s", ", ".join(applied))
-        await self._db_call(maintain_partitions, self.settings.db, date.today(), default=None)
+        await maintain_partitions(conn, self.settings.db, datetime.now(UTC).date())
 
     async def _load_sites(self) -> list[Site]:
         sites = await self._db_call(fetch_sites, default=None)

@@ -84,6 +84,7 @@ class MqttConnection:
         self._disconnected = asyncio.Event()
         self._misc_task: asyncio.Task[None] | None = None
         self.generation = 0
+        self._stopping = False
         self.session_present: bool | None = None
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -103,6 +104,7 @@ class MqttConnection:
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
+        self._client.on_subscribe = self._handle_subscribe
         self._client.on_socket_open = self._socket_open
         self._client.on_socket_close = self._socket_close
         self._client.on_socket_register_write = self._socket_register_write
@@ -110,7 +112,7 @@ class MqttConnection:
 
     @property
     def connected(self) -> bool:
-        """True while the broker has accepted our CONNECT."""
+        """True while connected and subscribed."""
         return self._connected.is_set()
 
     async def wait_connected(self, timeout_s: float) -> None:
@@ -185,6 +187,7 @@ class MqttConnection:
             self._socket_close(self._client, None, sock)
 
     def _shutdown(self) -> None:
+        self._stopping = True
         if self._client.socket() is not None:
             self._client.disconnect()
             # give the DISCONNECT a chance to go out; then drop the socket
@@ -229,6 +232,20 @@ class MqttConnection:
         opts = SubscribeOptions(qos=1, noLocal=True)
         if self._subscriptions:
             client.subscribe([(topic, opts) for topic in self._subscriptions])
+        else:
+            self._connected.set()
+
+    def _handle_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            logger.error("mqtt %s broker refused subscriptions: %s", self.name, ", ".join(refused))
         self._connected.set()
 
     def _handle_disconnect(
@@ -239,7 +256,7 @@ class MqttConnection:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._stopping:
             logger.warning("mqtt %s disconnected: %s", self.name, reason_code)
         self._mark_down()
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from alarms.engine import Engine
 from hub.model import Site
 
 logger = logging.getLogger(__name__)
@@ -33,11 +32,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def save_local(directory: Path, engine: Engine) -> dict[str, Any]:
-    """Write the engine's snapshot next to the spool and return it."""
-    snapshot = engine.snapshot()
+def save_local(directory: Path, snapshot: dict[str, Any]) -> None:
+    """Write an engine snapshot (taken on the loop: it shares nothing with the engine) next to the spool."""
     _write_atomic(directory / ENGINE_FILE, json.dumps(snapshot, separators=(",", ":")).encode())
-    return snapshot
 
 
 def load_local(directory: Path) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import asyncpg
@@ -63,6 +63,8 @@ class VakaConnection(asyncpg.Connection):
 
 def is_connection_error(exc: BaseException) -> bool:
     """True when `exc` means the database is unreachable or too slow, not that the statement was wrong."""
+    if isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError | TypeError):
+        return False  # asyncpg's client-side DataError: a value it cannot encode, the connection is fine
     return isinstance(exc, (*_CONNECTION_ERRORS, DatabaseUnavailableError))
 
 
@@ -77,7 +79,18 @@ class Database:
         self._up_event = asyncio.Event()
         self._probe_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._prepare: Callable[[VakaConnection], Awaitable[object]] | None = None
+        self._prepared = False
         metrics.db_up.set(0)
+
+    def set_prepare(self, prepare: Callable[[VakaConnection], Awaitable[object]]) -> None:
+        """Run `prepare(conn)` (the migrations) once before the database first counts as up.
+
+        While it has not succeeded the database stays down, so the writer keeps spooling rather than writing
+        into tables that do not exist yet (a hub started while the database was away).
+        """
+        self._prepare = prepare
+        self._prepared = False
 
     @property
     def up(self) -> bool:
@@ -191,6 +204,8 @@ class Database:
             self._probe_task = asyncio.get_running_loop().create_task(self._probe_loop(), name="vaka.db.probe")
 
     def _mark_up(self) -> None:
+        if self._prepare is not None and not self._prepared:
+            return  # the probe loop prepares it first
         if not self._up:
             logger.info("database up")
         self._up = True
@@ -204,6 +219,9 @@ class Database:
         try:
             async with pool.acquire(timeout=self._settings.connect_timeout_s) as conn:
                 await conn.fetchval("SELECT 1", timeout=self._settings.connect_timeout_s)
+                if self._prepare is not None and not self._prepared:
+                    await self._prepare(cast("VakaConnection", conn))
+                    self._prepared = True
         except Exception as exc:
             if not is_connection_error(exc):
                 logger.warning("database probe failed: %s", exc)
