@@ -145,7 +145,7 @@ class Spool:
     @property
     def empty(self) -> bool:
         """True when no record waits to be drained."""
-        return self._events == 0 and all(s.bytes == 0 for s in self._segments)
+        return all(s.bytes == 0 for s in self._segments)
 
     @property
     def full(self) -> bool:

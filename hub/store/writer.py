@@ -62,6 +62,8 @@ _REJECTION_SQL = (
     "INSERT INTO rejected_messages (received_at, topic, payload, reason) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
 )
 _json = msgspec.json.Encoder()
+# what the database (or asyncpg, for a value it cannot encode) says about a row it will not take
+_REFUSED = (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError, TypeError)
 
 
 @dataclass(slots=True)
@@ -283,16 +285,22 @@ class Writer:
     async def _write_rows(self, rows: list[EventRow], rejections: list[RejectionRow]) -> int:
         """Commit rows and rejections in one transaction; returns the number of new event rows."""
         inserted = 0
-        async with self._db.acquire() as conn, conn.transaction():
-            if rows:
-                if not conn.staging_ready():
-                    await conn.execute(_CREATE_STAGING_SQL)
-                    conn.set_staging_ready(True)
-                await conn.copy_records_to_table(STAGING_TABLE, records=rows, columns=EVENT_COLUMNS)
-                status = await conn.execute(_MOVE_SQL)
-                inserted = int(status.rsplit(" ", 1)[-1])
-            if rejections:
-                await conn.executemany(_REJECTION_SQL, rejections)
+        async with self._db.acquire() as conn:
+            if rows and not conn.staging_ready():
+                # outside the batch's transaction, so a failed batch cannot roll the staging table back
+                await conn.execute(_CREATE_STAGING_SQL)
+                conn.set_staging_ready(True)
+            try:
+                async with conn.transaction():
+                    if rows:
+                        await conn.copy_records_to_table(STAGING_TABLE, records=rows, columns=EVENT_COLUMNS)
+                        status = await conn.execute(_MOVE_SQL)
+                        inserted = int(status.rsplit(" ", 1)[-1])
+                    if rejections:
+                        await conn.executemany(_REJECTION_SQL, rejections)
+            except asyncpg.UndefinedTableError:
+                conn.set_staging_ready(False)
+                raise
         return inserted
 
     # --- spooling and draining ------------------------------------------------------------------------------------
@@ -325,10 +333,12 @@ class Writer:
                 self._enter_spooling(f"drain failed: {type(exc).__name__}")
                 continue
             self._retry_s = RETRY_MIN_S
-            if self._spool.empty and self._state == "draining":
-                self._state = "ok"
-                logger.info("writer state ok: spool drained")
+            if self._spool.empty:
+                if self._state == "draining":
+                    self._state = "ok"
+                    logger.info("writer state ok: spool drained")
                 return
+            await asyncio.sleep(0.01)  # appends arrived while draining: go round again
 
     async def _drain_sealed(self) -> None:
         max_rows = self._settings.batch_size * BATCH_ROWS_FACTOR
@@ -370,21 +380,32 @@ class Writer:
         for row in rows:
             try:
                 inserted += await self._write_rows([row], [])
-            except asyncpg.PostgresError as exc:
+            except _REFUSED as exc:
                 if is_connection_error(exc):
                     raise
                 payload = _json.encode([str(v) if isinstance(v, datetime) else v for v in row])[:4096]
-                reason = f"unstorable_event: {exc.sqlstate}"
-                logger.error("spooled event refused by the database (%s); kept as a rejection", exc.sqlstate)
-                await self._write_rows([], [(row[-1], f"vaka/store/{row[1]}/{row[2]}", payload, reason)])
+                topic = f"vaka/store/{row[1]}/{row[2]}".replace("\x00", "\ufffd")
+                logger.error("spooled event refused by the database (%s); kept as a rejection", _sqlstate(exc))
+                try:
+                    await self._write_rows([], [(row[-1], topic, payload, f"unstorable_event: {_sqlstate(exc)}")])
+                except _REFUSED as again:
+                    if is_connection_error(again):
+                        raise
+                    logger.error(
+                        "refused event could not be kept as a rejection either (%s); dropped", _sqlstate(again)
+                    )
         for rejection in rejections:
             try:
                 await self._write_rows([], [rejection])
-            except asyncpg.PostgresError as exc:
+            except _REFUSED as exc:
                 if is_connection_error(exc):
                     raise
-                logger.error("spooled rejection refused by the database (%s); dropped", exc.sqlstate)
+                logger.error("spooled rejection refused by the database (%s); dropped", _sqlstate(exc))
         return inserted
+
+
+def _sqlstate(exc: BaseException) -> str:
+    return str(getattr(exc, "sqlstate", None) or type(exc).__name__)
 
 
 def _call(callback: Callable[[], None] | None) -> None:

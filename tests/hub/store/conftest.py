@@ -15,6 +15,7 @@ from hub.store.db import Database
 from hub.store.migrate import migrate
 from hub.store.spool import Spool
 from hub.store.writer import Writer
+from tests.services import private_mosquitto, private_postgres  # noqa: F401  (fixtures for this package)
 
 BASE_TS = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
 

@@ -17,7 +17,7 @@ from hub.store.migrate import migrate
 from hub.store.spool import Spool
 from hub.store.writer import Writer
 from tests.hub.store.conftest import Acks, make_events, segment_files
-from tests.services import PrivatePostgres, private_postgres  # noqa: F401
+from tests.services import PrivatePostgres
 
 
 def _settings(pg: PrivatePostgres) -> DbSettings:
@@ -92,6 +92,7 @@ async def test_database_stopped_mid_stream_loses_nothing_and_duplicates_nothing(
     await writer.close()
     async with db.acquire() as conn:
         stored = await conn.fetch("SELECT seq FROM events WHERE site = 'outage'")
+    assert writer.state == "ok"
     await db.close()
     await spool.close()
 
@@ -103,4 +104,3 @@ async def test_database_stopped_mid_stream_loses_nothing_and_duplicates_nothing(
     assert metrics.events_spooled._value.get() > 0
     assert metrics.events_shed._value.get() == 0
     assert segment_files(tmp_path / "spool") == []
-    assert writer.state == "ok"

@@ -136,3 +136,47 @@ async def test_engine_state_round_trips(database: Database) -> None:
         await save_engine_state(conn, {"timers": [{"key": "r:1", "due": "2026-11-26T03:00:00+00:00"}], "n": 1})
         await save_engine_state(conn, {"timers": [], "n": 2})
         assert await load_engine_state(conn) == {"timers": [], "n": 2}
+
+
+async def test_a_batch_slower_than_the_deadline_is_spooled_then_drained(
+    database: Database, db_settings: DbSettings, spool: Spool, metrics: Metrics, unique: str
+) -> None:
+    settings = db_settings.model_copy(update={"write_deadline_s": 0.3, "flush_interval_s": 0.02})
+    writer = Writer(database, spool, settings, metrics)
+    task = await _run(writer)
+    acks = Acks()
+    async with database.acquire() as blocker, blocker.transaction():
+        # another session holds the events table: inserts wait past the write deadline
+        await blocker.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        writer.submit(make_events(unique, 50, kind=EventKind.FALL_DETECTED), [], acks.callback(1))
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if acks.calls[1]:
+                break
+        assert acks.all_once()  # acknowledged from the spool while the database was stuck
+        assert metrics.events_spooled._value.get() == 50
+    assert await writer.wait_drained(timeout_s=15)
+    await _stop(task, writer)
+    async with database.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM events WHERE site = $1", unique) == 50
+
+
+async def test_an_event_the_database_refuses_does_not_block_the_others(
+    writer: Writer, database: Database, unique: str
+) -> None:
+    good = make_events(unique, 10)
+    bad = make_events(unique, 1, start=10)[0]
+    poisoned = type(bad)(bad.ts, bad.site, bad.device_id, bad.kind, unit="C\x00", seq=bad.seq, topic=bad.topic)
+    acks = Acks()
+    task = await _run(writer)
+    writer.submit([*good, poisoned], [], acks.callback(1))
+    assert await writer.wait_drained(timeout_s=15)
+    await _stop(task, writer)
+    async with database.acquire() as conn:
+        count = await conn.fetchval("SELECT count(*) FROM events WHERE site = $1", unique)
+        reasons = await conn.fetch(
+            "SELECT reason FROM rejected_messages WHERE topic = $1", f"vaka/store/{unique}/{bad.device_id}"
+        )
+    assert count == 10
+    assert [r["reason"] for r in reasons] == ["unstorable_event: 22021"]
+    assert acks.all_once()
