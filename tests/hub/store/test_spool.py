@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from hub.metrics import Metrics
@@ -106,3 +110,50 @@ async def test_a_full_spool_sheds_telemetry_but_never_care_events(
     await writer.close()
     await db.close()
     await spool.close()
+
+
+_APPENDER = """
+import asyncio, sys
+from pathlib import Path
+from hub.metrics import Metrics
+from hub.settings import SpoolSettings
+from hub.store.spool import Spool
+
+async def main() -> None:
+    spool = Spool(SpoolSettings(directory=Path(sys.argv[1]), fsync_interval_s=0.002), Metrics(), segment_max_bytes=20_000)
+    seq = 0
+    while True:
+        batch = [seq + i for i in range(10)]
+        await asyncio.gather(*(spool.append(str(n).encode() * 50, 1) for n in batch))
+        print(batch[-1], flush=True)  # everything up to here is acknowledged
+        seq += 10
+
+asyncio.run(main())
+"""
+
+
+def test_a_sigkilled_spool_keeps_every_acknowledged_record(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _APPENDER, str(directory)], stdout=subprocess.PIPE, cwd=Path(__file__).parents[3]
+    )
+    assert proc.stdout is not None
+    acked = -1
+    while acked < 3000:
+        line = proc.stdout.readline()
+        assert line, "the appender died"
+        acked = int(line)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    async def replay() -> list[int]:
+        spool = Spool(SpoolSettings(directory=directory), Metrics())
+        found = []
+        for path in spool.sealed_segments():
+            found.extend(int(r.payload[: len(r.payload) // 50]) for r in await spool.read(path))
+        await spool.close()
+        return found
+
+    found = asyncio.run(replay())
+    assert found[: acked + 1] == list(range(acked + 1))
+    assert len(segment_files(directory)) > 2
