@@ -22,7 +22,7 @@ from tests.services import PrivatePostgres
 
 def _settings(pg: PrivatePostgres) -> DbSettings:
     return DbSettings(
-        dsn=pg.dsn,  # type: ignore[arg-type]
+        dsn=pg.dsn,
         db_schema="vaka",
         connect_timeout_s=1.0,
         command_timeout_s=2.0,

@@ -148,7 +148,7 @@ def test_a_sigkilled_spool_keeps_every_acknowledged_record(tmp_path: Path) -> No
 
     async def replay() -> list[int]:
         spool = Spool(SpoolSettings(directory=directory), Metrics())
-        found = []
+        found: list[int] = []
         for path in spool.sealed_segments():
             found.extend(int(r.payload[: len(r.payload) // 50]) for r in await spool.read(path))
         await spool.close()
