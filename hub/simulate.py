@@ -15,6 +15,7 @@ from hub.simulation import (
     main,
     publish_paced,
     run,
+    run_sharded,
     write_inventory,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "main",
     "publish_paced",
     "run",
+    "run_sharded",
     "write_inventory",
 ]

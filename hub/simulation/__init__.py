@@ -12,6 +12,7 @@ from hub.simulation.devices import write_inventory
 from hub.simulation.incidents import Incident
 from hub.simulation.publisher import Publisher
 from hub.simulation.runner import RunStats, publish_paced, run
+from hub.simulation.shards import run_sharded
 from hub.simulation.stream import SimMessage, Simulation
 
 __all__ = [
@@ -28,5 +29,6 @@ __all__ = [
     "main",
     "publish_paced",
     "run",
+    "run_sharded",
     "write_inventory",
 ]

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from hub.simulation.config import IncidentRates, SimConfig, SimulationError
 from hub.simulation.devices import write_inventory
 from hub.simulation.runner import run
+from hub.simulation.shards import run_sharded
 from hub.simulation.stream import Simulation
 
 _RATE_SUFFIX = "-per-resident-night"
@@ -42,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--write-only", action="store_true", help="only write --inventory and the full --truth; publish nothing"
     )
     parser.add_argument("--mqtt-v311", action="store_true", help="publish over MQTT 3.1.1 (faster for load tests)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="publish from this many processes, devices split between them (load)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument("--incident-scale", type=float, default=1.0, help="multiply every incident rate by this")
     rates = parser.add_argument_group("incident rates (expected count per resident and night)")
@@ -95,16 +99,29 @@ async def main(args: argparse.Namespace) -> int:
                 f.writelines(json.dumps(line) + "\n" for line in sim.truth())
         return 0
     try:
-        stats = await run(
-            sim,
-            host=args.host,
-            port=args.port,
-            client_id=args.client_id,
-            mqtt_v311=args.mqtt_v311,
-            rate_limit=args.rate_limit,
-            truth_path=args.truth,
-            progress=None if args.quiet else out,
-        )
+        if args.workers > 1:
+            stats = await run_sharded(
+                sim,
+                args.workers,
+                host=args.host,
+                port=args.port,
+                client_id=args.client_id,
+                mqtt_v311=args.mqtt_v311,
+                rate_limit=args.rate_limit,
+                truth_path=args.truth,
+                progress=None if args.quiet else out,
+            )
+        else:
+            stats = await run(
+                sim,
+                host=args.host,
+                port=args.port,
+                client_id=args.client_id,
+                mqtt_v311=args.mqtt_v311,
+                rate_limit=args.rate_limit,
+                truth_path=args.truth,
+                progress=None if args.quiet else out,
+            )
     except SimulationError as exc:
         print(f"vaka simulate: {exc}", file=sys.stderr)
         return 2

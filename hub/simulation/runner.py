@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -60,9 +60,9 @@ class _Progress:
     """One line a second on a terminal (rewritten in place), a plain line every `plain_every_s` otherwise."""
 
     def __init__(
-        self, stats: RunStats, publisher: Publisher, out: IO[str], zone: tzinfo, plain_every_s: float = 10.0
+        self, stats: RunStats, pending: Callable[[], int], out: IO[str], zone: tzinfo, plain_every_s: float = 10.0
     ) -> None:
-        self.stats, self.publisher, self.out, self.zone = stats, publisher, out, zone
+        self.stats, self.pending, self.out, self.zone = stats, pending, out, zone
         self.tty = out.isatty()
         self.every_s = 1.0 if self.tty else plain_every_s
         self._last = (time.monotonic(), 0)
@@ -77,7 +77,7 @@ class _Progress:
         return (
             f"sim {sim} | sent {self.stats.device_messages:,} device msgs ({sent:,} incl. clock) | "
             f"incidents {self.stats.incidents}/{self.stats.incidents_planned} | {rate:,.0f} msg/s | "
-            f"unacked {self.publisher.pending:,}"
+            f"unacked {self.pending():,}"
         )
 
     def show(self, final: bool = False) -> None:
@@ -161,7 +161,7 @@ async def run(
     stats = RunStats(incidents_planned=len(incidents))
     started = time.monotonic()
     async with Publisher(host, port, client_id=client_id, mqtt_v311=mqtt_v311) as publisher:
-        reporter = _Progress(stats, publisher, progress, sim.zone) if progress is not None else None
+        reporter = _Progress(stats, lambda: publisher.pending, progress, sim.zone) if progress is not None else None
         progress_task = asyncio.create_task(reporter.loop(), name="vaka.simulate.progress") if reporter else None
         with truth_path.open("w", encoding="utf-8") if truth_path else contextlib.nullcontext() as truth_out:
             writer = _TruthWriter(sim.config.site, incidents, truth_out)

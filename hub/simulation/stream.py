@@ -67,8 +67,16 @@ class Simulation:
         payload = _encode({"now": when.isoformat(), "speed": self.config.speed if speed is None else speed})
         return SimMessage(when, self.config.clock_topic, payload, True)
 
-    def iter_messages(self, start: datetime | None = None, end: datetime | None = None) -> Iterator[SimMessage]:
-        """Every message from `start` to `end` (default: the run's window) in time order, clock messages included."""
+    def iter_messages(
+        self, start: datetime | None = None, end: datetime | None = None, *, shard: tuple[int, int] = (0, 1)
+    ) -> Iterator[SimMessage]:
+        """Every message from `start` to `end` (default: the run's window) in time order, clock messages included.
+
+        `shard=(k, n)` keeps only devices whose index is k modulo n, and the clock only in shard 0: n publishers
+        together send every message once, each device's in order.
+        """
+        part, parts = shard
+        clock_on = part == 0
         t0 = (start or self.start).timestamp()
         t1 = (end or self.end).timestamp()
         site, zone = self.config.site, self.zone
@@ -83,21 +91,25 @@ class Simulation:
         ]
         seq = [0] * len(self.devices)
         mutes = self._plan.mutes
-        yield self.clock_message(t0)
+        if clock_on:
+            yield self.clock_message(t0)
         last_clock, next_tick = t0, t0 + tick_s
         for t, _stream, _n, msg in heapq.merge(*self._streams(t0, t1)):
             if t >= t1:
                 break
             dev = msg.device
+            if parts > 1 and dev.index % parts != part:
+                continue
             spans = mutes.get(dev.id)
             if spans is not None and msg.status is None and any(a <= t < b for a, b in spans):
                 continue
-            while next_tick <= t:
-                yield self.clock_message(next_tick)
-                last_clock, next_tick = next_tick, next_tick + tick_s
-            if t - last_clock >= lead_s:
-                yield self.clock_message(t)
-                last_clock = t
+            if clock_on:
+                while next_tick <= t:
+                    yield self.clock_message(next_tick)
+                    last_clock, next_tick = next_tick, next_tick + tick_s
+                if t - last_clock >= lead_s:
+                    yield self.clock_message(t)
+                    last_clock = t
             when = datetime.fromtimestamp(t, zone)
             ts = when.isoformat(timespec="milliseconds")
             event_topic, telemetry_topic, status_topic = topics[dev.index]
@@ -116,7 +128,8 @@ class Simulation:
                 body["ref"] = msg.ref
             topic = telemetry_topic if msg.channel == "telemetry" else event_topic
             yield SimMessage(when, topic, _encode(body), False)
-        yield self.clock_message(t1)
+        if clock_on:
+            yield self.clock_message(t1)
 
     # --- streams ------------------------------------------------------------------------------------------------
 
