@@ -22,7 +22,7 @@ services:
 
 run: services venv
 	mkdir -p var
-	$(VAKA) simulate --write-inventory var/inventory.yaml --residents $(RESIDENTS) --seed 7
+	$(VAKA) simulate --inventory var/inventory.yaml --write-only --residents $(RESIDENTS) --seed 7
 	$(VAKA) migrate
 	$(VAKA) site load var/inventory.yaml
 	$(VAKA) staff add natt1 --password natt1-demo --role staff --unit default
