@@ -85,6 +85,11 @@ def setup_staff(
     sub.router.add_static("/static/", STATIC_DIR, name="static")
     app.add_subapp("/staff/", sub)
 
+    async def close_pages(_: web.Application) -> None:
+        await desk.hub.aclose()  # open staff pages would otherwise hold shutdown until they time out
+
+    app.on_shutdown.append(close_pages)
+
     async def to_staff(_: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/staff/")
 

@@ -6,6 +6,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 from aiohttp import web
@@ -60,7 +61,7 @@ async def staff_site(settings: Settings, metrics: Metrics, unique: str) -> Async
     async with migrated_database(settings, metrics) as db:
         staff = await add_inventory_and_staff(db, unique)
         published: list[tuple[str, bytes]] = []
-        clock = FakeClock()
+        clock = FakeClock(datetime.now(UTC))
         desk = Desk(
             settings,
             db,

@@ -132,7 +132,8 @@
       clearInterval(ringTimer); ringTimer = null; document.title = baseTitle;
       if (navigator.vibrate) { try { navigator.vibrate(0); } catch (e) { /* ignore */ } }
     }
-    soundButton.hidden = !!(audio && audio.state === "running");
+    // visibility, not display: hiding it must not move the buttons under a finger that is pressing one
+    soundButton.classList.toggle("invisible", !!(audio && audio.state === "running"));
   }
   function enableSound() {
     try {
@@ -143,6 +144,7 @@
   soundButton.addEventListener("click", enableSound);
   document.addEventListener("pointerdown", function once() { enableSound(); document.removeEventListener("pointerdown", once); });
   soundButton.hidden = false;
+  soundButton.classList.remove("invisible");
 
   // --- live connection with receipts -----------------------------------------------------------------------------
   let ws = null;
@@ -222,7 +224,7 @@
             headers: { "Content-Type": "application/json", "X-CSRF-Token": cfg.csrf },
           });
         })
-        .then(function () { pushButton.hidden = true; })
+        .then(function () { pushButton.classList.add("invisible"); })
         .catch(function () { /* permission denied or unsupported */ });
     });
   }

@@ -1,0 +1,136 @@
+"""The staff page in Debian's Chromium (headless, Playwright, no browser download): live alarms, accept, units, axe."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.hub.desk_support import PASSWORD, decision
+from tests.hub.web.conftest import StaffSite
+
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = Path(__file__).with_name("axe.min.js")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def staff_page(browser: Browser, site: StaffSite, name: str, **context: Any) -> Page:
+    ctx = await browser.new_context(viewport={"width": 390, "height": 844}, **context)
+    ctx.set_default_timeout(10_000)
+    page = await ctx.new_page()
+    await page.goto(f"{site.url}/staff/login?lang=sv")
+    await page.get_by_label("Användarnamn").fill(f"{name}-{site.site}")
+    await page.get_by_label("Lösenord").fill(PASSWORD)
+    await page.get_by_role("button", name="Logga in").click()
+    await page.wait_for_url(f"{site.url}/staff/")
+    return page
+
+
+async def pages_connected(site: StaffSite, n: int) -> None:
+    """Wait until `n` staff pages hold a live connection to the hub."""
+    for _ in range(100):
+        if site.desk.hub.client_count >= n:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"only {site.desk.hub.client_count} of {n} staff pages connected")
+
+
+async def test_alarm_reaches_both_pages_of_the_unit_and_acceptance_shows_on_the_other(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    anna = await staff_page(browser, staff_site, "anna")
+    bo = await staff_page(browser, staff_site, "bo")
+    carl = await staff_page(browser, staff_site, "carl")  # unit B
+    await pages_connected(staff_site, 3)
+
+    alarm = staff_site.desk.apply(decision(staff_site.site))
+    assert alarm is not None
+    card = f"#alarm-{alarm.id}"
+    for page in (anna, bo):
+        await expect(page.locator(card)).to_be_visible(timeout=1000)
+        await expect(page.locator(card).locator(".room")).to_have_text("101")
+        await expect(page.locator(card).locator(".nobody")).to_be_visible()
+    assert await anna.evaluate("document.body.classList.contains('is-ringing')")
+
+    await anna.locator(card).get_by_role("button", name="Accept").click()
+    await expect(bo.locator(card).locator(".accepted-by")).to_have_text("Anna", timeout=1000)
+    await expect(bo.locator(card).locator(".state")).to_have_text("Accepted")
+    await expect(bo.locator(card).get_by_role("button", name="Accept")).to_be_hidden()
+    assert not await bo.evaluate("document.body.classList.contains('is-ringing')")
+
+    await anna.locator(card).get_by_role("button", name="On my way").click()
+    await expect(bo.locator(card).locator(".state")).to_have_text("On the way", timeout=1000)
+    resolve = anna.locator(card).locator("form.act-resolve")
+    await resolve.get_by_label("Outcome").select_option("false_alarm")
+    await resolve.get_by_label("Note (optional)").fill("radar saw the cat")
+    await resolve.get_by_role("button", name="Resolve").click()
+    for page in (anna, bo):
+        await expect(page.locator(card)).to_have_count(0, timeout=1000)
+
+    assert await carl.locator("li.alarm").count() == 0
+    assert staff_site.desk.get(alarm.id) is None
+
+
+async def test_page_says_plainly_when_the_connection_is_lost(browser: Browser, staff_site: StaffSite) -> None:
+    page = await staff_page(browser, staff_site, "anna")
+    await pages_connected(staff_site, 1)
+    await staff_site.stop_serving()
+    await expect(page.locator("#conn-lost")).to_be_visible(timeout=3000)
+    await staff_site.start_serving()
+    alarm = staff_site.desk.apply(decision(staff_site.site))
+    assert alarm is not None
+    await expect(page.locator(f"#alarm-{alarm.id}")).to_be_visible(timeout=5000)  # caught up on reconnect
+    await expect(page.locator("#conn-lost")).to_be_hidden()
+
+
+async def axe_violations(page: Page) -> list[dict[str, Any]]:
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: vendor it with `npm pack axe-core` (package/axe.min.js)")
+    await page.evaluate(AXE.read_text())
+    result = await page.evaluate("async () => JSON.stringify((await axe.run(document)).violations)")
+    violations: list[dict[str, Any]] = json.loads(result)
+    return [v for v in violations if v.get("impact") in ("serious", "critical")]
+
+
+async def test_login_and_staff_pages_have_no_serious_accessibility_violations(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    ctx = await browser.new_context(viewport={"width": 390, "height": 844})
+    login = await ctx.new_page()
+    await login.goto(f"{staff_site.url}/staff/login")
+    assert await axe_violations(login) == []
+
+    staff_site.desk.apply(decision(staff_site.site))
+    staff_site.desk.apply(
+        decision(staff_site.site, device="mystery-9", resident=None, subject="mystery-9", unregistered=True)
+    )
+    page = await staff_page(browser, staff_site, "anna")
+    await expect(page.locator("li.alarm")).to_have_count(2)
+    found = await axe_violations(page)
+    assert found == [], [(v["id"], v["help"]) for v in found]
+    await page.goto(f"{staff_site.url}/staff/residents")
+    assert await axe_violations(page) == []
