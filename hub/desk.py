@@ -14,12 +14,12 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 
+from hub.alarm import Alarm, alarm_from_row
 from hub.desk_store import DeskStore
 from hub.escalation import audience_members, is_night, next_escalation_at, policy_for, tier_at
 from hub.metrics import Metrics
@@ -31,7 +31,6 @@ from hub.model import (
     DecisionAction,
     Outcome,
     Resident,
-    Severity,
     Site,
     VakaError,
 )
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _TICK_S = 0.25
+_RESTORE_RETRY_S = 2.0
 
 
 class DeskError(VakaError):
@@ -70,61 +70,6 @@ _NEXT: dict[AlarmState, frozenset[AlarmState]] = {
     AlarmState.ON_SITE: frozenset({AlarmState.RAISED, AlarmState.ACCEPTED, AlarmState.EN_ROUTE}),
     AlarmState.RESOLVED: OPEN_STATES,
 }
-
-
-@dataclass(slots=True)
-class Alarm:
-    """One alarm on the desk."""
-
-    id: str
-    key: str
-    rule_id: str
-    category: AlarmCategory
-    severity: Severity
-    site: str
-    unit: str | None
-    resident_id: str | None
-    device_id: str | None
-    reason: str
-    unregistered: bool
-    raised_at: datetime
-    updated_at: datetime
-    state: AlarmState = AlarmState.RAISED
-    count: int = 1
-    outcome: Outcome | None = None
-    note: str | None = None
-    accepted_at: datetime | None = None
-    accepted_by: str | None = None
-    accepted_by_id: int | None = None
-    closed_at: datetime | None = None
-    next_tier: int = 0
-    next_escalation_at: datetime | None = None
-    wakes_patrol: bool = True
-    version: int = field(default=0)
-
-    @property
-    def is_open(self) -> bool:
-        """Not yet resolved or cancelled."""
-        return self.state in OPEN_STATES
-
-    def public(self) -> dict[str, Any]:
-        """The JSON published for integrations on `vaka/v1/{site}/alarms/{id}`."""
-        return {
-            "id": self.id,
-            "rule_id": self.rule_id,
-            "category": self.category.value,
-            "severity": self.severity.name.lower(),
-            "state": self.state.value,
-            "resident_id": self.resident_id,
-            "device_id": self.device_id,
-            "raised_at": self.raised_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "accepted_by": self.accepted_by,
-        }
-
-    def urgency(self) -> tuple[int, int, datetime]:
-        """Sort key: not yet accepted first, then most severe, then oldest."""
-        return (0 if self.state is AlarmState.RAISED else 1, -int(self.severity), self.raised_at)
 
 
 class Desk:
@@ -161,6 +106,8 @@ class Desk:
         self._device_resident: dict[tuple[str, str], str | None] = {}
         self._safety: set[tuple[str, str]] = set()
         self.staff: list[StaffMember] = []
+        self._restore_pending = False
+        self._restore_late = False
 
     # --- inventory and staff ----------------------------------------------------------------------------------
 
@@ -478,40 +425,35 @@ class Desk:
     # --- lifecycle -----------------------------------------------------------------------------------------------
 
     async def restore(self) -> None:
-        """Load inventory, staff and open alarms (with escalation state) from the database."""
+        """Load inventory, staff and open alarms (with escalation state) from the database.
+
+        When the database is away, the desk starts empty (new alarms flow from memory) and `run_loop` brings the
+        earlier open alarms back as soon as it answers.
+        """
         try:
             await self.refresh()
         except (TimeoutError, OSError, VakaError, asyncpg.PostgresError, ImportError) as exc:
             logger.warning("desk could not load inventory/staff: %s", exc)
-        rows = await self.store.load_open()
+        try:
+            rows = await self.store.load_open()
+        except (TimeoutError, OSError, VakaError, asyncpg.PostgresError) as exc:
+            logger.warning("desk could not restore open alarms yet, retrying in the background: %s", exc)
+            self._restore_pending = True
+            return
+        self._restore_pending = False
+        restored = 0
         for row in rows:
-            alarm = Alarm(
-                id=row["id"],
-                key=row["key"],
-                rule_id=row["rule_id"],
-                category=AlarmCategory(row["category"]),
-                severity=Severity(row["severity"]),
-                site=row["site"],
-                unit=row["unit"],
-                resident_id=row["resident_id"],
-                device_id=row["device_id"],
-                reason=row["reason"],
-                unregistered=row["unregistered"],
-                raised_at=row["raised_at"],
-                updated_at=row["updated_at"],
-                state=AlarmState(row["state"]),
-                count=row["count"],
-                accepted_at=row["accepted_at"],
-                accepted_by=row["accepted_by"],
-                next_tier=row["next_tier"],
-                next_escalation_at=row["next_escalation_at"],
-                version=row["version"],
-            )
+            if row["id"] in self._alarms:
+                continue
+            alarm = alarm_from_row(row)
             alarm.wakes_patrol = self._wakes_patrol(alarm)
             self._alarms[alarm.id] = alarm
-            self._by_key[alarm.key] = alarm.id
+            self._by_key.setdefault(alarm.key, alarm.id)
+            restored += 1
+            if self._restore_late:
+                self.hub.publish(self.view(alarm), alarm.version, False, self.recipients_on_page(alarm))
         self._count_open()
-        logger.info("desk restored open_alarms=%s staff=%s sites=%s", len(rows), len(self.staff), len(self._sites))
+        logger.info("desk restored open_alarms=%s staff=%s sites=%s", restored, len(self.staff), len(self._sites))
 
     async def run_loop(self) -> None:
         """Escalation timers, persistence and inventory refresh, until cancelled."""
@@ -534,6 +476,10 @@ class Desk:
             await asyncio.sleep(_TICK_S)
 
     async def _refresh_loop(self) -> None:
+        while self._restore_pending:
+            await asyncio.sleep(_RESTORE_RETRY_S)
+            self._restore_late = True
+            await self.restore()
         while True:
             await asyncio.sleep(self.settings.desk.inventory_refresh_s)
             try:

@@ -18,7 +18,7 @@ import asyncpg
 from hub.model import VakaError
 
 if TYPE_CHECKING:
-    from hub.desk import Alarm
+    from hub.alarm import Alarm
     from hub.staff import Database
 
 logger = logging.getLogger(__name__)

@@ -342,3 +342,30 @@ async def test_delivery_never_waits_for_the_database(
         await asyncio.gather(task, return_exceptions=True)
     finally:
         await down.close()
+
+
+async def test_open_alarms_come_back_once_the_database_answers_again(
+    desk_settings: Settings, db: Database, metrics: Metrics, unique: str, staff: dict[str, StaffMember]
+) -> None:
+    clock = FakeClock()
+    before = await World(desk_settings, db, metrics, clock).start()
+    old = before.desk.apply(decision(unique))
+    assert old is not None
+    await before.settle()
+    await before.stop()
+    async with db.acquire() as conn:
+        await conn.execute("ALTER TABLE desk_alarms RENAME TO desk_alarms_away")  # restore fails at start
+    after = await World(desk_settings, db, metrics, clock).start()
+    try:
+        assert after.desk.get(old.id) is None
+        new = after.desk.apply(decision(unique, rule_id="alarm_button", subject="r2", resident="r2", device="plug2"))
+        assert new is not None  # alarms flow meanwhile
+        async with db.acquire() as conn:
+            await conn.execute("ALTER TABLE desk_alarms_away RENAME TO desk_alarms")
+        for _ in range(60):
+            if after.desk.get(old.id) is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert {a.id for a in after.desk.open_alarms_for(staff["anna"])} == {new.id, old.id}
+    finally:
+        await after.stop()

@@ -9,7 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.desk import Alarm, DeskError
+from hub.alarm import Alarm
+from hub.desk import DeskError
 from hub.model import Outcome
 from hub.notify.webpush import PushSubscription
 from hub.staff import Session, authenticate

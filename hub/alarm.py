@@ -1,0 +1,94 @@
+"""The alarm record the desk keeps: its lifecycle state, who has it, where it stands in its escalation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from hub.model import OPEN_STATES, AlarmCategory, AlarmState, Outcome, Severity
+
+
+@dataclass(slots=True)
+class Alarm:
+    """One alarm on the desk."""
+
+    id: str
+    key: str
+    rule_id: str
+    category: AlarmCategory
+    severity: Severity
+    site: str
+    unit: str | None
+    resident_id: str | None
+    device_id: str | None
+    reason: str
+    unregistered: bool
+    raised_at: datetime
+    updated_at: datetime
+    state: AlarmState = AlarmState.RAISED
+    count: int = 1
+    outcome: Outcome | None = None
+    note: str | None = None
+    accepted_at: datetime | None = None
+    accepted_by: str | None = None
+    accepted_by_id: int | None = None
+    closed_at: datetime | None = None
+    next_tier: int = 0
+    next_escalation_at: datetime | None = None
+    wakes_patrol: bool = True
+    version: int = field(default=0)
+
+    @property
+    def is_open(self) -> bool:
+        """Not yet resolved or cancelled."""
+        return self.state in OPEN_STATES
+
+    def public(self) -> dict[str, Any]:
+        """The JSON published for integrations on `vaka/v1/{site}/alarms/{id}`."""
+        return {
+            "id": self.id,
+            "rule_id": self.rule_id,
+            "category": self.category.value,
+            "severity": self.severity.name.lower(),
+            "state": self.state.value,
+            "resident_id": self.resident_id,
+            "device_id": self.device_id,
+            "raised_at": self.raised_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "accepted_by": self.accepted_by,
+        }
+
+    def urgency(self) -> tuple[int, int, datetime]:
+        """Sort key: not yet accepted first, then most severe, then oldest."""
+        return (0 if self.state is AlarmState.RAISED else 1, -int(self.severity), self.raised_at)
+
+
+def alarm_from_row(row: asyncpg.Record) -> Alarm:
+    """An alarm as stored in `desk_alarms` (restore after a restart)."""
+    return Alarm(
+        id=row["id"],
+        key=row["key"],
+        rule_id=row["rule_id"],
+        category=AlarmCategory(row["category"]),
+        severity=Severity(row["severity"]),
+        site=row["site"],
+        unit=row["unit"],
+        resident_id=row["resident_id"],
+        device_id=row["device_id"],
+        reason=row["reason"],
+        unregistered=row["unregistered"],
+        raised_at=row["raised_at"],
+        updated_at=row["updated_at"],
+        state=AlarmState(row["state"]),
+        count=row["count"],
+        outcome=Outcome(row["outcome"]) if row["outcome"] else None,
+        note=row["note"],
+        accepted_at=row["accepted_at"],
+        accepted_by=row["accepted_by"],
+        next_tier=row["next_tier"],
+        next_escalation_at=row["next_escalation_at"],
+        version=row["version"],
+    )
