@@ -53,6 +53,7 @@ MAINTENANCE_INTERVAL_S = 3600.0
 ENGINE_IDLE_TICK_S = 1.0
 SIMULATED_TICK_S = 0.05
 DB_STEP_TIMEOUT_S = 30.0
+METRIC_SAMPLE_EVERY = 8
 
 
 class Hub:
@@ -65,6 +66,7 @@ class Hub:
         self._stack = AsyncExitStack()
         self._sites: list[Site] = []
         self.http_port = 0
+        self._lane_count = 0
 
     async def __aenter__(self) -> Self:
         try:
@@ -174,7 +176,10 @@ class Hub:
     # --- the alarm lane ---------------------------------------------------------------------------------------------
 
     def _alarm_lane(self, event: Event) -> Sequence[AlarmDecision]:
-        started = time.perf_counter()
+        self._lane_count += 1
+        if self._lane_count % METRIC_SAMPLE_EVERY:
+            return self.engine.feed(event, self.clock.now())
+        started = time.perf_counter()  # timed for one event in METRIC_SAMPLE_EVERY: a histogram costs microseconds
         decisions = self.engine.feed(event, self.clock.now())
         self.metrics.rule_evaluation.observe(time.perf_counter() - started)
         return decisions
