@@ -25,7 +25,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.model import Inventory, NativePayload, NativeStatus
-from hub.simulate import IncidentRates, SimConfig, SimMessage, Simulation, add_arguments, main, run
+from hub.simulate import IncidentRates, SimConfig, SimMessage, Simulation, add_arguments, main, run, run_sharded
 from tests.conftest import MQTT_HOST, MQTT_PORT
 
 ZONE = ZoneInfo("Europe/Stockholm")
@@ -398,3 +398,34 @@ async def test_cli_writes_inventory_and_truth(tmp_path: Path) -> None:
     assert sum(line["incident"] == "fall" for line in truth) >= 3
     bad = parser.parse_args(["--residents", "0", "--write-only"])
     assert await main(bad) == 2
+
+
+async def test_sharded_publishing_sends_every_message_once(unique: str) -> None:
+    site = f"sim{unique}"
+    clock_topic = f"test/{unique}/_sim/clock"
+    sim = Simulation(SimConfig(site=site, start=START, hours=1, residents=4, seed=4, speed=0, clock_topic=clock_topic))
+    expected = list(sim.iter_messages())
+    collector = Collector(unique, [f"vaka/v1/{site}/#", clock_topic])
+    try:
+        stats = await run_sharded(
+            sim, 2, host=MQTT_HOST, port=MQTT_PORT, client_id=f"sim-{unique}", rate_limit=1000, progress=None
+        )
+        assert stats.completed
+        device_expected = sorted((m.topic, m.payload) for m in expected if m.topic != clock_topic)
+        await collector.wait_for(len(device_expected) + 3)
+        await asyncio.sleep(0.2)
+        got = [(m.topic, bytes(m.payload)) for m in collector.messages]
+        assert sorted(g for g in got if g[0] != clock_topic) == device_expected
+        clock = [json.loads(p) for t, p in got if t == clock_topic]
+        assert clock[0]["now"] == sim.start.astimezone(UTC).isoformat()
+        assert clock[-1] == {"now": sim.end.astimezone(UTC).isoformat(), "speed": 0.0}
+        per_topic: dict[str, list[bytes]] = defaultdict(list)
+        for topic, payload in got:
+            per_topic[topic].append(payload)
+        for topic, payloads in per_topic.items():
+            if topic.endswith(("/event", "/telemetry")):
+                seqs = [json.loads(p)["seq"] for p in payloads]
+                assert seqs == sorted(seqs)  # each device's messages in order
+    finally:
+        collector.clear_retained()
+        collector.close()
