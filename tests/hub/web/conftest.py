@@ -7,9 +7,11 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from aiohttp import web
+from playwright.async_api import Browser, Page, async_playwright
 
 from hub.desk import Desk
 from hub.metrics import Metrics
@@ -17,7 +19,7 @@ from hub.settings import Settings
 from hub.staff import StaffMember
 from hub.store.db import Database
 from hub.web.staff import setup_staff
-from tests.hub.desk_support import FakeClock, RecordingNotifier, add_inventory_and_staff, migrated_database
+from tests.hub.desk_support import PASSWORD, FakeClock, RecordingNotifier, add_inventory_and_staff, migrated_database
 
 
 @dataclass
@@ -45,6 +47,40 @@ class StaffSite:
     async def start_serving(self) -> None:
         """Bring the web server back on the same port."""
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def staff_page(browser: Browser, url: str, site: str, name: str) -> Page:
+    """A phone-sized page logged in as `name` of `site` (through the Swedish login form)."""
+    ctx = await browser.new_context(viewport={"width": 390, "height": 844})
+    ctx.set_default_timeout(10_000)
+    page = await ctx.new_page()
+    await page.goto(f"{url}/staff/login?lang=sv")
+    await page.get_by_label("Användarnamn").fill(f"{name}-{site}")
+    await page.get_by_label("Lösenord").fill(PASSWORD)
+    await page.get_by_role("button", name="Logga in").click()
+    await page.wait_for_url(f"{url}/staff/")
+    return page
 
 
 def free_port() -> int:

@@ -4,50 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
-from tests.hub.desk_support import PASSWORD, decision
-from tests.hub.web.conftest import StaffSite
+from tests.hub.desk_support import decision
+from tests.hub.web.conftest import CHROMIUM, StaffSite, staff_page
 
-CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).with_name("axe.min.js")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
-
-
-async def staff_page(browser: Browser, site: StaffSite, name: str, **context: Any) -> Page:
-    ctx = await browser.new_context(viewport={"width": 390, "height": 844}, **context)
-    ctx.set_default_timeout(10_000)
-    page = await ctx.new_page()
-    await page.goto(f"{site.url}/staff/login?lang=sv")
-    await page.get_by_label("Användarnamn").fill(f"{name}-{site.site}")
-    await page.get_by_label("Lösenord").fill(PASSWORD)
-    await page.get_by_role("button", name="Logga in").click()
-    await page.wait_for_url(f"{site.url}/staff/")
-    return page
 
 
 async def pages_connected(site: StaffSite, n: int) -> None:
@@ -62,9 +29,9 @@ async def pages_connected(site: StaffSite, n: int) -> None:
 async def test_alarm_reaches_both_pages_of_the_unit_and_acceptance_shows_on_the_other(
     browser: Browser, staff_site: StaffSite
 ) -> None:
-    anna = await staff_page(browser, staff_site, "anna")
-    bo = await staff_page(browser, staff_site, "bo")
-    carl = await staff_page(browser, staff_site, "carl")  # unit B
+    anna = await staff_page(browser, staff_site.url, staff_site.site, "anna")
+    bo = await staff_page(browser, staff_site.url, staff_site.site, "bo")
+    carl = await staff_page(browser, staff_site.url, staff_site.site, "carl")  # unit B
     await pages_connected(staff_site, 3)
 
     alarm = staff_site.desk.apply(decision(staff_site.site))
@@ -96,7 +63,7 @@ async def test_alarm_reaches_both_pages_of_the_unit_and_acceptance_shows_on_the_
 
 
 async def test_page_says_plainly_when_the_connection_is_lost(browser: Browser, staff_site: StaffSite) -> None:
-    page = await staff_page(browser, staff_site, "anna")
+    page = await staff_page(browser, staff_site.url, staff_site.site, "anna")
     await pages_connected(staff_site, 1)
     await staff_site.stop_serving()
     await expect(page.locator("#conn-lost")).to_be_visible(timeout=3000)
@@ -128,7 +95,7 @@ async def test_login_and_staff_pages_have_no_serious_accessibility_violations(
     staff_site.desk.apply(
         decision(staff_site.site, device="mystery-9", resident=None, subject="mystery-9", unregistered=True)
     )
-    page = await staff_page(browser, staff_site, "anna")
+    page = await staff_page(browser, staff_site.url, staff_site.site, "anna")
     await expect(page.locator("li.alarm")).to_have_count(2)
     found = await axe_violations(page)
     assert found == [], [(v["id"], v["help"]) for v in found]
