@@ -176,4 +176,9 @@ async def maintain_partitions(
     """Create daily partitions ahead and drop those past retention: (created, dropped). A no-op on TimescaleDB."""
     if await storage_mode(conn, settings.db_schema) != "native":
         return [], []
-    return await partitions.maintain(conn, settings, today)
+    # the same lock as migrate: two hubs maintaining at once would race to create the same partition
+    await conn.execute("SELECT pg_advisory_lock(hashtext('vaka.migrate.' || $1))", settings.db_schema)
+    try:
+        return await partitions.maintain(conn, settings, today)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext('vaka.migrate.' || $1))", settings.db_schema)
