@@ -38,6 +38,7 @@ _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) 
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 ALL_UNITS = "*"
 _LAST_SEEN_WRITE_S = 60.0
+_DB_CHECK_TIMEOUT_S = 1.0
 
 
 class StaffError(VakaError):
@@ -156,6 +157,47 @@ async def create_staff(
     return _member(row, unit_set)
 
 
+async def update_staff(
+    conn: asyncpg.Connection,
+    *,
+    username: str,
+    password: str,
+    role: Role,
+    units: Iterable[tuple[str, str]],
+    display_name: str = "",
+    phone: str | None = None,
+    lang: str = "sv",
+) -> StaffMember:
+    """Replace an account's password, role, units and details; its stored sessions end (log in again)."""
+    unit_set = frozenset(units)
+    if not unit_set:
+        msg = "a staff member needs at least one unit (site/unit)"
+        raise StaffError(msg)
+    password_hash = await asyncio.to_thread(hash_password, password)
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "UPDATE staff SET display_name = $2, role = $3, password_hash = $4, phone = $5, lang = $6, active = true"
+            " WHERE username = $1 RETURNING *",
+            username,
+            display_name,
+            role.value,
+            password_hash,
+            phone,
+            lang,
+        )
+        if row is None:
+            msg = f"no staff member {username!r}"
+            raise StaffError(msg)
+        await conn.execute("DELETE FROM staff_units WHERE staff_id = $1", row["id"])
+        await conn.executemany(
+            "INSERT INTO staff_units (staff_id, site, unit) VALUES ($1, $2, $3)",
+            [(row["id"], site, unit) for site, unit in sorted(unit_set)],
+        )
+        await conn.execute("DELETE FROM staff_sessions WHERE staff_id = $1", row["id"])
+    logger.info("staff updated id=%s role=%s units=%s", row["id"], role.value, len(unit_set))
+    return _member(row, unit_set)
+
+
 async def load_staff(conn: asyncpg.Connection) -> list[StaffMember]:
     """Every active staff member with their units."""
     rows = await conn.fetch("SELECT * FROM staff WHERE active ORDER BY id")
@@ -198,7 +240,7 @@ class SessionStore:
         self._db = db
         self._idle_s = idle_s
         self._sessions: dict[str, Session] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def create(self, staff: StaffMember) -> tuple[str, Session]:
         """Start a session; returns the cookie token (never stored in clear) and the session."""
@@ -217,23 +259,34 @@ class SessionStore:
             )
         return token, session
 
-    async def get(self, token: str | None) -> Session | None:
-        """The live session for a cookie token, touching its idle timer; None when unknown or idle too long."""
+    async def get(self, token: str | None, *, check_db: bool = True) -> Session | None:
+        """The live session for a cookie token, touching its idle timer; None when unknown, revoked or idle too long.
+
+        With `check_db` the stored session is touched and must still exist (a password change or logout elsewhere
+        ends it); when the database is away the in-memory session stands, so nobody is logged out by an outage.
+        """
         if not token:
             return None
         key = _token_hash(token)
         session = self._sessions.get(key)
+        loaded = False
         if session is None:
             session = await self._load(key)
             if session is None:
                 return None
             self._sessions[key] = session
+            loaded = True
         now = time.time()
         if now - session.last_seen_s > self._idle_s:
             await self.delete(token)
             return None
         session.last_seen_s = now
-        if now - session.written_s > _LAST_SEEN_WRITE_S:
+        if check_db and not loaded:
+            if await self._touch(key, now) is False:
+                self._sessions.pop(key, None)
+                return None
+            session.written_s = now
+        elif now - session.written_s > _LAST_SEEN_WRITE_S:
             session.written_s = now
             self._spawn(self._touch(key, now))
         return session
@@ -269,17 +322,21 @@ class SessionStore:
         seen = float(row["seen_s"])
         return Session(staff, row["csrf_token"], float(row["created_s"]), seen, seen)
 
-    async def _touch(self, key: str, now: float) -> None:
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncio.TimeoutError):
-            async with self._db.acquire() as conn:
-                await conn.execute(
-                    "UPDATE staff_sessions SET last_seen = $2 WHERE token_sha256 = $1",
+    async def _touch(self, key: str, now: float) -> bool | None:
+        """Record use; False when the stored session is gone, None when the database did not answer."""
+        try:
+            async with asyncio.timeout(_DB_CHECK_TIMEOUT_S), self._db.acquire() as conn:
+                found = await conn.fetchval(
+                    "UPDATE staff_sessions SET last_seen = $2 WHERE token_sha256 = $1 RETURNING true",
                     key,
                     datetime.fromtimestamp(now, UTC),
                 )
+        except (TimeoutError, OSError, VakaError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return None
+        return bool(found)
 
     def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -316,6 +373,7 @@ def add_staff_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phone", default=None, help="number for the SMS gateway channel")
     parser.add_argument("--lang", choices=["sv", "en"], default="sv")
     parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    parser.add_argument("--update", action="store_true", help="replace an existing account (password, role, units)")
 
 
 async def staff_add_main(args: argparse.Namespace, settings: Settings) -> int:
@@ -337,7 +395,7 @@ async def staff_add_main(args: argparse.Namespace, settings: Settings) -> int:
         print(f"database: {exc}", file=sys.stderr)
         return 1
     try:
-        member = await create_staff(
+        member = await (update_staff if args.update else create_staff)(
             conn,
             username=args.username,
             password=password,
@@ -352,5 +410,5 @@ async def staff_add_main(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     finally:
         await conn.close()
-    print(f"staff {member.username} (id {member.id}, {member.role.value}) created")
+    print(f"staff {member.username} (id {member.id}, {member.role.value}) {'updated' if args.update else 'created'}")
     return 0

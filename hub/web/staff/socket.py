@@ -41,7 +41,7 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
                 continue
             if isinstance(data, dict) and data.get("type") == "receipt" and isinstance(data.get("nid"), str):
                 desk.hub.receipt(staff.id, data["nid"])
-                if await ctx.sessions.get(token) is None:
+                if await ctx.sessions.get(token, check_db=False) is None:
                     break
     finally:
         writer.cancel()

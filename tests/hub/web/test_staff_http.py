@@ -168,3 +168,32 @@ async def test_every_read_of_resident_data_is_logged(staff_site: StaffSite, clie
     }
     assert {r["staff_id"] for r in rows} == {anna.id}
     assert staff_site.metrics.resident_reads.labels("staff")._value.get() == 3
+
+
+async def test_staff_add_command_creates_and_updates_accounts_that_can_log_in(
+    staff_site: StaffSite, client: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+    import io
+
+    from hub.staff import add_staff_arguments, staff_add_main
+
+    parser = argparse.ArgumentParser()
+    add_staff_arguments(parser)
+    name = f"eva-{staff_site.site}"
+    argv = [name, "--role", "nurse", "--unit", f"{staff_site.site}/A", "--password-stdin", "--lang", "en"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("first password\n"))
+    assert await staff_add_main(parser.parse_args(argv), staff_site.settings) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("first password\n"))
+    assert await staff_add_main(parser.parse_args(argv), staff_site.settings) == 1  # taken
+    assert (await login(client, staff_site.url, name, "first password")).status == 303
+    monkeypatch.setattr("sys.stdin", io.StringIO("second password\n"))
+    assert await staff_add_main(parser.parse_args([*argv, "--update"]), staff_site.settings) == 0
+    async with client.get(f"{staff_site.url}/staff/", allow_redirects=False) as resp:
+        assert resp.status == 303  # the old session ended with the password change
+    assert (await login(client, staff_site.url, name, "first password")).status == 401
+    assert (await login(client, staff_site.url, name, "second password")).status == 303
+    async with staff_site.db.acquire() as conn:
+        assert (await conn.fetchval("SELECT password_hash FROM staff WHERE username = $1", name)).startswith(
+            "$argon2id$"
+        )
