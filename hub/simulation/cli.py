@@ -8,6 +8,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
@@ -31,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--nights", type=int, default=1, help="run until 10:30 on the n-th morning (default 1)")
     length.add_argument("--hours", type=float, help="run this many simulated hours instead")
-    parser.add_argument("--start", help="simulated start, ISO 8601; without offset: site time (default 20:00 today)")
+    parser.add_argument(
+        "--start", help="simulated start: ISO 8601 (without offset: site time) or now (default 20:00 today)"
+    )
     parser.add_argument(
         "--speed", type=float, default=1.0, help="simulated seconds per second; 0: as fast as possible (default 1)"
     )
@@ -62,7 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     """Build the SimConfig the arguments describe; raises pydantic.ValidationError or ValueError."""
     rates = {name: getattr(args, f"rate_{name}") * args.incident_scale for name in IncidentRates.model_fields}
-    start = datetime.fromisoformat(args.start) if args.start else None
+    start = None
+    if args.start == "now":
+        start = datetime.now(ZoneInfo(args.timezone)).replace(microsecond=0)
+    elif args.start:
+        start = datetime.fromisoformat(args.start)
     return SimConfig(
         site=args.site,
         timezone=args.timezone,
@@ -81,7 +88,7 @@ async def main(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         sim = Simulation(config)
-    except (ValidationError, ValueError) as exc:
+    except (ValidationError, ValueError, ZoneInfoNotFoundError) as exc:
         print(f"vaka simulate: {_first_error(exc)}", file=sys.stderr)
         return 2
     if args.inventory is not None:

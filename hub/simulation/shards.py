@@ -103,7 +103,7 @@ async def run_sharded(
         ctx.Process(
             target=_worker,
             args=(
-                sim.config.model_dump_json(),
+                sim.config.model_copy(update={"start": sim.start}).model_dump_json(),  # one "tonight" for all
                 k,
                 workers,
                 (host, port, client_id, mqtt_v311),

@@ -25,7 +25,17 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.model import Inventory, NativePayload, NativeStatus
-from hub.simulate import IncidentRates, SimConfig, SimMessage, Simulation, add_arguments, main, run, run_sharded
+from hub.simulate import (
+    IncidentRates,
+    SimConfig,
+    SimMessage,
+    Simulation,
+    add_arguments,
+    config_from_args,
+    main,
+    run,
+    run_sharded,
+)
 from tests.conftest import MQTT_HOST, MQTT_PORT
 
 ZONE = ZoneInfo("Europe/Stockholm")
@@ -398,6 +408,19 @@ async def test_cli_writes_inventory_and_truth(tmp_path: Path) -> None:
     assert sum(line["incident"] == "fall" for line in truth) >= 3
     bad = parser.parse_args(["--residents", "0", "--write-only"])
     assert await main(bad) == 2
+    no_broker = parser.parse_args(["--port", str(free_port()), "--residents", "1", "--hours", "1", "--quiet"])
+    assert await main(no_broker) == 2
+    now = parser.parse_args(["--start", "now", "--hours", "1", "--residents", "1", "--write-only"])
+    assert await main(now) == 0
+    assert abs(config_from_args(now).start - datetime.now(UTC)) < timedelta(seconds=5)  # type: ignore[operator]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def test_sharded_publishing_sends_every_message_once(unique: str) -> None:
