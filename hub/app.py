@@ -125,7 +125,12 @@ class Hub:
             # alarms still flow from memory; what was open before the restart comes back when the database does
             logger.warning("desk could not restore open alarms at start: %s", exc)
         self.ingest = Ingest(
-            self.metrics, self.writer, alarm_lane=self._alarm_lane, decisions=self.desk.apply, routes=s.mqtt.routes
+            self.metrics,
+            self.writer,
+            alarm_lane=self._alarm_lane,
+            decisions=self.desk.apply,
+            routes=s.mqtt.routes,
+            now=self.clock.now if s.clock.mode == "simulated" else None,
         )
         self.ingest.set_devices(devices_by_id(self._sites))
         connections = self._connections = [self.events_conn]

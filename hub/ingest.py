@@ -83,8 +83,11 @@ class Ingest:
         alarm_lane: AlarmLane,
         decisions: DecisionSink,
         routes: Sequence[AdapterRoute] = (),
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self._metrics = metrics
+        # the time an event's own timestamp is checked against: the receive time, or a simulation's clock
+        self._now = now
         self._sink = sink
         self._alarm_lane = alarm_lane
         self._decisions = decisions
@@ -101,7 +104,8 @@ class Ingest:
     def handle(self, msg: Received) -> None:
         """Process one message: never raises; acks it once its events (or its rejection) are durable."""
         try:
-            events = self._parse(msg.topic, msg.payload, msg.received_at)
+            received_at = msg.received_at if self._now is None else self._now()
+            events = self._parse(msg.topic, msg.payload, received_at)
         except PayloadError as exc:
             self._reject(msg, exc.reason, exc.detail)
             return
