@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime
 
+from pydantic import SecretStr
+
 from hub.metrics import Metrics
 from hub.model import Device, EventKind, Inventory, Resident, Site
 from hub.settings import DbSettings, SpoolSettings
@@ -15,6 +17,7 @@ from hub.store.spool import Spool
 from hub.store.state import load_engine_state, save_engine_state
 from hub.store.writer import Rejection, Writer
 from tests.hub.store.conftest import Acks, make_events, segment_files
+from tests.services import free_port
 
 
 async def _run(writer: Writer) -> asyncio.Task[None]:
@@ -82,8 +85,10 @@ async def test_spooled_events_reach_the_database_after_a_restart(
 ) -> None:
     """Events spooled by one hub (database away) are drained by the next one, exactly once."""
     first_spool = Spool(spool_settings, metrics)
-    database.mark_down("test: pretend the database is away")
-    first = Writer(database, first_spool, db_settings, metrics)
+    nowhere = db_settings.model_copy(update={"dsn": SecretStr(f"postgresql://postgres@127.0.0.1:{free_port()}/none")})
+    away = Database(nowhere, metrics)  # the first hub's database is away the whole time
+    await away.open()
+    first = Writer(away, first_spool, nowhere, metrics)
     acks = Acks()
     events = make_events(unique, 1200, kind=EventKind.BED_EXIT)
     for i in range(0, 1200, 100):
@@ -92,10 +97,10 @@ async def test_spooled_events_reach_the_database_after_a_restart(
     assert first.state == "spooling"
     assert acks.all_once()
     await first.close()
+    await away.close()
     await first_spool.close()
     assert segment_files(spool_settings.directory)
 
-    assert await database.wait_up(timeout_s=5)
     second_spool = Spool(spool_settings, metrics)
     second = Writer(database, second_spool, db_settings, metrics)
     task = await _run(second)
