@@ -146,13 +146,15 @@ def histogram_quantile(metrics: Metrics, q: float) -> float:
     return float("inf")
 
 
-def background(port: int, site: str, rate_per_s: float, seconds: float) -> None:
-    """Telemetry at a steady rate (its own process)."""
+def background(port: int, site: str, rate_per_s: float, seconds: float, started: Any = None) -> None:
+    """Telemetry at a steady rate (its own process); sets `started` (a multiprocessing Event) once publishing."""
     client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
     client.max_inflight_messages_set(2000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()
+    if started is not None:
+        started.set()
     t0 = time.monotonic()
     i = 0
     while time.monotonic() - t0 < seconds:
@@ -261,11 +263,14 @@ async def main() -> dict[str, Any]:
             log(f"events_per_s={events_per_s:.0f} stored={stored}")
 
             log(f"probes under {args.background_rate:.0f} msgs/s of background telemetry")
-            bg = multiprocessing.get_context("spawn").Process(
-                target=background, args=(broker.port, site, args.background_rate, args.probe_seconds + 2)
+            ctx = multiprocessing.get_context("spawn")
+            started = ctx.Event()
+            bg = ctx.Process(
+                target=background, args=(broker.port, site, args.background_rate, args.probe_seconds + 2, started)
             )
             bg.start()
-            await asyncio.sleep(1.0)
+            await asyncio.to_thread(started.wait, 60)
+            await asyncio.sleep(0.5)
             probes = int(args.probe_seconds / 0.05)
             latencies = await asyncio.to_thread(probe_latencies, broker.port, site, probes, 0.05)
             bg.join(30)

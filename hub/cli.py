@@ -8,8 +8,8 @@ import json
 import logging
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from hub.model import Inventory, VakaError
 from hub.settings import Settings, load_settings

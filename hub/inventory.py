@@ -24,7 +24,9 @@ def build_directory(sites: Sequence[Site]) -> Directory:
                 maintenance=device.maintenance,
             )
         for resident in site.residents:
-            directory.residents[resident.id] = ResidentProfile(resident_id=resident.id, site=site.id, away=resident.away)
+            directory.residents[resident.id] = ResidentProfile(
+                resident_id=resident.id, site=site.id, away=resident.away
+            )
     return directory
 
 
