@@ -25,7 +25,8 @@ run: services venv
 	$(VAKA) simulate --inventory var/inventory.yaml --write-only --residents $(RESIDENTS) --seed 7
 	$(VAKA) migrate
 	$(VAKA) site load var/inventory.yaml
-	$(VAKA) staff add natt1 --password natt1-demo --role staff --unit default
+	echo natt1-demo | $(VAKA) staff add natt1 --role staff --unit 'demo/*' --lang en --password-stdin \
+		|| echo natt1-demo | $(VAKA) staff add natt1 --role staff --unit 'demo/*' --lang en --password-stdin --update
 	VAKA_CLOCK__MODE=simulated VAKA_HTTP__COOKIE_SECURE=false $(VAKA) serve & echo $$! > var/hub.pid; \
 	trap 'kill $$(cat var/hub.pid) 2>/dev/null; wait' EXIT INT TERM; \
 	for i in $$(seq 1 60); do curl -sf http://127.0.0.1:8080/healthz >/dev/null && break; sleep 0.5; done; \

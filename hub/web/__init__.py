@@ -12,4 +12,9 @@ def create_app(metrics: Metrics, probes: Readiness) -> web.Application:
     """A web application with /metrics, /healthz and /readyz; callers add the staff routes."""
     app = web.Application(client_max_size=64 * 1024)
     add_ops_routes(app, metrics, probes)
+
+    async def to_staff(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/staff/")
+
+    app.router.add_get("/", to_staff)
     return app
