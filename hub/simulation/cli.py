@@ -86,6 +86,9 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 async def main(args: argparse.Namespace) -> int:
     """Run `vaka simulate`: 0 when done, 2 on bad arguments or no broker, 130 when stopped by Ctrl-C."""
     try:
+        if args.workers < 1 or (args.rate_limit is not None and args.rate_limit <= 0):
+            msg = "--workers must be at least 1 and --rate-limit positive"
+            raise ValueError(msg)
         config = config_from_args(args)
         sim = Simulation(config)
     except (ValidationError, ValueError, ZoneInfoNotFoundError) as exc:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import IO
 
+from hub.simulation.config import SimulationError
 from hub.simulation.incidents import Incident
 from hub.simulation.publisher import Publisher
 from hub.simulation.stream import SimMessage, Simulation
@@ -179,7 +180,8 @@ async def run(
                 if progress_task is not None:
                     progress_task.cancel()
                 stopped_at = stats.sim_time or sim.start
-                publisher.publish(*_final_clock(sim, stopped_at))
+                with contextlib.suppress(SimulationError):  # the broker may be what stopped us
+                    publisher.publish(*_final_clock(sim, stopped_at))
                 with contextlib.suppress(asyncio.CancelledError):
                     # shielded: a Ctrl-C still lets what was sent reach the broker before we disconnect
                     await asyncio.shield(publisher.drain(drain_timeout_s))

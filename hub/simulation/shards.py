@@ -67,7 +67,8 @@ def _worker(
                 reporter.cancel()
                 if part == 0 and stats.sim_time is not None:
                     final = sim.clock_message(stats.sim_time.timestamp(), speed=0.0)
-                    publisher.publish(final.topic, final.payload, final.retain)
+                    with contextlib.suppress(SimulationError):
+                        publisher.publish(final.topic, final.payload, final.retain)
                 await publisher.drain(30.0)
                 counts[part] = stats.messages
                 sim_times[part] = float("inf")
