@@ -130,6 +130,17 @@ async def compression_enabled(conn: asyncpg.Connection, schema: str, table: str)
     return bool(value)
 
 
+async def retention_drop_after(conn: asyncpg.Connection, schema: str, table: str) -> str | None:
+    """The `drop_after` of the table's retention policy as TimescaleDB stored it (e.g. '90 days'), or None."""
+    value = await conn.fetchval(
+        "SELECT config ->> 'drop_after' FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'policy_retention' AND hypertable_schema = $1 AND hypertable_name = $2 LIMIT 1",
+        schema,
+        table,
+    )
+    return None if value is None else str(value)
+
+
 async def setup_events(conn: asyncpg.Connection, info: TimescaleInfo, schema: str, retention_days: int) -> None:
     """Make `events` a hypertable with a columnstore and a retention policy; safe to run at every start."""
     table = "events"
@@ -141,6 +152,9 @@ async def setup_events(conn: asyncpg.Connection, info: TimescaleInfo, schema: st
     else:
         # the ALTER is skipped on a hypertable that already compresses; the policy call is idempotent
         await conn.execute(columnstore_statements(info, table)[1])
-    for statement in retention_statements(info, table, retention_days):
-        await conn.execute(statement)
+    current = await retention_drop_after(conn, schema, table)
+    if current != f"{int(retention_days)} days":
+        # a changed setting replaces the policy; an unchanged one is left alone (no new job at every start)
+        for statement in retention_statements(info, table, retention_days):
+            await conn.execute(statement)
     logger.info("events storage: timescaledb %s hypertable in schema %s", info.version, schema)

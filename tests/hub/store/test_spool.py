@@ -9,12 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from hub.metrics import Metrics
 from hub.model import EventKind
 from hub.settings import DbSettings, SpoolSettings
 from hub.store.db import Database
 from hub.store.rows import decode_batch, encode_batch, event_row
-from hub.store.spool import Spool
+from hub.store.spool import Spool, frame, parse_segment
 from hub.store.writer import Writer
 from tests.hub.store.conftest import BASE_TS, Acks, damage_file, make_events, segment_files
 from tests.services import free_port
@@ -157,3 +160,22 @@ def test_a_sigkilled_spool_keeps_every_acknowledged_record(tmp_path: Path) -> No
     found = asyncio.run(replay())
     assert found[: acked + 1] == list(range(acked + 1))
     assert len(segment_files(directory)) > 2
+
+
+@given(
+    seqs=st.lists(st.integers(0, 10**6), min_size=1, max_size=8),
+    cut=st.integers(0, 400),
+    flip=st.one_of(st.none(), st.integers(0, 399)),
+)
+def test_parsing_a_damaged_segment_yields_a_prefix_and_never_raises(
+    seqs: list[int], cut: int, flip: int | None
+) -> None:
+    records = [frame(str(n).encode() * 3, 1, 1.0) for n in seqs]
+    data = bytearray(b"".join(records))
+    if flip is not None and flip < len(data):
+        data[flip] ^= 0x5A
+    data = data[: max(0, len(data) - cut)]
+    parsed, end = parse_segment(bytes(data))
+    payloads = [r.payload for r in parsed]
+    assert payloads == [str(n).encode() * 3 for n in seqs[: len(payloads)]]
+    assert end == sum(len(r) for r in records[: len(payloads)])
