@@ -31,6 +31,7 @@ from hub.simulate import (
     SimConfig,
     SimMessage,
     Simulation,
+    SimulationError,
     add_arguments,
     config_from_args,
     main,
@@ -458,3 +459,33 @@ async def test_sharded_publishing_sends_every_message_once(unique: str) -> None:
     finally:
         collector.clear_retained()
         collector.close()
+
+
+async def test_a_lost_broker_ends_the_run(unique: str, tmp_path: Path) -> None:
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    broker = await asyncio.create_subprocess_exec(
+        "/usr/sbin/mosquitto", "-c", str(conf), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        for _ in range(50):
+            try:
+                _r, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        sim = Simulation(SimConfig(site=f"sim{unique}", start=START, residents=3, speed=0))
+        task = asyncio.create_task(
+            run(sim, host="127.0.0.1", port=port, client_id=f"sim-{unique}", rate_limit=500, progress=None)
+        )
+        await asyncio.sleep(1.0)
+        broker.terminate()
+        await broker.wait()
+        with pytest.raises(SimulationError, match="lost the MQTT broker"):
+            await asyncio.wait_for(task, 10)
+    finally:
+        if broker.returncode is None:
+            broker.kill()
+            await broker.wait()
