@@ -145,13 +145,18 @@ async def setup_events(conn: asyncpg.Connection, info: TimescaleInfo, schema: st
     """Make `events` a hypertable with a columnstore and a retention policy; safe to run at every start."""
     table = "events"
     await conn.execute(hypertable_statement(info, table))
+    alter, policy = columnstore_statements(info, table)
     if not await compression_enabled(conn, schema, table):
-        alter, policy = columnstore_statements(info, table)
         await conn.execute(alter)
-        await conn.execute(policy)
     else:
-        # the ALTER is skipped on a hypertable that already compresses; the policy call is idempotent
-        await conn.execute(columnstore_statements(info, table)[1])
+        # already enabled (by an earlier start, or by default on newer versions): re-apply our segmentby/orderby;
+        # versions that refuse to change settings once chunks are compressed keep what they have
+        try:
+            async with conn.transaction():
+                await conn.execute(alter)
+        except asyncpg.PostgresError as exc:
+            logger.info("events columnstore settings kept as they are: %s", exc)
+    await conn.execute(policy)
     current = await retention_drop_after(conn, schema, table)
     if current != f"{int(retention_days)} days":
         # a changed setting replaces the policy; an unchanged one is left alone (no new job at every start)
