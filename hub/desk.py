@@ -108,6 +108,8 @@ class Desk:
         self.staff: list[StaffMember] = []
         self._restore_pending = False
         self._restore_late = False
+        self._counted: dict[str, tuple[str, str]] = {}
+        self._open_counts: dict[tuple[str, str], int] = {}
 
     # --- inventory and staff ----------------------------------------------------------------------------------
 
@@ -196,7 +198,8 @@ class Desk:
         alarm.next_escalation_at = next_escalation_at(policy, alarm.raised_at, 0, now)
         self.metrics.alarms_raised.labels(alarm.category.value, alarm.severity.name.lower()).inc()
         self._record(alarm, "rule", "raised", d.reason)
-        self.escalate_due()
+        if alarm.next_escalation_at <= now:
+            self._fire(alarm, now)  # the first tier is usually due at once
         return alarm
 
     def _unit_of(self, site: str, resident_id: str | None, device_id: str | None) -> str | None:
@@ -329,14 +332,20 @@ class Desk:
             actor,
         )
         self.store.save(alarm, actor, action, detail, self.clock.now())
-        self._count_open()
+        self._count_open(alarm)
 
-    def _count_open(self) -> None:
-        counts: dict[tuple[str, str], int] = {(c.value, s.value): 0 for c in AlarmCategory for s in OPEN_STATES}
-        for a in self._alarms.values():
-            counts[(a.category.value, a.state.value)] += 1
-        for (category, state), n in counts.items():
-            self.metrics.alarms_open.labels(category, state).set(n)
+    def _count_open(self, alarm: Alarm) -> None:
+        """Move the alarm between the open-alarm gauges: O(1), it runs on every change."""
+        before = self._counted.pop(alarm.id, None)
+        after = (alarm.category.value, alarm.state.value) if alarm.is_open else None
+        if after is not None:
+            self._counted[alarm.id] = after
+        if before == after:
+            return
+        for labels, delta in ((before, -1), (after, 1)):
+            if labels is not None:
+                self._open_counts[labels] = self._open_counts.get(labels, 0) + delta
+                self.metrics.alarms_open.labels(*labels).set(self._open_counts[labels])
 
     # --- escalation -----------------------------------------------------------------------------------------------
 
@@ -450,9 +459,9 @@ class Desk:
             self._alarms[alarm.id] = alarm
             self._by_key.setdefault(alarm.key, alarm.id)
             restored += 1
+            self._count_open(alarm)
             if self._restore_late:
                 self.hub.publish(self.view(alarm), alarm.version, False, self.recipients_on_page(alarm))
-        self._count_open()
         logger.info("desk restored open_alarms=%s staff=%s sites=%s", restored, len(self.staff), len(self._sites))
 
     async def run_loop(self) -> None:

@@ -109,12 +109,17 @@ async def test_lifecycle_is_published_logged_and_persisted(
     assert alarm.unit == "A"
     assert alarm.state is AlarmState.RAISED
     anna = staff["anna"]
+    gauge = desk.metrics.alarms_open
+    assert gauge.labels("care", "raised")._value.get() == 1
     desk.accept(alarm.id, anna)
+    assert gauge.labels("care", "raised")._value.get() == 0
+    assert gauge.labels("care", "accepted")._value.get() == 1
     with pytest.raises(DeskError):
         desk.accept(alarm.id, staff["bo"])  # already taken: bo sees who has it instead
     desk.en_route(alarm.id, anna)
     desk.on_site(alarm.id, anna)
     desk.resolve(alarm.id, anna, Outcome.ASSISTED, "helped back to bed")
+    assert sum(gauge.labels("care", st)._value.get() for st in ("raised", "accepted", "en_route", "on_site")) == 0
     await world.settle()
 
     topics = {t for t, _ in world.published}
