@@ -15,6 +15,7 @@ In a test module: `from tests.services import private_postgres, private_mosquitt
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -69,6 +70,7 @@ def _template() -> Path:
     global _template_dir
     if _template_dir is None or not _template_dir.exists():
         base = Path(tempfile.mkdtemp(prefix="vaka-pg-template-"))
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
         _chown_postgres(base)
         data = base / "data"
         subprocess.run(
