@@ -300,6 +300,11 @@ def test_default_start_is_tonight_at_eight_local() -> None:
     assert SimConfig(hours=3).window(now)[1] == start + timedelta(hours=3)
 
 
+def device_topics(site: str) -> list[str]:
+    """The simulator's topics for a site (a hub on the shared broker may publish alarms under the site too)."""
+    return [f"vaka/v1/{site}/+/{channel}" for channel in ("event", "telemetry", "status")]
+
+
 class Collector:
     """A real MQTT subscriber on the test's own topics."""
 
@@ -341,7 +346,7 @@ async def test_publishes_over_mosquitto(unique: str, tmp_path: Path) -> None:
     )
     sim = Simulation(config)
     expected = list(sim.iter_messages())
-    collector = Collector(unique, [f"vaka/v1/{site}/#", clock_topic])
+    collector = Collector(unique, [*device_topics(site), clock_topic])
     try:
         progress = io.StringIO()
         truth_path = tmp_path / "truth.jsonl"
@@ -378,7 +383,7 @@ async def test_stops_cleanly_when_cancelled(unique: str) -> None:
     site = f"sim{unique}"
     clock_topic = f"test/{unique}/_sim/clock"
     sim = Simulation(SimConfig(site=site, start=START, residents=2, speed=1.0, clock_topic=clock_topic))
-    collector = Collector(unique, [clock_topic, f"vaka/v1/{site}/#"])
+    collector = Collector(unique, [clock_topic, *device_topics(site)])
     try:
         task = asyncio.create_task(run(sim, host=MQTT_HOST, port=MQTT_PORT, client_id=f"sim-{unique}", progress=None))
         await collector.wait_for(3)
@@ -435,7 +440,7 @@ async def test_sharded_publishing_sends_every_message_once(unique: str) -> None:
     clock_topic = f"test/{unique}/_sim/clock"
     sim = Simulation(SimConfig(site=site, start=START, hours=1, residents=4, seed=4, speed=0, clock_topic=clock_topic))
     expected = list(sim.iter_messages())
-    collector = Collector(unique, [f"vaka/v1/{site}/#", clock_topic])
+    collector = Collector(unique, [*device_topics(site), clock_topic])
     try:
         stats = await run_sharded(
             sim, 2, host=MQTT_HOST, port=MQTT_PORT, client_id=f"sim-{unique}", rate_limit=1000, progress=None
