@@ -310,7 +310,13 @@ class Desk:
 
     def _record(self, alarm: Alarm, actor: str, action: str, detail: str, *, publish: bool = True) -> None:
         alarm.version += 1
-        self.hub.publish(self.view(alarm), alarm.version, not alarm.is_open, self.recipients_on_page(alarm))
+        self.hub.publish(
+            self.view(alarm),
+            alarm.version,
+            not alarm.is_open,
+            self.recipients_on_page(alarm),
+            sees=lambda s: s.sees(alarm.site, alarm.unit),
+        )
         public = alarm.public()
         if publish:
             try:
@@ -461,7 +467,13 @@ class Desk:
             restored += 1
             self._count_open(alarm)
             if self._restore_late:
-                self.hub.publish(self.view(alarm), alarm.version, False, self.recipients_on_page(alarm))
+                self.hub.publish(
+                    self.view(alarm),
+                    alarm.version,
+                    False,
+                    self.recipients_on_page(alarm),
+                    sees=lambda s, a=alarm: s.sees(a.site, a.unit),  # type: ignore[misc]
+                )
         logger.info("desk restored open_alarms=%s staff=%s sites=%s", restored, len(self.staff), len(self._sites))
 
     async def run_loop(self) -> None:

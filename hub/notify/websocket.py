@@ -70,8 +70,17 @@ class WebSocketHub:
         """Pages connected now."""
         return len(self._clients)
 
-    def publish(self, alarm: dict[str, Any], version: int, closed: bool, staff: Iterable[StaffMember]) -> int:
-        """Queue an alarm change for every page of `staff` (those who see it); returns pages reached now."""
+    def publish(
+        self,
+        alarm: dict[str, Any],
+        version: int,
+        closed: bool,
+        staff: Iterable[StaffMember],
+        *,
+        sees: Callable[[StaffMember], bool] | None = None,
+    ) -> int:
+        """Queue an alarm change for the pages of `staff` and of every connected person `sees` accepts (someone
+        added since the directory was loaded); it is kept unconfirmed for them all. Returns pages reached now."""
         nid = f"{alarm['id']}:{version}"
         text = json.dumps({"type": "alarm", "nid": nid, "alarm": alarm}, separators=(",", ":"))
         now = asyncio.get_running_loop().time()
@@ -82,9 +91,13 @@ class WebSocketHub:
             self._pending.setdefault(member.id, {})[alarm["id"]] = entry
         reached = 0
         for client in list(self._clients):
-            if client.staff.id in ids:
+            member = client.staff
+            if member.id not in ids and sees is not None and sees(member):
+                ids.add(member.id)
+                self._pending.setdefault(member.id, {})[alarm["id"]] = entry
+            if member.id in ids:
                 self._send(client, text)
-                self._read(client.staff, alarm)
+                self._read(member, alarm)
                 reached += 1
         return reached
 

@@ -197,3 +197,22 @@ async def test_staff_add_command_creates_and_updates_accounts_that_can_log_in(
         assert (await conn.fetchval("SELECT password_hash FROM staff WHERE username = $1", name)).startswith(
             "$argon2id$"
         )
+
+
+async def test_someone_added_after_start_gets_alarms_before_the_directory_reloads(
+    staff_site: StaffSite, client: aiohttp.ClientSession
+) -> None:
+    from hub.staff import Role, create_staff
+
+    name = f"new-{staff_site.site}"
+    async with staff_site.db.acquire() as conn:
+        await create_staff(conn, username=name, password=PASSWORD, role=Role.STAFF, units=[(staff_site.site, "A")])
+    assert name not in {s.username for s in staff_site.desk.staff}
+    await login(client, staff_site.url, name)
+    ws = await client.ws_connect(f"{staff_site.url}/staff/ws", origin=staff_site.url)
+    await ws.receive_json(timeout=2)  # snapshot
+    alarm = staff_site.desk.apply(decision(staff_site.site))
+    assert alarm is not None
+    message = await ws.receive_json(timeout=2)
+    assert message["alarm"]["id"] == alarm.id
+    await ws.close()
