@@ -16,7 +16,16 @@ from zoneinfo import ZoneInfo
 from hub.simulation.behaviour import DayPlan, dose_times, poisson
 from hub.simulation.config import SimConfig
 from hub.simulation.devices import SimDevice, SimResident
-from hub.simulation.timeline import HOUR, MINUTE, CareDay, Skeleton, Timeline, overlaps, skeleton_for
+from hub.simulation.timeline import (
+    HOUR,
+    MINUTE,
+    CareDay,
+    Skeleton,
+    Timeline,
+    care_days,
+    overlaps,
+    skeleton_for,
+)
 
 WARMUP_S = 20 * MINUTE
 SILENT_KINDS = (
@@ -384,8 +393,6 @@ def periodic_phase(seed: int, device: SimDevice, period_s: float, start: float) 
 def plan_incidents(config: SimConfig, residents: list[SimResident], start: float, end: float) -> IncidentPlan:
     """Plan every incident of the run; the truth is `plan.incidents`, sorted by time."""
     zone = ZoneInfo(config.timezone)
-    from hub.simulation.timeline import care_days
-
     plan = IncidentPlan(config, start, end)
     for day in care_days(start, end, zone):
         for res in residents:

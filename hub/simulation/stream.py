@@ -17,7 +17,7 @@ from hub.simulation.behaviour import DayPlan, ordinary_day
 from hub.simulation.config import SimConfig
 from hub.simulation.devices import SimDevice, SimResident, build_inventory, build_population
 from hub.simulation.incidents import BATTERY_REPORT_S, Incident, IncidentPlan, periodic_phase, plan_incidents
-from hub.simulation.timeline import HOUR, CareDay, Msg, care_days, skeleton_for
+from hub.simulation.timeline import HOUR, Msg, care_days, skeleton_for
 
 TEMPERATURE_REPORT_S = 900.0
 
@@ -202,6 +202,3 @@ def _time_of(msg: Msg) -> float:
 
 def _tagged(number: int, msgs: Iterator[Msg]) -> Iterator[_Item]:
     return ((m.t, number, n, m) for n, m in enumerate(msgs))
-
-
-__all__ = ["CareDay", "SimMessage", "Simulation"]
