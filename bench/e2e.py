@@ -42,6 +42,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -90,8 +91,8 @@ class Plan:
     incident_scale: float
 
 
-FULL = Plan(150_000, 1000, 20.0, 0.1, 40, 1, None, 1200.0, 1, 1.0)
-QUICK = Plan(30_000, 300, 5.0, 0.05, 20, 1, 8.0, 1800.0, 1, 3.0)
+FULL = Plan(60_000, 1000, 15.0, 0.1, 40, 1, None, 1200.0, 1, 1.0)
+QUICK = Plan(15_000, 300, 4.0, 0.05, 20, 1, 8.0, 1800.0, 1, 3.0)
 
 
 def log(msg: str) -> None:
@@ -193,6 +194,10 @@ class HubProcess:
             VAKA_CLOCK__MODE=clock_mode,
             PYTHONPATH=str(REPO),
         )
+        if clock_mode == "simulated":
+            # one connection: the clock then arrives in order with every event. With telemetry on a second
+            # connection, a few ms of lag there become minutes at high speed and supervision times out spuriously
+            env["VAKA_MQTT__TELEMETRY_CONNECTION"] = "false"
         self._env = env
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -593,10 +598,17 @@ def score(
         )
     ]
     false_alarms = [a for a in unexplained if a.category == "care" and a not in device_false_positives]
+    # the simulator's reference checker takes a rule firing again for the same resident within 30 min as one alarm
+    repeats = [
+        a
+        for a in false_alarms
+        if any(
+            a.rule_id == i["expected"] and _same_subject(a, i) and 0 < a.raised_at - _ts(i["must_raise_by"]) <= 1800
+            for i in expected
+        )
+    ]
     technical = [a for a in unexplained if a.category != "care" and a not in device_false_positives]
-    by_rule: dict[str, int] = {}
-    for a in false_alarms:
-        by_rule[a.rule_id] = by_rule.get(a.rule_id, 0) + 1
+    by_rule = Counter(a.rule_id for a in false_alarms)
     return {
         "recall": round((len(expected) - len(missed)) / len(expected), 4) if expected else None,
         "incidents": len(expected),
@@ -604,11 +616,13 @@ def score(
         "covered_by_open_alarm": covered,
         "missed": missed,
         "false_alarms_per_resident_night": round(len(false_alarms) / resident_nights, 4),
-        "false_alarms_by_rule": by_rule,
+        "false_alarms_by_rule": dict(by_rule),
+        "false_alarms_repeating_an_incident_within_30_min": len(repeats),
         "device_false_positive_alarms_per_resident_night": round(
             sum(a.category == "care" for a in device_false_positives) / resident_nights, 4
         ),
         "unexplained_technical_alarms": len(technical),
+        "unexplained_technical_by_rule": dict(Counter(a.rule_id for a in technical)),
         # the hub's engine arms supervision on the wall clock before the first simulated clock message arrives
         "unexplained_technical_alarms_in_first_2_min": sum(a.raised_at < start + 120 for a in technical),
         "alarms_seen": len(alarms),
