@@ -4,11 +4,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
 from hub.model import OPEN_STATES, AlarmCategory, AlarmState, Outcome, Severity
+
+
+class Clock(Protocol):
+    """Where the desk reads the time."""
+
+    def now(self) -> datetime: ...
+
+
+class Publish(Protocol):
+    """Non-blocking MQTT publish."""
+
+    def __call__(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None: ...
+
+
+# the states a staff action may start from
+NEXT_STATES: dict[AlarmState, frozenset[AlarmState]] = {
+    AlarmState.ACCEPTED: frozenset({AlarmState.RAISED}),
+    AlarmState.EN_ROUTE: frozenset({AlarmState.RAISED, AlarmState.ACCEPTED}),
+    AlarmState.ON_SITE: frozenset({AlarmState.RAISED, AlarmState.ACCEPTED, AlarmState.EN_ROUTE}),
+    AlarmState.RESOLVED: OPEN_STATES,
+}
 
 
 @dataclass(slots=True)

@@ -15,16 +15,16 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from hub.alarm import Alarm, alarm_from_row
+from hub.alarm import NEXT_STATES, Alarm, Clock, Publish, alarm_from_row
+from hub.desk_directory import DeskDirectory
 from hub.desk_store import DeskStore
-from hub.escalation import audience_members, is_night, next_escalation_at, policy_for, tier_at
+from hub.escalation import escalation_step, next_escalation_at, policy_for
 from hub.metrics import Metrics
 from hub.model import (
-    OPEN_STATES,
     AlarmCategory,
     AlarmDecision,
     AlarmState,
@@ -50,26 +50,6 @@ _RESTORE_RETRY_S = 2.0
 
 class DeskError(VakaError):
     """A staff action the alarm's state or the person's units do not allow."""
-
-
-class Clock(Protocol):
-    """Where the desk reads the time."""
-
-    def now(self) -> datetime: ...
-
-
-class Publish(Protocol):
-    """Non-blocking MQTT publish."""
-
-    def __call__(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None: ...
-
-
-_NEXT: dict[AlarmState, frozenset[AlarmState]] = {
-    AlarmState.ACCEPTED: frozenset({AlarmState.RAISED}),
-    AlarmState.EN_ROUTE: frozenset({AlarmState.RAISED, AlarmState.ACCEPTED}),
-    AlarmState.ON_SITE: frozenset({AlarmState.RAISED, AlarmState.ACCEPTED, AlarmState.EN_ROUTE}),
-    AlarmState.RESOLVED: OPEN_STATES,
-}
 
 
 class Desk:
@@ -101,11 +81,7 @@ class Desk:
         self.store = DeskStore(db)
         self._alarms: dict[str, Alarm] = {}
         self._by_key: dict[str, str] = {}
-        self._sites: dict[str, Site] = {}
-        self._residents: dict[tuple[str, str], Resident] = {}
-        self._device_resident: dict[tuple[str, str], str | None] = {}
-        self._safety: set[tuple[str, str]] = set()
-        self.staff: list[StaffMember] = []
+        self.directory = DeskDirectory()
         self._restore_pending = False
         self._restore_late = False
         self._counted: dict[str, tuple[str, str]] = {}
@@ -115,22 +91,20 @@ class Desk:
 
     def set_sites(self, sites: Iterable[Site]) -> None:
         """Replace the inventory the desk resolves units, rooms and safety devices from."""
-        self._sites = {s.id: s for s in sites}
-        self._residents = {(s.id, r.id): r for s in self._sites.values() for r in s.residents}
-        self._device_resident = {(s.id, d.id): d.resident for s in self._sites.values() for d in s.devices}
-        self._safety = {(s.id, d.id) for s in self._sites.values() for d in s.devices if d.safety}
+        self.directory.set_sites(sites)
 
     def set_staff(self, staff: Iterable[StaffMember]) -> None:
         """Replace the staff directory used for recipients."""
-        self.staff = list(staff)
+        self.directory.set_staff(staff)
 
-    def site(self, site_id: str) -> Site | None:
-        """A site of the inventory."""
-        return self._sites.get(site_id)
+    @property
+    def staff(self) -> list[StaffMember]:
+        """The staff directory."""
+        return self.directory.staff
 
     def resident(self, site: str, resident_id: str | None) -> Resident | None:
         """A resident of the inventory."""
-        return self._residents.get((site, resident_id)) if resident_id else None
+        return self.directory.resident(site, resident_id)
 
     async def refresh(self) -> None:
         """Re-read inventory and staff from the database."""
@@ -171,9 +145,9 @@ class Desk:
 
     def _raise(self, d: AlarmDecision) -> Alarm:
         now = self.clock.now()
-        unit = self._unit_of(d.site, d.resident_id, d.device_id)
+        unit = self.directory.unit_of(d.site, d.resident_id, d.device_id)
         unregistered = d.unregistered or (
-            d.device_id is not None and (d.site, d.device_id) not in self._device_resident
+            d.device_id is not None and not self.directory.knows_device(d.site, d.device_id)
         )
         alarm = Alarm(
             id=uuid.uuid4().hex,
@@ -202,18 +176,12 @@ class Desk:
             self._fire(alarm, now)  # the first tier is usually due at once
         return alarm
 
-    def _unit_of(self, site: str, resident_id: str | None, device_id: str | None) -> str | None:
-        if resident_id is None and device_id is not None:
-            resident_id = self._device_resident.get((site, device_id))
-        resident = self.resident(site, resident_id)
-        return resident.unit if resident else None
-
     def _wakes_patrol(self, alarm: Alarm) -> bool:
         if alarm.category is AlarmCategory.CARE or alarm.unregistered:
             return True
         return (
             alarm.device_id is not None
-            and (alarm.site, alarm.device_id) in self._safety
+            and self.directory.is_safety_device(alarm.site, alarm.device_id)
             and any(word in alarm.rule_id for word in self.settings.desk.silence_rules)
         )
 
@@ -246,7 +214,7 @@ class Desk:
         if alarm is None or not staff.sees(alarm.site, alarm.unit):
             msg = "no such open alarm in your units"
             raise DeskError(msg)
-        if alarm.state not in _NEXT[to]:
+        if alarm.state not in NEXT_STATES[to]:
             msg = f"alarm is {alarm.state.value}, cannot become {to.value}"
             raise DeskError(msg)
         return alarm
@@ -289,7 +257,7 @@ class Desk:
 
     def recipients_on_page(self, alarm: Alarm) -> list[StaffMember]:
         """Everyone whose staff page shows this alarm."""
-        return [s for s in self.staff if s.sees(alarm.site, alarm.unit)]
+        return self.directory.who_sees(alarm.site, alarm.unit)
 
     def view(self, alarm: Alarm) -> dict[str, Any]:
         """The alarm as the staff page shows it."""
@@ -367,27 +335,14 @@ class Desk:
         return fired
 
     def _fire(self, alarm: Alarm, now: datetime) -> None:
-        policy = policy_for(self.settings.desk, alarm.site, alarm.category)
-        tier_no = alarm.next_tier
-        tier = tier_at(policy, tier_no)
-        audience = tier.audience
-        recipients = list(audience_members(audience, self.staff, alarm.site, alarm.unit))
-        if alarm.category is AlarmCategory.TECHNICAL:
-            site = self._sites.get(alarm.site)
-            night = is_night(self.settings.desk, now, site.timezone if site else "Europe/Stockholm")
-            if audience == "unit" and night and not alarm.wakes_patrol:
-                recipients = []
-            elif alarm.wakes_patrol and night:
-                recipients += [s for s in self.recipients_on_page(alarm) if s not in recipients]
-        alarm.next_tier = tier_no + 1
-        alarm.next_escalation_at = next_escalation_at(policy, alarm.raised_at, alarm.next_tier, now)
+        tier_no, audience, recipients = escalation_step(self.settings.desk, self.directory, alarm, now)
         self.metrics.escalations.labels(alarm.category.value).inc()
         self.dispatcher.dispatch(
             Notification(
                 id=f"{alarm.id}:tier{tier_no}",
                 event="escalation",
                 alarm=alarm.public(),
-                recipients=tuple(recipients),
+                recipients=recipients,
                 tier=tier_no,
                 audience=audience,
                 ring=alarm.wakes_patrol,
@@ -414,10 +369,7 @@ class Desk:
 
     def residents_for(self, staff: StaffMember) -> list[tuple[Site, Resident]]:
         """Residents of this person's units, by site and room."""
-        return sorted(
-            ((self._sites[site], r) for (site, _), r in self._residents.items() if staff.sees(site, r.unit)),
-            key=lambda sr: (sr[0].id, sr[1].room),
-        )
+        return self.directory.residents_for(staff)
 
     def device_faults(self, site: str) -> set[str]:
         """Devices of a site with an open technical alarm."""
@@ -474,7 +426,9 @@ class Desk:
                     self.recipients_on_page(alarm),
                     sees=lambda s, a=alarm: s.sees(a.site, a.unit),  # type: ignore[misc]
                 )
-        logger.info("desk restored open_alarms=%s staff=%s sites=%s", restored, len(self.staff), len(self._sites))
+        logger.info(
+            "desk restored open_alarms=%s staff=%s sites=%s", restored, len(self.staff), self.directory.site_count
+        )
 
     async def run_loop(self) -> None:
         """Escalation timers, persistence and inventory refresh, until cancelled."""

@@ -7,11 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from hub.model import AlarmCategory
 from hub.settings import DeskSettings, EscalationPolicy, EscalationTier
 from hub.staff import Role, StaffMember
+
+if TYPE_CHECKING:
+    from hub.alarm import Alarm
+    from hub.desk_directory import DeskDirectory
 
 _FALLBACK = EscalationPolicy(tiers=[EscalationTier(after_s=0, audience="unit")], repeat_s=120)
 
@@ -64,3 +69,25 @@ def audience_members(
     elif audience in ("lead", "technical"):
         members = [s for s in members if s.role is Role.ADMIN]
     return tuple(members)
+
+
+def escalation_step(
+    settings: DeskSettings, directory: DeskDirectory, alarm: Alarm, now: datetime
+) -> tuple[int, str, tuple[StaffMember, ...]]:
+    """Advance the alarm to its next tier: returns (tier number, audience, recipients) of the tier due now.
+
+    A technical alarm's `unit` tier reaches nobody at night, unless the alarm is a safety device going silent, which
+    reaches the whole unit at night whatever the tier.
+    """
+    policy = policy_for(settings, alarm.site, alarm.category)
+    tier_no = alarm.next_tier
+    audience = tier_at(policy, tier_no).audience
+    recipients = list(audience_members(audience, directory.staff, alarm.site, alarm.unit))
+    if alarm.category is AlarmCategory.TECHNICAL and is_night(settings, now, directory.zone(alarm.site)):
+        if not alarm.wakes_patrol and audience == "unit":
+            recipients = []
+        elif alarm.wakes_patrol:
+            recipients += [s for s in directory.who_sees(alarm.site, alarm.unit) if s not in recipients]
+    alarm.next_tier = tier_no + 1
+    alarm.next_escalation_at = next_escalation_at(policy, alarm.raised_at, alarm.next_tier, now)
+    return tier_no, audience, tuple(recipients)
