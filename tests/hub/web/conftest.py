@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
+from py_vapid import Vapid
 
 from hub.desk import Desk
 from hub.metrics import Metrics
+from hub.notify.webpush import WebPushNotifier
 from hub.settings import Settings
 from hub.staff import StaffMember
 from hub.store.db import Database
@@ -106,6 +108,10 @@ async def staff_site(settings: Settings, metrics: Metrics, unique: str) -> Async
             clock=clock,
             notifiers=[RecordingNotifier()],
         )
+        vapid = Vapid()
+        vapid.generate_keys()
+        push = WebPushNotifier(settings.notify, vapid, db)
+        desk.dispatcher.notifiers.append(push)
         await desk.restore()
         loop_task = asyncio.create_task(desk.run_loop())
         app = web.Application()

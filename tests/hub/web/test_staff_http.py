@@ -216,3 +216,60 @@ async def test_someone_added_after_start_gets_alarms_before_the_directory_reload
     message = await ws.receive_json(timeout=2)
     assert message["alarm"]["id"] == alarm.id
     await ws.close()
+
+
+async def test_a_subscribed_browser_gets_a_web_push_for_an_escalation(
+    staff_site: StaffSite, client: aiohttp.ClientSession
+) -> None:
+    import base64
+    import secrets
+
+    import http_ece
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pushed: list[bytes] = []
+
+    async def push_service(request: web.Request) -> web.StreamResponse:
+        pushed.append(await request.read())
+        return web.Response(status=201)
+
+    app = web.Application()
+    app.router.add_post("/push/{id}", push_service)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        browser_key = ec.generate_private_key(ec.SECP256R1())
+        auth = secrets.token_bytes(16)
+        raw = browser_key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        await login(client, staff_site.url, f"bo-{staff_site.site}")
+        async with client.get(f"{staff_site.url}/staff/push/key") as resp:
+            assert len(base64.urlsafe_b64decode((await resp.json())["key"] + "==")) == 65
+        async with client.get(f"{staff_site.url}/staff/") as page:
+            token = csrf_of(await page.text())
+        subscription = {"endpoint": str(server.make_url("/push/bo")), "keys": {"p256dh": b64(raw), "auth": b64(auth)}}
+        async with client.post(f"{staff_site.url}/staff/push/subscribe", json=subscription) as resp:
+            assert resp.status == 403  # no CSRF token
+        async with client.post(
+            f"{staff_site.url}/staff/push/subscribe", json=subscription, headers={"X-CSRF-Token": token}
+        ) as resp:
+            assert resp.status == 200
+        alarm = staff_site.desk.apply(decision(staff_site.site))
+        assert alarm is not None
+        await staff_site.desk.dispatcher.drain()
+        assert len(pushed) == 1
+        payload = json.loads(
+            http_ece.decrypt(pushed[0], private_key=browser_key, auth_secret=auth, version="aes128gcm")
+        )
+        assert payload["alarm_id"] == alarm.id
+        assert payload["tier"] == 0
+    finally:
+        await server.close()
