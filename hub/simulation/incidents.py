@@ -88,7 +88,8 @@ class IncidentPlan:
     days: dict[tuple[str, str], DayPlan] = field(default_factory=dict)
     mutes: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # only status passes
     quiet_thermometers: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    battery_failures: dict[str, float] = field(default_factory=dict)  # device id -> time it reports < 15 %
+    # device id -> (time it first reports < 15 %, time the battery is replaced)
+    battery_failures: dict[str, tuple[float, float]] = field(default_factory=dict)
     incidents: list[Incident] = field(default_factory=list)
     busy: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
@@ -377,9 +378,10 @@ class IncidentPlan:
         incident = self._incident(ctx, "battery_low", device, t, "battery_low", t)
         if t < self.start + WARMUP_S or incident.must_raise_by > self.end:
             return None
+        replaced = t + ctx.rng.uniform(1, 3) * HOUR
 
         def effect() -> None:
-            self.battery_failures[device.id] = t
+            self.battery_failures[device.id] = (t, replaced)
 
         return incident, Timeline(), None, effect
 

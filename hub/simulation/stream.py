@@ -177,8 +177,10 @@ class Simulation:
         while t < t1:
             if failure is None:
                 level = level0 - drain_per_h * (t - t0) / HOUR
-            else:  # a failing cell: 1 %/h, below 15 % from the failure report on
-                level = min(100.0, max(1.0, 14.5 + (failure - t) / HOUR))
+            elif t < failure[1]:  # a failing cell: 1 %/h, below 15 % from the failure report on
+                level = min(100.0, max(1.0, 14.5 + (failure[0] - t) / HOUR))
+            else:  # replaced by the technician
+                level = 100.0 - drain_per_h * (t - failure[1]) / HOUR
             yield Msg(round(t, 3), dev, "battery", round(level, 1), unit="%")
             t += period_s
 
