@@ -39,6 +39,7 @@ class StaffSite:
     published: list[tuple[str, bytes]]
     runner: web.AppRunner
     port: int
+    staff_app: web.Application
 
     async def stop_serving(self) -> None:
         """Take the web server away (the page should say it lost its connection)."""
@@ -115,13 +116,24 @@ async def staff_site(settings: Settings, metrics: Metrics, unique: str) -> Async
         await desk.restore()
         loop_task = asyncio.create_task(desk.run_loop())
         app = web.Application()
-        setup_staff(app, desk=desk, db=db, settings=settings, metrics=metrics)
+        staff_app = setup_staff(app, desk=desk, db=db, settings=settings, metrics=metrics)
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         try:
             yield StaffSite(
-                unique, settings.http.public_url, desk, db, settings, metrics, staff, clock, published, runner, port
+                unique,
+                settings.http.public_url,
+                desk,
+                db,
+                settings,
+                metrics,
+                staff,
+                clock,
+                published,
+                runner,
+                port,
+                staff_app,
             )
         finally:
             await runner.cleanup()

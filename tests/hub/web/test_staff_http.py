@@ -273,3 +273,19 @@ async def test_a_subscribed_browser_gets_a_web_push_for_an_escalation(
         assert payload["tier"] == 0
     finally:
         await server.close()
+
+
+async def test_an_idle_session_is_logged_out(staff_site: StaffSite, client: aiohttp.ClientSession) -> None:
+    from hub.web.staff import CONTEXT
+
+    await login(client, staff_site.url, f"anna-{staff_site.site}")
+    async with client.get(f"{staff_site.url}/staff/", allow_redirects=False) as resp:
+        assert resp.status == 200
+    idle_s = staff_site.settings.http.session_idle_s
+    for session in staff_site.staff_app[CONTEXT].sessions._sessions.values():
+        session.last_seen_s -= idle_s + 1  # as if the phone had lain untouched past the idle timeout
+    async with client.get(f"{staff_site.url}/staff/", allow_redirects=False) as resp:
+        assert resp.status == 303
+        assert resp.headers["Location"] == "/staff/login"
+    async with staff_site.db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM staff_sessions") == 0
