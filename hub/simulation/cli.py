@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
+from hub.clock import CLOCK_TOPIC
 from hub.simulation.config import IncidentRates, SimConfig, SimulationError
 from hub.simulation.devices import write_inventory
 from hub.simulation.runner import run
@@ -25,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `vaka simulate` options to `parser`."""
     parser.add_argument("--host", default="127.0.0.1", help="MQTT broker host (default %(default)s)")
     parser.add_argument("--port", type=int, default=1883, help="MQTT broker port (default %(default)s)")
+    parser.add_argument(
+        "--clock-topic", default=CLOCK_TOPIC, help="where the simulated clock goes (default %(default)s)"
+    )
     parser.add_argument("--client-id", default="vaka-simulator", help="MQTT client id (default %(default)s)")
     parser.add_argument("--site", default="demo", help="site id (default %(default)s)")
     parser.add_argument("--timezone", default="Europe/Stockholm", help="site time zone (default %(default)s)")
@@ -79,6 +83,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         start=start,
         speed=args.speed,
         seed=args.seed,
+        clock_topic=args.clock_topic,
         rates=IncidentRates(**rates),
     )
 
