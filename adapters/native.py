@@ -48,6 +48,8 @@ def parse(topic: str, payload: bytes, received_at: datetime) -> list[Event]:
         # PostgreSQL text and jsonb cannot hold NUL: refuse it here rather than fail a whole batch later
         raise PayloadError("nul_character")
     if channel == "status":
+        if not payload:
+            return []  # a retained status being cleared: nothing happened to the device
         return [_parse_status(site, device_id, payload, received_at, topic)]
     try:
         msg = _payload_decoder.decode(payload)

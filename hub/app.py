@@ -14,7 +14,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -29,7 +29,7 @@ from hub.desk import Desk
 from hub.ingest import Ingest
 from hub.inventory import build_directory, devices_by_id
 from hub.metrics import Metrics
-from hub.model import AlarmDecision, Event, Site
+from hub.model import EARLIEST_EVENT, AlarmDecision, Event, Site
 from hub.mqtt import Message, MqttConnection
 from hub.settings import Settings
 from hub.store.db import Database, DatabaseUnavailableError, VakaConnection
@@ -54,6 +54,7 @@ ENGINE_IDLE_TICK_S = 1.0
 SIMULATED_TICK_S = 0.05
 DB_STEP_TIMEOUT_S = 30.0
 METRIC_SAMPLE_EVERY = 8
+SIMULATION_SKEW = timedelta(days=1)
 
 
 class Hub:
@@ -62,11 +63,19 @@ class Hub:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
-        self.clock: Clock = SimulatedClock() if settings.clock.mode == "simulated" else WallClock()
+        self.clock: Clock = WallClock()
+        # Telemetry gets a connection of its own so care events never queue behind it. A simulation instead runs
+        # on one connection: its clock messages then arrive in order with the events, and the clock (which waits
+        # at the earliest plausible time until the simulation speaks, and never runs ahead of its messages)
+        # cannot pass an event still in flight on another connection.
+        self._telemetry_lane = settings.mqtt.telemetry_connection and settings.clock.mode == "wall"
+        if settings.clock.mode == "simulated":
+            self.clock = SimulatedClock(EARLIEST_EVENT, max_lead_s=0.0)
         self._stack = AsyncExitStack()
         self._sites: list[Site] = []
         self.http_port = 0
         self._lane_count = 0
+        self._simulation_started = False
 
     async def __aenter__(self) -> Self:
         try:
@@ -96,9 +105,11 @@ class Hub:
         stack.push_async_callback(self.spool.close)
         await self.spool.open()
         self.writer = Writer(self.db, self.spool, s.db, self.metrics)
+        stack.push_async_callback(self.writer.close)
 
         rules = load_rules(s.rules.packs or [default_pack_path()])
-        directory = build_directory(self._sites)
+        # in simulated mode the devices are supervised from the simulation's first clock message, not from now
+        directory = build_directory(self._sites if s.clock.mode == "wall" else [])
         snapshot = snapshots.load_local(s.spool.directory) or await self._db_call(load_engine_state, default=None)
         self.engine = Engine.restore(rules, directory, snapshot) if snapshot else Engine(rules, directory)
         stack.callback(lambda: snapshots.save_local(s.spool.directory, self.engine.snapshot()))
@@ -130,11 +141,11 @@ class Hub:
             alarm_lane=self._alarm_lane,
             decisions=self.desk.apply,
             routes=s.mqtt.routes,
-            now=self.clock.now if s.clock.mode == "simulated" else None,
+            now=self._simulation_reference_time if s.clock.mode == "simulated" else None,
         )
         self.ingest.set_devices(devices_by_id(self._sites))
         connections = self._connections = [self.events_conn]
-        if s.mqtt.telemetry_connection:
+        if self._telemetry_lane:
             self.telemetry_conn = MqttConnection(
                 s.mqtt,
                 self.metrics,
@@ -192,14 +203,27 @@ class Hub:
     def _on_event_message(self, msg: Message) -> None:
         if msg.topic == CLOCK_TOPIC:
             assert isinstance(self.clock, SimulatedClock)
-            self.clock.update_from_payload(msg.payload)
             msg.ack()
+            if msg.retain:
+                return  # left by an earlier simulation: its time says nothing about the one now running
+            self.clock.update_from_payload(msg.payload)
+            if not self._simulation_started and self.clock.synced:
+                self._simulation_started = True
+                self.engine.set_directory(build_directory(self._sites), self.clock.now())
             return
         self.ingest.handle(msg)
 
+    def _simulation_reference_time(self) -> datetime:
+        """What a simulated device's timestamp is checked against: the simulation's clock, with a day of slack.
+
+        Devices and the clock message travel on different connections, so an event may arrive before the clock
+        message announcing its time; it must not be refused for it. Accepting it does not move the clock.
+        """
+        return self.clock.now() + SIMULATION_SKEW
+
     def _event_subscriptions(self) -> list[str]:
         filters = [f for f in native.TOPIC_FILTERS if not f.endswith("/telemetry")]
-        if not self.settings.mqtt.telemetry_connection:
+        if not self._telemetry_lane:
             filters.append(TELEMETRY_FILTER)
         filters.extend(route.topic_filter for route in self.settings.mqtt.routes)
         if self.settings.clock.mode == "simulated":
@@ -262,7 +286,8 @@ class Hub:
             return
         self._sites = sites
         await asyncio.to_thread(snapshots.save_inventory, self.settings.spool.directory, sites)
-        self.engine.set_directory(build_directory(sites), self.clock.now())
+        if self.settings.clock.mode == "wall" or self._simulation_started:
+            self.engine.set_directory(build_directory(sites), self.clock.now())
         self.ingest.set_devices(devices_by_id(sites))
         logger.info("inventory reloaded: %s sites", len(sites))
 
