@@ -221,6 +221,9 @@ async def main() -> dict[str, Any]:
     parser.add_argument("--background-rate", type=float, default=10_000.0, help="telemetry msgs/s during probes")
     parser.add_argument("--probe-seconds", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="10,000 messages and 4 s of probes")
+    parser.add_argument(
+        "--single-connection", action="store_true", help="telemetry on the events connection (head-of-line check)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.events, args.probe_seconds = 10_000, 4.0
@@ -241,7 +244,11 @@ async def main() -> dict[str, Any]:
         site = f"b{token}"
         settings = Settings(
             db={"dsn": PG_DSN, "db_schema": schema},
-            mqtt={"port": broker.port, "client_id": f"bench-hub-{token}"},
+            mqtt={
+                "port": broker.port,
+                "client_id": f"bench-hub-{token}",
+                "telemetry_connection": not args.single_connection,
+            },
             spool={"directory": str(tmp / "spool")},
             http={"port": 0, "cookie_secure": False},
         )
@@ -291,6 +298,7 @@ async def main() -> dict[str, Any]:
         "probe_latency_max_ms": round(max(latencies, default=float("nan")) * 1000, 2),
         "probes": len(latencies),
         "background_rate_per_s": args.background_rate,
+        "telemetry_connection": not args.single_connection,
         "cores": os.cpu_count(),
     }
 
