@@ -158,6 +158,7 @@ async def alarms_page(request: web.Request) -> web.StreamResponse:
         ago={v["id"]: _ago_s(now, v["raised_at"]) for v in views},
         now=now.isoformat(),
         page="alarms",
+        error="error.state" if request.query.get("error") == "state" else None,
         rule_labels={
             k.removeprefix("rule."): v
             for k, v in CATALOG.get(staff.lang, CATALOG["sv"]).items()

@@ -289,3 +289,22 @@ async def test_an_idle_session_is_logged_out(staff_site: StaffSite, client: aioh
         assert resp.headers["Location"] == "/staff/login"
     async with staff_site.db.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM staff_sessions") == 0
+
+
+async def test_a_second_accept_is_refused_and_says_someone_else_has_it(
+    staff_site: StaffSite, client: aiohttp.ClientSession
+) -> None:
+    alarm = staff_site.desk.apply(decision(staff_site.site))
+    assert alarm is not None
+    staff_site.desk.accept(alarm.id, staff_site.staff["anna"])
+    await login(client, staff_site.url, f"bo-{staff_site.site}")
+    async with client.get(f"{staff_site.url}/staff/") as page:
+        token = csrf_of(await page.text())
+    action = f"{staff_site.url}/staff/alarms/{alarm.id}/accept"
+    async with client.post(action, data={"csrf": token}, headers={"X-Requested-With": "fetch"}) as resp:
+        assert resp.status == 409
+        assert (await resp.json())["ok"] is False
+    async with client.post(action, data={"csrf": token}) as resp:  # a plain form, without JavaScript
+        assert resp.url.query.get("error") == "state"
+        assert "Someone else has already changed this alarm." in await resp.text()
+    assert staff_site.desk.get(alarm.id).accepted_by == "Anna"  # type: ignore[union-attr]

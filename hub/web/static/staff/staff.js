@@ -5,6 +5,7 @@
   const list = document.getElementById("alarms");
   const empty = document.getElementById("no-alarms");
   const banner = document.getElementById("conn-lost");
+  const flash = document.getElementById("flash");
   const template = document.getElementById("alarm-template");
   const soundButton = document.getElementById("enable-sound");
   const pushButton = document.getElementById("enable-push");
@@ -98,7 +99,7 @@
   // --- ringing: Web Audio beeps, vibration, title flash, until nothing unaccepted is left --------------------------
   let audio = null;
   let ringTimer = null;
-  let flash = false;
+  let titleOn = false;
   function ringing() {
     return Array.from(list.children).some(function (el) { return el.dataset.ring === "true"; });
   }
@@ -121,8 +122,8 @@
   function ringTick() {
     beep();
     if (navigator.vibrate) { try { navigator.vibrate([400, 150, 400]); } catch (e) { /* not allowed yet */ } }
-    flash = !flash;
-    document.title = flash ? "(!) " + cfg.ring_title + " – " + baseTitle : baseTitle;
+    titleOn = !titleOn;
+    document.title = titleOn ? "(!) " + cfg.ring_title + " – " + baseTitle : baseTitle;
   }
   function updateRing() {
     const on = ringing();
@@ -187,6 +188,7 @@
     const form = ev.target;
     if (!(form instanceof HTMLFormElement)) return;
     ev.preventDefault();
+    flash.hidden = true;
     const buttons = form.querySelectorAll("button");
     buttons.forEach(function (b) { b.disabled = true; });
     fetch(form.action, {
@@ -197,7 +199,7 @@
     }).then(function (resp) {
       return resp.json().then(function (data) {
         if (data.alarm) { upsert(data.alarm); sortList(); updateRing(); }
-        else if (!data.ok) { alert(cfg.state_error); }
+        else if (!data.ok) { flash.textContent = cfg.state_error; flash.hidden = false; }
       });
     }).catch(function () { lost(); }).finally(function () {
       buttons.forEach(function (b) { b.disabled = false; });
