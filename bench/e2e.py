@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import json
@@ -32,18 +31,11 @@ import multiprocessing
 import os
 import platform
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 import zlib
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,30 +43,27 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import numpy as np
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hub.model import Inventory  # noqa: E402
-from hub.settings import DbSettings, MqttSettings  # noqa: E402
+from bench.e2e_score import collect_alarms, score  # noqa: E402
+from bench.e2e_services import (  # noqa: E402
+    Broker,
+    HubProcess,
+    Receiver,
+    background_worker,
+    drop_schema,
+    prepare_schema,
+    publish_all,
+)
 from hub.simulation import IncidentRates, Publisher, SimConfig, Simulation  # noqa: E402
 from hub.simulation import run as run_simulation  # noqa: E402
-from hub.store.inventory import load_inventory  # noqa: E402
-from hub.store.migrate import migrate  # noqa: E402
 
-DSN = os.environ.get("VAKA_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-MOSQUITTO = os.environ.get("VAKA_BENCH_MOSQUITTO", "/usr/sbin/mosquitto")
-RECEIVE_MAXIMUM = MqttSettings().receive_maximum
 NO_INCIDENTS = IncidentRates(**dict.fromkeys(IncidentRates.model_fields, 0.0))
 PROBE_SEQ_BASE = 1_000_000_000
 BACKGROUND_WORKERS = 2  # one Python publisher tops out near 7k msg/s here, below 90 % of the hub's rate
-MATCH_SLACK_S = 5.0  # an alarm may carry a time a few simulated seconds before its incident (clock interpolation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,255 +89,6 @@ QUICK = Plan(10_000, 300, 3.0, 0.05, 20, 1, 6.0, 1800.0, 1, 3.0)
 def log(msg: str) -> None:
     """Progress on stderr."""
     print(f"[bench/e2e {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
-    """Wait until something accepts connections on 127.0.0.1:`port`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    msg = f"nothing listens on 127.0.0.1:{port}"
-    raise TimeoutError(msg)
-
-
-# --- services ------------------------------------------------------------------------------------------------------
-
-
-class Broker:
-    """A private Mosquitto 2: deploy/mosquitto.conf's queue limits (nothing dropped), no persistence, nodelay."""
-
-    def __init__(self, base: Path) -> None:
-        self.port = free_port()
-        self._base = base
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start and wait until it listens."""
-        self._base.chmod(0o777)  # mosquitto drops root privileges
-        conf = self._base / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 10000000\nmax_queued_bytes 0\nmax_inflight_messages 1000\nset_tcp_nodelay true\n"
-            f"log_dest file {self._base}/mosquitto.log\n"
-        )
-        self._proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        """Stop the broker."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(10)
-
-
-async def prepare_schema(schema: str, inventory: Inventory) -> None:
-    """Create `schema`, run the migrations and register the simulated site's residents and devices."""
-    conn = await asyncpg.connect(DSN)
-    try:
-        await conn.execute(f"CREATE SCHEMA {schema}")
-        await conn.execute(f"SET search_path TO {schema}")
-        await migrate(conn, DbSettings(dsn=DSN, db_schema=schema))
-        await load_inventory(conn, inventory)
-    finally:
-        await conn.close()
-
-
-async def drop_schema(schema: str) -> None:
-    """Drop a schema made by this run."""
-    conn = await asyncpg.connect(DSN)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    finally:
-        await conn.close()
-
-
-class HubProcess:
-    """`vaka serve` in its own process, configured through VAKA_* variables."""
-
-    def __init__(self, *, schema: str, broker_port: int, client_id: str, workdir: Path, clock_mode: str) -> None:
-        self.http_port = free_port()
-        self.log_path = workdir / f"{client_id}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VAKA_")}
-        env.update(
-            VAKA_DB__DSN=DSN,
-            VAKA_DB__DB_SCHEMA=schema,
-            VAKA_MQTT__HOST="127.0.0.1",
-            VAKA_MQTT__PORT=str(broker_port),
-            VAKA_MQTT__CLIENT_ID=client_id,
-            VAKA_SPOOL__DIRECTORY=str(workdir / f"{client_id}-spool"),
-            VAKA_HTTP__PORT=str(self.http_port),
-            VAKA_HTTP__COOKIE_SECURE="false",
-            VAKA_CLOCK__MODE=clock_mode,
-            PYTHONPATH=str(REPO),
-        )
-        if clock_mode == "simulated":
-            # one connection: the clock then arrives in order with every event. With telemetry on a second
-            # connection, a few ms of lag there become minutes at high speed and supervision times out spuriously
-            env["VAKA_MQTT__TELEMETRY_CONNECTION"] = "false"
-        self._env = env
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self, timeout_s: float = 30.0) -> None:
-        """Start and wait until /readyz says database and broker are up."""
-        with self.log_path.open("ab") as out:
-            self._proc = subprocess.Popen(  # noqa: ASYNC220 (Popen does not wait)
-                [sys.executable, "-m", "hub.cli", "serve"], cwd=REPO, env=self._env, stdout=out, stderr=out
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                msg = f"hub exited at start: {self.log_tail()}"
-                raise RuntimeError(msg)
-            if await asyncio.to_thread(self._get, "/readyz") is not None:
-                await asyncio.sleep(0.5)  # subscriptions settle
-                return
-            await asyncio.sleep(0.2)
-        msg = f"hub not ready after {timeout_s} s: {self.log_tail()}"
-        raise RuntimeError(msg)
-
-    def _get(self, path: str) -> str | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as resp:
-                return str(resp.read().decode())
-        except (urllib.error.URLError, OSError):
-            return None
-
-    async def metric(self, name: str) -> float:
-        """The current value of an unlabelled counter or gauge from /metrics (0 when absent)."""
-        text = await asyncio.to_thread(self._get, "/metrics") or ""
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return 0.0
-
-    def pause(self) -> None:
-        """Freeze the process (SIGSTOP): the broker queues for its session meanwhile."""
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """Let a paused process run on."""
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGCONT)
-
-    async def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not stop within 20 s."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGCONT)
-        proc.terminate()
-        try:
-            await asyncio.to_thread(proc.wait, 20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait, 10)
-
-    def log_tail(self, chars: int = 1500) -> str:
-        """The end of the hub's log."""
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
-
-
-# --- MQTT clients --------------------------------------------------------------------------------------------------
-
-
-class Receiver:
-    """A paho 2.x subscriber on its own thread: MQTT 5, QoS 1, auto-ack; counts or keeps what arrives."""
-
-    def __init__(self, port: int, client_id: str, topic_filter: str, *, keep: bool = False) -> None:
-        self.port, self.topic_filter, self.keep = port, topic_filter, keep
-        self.count = 0
-        self.marks: dict[int, float] = {}  # message number -> perf_counter when it arrived
-        self.watch: set[int] = set()
-        self.kept: list[tuple[float, bytes]] = []
-        self._ready = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda *_a: self._ready.set()
-        self.client.on_subscribe = lambda *_a: self._ready.set()
-
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        self.count += 1
-        if self.keep:
-            self.kept.append((time.perf_counter(), bytes(msg.payload)))
-        elif self.count in self.watch:
-            self.marks[self.count] = time.perf_counter()
-
-    def connect(self) -> None:
-        """Connect (resuming the session if there is one) and subscribe."""
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 600
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
-        self._ready.clear()
-        self.client.connect("127.0.0.1", self.port, clean_start=False, properties=props)
-        self.client.loop_start()
-        if not self._ready.wait(10):
-            raise TimeoutError("receiver did not connect")
-        self._ready.clear()
-        self.client.subscribe(self.topic_filter, qos=1)
-        if not self._ready.wait(10):
-            raise TimeoutError("receiver did not subscribe")
-
-    def disconnect(self, *, forget: bool = False) -> None:
-        """Disconnect; the broker keeps the session (and queues for it) unless `forget`."""
-        props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 0 if forget else 600
-        self.client.disconnect(properties=props)
-        self.client.loop_stop()
-
-
-async def publish_all(port: int, client_id: str, messages: list[tuple[str, bytes]]) -> None:
-    """Publish every message as fast as the broker takes them (QoS 1) and wait for the acks."""
-    async with Publisher("127.0.0.1", port, client_id=client_id, mqtt_v311=True) as pub:
-        for n, (topic, payload) in enumerate(messages, 1):
-            pub.publish(topic, payload)
-            if n % 512 == 0:
-                await (pub.wait_capacity() if pub.pending > pub.max_pending else asyncio.sleep(0))
-        if not await pub.drain(120):
-            raise RuntimeError("the broker did not acknowledge the backlog")
-
-
-def background_worker(port: int, client_id: str, messages: list[tuple[str, bytes]], rate_per_s: float,
-                      duration_s: float, ready: Any, go: Any, sent: Any) -> None:  # fmt: skip
-    """Child process: publish `messages` at `rate_per_s` for `duration_s` once `go` is set; report the count."""
-
-    async def main() -> None:
-        async with Publisher("127.0.0.1", port, client_id=client_id, mqtt_v311=True) as pub:
-            ready.set()
-            while not go.is_set():  # noqa: ASYNC110 (a multiprocessing event)
-                await asyncio.sleep(0.002)
-            loop = asyncio.get_running_loop()
-            t0, n = loop.time(), 0
-            for topic, payload in messages:
-                now = loop.time()
-                if now - t0 >= duration_s:
-                    break
-                ahead_s = t0 + n / rate_per_s - now
-                if ahead_s > 0.001:
-                    await asyncio.sleep(ahead_s)
-                pub.publish(topic, payload)
-                n += 1
-                if n % 256 == 0 and pub.pending > pub.max_pending:
-                    await pub.wait_capacity()
-            sent.value = n
-            await pub.drain(30)
-
-    asyncio.run(main())
 
 
 # --- traffic -------------------------------------------------------------------------------------------------------
@@ -530,117 +270,6 @@ async def measure_level(
     )
     log(f"latency at {pct} %: {result}")
     return result
-
-
-@dataclass(slots=True)
-class SeenAlarm:
-    """One alarm as seen on `vaka/v1/{site}/alarms/#`."""
-
-    id: str
-    rule_id: str
-    category: str
-    resident_id: str | None
-    device_id: str | None
-    raised_at: float
-    closed_at: float | None = None
-
-
-def _ts(value: str | None) -> float:
-    return datetime.fromisoformat(str(value)).timestamp()
-
-
-def collect_alarms(kept: list[tuple[float, bytes]]) -> list[SeenAlarm]:
-    """Every alarm seen, with its raise time and, if it closed, its close time (simulated)."""
-    alarms: dict[str, SeenAlarm] = {}
-    for _t, payload in kept:
-        msg = json.loads(payload)
-        alarm = alarms.get(msg["id"])
-        if alarm is None:
-            alarm = alarms[msg["id"]] = SeenAlarm(
-                msg["id"], msg["rule_id"], msg["category"], msg["resident_id"], msg["device_id"], _ts(msg["raised_at"])
-            )
-        if msg["state"] in ("cancelled", "resolved"):
-            alarm.closed_at = _ts(msg["updated_at"])
-    return list(alarms.values())
-
-
-def _same_subject(alarm: SeenAlarm, incident: dict[str, str | None]) -> bool:
-    if alarm.device_id is not None and alarm.device_id == incident["device_id"]:
-        return True
-    return alarm.category == "care" and alarm.resident_id == incident["resident_id"]
-
-
-def score(
-    truth: list[dict[str, str | None]], alarms: list[SeenAlarm], resident_nights: float, start: float
-) -> dict[str, Any]:
-    """Recall against the ground truth, missed incidents with what was seen instead, and unexplained care alarms."""
-    expected = [i for i in truth if i["expected"] is not None]
-    explained: set[str] = set()
-    missed: list[dict[str, Any]] = []
-    covered = 0
-    for inc in expected:
-        at, by = _ts(inc["at"]), _ts(inc["must_raise_by"])
-        same = [a for a in alarms if a.rule_id == inc["expected"] and _same_subject(a, inc)]
-        in_time = [a for a in same if at - MATCH_SLACK_S <= a.raised_at <= by]
-        # an alarm of the same rule still open (nobody resolves alarms here) takes the incident as an update
-        still_open = [a for a in same if a.raised_at < at and (a.closed_at is None or a.closed_at > at)]
-        explained.update(a.id for a in in_time + still_open)
-        if in_time:
-            continue
-        if still_open:
-            covered += 1
-            continue
-        late = [a for a in same if a.raised_at > by]
-        explained.update(a.id for a in late)
-        if late:
-            seen = f"raised {min(a.raised_at for a in late) - by:.0f} s (simulated) after must_raise_by"
-        else:
-            nearby = sorted({a.rule_id for a in alarms if _same_subject(a, inc) and at - 600 <= a.raised_at <= by})
-            seen = "no alarm" + (f"; for the same subject: {', '.join(nearby)}" if nearby else "")
-        missed.append(
-            {k: inc[k] for k in ("incident", "expected", "resident_id", "device_id", "at", "must_raise_by")}
-            | {"seen": seen}
-        )
-    no_alarm_expected = [i for i in truth if i["expected"] is None]
-    unexplained = [a for a in alarms if a.id not in explained]
-    device_false_positives = [
-        a
-        for a in unexplained
-        if any(
-            _same_subject(a, i) and _ts(i["at"]) - MATCH_SLACK_S <= a.raised_at <= _ts(i["must_raise_by"]) + 60
-            for i in no_alarm_expected
-        )
-    ]
-    false_alarms = [a for a in unexplained if a.category == "care" and a not in device_false_positives]
-    # the simulator's reference checker takes a rule firing again for the same resident within 30 min as one alarm
-    repeats = [
-        a
-        for a in false_alarms
-        if any(
-            a.rule_id == i["expected"] and _same_subject(a, i) and 0 < a.raised_at - _ts(i["must_raise_by"]) <= 1800
-            for i in expected
-        )
-    ]
-    technical = [a for a in unexplained if a.category != "care" and a not in device_false_positives]
-    by_rule = Counter(a.rule_id for a in false_alarms)
-    return {
-        "recall": round((len(expected) - len(missed)) / len(expected), 4) if expected else None,
-        "incidents": len(expected),
-        "incidents_no_alarm_expected": len(no_alarm_expected),
-        "covered_by_open_alarm": covered,
-        "missed": missed,
-        "false_alarms_per_resident_night": round(len(false_alarms) / resident_nights, 4),
-        "false_alarms_by_rule": dict(by_rule),
-        "false_alarms_repeating_an_incident_within_30_min": len(repeats),
-        "device_false_positive_alarms_per_resident_night": round(
-            sum(a.category == "care" for a in device_false_positives) / resident_nights, 4
-        ),
-        "unexplained_technical_alarms": len(technical),
-        "unexplained_technical_by_rule": dict(Counter(a.rule_id for a in technical)),
-        # the hub's engine arms supervision on the wall clock before the first simulated clock message arrives
-        "unexplained_technical_alarms_in_first_2_min": sum(a.raised_at < start + 120 for a in technical),
-        "alarms_seen": len(alarms),
-    }
 
 
 async def wait_settled(hub: HubProcess, quiet_s: float = 1.5, timeout_s: float = 60.0) -> None:

@@ -1,0 +1,283 @@
+"""Services for bench/e2e.py: a private Mosquitto, throwaway schemas, the hub as a process, bare MQTT clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from hub.model import Inventory
+from hub.settings import DbSettings, MqttSettings
+from hub.simulation import Publisher
+from hub.store.inventory import load_inventory
+from hub.store.migrate import migrate
+
+REPO = Path(__file__).resolve().parents[1]
+DSN = os.environ.get("VAKA_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+MOSQUITTO = os.environ.get("VAKA_BENCH_MOSQUITTO", "/usr/sbin/mosquitto")
+RECEIVE_MAXIMUM = MqttSettings().receive_maximum
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
+    """Wait until something accepts connections on 127.0.0.1:`port`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    msg = f"nothing listens on 127.0.0.1:{port}"
+    raise TimeoutError(msg)
+
+
+# --- services ------------------------------------------------------------------------------------------------------
+
+
+class Broker:
+    """A private Mosquitto 2: deploy/mosquitto.conf's queue limits (nothing dropped), no persistence, nodelay."""
+
+    def __init__(self, base: Path) -> None:
+        self.port = free_port()
+        self._base = base
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start and wait until it listens."""
+        self._base.chmod(0o777)  # mosquitto drops root privileges
+        conf = self._base / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 10000000\nmax_queued_bytes 0\nmax_inflight_messages 1000\nset_tcp_nodelay true\n"
+            f"log_dest file {self._base}/mosquitto.log\n"
+        )
+        self._proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        """Stop the broker."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
+
+
+async def prepare_schema(schema: str, inventory: Inventory) -> None:
+    """Create `schema`, run the migrations and register the simulated site's residents and devices."""
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        await conn.execute(f"SET search_path TO {schema}")
+        await migrate(conn, DbSettings(dsn=DSN, db_schema=schema))
+        await load_inventory(conn, inventory)
+    finally:
+        await conn.close()
+
+
+async def drop_schema(schema: str) -> None:
+    """Drop a schema made by this run."""
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+class HubProcess:
+    """`vaka serve` in its own process, configured through VAKA_* variables."""
+
+    def __init__(self, *, schema: str, broker_port: int, client_id: str, workdir: Path, clock_mode: str) -> None:
+        self.http_port = free_port()
+        self.log_path = workdir / f"{client_id}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VAKA_")}
+        env.update(
+            VAKA_DB__DSN=DSN,
+            VAKA_DB__DB_SCHEMA=schema,
+            VAKA_MQTT__HOST="127.0.0.1",
+            VAKA_MQTT__PORT=str(broker_port),
+            VAKA_MQTT__CLIENT_ID=client_id,
+            VAKA_SPOOL__DIRECTORY=str(workdir / f"{client_id}-spool"),
+            VAKA_HTTP__PORT=str(self.http_port),
+            VAKA_HTTP__COOKIE_SECURE="false",
+            VAKA_CLOCK__MODE=clock_mode,
+            PYTHONPATH=str(REPO),
+        )
+        if clock_mode == "simulated":
+            # one connection: the clock then arrives in order with every event. With telemetry on a second
+            # connection, a few ms of lag there become minutes at high speed and supervision times out spuriously
+            env["VAKA_MQTT__TELEMETRY_CONNECTION"] = "false"
+        self._env = env
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self, timeout_s: float = 30.0) -> None:
+        """Start and wait until /readyz says database and broker are up."""
+        with self.log_path.open("ab") as out:
+            self._proc = subprocess.Popen(  # noqa: ASYNC220 (Popen does not wait)
+                [sys.executable, "-m", "hub.cli", "serve"], cwd=REPO, env=self._env, stdout=out, stderr=out
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                msg = f"hub exited at start: {self.log_tail()}"
+                raise RuntimeError(msg)
+            if await asyncio.to_thread(self._get, "/readyz") is not None:
+                await asyncio.sleep(0.5)  # subscriptions settle
+                return
+            await asyncio.sleep(0.2)
+        msg = f"hub not ready after {timeout_s} s: {self.log_tail()}"
+        raise RuntimeError(msg)
+
+    def _get(self, path: str) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as resp:
+                return str(resp.read().decode())
+        except (urllib.error.URLError, OSError):
+            return None
+
+    async def metric(self, name: str) -> float:
+        """The current value of an unlabelled counter or gauge from /metrics (0 when absent)."""
+        text = await asyncio.to_thread(self._get, "/metrics") or ""
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): the broker queues for its session meanwhile."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused process run on."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not stop within 20 s."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, 20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait, 10)
+
+    def log_tail(self, chars: int = 1500) -> str:
+        """The end of the hub's log."""
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+# --- MQTT clients --------------------------------------------------------------------------------------------------
+
+
+class Receiver:
+    """A paho 2.x subscriber on its own thread: MQTT 5, QoS 1, auto-ack; counts or keeps what arrives."""
+
+    def __init__(self, port: int, client_id: str, topic_filter: str, *, keep: bool = False) -> None:
+        self.port, self.topic_filter, self.keep = port, topic_filter, keep
+        self.count = 0
+        self.marks: dict[int, float] = {}  # message number -> perf_counter when it arrived
+        self.watch: set[int] = set()
+        self.kept: list[tuple[float, bytes]] = []
+        self._ready = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda *_a: self._ready.set()
+        self.client.on_subscribe = lambda *_a: self._ready.set()
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        self.count += 1
+        if self.keep:
+            self.kept.append((time.perf_counter(), bytes(msg.payload)))
+        elif self.count in self.watch:
+            self.marks[self.count] = time.perf_counter()
+
+    def connect(self) -> None:
+        """Connect (resuming the session if there is one) and subscribe."""
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 600
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        self._ready.clear()
+        self.client.connect("127.0.0.1", self.port, clean_start=False, properties=props)
+        self.client.loop_start()
+        if not self._ready.wait(10):
+            raise TimeoutError("receiver did not connect")
+        self._ready.clear()
+        self.client.subscribe(self.topic_filter, qos=1)
+        if not self._ready.wait(10):
+            raise TimeoutError("receiver did not subscribe")
+
+    def disconnect(self, *, forget: bool = False) -> None:
+        """Disconnect; the broker keeps the session (and queues for it) unless `forget`."""
+        props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 0 if forget else 600
+        self.client.disconnect(properties=props)
+        self.client.loop_stop()
+
+
+async def publish_all(port: int, client_id: str, messages: list[tuple[str, bytes]]) -> None:
+    """Publish every message as fast as the broker takes them (QoS 1) and wait for the acks."""
+    async with Publisher("127.0.0.1", port, client_id=client_id, mqtt_v311=True) as pub:
+        for n, (topic, payload) in enumerate(messages, 1):
+            pub.publish(topic, payload)
+            if n % 512 == 0:
+                await (pub.wait_capacity() if pub.pending > pub.max_pending else asyncio.sleep(0))
+        if not await pub.drain(120):
+            raise RuntimeError("the broker did not acknowledge the backlog")
+
+
+def background_worker(port: int, client_id: str, messages: list[tuple[str, bytes]], rate_per_s: float,
+                      duration_s: float, ready: Any, go: Any, sent: Any) -> None:  # fmt: skip
+    """Child process: publish `messages` at `rate_per_s` for `duration_s` once `go` is set; report the count."""
+
+    async def main() -> None:
+        async with Publisher("127.0.0.1", port, client_id=client_id, mqtt_v311=True) as pub:
+            ready.set()
+            while not go.is_set():  # noqa: ASYNC110 (a multiprocessing event)
+                await asyncio.sleep(0.002)
+            loop = asyncio.get_running_loop()
+            t0, n = loop.time(), 0
+            for topic, payload in messages:
+                now = loop.time()
+                if now - t0 >= duration_s:
+                    break
+                ahead_s = t0 + n / rate_per_s - now
+                if ahead_s > 0.001:
+                    await asyncio.sleep(ahead_s)
+                pub.publish(topic, payload)
+                n += 1
+                if n % 256 == 0 and pub.pending > pub.max_pending:
+                    await pub.wait_capacity()
+            sent.value = n
+            await pub.drain(30)
+
+    asyncio.run(main())
