@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 _MISC_INTERVAL_S = 1.0
 _ACK_SAMPLE_EVERY = 8
+_READ_CHUNK_BYTES = 65536
+_PACKETS_PER_READ = 64  # then yield to the loop, so one busy connection cannot starve the other
 
 
 class _LeanProperties(Properties):
@@ -68,6 +70,39 @@ class _LeanProperties(Properties):
 
 
 paho_packet.Properties = _LeanProperties  # type: ignore[attr-defined]
+
+
+class _BufferedSocket:
+    """The broker socket with a read buffer: paho reads each packet in three or more tiny `recv` calls.
+
+    One `recv` of up to 64 KiB here serves many of those; `pending` says whether whole packets may still wait in
+    the buffer (the socket itself then no longer looks readable to the event loop). Everything else is the socket's.
+    """
+
+    __slots__ = ("_data", "_pos", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._data = b""
+        self._pos = 0
+
+    @property
+    def buffered(self) -> bool:
+        """True while received bytes wait in the buffer."""
+        return self._pos < len(self._data)
+
+    def recv(self, size: int) -> bytes:
+        if self._pos >= len(self._data):
+            data = self._sock.recv(_READ_CHUNK_BYTES)  # BlockingIOError when nothing is there: paho expects it
+            if not data:
+                return b""
+            self._data, self._pos = data, 0
+        chunk = self._data[self._pos : self._pos + size]
+        self._pos += len(chunk)
+        return chunk
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 class MqttError(VakaError):
@@ -116,6 +151,7 @@ class MqttConnection:
         self._connected = asyncio.Event()
         self._disconnected = asyncio.Event()
         self._misc_task: asyncio.Task[None] | None = None
+        self._buffered: _BufferedSocket | None = None
         self.generation = 0
         self._stopping = False
         self.session_present: bool | None = None
@@ -323,6 +359,9 @@ class MqttConnection:
 
     def _socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         assert self._loop is not None
+        if isinstance(sock, socket.socket):
+            self._buffered = _BufferedSocket(sock)
+            client._sock = self._buffered  # paho calls recv/send on its _sock: give it the buffered one
         self._loop.add_reader(sock, self._read)
         if self._misc_task is None:
             self._misc_task = self._loop.create_task(self._misc_loop(), name=f"vaka.mqtt.{self.name}.misc")
@@ -342,9 +381,16 @@ class MqttConnection:
         self._loop.remove_writer(sock)
 
     def _read(self) -> None:
-        rc = self._client.loop_read()
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._connection_lost(rc)
+        for _ in range(_PACKETS_PER_READ):
+            rc = self._client.loop_read()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._connection_lost(rc)
+                return
+            buffered = self._buffered
+            if buffered is None or not buffered.buffered:
+                return
+        assert self._loop is not None
+        self._loop.call_soon(self._read)  # more packets wait in the buffer: continue after the other callbacks
 
     def _write(self) -> None:
         rc = self._client.loop_write()
