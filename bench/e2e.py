@@ -35,8 +35,6 @@ import sys
 import tempfile
 import time
 import uuid
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
@@ -55,13 +53,14 @@ from bench.e2e_services import (  # noqa: E402
     Receiver,
     background_worker,
     drop_schema,
+    load_config,
+    load_messages,
     prepare_schema,
     publish_all,
 )
 from hub.simulation import IncidentRates, Publisher, SimConfig, Simulation  # noqa: E402
 from hub.simulation import run as run_simulation  # noqa: E402
 
-NO_INCIDENTS = IncidentRates(**dict.fromkeys(IncidentRates.model_fields, 0.0))
 PROBE_SEQ_BASE = 1_000_000_000
 BACKGROUND_WORKERS = 2  # one Python publisher tops out near 7k msg/s here, below 90 % of the hub's rate
 
@@ -82,8 +81,8 @@ class Plan:
     incident_scale: float
 
 
-FULL = Plan(60_000, 1000, 15.0, 0.1, 40, 1, None, 1200.0, 1, 1.0)
-QUICK = Plan(10_000, 300, 3.0, 0.05, 20, 1, 6.0, 1800.0, 1, 3.0)
+FULL = Plan(60_000, 3000, 15.0, 0.1, 40, 1, None, 1200.0, 1, 1.0)
+QUICK = Plan(10_000, 1000, 3.0, 0.05, 20, 1, 6.0, 1800.0, 1, 3.0)
 
 
 def log(msg: str) -> None:
@@ -92,13 +91,6 @@ def log(msg: str) -> None:
 
 
 # --- traffic -------------------------------------------------------------------------------------------------------
-
-
-def load_stream(sim: Simulation) -> Iterator[tuple[str, bytes]]:
-    """Device messages of an incident-free simulation (no clock, nothing retained), in time order."""
-    for msg in sim.iter_messages():
-        if "/_sim/" not in msg.topic:
-            yield msg.topic, msg.payload
 
 
 def next_evening(zone_now: datetime) -> datetime:
@@ -191,29 +183,27 @@ async def measure_level(
     site: str,
     pct: int,
     rate_per_s: float,
-    background: list[tuple[str, bytes]],
+    background: SimConfig,
     probes: list[tuple[str, str]],
     probe_pub: Publisher,
     watcher: Receiver,
     plan: Plan,
 ) -> dict[str, Any]:
-    """Background traffic at `rate_per_s` from child processes; alarm-button probes; publish → alarm message."""
+    """Background traffic at `rate_per_s` from child processes (each generates its share of `background`); alarm-button probes; publish → alarm message."""
     ctx = multiprocessing.get_context("spawn")
     go = ctx.Event()
-    shards: list[list[tuple[str, bytes]]] = [[] for _ in range(BACKGROUND_WORKERS)]
-    for topic, payload in background:  # by device: each device's messages stay in order on one connection
-        shards[zlib.crc32(topic.split("/")[3].encode()) % BACKGROUND_WORKERS].append((topic, payload))
     workers = []
-    for k, shard in enumerate(shards):
+    per_worker = int(rate_per_s * plan.level_s * 1.1 / BACKGROUND_WORKERS) + 100
+    for k in range(BACKGROUND_WORKERS):  # by device: each device's messages stay in order on one connection
         ready, sent = ctx.Event(), ctx.Value("q", 0)
-        rate_k = rate_per_s * len(shard) / max(1, len(background))
-        args = (broker.port, f"e2e-bg-{token}-{pct}-{k}", shard, rate_k, plan.level_s, ready, go, sent)
+        args = (broker.port, f"e2e-bg-{token}-{pct}-{k}", background.model_dump_json(), (k, BACKGROUND_WORKERS),
+                per_worker, rate_per_s / BACKGROUND_WORKERS, plan.level_s, ready, go, sent)  # fmt: skip
         proc = ctx.Process(target=background_worker, args=args, name=f"e2e-background-{pct}-{k}", daemon=True)
         proc.start()
         workers.append((proc, ready, sent))
     try:
         for _proc, ready, _sent in workers:
-            if not await asyncio.to_thread(ready.wait, 60):
+            if not await asyncio.to_thread(ready.wait, 120):
                 raise RuntimeError("background publisher did not start")
         written0 = await hub.metric("vaka_events_written_total")
         interval_s = max(plan.probe_interval_s, plan.level_s / max(1, len(probes)))  # each probe alarms a new resident
@@ -233,6 +223,8 @@ async def measure_level(
             published[resident_id] = time.perf_counter()
             probe_pub.publish(f"vaka/v1/{site}/{device_id}/event", json.dumps(body).encode())
             await asyncio.sleep(interval_s)
+        committed_during = await hub.metric("vaka_events_written_total") - written0
+        committed_per_s = committed_during / (time.perf_counter() - started)
         for proc, _ready, _sent in workers:
             await asyncio.to_thread(proc.join, 60)
         load_s = time.perf_counter() - started
@@ -264,6 +256,7 @@ async def measure_level(
         unanswered=len(published) - len(latencies),
         target_per_s=round(rate_per_s),
         offered_per_s=round(background_sent / plan.level_s),
+        committed_per_s_during_load=round(committed_per_s),
         hub_caught_up_s=None if caught_up_s is None else round(caught_up_s, 2),
         messages_published=expected,
         events_committed=round(committed),
@@ -350,26 +343,15 @@ async def bench(plan: Plan) -> dict[str, Any]:
     load_before = os.getloadavg()
     try:
         broker.start()
-        zone = SimConfig().zone
         site = f"e2el{token}"
-        load_sim = Simulation(
-            SimConfig(
-                site=site,
-                residents=plan.load_residents,
-                seed=plan.seed,
-                start=datetime.now(zone) - timedelta(hours=2),
-                hours=48,
-                rates=NO_INCIDENTS,
-            )
-        )
-        stream = load_stream(load_sim)
         log(f"generating {plan.backlog:,} messages of {plan.load_residents} simulated residents")
-        backlog = list(itertools.islice(stream, plan.backlog))
+        load = load_config(site, plan.load_residents, plan.seed * 100)
+        backlog = load_messages(load, plan.backlog)
         raw = await measure_raw(broker, token, site, backlog)
 
         schema = f"e2e_l_{token}"
         schemas.append(schema)
-        await prepare_schema(schema, load_sim.inventory())
+        await prepare_schema(schema, Simulation(load).inventory())
         hub = HubProcess(
             schema=schema, broker_port=broker.port, client_id=f"e2e-hub-{token}", workdir=workdir, clock_mode="wall"
         )
@@ -377,7 +359,7 @@ async def bench(plan: Plan) -> dict[str, Any]:
         sustained = await measure_sustained(hub, broker, token, backlog)
         del backlog
 
-        probes = [(r.id, r.devices["alarm_button"].id) for r in load_sim.residents]
+        probes = [(r.id, r.devices["alarm_button"].id) for r in Simulation(load).residents]
         watcher = Receiver(broker.port, f"e2e-alarms-{token}", f"vaka/v1/{site}/alarms/#", keep=True)
         watcher.connect()
         latency: dict[str, Any] = {}
@@ -386,7 +368,7 @@ async def bench(plan: Plan) -> dict[str, Any]:
                 for level, pct in enumerate((50, 90)):
                     level_probes = probes[level::2]
                     rate = sustained * pct / 100
-                    background = list(itertools.islice(stream, int(rate * plan.level_s * 1.1) + 100))
+                    background = load_config(site, plan.load_residents, plan.seed * 100 + level + 1)
                     latency[f"at_{pct}pct"] = await measure_level(
                         hub, broker, token, site, pct, rate, background, level_probes, probe_pub, watcher, plan
                     )

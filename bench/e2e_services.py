@@ -1,9 +1,10 @@
-"""Services for bench/e2e.py: a private Mosquitto, throwaway schemas, the hub as a process, bare MQTT clients."""
+"""Services for bench/e2e.py: a private Mosquitto, throwaway schemas, the hub as a process, MQTT clients, load."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from paho.mqtt.properties import Properties
 
 from hub.model import Inventory
 from hub.settings import DbSettings, MqttSettings
-from hub.simulation import Publisher
+from hub.simulation import IncidentRates, Publisher, SimConfig, Simulation
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
 
@@ -32,6 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 DSN = os.environ.get("VAKA_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 MOSQUITTO = os.environ.get("VAKA_BENCH_MOSQUITTO", "/usr/sbin/mosquitto")
 RECEIVE_MAXIMUM = MqttSettings().receive_maximum
+NO_INCIDENTS = IncidentRates(**dict.fromkeys(IncidentRates.model_fields, 0.0))
+LOAD_WINDOW_H = 0.9  # the hub refuses events more than 1 h ahead of its clock
 
 
 def free_port() -> int:
@@ -255,9 +259,41 @@ async def publish_all(port: int, client_id: str, messages: list[tuple[str, bytes
             raise RuntimeError("the broker did not acknowledge the backlog")
 
 
-def background_worker(port: int, client_id: str, messages: list[tuple[str, bytes]], rate_per_s: float,
-                      duration_s: float, ready: Any, go: Any, sent: Any) -> None:  # fmt: skip
-    """Child process: publish `messages` at `rate_per_s` for `duration_s` once `go` is set; report the count."""
+def load_config(site: str, residents: int, seed: int) -> SimConfig:
+    """Ordinary days of the load residents from 2 min ahead of the wall clock on (the same devices for any seed).
+
+    A wall-clock hub fed events from the past fires their sequence timers at once (a bathroom visit "lasts" 45 min
+    before its end arrives), and it refuses events more than an hour ahead, so the load lies just ahead of the wall
+    clock: the engine then sees a consistent time in the events, as a real site's would be.
+    """
+    return SimConfig(
+        site=site,
+        residents=residents,
+        robot_share=0.0,  # device ids then do not depend on the seed
+        seed=seed,
+        start=datetime.now(SimConfig().zone) + timedelta(minutes=2),
+        hours=LOAD_WINDOW_H,
+        rates=NO_INCIDENTS,
+    )
+
+
+def load_messages(config: SimConfig, count: int, shard: tuple[int, int] = (0, 1)) -> list[tuple[str, bytes]]:
+    """Up to `count` device messages of a load simulation (no clock, nothing retained), in time order."""
+    stream = ((m.topic, m.payload) for m in Simulation(config).iter_messages(shard=shard))
+    messages = list(itertools.islice((m for m in stream if "/_sim/" not in m[0]), count))
+    if len(messages) < count:
+        print(
+            f"[bench/e2e] only {len(messages):,} of {count:,} load messages fit in {LOAD_WINDOW_H} h: "
+            "use more --load-residents",
+            file=sys.stderr,
+        )
+    return messages
+
+
+def background_worker(port: int, client_id: str, config_json: str, shard: tuple[int, int], count: int,
+                      rate_per_s: float, duration_s: float, ready: Any, go: Any, sent: Any) -> None:  # fmt: skip
+    """Child process: generate its shard of the load, then publish it at `rate_per_s` for `duration_s` once `go`."""
+    messages = load_messages(SimConfig.model_validate_json(config_json), count, shard)
 
     async def main() -> None:
         async with Publisher("127.0.0.1", port, client_id=client_id, mqtt_v311=True) as pub:
