@@ -223,8 +223,6 @@ async def measure_level(
             published[resident_id] = time.perf_counter()
             probe_pub.publish(f"vaka/v1/{site}/{device_id}/event", json.dumps(body).encode())
             await asyncio.sleep(interval_s)
-        committed_during = await hub.metric("vaka_events_written_total") - written0
-        committed_per_s = committed_during / (time.perf_counter() - started)
         for proc, _ready, _sent in workers:
             await asyncio.to_thread(proc.join, 60)
         load_s = time.perf_counter() - started
@@ -256,7 +254,6 @@ async def measure_level(
         unanswered=len(published) - len(latencies),
         target_per_s=round(rate_per_s),
         offered_per_s=round(background_sent / plan.level_s),
-        committed_per_s_during_load=round(committed_per_s),
         hub_caught_up_s=None if caught_up_s is None else round(caught_up_s, 2),
         messages_published=expected,
         events_committed=round(committed),
