@@ -27,11 +27,12 @@ run: services venv
 	$(VAKA) site load var/inventory.yaml
 	echo natt1-demo | $(VAKA) staff add natt1 --role staff --unit 'demo/*' --lang en --password-stdin \
 		|| echo natt1-demo | $(VAKA) staff add natt1 --role staff --unit 'demo/*' --lang en --password-stdin --update
-	VAKA_CLOCK__MODE=simulated VAKA_HTTP__COOKIE_SECURE=false $(VAKA) serve & echo $$! > var/hub.pid; \
+	VAKA_CLOCK__MODE=simulated VAKA_HTTP__COOKIE_SECURE=false $(VAKA) serve > var/hub.log 2>&1 & echo $$! > var/hub.pid; \
 	trap 'kill $$(cat var/hub.pid) 2>/dev/null; wait' EXIT INT TERM; \
 	for i in $$(seq 1 60); do curl -sf http://127.0.0.1:8080/healthz >/dev/null && break; sleep 0.5; done; \
 	echo; echo "Vaka is up: open http://127.0.0.1:8080/ and log in as natt1 / natt1-demo (Ctrl-C stops)"; \
-	echo "metrics: http://127.0.0.1:8080/metrics  readiness: http://127.0.0.1:8080/readyz"; echo; \
+	echo "metrics: http://127.0.0.1:8080/metrics  readiness: http://127.0.0.1:8080/readyz  hub log: var/hub.log"; \
+	echo "ground truth of the simulated incidents: var/truth.jsonl"; echo; \
 	$(VAKA) simulate --residents $(RESIDENTS) --seed 7 --speed $(SPEED) --nights 7 --truth var/truth.jsonl
 
 lint: venv
