@@ -91,6 +91,36 @@ async def _site_load(inventory: Inventory, settings: Settings) -> int:
     return 0
 
 
+async def _set_flag(args: argparse.Namespace, settings: Settings) -> int:
+    """`vaka resident away ID on|off` and `vaka device maintenance ID on|off`."""
+    from hub.metrics import Metrics
+    from hub.store.db import Database
+    from hub.store.inventory import set_device_maintenance, set_resident_away
+
+    on = args.state == "on"
+    db = Database(settings.db, Metrics())
+    await db.open()
+    try:
+        if not await db.wait_up(timeout_s=10):
+            print("vaka: the database did not answer; is PostgreSQL running?")
+            return 2
+        async with db.acquire() as conn:
+            if args.command == "resident":
+                found, what = await set_resident_away(conn, args.id, on), "resident"
+                change = "away: no care alarms" if on else "home: care alarms as usual"
+            else:
+                found, what = await set_device_maintenance(conn, args.id, on), "device"
+                change = "in maintenance: no technical alarms" if on else "back in service"
+    finally:
+        await db.close()
+    if not found:
+        print(f"vaka: no {what} {args.id!r} in the inventory (see `vaka site load`)")
+        return 1
+    logger.info("%s %s marked %s", what, args.id, "on" if on else "off")
+    print(f"{what} {args.id} {change} (the running hub picks this up within 30 s)")
+    return 0
+
+
 def _rules_check(args: argparse.Namespace) -> int:
     from alarms.rules import check_files
 
@@ -133,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="alarm rules").add_subparsers(dest="rules_command", required=True)
     p = rules.add_parser("check", help="validate rule files; exits non-zero with file:line for every mistake")
     p.add_argument("files", nargs="+")
+    resident = sub.add_parser("resident", help="residents").add_subparsers(dest="resident_command", required=True)
+    p = resident.add_parser("away", help="mark a resident away or in hospital (on) or back home (off)")
+    p.add_argument("id", help="pseudonymous resident id")
+    p.add_argument("state", choices=["on", "off"])
+    device = sub.add_parser("device", help="devices").add_subparsers(dest="device_command", required=True)
+    p = device.add_parser("maintenance", help="take a device out for service (on) or put it back (off)")
+    p.add_argument("id", help="device id")
+    p.add_argument("state", choices=["on", "off"])
     p = sub.add_parser("schema", help="print a JSON Schema")
     p.add_argument("what", choices=["event", "rules", "inventory"])
     from hub.simulate import add_arguments as add_simulate_arguments
@@ -170,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "site":
         inventory = _read_inventory(Path(args.file))
         return 2 if inventory is None else _run(_site_load(inventory, settings))
+    if args.command in ("resident", "device"):
+        return _run(_set_flag(args, settings))
     if args.command == "staff":
         from hub.staff import staff_add_main
 

@@ -203,7 +203,10 @@ class Resident(BaseModel):
     id: str = Field(pattern=_ID_PATTERN, description="pseudonymous id, never a name or personal number")
     room: str = Field(min_length=1, max_length=32, description="room or flat label the night staff use")
     unit: str = Field(default="default", pattern=_ID_PATTERN, description="care unit (night patrol area)")
-    away: bool = Field(default=False, description="away or in hospital: raises no care alarms")
+    away: bool = Field(
+        default=False,
+        description="away or in hospital: raises no care alarms; set with `vaka resident away`, not by site load",
+    )
 
 
 class Device(BaseModel):
@@ -218,7 +221,10 @@ class Device(BaseModel):
     supervision_interval_s: int = Field(
         default=3600, ge=10, le=7 * 86400, description="silence longer than this is a technical alarm"
     )
-    maintenance: bool = Field(default=False, description="taken out for service: raises no technical alarms")
+    maintenance: bool = Field(
+        default=False,
+        description="out for service: raises no technical alarms; set with `vaka device maintenance`, not by site load",
+    )
     safety: bool = Field(
         default=False, description="a safety device (fall radar, alarm button, smoke): its silence may wake the patrol"
     )

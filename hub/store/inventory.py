@@ -61,11 +61,11 @@ async def load_inventory(conn: asyncpg.Connection, inventory: Inventory) -> dict
 async def fetch_sites(conn: asyncpg.Connection) -> list[Site]:
     """Every site with its residents and devices, ordered by id."""
     residents: dict[str, list[Resident]] = defaultdict(list)
-    for row in await conn.fetch("SELECT id, site, room, unit FROM residents ORDER BY id"):
-        residents[row["site"]].append(Resident(id=row["id"], room=row["room"], unit=row["unit"]))
+    for row in await conn.fetch("SELECT id, site, room, unit, away FROM residents ORDER BY id"):
+        residents[row["site"]].append(Resident(id=row["id"], room=row["room"], unit=row["unit"], away=row["away"]))
     devices: dict[str, list[Device]] = defaultdict(list)
     for row in await conn.fetch(
-        "SELECT id, site, kind, vendor, resident, supervision_interval_s, safety FROM devices ORDER BY id"
+        "SELECT id, site, kind, vendor, resident, supervision_interval_s, safety, maintenance FROM devices ORDER BY id"
     ):
         devices[row["site"]].append(
             Device(
@@ -75,6 +75,7 @@ async def fetch_sites(conn: asyncpg.Connection) -> list[Site]:
                 resident=row["resident"],
                 supervision_interval_s=row["supervision_interval_s"],
                 safety=row["safety"],
+                maintenance=row["maintenance"],
             )
         )
     return [
@@ -87,3 +88,17 @@ async def fetch_sites(conn: asyncpg.Connection) -> list[Site]:
         )
         for row in await conn.fetch("SELECT id, name, timezone FROM sites ORDER BY id")
     ]
+
+
+async def set_resident_away(conn: asyncpg.Connection, resident_id: str, away: bool) -> bool:
+    """Mark a resident away (or in hospital) or back home; False when there is no such resident."""
+    result = await conn.execute("UPDATE residents SET away = $2, updated_at = now() WHERE id = $1", resident_id, away)
+    return bool(result.endswith(" 1"))
+
+
+async def set_device_maintenance(conn: asyncpg.Connection, device_id: str, maintenance: bool) -> bool:
+    """Take a device out for service or put it back; False when there is no such device."""
+    result = await conn.execute(
+        "UPDATE devices SET maintenance = $2, updated_at = now() WHERE id = $1", device_id, maintenance
+    )
+    return bool(result.endswith(" 1"))

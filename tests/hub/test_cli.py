@@ -84,3 +84,44 @@ async def test_site_load_is_idempotent_and_explains_mistakes(db_schema: str, uni
     assert result.returncode == 2
     assert "supervision_interval_s" in result.stdout
     assert str(bad) in result.stdout
+
+
+async def test_a_nurse_marks_a_resident_away_and_a_device_in_maintenance(
+    db_schema: str, unique: str, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from alarms.engine import Engine
+    from alarms.rules import default_pack_path, load_rules
+    from hub.inventory import build_directory
+    from hub.model import Event, EventKind
+    from hub.store.inventory import fetch_sites
+
+    site = f"s{unique}"
+    env = {"VAKA_DB__DSN": PG_DSN, "VAKA_DB__DB_SCHEMA": db_schema}
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(INVENTORY.format(site=site))
+    assert vaka("site", "load", str(inventory), env=env).returncode == 0
+    away = vaka("resident", "away", "r-0001", "on", env=env)
+    assert away.returncode == 0, away.stdout + away.stderr
+    assert "no care alarms" in away.stdout
+    assert vaka("device", "maintenance", f"{site}-hall-door", "on", env=env).returncode == 0
+    missing = vaka("resident", "away", "r-9999", "on", env=env)
+    assert missing.returncode == 1
+    assert "no resident 'r-9999'" in missing.stdout
+    # a reload of the site file keeps what the nurse set
+    assert vaka("site", "load", str(inventory), env=env).returncode == 0
+
+    conn = await asyncpg.connect(PG_DSN, server_settings={"search_path": db_schema})
+    try:
+        (loaded,) = await fetch_sites(conn)
+    finally:
+        await conn.close()
+    assert {r.id: r.away for r in loaded.residents} == {"r-0001": True, "r-0002": False}
+    assert {d.id for d in loaded.devices if d.maintenance} == {f"{site}-hall-door"}
+
+    # what the hub then builds for the rule engine: a fall from the away resident's radar raises nothing
+    engine = Engine(load_rules([default_pack_path()]), build_directory([loaded]))
+    now = datetime.now(UTC)
+    fall = Event(ts=now, site=site, device_id=f"{site}-r1-radar", kind=EventKind.FALL_DETECTED, resident_id="r-0001")
+    assert engine.feed(fall, now) == []
