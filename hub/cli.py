@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("state", choices=["on", "off"])
     p = sub.add_parser("schema", help="print a JSON Schema")
     p.add_argument("what", choices=["event", "rules", "inventory"])
-    from hub.simulate import add_arguments as add_simulate_arguments
+    from hub.simulation import add_arguments as add_simulate_arguments
 
     add_simulate_arguments(sub.add_parser("simulate", help="simulate a care unit's nights over MQTT"))
     from hub.staff import add_staff_arguments
@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "schema":
         return _schema(args)
     if args.command == "simulate":
-        from hub.simulate import main as simulate_main
+        from hub.simulation import main as simulate_main
 
         _configure_logging("INFO")
         return _run(simulate_main(args))

@@ -29,7 +29,7 @@ from alarms.engine import Engine
 from alarms.rules import default_pack_path, load_rules
 from hub.inventory import build_directory
 from hub.model import AlarmDecision, DecisionAction, Inventory, NativePayload, NativeStatus
-from hub.simulate import (
+from hub.simulation import (
     IncidentRates,
     SimConfig,
     SimMessage,
@@ -170,7 +170,7 @@ def test_a_night_of_twenty_residents(tmp_path: Path) -> None:
     sim = Simulation(SimConfig(start=START, residents=20, seed=3, rates=NO_INCIDENTS))
     inv = sim.inventory()
     path = tmp_path / "inventory.yaml"
-    from hub.simulate import write_inventory
+    from hub.simulation import write_inventory
 
     write_inventory(inv, path)
     loaded = Inventory.model_validate(yaml.safe_load(path.read_text()))
