@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,16 @@ class HubProcess:
                 return float(line.split()[1])
         return 0.0
 
+    async def durable_events(self) -> float:
+        """Events in PostgreSQL so far: rows committed, plus re-sent ones found already there (a batch that timed out
+        on our side, went to the spool, and had committed after all)."""
+        text = await asyncio.to_thread(self._get, "/metrics") or ""
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(("vaka_events_written_total ", "vaka_events_duplicate_total ")):
+                total += float(line.split()[1])
+        return total
+
     def pause(self) -> None:
         """Freeze the process (SIGSTOP): the broker queues for its session meanwhile."""
         assert self._proc is not None
@@ -260,16 +270,17 @@ async def publish_all(port: int, client_id: str, messages: list[tuple[str, bytes
 
 
 def load_config(site: str, residents: int, seed: int) -> SimConfig:
-    """Ordinary days of the load residents from 2 min ahead of the wall clock on (the same devices for any seed).
+    """Ordinary days of the load residents from 2 min ahead of the wall clock on, for every load phase in turn.
 
     A wall-clock hub fed events from the past fires their sequence timers at once (a bathroom visit "lasts" 45 min
     before its end arrives), and it refuses events more than an hour ahead, so the load lies just ahead of the wall
-    clock: the engine then sees a consistent time in the events, as a real site's would be.
+    clock: the engine then sees a consistent time in the events, as a real site's would be. Each phase continues
+    where the one before stopped, so no device falls silent between phases and time never runs backwards.
     """
     return SimConfig(
         site=site,
         residents=residents,
-        robot_share=0.0,  # device ids then do not depend on the seed
+        robot_share=0.0,
         seed=seed,
         start=datetime.now(SimConfig().zone) + timedelta(minutes=2),
         hours=LOAD_WINDOW_H,
@@ -277,23 +288,42 @@ def load_config(site: str, residents: int, seed: int) -> SimConfig:
     )
 
 
-def load_messages(config: SimConfig, count: int, shard: tuple[int, int] = (0, 1)) -> list[tuple[str, bytes]]:
-    """Up to `count` device messages of a load simulation (no clock, nothing retained), in time order."""
-    stream = ((m.topic, m.payload) for m in Simulation(config).iter_messages(shard=shard))
-    messages = list(itertools.islice((m for m in stream if "/_sim/" not in m[0]), count))
+def load_messages(
+    config: SimConfig, count: int, *, after: float | None = None, shard: tuple[int, int] = (0, 1)
+) -> tuple[list[tuple[str, bytes]], list[float]]:
+    """Up to `count` device event and telemetry messages of a load simulation from just `after` (POSIX seconds,
+    default the start) on, in time order, and the simulated time of each."""
+    # no clock, and no status: every device announces itself at the start, a burst a running site does not send
+    sim = Simulation(config)
+    start = datetime.fromtimestamp(after + 0.001, UTC) if after is not None else None
+    steady = (
+        m
+        for m in sim.iter_messages(start=start, shard=shard)
+        if "/_sim/" not in m.topic and not m.topic.endswith("/status")
+    )
+    messages: list[tuple[str, bytes]] = []
+    times: list[float] = []
+    for m in itertools.islice(steady, count):
+        messages.append((m.topic, m.payload))
+        times.append(m.time.timestamp())
     if len(messages) < count:
         print(
             f"[bench/e2e] only {len(messages):,} of {count:,} load messages fit in {LOAD_WINDOW_H} h: "
             "use more --load-residents",
             file=sys.stderr,
         )
-    return messages
+    return messages, times
 
 
-def background_worker(port: int, client_id: str, config_json: str, shard: tuple[int, int], count: int,
-                      rate_per_s: float, duration_s: float, ready: Any, go: Any, sent: Any) -> None:  # fmt: skip
-    """Child process: generate its shard of the load, then publish it at `rate_per_s` for `duration_s` once `go`."""
-    messages = load_messages(SimConfig.model_validate_json(config_json), count, shard)
+def background_worker(port: int, client_id: str, config_json: str, after: float, shard: tuple[int, int], count: int,
+                      speedup: float, duration_s: float, ready: Any, go: Any, sent: Any, last: Any) -> None:  # fmt: skip
+    """Child process: generate its shard of the load after `after`, then play it at `speedup` simulated seconds per
+    wall second for `duration_s` once `go` is set; report how many it sent and the simulated time of the last one.
+
+    Pacing by simulated time keeps the shards in step: the hub's rule engine takes time from the events, so a shard
+    running ahead would make the other shard's devices look silent.
+    """
+    messages, times = load_messages(SimConfig.model_validate_json(config_json), count, after=after, shard=shard)
 
     async def main() -> None:
         async with Publisher("127.0.0.1", port, client_id=client_id, mqtt_v311=True) as pub:
@@ -302,11 +332,11 @@ def background_worker(port: int, client_id: str, config_json: str, shard: tuple[
                 await asyncio.sleep(0.002)
             loop = asyncio.get_running_loop()
             t0, n = loop.time(), 0
-            for topic, payload in messages:
+            for (topic, payload), t in zip(messages, times, strict=True):
                 now = loop.time()
                 if now - t0 >= duration_s:
                     break
-                ahead_s = t0 + n / rate_per_s - now
+                ahead_s = t0 + (t - after) / speedup - now
                 if ahead_s > 0.001:
                     await asyncio.sleep(ahead_s)
                 pub.publish(topic, payload)
@@ -314,6 +344,9 @@ def background_worker(port: int, client_id: str, config_json: str, shard: tuple[
                 if n % 256 == 0 and pub.pending > pub.max_pending:
                     await pub.wait_capacity()
             sent.value = n
+            last.value = times[n - 1] if n else after
             await pub.drain(30)
+            if n == len(messages):
+                print(f"[bench/e2e] {client_id} ran out of load messages after {n:,}", file=sys.stderr)
 
     asyncio.run(main())
