@@ -14,7 +14,7 @@ from tests.conftest import PG_DSN
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "e2e.py"
 TINY = [
-    "--quick", "--backlog", "2000", "--load-residents", "60", "--level-s", "1.5",
+    "--quick", "--backlog", "2000", "--load-residents", "300", "--level-s", "1.5",
     "--residents", "3", "--hours", "2", "--speed", "1200", "--incident-scale", "20",
 ]  # fmt: skip
 
@@ -38,6 +38,7 @@ def test_a_tiny_run_prints_one_json_object_with_every_figure() -> None:
         assert figures["probes"] > 0
         assert figures["unanswered"] == 0, "every alarm-button probe must come back as an alarm"
         assert 0 < figures["p50"] <= figures["p99"] <= figures["max"]
+    assert result["load_alarms_unexpected"] == {"sustained": {}, "latency": {}}, "ordinary days raise no alarm"
     assert result["recall_detail"]["incidents"] > 0
     assert 0.0 <= result["recall"] <= 1.0
     assert isinstance(result["missed"], list)
