@@ -3,21 +3,22 @@
 Prints exactly one JSON object on stdout; progress goes to stderr. All figures come from one run on this machine:
 a private Mosquitto (deploy/mosquitto.conf's queue settings, so nothing is dropped) on a free port, the local
 PostgreSQL (`VAKA_BENCH_DSN`, default the `test` database) in throwaway schemas dropped at the end, and the hub as
-its own process (`python -m hub.cli serve`), as in production.
+its own process (`python -m hub.cli serve`), as in production. docs/performance.md explains the method.
 
-1. `raw_receive_per_s`: simulated traffic queued in the broker for a bare paho 2.x subscriber (MQTT 5, QoS 1,
-   auto-ack, no processing, the hub's Receive Maximum), then drained; the rate between 5 % and 95 % received.
+1. `raw_receive_per_s`: simulated traffic (ordinary days) queued in the broker for a bare paho 2.x subscriber
+   (MQTT 5, QoS 1, auto-ack, no processing, the hub's Receive Maximum), then drained; rate between 5 % and 95 %.
 2. `sustained_events_per_s`: the same traffic queued for the hub's persistent session (the hub is paused with
-   SIGSTOP while it is published), then drained with acks only after commit; the rate of `vaka_events_written`
+   SIGSTOP while it is published), then drained with acks only after commit; rate of events durable in PostgreSQL
    between 5 % and 95 %. `ratio` = 2 / 1. Neither figure is limited by the publisher's speed.
-3. `alarm_latency_ms`: background traffic at 50 % and 90 % of (2) from two publisher processes, alarm-button probes from
-   residents not yet alarmed at known wall times; publish → the alarm's `raised` message on `vaka/v1/{site}/alarms/#`.
+3. `alarm_latency_ms`: background traffic at 50 % and 90 % of (2) from two publisher processes, alarm-button
+   probes from residents not yet alarmed at known wall times; publish → the alarm's `raised` message on
+   `vaka/v1/{site}/alarms/#`. `load_alarms_unexpected`: anything else raised for the load (should be nothing).
 4. `recall` / `false_alarms_per_resident_night`: a second hub in simulated-clock mode follows an accelerated
    simulated run; each ground-truth incident with an expected rule must have that alarm raised (for the same
    resident, or the same device for technical rules) by its `must_raise_by`, in simulated time.
 
     .venv/bin/python bench/e2e.py            # full run, about 3 minutes
-    .venv/bin/python bench/e2e.py --quick    # about 40 s, smaller everything
+    .venv/bin/python bench/e2e.py --quick    # about 45 s, smaller everything
 """
 
 from __future__ import annotations
@@ -466,7 +467,7 @@ async def bench(plan: Plan) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run, print the one JSON object."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="a ~40 s run with smaller figures")
+    parser.add_argument("--quick", action="store_true", help="a ~45 s run with smaller figures")
     parser.add_argument("--residents", type=int, help="residents in the recall run")
     parser.add_argument("--nights", type=int, help="nights in the recall run")
     parser.add_argument("--hours", type=float, help="simulated hours in the recall run (instead of nights)")
