@@ -164,14 +164,6 @@ class HubProcess:
         except (urllib.error.URLError, OSError):
             return None
 
-    async def metric(self, name: str) -> float:
-        """The current value of an unlabelled counter or gauge from /metrics (0 when absent)."""
-        text = await asyncio.to_thread(self._get, "/metrics") or ""
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return 0.0
-
     async def durable_events(self) -> float:
         """Events in PostgreSQL so far: rows committed, plus re-sent ones found already there (a batch that timed out
         on our side, went to the spool, and had committed after all)."""
