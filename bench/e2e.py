@@ -50,7 +50,6 @@ sys.path.insert(0, str(REPO))
 
 from bench.e2e_score import collect_alarms, score  # noqa: E402
 from bench.e2e_services import (  # noqa: E402
-    Broker,
     HubProcess,
     Receiver,
     background_worker,
@@ -63,6 +62,7 @@ from bench.e2e_services import (  # noqa: E402
 from hub.model import Inventory  # noqa: E402
 from hub.simulation import IncidentRates, Publisher, SimConfig, Simulation  # noqa: E402
 from hub.simulation import run as run_simulation  # noqa: E402
+from tests.services import PrivateMosquitto as Broker  # noqa: E402
 
 PROBE_SEQ_BASE = 1_000_000_000
 BACKGROUND_WORKERS = 2  # one Python publisher tops out near 7k msg/s here, below 90 % of the hub's rate
@@ -357,8 +357,7 @@ async def bench(plan: Plan) -> dict[str, Any]:
     """All phases, one after the other; everything made here is removed at the end."""
     token = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="vaka-e2e-"))
-    (workdir / "broker").mkdir()
-    broker = Broker(workdir / "broker")
+    broker = Broker()
     schemas: list[str] = []
     hub: HubProcess | None = None
     started = time.monotonic()
@@ -435,7 +434,7 @@ async def bench(plan: Plan) -> dict[str, Any]:
     finally:
         if hub is not None:
             await hub.stop()
-        broker.stop()
+        broker.cleanup()
         for schema in schemas:
             await drop_schema(schema)
         shutil.rmtree(workdir, ignore_errors=True)

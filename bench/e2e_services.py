@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,67 +27,13 @@ from hub.settings import DbSettings, MqttSettings
 from hub.simulation import IncidentRates, Publisher, SimConfig, Simulation
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
+from tests.services import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DSN = os.environ.get("VAKA_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-MOSQUITTO = os.environ.get("VAKA_BENCH_MOSQUITTO", "/usr/sbin/mosquitto")
 RECEIVE_MAXIMUM = MqttSettings().receive_maximum
 NO_INCIDENTS = IncidentRates(**dict.fromkeys(IncidentRates.model_fields, 0.0))
 LOAD_WINDOW_H = 0.9  # the hub refuses events more than 1 h ahead of its clock
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
-    """Wait until something accepts connections on 127.0.0.1:`port`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    msg = f"nothing listens on 127.0.0.1:{port}"
-    raise TimeoutError(msg)
-
-
-# --- services ------------------------------------------------------------------------------------------------------
-
-
-class Broker:
-    """A private Mosquitto 2: deploy/mosquitto.conf's queue limits (nothing dropped), no persistence, nodelay."""
-
-    def __init__(self, base: Path) -> None:
-        self.port = free_port()
-        self._base = base
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start and wait until it listens."""
-        self._base.chmod(0o777)  # mosquitto drops root privileges
-        conf = self._base / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 10000000\nmax_queued_bytes 0\nmax_inflight_messages 1000\nset_tcp_nodelay true\n"
-            f"log_dest file {self._base}/mosquitto.log\n"
-        )
-        self._proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        """Stop the broker."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(10)
 
 
 async def prepare_schema(schema: str, inventory: Inventory) -> None:

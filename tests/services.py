@@ -180,8 +180,29 @@ class PrivatePostgres:
         self.cleanup()
 
 
+DEPLOYED_CONF = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto.conf"
+
+
+def deployed_broker_conf(port: int, base: Path) -> str:
+    """deploy/mosquitto.conf, as production runs it, but listening on `port` with its state and log under `base`."""
+    kept = [
+        line
+        for line in DEPLOYED_CONF.read_text().splitlines()
+        if not line.startswith(("listener", "persistence_location", "log_dest", "per_listener_settings"))
+    ]
+    return "\n".join(
+        [
+            f"listener {port} 127.0.0.1",
+            *kept,
+            f"persistence_location {base}/",
+            f"log_dest file {base}/mosquitto.log",
+            "",
+        ]
+    )
+
+
 class PrivateMosquitto:
-    """A throwaway Mosquitto 2 broker on a free port: persistence on, no queue limits, TCP nodelay."""
+    """A throwaway Mosquitto 2 on a free port, configured as deploy/mosquitto.conf (persistence, no queue drops)."""
 
     def __init__(self, port: int | None = None, extra_conf: str = "") -> None:
         self.port = port or free_port()
@@ -199,18 +220,7 @@ class PrivateMosquitto:
 
     def start(self) -> None:
         """Start the broker and wait until it accepts connections."""
-        self.conf_path.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {self._base}/\n"
-            "autosave_interval 1\n"
-            "max_queued_messages 0\n"
-            "max_inflight_messages 0\n"
-            "set_tcp_nodelay true\n"
-            f"log_dest file {self._base}/mosquitto.log\n"
-            f"{self._extra_conf}\n"
-        )
+        self.conf_path.write_text(deployed_broker_conf(self.port, self._base) + f"{self._extra_conf}\n")
         self._proc = subprocess.Popen(
             [MOSQUITTO, "-c", str(self.conf_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
