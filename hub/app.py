@@ -33,7 +33,7 @@ from hub.model import EARLIEST_EVENT, AlarmDecision, Event, Site
 from hub.mqtt import Message, MqttConnection
 from hub.settings import Settings
 from hub.store.db import Database, VakaConnection
-from hub.store.inventory import fetch_sites
+from hub.store.inventory import fetch_sites, inventory_version
 from hub.store.migrate import maintain_partitions, migrate
 from hub.store.spool import Spool
 from hub.store.state import load_engine_state, save_engine_state
@@ -48,7 +48,8 @@ D = TypeVar("D")
 
 TELEMETRY_FILTER = "vaka/v1/+/+/telemetry"
 INVENTORY_REFRESH_S = 30.0
-SNAPSHOT_INTERVAL_S = 10.0
+SNAPSHOT_INTERVAL_S = 10.0  # to the local disk; the database's copy (for a new machine) every minute
+DB_SNAPSHOT_INTERVAL_S = 60.0
 MAINTENANCE_INTERVAL_S = 3600.0
 ENGINE_IDLE_TICK_S = 1.0
 SIMULATED_TICK_S = 0.05
@@ -76,6 +77,7 @@ class Hub:
         self.http_port = 0
         self._lane_count = 0
         self._simulation_started = False
+        self._inventory_version: tuple[object, ...] | None = None
 
     async def __aenter__(self) -> Self:
         try:
@@ -115,7 +117,7 @@ class Hub:
         if s.clock.mode == "wall":
             snapshot = snapshots.load_local(s.spool.directory) or await self._db_call(load_engine_state, default=None)
         self.engine = Engine.restore(rules, directory, snapshot) if snapshot else Engine(rules, directory)
-        stack.callback(lambda: snapshots.save_local(s.spool.directory, self.engine.snapshot()))
+        stack.callback(lambda: snapshots.save_local(s.spool.directory, snapshots.encode_engine(self.engine)))
 
         self.events_conn = MqttConnection(
             s.mqtt,
@@ -133,7 +135,7 @@ class Hub:
             clock=self.clock,
             on_closed=self.engine.alarm_closed,
         )
-        await self.desk.restore()  # with the database away it starts empty and restores once it answers
+        await self.desk.restore(self._sites)  # with the database away it starts empty and restores once it answers
         self.ingest = Ingest(
             self.metrics,
             self.writer,
@@ -247,7 +249,7 @@ class Hub:
     # --- housekeeping: inventory, snapshots, partitions -------------------------------------------------------------
 
     async def _housekeeping_loop(self) -> None:
-        last_snapshot = last_inventory = last_maintenance = time.monotonic()
+        last_snapshot = last_db_snapshot = last_inventory = last_maintenance = time.monotonic()
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
@@ -256,9 +258,11 @@ class Hub:
                 await self._refresh_inventory()
             if now - last_snapshot >= SNAPSHOT_INTERVAL_S:
                 last_snapshot = now
-                snapshot = self.engine.snapshot()
-                await asyncio.to_thread(snapshots.save_local, self.settings.spool.directory, snapshot)
-                await self._db_call(save_engine_state, snapshot, default=None)
+                snapshot_json = snapshots.encode_engine(self.engine)
+                await asyncio.to_thread(snapshots.save_local, self.settings.spool.directory, snapshot_json)
+                if now - last_db_snapshot >= DB_SNAPSHOT_INTERVAL_S and self.db.up:
+                    last_db_snapshot = now
+                    await self._db_call(save_engine_state, snapshot_json, default=None)
             if now - last_maintenance >= MAINTENANCE_INTERVAL_S and self.db.up:
                 last_maintenance = now
                 await self._db_call(maintain_partitions, self.settings.db, datetime.now(UTC).date(), default=None)
@@ -271,6 +275,7 @@ class Hub:
         await maintain_partitions(conn, self.settings.db, datetime.now(UTC).date())
 
     async def _load_sites(self) -> list[Site]:
+        self._inventory_version = await self._db_call(inventory_version, default=None)
         sites = await self._db_call(fetch_sites, default=None)
         if sites is None:
             cached = snapshots.load_inventory(self.settings.spool.directory)
@@ -280,10 +285,16 @@ class Hub:
         return sites
 
     async def _refresh_inventory(self) -> None:
-        sites = await self._db_call(fetch_sites, default=None)
-        if sites is None or sites == self._sites:
+        """Reload the inventory when it changed, for the engine, ingest and the desk (the one place that reads it)."""
+        version = await self._db_call(inventory_version, default=None)
+        if version is None or version == self._inventory_version:
             return
+        sites = await self._db_call(fetch_sites, default=None)
+        if sites is None:
+            return
+        self._inventory_version = version
         self._sites = sites
+        self.desk.set_sites(sites)
         await asyncio.to_thread(snapshots.save_inventory, self.settings.spool.directory, sites)
         if self.settings.clock.mode == "wall" or self._simulation_started:
             self.engine.set_directory(build_directory(sites), self.clock.now())

@@ -106,15 +106,18 @@ class Desk:
         """A resident of the inventory."""
         return self.directory.resident(site, resident_id)
 
-    async def refresh(self) -> None:
-        """Re-read inventory and staff from the database."""
+    async def refresh(self, *, sites: bool = False) -> None:
+        """Re-read the staff (and with `sites`, the inventory) from the database.
+
+        After start the hub hands inventory changes over with `set_sites`; it is the one place that re-reads them.
+        """
         from hub.staff import load_staff
         from hub.store.inventory import fetch_sites
 
         async with self.db.acquire() as conn:
-            sites = await fetch_sites(conn)
+            if sites:
+                self.set_sites(await fetch_sites(conn))
             staff = await load_staff(conn)
-        self.set_sites(sites)
         self.set_staff(staff)
 
     # --- decisions from the rule engine -----------------------------------------------------------------------
@@ -391,14 +394,16 @@ class Desk:
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
 
-    async def restore(self) -> None:
-        """Load inventory, staff and open alarms (with escalation state) from the database.
+    async def restore(self, sites: list[Site] | None = None) -> None:
+        """Load inventory (unless given), staff and open alarms (with escalation state) from the database.
 
         When the database is away, the desk starts empty (new alarms flow from memory) and `run_loop` brings the
         earlier open alarms back as soon as it answers.
         """
+        if sites is not None:
+            self.set_sites(sites)
         try:
-            await self.refresh()
+            await self.refresh(sites=sites is None)
         except (TimeoutError, OSError, VakaError, asyncpg.PostgresError, ImportError) as exc:
             logger.warning("desk could not load inventory/staff: %s", exc)
         try:

@@ -102,3 +102,14 @@ async def set_device_maintenance(conn: asyncpg.Connection, device_id: str, maint
         "UPDATE devices SET maintenance = $2, updated_at = now() WHERE id = $1", device_id, maintenance
     )
     return bool(result.endswith(" 1"))
+
+
+async def inventory_version(conn: asyncpg.Connection) -> tuple[object, ...]:
+    """A cheap fingerprint of the inventory: when it is unchanged, there is nothing to reload."""
+    row = await conn.fetchrow(
+        """
+        SELECT (SELECT max(updated_at) FROM sites), (SELECT max(updated_at) FROM residents),
+               (SELECT max(updated_at) FROM devices), (SELECT count(*) FROM residents), (SELECT count(*) FROM devices)
+        """
+    )
+    return tuple(row) if row is not None else ()

@@ -10,14 +10,14 @@ import msgspec
 _encoder = msgspec.json.Encoder()
 
 
-async def save_engine_state(conn: asyncpg.Connection, snapshot: dict[str, Any]) -> None:
-    """Replace the saved snapshot; it must be JSON-encodable (datetimes become ISO 8601 strings)."""
+async def save_engine_state(conn: asyncpg.Connection, snapshot: dict[str, Any] | bytes) -> None:
+    """Replace the saved snapshot: a JSON-encodable dict, or its JSON encoding (the hub encodes once for disk and DB)."""
     await conn.execute(
         """
         INSERT INTO engine_state (id, saved_at, snapshot) VALUES (1, now(), $1::jsonb)
         ON CONFLICT (id) DO UPDATE SET saved_at = EXCLUDED.saved_at, snapshot = EXCLUDED.snapshot
         """,
-        _encoder.encode(snapshot).decode(),
+        (snapshot if isinstance(snapshot, bytes) else _encoder.encode(snapshot)).decode(),
     )
 
 
