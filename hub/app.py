@@ -55,6 +55,7 @@ ENGINE_IDLE_TICK_S = 1.0
 SIMULATED_TICK_S = 0.05
 DB_STEP_TIMEOUT_S = 30.0
 METRIC_SAMPLE_EVERY = 8
+HTTP_SHUTDOWN_S = 3.0
 SIMULATION_SKEW = timedelta(days=1)
 
 
@@ -166,7 +167,8 @@ class Hub:
             ),
         )
         setup_staff(app, desk=self.desk, db=self.db, settings=s, metrics=self.metrics)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        # open staff pages hold WebSockets: shutdown closes them, and waits at most a few seconds for stragglers
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=HTTP_SHUTDOWN_S)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, s.http.host, s.http.port)
