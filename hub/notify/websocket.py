@@ -28,6 +28,7 @@ _QUEUE_MAX = 1000
 _CLOSED_PENDING_KEEP_S = 3600.0
 _PING_S = 10.0  # the page declares the connection lost after ~2.5 pings of silence
 _PING = '{"type":"ping"}'
+_CLOSE_TIMEOUT_S = 1.0
 
 
 class WebSocketLike(Protocol):
@@ -181,8 +182,12 @@ class WebSocketHub:
                     del pending[alarm_id]
 
     async def aclose(self) -> None:
-        """Close every page (shutdown)."""
-        for client in list(self._clients):
-            with contextlib.suppress(Exception):
-                await client.ws.close()
+        """Close every page (shutdown): all at once, none waited for longer than a second."""
+        clients = list(self._clients)
         self._clients.clear()
+
+        async def close(ws: WebSocketLike) -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), _CLOSE_TIMEOUT_S)
+
+        await asyncio.gather(*(close(c.ws) for c in clients))
