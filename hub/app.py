@@ -127,6 +127,7 @@ class Hub:
             client_id=s.mqtt.client_id,
             subscriptions=self._event_subscriptions(),
             on_message=self._on_event_message,
+            session_marker=s.spool.directory / f"{s.mqtt.client_id}.session",
         )
         self.desk = Desk(
             s,
@@ -155,6 +156,7 @@ class Hub:
                 client_id=f"{s.mqtt.client_id}-telemetry",
                 subscriptions=[TELEMETRY_FILTER],
                 on_message=self.ingest.handle,
+                session_marker=s.spool.directory / f"{s.mqtt.client_id}-telemetry.session",
             )
             connections.append(self.telemetry_conn)
 

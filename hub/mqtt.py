@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -141,12 +142,14 @@ class MqttConnection:
         subscriptions: Sequence[str],
         on_message: Callable[[Message], None],
         will: tuple[str, bytes] | None = None,
+        session_marker: Path | None = None,
     ) -> None:
         self.name = name
         self._settings = settings
         self._metrics = metrics
         self._subscriptions = list(subscriptions)
         self._on_message = on_message
+        self._session_marker = session_marker
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
         self._disconnected = asyncio.Event()
@@ -285,13 +288,17 @@ class MqttConnection:
         self.session_present = flags.session_present
         self._metrics.mqtt_reconnects.labels(self.name).inc()
         self._metrics.mqtt_connected.labels(self.name).set(1)
-        if not flags.session_present:
+        # a new session is expected only the first time this client id ever connects (the marker file says whether
+        # it has); any other time, whatever the broker held for us while we were away is gone
+        had_session = self.generation > 1 or (self._session_marker is not None and self._session_marker.exists())
+        if not flags.session_present and had_session:
             self._metrics.mqtt_session_lost.labels(self.name).inc()
-            if self.generation > 1:
-                logger.warning(
-                    "mqtt %s broker had no session for us: messages queued while we were away may be lost",
-                    self.name,
-                )
+            logger.warning(
+                "mqtt %s broker had no session for us: messages queued while we were away may be lost",
+                self.name,
+            )
+        if self._session_marker is not None and not self._session_marker.exists():
+            self._session_marker.touch()
         logger.info(
             "mqtt %s connected to %s:%s session_present=%s",
             self.name,

@@ -226,6 +226,10 @@ class PrivateMosquitto:
         )
         wait_for_port(self.port)
 
+    def forget_sessions(self) -> None:
+        """Delete the saved sessions (while stopped), as if the broker had run without persistence."""
+        (self._base / "mosquitto.db").unlink(missing_ok=True)
+
     def stop(self) -> None:
         """Stop cleanly (SIGTERM: the broker saves its persistent sessions)."""
         self._signal(signal.SIGTERM)

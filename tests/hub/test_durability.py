@@ -26,6 +26,9 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from hub.app import Hub
+from hub.metrics import Metrics
+from hub.settings import Settings
 from tests.services import PrivateMosquitto, PrivatePostgres, free_port
 
 DEVICES = 20
@@ -274,3 +277,43 @@ def test_hub_started_with_the_database_down_acks_into_the_spool(tmp_path: Path, 
             if ledger is not None:
                 ledger.close()
             hub.stop()
+
+
+async def reconnected(hub: Hub, before: int, timeout_s: float = 15.0) -> None:
+    """Wait until the hub's events connection is up on a connection newer than `before`."""
+    deadline = time.monotonic() + timeout_s
+    while not (hub.events_conn.generation > before and hub.events_conn.connected):
+        assert time.monotonic() < deadline, "the hub did not reconnect"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_broker_that_lost_our_session_is_counted_as_a_possible_loss_window(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with PrivateMosquitto() as broker:
+        hub_settings = settings.model_copy(
+            update={"mqtt": settings.mqtt.model_copy(update={"port": broker.port, "reconnect_max_s": 0.5})}
+        )
+        metrics = Metrics()
+        lost = metrics.mqtt_session_lost.labels("events")
+        async with Hub(hub_settings, metrics) as hub:
+            await hub.wait_connected()
+            assert lost._value.get() == 0  # the first connection of a client id has no session to lose
+            generation = hub.events_conn.generation
+            broker.stop()  # saves the sessions: a restart keeps them
+            broker.start()
+            await reconnected(hub, generation)
+            assert lost._value.get() == 0
+            generation = hub.events_conn.generation
+            broker.stop()
+            broker.forget_sessions()  # as a broker without persistence would after a restart
+            broker.start()
+            await reconnected(hub, generation)
+            assert lost._value.get() == 1
+        # a new hub process with the same client id knows it has been connected before (marker in the spool dir)
+        broker.stop()
+        broker.forget_sessions()
+        broker.start()
+        async with Hub(hub_settings, Metrics()) as again:
+            await again.wait_connected()
+            assert again.metrics.mqtt_session_lost.labels("events")._value.get() == 1
