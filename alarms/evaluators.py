@@ -32,6 +32,16 @@ _OPS = {
 }
 
 
+def _lists_to_json(state: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Per-subject lists as a snapshot shares them: copies, so the snapshot owns nothing of the engine."""
+    return {k: list(v) for k, v in state.items()}
+
+
+def _lists_from_json(data: Any) -> dict[str, list[Any]]:
+    """Inverse of `_lists_to_json` (an absent state is empty)."""
+    return {str(k): list(v) for k, v in (data or {}).items()}
+
+
 class Matcher:
     """A compiled `Match`: kinds, device kinds, one value comparison and attribute equalities."""
 
@@ -213,11 +223,11 @@ class InstantEval(Compiled):
 
     def state_to_json(self) -> Any:
         """Conditions waiting for their schedule."""
-        return {k: list(v) for k, v in self.waiting.items()}
+        return _lists_to_json(self.waiting)
 
     def state_from_json(self, data: Any) -> None:
         """Restore conditions waiting for their schedule."""
-        self.waiting = {str(k): list(v) for k, v in (data or {}).items()}
+        self.waiting = _lists_from_json(data)
 
 
 class SustainedEval(Compiled):
@@ -278,11 +288,11 @@ class SustainedEval(Compiled):
 
     def state_to_json(self) -> Any:
         """Conditions in progress."""
-        return {k: list(v) for k, v in self.since.items()}
+        return _lists_to_json(self.since)
 
     def state_from_json(self, data: Any) -> None:
         """Restore conditions in progress."""
-        self.since = {str(k): list(v) for k, v in (data or {}).items()}
+        self.since = _lists_from_json(data)
 
 
 class SequenceEval(Compiled):
@@ -340,11 +350,11 @@ class SequenceEval(Compiled):
 
     def state_to_json(self) -> Any:
         """Open windows."""
-        return {k: list(v) for k, v in self.pending.items()}
+        return _lists_to_json(self.pending)
 
     def state_from_json(self, data: Any) -> None:
         """Restore open windows."""
-        self.pending = {str(k): list(v) for k, v in (data or {}).items()}
+        self.pending = _lists_from_json(data)
 
 
 class CountEval(Compiled):

@@ -15,7 +15,6 @@ import json
 import multiprocessing
 import os
 import re
-import statistics
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ingest import background
+from bench.ingest import background, pct
 from hub.app import Hub
 from hub.metrics import Metrics
 from hub.model import Device, Inventory, Resident, Site
@@ -72,12 +71,6 @@ async def login(http: aiohttp.ClientSession, username: str) -> None:
     form = {"username": username, "password": PASSWORD, "csrf": match.group(1), "lang": "en"}
     async with http.post("/staff/login", data=form, allow_redirects=False) as resp:
         assert resp.status in (302, 303), f"login failed: {resp.status}"
-
-
-def pct(values: list[float], q: float) -> float:
-    if len(values) < 2:
-        return values[0] if values else float("nan")
-    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
 def summary(latencies_s: list[float]) -> dict[str, float]:

@@ -7,18 +7,41 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hub.model import Inventory, VakaError
 from hub.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from hub.store.db import VakaConnection
+
 logger = logging.getLogger("vaka")
+T = TypeVar("T")
 
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+async def _with_database(
+    settings: Settings, command: str, work: Callable[[VakaConnection], Awaitable[T]], wait_s: float = 10.0
+) -> T | None:
+    """Run `work(conn)` on a migrated-or-not database connection; None (after saying so) when it does not answer."""
+    from hub.metrics import Metrics
+    from hub.store.db import Database
+
+    db = Database(settings.db, Metrics())
+    await db.open()
+    try:
+        if not await db.wait_up(timeout_s=wait_s):
+            print(f"vaka {command}: the database did not answer within {wait_s:.0f} s; is PostgreSQL running?")
+            return None
+        async with db.acquire() as conn:
+            return await work(conn)
+    finally:
+        await db.close()
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -29,23 +52,19 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.metrics import Metrics
-    from hub.store.db import Database
+    from datetime import UTC, datetime
+
     from hub.store.migrate import maintain_partitions, migrate
 
-    db = Database(settings.db, Metrics())
-    await db.open()
-    try:
-        if not await db.wait_up(timeout_s=args.wait_s):
-            print(f"vaka migrate: the database did not answer within {args.wait_s:.0f} s; is PostgreSQL running?")
-            return 2
-        async with db.acquire() as conn:
-            applied = await migrate(conn, settings.db)
-            from datetime import UTC, datetime
+    async def work(conn: VakaConnection) -> tuple[list[str], list[str], list[str]]:
+        applied = await migrate(conn, settings.db)
+        created, dropped = await maintain_partitions(conn, settings.db, datetime.now(UTC).date())
+        return applied, created, dropped
 
-            created, dropped = await maintain_partitions(conn, settings.db, datetime.now(UTC).date())
-    finally:
-        await db.close()
+    result = await _with_database(settings, "migrate", work, wait_s=args.wait_s)
+    if result is None:
+        return 2
+    applied, created, dropped = result
     print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
     if created or dropped:
         print(f"partitions created: {len(created)}, dropped: {len(dropped)}")
@@ -71,48 +90,35 @@ def _read_inventory(path: Path) -> Inventory | None:
 
 
 async def _site_load(inventory: Inventory, settings: Settings) -> int:
-    from hub.metrics import Metrics
-    from hub.store.db import Database
     from hub.store.inventory import load_inventory
     from hub.store.migrate import migrate
 
-    db = Database(settings.db, Metrics())
-    await db.open()
-    try:
-        if not await db.wait_up(timeout_s=10):
-            print("vaka site load: the database did not answer; is PostgreSQL running?")
-            return 2
-        async with db.acquire() as conn:
-            await migrate(conn, settings.db)
-            counts = await load_inventory(conn, inventory)
-    finally:
-        await db.close()
+    async def work(conn: VakaConnection) -> dict[str, int]:
+        await migrate(conn, settings.db)
+        return await load_inventory(conn, inventory)
+
+    counts = await _with_database(settings, "site load", work)
+    if counts is None:
+        return 2
     print("loaded: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
     return 0
 
 
 async def _set_flag(args: argparse.Namespace, settings: Settings) -> int:
     """`vaka resident away ID on|off` and `vaka device maintenance ID on|off`."""
-    from hub.metrics import Metrics
-    from hub.store.db import Database
     from hub.store.inventory import set_device_maintenance, set_resident_away
 
     on = args.state == "on"
-    db = Database(settings.db, Metrics())
-    await db.open()
-    try:
-        if not await db.wait_up(timeout_s=10):
-            print("vaka: the database did not answer; is PostgreSQL running?")
-            return 2
-        async with db.acquire() as conn:
-            if args.command == "resident":
-                found, what = await set_resident_away(conn, args.id, on), "resident"
-                change = "away: no care alarms" if on else "home: care alarms as usual"
-            else:
-                found, what = await set_device_maintenance(conn, args.id, on), "device"
-                change = "in maintenance: no technical alarms" if on else "back in service"
-    finally:
-        await db.close()
+    if args.command == "resident":
+        what, change = "resident", "away: no care alarms" if on else "home: care alarms as usual"
+        found = await _with_database(settings, "resident away", lambda conn: set_resident_away(conn, args.id, on))
+    else:
+        what, change = "device", "in maintenance: no technical alarms" if on else "back in service"
+        found = await _with_database(
+            settings, "device maintenance", lambda conn: set_device_maintenance(conn, args.id, on)
+        )
+    if found is None:
+        return 2
     if not found:
         print(f"vaka: no {what} {args.id!r} in the inventory (see `vaka site load`)")
         return 1

@@ -116,6 +116,22 @@ def _member(row: asyncpg.Record, units: Iterable[tuple[str, str]]) -> StaffMembe
     )
 
 
+async def _units_and_hash(units: Iterable[tuple[str, str]], password: str) -> tuple[frozenset[tuple[str, str]], str]:
+    """The units as a set (at least one) and the argon2id hash of the password (off the loop)."""
+    unit_set = frozenset(units)
+    if not unit_set:
+        msg = "a staff member needs at least one unit (site/unit)"
+        raise StaffError(msg)
+    return unit_set, await asyncio.to_thread(hash_password, password)
+
+
+async def _set_units(conn: asyncpg.Connection, staff_id: int, units: frozenset[tuple[str, str]]) -> None:
+    await conn.executemany(
+        "INSERT INTO staff_units (staff_id, site, unit) VALUES ($1, $2, $3)",
+        [(staff_id, site, unit) for site, unit in sorted(units)],
+    )
+
+
 async def create_staff(
     conn: asyncpg.Connection,
     *,
@@ -128,11 +144,7 @@ async def create_staff(
     lang: str = "sv",
 ) -> StaffMember:
     """Create a staff account with its unit membership; StaffError when the name is taken."""
-    unit_set = frozenset(units)
-    if not unit_set:
-        msg = "a staff member needs at least one unit (site/unit)"
-        raise StaffError(msg)
-    password_hash = await asyncio.to_thread(hash_password, password)
+    unit_set, password_hash = await _units_and_hash(units, password)
     async with conn.transaction():
         try:
             row = await conn.fetchrow(
@@ -149,10 +161,7 @@ async def create_staff(
             msg = f"staff user name {username!r} is taken"
             raise StaffError(msg) from exc
         assert row is not None
-        await conn.executemany(
-            "INSERT INTO staff_units (staff_id, site, unit) VALUES ($1, $2, $3)",
-            [(row["id"], site, unit) for site, unit in sorted(unit_set)],
-        )
+        await _set_units(conn, row["id"], unit_set)
     logger.info("staff created id=%s role=%s units=%s", row["id"], role.value, len(unit_set))
     return _member(row, unit_set)
 
@@ -169,11 +178,7 @@ async def update_staff(
     lang: str = "sv",
 ) -> StaffMember:
     """Replace an account's password, role, units and details; its stored sessions end (log in again)."""
-    unit_set = frozenset(units)
-    if not unit_set:
-        msg = "a staff member needs at least one unit (site/unit)"
-        raise StaffError(msg)
-    password_hash = await asyncio.to_thread(hash_password, password)
+    unit_set, password_hash = await _units_and_hash(units, password)
     async with conn.transaction():
         row = await conn.fetchrow(
             "UPDATE staff SET display_name = $2, role = $3, password_hash = $4, phone = $5, lang = $6, active = true"
@@ -189,10 +194,7 @@ async def update_staff(
             msg = f"no staff member {username!r}"
             raise StaffError(msg)
         await conn.execute("DELETE FROM staff_units WHERE staff_id = $1", row["id"])
-        await conn.executemany(
-            "INSERT INTO staff_units (staff_id, site, unit) VALUES ($1, $2, $3)",
-            [(row["id"], site, unit) for site, unit in sorted(unit_set)],
-        )
+        await _set_units(conn, row["id"], unit_set)
         await conn.execute("DELETE FROM staff_sessions WHERE staff_id = $1", row["id"])
     logger.info("staff updated id=%s role=%s units=%s", row["id"], role.value, len(unit_set))
     return _member(row, unit_set)
