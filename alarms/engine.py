@@ -6,7 +6,9 @@ so feeding events one by one, in batches, or with any interleaving of `tick` cal
 as `at`, not the time `tick` happened to be called.
 
 Alarm lifetime: an alarm is open from RAISE until the engine CANCELs it (device-side cancel) or the hub calls
-`alarm_closed` (the desk resolved or cancelled it, also after a CLEAR). While open, repeats are UPDATEs.
+`alarm_closed` (the desk resolved or cancelled it, also after a CLEAR). While open, repeats are UPDATEs; those that
+are a new incident carry `repeat` (the desk rings again). A CLEAR or CANCEL never closes a care alarm at the desk: it
+stays until a person resolves it; `auto_close` on the decision says a technical rule allows closing itself.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Event, Event
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION = 1
+# rule types whose UPDATE is a new incident (rings again); the others update a condition that still holds
+_INCIDENT_TYPES = frozenset({"instant", "absence", "sequence"})
 
 
 class Engine:
@@ -166,6 +170,9 @@ class Engine:
         alarm = self.open.get(key)
         if alarm is not None:
             alarm.count += 1
+            # a new incident (another press, another missed dose) rings again; a radar repeating the same fall (same
+            # ref) or a condition that still holds (sustained, count, baseline) only updates the card
+            repeat = (ref is None or ref not in alarm.refs) and compiled.rule.type in _INCIDENT_TYPES
             alarm.cleared = False
             if ref is not None:
                 alarm.refs.add(ref)
@@ -184,6 +191,7 @@ class Engine:
                     ref,
                     alarm.count,
                     alarm.unregistered,
+                    repeat=repeat,
                 )
             )
             return
@@ -242,6 +250,7 @@ class Engine:
                 None,
                 alarm.count,
                 alarm.unregistered,
+                auto_close=compiled.rule.auto_close,
             )
         )
 
@@ -274,6 +283,7 @@ class Engine:
                 ref,
                 alarm.count,
                 alarm.unregistered,
+                auto_close=compiled.rule.auto_close,
             )
         )
 

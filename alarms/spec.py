@@ -128,6 +128,20 @@ class _RuleBase(_Strict):
     cooldown: Duration = Field(default=0.0, description="after the alarm is closed, no new one for this long")
     reason: str = Field(min_length=1, max_length=120, description="what the night nurse reads")
     clear_reason: str = Field(default="condition cleared", max_length=120)
+    auto_close: bool = Field(
+        default=False,
+        description=(
+            "technical rules only: a clear or device-side cancel closes the alarm while nobody has taken it; "
+            "a care alarm is always closed by a person"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _auto_close_is_technical(self) -> Any:
+        if self.auto_close and self.category is not AlarmCategory.TECHNICAL:
+            msg = "auto_close is allowed for technical rules only: a care alarm is closed by a person"
+            raise ValueError(msg)
+        return self
 
     @field_validator("reason", "clear_reason")
     @classmethod

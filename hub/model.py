@@ -308,9 +308,9 @@ class DecisionAction(enum.StrEnum):
     """What the rule engine asks the alarm desk to do."""
 
     RAISE = "raise"  # open a new alarm under `key`
-    UPDATE = "update"  # the open alarm under `key` happened again (count, last seen, confirmed)
-    CLEAR = "clear"  # the rule's condition cleared: desk cancels if not yet accepted, else annotates
-    CANCEL = "cancel"  # the device withdrew it (fall_cancelled, button cancel): reason recorded
+    UPDATE = "update"  # the open alarm happened again (count, last seen); `repeat`: a new incident
+    CLEAR = "clear"  # the rule's condition cleared: the desk marks "condition ended" (closes only with `auto_close`)
+    CANCEL = "cancel"  # the device withdrew it (fall_cancelled, button cancel): marked like a clear, reason recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,3 +330,5 @@ class AlarmDecision:
     ref: str | None = None
     count: int = 1
     unregistered: bool = False
+    repeat: bool = False  # UPDATE: a new incident (button pressed again, another missed dose): it rings again
+    auto_close: bool = False  # CLEAR/CANCEL of a technical rule that may close itself while nobody has taken it

@@ -398,3 +398,80 @@ def test_door_left_open_when_the_night_begins(closed_at: str | None, expected: l
     out = run(engine, events, local("2026-11-26 22:30"))
     assert care(out) == expected
     assert all(d.at == local("2026-11-26 22:00") for d in out)
+
+
+# --- repeats and who may close: a new incident rings again, only technical rules may close themselves ------------
+
+
+def test_a_new_press_or_missed_dose_is_a_repeat_but_the_same_fall_reported_again_is_not() -> None:
+    """Another button press and another missed dose ring again; the radar repeating the same fall (same ref) does not."""
+    from tests.alarms.home import PACK
+
+    engine = fresh(START, directory(), PACK)
+    events = [
+        ev(START, "button", EventKind.ALARM_BUTTON),
+        ev(START + timedelta(hours=48), "button", EventKind.ALARM_BUTTON),
+        ev(START, "radar", EventKind.FALL_DETECTED, ref="f1"),
+        ev(START + timedelta(seconds=5), "radar", EventKind.FALL_CONFIRMED, ref="f1"),
+        ev(START + timedelta(minutes=30), "radar", EventKind.FALL_DETECTED, ref="f2"),
+        *(ev(START + timedelta(hours=h), "robot", EventKind.MEDICATION_MISSED) for h in (1, 9, 17)),
+    ]
+    out = run(engine, sorted(events, key=lambda e: e.ts))
+    got = sorted((d.rule_id, d.count, d.action.value, d.repeat) for d in out if d.rule_id in _REPEATING)
+    assert got == [
+        ("alarm_button", 1, "raise", False),
+        ("alarm_button", 2, "update", True),
+        ("fall", 1, "raise", False),
+        ("fall", 2, "update", False),
+        ("fall", 3, "update", True),
+        ("medication_missed", 1, "raise", False),
+        ("medication_missed", 2, "update", True),
+        ("medication_missed", 3, "update", True),
+    ]
+
+
+_REPEATING = ("alarm_button", "fall", "medication_missed")
+
+
+def test_a_condition_that_still_holds_updates_without_ringing() -> None:
+    """A room that stays cold updates its alarm (sustained rule): not a new incident."""
+    from tests.alarms.home import PACK
+
+    engine = fresh(START, directory(), PACK)
+    readings = [ev(START + timedelta(minutes=m), "thermo", EventKind.TEMPERATURE, 15) for m in range(0, 70, 10)]
+    out = [d for d in run(engine, readings) if d.rule_id == "low_room_temperature"]
+    assert [d.action.value for d in out][:2] == ["raise", "update"]
+    assert not any(d.repeat for d in out)
+
+
+def test_only_technical_rules_may_close_themselves() -> None:
+    """The door closing (care) never carries auto_close; a charged battery (technical, auto_close in the pack) does."""
+    from tests.alarms.home import PACK
+
+    engine = fresh(local("2026-11-26 22:00"), directory(), PACK)
+    t = local("2026-11-27 01:00")
+    out = run(
+        engine,
+        [
+            ev(t, "door", EventKind.DOOR_OPEN),
+            ev(t + timedelta(minutes=9), "door", EventKind.DOOR_CLOSED),
+            ev(t, "button", EventKind.ALARM_BUTTON),
+            ev(t + timedelta(seconds=20), "button", EventKind.ALARM_BUTTON_CANCEL),
+            ev(t, "bed", EventKind.BATTERY, 10),
+            ev(t + timedelta(hours=1), "bed", EventKind.BATTERY, 90),
+        ],
+    )
+    ends = [(d.rule_id, d.action.value, d.auto_close) for d in out if d.action.value in ("clear", "cancel")]
+    assert ends == [
+        ("entrance_door_night", "clear", False),
+        ("alarm_button", "cancel", False),
+        ("battery_low", "clear", True),
+    ]
+
+
+def test_a_care_rule_that_closes_itself_is_refused() -> None:
+    """`auto_close` on a care rule is a mistake in the rule file, said plainly."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="technical rules only"):
+        rule_from_dict({**BASE, "id": "door", "type": "instant", "match": {"kinds": ["door_open"]}, "auto_close": True})
