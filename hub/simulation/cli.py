@@ -62,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             dest=f"rate_{name}",
             type=float,
             default=field.default,
-            help=f"{field.description} (default %(default)s)",
+            # argparse %-formats help strings: a literal % in a description ("below 15 %") must be doubled
+            help=f"{(field.description or '').replace('%', '%%')} (default %(default)s)",
         )
 
 

@@ -54,14 +54,24 @@ def _ident(name: str) -> str:
 async def ensure_extension(conn: asyncpg.Connection) -> TimescaleInfo | None:
     """Return the installed TimescaleDB, creating it when installable; None when it is not available here.
 
-    Creating the extension needs it in `shared_preload_libraries`; when that fails the error is logged and Vaka
-    falls back to native partitions.
+    Creating the extension needs it in `shared_preload_libraries`: without that, TimescaleDB answers
+    `CREATE EXTENSION` with a FATAL that closes the connection, so the setting is checked first and, when the library
+    is not preloaded, Vaka says so once and falls back to native partitions without trying.
     """
     info = await installed(conn)
     if info is not None:
         return info
     available = await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = $1", EXTENSION)
     if not available:
+        return None
+    preload = str(await conn.fetchval("SELECT current_setting('shared_preload_libraries')"))
+    if not is_preloaded(preload):
+        logger.warning(
+            "timescaledb is installed but not in shared_preload_libraries (%r); events use native partitions. "
+            "To use TimescaleDB: add timescaledb to shared_preload_libraries, restart PostgreSQL, and migrate a "
+            "fresh database (an existing partitioned events table stays as it is)",
+            preload,
+        )
         return None
     try:
         async with conn.transaction():
@@ -70,6 +80,15 @@ async def ensure_extension(conn: asyncpg.Connection) -> TimescaleInfo | None:
         logger.warning("timescaledb is installed but cannot be created (%s); using native partitions", exc)
         return None
     return await installed(conn)
+
+
+def is_preloaded(shared_preload_libraries: str) -> bool:
+    """True when the `shared_preload_libraries` value names TimescaleDB ('timescaledb', '$libdir/timescaledb', …)."""
+    for entry in shared_preload_libraries.split(","):
+        name = entry.strip().strip("'\"").rsplit("/", 1)[-1]
+        if name.removesuffix(".so") == EXTENSION:
+            return True
+    return False
 
 
 async def installed(conn: asyncpg.Connection) -> TimescaleInfo | None:
