@@ -35,9 +35,10 @@ from hub.app import Hub
 from hub.metrics import Metrics
 from hub.model import Device, Inventory, Resident, Site
 from hub.settings import Settings
-from hub.staff import Role, create_staff
+from hub.staff import Role
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
+from hub.store.staff import create_staff
 from tests.services import PrivateMosquitto, free_port
 
 PG_DSN = os.environ.get("VAKA_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")

@@ -155,6 +155,80 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _staff_unit(text: str) -> tuple[str, str]:
+    site, sep, unit = text.partition("/")
+    if not sep or not site or not unit:
+        msg = f"unit {text!r}: expected SITE/UNIT (UNIT may be *)"
+        raise argparse.ArgumentTypeError(msg)
+    return site, unit
+
+
+def add_staff_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `vaka staff add`."""
+    from hub.staff import Role
+
+    parser.add_argument("username", help="login name")
+    parser.add_argument("--role", choices=[r.value for r in Role], default=Role.STAFF.value)
+    parser.add_argument(
+        "--unit",
+        action="append",
+        type=_staff_unit,
+        required=True,
+        metavar="SITE/UNIT",
+        help="repeatable; UNIT * for all",
+    )
+    parser.add_argument("--name", default="", help="name shown to colleagues on alarms they take")
+    parser.add_argument("--phone", default=None, help="number for the SMS gateway channel")
+    parser.add_argument("--lang", choices=["sv", "en"], default="sv")
+    parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    parser.add_argument("--update", action="store_true", help="replace an existing account (password, role, units)")
+
+
+async def staff_add_main(args: argparse.Namespace, settings: Settings) -> int:
+    """Create one staff account; returns the process exit code."""
+    import getpass
+
+    import asyncpg
+
+    from hub.staff import Role, StaffError
+    from hub.store.staff import create_staff, update_staff
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if password != getpass.getpass("again: "):
+            print("passwords differ", file=sys.stderr)
+            return 2
+    try:
+        conn = await asyncpg.connect(
+            settings.db.dsn.get_secret_value(),
+            server_settings={"search_path": settings.db.db_schema},
+            timeout=settings.db.connect_timeout_s,
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"database: {exc}", file=sys.stderr)
+        return 1
+    try:
+        member = await (update_staff if args.update else create_staff)(
+            conn,
+            username=args.username,
+            password=password,
+            role=Role(args.role),
+            units=args.unit,
+            display_name=args.name,
+            phone=args.phone,
+            lang=args.lang,
+        )
+    except StaffError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    finally:
+        await conn.close()
+    print(f"staff {member.username} (id {member.id}, {member.role.value}) {'updated' if args.update else 'created'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `vaka`."""
     parser = argparse.ArgumentParser(prog="vaka", description="Vaka: welfare-technology monitoring hub")
@@ -182,8 +256,6 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.simulation import add_arguments as add_simulate_arguments
 
     add_simulate_arguments(sub.add_parser("simulate", help="simulate a care unit's nights over MQTT"))
-    from hub.staff import add_staff_arguments
-
     staff = sub.add_parser("staff", help="staff accounts").add_subparsers(dest="staff_command", required=True)
     add_staff_arguments(staff.add_parser("add", help="create or update a staff account"))
     return parser
@@ -217,8 +289,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("resident", "device"):
         return _run(_set_flag(args, settings))
     if args.command == "staff":
-        from hub.staff import staff_add_main
-
         return _run(staff_add_main(args, settings))
     return 2
 

@@ -40,7 +40,7 @@ from hub.staff import StaffMember
 
 if TYPE_CHECKING:
     from hub.settings import Settings
-    from hub.staff import Database
+    from hub.store.pool import Database
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +111,8 @@ class Desk:
 
         After start the hub hands inventory changes over with `set_sites`; it is the one place that re-reads them.
         """
-        from hub.staff import load_staff
         from hub.store.inventory import fetch_sites
+        from hub.store.staff import load_staff
 
         async with self.db.acquire() as conn:
             if sites:

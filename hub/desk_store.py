@@ -19,7 +19,7 @@ from hub.model import VakaError
 
 if TYPE_CHECKING:
     from hub.alarm import Alarm
-    from hub.staff import Database
+    from hub.store.pool import Database
 
 logger = logging.getLogger(__name__)
 

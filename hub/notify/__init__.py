@@ -19,7 +19,7 @@ from hub.staff import StaffMember
 
 if TYPE_CHECKING:
     from hub.settings import Settings
-    from hub.staff import Database
+    from hub.store.pool import Database
 
 logger = logging.getLogger(__name__)
 

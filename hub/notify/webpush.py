@@ -25,7 +25,7 @@ from hub.notify import Notification, NotifyError
 from hub.settings import NotifySettings
 
 if TYPE_CHECKING:
-    from hub.staff import Database
+    from hub.store.pool import Database
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,11 @@ from hub.metrics import Metrics
 from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Device, Inventory, Resident, Severity, Site
 from hub.notify import Notification
 from hub.settings import Settings
-from hub.staff import Role, StaffMember, create_staff
+from hub.staff import Role, StaffMember
 from hub.store.db import Database
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
+from hub.store.staff import create_staff
 
 PASSWORD = "correct horse battery"
 

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from hub.metrics import Metrics
     from hub.notify.webpush import WebPushNotifier
     from hub.settings import Settings
-    from hub.staff import Database, SessionStore
+    from hub.store.pool import Database
+    from hub.web.staff.sessions import SessionStore
 
 WEB_DIR = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = WEB_DIR / "templates"
@@ -48,7 +49,6 @@ def setup_staff(
 ) -> web.Application:
     """Add the staff pages under /staff/ to `app`; returns the sub-application."""
     from hub.notify.webpush import WebPushNotifier
-    from hub.staff import SessionStore
     from hub.web.staff.pages import (
         alarm_action,
         alarms_page,
@@ -61,6 +61,7 @@ def setup_staff(
         service_worker,
         session_middleware,
     )
+    from hub.web.staff.sessions import SessionStore
     from hub.web.staff.socket import staff_socket
 
     jinja = jinja2.Environment(

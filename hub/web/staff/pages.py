@@ -13,7 +13,7 @@ from hub.alarm import Alarm
 from hub.desk import DeskError
 from hub.model import Outcome
 from hub.notify.webpush import PushSubscription
-from hub.staff import Session, authenticate
+from hub.store.staff import authenticate
 from hub.web.i18n import CATALOG, pick_lang, rule_label, translator
 from hub.web.staff import CONTEXT, STATIC_DIR, StaffContext
 from hub.web.staff.security import (
@@ -24,6 +24,7 @@ from hub.web.staff.security import (
     set_cookie,
     tokens_match,
 )
+from hub.web.staff.sessions import Session
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from hub.notify.sms import SmsNotifier
 from hub.notify.webhook import WebhookNotifier, verify, webhook_secret_bytes
 from hub.notify.webpush import PushSubscription, WebPushNotifier, application_server_key
 from hub.settings import NotifySettings
-from hub.staff import PlainDatabase, Role, StaffMember
+from hub.staff import Role, StaffMember
+from hub.store.pool import PlainDatabase
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 

@@ -176,7 +176,7 @@ async def test_staff_add_command_creates_and_updates_accounts_that_can_log_in(
     import argparse
     import io
 
-    from hub.staff import add_staff_arguments, staff_add_main
+    from hub.cli import add_staff_arguments, staff_add_main
 
     parser = argparse.ArgumentParser()
     add_staff_arguments(parser)
@@ -202,7 +202,8 @@ async def test_staff_add_command_creates_and_updates_accounts_that_can_log_in(
 async def test_someone_added_after_start_gets_alarms_before_the_directory_reloads(
     staff_site: StaffSite, client: aiohttp.ClientSession
 ) -> None:
-    from hub.staff import Role, create_staff
+    from hub.staff import Role
+    from hub.store.staff import create_staff
 
     name = f"new-{staff_site.site}"
     async with staff_site.db.acquire() as conn:

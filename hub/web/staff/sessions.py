@@ -1,0 +1,148 @@
+"""Staff login sessions: in memory (the staff page never waits for the database to check a cookie) and in
+`staff_sessions` (so a hub restart does not log the night patrol out). Only the SHA-256 of a session token is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from hub.model import VakaError
+from hub.staff import StaffMember
+from hub.store.staff import member_from_row
+
+if TYPE_CHECKING:
+    from hub.store.pool import Database
+
+_LAST_SEEN_WRITE_S = 60.0
+_DB_CHECK_TIMEOUT_S = 1.0
+
+
+@dataclass(slots=True)
+class Session:
+    """A logged-in browser: who, its CSRF token and when it was last used (wall time, seconds)."""
+
+    staff: StaffMember
+    csrf_token: str
+    created_s: float
+    last_seen_s: float
+    written_s: float = field(default=0.0)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class SessionStore:
+    """Login sessions in memory, mirrored to `staff_sessions`; a session idle longer than `idle_s` is gone."""
+
+    def __init__(self, db: Database, idle_s: float) -> None:
+        self._db = db
+        self._idle_s = idle_s
+        self._sessions: dict[str, Session] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def create(self, staff: StaffMember) -> tuple[str, Session]:
+        """Start a session; returns the cookie token (never stored in clear) and the session."""
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        session = Session(staff, secrets.token_urlsafe(32), now, now, now)
+        self._sessions[_token_hash(token)] = session
+        async with self._db.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO staff_sessions (token_sha256, staff_id, csrf_token, created_at, last_seen)"
+                " VALUES ($1, $2, $3, $4, $4)",
+                _token_hash(token),
+                staff.id,
+                session.csrf_token,
+                datetime.fromtimestamp(now, UTC),
+            )
+        return token, session
+
+    async def get(self, token: str | None, *, check_db: bool = True) -> Session | None:
+        """The live session for a cookie token, touching its idle timer; None when unknown, revoked or idle too long.
+
+        With `check_db` the stored session is touched and must still exist (a password change or logout elsewhere
+        ends it); when the database is away the in-memory session stands, so nobody is logged out by an outage.
+        """
+        if not token:
+            return None
+        key = _token_hash(token)
+        session = self._sessions.get(key)
+        loaded = False
+        if session is None:
+            session = await self._load(key)
+            if session is None:
+                return None
+            self._sessions[key] = session
+            loaded = True
+        now = time.time()
+        if now - session.last_seen_s > self._idle_s:
+            await self.delete(token)
+            return None
+        session.last_seen_s = now
+        if check_db and not loaded:
+            if await self._touch(key, now) is False:
+                self._sessions.pop(key, None)
+                return None
+            session.written_s = now
+        elif now - session.written_s > _LAST_SEEN_WRITE_S:
+            session.written_s = now
+            self._spawn(self._touch(key, now))
+        return session
+
+    def peek(self, token: str | None) -> Session | None:
+        """The in-memory session without touching it (WebSocket upgrade checks)."""
+        if not token:
+            return None
+        session = self._sessions.get(_token_hash(token))
+        if session is None or time.time() - session.last_seen_s > self._idle_s:
+            return None
+        return session
+
+    async def delete(self, token: str) -> None:
+        """Log out."""
+        key = _token_hash(token)
+        self._sessions.pop(key, None)
+        async with self._db.acquire() as conn:
+            await conn.execute("DELETE FROM staff_sessions WHERE token_sha256 = $1", key)
+
+    async def _load(self, key: str) -> Session | None:
+        async with self._db.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT s.*, extract(epoch FROM ss.created_at) AS created_s, extract(epoch FROM ss.last_seen) AS seen_s,"
+                " ss.csrf_token FROM staff_sessions ss JOIN staff s ON s.id = ss.staff_id"
+                " WHERE ss.token_sha256 = $1 AND s.active",
+                key,
+            )
+            if row is None:
+                return None
+            unit_rows = await conn.fetch("SELECT site, unit FROM staff_units WHERE staff_id = $1", row["id"])
+        staff = member_from_row(row, ((u["site"], u["unit"]) for u in unit_rows))
+        seen = float(row["seen_s"])
+        return Session(staff, row["csrf_token"], float(row["created_s"]), seen, seen)
+
+    async def _touch(self, key: str, now: float) -> bool | None:
+        """Record use; False when the stored session is gone, None when the database did not answer."""
+        try:
+            async with asyncio.timeout(_DB_CHECK_TIMEOUT_S), self._db.acquire() as conn:
+                found = await conn.fetchval(
+                    "UPDATE staff_sessions SET last_seen = $2 WHERE token_sha256 = $1 RETURNING true",
+                    key,
+                    datetime.fromtimestamp(now, UTC),
+                )
+        except (TimeoutError, OSError, VakaError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return None
+        return bool(found)
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
