@@ -18,6 +18,7 @@ from typing import Literal
 
 import asyncpg
 
+from hub.followup import rollup
 from hub.model import VakaError
 from hub.settings import DbSettings
 from hub.store import partitions, timescale
@@ -89,6 +90,7 @@ async def migrate(conn: asyncpg.Connection, settings: DbSettings) -> list[str]:
     try:
         applied = await _apply_files(conn)
         mode = await setup_events_storage(conn, settings)
+        await rollup.ensure(conn, mode)
         if mode == "native":
             await partitions.maintain(conn, settings, datetime.now(UTC).date())
     finally:

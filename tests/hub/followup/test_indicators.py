@@ -1,0 +1,124 @@
+"""Every indicator computed from the known month (tests/hub/followup/conftest.py) and compared with hand counts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from hub.followup import rollup
+from hub.followup.indicators import INDICATORS, PeriodError, Scope, compute, month, parse_period, quarter
+from tests.hub.followup.conftest import SITE
+
+NOVEMBER = month("2026-11")
+NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)
+
+
+async def test_every_indicator_matches_the_hand_count(known_month: asyncpg.Connection) -> None:
+    await rollup.refresh(known_month, NOW)
+    r = await compute(known_month, Scope(SITE), NOVEMBER, accept_policy_s=300)
+
+    # technology in use, per device class
+    assert {cls: r.get("tech.devices_installed", device_class=cls) for cls in ("fall_radar", "alarm_button", "medication_robot", "door_sensor")} == {
+        "fall_radar": 2, "alarm_button": 2, "medication_robot": 1, "door_sensor": 1
+    }  # fmt: skip
+    assert r.get("tech.devices_reporting", device_class="fall_radar") == 2
+    # the drawer button reported only on 31 October and 1 December local time: not in November
+    assert r.get("tech.devices_reporting", device_class="alarm_button") == 1
+    assert r.get("tech.devices_active", device_class="fall_radar") == 1  # radar2 sent heartbeats only
+    assert r.get("tech.devices_active", device_class="alarm_button") == 1  # btn1 raised a care alarm
+    assert r.get("tech.devices_active", device_class="door_sensor") == 1
+    assert r.get("tech.devices_alarming", device_class="alarm_button") == 1
+    assert r.get("tech.devices_alarming", device_class="door_sensor") == 1
+    assert r.get("tech.devices_silent", device_class="alarm_button") == 1
+    assert r.get("tech.devices_silent", device_class="fall_radar") == 0
+    assert r.get("tech.unused_share", device_class="alarm_button") == 0.5
+    assert r.get("tech.unused_share", device_class="fall_radar") == 0.0
+
+    # alarms: a6 (23:30 local on 31 October) and a7 (00:30 local on 1 December) are outside November
+    assert r.get("alarms.count", category="care", rule="fall", severity=4) == 2
+    assert r.get("alarms.count", category="care", rule="alarm_button", severity=3) == 1
+    assert r.total("alarms.count") == 5
+    assert r.get("alarms.outcome", category="care", outcome="assisted") == 1
+    assert r.get("alarms.outcome", category="care", outcome="false_alarm") == 1
+    assert r.get("alarms.outcome", category="care", outcome="open") == 1
+    assert r.get("alarms.outcome", category="technical", outcome="cancelled") == 1
+    assert r.get("alarms.unregistered") == 1
+    assert r.get("alarms.false_per_resident_night") == pytest.approx(1 / (3 * 30))
+
+    # response, care alarms only: first staff action after 60 s and 600 s; a5 never
+    assert r.get("response.accept_s", stat="p50") == pytest.approx(330)
+    assert r.get("response.accept_s", stat="p90") == pytest.approx(546)
+    assert r.get("response.accept_s", stat="max") == pytest.approx(600)
+    assert r.get("response.on_site_s", stat="p50") == pytest.approx(600)
+    assert r.get("response.resolve_s", stat="p50") == pytest.approx(1500)
+    assert r.get("response.resolve_s", stat="max") == pytest.approx(1800)
+    assert r.get("response.escalations", tier=1) == 1
+    assert r.get("response.not_accepted_in_policy") == 2
+
+    # technical: repair 4 h and 24 h; one battery replaced
+    assert r.get("technical.repair_s", rule="device_silent") == pytest.approx(4 * 3600)
+    assert r.get("technical.repair_s", rule="battery_low") == pytest.approx(24 * 3600)
+    assert r.get("technical.battery_replacements") == 1
+
+    # medication: the robot announces no doses, so due = taken + missed
+    assert [r.get("medication.doses", status=s) for s in ("due", "taken", "missed", "late")] == [23, 20, 3, 2]
+
+
+async def test_a_unit_counts_only_its_residents_devices_and_alarms(known_month: asyncpg.Connection) -> None:
+    await rollup.refresh(known_month, NOW)
+    r = await compute(known_month, Scope(SITE, "A"), NOVEMBER)
+    assert r.get("tech.devices_installed", device_class="door_sensor") is None
+    assert r.get("tech.devices_installed", device_class="fall_radar") == 2
+    assert r.total("alarms.count") == 3
+    assert r.get("alarms.unregistered") == 0
+    assert r.get("alarms.false_per_resident_night") == pytest.approx(1 / (2 * 30))
+
+
+async def test_refresh_is_incremental_and_keeps_days_whose_events_are_gone(known_month: asyncpg.Connection) -> None:
+    await rollup.refresh(known_month, NOW)
+    before = await compute(known_month, Scope(SITE), NOVEMBER)
+    # events past retention are dropped; the rollup keeps what they said
+    await known_month.execute("DELETE FROM events WHERE ts < '2026-11-20'")
+    await rollup.refresh(known_month, NOW, since=NOVEMBER.start)
+    after = await compute(known_month, Scope(SITE), NOVEMBER)
+    assert after.values == before.values
+    # a new event on a day not yet final is counted by the next refresh
+    await known_month.execute(
+        "INSERT INTO events (ts, site, device_id, resident_id, kind) VALUES ('2026-12-02T10:00Z', $1, 'drawer', 'r-3', 'alarm_button')",
+        SITE,
+    )
+    await rollup.refresh(known_month, NOW)
+    december = await compute(known_month, Scope(SITE), month("2026-12"))
+    assert december.get("tech.devices_reporting", device_class="alarm_button") == 1
+
+
+async def test_timescaledb_gives_the_same_numbers(
+    known_month: asyncpg.Connection, known_month_timescale: asyncpg.Connection
+) -> None:
+    assert await rollup.mode(known_month_timescale) == "timescaledb"
+    assert await rollup.mode(known_month) == "native"
+    await rollup.refresh(known_month, NOW)
+    await rollup.refresh(known_month_timescale, NOW)
+    native = await compute(known_month, Scope(SITE), NOVEMBER)
+    timescale = await compute(known_month_timescale, Scope(SITE), NOVEMBER)
+    assert timescale.values == native.values
+
+
+def test_periods() -> None:
+    assert (month("2026-11").start.isoformat(), month("2026-11").end.isoformat()) == ("2026-11-01", "2026-12-01")
+    assert month("2026-01").previous().label == "2025-12"
+    assert quarter("2026-Q4").days == 92
+    assert parse_period("2026-Q1").previous().label == "2025-Q4"
+    assert [p.label for p in month("2026-11").split("week")][:2] == ["2026-W44", "2026-W45"]
+    with pytest.raises(PeriodError, match="YYYY-MM"):
+        month("2026-13")
+
+
+def test_every_indicator_is_documented() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[3] / "docs" / "indicators.md").read_text(encoding="utf-8")
+    missing = [i.id for i in INDICATORS if f"`{i.id}`" not in doc]
+    assert not missing, f"indicators without a definition in docs/indicators.md: {missing}"
