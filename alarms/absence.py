@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from alarms.base import Compiled, Matcher, Params, RuleContext, Where, utc
 from alarms.directory import DeviceInfo
-from alarms.evaluators import Compiled, Matcher, Params
 from alarms.schedule import compile_schedule
 from alarms.spec import AbsenceRule, ScheduleSpec
 from hub.model import Event
-
-if TYPE_CHECKING:
-    from alarms.engine import Engine
 
 
 class SilenceEval(Compiled):
@@ -29,17 +26,17 @@ class SilenceEval(Compiled):
         self.listens = self.match.kinds
         self.match_all = rule.match == type(rule.match)()
         self.last: dict[str, float] = {}
-        self.where: dict[str, list[Any]] = {}  # subject -> [site, resident, device] for resident subjects
+        self.where: dict[str, Where] = {}
         self.armed: set[str] = set()
         self.silent: set[str] = set()
 
-    def _interval_s(self, engine: Engine, subject: str, rid: str | None) -> float | None:
+    def _interval_s(self, ctx: RuleContext, subject: str, rid: str | None) -> float | None:
         if self.supervision:
-            dev = engine.devices.get(subject)
+            dev = ctx.devices.get(subject)
             return dev.supervision_interval_s if dev is not None else None
         return self.params(rid).duration_s
 
-    def on_event(self, engine: Engine, event: Event, t: float, dev: DeviceInfo | None, rid: str | None) -> None:
+    def on_event(self, ctx: RuleContext, event: Event, t: float, dev: DeviceInfo | None, rid: str | None) -> None:
         """Note the time; clear a silence alarm."""
         if dev is None or (not self.match_all and not self.match.test(event, dev)):
             return
@@ -48,54 +45,55 @@ class SilenceEval(Compiled):
         if last is None or t > last:
             self.last[subject] = t
         if subject not in self.armed:
-            interval = self._interval_s(engine, subject, rid)
+            interval = self._interval_s(ctx, subject, rid)
             if interval is not None:
-                self.where[subject] = [event.site, rid, event.device_id]
+                self.where[subject] = Where(event.site, rid, event.device_id)
                 self.armed.add(subject)
-                engine.timers.push(t + interval, self.id, subject, 0.0)
+                ctx.timers.push(t + interval, self.id, subject, 0.0)
         if subject in self.silent:
             self.silent.discard(subject)
-            engine.clear(self, subject, event.ts)
+            ctx.clear(self, subject, event.ts)
 
-    def arm(self, engine: Engine, t: float) -> None:
+    def arm(self, ctx: RuleContext, t: float) -> None:
         """Supervise every device of the directory from `t` on (devices already supervised keep their timers)."""
         if not self.supervision:
             return
-        for device_id, dev in engine.devices.items():
+        for device_id, dev in ctx.devices.items():
             if device_id in self.armed or device_id in self.silent:
                 continue
             last = self.last.setdefault(device_id, t)
-            self.where[device_id] = [dev.site, dev.resident_id, device_id]
+            self.where[device_id] = Where(dev.site, dev.resident_id, device_id)
             self.armed.add(device_id)
-            engine.timers.push(last + dev.supervision_interval_s, self.id, device_id, 0.0)
+            ctx.timers.push(last + dev.supervision_interval_s, self.id, device_id, 0.0)
 
-    def on_timer(self, engine: Engine, subject: str, anchor: float, due: float) -> None:
+    def on_timer(self, ctx: RuleContext, subject: str, anchor: float, due: float) -> None:
         """Raise when still silent, else move the timer to the new deadline."""
         self.armed.discard(subject)
-        site, rid, device_id = self.where.get(subject, [None, None, subject])
-        interval = self._interval_s(engine, subject, rid)
+        where = self.where.get(subject)
+        rid = where.resident_id if where is not None else None
+        interval = self._interval_s(ctx, subject, rid)
         last = self.last.get(subject)
-        if interval is None or last is None or site is None:
+        if interval is None or last is None or where is None:
             return  # the device left the inventory
         deadline = last + interval
         if deadline > due:
             self.armed.add(subject)
-            engine.timers.push(deadline, self.id, subject, 0.0)
+            ctx.timers.push(deadline, self.id, subject, 0.0)
             return
-        dev = engine.devices.get(device_id)
-        if engine.may_raise(self, rid, dev, self.params(rid)):
+        dev = ctx.devices.get(where.device_id) if where.device_id else None
+        if ctx.may_raise(self, rid, dev, self.params(rid)):
             self.silent.add(subject)
-            engine.raise_or_update(self, subject, due, engine.dt(due), site, rid, device_id, dev, None, self.reason())
+            ctx.raise_or_update(self, subject, t=due, at=utc(due), where=where, dev=dev, ref=None, reason=self.reason())
         else:
             # silenced (maintenance, away): keep watching so the alarm comes once the device is back in service
             self.armed.add(subject)
-            engine.timers.push(due + interval, self.id, subject, 0.0)
+            ctx.timers.push(due + interval, self.id, subject, 0.0)
 
     def state_to_json(self) -> Any:
         """Last times, armed and silent subjects."""
         return {
             "last": dict(self.last),
-            "where": {k: list(v) for k, v in self.where.items()},
+            "where": {k: [w.site, w.resident_id, w.device_id] for k, w in self.where.items()},
             "armed": sorted(self.armed),
             "silent": sorted(self.silent),
         }
@@ -104,7 +102,7 @@ class SilenceEval(Compiled):
         """Restore."""
         data = data or {}
         self.last = {str(k): float(v) for k, v in data.get("last", {}).items()}
-        self.where = {str(k): list(v) for k, v in data.get("where", {}).items()}
+        self.where = {str(k): Where(str(v[0]), v[1], v[2]) for k, v in data.get("where", {}).items()}
         self.armed = set(data.get("armed", ()))
         self.silent = set(data.get("silent", ()))
 
@@ -121,21 +119,21 @@ class DailyAbsenceEval(Compiled):
         assert rule.window is not None
         window = rule.window
         self.schedule = compile_schedule(window.start, window.end, list(window.days) if window.days else None)
-        self.defaults = Params(True, None, None, 0.0, self.schedule)
+        self.defaults = Params(enabled=True, threshold=None, clear_at=None, duration_s=0.0, schedule=self.schedule)
         self.match = Matcher(rule.match)
         self.listens = self.match.kinds
         self.last: dict[str, float] = {}
         self.armed: set[str] = set()
         self.absent: set[str] = set()
 
-    def _site_if_watched(self, engine: Engine, rid: str) -> str | None:
+    def _site_if_watched(self, ctx: RuleContext, rid: str) -> str | None:
         kinds = self.match.device_kinds
-        for dev in engine.devices_by_resident.get(rid, ()):
+        for dev in ctx.devices_by_resident.get(rid, ()):
             if not dev.maintenance and (kinds is None or dev.kind in kinds):
                 return dev.site
         return None
 
-    def on_event(self, engine: Engine, event: Event, t: float, dev: DeviceInfo | None, rid: str | None) -> None:
+    def on_event(self, ctx: RuleContext, event: Event, t: float, dev: DeviceInfo | None, rid: str | None) -> None:
         """Note activity; clear an open absence alarm."""
         if dev is None or rid is None or not self.match.test(event, dev):
             return
@@ -144,35 +142,44 @@ class DailyAbsenceEval(Compiled):
             self.last[rid] = t
         if rid in self.absent:
             self.absent.discard(rid)
-            engine.clear(self, rid, event.ts)
+            ctx.clear(self, rid, event.ts)
 
-    def _arm_one(self, engine: Engine, rid: str, site: str, after: float, skip_running: bool) -> None:
+    def _arm_one(self, ctx: RuleContext, rid: str, site: str, after: float, skip_running: bool) -> None:
         params = self.params(rid)
         assert params.schedule is not None
-        clock = engine.clock(site)
+        clock = ctx.clock(site)
         start, end = params.schedule.next_window(clock, after)
         if skip_running and start < after:
             start, end = params.schedule.next_window(clock, end)
         self.armed.add(rid)
-        engine.timers.push(end, self.id, rid, start)
+        ctx.timers.push(end, self.id, rid, start)
 
-    def arm(self, engine: Engine, t: float) -> None:
+    def arm(self, ctx: RuleContext, t: float) -> None:
         """Watch residents who are not yet watched."""
-        for rid in engine.devices_by_resident:
-            if rid not in self.armed and (site := self._site_if_watched(engine, rid)) is not None:
-                self._arm_one(engine, rid, site, t, skip_running=True)
+        for rid in ctx.devices_by_resident:
+            if rid not in self.armed and (site := self._site_if_watched(ctx, rid)) is not None:
+                self._arm_one(ctx, rid, site, t, skip_running=True)
 
-    def on_timer(self, engine: Engine, subject: str, anchor: float, due: float) -> None:
+    def on_timer(self, ctx: RuleContext, subject: str, anchor: float, due: float) -> None:
         """The window ended: raise when nothing was seen since it started; watch the next one."""
         self.armed.discard(subject)
-        site = self._site_if_watched(engine, subject)
+        site = self._site_if_watched(ctx, subject)
         if site is None:
             return
         params = self.params(subject)
-        if self.last.get(subject, float("-inf")) < anchor and engine.may_raise(self, subject, None, params):
+        if self.last.get(subject, float("-inf")) < anchor and ctx.may_raise(self, subject, None, params):
             self.absent.add(subject)
-            engine.raise_or_update(self, subject, due, engine.dt(due), site, subject, None, None, None, self.reason())
-        self._arm_one(engine, subject, site, due, skip_running=False)
+            ctx.raise_or_update(
+                self,
+                subject,
+                t=due,
+                at=utc(due),
+                where=Where(site, subject, None),
+                dev=None,
+                ref=None,
+                reason=self.reason(),
+            )
+        self._arm_one(ctx, subject, site, due, skip_running=False)
 
     def state_to_json(self) -> Any:
         """Last activity, watched and absent residents."""

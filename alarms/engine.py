@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from alarms.base import Compiled, Params, Where
 from alarms.directory import DEFAULT_ZONE, DeviceInfo, Directory
-from alarms.evaluators import Compiled, Params, compile_rule
+from alarms.registry import compile_rule
 from alarms.rules import RuleSet
 from alarms.schedule import LocalClock
 from alarms.state import OpenAlarm, TimerHeap
@@ -133,11 +134,6 @@ class Engine:
         due = self.timers.next_due()
         return None if due is None else datetime.fromtimestamp(due, UTC)
 
-    @staticmethod
-    def dt(t: float) -> datetime:
-        """Epoch seconds as an aware UTC datetime."""
-        return datetime.fromtimestamp(t, UTC)
-
     # --- alarms -------------------------------------------------------------------------------------------------
 
     def may_raise(self, compiled: Compiled, rid: str | None, dev: DeviceInfo | None, params: Params) -> bool:
@@ -156,17 +152,17 @@ class Engine:
         self,
         compiled: Compiled,
         subject: str,
+        *,
         t: float,
         at: datetime,
-        site: str,
-        rid: str | None,
-        device_id: str | None,
+        where: Where,
         dev: DeviceInfo | None,
         ref: str | None,
         reason: str,
     ) -> None:
         """Open the alarm for (rule, subject), or update it when already open; respects the cooldown."""
         key = f"{compiled.id}:{subject}"
+        site, rid, device_id = where.site, where.resident_id, where.device_id
         alarm = self.open.get(key)
         if alarm is not None:
             alarm.count += 1
@@ -178,19 +174,19 @@ class Engine:
                 alarm.refs.add(ref)
             self._out.append(
                 AlarmDecision(
-                    DecisionAction.UPDATE,
-                    key,
-                    compiled.id,
-                    alarm.category,
-                    alarm.severity,
-                    site,
-                    at,
-                    reason,
-                    rid,
-                    device_id,
-                    ref,
-                    alarm.count,
-                    alarm.unregistered,
+                    action=DecisionAction.UPDATE,
+                    key=key,
+                    rule_id=compiled.id,
+                    category=alarm.category,
+                    severity=alarm.severity,
+                    site=site,
+                    at=at,
+                    reason=reason,
+                    resident_id=rid,
+                    device_id=device_id,
+                    ref=ref,
+                    count=alarm.count,
+                    unregistered=alarm.unregistered,
                     repeat=repeat,
                 )
             )
@@ -203,7 +199,15 @@ class Engine:
         severity = compiled.safety_severity if dev is not None and dev.safety else compiled.severity
         unregistered = device_id is not None and dev is None and compiled.category is AlarmCategory.CARE
         alarm = OpenAlarm(
-            compiled.id, subject, site, compiled.category, severity, rid, device_id, t, unregistered=unregistered
+            rule_id=compiled.id,
+            subject=subject,
+            site=site,
+            category=compiled.category,
+            severity=severity,
+            resident_id=rid,
+            device_id=device_id,
+            opened_at=t,
+            unregistered=unregistered,
         )
         if ref is not None:
             alarm.refs.add(ref)
@@ -211,19 +215,19 @@ class Engine:
         logger.info("alarm raise key=%s severity=%s", key, severity.name.lower())
         self._out.append(
             AlarmDecision(
-                DecisionAction.RAISE,
-                key,
-                compiled.id,
-                compiled.category,
-                severity,
-                site,
-                at,
-                reason,
-                rid,
-                device_id,
-                ref,
-                1,
-                unregistered,
+                action=DecisionAction.RAISE,
+                key=key,
+                rule_id=compiled.id,
+                category=compiled.category,
+                severity=severity,
+                site=site,
+                at=at,
+                reason=reason,
+                resident_id=rid,
+                device_id=device_id,
+                ref=ref,
+                count=1,
+                unregistered=unregistered,
             )
         )
 
@@ -237,19 +241,19 @@ class Engine:
         logger.info("alarm clear key=%s", key)
         self._out.append(
             AlarmDecision(
-                DecisionAction.CLEAR,
-                key,
-                compiled.id,
-                alarm.category,
-                alarm.severity,
-                alarm.site,
-                at,
-                compiled.rule.clear_reason,
-                alarm.resident_id,
-                alarm.device_id,
-                None,
-                alarm.count,
-                alarm.unregistered,
+                action=DecisionAction.CLEAR,
+                key=key,
+                rule_id=compiled.id,
+                category=alarm.category,
+                severity=alarm.severity,
+                site=alarm.site,
+                at=at,
+                reason=compiled.rule.clear_reason,
+                resident_id=alarm.resident_id,
+                device_id=alarm.device_id,
+                ref=None,
+                count=alarm.count,
+                unregistered=alarm.unregistered,
                 auto_close=compiled.rule.auto_close,
             )
         )
@@ -270,19 +274,19 @@ class Engine:
         logger.info("alarm cancel key=%s", key)
         self._out.append(
             AlarmDecision(
-                DecisionAction.CANCEL,
-                key,
-                compiled.id,
-                alarm.category,
-                alarm.severity,
-                alarm.site,
-                at,
-                reason,
-                alarm.resident_id,
-                alarm.device_id,
-                ref,
-                alarm.count,
-                alarm.unregistered,
+                action=DecisionAction.CANCEL,
+                key=key,
+                rule_id=compiled.id,
+                category=alarm.category,
+                severity=alarm.severity,
+                site=alarm.site,
+                at=at,
+                reason=reason,
+                resident_id=alarm.resident_id,
+                device_id=alarm.device_id,
+                ref=ref,
+                count=alarm.count,
+                unregistered=alarm.unregistered,
                 auto_close=compiled.rule.auto_close,
             )
         )

@@ -9,7 +9,7 @@ from typing import Any
 from hub.model import AlarmCategory, Severity
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class OpenAlarm:
     """An alarm the engine raised and the desk has not yet closed (CLEAR does not close it; CANCEL does)."""
 

@@ -9,18 +9,15 @@ and in spring the skipped hour is empty; `min_std` keeps that from looking like 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from alarms.base import Compiled, Matcher, RuleContext, Where, utc
 from alarms.directory import DeviceInfo
-from alarms.evaluators import Compiled, Matcher
 from alarms.schedule import DAY_S
 from alarms.spec import BaselineRule, ScheduleSpec
 from hub.model import Event
-
-if TYPE_CHECKING:
-    from alarms.engine import Engine
 
 _HOURS = 24
 
@@ -70,11 +67,11 @@ class BaselineEval(Compiled):
             self.counts[row, d % self.ring, :] = 0
         self.last_day[row] = day
 
-    def on_event(self, engine: Engine, event: Event, t: float, dev: DeviceInfo | None, rid: str | None) -> None:
+    def on_event(self, ctx: RuleContext, event: Event, t: float, dev: DeviceInfo | None, rid: str | None) -> None:
         """Count the event in its resident's local hour."""
         if dev is None or rid is None or not self.match.test(event, dev):
             return
-        local = engine.clock(event.site).local_s(t)
+        local = ctx.clock(event.site).local_s(t)
         day = int(local // DAY_S)
         row = self._row(rid, event.site, day)
         self._advance(row, day)
@@ -82,18 +79,18 @@ class BaselineEval(Compiled):
             self.counts[row, day % self.ring, int(local % DAY_S) // 3600] += 1
         if event.site not in self.armed_sites:
             self.armed_sites.add(event.site)
-            engine.timers.push(self._next_hour(engine, event.site, t), self.id, event.site, 0.0)
+            ctx.timers.push(self._next_hour(ctx, event.site, t), self.id, event.site, 0.0)
 
     @staticmethod
-    def _next_hour(engine: Engine, site: str, t: float) -> float:
-        local = engine.clock(site).local_s(t)
+    def _next_hour(ctx: RuleContext, site: str, t: float) -> float:
+        local = ctx.clock(site).local_s(t)
         return t + (3600 - local % 3600)
 
-    def on_timer(self, engine: Engine, subject: str, anchor: float, due: float) -> None:
+    def on_timer(self, ctx: RuleContext, subject: str, anchor: float, due: float) -> None:
         """Compare the hour that just ended with the residents' own history; raise for z >= threshold."""
         site = subject
-        engine.timers.push(self._next_hour(engine, site, due + 1), self.id, site, 0.0)
-        clock = engine.clock(site)
+        ctx.timers.push(self._next_hour(ctx, site, due + 1), self.id, site, 0.0)
+        clock = ctx.clock(site)
         bucket_local = clock.local_s(due - 1)
         if self.schedule is not None and not self.schedule.active_local(bucket_local - bucket_local % 3600):
             return
@@ -117,9 +114,16 @@ class BaselineEval(Compiled):
         for position in np.nonzero((z >= self.z) & (days >= self.min_days))[0]:
             rid = self.row_ids[rows[int(position)]]
             params = self.params(rid)
-            if engine.may_raise(self, rid, None, params):
-                engine.raise_or_update(
-                    self, rid, due, engine.dt(due), site, rid, None, None, None, self.reason(count=int(today[position]))
+            if ctx.may_raise(self, rid, None, params):
+                ctx.raise_or_update(
+                    self,
+                    rid,
+                    t=due,
+                    at=utc(due),
+                    where=Where(site, rid, None),
+                    dev=None,
+                    ref=None,
+                    reason=self.reason(count=int(today[position])),
                 )
 
     def state_to_json(self) -> Any:

@@ -313,7 +313,7 @@ class DecisionAction(enum.StrEnum):
     CANCEL = "cancel"  # the device withdrew it (fall_cancelled, button cancel): marked like a clear, reason recorded
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AlarmDecision:
     """One output of the rule engine. `key` is "{rule_id}:{subject}": one open alarm per rule and resident or device."""
 
