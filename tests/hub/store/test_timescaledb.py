@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from hub.followup import rollup
 from hub.metrics import Metrics
 from hub.model import Event, EventKind
 from hub.settings import DbSettings, SpoolSettings
@@ -234,3 +235,34 @@ async def test_columnstore_policy_job_compresses_week_old_chunks(
         readable = await conn.fetchval("SELECT count(*) FROM events WHERE site = $1", unique)
     assert [r["is_compressed"] for r in rows] == [True, True, False]
     assert readable == 3
+
+
+async def test_follow_up_rollup_is_a_continuous_aggregate_that_outlives_retention(
+    ts_db: Database, ts_settings: DbSettings, unique: str
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    async with ts_db.acquire() as conn:
+        assert await rollup.mode(conn) == "timescaledb"
+        await conn.executemany(
+            "INSERT INTO events (ts, site, device_id, kind, value, seq) VALUES ($1, $2, $3, $4, 1, $5)",
+            [
+                (now - timedelta(days=age, hours=12, minutes=i), unique, f"{unique}-bed", kind, i)
+                for age in (40, 3)
+                for i, kind in enumerate(("bed_exit", "heartbeat", "medication_taken"))
+            ],
+        )
+        await rollup.refresh(conn, now, since=(now - timedelta(days=60)).date())
+        before = await conn.fetch(
+            "SELECT day, events, activity_events, med_taken FROM followup_device_day WHERE site = $1 ORDER BY day",
+            unique,
+        )
+        job_id = (await jobs(conn, ts_settings.db_schema))["policy_retention"][0]["job_id"]
+        await conn.execute("CALL public.run_job($1)", job_id)
+        raw = await conn.fetchval("SELECT count(*) FROM events WHERE site = $1", unique)
+        after = await conn.fetch(
+            "SELECT day, events, activity_events, med_taken FROM followup_device_day WHERE site = $1 ORDER BY day",
+            unique,
+        )
+    assert [(r["events"], r["activity_events"], r["med_taken"]) for r in before] == [(3, 2, 1), (3, 2, 1)]
+    assert raw == 3  # the 40-day-old events are past the 30-day retention
+    assert [tuple(r) for r in after] == [tuple(r) for r in before]  # the rollup keeps them
