@@ -7,7 +7,7 @@ SPEED ?= 30
 RESIDENTS ?= 12
 export VAKA_DB__DSN ?= postgresql://postgres@127.0.0.1:5432/vaka
 
-.PHONY: run test services venv lint typecheck clean
+.PHONY: run test services venv lint typecheck clean i18n-extract
 
 $(BIN)/vaka: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,11 @@ test: services venv lint typecheck
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# Re-extract the web pages' message ids (templates, hub/web/*.py) and merge them into every .po (docs/i18n.md).
+LOCALE := hub/web/locale
+i18n-extract: venv
+	$(BIN)/pybabel extract -F babel.cfg -k t --no-location --sort-output --project=Vaka --msgid-bugs-address= \
+		-o $(LOCALE)/messages.pot .
+	$(BIN)/pybabel update -i $(LOCALE)/messages.pot -d $(LOCALE) -D messages --no-fuzzy-matching \
+		--ignore-pot-creation-date

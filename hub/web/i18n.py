@@ -1,191 +1,96 @@
-"""Swedish and English texts of the staff pages (Swedish first: the night patrol's language)."""
+"""Texts of the web pages from gettext catalogues: `hub/web/locale/<lang>/LC_MESSAGES/messages.po`.
+
+Message ids are stable keys (`login.title`, `rule.fall`), not English sentences: a wording change in any language,
+English included, is an edit of a `.po` file only, and never orphans the other translations. The `.po` files are
+compiled in memory the first time a language is used (no `.mo` files to build, ship or forget to rebuild); a
+translator's edit shows after the hub restarts. `make i18n-extract` re-extracts the ids from the templates and code
+(`babel.cfg`) and merges them into every `.po`. See docs/i18n.md.
+"""
 
 from __future__ import annotations
 
+import functools
+import io
 from collections.abc import Callable
+from pathlib import Path
 
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+DOMAIN = "messages"
 LANGS = ("sv", "en")
+"""The staff page's languages (Swedish first: the night patrol's language)."""
+RELATIVE_LANGS = ("sv", "en", "fi", "ar")
+"""The relatives page's languages."""
+ALL_LANGS = RELATIVE_LANGS
+RTL_LANGS = frozenset({"ar"})
+_FALLBACKS: dict[str, tuple[str, ...]] = {"sv": (), "en": ("sv",), "fi": ("en", "sv"), "ar": ("en", "sv")}
 
-CATALOG: dict[str, dict[str, str]] = {
-    "sv": {
-        "app": "Vaka",
-        "login.title": "Logga in",
-        "login.username": "Användarnamn",
-        "login.password": "Lösenord",
-        "login.submit": "Logga in",
-        "login.failed": "Fel användarnamn eller lösenord.",
-        "login.limited": "För många försök. Vänta en stund och försök igen.",
-        "logout": "Logga ut",
-        "nav.alarms": "Larm",
-        "nav.residents": "Boende",
-        "nav.main": "Huvudmeny",
-        "alarms.title": "Öppna larm",
-        "alarms.none": "Inga öppna larm i dina enheter.",
-        "alarm.resident": "Boende",
-        "alarm.room": "Rum",
-        "alarm.device": "Enhet",
-        "alarm.unregistered": "Från okänd enhet (inte registrerad)",
-        "alarm.nobody": "Ingen har tagit larmet",
-        "alarm.taken_by": "Tas av",
-        "alarm.ago": "sedan",
-        "alarm.count": "gånger",
-        "state.raised": "Nytt",
-        "state.accepted": "Taget",
-        "state.en_route": "På väg",
-        "state.on_site": "På plats",
-        "state.resolved": "Avslutat",
-        "state.cancelled": "Återkallat",
-        "action.accept": "Ta larmet",
-        "action.en_route": "På väg",
-        "action.on_site": "På plats",
-        "action.resolve": "Avsluta",
-        "resolve.outcome": "Utfall",
-        "resolve.note": "Anteckning (frivillig)",
-        "outcome.assisted": "Hjälp given",
-        "outcome.false_alarm": "Falsklarm",
-        "outcome.technical": "Tekniskt fel",
-        "outcome.no_action": "Ingen åtgärd",
-        "severity.low": "låg",
-        "severity.medium": "medel",
-        "severity.high": "hög",
-        "severity.critical": "kritisk",
-        "category.technical": "Tekniskt larm",
-        "conn.lost": "Anslutningen är bruten – nya larm visas inte. Försöker igen …",
-        "sound.enable": "Slå på larmljud",
-        "push.enable": "Larm även när telefonen är låst",
-        "residents.title": "Boende",
-        "residents.resident": "Boende",
-        "residents.room": "Rum",
-        "residents.unit": "Enhet",
-        "residents.devices": "Enheter",
-        "residents.none": "Inga boende i dina enheter.",
-        "device.ok": "fungerar",
-        "device.fault": "fel",
-        "device.all_ok": "enheter fungerar",
-        "ring.title": "LARM",
-        "error.state": "Larmet har redan ändrats av någon annan.",
-        "rule.fall": "Fall",
-        "rule.fall_detected": "Fall",
-        "rule.alarm_button": "Larmknapp",
-        "rule.bed_exit_no_return": "Uppe ur sängen, inte tillbaka",
-        "rule.entrance_door_night": "Ytterdörr öppnad i natt",
-        "rule.no_morning_activity": "Ingen aktivitet i morse",
-        "rule.long_bathroom_visit": "Länge i badrummet",
-        "rule.water_leak": "Vattenläcka",
-        "rule.smoke": "Rök",
-        "rule.low_room_temperature": "Kallt i rummet",
-        "rule.medication_missed": "Medicin inte tagen",
-        "rule.device_silent": "Enhet tyst",
-        "rule.battery_low": "Lågt batteri",
-        "rule.camera_offline": "Kamera ur drift",
-        "rule.restless_night": "Orolig natt",
-        "rule.frequent_bathroom_visits": "Täta badrumsbesök",
-        "min": "min",
-        "h": "tim",
-        "s": "s",
-    },
-    "en": {
-        "app": "Vaka",
-        "login.title": "Sign in",
-        "login.username": "User name",
-        "login.password": "Password",
-        "login.submit": "Sign in",
-        "login.failed": "Wrong user name or password.",
-        "login.limited": "Too many attempts. Wait a while and try again.",
-        "logout": "Sign out",
-        "nav.alarms": "Alarms",
-        "nav.residents": "Residents",
-        "nav.main": "Main menu",
-        "alarms.title": "Open alarms",
-        "alarms.none": "No open alarms in your units.",
-        "alarm.resident": "Resident",
-        "alarm.room": "Room",
-        "alarm.device": "Device",
-        "alarm.unregistered": "From an unknown device (not registered)",
-        "alarm.nobody": "Nobody has taken it",
-        "alarm.taken_by": "Taken by",
-        "alarm.ago": "ago",
-        "alarm.count": "times",
-        "state.raised": "New",
-        "state.accepted": "Accepted",
-        "state.en_route": "On the way",
-        "state.on_site": "On site",
-        "state.resolved": "Resolved",
-        "state.cancelled": "Cancelled",
-        "action.accept": "Accept",
-        "action.en_route": "On my way",
-        "action.on_site": "On site",
-        "action.resolve": "Resolve",
-        "resolve.outcome": "Outcome",
-        "resolve.note": "Note (optional)",
-        "outcome.assisted": "Assisted",
-        "outcome.false_alarm": "False alarm",
-        "outcome.technical": "Technical fault",
-        "outcome.no_action": "No action",
-        "severity.low": "low",
-        "severity.medium": "medium",
-        "severity.high": "high",
-        "severity.critical": "critical",
-        "category.technical": "Technical alarm",
-        "conn.lost": "Connection lost – new alarms will not show. Retrying …",
-        "sound.enable": "Turn on alarm sound",
-        "push.enable": "Alarms also when the phone is locked",
-        "residents.title": "Residents",
-        "residents.resident": "Resident",
-        "residents.room": "Room",
-        "residents.unit": "Unit",
-        "residents.devices": "Devices",
-        "residents.none": "No residents in your units.",
-        "device.ok": "working",
-        "device.fault": "fault",
-        "device.all_ok": "devices working",
-        "ring.title": "ALARM",
-        "error.state": "Someone else has already changed this alarm.",
-        "rule.fall": "Fall",
-        "rule.fall_detected": "Fall",
-        "rule.alarm_button": "Alarm button",
-        "rule.bed_exit_no_return": "Out of bed, not back",
-        "rule.entrance_door_night": "Front door opened at night",
-        "rule.no_morning_activity": "No activity this morning",
-        "rule.long_bathroom_visit": "Long bathroom visit",
-        "rule.water_leak": "Water leak",
-        "rule.smoke": "Smoke",
-        "rule.low_room_temperature": "Cold room",
-        "rule.medication_missed": "Medication missed",
-        "rule.device_silent": "Device silent",
-        "rule.battery_low": "Battery low",
-        "rule.camera_offline": "Camera offline",
-        "rule.restless_night": "Restless night",
-        "rule.frequent_bathroom_visits": "Frequent bathroom visits",
-        "min": "min",
-        "h": "h",
-        "s": "s",
-    },
-}
+
+def po_path(lang: str) -> Path:
+    """The translator-editable catalogue of `lang`."""
+    return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def _load(lang: str) -> Translations:
+    """`lang`'s .po compiled to a gettext catalogue in memory (fuzzy and empty entries left out)."""
+    with po_path(lang).open("rb") as f:
+        catalog = read_po(f, locale=lang, domain=DOMAIN)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog, use_fuzzy=False)
+    buffer.seek(0)
+    return Translations(fp=buffer, domain=DOMAIN)
+
+
+@functools.cache
+def translations(lang: str) -> Translations:
+    """The catalogue for `lang` with its fallbacks (English, then Swedish); unknown languages get Swedish."""
+    if lang not in _FALLBACKS:
+        lang = "sv"
+    result = _load(lang)
+    for fallback in _FALLBACKS[lang]:
+        # add_fallback appends to the end of the chain, so every link is a fresh object of its own
+        result.add_fallback(_load(fallback))
+    return result
 
 
 def translator(lang: str) -> Callable[[str], str]:
-    """A function from text key to the text in `lang` (falls back to Swedish, then the key)."""
-    table = CATALOG.get(lang, CATALOG["sv"])
-    fallback = CATALOG["sv"]
-
-    def t(key: str) -> str:
-        return table.get(key) or fallback.get(key) or key
-
-    return t
+    """A function from message id to the text in `lang` (falls back to English/Swedish, then the id)."""
+    gettext: Callable[[str], str] = translations(lang).gettext
+    return gettext
 
 
 def rule_label(lang: str, rule_id: str) -> str:
-    """What happened, in words: the catalog's label for a rule or its id made readable."""
-    return CATALOG.get(lang, CATALOG["sv"]).get(f"rule.{rule_id}") or rule_id.replace("_", " ").capitalize()
+    """What happened, in words: the catalogue's label for a rule or its id made readable."""
+    msgid = f"rule.{rule_id}"
+    text: str = translations(lang).gettext(msgid)
+    return rule_id.replace("_", " ").capitalize() if text == msgid else text
 
 
-def pick_lang(accept_language: str | None, requested: str | None = None) -> str:
+def rule_labels(lang: str) -> dict[str, str]:
+    """Every rule the catalogue names, id → label in `lang` (for the page's script)."""
+    ids = {m for m in _ids("sv") | _ids(lang) if m.startswith("rule.")}
+    return {m.removeprefix("rule."): rule_label(lang, m.removeprefix("rule.")) for m in sorted(ids)}
+
+
+def _ids(lang: str) -> set[str]:
+    catalog: dict[str, str] = getattr(translations(lang), "_catalog", {})
+    return {k for k in catalog if isinstance(k, str) and k}
+
+
+def text_direction(lang: str) -> str:
+    """`rtl` for right-to-left languages (Arabic), else `ltr`."""
+    return "rtl" if lang in RTL_LANGS else "ltr"
+
+
+def pick_lang(accept_language: str | None, requested: str | None = None, langs: tuple[str, ...] = LANGS) -> str:
     """The language for a page before login: `?lang=`, then Accept-Language, then Swedish."""
-    if requested in LANGS:
+    if requested in langs:
         return requested
     for part in (accept_language or "").split(","):
         code = part.split(";")[0].strip().lower()[:2]
-        if code in LANGS:
+        if code in langs:
             return code
     return "sv"

@@ -68,6 +68,7 @@ def setup_staff(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
     )
     push = next((n for n in desk.dispatcher.notifiers if isinstance(n, WebPushNotifier)), None)
     ctx = StaffContext(desk, db, settings, metrics, SessionStore(db, settings.http.session_idle_s), jinja, push)

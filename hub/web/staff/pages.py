@@ -14,7 +14,7 @@ from hub.desk import DeskError
 from hub.model import Outcome
 from hub.notify.webpush import PushSubscription
 from hub.store.staff import authenticate
-from hub.web.i18n import CATALOG, pick_lang, rule_label, translator
+from hub.web.i18n import pick_lang, rule_label, rule_labels, translations
 from hub.web.staff import CONTEXT, STATIC_DIR, StaffContext
 from hub.web.staff.security import (
     COOKIE_PATH,
@@ -73,11 +73,19 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def render(request: web.Request, template: str, lang: str, status: int = 200, **values: Any) -> web.Response:
-    """A page from the templates, in `lang`."""
+    """A page from the templates, in `lang` (`t`, `_` and `{% trans %}` all read the gettext catalogue)."""
+    catalogue = translations(lang)
     html = (
         _ctx(request)
         .jinja.get_template(template)
-        .render(t=translator(lang), lang=lang, rule_label=lambda r: rule_label(lang, r), **values)
+        .render(
+            t=catalogue.gettext,
+            gettext=catalogue.gettext,
+            ngettext=catalogue.ngettext,
+            lang=lang,
+            rule_label=lambda r: rule_label(lang, r),
+            **values,
+        )
     )
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
@@ -160,11 +168,7 @@ async def alarms_page(request: web.Request) -> web.StreamResponse:
         now=now.isoformat(),
         page="alarms",
         error="error.state" if request.query.get("error") == "state" else None,
-        rule_labels={
-            k.removeprefix("rule."): v
-            for k, v in CATALOG.get(staff.lang, CATALOG["sv"]).items()
-            if k.startswith("rule.")
-        },
+        rule_labels=rule_labels(staff.lang),
         push_key=ctx.push.public_key if ctx.push else "",
     )
 
