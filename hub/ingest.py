@@ -7,16 +7,15 @@ once that record is durable, so the broker does not re-deliver it forever.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from types import ModuleType
 from typing import Protocol
 
 from paho.mqtt.client import topic_matches_sub
 
 from adapters import native
+from hub.adapter_registry import load_adapter
 from hub.metrics import Metrics
 from hub.model import (
     TOPIC_ROOT,
@@ -29,7 +28,7 @@ from hub.model import (
     PayloadError,
     Severity,
 )
-from hub.settings import AdapterRoute, SettingsError
+from hub.settings import AdapterRoute
 from hub.store.writer import Rejection
 
 logger = logging.getLogger(__name__)
@@ -91,7 +90,7 @@ class Ingest:
         self._sink = sink
         self._alarm_lane = alarm_lane
         self._decisions = decisions
-        self._routes = [(route, _load_adapter(route.adapter)) for route in routes]
+        self._routes = [(route, load_adapter(route.adapter)) for route in routes]
         self._devices: Mapping[str, Device] = {}
         self._rejected = metrics.messages_rejected
         self._unregistered = metrics.events_unregistered
@@ -192,15 +191,3 @@ def _fallback(ev: Event) -> list[AlarmDecision]:
             ref=ev.ref,
         )
     ]
-
-
-def _load_adapter(name: str) -> ModuleType:
-    try:
-        module = importlib.import_module(f"adapters.{name}")
-    except ImportError as exc:
-        msg = f"mqtt.routes: no adapter named {name!r} in adapters/"
-        raise SettingsError(msg) from exc
-    if not callable(getattr(module, "parse", None)):
-        msg = f"mqtt.routes: adapters.{name} has no parse(topic, payload, received_at)"
-        raise SettingsError(msg)
-    return module

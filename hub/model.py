@@ -44,6 +44,7 @@ class EventKind(enum.StrEnum):
     FALL_DETECTED = "fall_detected"
     FALL_CONFIRMED = "fall_confirmed"
     FALL_CANCELLED = "fall_cancelled"
+    FALL_FINISHED = "fall_finished"
     ALARM_BUTTON = "alarm_button"
     ALARM_BUTTON_CANCEL = "alarm_button_cancel"
     BED_EXIT = "bed_exit"
@@ -59,23 +60,30 @@ class EventKind(enum.StrEnum):
     # medication robots and care robots
     MEDICATION_TAKEN = "medication_taken"
     MEDICATION_MISSED = "medication_missed"
+    MEDICATION_DUE = "medication_due"
+    MEDICATION_LATE = "medication_late"
     ROBOT_STATE = "robot_state"
     ROBOT_TASK = "robot_task"
     # camera event sources (events only: no images ever)
     CAMERA_PERSON_DETECTED = "camera_person_detected"
     CAMERA_CHECK_IN = "camera_check_in"
+    CAMERA_OBJECT_DETECTED = "camera_object_detected"
+    CAMERA_DETECTION_ENDED = "camera_detection_ended"
+    CAMERA_REVIEW = "camera_review"
     # device health
     BATTERY = "battery"
     HEARTBEAT = "heartbeat"
     TAMPER = "tamper"
     DEVICE_ONLINE = "device_online"
     DEVICE_OFFLINE = "device_offline"
+    DEVICE_FAULT = "device_fault"
 
 
 EVENT_KIND_DOCS: dict[EventKind, str] = {
     EventKind.FALL_DETECTED: "a fall-detection radar or wearable saw a fall (may later be confirmed or cancelled, same `ref`)",
     EventKind.FALL_CONFIRMED: "the device confirmed its earlier fall detection (same `ref`)",
     EventKind.FALL_CANCELLED: "the device withdrew its fall detection, e.g. the person got up (same `ref`)",
+    EventKind.FALL_FINISHED: "the device's fall lifecycle ended: nobody on the floor any more (same `ref`)",
     EventKind.ALARM_BUTTON: "the resident pressed the alarm button",
     EventKind.ALARM_BUTTON_CANCEL: "the resident cancelled the alarm at the button",
     EventKind.BED_EXIT: "the bed sensor saw the resident leave the bed",
@@ -90,15 +98,21 @@ EVENT_KIND_DOCS: dict[EventKind, str] = {
     EventKind.HUMIDITY: "relative humidity; value in unit `%`",
     EventKind.MEDICATION_TAKEN: "the medication robot handed out a dose and it was taken",
     EventKind.MEDICATION_MISSED: "a dose was not taken within the robot's own window",
+    EventKind.MEDICATION_DUE: "a dose is due now (attrs.dose_id); not an alarm, the start of the dose's lifecycle",
+    EventKind.MEDICATION_LATE: "a due dose is not yet taken past the robot's grace time; taken or missed follows",
     EventKind.ROBOT_STATE: "a care or medication robot's state; attrs.state names it",
     EventKind.ROBOT_TASK: "a robot task started or finished; attrs.task and attrs.status",
     EventKind.CAMERA_PERSON_DETECTED: "a camera's analytics saw a person (an event, never an image)",
     EventKind.CAMERA_CHECK_IN: "a digital check-in (tillsyn) by camera took place; attrs.outcome",
+    EventKind.CAMERA_OBJECT_DETECTED: "a camera's analytics saw something other than a person (attrs.label); no alarm",
+    EventKind.CAMERA_DETECTION_ENDED: "a camera detection ended (same `ref` as its start)",
+    EventKind.CAMERA_REVIEW: "a camera review item (a group of detections) changed; attrs.severity, attrs.objects",
     EventKind.BATTERY: "battery level; value in unit `%`",
     EventKind.HEARTBEAT: "the device is alive; sent at its supervision interval",
     EventKind.TAMPER: "the device was opened or moved",
     EventKind.DEVICE_ONLINE: "the device's retained status topic says online",
     EventKind.DEVICE_OFFLINE: "the device's retained status topic says offline (also its Last Will)",
+    EventKind.DEVICE_FAULT: "the device reports a fault of its own (attrs.code, attrs.text)",
 }
 
 KIND_BY_VALUE: dict[str, EventKind] = {k.value: k for k in EventKind}
@@ -136,6 +150,7 @@ CARE_KINDS: frozenset[EventKind] = frozenset(
         EventKind.FALL_DETECTED,
         EventKind.FALL_CONFIRMED,
         EventKind.FALL_CANCELLED,
+        EventKind.FALL_FINISHED,
         EventKind.ALARM_BUTTON,
         EventKind.ALARM_BUTTON_CANCEL,
         EventKind.BED_EXIT,
@@ -145,6 +160,8 @@ CARE_KINDS: frozenset[EventKind] = frozenset(
         EventKind.WATER_LEAK,
         EventKind.SMOKE,
         EventKind.MEDICATION_MISSED,
+        EventKind.CAMERA_PERSON_DETECTED,
+        EventKind.CAMERA_DETECTION_ENDED,
         EventKind.DEVICE_OFFLINE,
         EventKind.DEVICE_ONLINE,
     }

@@ -30,10 +30,10 @@ class _Section(BaseModel):
 
 
 class AdapterRoute(_Section):
-    """Messages on topics matching `topic_filter` go to adapter `adapter` (a module in `adapters/`)."""
+    """Messages on topics matching `topic_filter` go to adapter `adapter` (see hub/adapter_registry.py)."""
 
     topic_filter: str = Field(description="MQTT topic filter, e.g. zigbee2mqtt/#")
-    adapter: str = Field(description="adapter module name, e.g. zigbee2mqtt")
+    adapter: str = Field(description="adapter name (entry point group vaka.adapters), e.g. zigbee2mqtt")
     site: str = Field(default="default", description="site that devices on this route belong to")
 
 
