@@ -240,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     site = sub.add_parser("site", help="site inventory").add_subparsers(dest="site_command", required=True)
     p = site.add_parser("load", help="load sites, residents and devices from YAML (idempotent)")
     p.add_argument("file")
+    p = site.add_parser("discover", help="print inventory YAML for review from a device bridge's device list")
+    p.add_argument("--zigbee2mqtt", action="store_true", required=True, help="read Zigbee2MQTT's bridge/devices")
+    p.add_argument("--base-topic", default="zigbee2mqtt", help="Zigbee2MQTT's mqtt.base_topic")
+    p.add_argument("--site", default="default", help="site id the devices belong to")
+    p.add_argument("--timeout-s", type=float, default=10.0, help="how long to wait for the retained device list")
     rules = sub.add_parser("rules", help="alarm rules").add_subparsers(dest="rules_command", required=True)
     p = rules.add_parser("check", help="validate rule files; exits non-zero with file:line for every mistake")
     p.add_argument("files", nargs="+")
@@ -283,6 +288,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(_serve(args, settings))
     if args.command == "migrate":
         return _run(_migrate(args, settings))
+    if args.command == "site" and args.site_command == "discover":
+        from hub.vendor.discover import discover_zigbee2mqtt
+
+        try:
+            print(discover_zigbee2mqtt(settings.mqtt, args.base_topic, args.site, args.timeout_s), end="")
+        except VakaError as exc:
+            print(f"vaka site discover: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "site":
         inventory = _read_inventory(Path(args.file))
         return 2 if inventory is None else _run(_site_load(inventory, settings))

@@ -1,0 +1,89 @@
+"""Vendor formats routed by topic filter raise the same alarms as native devices, also from unknown devices."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from hub.alarm import Alarm
+from hub.app import Hub
+from hub.settings import AdapterRoute, Settings
+from tests.adapters.support import FIXTURES
+from tests.conftest import PG_DSN
+from tests.hub.test_ingest import publish_all
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 15.0) -> bool:
+    """Poll a condition on the running hub until it holds (or the timeout)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def routed(settings: Settings, unique: str) -> Settings:
+    site = f"s{unique}"
+    routes = [
+        AdapterRoute(topic_filter=f"z{unique}/#", adapter="zigbee2mqtt", site=site),
+        AdapterRoute(topic_filter=f"f{unique}/#", adapter="frigate", site=site),
+        AdapterRoute(topic_filter=f"r{unique}/+/+", adapter="fall_radar", site=site),
+        AdapterRoute(topic_filter=f"m{unique}/+/events", adapter="medication_robot", site=site),
+    ]
+    return settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"routes": routes})})
+
+
+def dose_missed_now() -> bytes:
+    """The fixture's missed dose, moved to the present (the hub refuses events from the future)."""
+    msg = json.loads((FIXTURES / "medication_robot/dose_missed.json").read_bytes())
+    now = datetime.now(UTC)
+    msg["time"], msg["scheduledTime"] = now.isoformat(), (now - timedelta(minutes=90)).isoformat()
+    return json.dumps(msg).encode()
+
+
+def by_rule(hub: Hub) -> dict[str, Alarm]:
+    return {a.rule_id: a for a in hub.desk.open_alarms()}
+
+
+async def test_every_vendor_format_raises_its_alarm_to_the_routes_site(settings: Settings, unique: str) -> None:
+    settings = routed(settings, unique)
+    fx = FIXTURES
+    messages = [
+        (f"z{unique}/lgh 12/trygghetsknapp", (fx / "zigbee2mqtt/sos_button.json").read_bytes()),
+        (f"f{unique}/events", (fx / "frigate/event_new.json").read_bytes()),
+        (f"f{unique}/korridor_2/person/snapshot", b"\xff\xd8\xff\xe0JFIF"),
+        (f"r{unique}/VYR-0A1B2C/events", (fx / "fall_radar/fall_fall_detected.json").read_bytes()),
+        (f"m{unique}/EVD-55213/events", dose_missed_now()),
+    ]
+    async with Hub(settings) as hub:
+        await hub.wait_connected()
+        await asyncio.to_thread(publish_all, messages)
+        expected = {"alarm_button", "camera_person", "fall", "medication_missed"}
+        assert await wait_until(lambda: expected <= by_rule(hub).keys()), by_rule(hub).keys()
+        alarms = by_rule(hub)
+        assert {alarms[r].site for r in expected} == {f"s{unique}"}
+        assert all(alarms[r].unregistered for r in expected), "devices unknown to the inventory still alarm"
+        assert alarms["alarm_button"].device_id == "lgh_12_trygghetsknapp"
+
+        # the detection ends: its alarm (not yet accepted) is withdrawn; the others stand
+        await asyncio.to_thread(publish_all, [(f"f{unique}/events", (fx / "frigate/event_end.json").read_bytes())])
+        assert await wait_until(lambda: "camera_person" not in by_rule(hub))
+        assert {"alarm_button", "fall", "medication_missed"} <= by_rule(hub).keys()
+
+    conn = await asyncpg.connect(PG_DSN, server_settings={"search_path": settings.db.db_schema})
+    try:
+        rows = await conn.fetch("SELECT kind, attrs::text AS attrs FROM events WHERE site = $1", f"s{unique}")
+        rejected = await conn.fetchval("SELECT count(*) FROM rejected_messages WHERE topic LIKE $1", f"%{unique}%")
+    finally:
+        await conn.close()
+    kinds = sorted(r["kind"] for r in rows)
+    assert kinds.count("camera_person_detected") == 1
+    assert kinds.count("camera_detection_ended") == 1
+    assert {"alarm_button", "fall_detected", "medication_missed"} <= set(kinds)
+    assert rejected == 0, "image topics are dropped, not rejected and kept"
+    assert not any("JFIF" in r["attrs"] or "snapshot" in r["attrs"] for r in rows)
