@@ -24,6 +24,7 @@ REQUIRED_IDS = {
     "device_silent",
     "battery_low",
     "camera_offline",
+    "device_fault",
     "restless_night",
 }
 
@@ -182,7 +183,7 @@ def test_pack_has_the_shared_rule_ids_and_categories() -> None:
     """The simulator and the hub rely on these ids; technical rules are exactly the device ones."""
     assert {r.id for r in PACK.enabled} == REQUIRED_IDS
     technical = {r.id for r in PACK.rules if r.category is AlarmCategory.TECHNICAL}
-    assert technical == {"device_silent", "battery_low", "camera_offline"}
+    assert technical == {"device_silent", "battery_low", "camera_offline", "device_fault"}
 
 
 def test_reasons_are_plain_language() -> None:

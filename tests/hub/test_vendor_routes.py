@@ -6,9 +6,11 @@ import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 
+from alarms.rules import default_pack_path
 from hub.alarm import Alarm
 from hub.app import Hub
 from hub.settings import AdapterRoute, Settings
@@ -27,15 +29,32 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float = 15.0) -> 
     return True
 
 
-def routed(settings: Settings, unique: str) -> Settings:
+CAMERA_PACK = """
+version: 1
+rules:
+  - id: camera_person_site
+    type: instant
+    category: care
+    severity: high
+    match: {kinds: [camera_person_detected]}
+    cancel: {kinds: [camera_detection_ended]}
+    reason: camera saw a person
+    cancel_reason: the camera's detection ended
+"""
+
+
+def routed(settings: Settings, unique: str, tmp_path: Path) -> Settings:
+    """Routes for every vendor format, and the default pack plus a site pack that alarms on a person seen."""
     site = f"s{unique}"
+    (tmp_path / "camera.yaml").write_text(CAMERA_PACK)
+    rules = settings.rules.model_copy(update={"packs": [default_pack_path(), tmp_path / "camera.yaml"]})
     routes = [
         AdapterRoute(topic_filter=f"z{unique}/#", adapter="zigbee2mqtt", site=site),
         AdapterRoute(topic_filter=f"f{unique}/#", adapter="frigate", site=site),
         AdapterRoute(topic_filter=f"r{unique}/+/+", adapter="fall_radar", site=site),
         AdapterRoute(topic_filter=f"m{unique}/+/events", adapter="medication_robot", site=site),
     ]
-    return settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"routes": routes})})
+    return settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"routes": routes}), "rules": rules})
 
 
 def dose_missed_now() -> bytes:
@@ -50,8 +69,10 @@ def by_rule(hub: Hub) -> dict[str, Alarm]:
     return {a.rule_id: a for a in hub.desk.open_alarms()}
 
 
-async def test_every_vendor_format_raises_its_alarm_to_the_routes_site(settings: Settings, unique: str) -> None:
-    settings = routed(settings, unique)
+async def test_every_vendor_format_raises_its_alarm_to_the_routes_site(
+    settings: Settings, unique: str, tmp_path: Path
+) -> None:
+    settings = routed(settings, unique, tmp_path)
     fx = FIXTURES
     messages = [
         (f"z{unique}/lgh 12/trygghetsknapp", (fx / "zigbee2mqtt/sos_button.json").read_bytes()),
@@ -63,7 +84,7 @@ async def test_every_vendor_format_raises_its_alarm_to_the_routes_site(settings:
     async with Hub(settings) as hub:
         await hub.wait_connected()
         await asyncio.to_thread(publish_all, messages)
-        expected = {"alarm_button", "camera_person", "fall", "medication_missed"}
+        expected = {"alarm_button", "camera_person_site", "fall", "medication_missed"}
         assert await wait_until(lambda: expected <= by_rule(hub).keys()), by_rule(hub).keys()
         alarms = by_rule(hub)
         assert {alarms[r].site for r in expected} == {f"s{unique}"}
@@ -72,7 +93,7 @@ async def test_every_vendor_format_raises_its_alarm_to_the_routes_site(settings:
 
         # the detection ends: its alarm (not yet accepted) is withdrawn; the others stand
         await asyncio.to_thread(publish_all, [(f"f{unique}/events", (fx / "frigate/event_end.json").read_bytes())])
-        assert await wait_until(lambda: "camera_person" not in by_rule(hub))
+        assert await wait_until(lambda: "camera_person_site" not in by_rule(hub))
         assert {"alarm_button", "fall", "medication_missed"} <= by_rule(hub).keys()
 
     conn = await asyncpg.connect(PG_DSN, server_settings={"search_path": settings.db.db_schema})
