@@ -41,6 +41,8 @@ RULES = [
     N_("rule.device_silent"),
     N_("rule.battery_low"),
     N_("rule.camera_offline"),
+    N_("rule.camera_person"),
+    N_("rule.device_fault"),
     N_("rule.restless_night"),
     N_("rule.frequent_bathroom_visits"),
 ]
