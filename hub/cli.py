@@ -71,7 +71,7 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _read_inventory(path: Path) -> Inventory | None:
+def _read_inventory(path: Path, command: str = "site load") -> Inventory | None:
     """The inventory file, validated; None after printing every mistake with its place."""
     import yaml
     from pydantic import ValidationError
@@ -79,9 +79,9 @@ def _read_inventory(path: Path) -> Inventory | None:
     try:
         return Inventory.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
     except OSError as exc:
-        print(f"vaka site load: cannot read {path}: {exc.strerror}")
+        print(f"vaka {command}: cannot read {path}: {exc.strerror}")
     except yaml.YAMLError as exc:
-        print(f"vaka site load: {path} is not valid YAML: {exc}")
+        print(f"vaka {command}: {path} is not valid YAML: {exc}")
     except ValidationError as exc:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
@@ -263,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate_arguments(sub.add_parser("simulate", help="simulate a care unit's nights over MQTT"))
     staff = sub.add_parser("staff", help="staff accounts").add_subparsers(dest="staff_command", required=True)
     add_staff_arguments(staff.add_parser("add", help="create or update a staff account"))
+    from hub.broker_accounts import add_arguments as add_mqtt_arguments
+
+    mqtt = sub.add_parser("mqtt", help="the broker").add_subparsers(dest="mqtt_command", required=True)
+    add_mqtt_arguments(mqtt.add_parser("credentials", help="write the broker's password file and ACL for an inventory"))
     return parser
 
 
@@ -273,6 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _rules_check(args)
     if args.command == "schema":
         return _schema(args)
+    if args.command == "mqtt":
+        from hub.broker_accounts import credentials_main
+
+        inventory = _read_inventory(args.inventory, "mqtt credentials")
+        return 2 if inventory is None else credentials_main(args, inventory)
     if args.command == "simulate":
         from hub.simulation import main as simulate_main
 

@@ -247,6 +247,35 @@ class Device(BaseModel):
     )
 
 
+class Gateway(BaseModel):
+    """A bridge that publishes a vendor's own topics (zigbee2mqtt, Frigate) for a site, with a broker account of its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=_ID_PATTERN, description="gateway id; also its MQTT user name and client id")
+    topics: list[str] = Field(
+        min_length=1, description="topic filters it publishes under, e.g. zigbee2mqtt/# (never vaka/... or $...)"
+    )
+
+    @field_validator("topics")
+    @classmethod
+    def _vendor_topics_only(cls, value: list[str]) -> list[str]:
+        for topic in value:
+            if not topic or topic.startswith(("vaka/", "$", "/", "#", "+")) or topic == "vaka":
+                msg = f"gateway topic {topic!r} must be a vendor prefix such as zigbee2mqtt/# (not vaka/..., $..., #)"
+                raise ValueError(msg)
+        return value
+
+
+class Integration(BaseModel):
+    """A system that follows alarm states (a DECT or nurse-call bridge): read-only, for the sites it lists."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=_ID_PATTERN, description="integration id; also its MQTT user name and client id")
+    sites: list[str] = Field(min_length=1, description="site ids whose alarm states it may read")
+
+
 class Site(BaseModel):
     """A care site: its zone, residents and devices."""
 
@@ -257,6 +286,7 @@ class Site(BaseModel):
     timezone: str = Field(default="Europe/Stockholm", description="IANA zone for schedules and displays")
     residents: list[Resident] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)
+    gateways: list[Gateway] = Field(default_factory=list, description="vendor-format bridges with broker accounts")
 
     @field_validator("timezone")
     @classmethod
@@ -277,6 +307,7 @@ class Inventory(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sites: list[Site]
+    integrations: list[Integration] = Field(default_factory=list, description="read-only alarm-state subscribers")
 
 
 # --- alarm lifecycle -------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 import socket
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -110,6 +111,37 @@ class MqttError(VakaError):
     """The broker could not be used."""
 
 
+class _BrokerTlsContext(ssl.SSLContext):
+    """A TLS context that checks the broker's certificate against the configured host name.
+
+    The hub resolves the broker's name itself (off the loop) and hands paho the address; paho would then check the
+    certificate against that address. This context always names `server_name` instead (for SNI and verification).
+    """
+
+    server_name: str = ""
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["server_hostname"] = self.server_name
+        return super().wrap_socket(sock, *args, **kwargs)
+
+
+def broker_tls_context(settings: MqttSettings) -> ssl.SSLContext:
+    """TLS 1.2+ to the broker: its certificate verified against `ca_file` (or the system's CAs) and, unless told
+    otherwise, against `host`; the client certificate if one is set."""
+    context = _BrokerTlsContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.server_name = settings.host
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.ca_file is not None:
+        context.load_verify_locations(cafile=str(settings.ca_file))
+    else:
+        context.load_default_certs()
+    if settings.cert_file is not None:
+        context.load_cert_chain(str(settings.cert_file), str(settings.key_file) if settings.key_file else None)
+    context.check_hostname = settings.tls_verify_hostname
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 @dataclass(slots=True)
 class Message:
     """One received PUBLISH, with what is needed to ack it later on the connection it came on."""
@@ -168,9 +200,11 @@ class MqttConnection:
         self._client.connect_timeout = 5.0
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(100_000)
-        if settings.username is not None:
-            password = settings.password.get_secret_value() if settings.password is not None else None
-            self._client.username_pw_set(settings.username, password)
+        password = settings.broker_password()
+        if password is not None or settings.username is not None:
+            self._client.username_pw_set(settings.login_for(client_id), password)
+        if settings.tls:
+            self._client.tls_set_context(broker_tls_context(settings))
         if will is not None:
             self._client.will_set(will[0], will[1], qos=1, retain=True)
         self._client.on_connect = self._handle_connect
@@ -281,7 +315,10 @@ class MqttConnection:
         properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            logger.error("mqtt %s connection refused: %s", self.name, reason_code)
+            hint = (
+                " (check mqtt.username, mqtt.password and the broker's ACL)" if reason_code.value in (134, 135) else ""
+            )
+            logger.error("mqtt %s connection refused: %s%s", self.name, reason_code, hint)
             self._disconnected.set()
             return
         self.generation += 1

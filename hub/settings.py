@@ -6,6 +6,7 @@ a TOML file (`VAKA_CONFIG` or `vaka --config FILE`), then the defaults below.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
@@ -37,11 +38,37 @@ class AdapterRoute(_Section):
     site: str = Field(default="default", description="site that devices on this route belong to")
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class MqttSettings(_Section):
-    host: str = Field(default="127.0.0.1", description="broker host")
-    port: int = Field(default=1883, ge=1, le=65535, description="broker port")
-    username: str | None = Field(default=None, description="broker user name")
-    password: SecretStr | None = Field(default=None, description="broker password")
+    host: str = Field(default="127.0.0.1", description="broker host (with TLS: the name its certificate carries)")
+    port: int = Field(default=1883, ge=1, le=65535, description="broker port (the shipped TLS listener: 8883)")
+    username: str | None = Field(
+        default=None,
+        description="broker user name; unset: the client id (the shipped broker ties client id to user name); "
+        "the telemetry connection logs in as <name>-telemetry",
+    )
+    password: SecretStr | None = Field(default=None, description="broker password (or password_file)")
+    password_file: Path | None = Field(
+        default=None, description="file whose first line is the broker password (`vaka mqtt credentials` writes it)"
+    )
+    tls: bool = Field(default=False, description="connect with TLS, verifying the broker's certificate")
+    ca_file: Path | None = Field(default=None, description="CA certificates for the broker's (default: the system's)")
+    cert_file: Path | None = Field(default=None, description="client certificate, if the broker demands one")
+    key_file: Path | None = Field(default=None, description="the client certificate's private key")
+    tls_verify_hostname: bool = Field(
+        default=True, description="the broker's certificate must name `host`; off only for a test bench"
+    )
+    allow_plaintext_password: bool = Field(
+        default=False, description="send the password over plain TCP to a broker that is not on this machine"
+    )
     client_id: str = Field(
         default="vaka-hub", min_length=1, max_length=64, description="fixed, so the session persists"
     )
@@ -60,6 +87,49 @@ class MqttSettings(_Section):
             msg = "reconnect_min_s must not exceed reconnect_max_s"
             raise ValueError(msg)
         return self
+
+    @model_validator(mode="after")
+    def _safe_credentials(self) -> MqttSettings:
+        if self.password is not None and self.password_file is not None:
+            msg = "set mqtt.password or mqtt.password_file, not both"
+            raise ValueError(msg)
+        if self.password_file is not None and not os.access(self.password_file, os.R_OK):
+            msg = f"mqtt.password_file {self.password_file} cannot be read"
+            raise ValueError(msg)
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path is not None and not self.tls:
+                msg = f"mqtt.{name} is set but mqtt.tls is false; set mqtt.tls = true"
+                raise ValueError(msg)
+            if path is not None and not os.access(path, os.R_OK):
+                msg = f"mqtt.{name} {path} cannot be read"
+                raise ValueError(msg)
+        if self.key_file is not None and self.cert_file is None:
+            msg = "mqtt.key_file needs mqtt.cert_file"
+            raise ValueError(msg)
+        has_password = self.password is not None or self.password_file is not None
+        if has_password and not self.tls and not _is_loopback(self.host) and not self.allow_plaintext_password:
+            msg = (
+                f"the broker password would cross the network in plain text to {self.host}: set mqtt.tls = true "
+                "(and mqtt.ca_file), or mqtt.allow_plaintext_password = true if that network is trusted"
+            )
+            raise ValueError(msg)
+        return self
+
+    def broker_password(self) -> str | None:
+        """The password to log in with: `password`, else the first line of `password_file`, else None."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            lines = self.password_file.read_text(encoding="utf-8").splitlines()
+            return lines[0] if lines else ""
+        return None
+
+    def login_for(self, client_id: str) -> str:
+        """The user name a connection with `client_id` logs in as: `username` (or the hub's client id) plus the
+        connection's suffix, so each of the hub's connections has the user name its client id needs."""
+        base = self.username or self.client_id
+        return base + client_id.removeprefix(self.client_id) if client_id.startswith(self.client_id) else client_id
 
 
 class DbSettings(_Section):

@@ -180,19 +180,36 @@ class PrivatePostgres:
         self.cleanup()
 
 
-DEPLOYED_CONF = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto.conf"
+DEPLOYED_CONF = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "mosquitto.conf"
+SHIPPED_AUTH_DIR = "/etc/mosquitto/vaka/"
+SHIPPED_STATE_DIR = "/var/lib/mosquitto/"
+_ACCESS_SETTINGS = (
+    "per_listener_settings",
+    "allow_anonymous",
+    "password_file",
+    "acl_file",
+    "listener",
+    "use_username_as_clientid",
+    "cafile",
+    "certfile",
+    "keyfile",
+    "require_certificate",
+    "persistence_location",
+    "log_dest",
+)
 
 
 def deployed_broker_conf(port: int, base: Path) -> str:
-    """deploy/mosquitto.conf, as production runs it, but listening on `port` with its state and log under `base`."""
-    kept = [
-        line
-        for line in DEPLOYED_CONF.read_text().splitlines()
-        if not line.startswith(("listener", "persistence_location", "log_dest", "per_listener_settings"))
-    ]
+    """deploy/mosquitto/mosquitto.conf's durability settings as production runs them, for anonymous test clients.
+
+    Listening on `port` (loopback) with its state and log under `base`; the access settings (accounts, ACL, TLS)
+    are left out, so tests that stop and kill brokers need no credentials. `secured_broker_conf` keeps them.
+    """
+    kept = [line for line in DEPLOYED_CONF.read_text().splitlines() if not line.startswith(_ACCESS_SETTINGS)]
     return "\n".join(
         [
             f"listener {port} 127.0.0.1",
+            "allow_anonymous true",
             *kept,
             f"persistence_location {base}/",
             f"log_dest file {base}/mosquitto.log",
@@ -201,11 +218,37 @@ def deployed_broker_conf(port: int, base: Path) -> str:
     )
 
 
-class PrivateMosquitto:
-    """A throwaway Mosquitto 2 on a free port, configured as deploy/mosquitto.conf (persistence, no queue drops)."""
+def secured_broker_conf(port: int, tls_port: int, base: Path, auth_dir: Path) -> str:
+    """deploy/mosquitto/mosquitto.conf verbatim, but on loopback ports and with its files under `auth_dir` and `base`.
 
-    def __init__(self, port: int | None = None, extra_conf: str = "") -> None:
+    `auth_dir` holds what production keeps in /etc/mosquitto/vaka/: `passwd`, `acl`, `tls/{ca,server}.crt`,
+    `tls/server.key`.
+    """
+    lines = []
+    for line in DEPLOYED_CONF.read_text().splitlines():
+        if line.startswith("listener 1883 "):
+            line = f"listener {port} 127.0.0.1"
+        elif line.startswith("listener 8883 "):
+            line = f"listener {tls_port} 127.0.0.1"
+        elif line.startswith("listener"):
+            msg = f"the shipped broker configuration has a listener the tests do not know: {line!r}"
+            raise AssertionError(msg)
+        line = line.replace(SHIPPED_AUTH_DIR, f"{auth_dir}/").replace(SHIPPED_STATE_DIR, f"{base}/")
+        lines.append(line)
+    return "\n".join([*lines, f"log_dest file {base}/mosquitto.log", ""])
+
+
+class PrivateMosquitto:
+    """A throwaway Mosquitto 2 on a free port, configured as deploy/mosquitto/mosquitto.conf.
+
+    Without `auth_dir`: its durability settings (persistence, no queue drops), anonymous clients welcome. With
+    `auth_dir` (see `secured_broker_conf`): the shipped configuration whole, accounts, ACL and TLS on `tls_port`.
+    """
+
+    def __init__(self, port: int | None = None, extra_conf: str = "", auth_dir: Path | None = None) -> None:
         self.port = port or free_port()
+        self.tls_port = free_port() if auth_dir is not None else 0
+        self.auth_dir = auth_dir
         self.host = "127.0.0.1"
         self._base = Path(tempfile.mkdtemp(prefix="vaka-mqtt-"))
         self._base.chmod(0o777)  # mosquitto drops root privileges to its own user
@@ -220,11 +263,36 @@ class PrivateMosquitto:
 
     def start(self) -> None:
         """Start the broker and wait until it accepts connections."""
-        self.conf_path.write_text(deployed_broker_conf(self.port, self._base) + f"{self._extra_conf}\n")
-        self._proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.conf_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for_port(self.port)
+        if self.auth_dir is None:
+            conf = deployed_broker_conf(self.port, self._base)
+        else:
+            conf = secured_broker_conf(self.port, self.tls_port, self._base, self.auth_dir)
+        self.conf_path.write_text(conf + f"{self._extra_conf}\n")
+        with (self._base / "stderr.log").open("wb") as stderr:
+            self._proc = subprocess.Popen(
+                [MOSQUITTO, "-c", str(self.conf_path)], stdout=subprocess.DEVNULL, stderr=stderr
+            )
+        try:
+            wait_for_port(self.port)
+        except TimeoutError:
+            if self._proc.poll() is not None:
+                said = (self._base / "stderr.log").read_text(errors="replace") + self.log
+                msg = f"mosquitto exited with {self._proc.returncode}: {said[-2000:]}"
+                raise RuntimeError(msg) from None
+            raise
+        if self.tls_port:
+            wait_for_port(self.tls_port)
+
+    def reload(self) -> None:
+        """SIGHUP: the broker re-reads its password file and ACL."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGHUP)
+
+    @property
+    def log(self) -> str:
+        """What the broker logged so far."""
+        path = self._base / "mosquitto.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def forget_sessions(self) -> None:
         """Delete the saved sessions (while stopped), as if the broker had run without persistence."""
