@@ -1,7 +1,7 @@
 """End-to-end benchmark: broker ceiling, durable ingest, alarm latency under load, and recall against ground truth.
 
 Prints exactly one JSON object on stdout; progress goes to stderr. All figures come from one run on this machine:
-a private Mosquitto (deploy/mosquitto.conf's queue settings, so nothing is dropped) on a free port, the local
+a private Mosquitto (deploy/mosquitto/mosquitto.conf's queue settings, so nothing is dropped) on a free port, the local
 PostgreSQL (`VAKA_BENCH_DSN`, default the `test` database) in throwaway schemas dropped at the end, and the hub as
 its own process (`python -m hub.cli serve`), as in production. docs/performance.md explains the method.
 

@@ -10,7 +10,7 @@ Prints one JSON object:
                         connection is busy with background traffic at `--background-rate` messages/s
 
 Both drains read from a persistent session the broker filled while the subscriber was away, so the publisher's
-speed does not limit either figure. Runs against a private Mosquitto (deploy/mosquitto.conf settings) and the
+speed does not limit either figure. Runs against a private Mosquitto (deploy/mosquitto/mosquitto.conf settings) and the
 local PostgreSQL in a schema of its own, dropped afterwards.
 """
 
