@@ -139,19 +139,31 @@ def _rules_check(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    if args.what == "event":
+    if args.what == "asyncapi":
+        from hub.vendor.contract import asyncapi_yaml
+
+        text = asyncapi_yaml()
+    elif args.what == "event":
         from adapters.native import event_schema
 
-        schema = event_schema()
+        text = json.dumps(event_schema(), indent=2, ensure_ascii=False) + "\n"
     elif args.what == "rules":
         from alarms.rules import rules_schema
 
-        schema = rules_schema()
+        text = json.dumps(rules_schema(), indent=2, ensure_ascii=False) + "\n"
     else:
         from hub.model import Inventory
 
-        schema = Inventory.model_json_schema()
-    print(json.dumps(schema, indent=2, ensure_ascii=False))
+        text = json.dumps(Inventory.model_json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if args.output is None:
+        print(text, end="")
+        return 0
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"vaka schema: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}")
     return 0
 
 
@@ -257,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", help="device id")
     p.add_argument("state", choices=["on", "off"])
     p = sub.add_parser("schema", help="print a JSON Schema")
-    p.add_argument("what", choices=["event", "rules", "inventory"])
+    p.add_argument("what", choices=["event", "rules", "inventory", "asyncapi"])
+    p.add_argument("--output", type=Path, help="write to this file instead of printing")
     from hub.simulation import add_arguments as add_simulate_arguments
 
     add_simulate_arguments(sub.add_parser("simulate", help="simulate a care unit's nights over MQTT"))

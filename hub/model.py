@@ -13,7 +13,7 @@ import enum
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -191,20 +191,54 @@ def check_value(value: float | None) -> float | None:
 class NativePayload(msgspec.Struct, forbid_unknown_fields=True):
     """Payload of `vaka/v1/{site}/{device_id}/event` and `.../telemetry`: one JSON object per event."""
 
-    ts: datetime
-    kind: EventKind
-    value: float | None = None
-    unit: str | None = None
-    attrs: dict[str, Any] = msgspec.field(default_factory=dict)
-    seq: int = 0
-    ref: str | None = None
+    ts: Annotated[
+        datetime,
+        msgspec.Meta(
+            description="when it happened, RFC 3339 with an offset (2026-11-29T03:12:00+01:00); at most 1 h ahead"
+        ),
+    ]
+    kind: Annotated[EventKind, msgspec.Meta(description="what happened; the vocabulary is the EventKind enum")]
+    value: Annotated[float | None, msgspec.Meta(description="a measured value, finite; its unit in `unit`")] = None
+    unit: Annotated[str | None, msgspec.Meta(description="UCUM unit of `value`: Cel, %, … (≤ 16 characters)")] = None
+    attrs: Annotated[
+        dict[str, Any], msgspec.Meta(description="further facts, kept as they are; never names or images")
+    ] = msgspec.field(default_factory=dict)
+    seq: Annotated[
+        int,
+        msgspec.Meta(
+            description="the device's own counter, +1 per message; with ts it identifies the event, so a resend is "
+            "stored once"
+        ),
+    ] = 0
+    ref: Annotated[
+        str | None,
+        msgspec.Meta(description="ties the stages of one incident together (a fall and its cancel); ≤ 128 characters"),
+    ] = None
 
 
 class NativeStatus(msgspec.Struct, forbid_unknown_fields=True):
     """Payload of the retained `vaka/v1/{site}/{device_id}/status` topic, also the device's Last Will."""
 
-    state: Literal["online", "offline"]
-    ts: datetime | None = None
+    state: Annotated[Literal["online", "offline"], msgspec.Meta(description="online on connect; offline as Last Will")]
+    ts: Annotated[datetime | None, msgspec.Meta(description="when the state began, RFC 3339 with an offset")] = None
+
+
+class AlarmMessage(msgspec.Struct, forbid_unknown_fields=True):
+    """Payload Vaka publishes on `vaka/v1/{site}/alarms/{alarm_id}` at every state change (hub.alarm.Alarm.public)."""
+
+    id: Annotated[str, msgspec.Meta(description="the alarm's id")]
+    rule_id: Annotated[str, msgspec.Meta(description="the rule that raised it, e.g. fall, alarm_button")]
+    category: Annotated[Literal["care", "technical"], msgspec.Meta(description="care alarms go to the patrol")]
+    severity: Annotated[Literal["low", "medium", "high", "critical"], msgspec.Meta(description="how urgent")]
+    state: Annotated[
+        Literal["raised", "accepted", "en_route", "on_site", "resolved", "cancelled"],
+        msgspec.Meta(description="where the alarm stands in its lifecycle"),
+    ]
+    resident_id: Annotated[str | None, msgspec.Meta(description="pseudonymous resident id, never a name")]
+    device_id: Annotated[str | None, msgspec.Meta(description="the device that raised it")]
+    raised_at: Annotated[datetime, msgspec.Meta(description="RFC 3339")]
+    updated_at: Annotated[datetime, msgspec.Meta(description="RFC 3339, the last change")]
+    accepted_by: Annotated[str | None, msgspec.Meta(description="the staff member's user name once accepted")]
 
 
 # --- inventory -------------------------------------------------------------------------------------------------------
