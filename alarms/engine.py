@@ -14,6 +14,7 @@ stays until a person resolves it; `auto_close` on the decision says a technical 
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,6 +32,11 @@ logger = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 1
 # rule types whose UPDATE is a new incident (rings again); the others update a condition that still holds
 _INCIDENT_TYPES = frozenset({"instant", "absence", "sequence"})
+
+
+def device_ref(device_id: str | None, ref: str) -> str:
+    """A device's detection ref, qualified by the device: another device cannot name it."""
+    return f"{device_id}/{ref}"
 
 
 class Engine:
@@ -52,6 +58,8 @@ class Engine:
         self._out: list[AlarmDecision] = []
         self._started = False
         self._clock = 0.0  # the latest time seen, epoch seconds
+        self.withdrawals_unmatched = 0  # cancels that named no alarm of theirs (counted by the hub)
+        self.freshness_s: dict[str, float] = {}  # rule id -> how late an event may arrive and still reach it
         self._apply_directory(directory)
 
     # --- directory ----------------------------------------------------------------------------------------------
@@ -91,8 +99,12 @@ class Engine:
 
     # --- evaluation ---------------------------------------------------------------------------------------------
 
-    def feed(self, event: Event, now: datetime) -> list[AlarmDecision]:
-        """Evaluate one event (at its own `ts`); returns decisions of timers due before it and of the event itself."""
+    def feed(self, event: Event, now: datetime, *, late_s: float = 0.0) -> list[AlarmDecision]:
+        """Evaluate one event (at its own `ts`); returns decisions of timers due before it and of the event itself.
+
+        `late_s`: how long after its own time the event arrived; rules whose freshness window (`freshness_s`) it
+        exceeds do not see it (old news raises no live care alarm).
+        """
         t = event.ts.timestamp()
         out = self._out = []
         if t > self._clock:
@@ -106,6 +118,12 @@ class Engine:
         rid = event.resident_id
         if rid is None and dev is not None:
             rid = dev.resident_id
+        if late_s:
+            fresh = self.freshness_s
+            for compiled in self._by_kind[event.kind]:
+                if late_s <= fresh.get(compiled.id, math.inf):
+                    compiled.on_event(self, event, t, dev, rid)
+            return out
         for compiled in self._by_kind[event.kind]:
             compiled.on_event(self, event, t, dev, rid)
         return out
@@ -164,14 +182,15 @@ class Engine:
         key = f"{compiled.id}:{subject}"
         site, rid, device_id = where.site, where.resident_id, where.device_id
         alarm = self.open.get(key)
+        qualified = None if ref is None else device_ref(device_id, ref)
         if alarm is not None:
             alarm.count += 1
             # a new incident (another press, another missed dose) rings again; a radar repeating the same fall (same
             # ref) or a condition that still holds (sustained, count, baseline) only updates the card
-            repeat = (ref is None or ref not in alarm.refs) and compiled.rule.type in _INCIDENT_TYPES
+            repeat = (qualified is None or qualified not in alarm.refs) and compiled.rule.type in _INCIDENT_TYPES
             alarm.cleared = False
-            if ref is not None:
-                alarm.refs.add(ref)
+            if qualified is not None:
+                alarm.refs.add(qualified)
             self._out.append(
                 AlarmDecision(
                     action=DecisionAction.UPDATE,
@@ -209,8 +228,8 @@ class Engine:
             opened_at=t,
             unregistered=unregistered,
         )
-        if ref is not None:
-            alarm.refs.add(ref)
+        if qualified is not None:
+            alarm.refs.add(qualified)
         self.open[key] = alarm
         logger.info("alarm raise key=%s severity=%s", key, severity.name.lower())
         self._out.append(
@@ -258,18 +277,30 @@ class Engine:
             )
         )
 
-    def cancel(self, compiled: Compiled, subject: str, at: datetime, ref: str | None, reason: str) -> None:
-        """A device-side cancel: withdraws the alarm when the ref matches (or either has none)."""
+    def cancel(
+        self, compiled: Compiled, subject: str, at: datetime, ref: str | None, reason: str, device_id: str | None = None
+    ) -> None:
+        """A device-side withdrawal: only of the alarm it refers to, and only from the device that raised it.
+
+        An alarm raised with refs is withdrawn by the same device naming one of them (and only once none is left
+        standing); one raised without a ref by its own device sending none. Anything else (no ref, a foreign
+        device, an unknown ref) leaves the alarm as it is and is counted in `withdrawals_unmatched`.
+        """
         key = f"{compiled.id}:{subject}"
         alarm = self.open.get(key)
         if alarm is None:
             return
-        if ref is not None and alarm.refs:
-            if ref not in alarm.refs:
+        qualified = None if ref is None else device_ref(device_id, ref)
+        if alarm.refs:
+            if qualified is None or qualified not in alarm.refs:
+                self._unmatched(key, ref, device_id)
                 return
-            alarm.refs.discard(ref)
+            alarm.refs.discard(qualified)
             if alarm.refs:
                 return  # another detection under this alarm is still standing
+        elif ref is not None or device_id != alarm.device_id:
+            self._unmatched(key, ref, device_id)
+            return
         del self.open[key]
         logger.info("alarm cancel key=%s", key)
         self._out.append(
@@ -290,6 +321,10 @@ class Engine:
                 auto_close=compiled.rule.auto_close,
             )
         )
+
+    def _unmatched(self, key: str, ref: str | None, device_id: str | None) -> None:
+        self.withdrawals_unmatched += 1
+        logger.info("alarm withdrawal ignored key=%s: no matching ref (ref given=%s)", key, ref is not None)
 
     def alarm_closed(self, key: str, at: datetime) -> None:
         """The desk resolved or cancelled the alarm: forget it and start the rule's cooldown."""

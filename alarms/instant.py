@@ -63,7 +63,7 @@ class InstantEval(Compiled):
                 self.waiting.pop(subject, None)
             ctx.clear(self, subject, event.ts)
         elif self.cancel is not None and self.cancel.test(event, dev):
-            ctx.cancel(self, subject, event.ts, event.ref, self.cancel_reason)
+            ctx.cancel(self, subject, event.ts, event.ref, self.cancel_reason, event.device_id)
 
     def on_timer(self, ctx: RuleContext, subject: str, anchor: float, due: float) -> None:
         """The schedule began while the condition still held: raise now."""

@@ -1,0 +1,47 @@
+"""Alarm integrity (issue 9, finding 1; issue 10): a withdrawal only withdraws the alarm it refers to by `ref`, from
+the device that raised it; without a matching ref it is counted and leaves the alarm standing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from alarms.engine import Engine
+from hub.model import AlarmDecision, Event, EventKind
+from tests.alarms.home import directory, ev, fresh, local
+
+T = local("2026-11-27 11:00")
+
+
+def deliver(engine: Engine, event: Event) -> list[AlarmDecision]:
+    return engine.feed(event, event.ts)
+
+
+def actions(decisions: list[AlarmDecision]) -> list[tuple[str, str]]:
+    return [(d.action.value, d.rule_id) for d in decisions]
+
+
+def test_a_fall_cancel_without_ref_does_not_withdraw_a_fall_with_one() -> None:
+    engine = fresh(T, directory())
+    deliver(engine, ev(T, "radar", EventKind.FALL_DETECTED, ref="f1"))
+    assert deliver(engine, ev(T + timedelta(seconds=5), "radar", EventKind.FALL_CANCELLED)) == []
+    assert "fall:r1" in engine.open
+    assert engine.withdrawals_unmatched == 1
+
+
+def test_a_fall_cancel_from_another_device_does_not_withdraw_it_even_with_the_ref() -> None:
+    engine = fresh(T, directory())
+    deliver(engine, ev(T, "radar", EventKind.FALL_DETECTED, ref="f1"))
+    forged = ev(T + timedelta(seconds=5), "button", EventKind.FALL_CANCELLED, ref="f1")
+    assert deliver(engine, forged) == []
+    assert "fall:r1" in engine.open
+    own = ev(T + timedelta(seconds=6), "radar", EventKind.FALL_CANCELLED, ref="f1")
+    assert actions(deliver(engine, own)) == [("cancel", "fall")]
+
+
+def test_a_button_cancel_from_another_device_does_not_withdraw_the_press() -> None:
+    engine = fresh(T, directory())
+    deliver(engine, ev(T, "button", EventKind.ALARM_BUTTON))
+    assert deliver(engine, ev(T + timedelta(seconds=5), "radar", EventKind.ALARM_BUTTON_CANCEL)) == []
+    assert "alarm_button:r1" in engine.open
+    mine = ev(T + timedelta(seconds=6), "button", EventKind.ALARM_BUTTON_CANCEL)
+    assert actions(deliver(engine, mine)) == [("cancel", "alarm_button")]
