@@ -22,8 +22,10 @@ from aiohttp import web
 
 from adapters import native
 from alarms.engine import Engine
+from alarms.gate import Gate, GateLimits, Verdict, freshness_by_kind, rule_freshness
+from alarms.gate import feed as feed_gated
 from alarms.rules import default_pack_path, load_rules
-from hub import snapshots
+from hub import recovery, snapshots
 from hub.clock import CLOCK_TOPIC, Clock, SimulatedClock, WallClock
 from hub.desk import Desk
 from hub.ingest import Ingest
@@ -118,7 +120,15 @@ class Hub:
         if s.clock.mode == "wall":
             snapshot = snapshots.load_local(s.spool.directory) or await self._db_call(load_engine_state, default=None)
         self.engine = Engine.restore(rules, directory, snapshot) if snapshot else Engine(rules, directory)
-        stack.callback(lambda: snapshots.save_local(s.spool.directory, snapshots.encode_engine(self.engine)))
+        limits = GateLimits(
+            s.reliability.care_freshness_s, s.reliability.technical_freshness_s, s.reliability.rule_freshness_s
+        )
+        self.engine.freshness_s = rule_freshness(rules, limits)
+        self.gate = Gate(freshness_by_kind(rules, limits))
+        if snapshot:
+            self.gate.restore(snapshot.get("gate"))
+        self._exported: dict[str, int] = {}
+        stack.callback(lambda: snapshots.save_local(s.spool.directory, self._encode_snapshot()))
 
         self.events_conn = MqttConnection(
             s.mqtt,
@@ -138,6 +148,10 @@ class Hub:
             on_closed=self.engine.alarm_closed,
         )
         await self.desk.restore(self._sites)  # with the database away it starts empty and restores once it answers
+        if snapshot is not None and "replay_from" in snapshot:
+            await self._recover(datetime.fromtimestamp(float(snapshot["replay_from"]), UTC))
+        if s.clock.mode == "wall":
+            await asyncio.to_thread(snapshots.save_local, s.spool.directory, self._encode_snapshot())
         self.ingest = Ingest(
             self.metrics,
             self.writer,
@@ -145,6 +159,7 @@ class Hub:
             decisions=self.desk.apply,
             routes=s.mqtt.routes,
             now=self._simulation_reference_time if s.clock.mode == "simulated" else None,
+            max_future_skew_s=s.reliability.max_future_skew_s if s.clock.mode == "wall" else None,
         )
         self.ingest.set_devices(devices_by_id(self._sites))
         connections = self._connections = [self.events_conn]
@@ -198,12 +213,53 @@ class Hub:
 
     def _alarm_lane(self, event: Event) -> Sequence[AlarmDecision]:
         self._lane_count += 1
+        now = self.clock.now()
         if self._lane_count % METRIC_SAMPLE_EVERY:
-            return self.engine.feed(event, self.clock.now())
+            return feed_gated(self.gate, self.engine, event, now, now)
         started = time.perf_counter()  # timed for one event in METRIC_SAMPLE_EVERY: a histogram costs microseconds
-        decisions = self.engine.feed(event, self.clock.now())
+        decisions = feed_gated(self.gate, self.engine, event, now, now)
         self.metrics.rule_evaluation.observe(time.perf_counter() - started)
         return decisions
+
+    def _encode_snapshot(self) -> bytes:
+        """Engine and gate as of now, with the point a replay after a crash starts from (hub/recovery.py)."""
+        extra = {"gate": self.gate.snapshot(), "replay_from": self.clock.now().timestamp()}
+        return snapshots.encode_engine(self.engine, extra)
+
+    async def _recover(self, replay_from: datetime) -> None:
+        """Replay what was acknowledged after the snapshot (hub/recovery.py): from the database and the spool."""
+        since = replay_from - timedelta(seconds=self.settings.reliability.replay_margin_s)
+        stored = await self._db_call(recovery.stored_since, since, default=None)
+        spooled = await recovery.spooled_since(self.spool, since)
+        history = await self._db_call(recovery.DeskHistory.load, since, default=None)
+        if stored is None or history is None:
+            logger.warning("recovery: database away, replaying the spool only (%s events)", len(spooled))
+        events = recovery.merge(stored or [], spooled)
+        desk = recovery.DeskView(apply=self.desk.apply, has_open=lambda key: key in self.desk._by_key)
+        closed_since = history.closed_since if history is not None else (lambda key, at: None)
+        report = recovery.replay(self.gate, self.engine, events, self.clock.now(), desk, closed_since)
+        self.metrics.events_replayed.inc(report.replayed)
+        logger.info(
+            "recovery: replayed=%s raised=%s suppressed=%s reconciled=%s in %.3f s",
+            report.replayed,
+            report.raised,
+            report.suppressed,
+            report.reconciled,
+            report.seconds,
+        )
+
+    def _export_counts(self) -> None:
+        """The gate's and the engine's plain counters into Prometheus (they are pure and count in ints)."""
+        counts = {v.value: n for v, n in self.gate.counts.items() if v is not Verdict.APPLY}
+        counts["withdrawals"] = self.engine.withdrawals_unmatched
+        for name, total in counts.items():
+            delta = total - self._exported.get(name, 0)
+            if delta > 0:
+                self._exported[name] = total
+                if name == "withdrawals":
+                    self.metrics.withdrawals_unmatched.inc(delta)
+                else:
+                    self.metrics.events_gated.labels(name).inc(delta)
 
     def _on_event_message(self, msg: Message) -> None:
         if msg.topic == CLOCK_TOPIC:
@@ -257,12 +313,13 @@ class Hub:
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
+            self._export_counts()
             if now - last_inventory >= INVENTORY_REFRESH_S and self.db.up:
                 last_inventory = now
                 await self._refresh_inventory()
             if now - last_snapshot >= SNAPSHOT_INTERVAL_S:
                 last_snapshot = now
-                snapshot_json = snapshots.encode_engine(self.engine)
+                snapshot_json = self._encode_snapshot()
                 await asyncio.to_thread(snapshots.save_local, self.settings.spool.directory, snapshot_json)
                 if now - last_db_snapshot >= DB_SNAPSHOT_INTERVAL_S and self.db.up:
                     last_db_snapshot = now

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from paho.mqtt.client import topic_matches_sub
@@ -83,10 +83,12 @@ class Ingest:
         decisions: DecisionSink,
         routes: Sequence[AdapterRoute] = (),
         now: Callable[[], datetime] | None = None,
+        max_future_skew_s: float | None = None,
     ) -> None:
         self._metrics = metrics
         # the time an event's own timestamp is checked against: the receive time, or a simulation's clock
         self._now = now
+        self._max_future_skew = None if max_future_skew_s is None else timedelta(seconds=max_future_skew_s)
         self._sink = sink
         self._alarm_lane = alarm_lane
         self._decisions = decisions
@@ -110,6 +112,18 @@ class Ingest:
             return
         except Exception as exc:  # an adapter bug must not stop ingest
             self._reject(msg, "adapter_error", type(exc).__name__)
+            return
+        if self._max_future_skew is not None and events:
+            latest = received_at + self._max_future_skew
+            if any(ev.ts > latest for ev in events):
+                # a device clock far ahead would fire timers early and hide its later events behind its mark
+                self._reject(msg, "future_timestamp", f"more than {self._max_future_skew.total_seconds():g} s ahead")
+                return
+        if getattr(msg, "retain", False):
+            # the broker replaying what a device said once, at our subscribe (a dead device's stale "online"): it
+            # was stored when it was news; now it is neither a sign of life nor an alarm, and not a new event
+            self._metrics.events_gated.labels("retained").inc(len(events))
+            msg.ack()
             return
         events = [self._attach_resident(ev) for ev in events]
         for ev in events:

@@ -108,3 +108,32 @@ class Metrics:
         # the hub itself
         self.hub_heartbeat = Gauge("vaka_hub_heartbeat_timestamp_seconds", "Last loop heartbeat (dead-man)", registry=r)
         self.engine_timers = Gauge("vaka_engine_pending_timers", "Pending rule timers", registry=r)
+        # reliability: the gate, recovery, supervision blindness and the canary (docs/reliability.md)
+        self.events_gated = Counter(
+            "vaka_events_gated",
+            "Events kept from the rules: duplicate (re-delivery), stale (older than the state), late (past freshness)",
+            ["verdict"],
+            registry=r,
+        )
+        self.withdrawals_unmatched = Counter(
+            "vaka_alarm_withdrawals_unmatched",
+            "Device cancels that named no alarm of theirs (no ref, foreign device, unknown ref): stored, not applied",
+            registry=r,
+        )
+        self.events_replayed = Counter(
+            "vaka_engine_replayed_events", "Stored events replayed into the engine after a restart", registry=r
+        )
+        self.supervision_blind = Gauge(
+            "vaka_supervision_blind", "1 while device silence cannot be judged (broker away, or just back)", registry=r
+        )
+        self.canary_last_success = Gauge(
+            "vaka_canary_last_success_timestamp_seconds",
+            "When the canary event last made the round trip MQTT, ingest, rules",
+            registry=r,
+        )
+        self.canary_failing = Gauge(
+            "vaka_canary_failing", "1 while the canary round trip is missing or slow", registry=r
+        )
+        self.canary_round_trip = Histogram(
+            "vaka_canary_round_trip_seconds", "Canary publish to rule engine", buckets=_LATENCY_BUCKETS_S, registry=r
+        )

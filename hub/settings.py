@@ -253,6 +253,37 @@ class RuleSettings(_Section):
     packs: list[Path] = Field(default_factory=list, description="rule pack files; empty means the default pack")
 
 
+class ReliabilitySettings(_Section):
+    """Limits that keep alarms right under faults (docs/reliability.md)."""
+
+    care_freshness_s: float = Field(
+        default=300.0, gt=0, description="a care rule ignores an event that arrives later than this after its own time"
+    )
+    technical_freshness_s: float = Field(
+        default=3600.0, gt=0, description="the same for technical rules (battery, camera); supervision takes any age"
+    )
+    rule_freshness_s: dict[str, float] = Field(
+        default_factory=dict, description="per-rule freshness windows by rule id, overriding the two above"
+    )
+    max_future_skew_s: float = Field(
+        default=60.0, gt=0, le=3600, description="events dated further ahead of the hub's clock are rejected"
+    )
+    replay_margin_s: float = Field(
+        default=300.0, ge=0, description="after a restart, stored events this far before the snapshot are replayed too"
+    )
+    offline_grace_s: float = Field(
+        default=120.0, ge=0, description="a device that said offline (Last Will) and is not back by then is silent"
+    )
+    blind_grace_s: float = Field(
+        default=60.0, ge=0, description="silence judged again only this long after the broker connection returns"
+    )
+    blind_alarm_after_s: float = Field(
+        default=30.0, ge=0, description="broker connection away this long: one supervision-lost alarm per site"
+    )
+    canary_interval_s: float = Field(default=60.0, gt=0, description="the canary event is sent this often")
+    canary_timeout_s: float = Field(default=10.0, gt=0, description="a canary round trip slower than this fails")
+
+
 class Settings(BaseSettings):
     """Everything Vaka can be told at start."""
 
@@ -268,6 +299,7 @@ class Settings(BaseSettings):
     rules: RuleSettings = Field(default_factory=RuleSettings)
     desk: DeskSettings = Field(default_factory=DeskSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
 
     @classmethod

@@ -35,10 +35,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def encode_engine(engine: Engine) -> bytes:
+def encode_engine(engine: Engine, extra: dict[str, Any] | None = None) -> bytes:
     """The engine's snapshot as JSON, taken on the loop (msgspec: several times faster than json, and the GIL is
-    held either way, so a slow encoder stalls the alarm path as much in a thread as on the loop)."""
-    return _encoder.encode(engine.snapshot())
+    held either way, so a slow encoder stalls the alarm path as much in a thread as on the loop).
+
+    `extra` goes into the same document (the gate's marks and the replay point: hub/recovery.py), so engine and
+    gate are always restored from the same instant."""
+    snapshot = engine.snapshot()
+    if extra:
+        snapshot.update(extra)
+    return _encoder.encode(snapshot)
 
 
 def save_local(directory: Path, snapshot_json: bytes) -> None:
