@@ -153,26 +153,25 @@ def replay(
     for key, alarm in list(engine.open.items()):
         if desk.has_open(key):
             continue
-        closed_at = raised_before(key, engine.dt(alarm.opened_at))
+        closed_at = raised_before(key, datetime.fromtimestamp(alarm.opened_at, UTC))
         if closed_at is not None:
             engine.alarm_closed(key, closed_at)
             continue
         report.reconciled += 1
         desk.apply(
             AlarmDecision(
-                DecisionAction.RAISE,
-                key,
-                alarm.rule_id,
-                alarm.category,
-                alarm.severity,
-                alarm.site,
-                engine.dt(alarm.opened_at),
-                "alarm restored after a restart",
-                alarm.resident_id,
-                alarm.device_id,
-                None,
-                alarm.count,
-                alarm.unregistered,
+                action=DecisionAction.RAISE,
+                key=key,
+                rule_id=alarm.rule_id,
+                category=alarm.category,
+                severity=alarm.severity,
+                site=alarm.site,
+                at=datetime.fromtimestamp(alarm.opened_at, UTC),
+                reason="alarm restored after a restart",
+                resident_id=alarm.resident_id,
+                device_id=alarm.device_id,
+                count=alarm.count,
+                unregistered=alarm.unregistered,
             )
         )
     report.seconds = time.perf_counter() - started
