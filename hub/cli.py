@@ -274,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.simulation import add_arguments as add_simulate_arguments
 
     add_simulate_arguments(sub.add_parser("simulate", help="simulate a care unit's nights over MQTT"))
+    from hub.relatives.cli import add_arguments as add_relatives_arguments
+
+    add_relatives_arguments(sub, resident)
     staff = sub.add_parser("staff", help="staff accounts").add_subparsers(dest="staff_command", required=True)
     add_staff_arguments(staff.add_parser("add", help="create or update a staff account"))
     from hub.broker_accounts import add_arguments as add_mqtt_arguments
@@ -322,6 +325,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "site":
         inventory = _read_inventory(Path(args.file))
         return 2 if inventory is None else _run(_site_load(inventory, settings))
+    from hub.relatives import cli as relatives_cli
+
+    if (
+        args.command in relatives_cli.COMMANDS
+        or getattr(args, "resident_command", None) in relatives_cli.RESIDENT_COMMANDS
+    ):
+        return _run(relatives_cli.main(args, settings))
     if args.command in ("resident", "device"):
         return _run(_set_flag(args, settings))
     if args.command == "staff":

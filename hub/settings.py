@@ -284,6 +284,19 @@ class ReliabilitySettings(_Section):
     canary_timeout_s: float = Field(default=10.0, gt=0, description="a canary round trip slower than this fails")
 
 
+class RelativesSettings(_Section):
+    consent_text_version: str = Field(
+        default="2026-1", min_length=1, description="version of the consent text shown to the resident (recorded)"
+    )
+    refresh_s: float = Field(
+        default=20.0, gt=0, le=60, description="an open relatives page re-checks its consent this often"
+    )
+    session_idle_s: int = Field(default=7 * 86400, ge=60, description="a relative idle longer is logged out")
+    archive_retention_days: int = Field(
+        default=2 * 365, ge=0, description="`vaka resident erase` refuses while records are younger than this"
+    )
+
+
 class Settings(BaseSettings):
     """Everything Vaka can be told at start."""
 
@@ -300,6 +313,7 @@ class Settings(BaseSettings):
     desk: DeskSettings = Field(default_factory=DeskSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
+    relatives: RelativesSettings = Field(default_factory=RelativesSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
 
     @classmethod

@@ -1,0 +1,204 @@
+"""`vaka consent …`, `vaka relative invite`, `vaka access-log`, `vaka resident export|erase`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from hub.relatives import RelativesError
+from hub.relatives.consent import GivenBy, Scope
+
+if TYPE_CHECKING:
+    from hub.settings import Settings
+    from hub.store.db import VakaConnection
+
+COMMANDS = ("consent", "relative", "access-log")
+RESIDENT_COMMANDS = ("export", "erase")
+LOCAL_ZONE = ZoneInfo("Europe/Stockholm")
+
+
+def _moment(text: str) -> datetime:
+    """A date (its start, Swedish time) or an ISO 8601 time (UTC when it has no zone)."""
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), LOCAL_ZONE)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        msg = f"{text!r}: expected a date YYYY-MM-DD or a time YYYY-MM-DDTHH:MM"
+        raise argparse.ArgumentTypeError(msg) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _local(moment: datetime) -> str:
+    return moment.astimezone(LOCAL_ZONE).isoformat(timespec="minutes")
+
+
+def _until(text: str) -> datetime:
+    """`--until 2026-12-31` means through that day (ends at the following midnight, Swedish time)."""
+    moment = _moment(text)
+    return moment + timedelta(days=1) if len(text) == 10 else moment
+
+
+def add_arguments(sub: Any, resident: Any) -> None:
+    """Register the commands on `vaka`'s subparsers (and `export`/`erase` under `vaka resident`)."""
+    consent = sub.add_parser("consent", help="residents' consents to what relatives may see").add_subparsers(
+        dest="consent_command", required=True
+    )
+    p = consent.add_parser("grant", help="record a resident's consent for a relative")
+    p.add_argument("resident", help="pseudonymous resident id")
+    p.add_argument("--relative", required=True, metavar="EMAIL", help="the relative's e-mail (account created if new)")
+    p.add_argument("--scope", required=True, nargs="+", choices=[s.value for s in Scope], help="what may be seen")
+    p.add_argument("--until", type=_until, default=None, metavar="DATE", help="last day of the consent (default: open)")
+    p.add_argument("--given-by", required=True, choices=[g.value for g in GivenBy], help="who consented")
+    p.add_argument("--recorded-by", required=True, metavar="STAFF", help="staff user name recording it")
+    p.add_argument("--text-version", default=None, help="version of the consent text shown (default: settings)")
+    p = consent.add_parser("revoke", help="revoke a relative's consent (all scopes, or those named)")
+    p.add_argument("resident")
+    p.add_argument("--relative", required=True, metavar="EMAIL")
+    p.add_argument("--scope", nargs="+", choices=[s.value for s in Scope], default=None)
+    p.add_argument("--recorded-by", required=True, metavar="STAFF")
+    p = consent.add_parser("list", help="every consent recorded for a resident, live or not")
+    p.add_argument("resident")
+    relative = sub.add_parser("relative", help="relative accounts").add_subparsers(
+        dest="relative_command", required=True
+    )
+    p = relative.add_parser("invite", help="print a one-time link (valid 72 h) for a relative to set a password")
+    p.add_argument("email")
+    p.add_argument("--resident", required=True, help="the resident they are invited for")
+    p.add_argument("--by", default="cli", metavar="STAFF", help="staff user name sending the invitation")
+    p = resident.add_parser("export", help="everything Vaka holds on a resident, as one JSON file")
+    p.add_argument("id", help="pseudonymous resident id")
+    p.add_argument("--out", required=True, metavar="FILE.json")
+    p.add_argument("--by", default=None, metavar="STAFF", help="staff user name asking (logged as the reader)")
+    p = resident.add_parser("erase", help="after care has ended: remove or pseudonymise everything on a resident")
+    p.add_argument("id", help="pseudonymous resident id")
+    p.add_argument("--by", default=None, metavar="STAFF", help="staff user name responsible (recorded)")
+    p = sub.add_parser("access-log", help="who read a resident's data, when, from where")
+    p.add_argument("resident")
+    p.add_argument("--from", dest="start", type=_moment, default=None, metavar="DATE")
+    p.add_argument("--to", dest="end", type=_until, default=None, metavar="DATE", help="through this day")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+async def _staff_exists(conn: VakaConnection, username: str) -> None:
+    if not await conn.fetchval("SELECT true FROM staff WHERE username = $1 AND active", username):
+        msg = f"no active staff member {username!r} (--recorded-by names the person recording it)"
+        raise RelativesError(msg)
+
+
+async def _consent(args: argparse.Namespace, settings: Settings, conn: VakaConnection) -> int:
+    from hub.relatives import consent as c
+
+    now = datetime.now(UTC)
+    if args.consent_command == "list":
+        rows = await c.consents_for(conn, args.resident)
+        if not rows:
+            print(f"no consents recorded for {args.resident}")
+        for k in rows:
+            until = _local(k.valid_until) if k.valid_until else "open"
+            revoked_note = (
+                f" revoked {_local(k.revoked_at)} by {k.revoked_by}" if k.revoked_at else ""
+            )
+            print(
+                f"{k.id}\t{k.status(now)}\t{k.relative_email}\t{k.scope.value}\tgiven by {k.given_by.value}"
+                f"\trecorded {_local(k.recorded_at)} by {k.recorded_by}"
+                f"\ttext {k.text_version}\tuntil {until}{revoked_note}"
+            )
+        return 0
+    await _staff_exists(conn, args.recorded_by)
+    if args.consent_command == "grant":
+        made = await c.grant(
+            conn,
+            resident_id=args.resident,
+            relative_email=args.relative,
+            scopes=c.parse_scopes(args.scope),
+            given_by=GivenBy(args.given_by),
+            recorded_by=args.recorded_by,
+            text_version=args.text_version or settings.relatives.consent_text_version,
+            at=now,
+            valid_until=args.until,
+        )
+        print(f"consent recorded for {args.resident}: {args.relative} may see {', '.join(k.scope for k in made)}")
+        return 0
+    revoked = await c.revoke(
+        conn,
+        resident_id=args.resident,
+        relative_email=args.relative,
+        scopes=c.parse_scopes(args.scope) if args.scope else None,
+        recorded_by=args.recorded_by,
+        at=now,
+    )
+    if not revoked:
+        print(f"{args.relative} had no live consent for {args.resident}: nothing revoked")
+        return 1
+    print(
+        f"revoked for {args.resident}: {args.relative} no longer sees {', '.join(k.scope for k in revoked)}"
+        f" (open pages lose access within {settings.relatives.refresh_s:.0f} s)"
+    )
+    return 0
+
+
+async def _invite(args: argparse.Namespace, settings: Settings, conn: VakaConnection) -> int:
+    from hub.relatives.accounts import INVITATION_VALID, invite
+
+    now = datetime.now(UTC)
+    token, _ = await invite(conn, email=args.email, resident_id=args.resident, created_by=args.by, at=now)
+    link = f"{settings.http.public_url.rstrip('/')}/relative/invite/{token}"
+    expires = (now + INVITATION_VALID).astimezone(LOCAL_ZONE).isoformat(timespec="minutes")
+    print(f"send this link to {args.email}; it works once, until {expires}:\n{link}")
+    live = await conn.fetchval(
+        "SELECT count(*) FROM consents c JOIN relatives r ON r.id = c.relative_id WHERE lower(r.email) = lower($1)"
+        " AND c.resident_id = $2 AND c.revoked_at IS NULL AND (c.valid_until IS NULL OR c.valid_until > $3)",
+        args.email,
+        args.resident,
+        now,
+    )
+    if not live:
+        print(f"note: no consent is recorded yet; they will see nothing until `vaka consent grant {args.resident} …`")
+    return 0
+
+
+async def _access_log(args: argparse.Namespace, conn: VakaConnection) -> int:
+    from hub.store.access_log import access_log
+
+    rows = await access_log(conn, args.resident, args.start, args.end)
+    for r in rows:
+        if args.json:
+            print(
+                json.dumps(
+                    {"at": r.at.isoformat(), "who": r.who, "role": r.role, "what": r.what, "from": r.address},
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            at = r.at.astimezone(LOCAL_ZONE).isoformat(timespec="seconds")
+            print(f"{at}\t{r.who}\t{r.role}\t{r.what}\t{r.address or '-'}")
+    if not rows and not args.json:
+        print(f"no reads of {args.resident} logged in that period")
+    return 0
+
+
+async def main(args: argparse.Namespace, settings: Settings) -> int:
+    """Run one of the commands; returns the exit code."""
+    from hub.cli import _with_database
+
+    async def work(conn: VakaConnection) -> int:
+        try:
+            if args.command == "consent":
+                return await _consent(args, settings, conn)
+            if args.command == "relative":
+                return await _invite(args, settings, conn)
+            if args.command == "access-log":
+                return await _access_log(args, conn)
+            from hub.relatives.rights import main as rights_main
+
+            return await rights_main(args, settings, conn)
+        except RelativesError as exc:
+            print(f"vaka {args.command}: {exc}")
+            return 1
+
+    result = await _with_database(settings, args.command, work)
+    return 2 if result is None else result
