@@ -99,9 +99,7 @@ async def _consent(args: argparse.Namespace, settings: Settings, conn: VakaConne
             print(f"no consents recorded for {args.resident}")
         for k in rows:
             until = _local(k.valid_until) if k.valid_until else "open"
-            revoked_note = (
-                f" revoked {_local(k.revoked_at)} by {k.revoked_by}" if k.revoked_at else ""
-            )
+            revoked_note = f" revoked {_local(k.revoked_at)} by {k.revoked_by}" if k.revoked_at else ""
             print(
                 f"{k.id}\t{k.status(now)}\t{k.relative_email}\t{k.scope.value}\tgiven by {k.given_by.value}"
                 f"\trecorded {_local(k.recorded_at)} by {k.recorded_by}"
