@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     mqtt = sub.add_parser("mqtt", help="the broker").add_subparsers(dest="mqtt_command", required=True)
     add_mqtt_arguments(mqtt.add_parser("credentials", help="write the broker's password file and ACL for an inventory"))
+    from hub.followup.cli import add_commands as add_followup_commands
+
+    add_followup_commands(sub)
     return parser
 
 
@@ -336,6 +339,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(_set_flag(args, settings))
     if args.command == "staff":
         return _run(staff_add_main(args, settings))
+    from hub.followup.cli import COMMANDS as FOLLOWUP_COMMANDS
+
+    if args.command in FOLLOWUP_COMMANDS:
+        from hub.followup.cli import main as followup_main
+
+        return _run(followup_main(args, settings))
     return 2
 
 

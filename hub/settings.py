@@ -297,6 +297,25 @@ class RelativesSettings(_Section):
     )
 
 
+class FollowupSettings(_Section):
+    """Follow-up: indicators, reports, open data and the archive (docs/followup.md)."""
+
+    accept_policy_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="a care alarm with no staff action within this is counted as not accepted in policy",
+    )
+    refresh_interval_s: float = Field(
+        default=300.0, ge=10, description="how often the hub refreshes the daily rollup on plain PostgreSQL"
+    )
+    suppress_below: int = Field(
+        default=5, ge=2, le=50, description="open data: counts below this are published as '<N'"
+    )
+    archive_retention_days: int = Field(
+        default=730, ge=1, description="archive --purge deletes exported log rows only when older than this"
+    )
+
+
 class Settings(BaseSettings):
     """Everything Vaka can be told at start."""
 
@@ -314,6 +333,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
     relatives: RelativesSettings = Field(default_factory=RelativesSettings)
+    followup: FollowupSettings = Field(default_factory=FollowupSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
 
     @classmethod

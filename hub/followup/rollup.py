@@ -131,6 +131,8 @@ async def refresh(conn: asyncpg.Connection, now: datetime, since: date | None = 
         written = 0
     else:
         async with conn.transaction():
+            # the first refresh after a long time reads many days of events: longer than the hub's usual limit
+            await conn.execute("SET LOCAL statement_timeout = '30min'")
             await conn.execute("DELETE FROM followup_device_day WHERE day >= $1", since)
             status = await conn.execute(
                 f"""

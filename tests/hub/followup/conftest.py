@@ -15,6 +15,7 @@ from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
 
 SITE = "fu"
+PERSONAL = ("r-1", "r-2", "r-3", "Lgh-1101", "Lgh-1102", "Lgh-1201", "Karin", "Lindqvist")
 Z = UTC
 
 
@@ -28,9 +29,9 @@ INVENTORY = Inventory(
         Site(
             id=SITE,
             residents=[
-                Resident(id="r-1", room="101", unit="A"),
-                Resident(id="r-2", room="102", unit="A"),
-                Resident(id="r-3", room="201", unit="B"),
+                Resident(id="r-1", room="Lgh-1101", unit="A"),
+                Resident(id="r-2", room="Lgh-1102", unit="A"),
+                Resident(id="r-3", room="Lgh-1201", unit="B"),
             ],
             devices=[
                 Device(id="radar1", kind="fall_radar", resident="r-1"),
@@ -184,6 +185,12 @@ async def load_known_month(conn: asyncpg.Connection) -> None:
             "VALUES ($1, $1, $2, $3, $4, 'fu', $5, $6, $7, $8, $9, $10, $11, $11, $12)",
             a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], ts(a[10]), closed,
         )  # fmt: skip
+    # staff names are recorded on the alarm; they must never reach a report or open data
+    await conn.execute("UPDATE desk_alarms SET accepted_by = 'Karin Lindqvist' WHERE id IN ('a1', 'a2')")
+    await conn.executemany(
+        "INSERT INTO resident_access_log (at, staff_id, role, site, resident_id, purpose) VALUES ($1, 1, 'staff', $2, $3, 'alarm')",
+        [(ts("2026-11-10T03:01:00"), SITE, "r-1"), (ts("2026-11-12T02:10:00"), SITE, "r-1")],
+    )
     await conn.executemany(
         "INSERT INTO desk_alarm_log (alarm_id, at, actor, action, state, detail) VALUES ($1, $2, $3, $4, $5, $6)",
         [(a, ts(at), actor, action, state, detail) for a, at, actor, action, state, detail in _LOG],
