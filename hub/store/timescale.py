@@ -64,6 +64,13 @@ async def ensure_extension(conn: asyncpg.Connection) -> TimescaleInfo | None:
     available = await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = $1", EXTENSION)
     if not available:
         return None
+    if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+        # TimescaleDB is not a trusted extension: only a superuser creates it (and reads shared_preload_libraries)
+        logger.warning(
+            "timescaledb is installed but not created in this database, and this role may not create it; events "
+            "use native partitions. To use TimescaleDB: a superuser runs CREATE EXTENSION timescaledb first"
+        )
+        return None
     preload = str(await conn.fetchval("SELECT current_setting('shared_preload_libraries')"))
     if not is_preloaded(preload):
         logger.warning(

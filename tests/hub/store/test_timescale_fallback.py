@@ -88,3 +88,24 @@ async def test_migrate_falls_back_to_native_partitions_with_one_warning(private_
         await conn.close()
     assert relkind in (b"p", "p")  # natively partitioned
     assert extension == 0
+
+
+async def test_an_owner_role_that_is_not_superuser_migrates_with_one_warning(
+    private_postgres: PrivatePostgres,
+) -> None:
+    """A least-privilege owner may neither read shared_preload_libraries nor create the extension."""
+    conn = await asyncpg.connect(private_postgres.dsn)
+    try:
+        if not await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"):
+            pytest.skip("the timescaledb package is not installed in this PostgreSQL (nothing to fall back from)")
+        await conn.execute("CREATE ROLE vaka_owner LOGIN")
+        await conn.execute("CREATE DATABASE vaka OWNER vaka_owner")
+    finally:
+        await conn.close()
+    dsn = private_postgres.dsn.replace("postgres@", "vaka_owner@").rsplit("/", 1)[0] + "/vaka"
+    result = await vaka_migrate(dsn)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "native partitions" in warnings[0]
+    assert "superuser" in warnings[0]
