@@ -61,6 +61,20 @@ class Alarm:
     next_escalation_at: datetime | None = None
     wakes_patrol: bool = True
     version: int = field(default=0)
+    # a clear or device-side cancel: the condition ended, but a person still closes a care alarm
+    condition_ended_at: datetime | None = None
+    condition_note: str | None = None
+    # when it last began ringing (raised, or a repeat): escalation tiers count from here
+    ringing_since: datetime | None = None
+    # new incidents since it was raised (the first counts): "3rd time since 02:14"
+    incidents: int = 1
+    # a tier found nobody to reach: the site's "nobody reached" alarm was raised for it
+    unreached: bool = False
+
+    @property
+    def ring_base(self) -> datetime:
+        """Escalation tiers count from here: the latest time the alarm began ringing."""
+        return self.ringing_since or self.raised_at
 
     @property
     def is_open(self) -> bool:
@@ -80,6 +94,9 @@ class Alarm:
             "raised_at": self.raised_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
             "accepted_by": self.accepted_by,
+            "count": self.count,
+            "incidents": self.incidents,
+            "condition_ended_at": self.condition_ended_at.isoformat() if self.condition_ended_at else None,
         }
 
     def urgency(self) -> tuple[int, int, datetime]:
@@ -109,6 +126,12 @@ def alarm_from_row(row: asyncpg.Record) -> Alarm:
         note=row["note"],
         accepted_at=row["accepted_at"],
         accepted_by=row["accepted_by"],
+        accepted_by_id=row["accepted_by_id"],
+        condition_ended_at=row["condition_ended_at"],
+        condition_note=row["condition_note"],
+        ringing_since=row["ringing_since"],
+        incidents=row["incidents"],
+        unreached=row["unreached"],
         next_tier=row["next_tier"],
         next_escalation_at=row["next_escalation_at"],
         version=row["version"],

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -31,6 +33,7 @@ from hub.model import (
     DecisionAction,
     Outcome,
     Resident,
+    Severity,
     Site,
     VakaError,
 )
@@ -44,12 +47,29 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+
+def local_hm(at: datetime, zone: ZoneInfo) -> str:
+    """Clock time in the site's zone, "02:14"."""
+    return at.astimezone(zone).strftime("%H:%M")
+
+
 _TICK_S = 0.25
 _RESTORE_RETRY_S = 2.0
 
 
+NOBODY_REACHED = "nobody_reached"
+
+
 class DeskError(VakaError):
     """A staff action the alarm's state or the person's units do not allow."""
+
+
+class HandoverError(DeskError):
+    """The alarm is a colleague's: acting on it takes it over, which the person must confirm."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(f"alarm is taken by {holder}: confirm to take it over")
+        self.holder = holder
 
 
 class Desk:
@@ -86,6 +106,7 @@ class Desk:
         self._restore_late = False
         self._counted: dict[str, tuple[str, str]] = {}
         self._open_counts: dict[tuple[str, str], int] = {}
+        self._unreached_log: dict[str, tuple[float, int]] = {}  # site -> (last line, monotonic s; lines held back)
 
     # --- inventory and staff ----------------------------------------------------------------------------------
 
@@ -118,7 +139,9 @@ class Desk:
             if sites:
                 self.set_sites(await fetch_sites(conn))
             staff = await load_staff(conn)
+            duty = await conn.fetch("SELECT staff_id, until FROM staff_duty")
         self.set_staff(staff)
+        self.directory.set_duty({r["staff_id"]: r["until"] for r in duty})
 
     # --- decisions from the rule engine -----------------------------------------------------------------------
 
@@ -137,14 +160,43 @@ class Desk:
             alarm.severity = max(alarm.severity, decision.severity)
             alarm.reason = decision.reason or alarm.reason
             alarm.updated_at = now
-            self._record(alarm, "rule", "updated", f"count={alarm.count} {decision.reason}", publish=False)
-        elif alarm.state is AlarmState.RAISED:
-            actor = "device" if decision.action is DecisionAction.CANCEL else "rule"
+            if decision.action is DecisionAction.RAISE or decision.repeat:
+                self._ring_again(alarm, now, decision.reason)
+            else:
+                self._record(alarm, "rule", "updated", f"count={alarm.count} {decision.reason}", publish=False)
+            return alarm
+        actor = "device" if decision.action is DecisionAction.CANCEL else "rule"
+        if decision.auto_close and alarm.category is AlarmCategory.TECHNICAL and alarm.state is AlarmState.RAISED:
             alarm.note = decision.reason
             self._close(alarm, AlarmState.CANCELLED, actor, now, decision.reason)
-        else:
-            self._record(alarm, "rule", f"{decision.action.value}_noted", decision.reason, publish=False)
+            return alarm
+        # a care alarm is closed by a person: the condition ended (door closed, button cancelled), help may still be
+        # needed, so the alarm stays (and keeps ringing when nobody has taken it) until someone resolves it
+        alarm.condition_ended_at = now
+        alarm.condition_note = decision.reason
+        alarm.updated_at = now
+        self._record(alarm, actor, "condition_ended", decision.reason)
         return alarm
+
+    def _ring_again(self, alarm: Alarm, now: datetime, reason: str) -> None:
+        """A new incident on an open alarm: it rings again, also when someone holds it (even "On site")."""
+        alarm.incidents += 1
+        alarm.condition_ended_at = None
+        alarm.condition_note = None
+        held = alarm.state is not AlarmState.RAISED
+        if held:
+            # the holder stays on record: whoever takes it now is asked to take it over
+            alarm.state = AlarmState.RAISED
+            alarm.ringing_since = now
+            alarm.next_tier = 0
+            alarm.next_escalation_at = next_escalation_at(
+                policy_for(self.settings.desk, alarm.site, alarm.category), now, 0, now
+            )
+            self.metrics.alarm_transitions.labels(alarm.category.value, AlarmState.RAISED.value).inc()
+        self.metrics.alarm_repeats.labels(alarm.category.value).inc()
+        self._record(alarm, "rule", "repeated", f"incidents={alarm.incidents} {reason}")
+        if held and alarm.next_escalation_at is not None and alarm.next_escalation_at <= now:
+            self._fire(alarm, now)
 
     def _raise(self, d: AlarmDecision) -> Alarm:
         now = self.clock.now()
@@ -167,6 +219,7 @@ class Desk:
             raised_at=now,
             updated_at=now,
             count=d.count,
+            ringing_since=now,
         )
         alarm.wakes_patrol = self._wakes_patrol(alarm)
         self._alarms[alarm.id] = alarm
@@ -190,29 +243,40 @@ class Desk:
 
     # --- staff actions ------------------------------------------------------------------------------------------
 
-    def accept(self, alarm_id: str, staff: StaffMember) -> Alarm:
+    def accept(self, alarm_id: str, staff: StaffMember, *, take_over: bool = False) -> Alarm:
         """Take the alarm: escalation stops, colleagues see who has it."""
-        return self._advance(alarm_id, staff, AlarmState.ACCEPTED)
+        return self._advance(alarm_id, staff, AlarmState.ACCEPTED, take_over)
 
-    def en_route(self, alarm_id: str, staff: StaffMember) -> Alarm:
+    def en_route(self, alarm_id: str, staff: StaffMember, *, take_over: bool = False) -> Alarm:
         """On my way (accepts it if nobody has)."""
-        return self._advance(alarm_id, staff, AlarmState.EN_ROUTE)
+        return self._advance(alarm_id, staff, AlarmState.EN_ROUTE, take_over)
 
-    def on_site(self, alarm_id: str, staff: StaffMember) -> Alarm:
+    def on_site(self, alarm_id: str, staff: StaffMember, *, take_over: bool = False) -> Alarm:
         """With the resident."""
-        return self._advance(alarm_id, staff, AlarmState.ON_SITE)
+        return self._advance(alarm_id, staff, AlarmState.ON_SITE, take_over)
 
-    def resolve(self, alarm_id: str, staff: StaffMember, outcome: Outcome, note: str = "") -> Alarm:
+    def resolve(
+        self, alarm_id: str, staff: StaffMember, outcome: Outcome, note: str = "", *, take_over: bool = False
+    ) -> Alarm:
         """Close the alarm with an outcome and an optional note."""
-        alarm = self._check(alarm_id, staff, AlarmState.RESOLVED)
+        alarm = self._check(alarm_id, staff, AlarmState.RESOLVED, take_over)
+        now = self.clock.now()
         alarm.outcome = outcome
         alarm.note = note.strip()[:1000] or None
-        if alarm.accepted_by is None:
-            self._take(alarm, staff, self.clock.now())
-        self._close(alarm, AlarmState.RESOLVED, f"staff:{staff.id}", self.clock.now(), f"outcome={outcome.value}")
+        if alarm.state is AlarmState.RAISED or alarm.accepted_by_id != staff.id:
+            self._take(alarm, staff, now)
+        self._close(alarm, AlarmState.RESOLVED, f"staff:{staff.id}", now, f"outcome={outcome.value}")
         return alarm
 
-    def _check(self, alarm_id: str, staff: StaffMember, to: AlarmState) -> Alarm:
+    def holder_other_than(self, alarm: Alarm, staff: StaffMember) -> str | None:
+        """The colleague who holds the alarm now, when that is not `staff`."""
+        if alarm.accepted_by is None:
+            return None
+        if alarm.accepted_by_id is not None:
+            return alarm.accepted_by if alarm.accepted_by_id != staff.id else None
+        return alarm.accepted_by if alarm.accepted_by != staff.label else None
+
+    def _check(self, alarm_id: str, staff: StaffMember, to: AlarmState, take_over: bool = False) -> Alarm:
         alarm = self._alarms.get(alarm_id)
         if alarm is None or not staff.sees(alarm.site, alarm.unit):
             msg = "no such open alarm in your units"
@@ -220,12 +284,15 @@ class Desk:
         if alarm.state not in NEXT_STATES[to]:
             msg = f"alarm is {alarm.state.value}, cannot become {to.value}"
             raise DeskError(msg)
+        holder = self.holder_other_than(alarm, staff)
+        if holder is not None and not take_over:
+            raise HandoverError(holder)
         return alarm
 
-    def _advance(self, alarm_id: str, staff: StaffMember, to: AlarmState) -> Alarm:
-        alarm = self._check(alarm_id, staff, to)
+    def _advance(self, alarm_id: str, staff: StaffMember, to: AlarmState, take_over: bool) -> Alarm:
+        alarm = self._check(alarm_id, staff, to, take_over)
         now = self.clock.now()
-        if alarm.accepted_by is None:
+        if alarm.state is AlarmState.RAISED or alarm.accepted_by_id != staff.id:
             self._take(alarm, staff, now)
         alarm.state = to
         alarm.updated_at = now
@@ -234,11 +301,18 @@ class Desk:
         return alarm
 
     def _take(self, alarm: Alarm, staff: StaffMember, now: datetime) -> None:
+        """`staff` holds the alarm from now; a colleague's alarm is taken over (recorded)."""
+        previous = self.holder_other_than(alarm, staff)
+        if previous is not None:
+            self.metrics.alarm_handovers.inc()
+            before = f"staff:{alarm.accepted_by_id}" if alarm.accepted_by_id is not None else "staff:?"
+            self._record(alarm, f"staff:{staff.id}", "taken_over", f"from={before}", publish=False)
+        if alarm.state is AlarmState.RAISED:
+            self.metrics.alarm_accept_latency.observe((now - alarm.ring_base).total_seconds())
         alarm.accepted_at = now
         alarm.accepted_by = staff.label
         alarm.accepted_by_id = staff.id
         alarm.next_escalation_at = None
-        self.metrics.alarm_accept_latency.observe((now - alarm.raised_at).total_seconds())
 
     def _close(self, alarm: Alarm, state: AlarmState, actor: str, now: datetime, detail: str) -> None:
         alarm.state = state
@@ -263,21 +337,48 @@ class Desk:
         return self.directory.who_sees(alarm.site, alarm.unit)
 
     def view(self, alarm: Alarm) -> dict[str, Any]:
-        """The alarm as the staff page shows it."""
+        """The alarm as the staff page shows it, with the hub's now and clock times in the site's zone."""
         data = alarm.public()
         resident = self.resident(alarm.site, alarm.resident_id)
+        zone = ZoneInfo(self.directory.zone(alarm.site))
         data.update(
             site=alarm.site,
             room=resident.room if resident else None,
             unit=alarm.unit,
             reason=alarm.reason,
-            count=alarm.count,
             unregistered=alarm.unregistered,
             ring=alarm.wakes_patrol and alarm.state is AlarmState.RAISED,
             outcome=alarm.outcome.value if alarm.outcome else None,
             severity_level=int(alarm.severity),
+            raised_hm=local_hm(alarm.raised_at, zone),
+            ringing_since=alarm.ring_base.isoformat(),
+            condition_ended_hm=local_hm(alarm.condition_ended_at, zone) if alarm.condition_ended_at else None,
+            condition_note=alarm.condition_note,
+            accepted_by_id=alarm.accepted_by_id,
+            now=self.clock.now().isoformat(),
         )
         return data
+
+    # --- who is on duty -----------------------------------------------------------------------------------------
+
+    def sign_on(self, staff: StaffMember, hours: float | None = None) -> datetime:
+        """`staff` is on duty from now for `hours` (default: the configured shift); returns when the shift ends."""
+        now = self.clock.now()
+        until = now + timedelta(hours=hours or self.settings.patrol.shift_hours)
+        self.directory.duty[staff.id] = until
+        self.store.duty(staff.id, now, until)
+        logger.info("staff on duty staff=%s until=%s", staff.id, until.isoformat())
+        return until
+
+    def sign_off(self, staff: StaffMember) -> None:
+        """`staff` is off duty from now."""
+        if self.directory.duty.pop(staff.id, None) is not None:
+            self.store.duty(staff.id, self.clock.now(), None)
+            logger.info("staff off duty staff=%s", staff.id)
+
+    def on_duty(self, staff: StaffMember) -> datetime | None:
+        """When this person's shift ends, or None when they are not on duty."""
+        return self.directory.duty.get(staff.id) if self.directory.on_duty(staff, self.clock.now()) else None
 
     def _record(self, alarm: Alarm, actor: str, action: str, detail: str, *, publish: bool = True) -> None:
         alarm.version += 1
@@ -338,7 +439,14 @@ class Desk:
         return fired
 
     def _fire(self, alarm: Alarm, now: datetime) -> None:
-        tier_no, audience, recipients = escalation_step(self.settings.desk, self.directory, alarm, now)
+        tier_no, audience, recipients = escalation_step(
+            self.settings.desk, self.directory, alarm, now, duty_required=self.settings.patrol.duty_required
+        )
+        phones: tuple[str, ...] = ()
+        if alarm.rule_id == NOBODY_REACHED:
+            # the loudest thing in the system: everyone of the site, on duty or not, and the fallback number
+            recipients = tuple(self.directory.who_sees(alarm.site, None))
+            phones = self.fallback_phones(alarm.site)
         self.metrics.escalations.labels(alarm.category.value).inc()
         self.dispatcher.dispatch(
             Notification(
@@ -349,12 +457,71 @@ class Desk:
                 tier=tier_no,
                 audience=audience,
                 ring=alarm.wakes_patrol,
+                phones=phones,
             )
         )
-        logger.info(
-            "ALARM id=%s escalated tier=%s audience=%s recipients=%s", alarm.id, tier_no, audience, len(recipients)
-        )
+        if recipients or phones:
+            logger.info(
+                "ALARM id=%s escalated tier=%s audience=%s recipients=%s", alarm.id, tier_no, audience, len(recipients)
+            )
+        else:
+            self.metrics.escalations_unreached.labels(alarm.category.value).inc()
+            self._log_unreached(alarm, tier_no, audience)
         self.store.save(alarm, "desk", "escalated", f"tier={tier_no} audience={audience} n={len(recipients)}", now)
+        if not recipients and alarm.wakes_patrol and not alarm.unreached and alarm.rule_id != NOBODY_REACHED:
+            alarm.unreached = True
+            self._raise_nobody_reached(alarm, now, audience)
+
+    def fallback_phones(self, site: str) -> tuple[str, ...]:
+        """The number(s) the SMS/voice gateway calls when an alarm of `site` reaches nobody."""
+        phones = self.settings.patrol.fallback_phones
+        number = phones.get(site) or phones.get("*")
+        return (number,) if number else ()
+
+    def _log_unreached(self, alarm: Alarm, tier_no: int, audience: str) -> None:
+        """One line per site per `unreached_log_interval_s` at most; the lines held back are counted in the next."""
+        wall = time.monotonic()
+        last, held = self._unreached_log.get(alarm.site, (float("-inf"), 0))
+        if wall - last < self.settings.patrol.unreached_log_interval_s:
+            self._unreached_log[alarm.site] = (last, held + 1)
+            return
+        self._unreached_log[alarm.site] = (wall, 0)
+        logger.warning(
+            "ALARM id=%s escalated tier=%s audience=%s recipients=0 site=%s (reached nobody; %s more held back)",
+            alarm.id,
+            tier_no,
+            audience,
+            alarm.site,
+            held,
+        )
+
+    def _raise_nobody_reached(self, origin: Alarm, now: datetime, audience: str) -> None:
+        """Escalation ran out of people: a site-level alarm to everyone of the site, the fallback and operations."""
+        self.metrics.nobody_reached.inc()
+        resident = self.resident(origin.site, origin.resident_id)
+        where = f" room {resident.room}" if resident else ""
+        logger.warning(
+            "ALARM id=%s nobody reached site=%s rule=%s audience=%s fallback=%s",
+            origin.id,
+            origin.site,
+            origin.rule_id,
+            audience,
+            "yes" if self.fallback_phones(origin.site) else "none configured",
+        )
+        self.store.save(origin, "desk", "nobody_reached", f"audience={audience}", now)
+        self.apply(
+            AlarmDecision(
+                action=DecisionAction.RAISE,
+                key=f"{NOBODY_REACHED}:{origin.site}",
+                rule_id=NOBODY_REACHED,
+                category=AlarmCategory.CARE,
+                severity=Severity.CRITICAL,
+                site=origin.site,
+                at=now,
+                reason=f"nobody reached for {origin.rule_id}{where}",
+                repeat=True,
+            )
+        )
 
     # --- reading -----------------------------------------------------------------------------------------------
 
@@ -369,6 +536,11 @@ class Desk:
     def get(self, alarm_id: str) -> Alarm | None:
         """An open alarm by id."""
         return self._alarms.get(alarm_id)
+
+    def get_open_by_key(self, key: str) -> Alarm | None:
+        """The open alarm under a rule key (`{rule_id}:{subject}`)."""
+        alarm_id = self._by_key.get(key)
+        return self._alarms.get(alarm_id) if alarm_id else None
 
     def residents_for(self, staff: StaffMember) -> list[tuple[Site, Resident]]:
         """Residents of this person's units, by site and room."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from hub.model import Resident, Site
 from hub.staff import StaffMember
@@ -19,6 +20,7 @@ class DeskDirectory:
         self._residents: dict[tuple[str, str], Resident] = {}
         self._device_resident: dict[tuple[str, str], str | None] = {}
         self._safety: set[tuple[str, str]] = set()
+        self.duty: dict[int, datetime] = {}  # staff id -> end of the shift they signed on to
 
     def set_sites(self, sites: Iterable[Site]) -> None:
         """Replace the inventory."""
@@ -30,6 +32,15 @@ class DeskDirectory:
     def set_staff(self, staff: Iterable[StaffMember]) -> None:
         """Replace the staff directory."""
         self.staff = list(staff)
+
+    def set_duty(self, duty: dict[int, datetime]) -> None:
+        """Replace who is signed on to a shift (staff id -> until)."""
+        self.duty = dict(duty)
+
+    def on_duty(self, staff: StaffMember, now: datetime) -> bool:
+        """True while the person's shift lasts."""
+        until = self.duty.get(staff.id)
+        return until is not None and until > now
 
     @property
     def site_count(self) -> int:

@@ -29,17 +29,27 @@ _BACKOFF_MAX_S = 10.0
 _UPSERT = """
 INSERT INTO desk_alarms (id, key, rule_id, category, severity, site, unit, resident_id, device_id, reason,
     unregistered, state, outcome, note, count, raised_at, updated_at, accepted_at, accepted_by, closed_at,
-    next_tier, next_escalation_at, version)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+    next_tier, next_escalation_at, version, condition_ended_at, condition_note, ringing_since, accepted_by_id,
+    incidents, unreached)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
+    $24, $25, $26, $27, $28, $29)
 ON CONFLICT (id) DO UPDATE SET severity = EXCLUDED.severity, reason = EXCLUDED.reason, state = EXCLUDED.state,
     outcome = EXCLUDED.outcome, note = EXCLUDED.note, count = EXCLUDED.count, updated_at = EXCLUDED.updated_at,
     accepted_at = EXCLUDED.accepted_at, accepted_by = EXCLUDED.accepted_by, closed_at = EXCLUDED.closed_at,
-    next_tier = EXCLUDED.next_tier, next_escalation_at = EXCLUDED.next_escalation_at, version = EXCLUDED.version
+    next_tier = EXCLUDED.next_tier, next_escalation_at = EXCLUDED.next_escalation_at, version = EXCLUDED.version,
+    condition_ended_at = EXCLUDED.condition_ended_at, condition_note = EXCLUDED.condition_note,
+    ringing_since = EXCLUDED.ringing_since, accepted_by_id = EXCLUDED.accepted_by_id,
+    incidents = EXCLUDED.incidents, unreached = EXCLUDED.unreached
 WHERE desk_alarms.version <= EXCLUDED.version
 """
 _LOG = "INSERT INTO desk_alarm_log (alarm_id, at, actor, action, state, detail) VALUES ($1, $2, $3, $4, $5, $6)"
 _ACCESS = (
     "INSERT INTO resident_access_log (at, staff_id, role, site, resident_id, purpose) VALUES ($1, $2, $3, $4, $5, $6)"
+)
+
+_DUTY = (
+    "INSERT INTO staff_duty (staff_id, since, until) VALUES ($1, $2, $3)"
+    " ON CONFLICT (staff_id) DO UPDATE SET since = EXCLUDED.since, until = EXCLUDED.until"
 )
 
 
@@ -68,6 +78,12 @@ def _snapshot(a: Alarm) -> tuple[Any, ...]:
         a.next_tier,
         a.next_escalation_at,
         a.version,
+        a.condition_ended_at,
+        a.condition_note,
+        a.ringing_since,
+        a.accepted_by_id,
+        a.incidents,
+        a.unreached,
     )
 
 
@@ -95,6 +111,11 @@ class DeskStore:
     def access(self, at: datetime, staff_id: int, role: str, site: str, resident_id: str, purpose: str) -> None:
         """Queue one resident access log row."""
         self._queue.append(("access", (at, staff_id, role, site, resident_id, purpose)))
+        self._kick()
+
+    def duty(self, staff_id: int, at: datetime, until: datetime | None) -> None:
+        """Queue a sign-on (until the shift's end) or a sign-off (`until` None)."""
+        self._queue.append(("duty", (staff_id, at, until)))
         self._kick()
 
     def _kick(self) -> None:
@@ -131,11 +152,14 @@ class DeskStore:
         latest: dict[str, tuple[Any, ...]] = {}
         logs: list[tuple[Any, ...]] = []
         accesses: list[tuple[Any, ...]] = []
+        duty: list[tuple[Any, ...]] = []
         for kind, row in batch:
             if kind == "alarm":
                 latest[row[0]] = row
             elif kind == "log":
                 logs.append(row)
+            elif kind == "duty":
+                duty.append(row)
             else:
                 accesses.append(row)
         async with self._db.acquire() as conn, conn.transaction():
@@ -145,6 +169,11 @@ class DeskStore:
                 await conn.executemany(_LOG, logs)
             if accesses:
                 await conn.executemany(_ACCESS, accesses)
+            for staff_id, at, until in duty:
+                if until is None:
+                    await conn.execute("DELETE FROM staff_duty WHERE staff_id = $1", staff_id)
+                else:
+                    await conn.execute(_DUTY, staff_id, at, until)
 
     async def load_open(self) -> list[asyncpg.Record]:
         """Open alarms as stored."""

@@ -72,12 +72,12 @@ def audience_members(
 
 
 def escalation_step(
-    settings: DeskSettings, directory: DeskDirectory, alarm: Alarm, now: datetime
+    settings: DeskSettings, directory: DeskDirectory, alarm: Alarm, now: datetime, *, duty_required: bool = False
 ) -> tuple[int, str, tuple[StaffMember, ...]]:
     """Advance the alarm to its next tier: returns (tier number, audience, recipients) of the tier due now.
 
     A technical alarm's `unit` tier reaches nobody at night, unless the alarm is a safety device going silent, which
-    reaches the whole unit at night whatever the tier.
+    reaches the whole unit at night whatever the tier. With `duty_required`, only people signed on to a shift count.
     """
     policy = policy_for(settings, alarm.site, alarm.category)
     tier_no = alarm.next_tier
@@ -88,6 +88,8 @@ def escalation_step(
             recipients = []
         elif alarm.wakes_patrol:
             recipients += [s for s in directory.who_sees(alarm.site, alarm.unit) if s not in recipients]
+    if duty_required:
+        recipients = [s for s in recipients if directory.on_duty(s, now)]
     alarm.next_tier = tier_no + 1
-    alarm.next_escalation_at = next_escalation_at(policy, alarm.raised_at, alarm.next_tier, now)
+    alarm.next_escalation_at = next_escalation_at(policy, alarm.ring_base, alarm.next_tier, now)
     return tier_no, audience, tuple(recipients)

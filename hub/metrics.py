@@ -82,6 +82,17 @@ class Metrics:
             registry=r,
         )
         self.escalations = Counter("vaka_alarm_escalations", "Escalation tiers notified", ["category"], registry=r)
+        # the night patrol (issue 17): nobody reached, repeats that ring again, handovers
+        self.escalations_unreached = Counter(
+            "vaka_alarm_escalations_unreached", "Escalation tiers that found nobody to notify", ["category"], registry=r
+        )
+        self.nobody_reached = Counter(
+            "vaka_alarms_nobody_reached", "Alarms for which a site-level 'nobody reached' alarm was raised", registry=r
+        )
+        self.alarm_repeats = Counter(
+            "vaka_alarm_repeats", "New incidents on an open alarm (ring again)", ["category"], registry=r
+        )
+        self.alarm_handovers = Counter("vaka_alarm_handovers", "Alarms taken over from a colleague", registry=r)
         # notifications
         self.notifications_sent = Counter(
             "vaka_notifications_sent", "Notifications handed to a channel", ["channel"], registry=r

@@ -228,6 +228,23 @@ class DeskSettings(_Section):
     inventory_refresh_s: float = Field(default=60.0, gt=0, description="how often the desk re-reads the inventory")
 
 
+class PatrolSettings(_Section):
+    """Who is on duty and where an alarm goes when escalation finds nobody (issue 17)."""
+
+    duty_required: bool = Field(
+        default=True,
+        description="escalation tiers reach only staff signed on to a shift (page or `vaka staff duty`)",
+    )
+    shift_hours: float = Field(default=10.0, gt=0, le=24, description="a sign-on on the page lasts this long")
+    fallback_phones: dict[str, str] = Field(
+        default_factory=dict,
+        description="site id (or *) -> number the SMS/voice gateway calls when an alarm reaches nobody",
+    )
+    unreached_log_interval_s: float = Field(
+        default=60.0, gt=0, description="at most one 'reached nobody' log line per site this often (the rest counted)"
+    )
+
+
 class NotifySettings(_Section):
     webhook_urls: list[str] = Field(default_factory=list, description="Standard Webhooks receivers (alarm, DECT)")
     webhook_secret: SecretStr | None = Field(default=None, description="whsec_<base64> signing secret")
@@ -330,6 +347,7 @@ class Settings(BaseSettings):
     clock: ClockSettings = Field(default_factory=ClockSettings)
     rules: RuleSettings = Field(default_factory=RuleSettings)
     desk: DeskSettings = Field(default_factory=DeskSettings)
+    patrol: PatrolSettings = Field(default_factory=PatrolSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
     relatives: RelativesSettings = Field(default_factory=RelativesSettings)

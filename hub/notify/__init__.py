@@ -41,6 +41,7 @@ class Notification:
     tier: int | None = None
     audience: str | None = None
     ring: bool = True
+    phones: tuple[str, ...] = ()  # numbers beyond the recipients' own: the site's fallback when nobody was reached
 
 
 class Notifier(Protocol):

@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 def sms_text(notification: Notification) -> str:
     """The text sent: short, no names."""
     a = notification.alarm
+    if a["rule_id"] == "nobody_reached":
+        return f"Vaka: larm har inte nått någon / an alarm reached nobody - {a['id'][:8]}. Öppna Vaka."
     unit = "OBS: okänd enhet / unregistered device. " if a.get("unregistered") else ""
     return f"Vaka larm {a['rule_id']} ({a['severity']}) {a.get('resident_id') or a.get('device_id') or ''} {unit}- {a['id'][:8]}"
 
@@ -33,8 +35,10 @@ class SmsNotifier:
         self._settings = settings
 
     def wants(self, notification: Notification) -> bool:
-        """Escalations to people who have a phone number."""
-        return notification.event == "escalation" and any(r.phone for r in notification.recipients)
+        """Escalations to people who have a phone number, and to a fallback number."""
+        return notification.event == "escalation" and (
+            bool(notification.phones) or any(r.phone for r in notification.recipients)
+        )
 
     async def send(self, notification: Notification) -> None:
         """POST one message per phone number; NotifyError when any fails after all attempts."""
@@ -44,7 +48,7 @@ class SmsNotifier:
         if self._settings.sms_token:
             headers["authorization"] = f"Bearer {self._settings.sms_token.get_secret_value()}"
         text = sms_text(notification)
-        phones = sorted({r.phone for r in notification.recipients if r.phone})
+        phones = sorted({r.phone for r in notification.recipients if r.phone} | set(notification.phones))
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             results = await asyncio.gather(
                 *(self._post(session, url, headers, phone, text, f"{notification.id}:{phone}") for phone in phones)

@@ -115,8 +115,11 @@ async def migrated_database(settings: Settings, metrics: Metrics) -> AsyncIterat
         await db.close()
 
 
-async def add_inventory_and_staff(db: Database, site: str) -> dict[str, StaffMember]:
-    """The test site's inventory and staff: anna+bo (unit A), nils (nurse, A), lisa (admin, site), carl (unit B)."""
+async def add_inventory_and_staff(db: Database, site: str, *, on_duty: bool = True) -> dict[str, StaffMember]:
+    """The test site's inventory and staff: anna+bo (unit A), nils (nurse, A), lisa (admin, site), carl (unit B).
+
+    With `on_duty` everyone is signed on to a long shift (escalation reaches only people on duty).
+    """
     people = {
         "anna": (Role.STAFF, [(site, "A")], "+46700000001"),
         "bo": (Role.STAFF, [(site, "A")], None),
@@ -137,5 +140,10 @@ async def add_inventory_and_staff(db: Database, site: str) -> dict[str, StaffMem
                 display_name=name.title(),
                 phone=phone,
                 lang="en",
+            )
+        if on_duty:
+            await conn.executemany(
+                "INSERT INTO staff_duty (staff_id, since, until) VALUES ($1, $2, $3)",
+                [(m.id, datetime(2020, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)) for m in members.values()],
             )
     return members

@@ -138,6 +138,9 @@ async def test_lifecycle_is_published_logged_and_persisted(
         "raised_at",
         "updated_at",
         "accepted_by",
+        "count",
+        "incidents",
+        "condition_ended_at",
     }
     assert last["accepted_by"] == "Anna"
     assert last["resident_id"] == f"{unique}-r1"
@@ -162,22 +165,23 @@ async def test_lifecycle_is_published_logged_and_persisted(
             await conn.execute("UPDATE desk_alarm_log SET actor = 'x' WHERE alarm_id = $1", alarm.id)
 
 
-async def test_clear_cancels_a_raised_alarm_but_only_annotates_an_accepted_one(
+async def test_a_clear_or_device_cancel_marks_the_condition_ended_but_the_care_alarm_stays(
     world: World, unique: str, staff: dict[str, StaffMember]
 ) -> None:
     desk = world.desk
     first = desk.apply(decision(unique))
     assert first is not None
     desk.apply(decision(unique, DecisionAction.CLEAR, reason="resident back in bed"))
-    assert desk.get(first.id) is None
-    assert first.state is AlarmState.CANCELLED
-    second = desk.apply(decision(unique))
-    assert second is not None
-    assert second.id != first.id
-    desk.accept(second.id, staff["anna"])
+    assert desk.get(first.id) is first
+    assert first.state is AlarmState.RAISED
+    assert first.condition_note == "resident back in bed"
+    assert desk.view(first)["ring"] is True  # nobody has seen to the person yet: it keeps ringing
+    desk.accept(first.id, staff["anna"])
     desk.apply(decision(unique, DecisionAction.CANCEL, reason="device withdrew"))
-    assert desk.get(second.id) is second
-    assert second.state is AlarmState.ACCEPTED
+    assert desk.get(first.id) is first
+    assert first.state is AlarmState.ACCEPTED
+    assert world.closed == []
+    desk.resolve(first.id, staff["anna"], Outcome.FALSE_ALARM)
     assert world.closed == [f"fall_detected:{unique}-r1"]
 
 

@@ -130,6 +130,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     ctx.metrics.logins.labels("ok").inc()
     token, _ = await ctx.sessions.create(staff)
     logger.info("staff login staff=%s role=%s", staff.id, staff.role.value)
+    if ctx.desk.on_duty(staff) is None:
+        ctx.desk.sign_on(staff)  # signing in starts the shift: escalation reaches those on duty
     response = redirect("/staff/")
     set_cookie(response, SESSION_COOKIE, token, secure=ctx.settings.http.cookie_secure)
     response.del_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
@@ -137,7 +139,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    """End the session."""
+    """End the session and the shift."""
+    _ctx(request).desk.sign_off(_session(request).staff)
     await _ctx(request).sessions.delete(request.cookies.get(SESSION_COOKIE, ""))
     response = redirect("/staff/login")
     response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
