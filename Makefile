@@ -5,7 +5,24 @@ BIN := $(VENV)/bin
 VAKA := $(BIN)/vaka
 SPEED ?= 30
 RESIDENTS ?= 12
+NIGHTS ?= 7
+SITE ?= demo
+HTTP_HOST ?= 127.0.0.1
+HTTP_PORT ?= 8080
+MQTT_HOST ?= 127.0.0.1
+MQTT_PORT ?= 1883
+MQTT_CLIENT_ID ?= vaka-hub
+DEMO_LANG ?= sv
 export VAKA_DB__DSN ?= postgresql://postgres@127.0.0.1:5432/vaka
+export VAKA_HTTP__HOST ?= $(HTTP_HOST)
+export VAKA_HTTP__PORT ?= $(HTTP_PORT)
+export VAKA_HTTP__PUBLIC_URL ?= http://$(HTTP_HOST):$(HTTP_PORT)
+export VAKA_MQTT__HOST ?= $(MQTT_HOST)
+export VAKA_MQTT__PORT ?= $(MQTT_PORT)
+export VAKA_MQTT__CLIENT_ID ?= $(MQTT_CLIENT_ID)
+URL = http://$(VAKA_HTTP__HOST):$(VAKA_HTTP__PORT)
+# demo accounts: user, role, password (the password is the user name + "-demo")
+DEMO_ACCOUNTS := natt1:staff natt2:staff sjuksk1:nurse ledare1:admin
 
 .PHONY: run test services venv lint typecheck clean i18n-extract
 
@@ -22,18 +39,23 @@ services:
 
 run: services venv
 	mkdir -p var
-	$(VAKA) simulate --inventory var/inventory.yaml --write-only --residents $(RESIDENTS) --seed 7
+	$(VAKA) simulate --inventory var/inventory.yaml --write-only --residents $(RESIDENTS) --seed 7 --site $(SITE)
 	$(VAKA) migrate
 	$(VAKA) site load var/inventory.yaml
-	echo natt1-demo | $(VAKA) staff add natt1 --role staff --unit 'demo/*' --lang en --password-stdin \
-		|| echo natt1-demo | $(VAKA) staff add natt1 --role staff --unit 'demo/*' --lang en --password-stdin --update
+	for account in $(DEMO_ACCOUNTS); do user=$${account%%:*}; role=$${account##*:}; \
+		echo $$user-demo | $(VAKA) staff add $$user --role $$role --unit '$(SITE)/*' --lang $(DEMO_LANG) --password-stdin \
+		|| echo $$user-demo | $(VAKA) staff add $$user --role $$role --unit '$(SITE)/*' --lang $(DEMO_LANG) \
+			--password-stdin --update || exit 1; done
 	VAKA_CLOCK__MODE=simulated VAKA_HTTP__COOKIE_SECURE=false $(VAKA) serve > var/hub.log 2>&1 & echo $$! > var/hub.pid; \
 	trap 'kill $$(cat var/hub.pid) 2>/dev/null; wait' EXIT INT TERM; \
-	for i in $$(seq 1 60); do curl -sf http://127.0.0.1:8080/healthz >/dev/null && break; sleep 0.5; done; \
-	echo; echo "Vaka is up: open http://127.0.0.1:8080/ and log in as natt1 / natt1-demo (Ctrl-C stops)"; \
-	echo "metrics: http://127.0.0.1:8080/metrics  readiness: http://127.0.0.1:8080/readyz  hub log: var/hub.log"; \
+	for i in $$(seq 1 60); do curl -sf $(URL)/healthz >/dev/null && break; sleep 0.5; done; \
+	curl -sf $(URL)/healthz >/dev/null || { echo "the hub did not come up on $(URL): see var/hub.log"; exit 1; }; \
+	echo; echo "Vaka is up: open $(URL)/ and log in as natt1 / natt1-demo (Ctrl-C stops)"; \
+	echo "also: natt2 / natt2-demo (staff), sjuksk1 / sjuksk1-demo (nurse), ledare1 / ledare1-demo (lead)"; \
+	echo "metrics: $(URL)/metrics  readiness: $(URL)/readyz  hub log: var/hub.log"; \
 	echo "ground truth of the simulated incidents: var/truth.jsonl"; echo; \
-	$(VAKA) simulate --residents $(RESIDENTS) --seed 7 --speed $(SPEED) --nights 7 --truth var/truth.jsonl
+	$(VAKA) simulate --residents $(RESIDENTS) --seed 7 --site $(SITE) --host $(MQTT_HOST) --port $(MQTT_PORT) \
+		--speed $(SPEED) --nights $(NIGHTS) --truth var/truth.jsonl
 
 lint: venv
 	$(BIN)/ruff check .
