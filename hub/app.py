@@ -28,6 +28,7 @@ from alarms.rules import default_pack_path, load_rules
 from hub import recovery, snapshots
 from hub.clock import CLOCK_TOPIC, Clock, SimulatedClock, WallClock
 from hub.desk import Desk
+from hub.followup import rollup
 from hub.ingest import Ingest
 from hub.inventory import build_directory, devices_by_id
 from hub.metrics import Metrics
@@ -200,6 +201,17 @@ class Hub:
         tasks.append(group.create_task(self.desk.run_loop(), name="vaka.desk"))
         tasks.append(group.create_task(self._engine_loop(), name="vaka.engine"))
         tasks.append(group.create_task(self._housekeeping_loop(), name="vaka.housekeeping"))
+        tasks.append(
+            group.create_task(
+                rollup.refresh_loop(
+                    self.settings.db.dsn.get_secret_value(),
+                    self.settings.db.db_schema,
+                    self.settings.followup.refresh_interval_s,
+                    self.clock.now,
+                ),
+                name="vaka.followup",
+            )
+        )
         for conn in connections:
             tasks.append(group.create_task(conn.run_loop(), name=f"vaka.mqtt.{conn.name}"))
         logger.info("hub started: http port %s, %s sites, clock %s", self.http_port, len(self._sites), s.clock.mode)

@@ -10,7 +10,9 @@ Days are local days in `ZONE`: one fixed zone, so both paths bucket identically 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -154,3 +156,20 @@ async def refresh(conn: asyncpg.Connection, now: datetime, since: date | None = 
         now,
     )
     return written
+
+
+async def refresh_loop(dsn: str, schema: str, interval_s: float, now: Callable[[], datetime]) -> None:
+    """Keep the plain-PostgreSQL rollup current (on TimescaleDB its refresh policy does this): every `interval_s`,
+    on a connection of its own without the hub's statement limit, so a long refresh never touches the alarm path."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            conn = await asyncpg.connect(dsn, timeout=10, server_settings={"search_path": schema})
+            try:
+                if await mode(conn) == "native":
+                    rows = await refresh(conn, now())
+                    logger.debug("follow-up rollup refreshed: %s rows", rows)
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            logger.warning("follow-up rollup not refreshed (%s); next try in %.0f s", exc, interval_s)

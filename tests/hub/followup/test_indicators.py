@@ -9,6 +9,7 @@ import pytest
 
 from hub.followup import rollup
 from hub.followup.indicators import INDICATORS, PeriodError, Scope, compute, month, parse_period, quarter
+from hub.settings import DbSettings
 from tests.hub.followup.conftest import SITE
 
 NOVEMBER = month("2026-11")
@@ -122,3 +123,22 @@ def test_every_indicator_is_documented() -> None:
     doc = (Path(__file__).parents[3] / "docs" / "indicators.md").read_text(encoding="utf-8")
     missing = [i.id for i in INDICATORS if f"`{i.id}`" not in doc]
     assert not missing, f"indicators without a definition in docs/indicators.md: {missing}"
+
+
+async def test_the_hub_keeps_the_rollup_current(known_month: asyncpg.Connection, db_settings: DbSettings) -> None:
+    import asyncio
+    import contextlib
+
+    task = asyncio.create_task(
+        rollup.refresh_loop(db_settings.dsn.get_secret_value(), db_settings.db_schema, 0.05, lambda: NOW)
+    )
+    try:
+        async with asyncio.timeout(20):
+            while not await known_month.fetchval("SELECT count(*) FROM followup_device_day"):  # noqa: ASYNC110  (the database has nothing to wait on)
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    r = await compute(known_month, Scope(SITE), NOVEMBER)
+    assert r.get("tech.devices_reporting", device_class="fall_radar") == 2
