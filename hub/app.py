@@ -43,6 +43,7 @@ from hub.store.state import load_engine_state, save_engine_state
 from hub.store.writer import Writer
 from hub.web import create_app
 from hub.web.ops import Readiness
+from hub.web.relatives import setup_relatives
 from hub.web.staff import setup_staff
 
 logger = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ class Hub:
             ),
         )
         setup_staff(app, desk=self.desk, db=self.db, settings=s, metrics=self.metrics)
+        setup_relatives(app, db=self.db, settings=s)
         # open staff pages hold WebSockets: shutdown closes them, and waits at most a few seconds for stragglers
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=HTTP_SHUTDOWN_S)
         await runner.setup()

@@ -154,7 +154,7 @@ async def session(conn: asyncpg.Connection, token: str | None, at: datetime, idl
         return None
     row = await conn.fetchrow(
         "UPDATE relative_sessions ss SET last_seen = $2 FROM relatives r WHERE ss.token_sha256 = $1"
-        " AND r.id = ss.relative_id AND r.active AND ss.last_seen > $2 - make_interval(secs => $3)"
+        " AND r.id = ss.relative_id AND r.active AND ss.last_seen > $2::timestamptz - make_interval(secs => $3::float8)"
         " RETURNING r.id, r.email, r.lang, ss.csrf_token",
         token_hash(token),
         at,

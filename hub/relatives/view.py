@@ -105,7 +105,8 @@ async def night_summary(conn: asyncpg.Connection, resident_id: str, at: datetime
 
 
 async def alarm_notices(conn: asyncpg.Connection, resident_id: str, at: datetime) -> list[dict[str, str]]:
-    """Alarms for the resident handled in the last 24 hours: when, and the category only."""
+    """Alarms for the resident handled in the last 24 hours: when (the site's time), and the category only."""
+    zone = await _site_zone(conn, resident_id)
     rows = await conn.fetch(
         "SELECT category, closed_at FROM desk_alarms WHERE resident_id = $1 AND closed_at IS NOT NULL"
         " AND closed_at > $2 AND closed_at <= $3 ORDER BY closed_at DESC",
@@ -113,7 +114,10 @@ async def alarm_notices(conn: asyncpg.Connection, resident_id: str, at: datetime
         at - NOTICE_WINDOW,
         at,
     )
-    return [{"handled_at": r["closed_at"].isoformat(), "category": r["category"]} for r in rows]
+    return [
+        {"handled_at": r["closed_at"].astimezone(zone).isoformat(timespec="minutes"), "category": r["category"]}
+        for r in rows
+    ]
 
 
 async def device_health(conn: asyncpg.Connection, resident_id: str) -> dict[str, str]:

@@ -46,3 +46,21 @@ RULES = [
     N_("rule.restless_night"),
     N_("rule.frequent_bathroom_visits"),
 ]
+
+# the relatives page (hub/web/templates/relatives/)
+RELATIVES = [
+    N_("relatives.night.calm"),
+    N_("relatives.night.restless"),
+    N_("relatives.night.alarms"),
+    N_("relatives.category.care"),
+    N_("relatives.category.technical"),
+    N_("relatives.devices.ok"),
+    N_("relatives.devices.needs_service"),
+    N_("relatives.invite.used"),
+    N_("relatives.invite.expired"),
+    N_("relatives.invite.unknown"),
+    N_("relatives.invite.differ"),
+    N_("relatives.invite.short"),
+    N_("relatives.login.failed"),
+    N_("relatives.login.limited"),
+]

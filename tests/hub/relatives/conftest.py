@@ -1,19 +1,26 @@
-"""A migrated schema with the desk tests' site (residents r1, r2 in unit A, r3 in unit B) and staff, and `vaka`."""
+"""A migrated schema with the desk tests' site (residents r1, r2 in unit A, r3 in unit B) and staff, `vaka`, and a
+running relatives page."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiohttp import web
 
 from hub.metrics import Metrics
+from hub.relatives.accounts import invite
+from hub.relatives.consent import GivenBy, Scope, grant, revoke
 from hub.settings import Settings
 from hub.staff import StaffMember
 from hub.store.db import Database
+from hub.web.relatives import setup_relatives
 from tests.conftest import PG_DSN
 from tests.hub.desk_support import add_inventory_and_staff, migrated_database
 
@@ -44,3 +51,93 @@ async def home(settings: Settings, metrics: Metrics, unique: str) -> AsyncIterat
     async with migrated_database(settings, metrics) as db:
         staff = await add_inventory_and_staff(db, unique)
         yield Home(unique, db, settings, staff)
+
+
+class HeldClock:
+    """Wall time that a test can move forward (consents ending, invitations expiring)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+@dataclass
+class RelativesSite:
+    """A running relatives page on http://localhost:PORT with the test's home behind it."""
+
+    home: Home
+    url: str
+    clock: HeldClock
+    app: web.Application
+
+    async def invite(self, email: str, resident: str, at: datetime | None = None) -> str:
+        """The invitation link for `email` (as `vaka relative invite` prints it)."""
+        async with self.home.db.acquire() as conn:
+            token, _ = await invite(
+                conn, email=email, resident_id=resident, created_by=f"nils-{self.home.site}", at=at or self.clock()
+            )
+        return f"{self.url}/relative/invite/{token}"
+
+    async def grant(self, email: str, resident: str, *scopes: Scope, until: datetime | None = None) -> None:
+        async with self.home.db.acquire() as conn:
+            await grant(
+                conn,
+                resident_id=resident,
+                relative_email=email,
+                scopes=list(scopes),
+                given_by=GivenBy.RESIDENT,
+                recorded_by=f"nils-{self.home.site}",
+                text_version="2026-1",
+                at=self.clock(),
+                valid_until=until,
+            )
+
+    async def revoke(self, email: str, resident: str, *scopes: Scope) -> None:
+        async with self.home.db.acquire() as conn:
+            await revoke(
+                conn,
+                resident_id=resident,
+                relative_email=email,
+                scopes=list(scopes) or None,
+                recorded_by=f"nils-{self.home.site}",
+                at=self.clock(),
+            )
+
+    async def access_rows(self, resident: str | None = None) -> list[tuple[str, str, str]]:
+        """(resident, what, role) of every access-log row, oldest first."""
+        async with self.home.db.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT resident_id, purpose, role FROM resident_access_log"
+                " WHERE $1::text IS NULL OR resident_id = $1 ORDER BY seq",
+                resident,
+            )
+        return [(r["resident_id"], r["purpose"], r["role"]) for r in rows]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def relatives_site(home: Home) -> AsyncIterator[RelativesSite]:
+    port = _free_port()
+    # a passkey's relying party must be a host name: localhost, never 127.0.0.1
+    home.settings.http.public_url = f"http://localhost:{port}"
+    clock = HeldClock()
+    app = web.Application()
+    setup_relatives(app, db=home.db, settings=home.settings, now=clock)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield RelativesSite(home, home.settings.http.public_url, clock, app)
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,71 @@
+"""The relatives page and API under /relative/: phone-first, Swedish, English, Finnish and Arabic (right to left).
+
+A relative sees only the residents and scopes consented to them now; every request re-checks consent against the
+database (`hub.relatives.view.authorize`), the HTML and the JSON alike, and every read of a resident's status is one
+row in the access log, written in the same transaction as the read. Mounted as a sub-application so its session,
+Origin and header rules apply only here. See docs/relatives.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import jinja2
+from aiohttp import web
+
+from hub.web.staff import STATIC_DIR, TEMPLATES_DIR
+from hub.web.staff.security import LoginLimiter, security_headers
+
+if TYPE_CHECKING:
+    from hub.settings import Settings
+    from hub.store.pool import Database
+    from hub.web.relatives.passkeys import Challenges
+
+RELATIVES_STATIC_DIR = STATIC_DIR.parent / "relatives"
+
+
+def wall_clock() -> datetime:
+    """Consents, sessions and the access log run on wall time, whatever clock the alarm lane follows."""
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class RelativesContext:
+    """What the relatives handlers share."""
+
+    db: Database
+    settings: Settings
+    jinja: jinja2.Environment
+    challenges: Challenges
+    now: Callable[[], datetime] = wall_clock
+    # per account and per address, like the staff login (sec-web's (account, address) throttle can replace it)
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+
+
+CONTEXT = web.AppKey("vaka_relatives", RelativesContext)
+
+
+def setup_relatives(
+    app: web.Application, *, db: Database, settings: Settings, now: Callable[[], datetime] = wall_clock
+) -> web.Application:
+    """Add the relatives page and API under /relative/ to `app`; returns the sub-application."""
+    from hub.web.relatives import api, pages, passkeys
+
+    jinja = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(default=True),
+        undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
+    )
+    ctx = RelativesContext(db, settings, jinja, passkeys.Challenges(), now)
+    sub = web.Application(middlewares=[security_headers, pages.session_middleware])
+    sub[CONTEXT] = ctx
+    pages.add_routes(sub)
+    api.add_routes(sub)
+    passkeys.add_routes(sub)
+    sub.router.add_static("/static/", RELATIVES_STATIC_DIR)
+    app.add_subapp("/relative/", sub)
+    return sub
