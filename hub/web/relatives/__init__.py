@@ -61,7 +61,7 @@ def setup_relatives(
         extensions=["jinja2.ext.i18n"],
     )
     ctx = RelativesContext(db, settings, jinja, passkeys.Challenges(), now)
-    sub = web.Application(middlewares=[security_headers, pages.session_middleware])
+    sub = web.Application(middlewares=[pages.same_origin_referrer, security_headers, pages.session_middleware])
     sub[CONTEXT] = ctx
     pages.add_routes(sub)
     api.add_routes(sub)

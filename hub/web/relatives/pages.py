@@ -63,6 +63,19 @@ def redirect(location: str) -> web.Response:
 
 
 @web.middleware
+async def same_origin_referrer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Referrer-Policy same-origin (not no-referrer), so the browser sends our Origin on POSTs and fetches."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["Referrer-Policy"] = "same-origin"
+        raise
+    if not response.prepared:
+        response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+@web.middleware
 async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every POST from our own origin; every route but login, invitation and static files needs a live session."""
     ctx = _ctx(request)
