@@ -19,11 +19,13 @@ class StaffError(VakaError):
 
 
 class Role(enum.StrEnum):
-    """What a person may do: staff answer alarms, nurses are escalated to, admins lead the team."""
+    """What a person may do: staff answer alarms, nurses are escalated to, admins lead the team, managers read the
+    follow-up of their units (no alarms, no residents)."""
 
     STAFF = "staff"
     NURSE = "nurse"
     ADMIN = "admin"
+    MANAGER = "manager"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,12 @@ class StaffMember:
         return self.display_name or self.username
 
     def sees(self, site: str, unit: str | None) -> bool:
-        """True when an alarm or resident of this site and unit is theirs; unit None means the whole site."""
+        """True when an alarm or resident of this site and unit is theirs; unit None means the whole site.
+
+        Managers follow their units up in aggregate (the follow-up page) and never see an alarm or a resident.
+        """
+        if self.role is Role.MANAGER:
+            return False
         if unit is None:
             return any(s == site for s, _ in self.units)
         return (site, unit) in self.units or (site, ALL_UNITS) in self.units

@@ -192,7 +192,7 @@ def to_html(report: Report, lang: Lang) -> str:
     )
 
 
-def to_pdf(report: Report, lang: Lang, out: io.BufferedIOBase | Path) -> None:
+def to_pdf(report: Report, lang: Lang, out: io.BufferedIOBase | io.BytesIO | Path) -> None:
     """A PDF: the table over as many A4 pages as it needs, then one page per chart."""
     rows = _table_rows(report, lang)
     header = (text("indicator", lang), text("breakdown", lang), report.current.period.label,

@@ -64,3 +64,4 @@ RELATIVES = [
     N_("relatives.login.failed"),
     N_("relatives.login.limited"),
 ]
+FOLLOWUP_CHARTS = [N_("followup.chart_1"), N_("followup.chart_2"), N_("followup.chart_3")]

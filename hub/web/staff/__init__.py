@@ -79,6 +79,11 @@ def setup_staff(
     sub.router.add_post("/login", login_submit)
     sub.router.add_post("/logout", logout)
     sub.router.add_get("/residents", residents_page, name="residents")
+    from hub.web.staff.followup import followup_chart, followup_download, followup_page
+
+    sub.router.add_get("/followup", followup_page, name="followup")
+    sub.router.add_get("/followup/chart/{name}.svg", followup_chart)
+    sub.router.add_get("/followup/report.{fmt}", followup_download)
     sub.router.add_post("/alarms/{alarm_id}/{action}", alarm_action)
     sub.router.add_get("/push/key", push_key)
     sub.router.add_post("/push/subscribe", push_subscribe)

@@ -13,6 +13,7 @@ from hub.alarm import Alarm
 from hub.desk import DeskError
 from hub.model import Outcome
 from hub.notify.webpush import PushSubscription
+from hub.staff import Role
 from hub.store.staff import authenticate
 from hub.web.i18n import pick_lang, rule_label, rule_labels, translations
 from hub.web.staff import CONTEXT, STATIC_DIR, StaffContext
@@ -156,6 +157,8 @@ async def alarms_page(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     session = _session(request)
     staff = session.staff
+    if staff.role is Role.MANAGER:
+        raise web.HTTPFound("/staff/followup")
     alarms: list[Alarm] = ctx.desk.open_alarms_for(staff)
     views = [ctx.desk.view(a) for a in alarms]
     ctx.desk.log_resident_reads(staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "alarm_list")
