@@ -18,7 +18,7 @@ from types import ModuleType
 from hub.settings import SettingsError
 
 GROUP = "vaka.adapters"
-BUILT_IN = ("native", "zigbee2mqtt", "frigate", "fall_radar", "medication_robot")
+BUILT_IN = ("native", "zigbee2mqtt", "frigate", "fall_radar", "medication_robot", "scaip")
 
 
 def available_adapters() -> dict[str, str]:

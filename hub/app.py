@@ -34,6 +34,7 @@ from hub.inventory import build_directory, devices_by_id
 from hub.metrics import Metrics
 from hub.model import EARLIEST_EVENT, AlarmDecision, Event, Site
 from hub.mqtt import Message, MqttConnection
+from hub.scaip.receiver import ScaipReceiver
 from hub.settings import Settings
 from hub.store.db import Database, VakaConnection
 from hub.store.inventory import fetch_sites, inventory_version
@@ -164,6 +165,10 @@ class Hub:
             max_future_skew_s=s.reliability.max_future_skew_s if s.clock.mode == "wall" else None,
         )
         self.ingest.set_devices(devices_by_id(self._sites))
+        if s.scaip.enabled:  # social alarms over SIP: answered once their event is durable (hub/scaip/receiver.py)
+            self.scaip = ScaipReceiver(s.scaip, self.ingest, self.metrics)
+            await self.scaip.start()
+            stack.push_async_callback(self.scaip.close)
         connections = self._connections = [self.events_conn]
         if self._telemetry_lane:
             self.telemetry_conn = MqttConnection(

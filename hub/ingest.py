@@ -108,16 +108,16 @@ class Ingest:
             received_at = msg.received_at if self._now is None else self._now()
             events = self._parse(msg.topic, msg.payload, received_at)
         except PayloadError as exc:
-            self._reject(msg, exc.reason, exc.detail)
+            self.reject(msg, exc.reason, exc.detail)
             return
         except Exception as exc:  # an adapter bug must not stop ingest
-            self._reject(msg, "adapter_error", type(exc).__name__)
+            self.reject(msg, "adapter_error", type(exc).__name__)
             return
         if self._max_future_skew is not None and events:
             latest = received_at + self._max_future_skew
             if any(ev.ts > latest for ev in events):
                 # a device clock far ahead would fire timers early and hide its later events behind its mark
-                self._reject(msg, "future_timestamp", f"more than {self._max_future_skew.total_seconds():g} s ahead")
+                self.reject(msg, "future_timestamp", f"more than {self._max_future_skew.total_seconds():g} s ahead")
                 return
         if getattr(msg, "retain", False):
             # the broker replaying what a device said once, at our subscribe (a dead device's stale "online"): it
@@ -125,12 +125,15 @@ class Ingest:
             self._metrics.events_gated.labels("retained").inc(len(events))
             msg.ack()
             return
+        self.accept(events, msg.ack, telemetry=msg.topic.endswith("/telemetry"))
+
+    def accept(self, events: Sequence[Event], on_durable: Callable[[], None], *, telemetry: bool = False) -> None:
+        """Events parsed elsewhere (the SCAIP receiver): alarm lane first, then the store; `on_durable` once stored."""
         events = [self._attach_resident(ev) for ev in events]
         for ev in events:
             self._run_alarm_lane(ev)
-        counter = self._ingested["telemetry" if msg.topic.endswith("/telemetry") else "event"]
-        counter.inc(len(events))
-        self._sink.submit(events, (), msg.ack)
+        self._ingested["telemetry" if telemetry else "event"].inc(len(events))
+        self._sink.submit(events, (), on_durable)
 
     def _parse(self, topic: str, payload: bytes, received_at: datetime) -> list[Event]:
         if topic.startswith(_NATIVE_PREFIX):
@@ -162,7 +165,8 @@ class Ingest:
             except Exception:
                 logger.exception("alarm desk failed on decision %s %s", decision.action, decision.key)
 
-    def _reject(self, msg: Received, reason: str, detail: str) -> None:
+    def reject(self, msg: Received, reason: str, detail: str) -> None:
+        """Keep a message that cannot become events, with its reason; `msg.ack()` once that record is durable."""
         self._rejected.labels(reason).inc()
         logger.info(
             "rejected message topic=%s reason=%s detail=%s payload=%r",

@@ -116,6 +116,13 @@ class Metrics:
             "vaka_resident_data_reads", "Reads of resident data by a person (each also logged)", ["role"], registry=r
         )
         self.logins = Counter("vaka_logins", "Login attempts by outcome", ["outcome"], registry=r)
+        # SCAIP receiver
+        self.scaip_requests = Counter(
+            "vaka_scaip_requests",
+            "SCAIP/SIP requests by result (ok, retransmission, a status or SIP error)",
+            ["result"],
+            registry=r,
+        )
         # the hub itself
         self.hub_heartbeat = Gauge("vaka_hub_heartbeat_timestamp_seconds", "Last loop heartbeat (dead-man)", registry=r)
         self.engine_timers = Gauge("vaka_engine_pending_timers", "Pending rule timers", registry=r)

@@ -19,7 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from hub.model import VakaError
+from hub.model import EventKind, VakaError
 
 
 class SettingsError(VakaError):
@@ -266,6 +266,29 @@ class ClockSettings(_Section):
     )
 
 
+class ScaipSettings(_Section):
+    """The SCAIP receiver (social alarms over SIP MESSAGE, SS 91100 / CLC/TS 50134-9)."""
+
+    enabled: bool = Field(default=False, description="listen for SCAIP alarms")
+    host: str = Field(default="127.0.0.1", description="listen address (0.0.0.0 for every interface)")
+    port: int = Field(default=5060, ge=0, le=65535, description="UDP and TCP port (0: any free port, for tests)")
+    transports: list[Literal["udp", "tcp"]] = Field(
+        default_factory=lambda: list[Literal["udp", "tcp"]](["udp", "tcp"]),
+        min_length=1,
+        description="UDP, TCP or both",
+    )
+    site: str = Field(default="default", description="site the alarm units belong to")
+    heartbeat_interval_s: int = Field(
+        default=300, ge=10, le=86400, description="heartbeat (PI) interval asked of every unit in each response"
+    )
+    durable_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="longest wait for an event to be durable before answering `not treated`"
+    )
+    status_codes: dict[int, EventKind] = Field(
+        default_factory=dict, description="status code (stc) → event kind, for a vendor's own codes; see adapters/scaip"
+    )
+
+
 class RuleSettings(_Section):
     packs: list[Path] = Field(default_factory=list, description="rule pack files; empty means the default pack")
 
@@ -352,6 +375,7 @@ class Settings(BaseSettings):
     reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
     relatives: RelativesSettings = Field(default_factory=RelativesSettings)
     followup: FollowupSettings = Field(default_factory=FollowupSettings)
+    scaip: ScaipSettings = Field(default_factory=ScaipSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
 
     @classmethod

@@ -1,0 +1,183 @@
+"""SCAIP (SS 91100:2014, CLC/TS 50134-9): a social alarm's `<mrq>` request in, Events and the `<mrs>` response out.
+
+Pure, like every adapter: `read_request` validates one request body and says which SCAIP status number (`snu`) it
+earns; `events_for` turns a valid one into Events; `response_body` writes the `<mrs>` answer. The SIP transport and
+the rule "status 0 only once the event is durable" live in hub/scaip/.
+
+Request elements read (others are ignored): `ref` (the alarm's reference, shared by its reset), `cid` (controller,
+i.e. the alarm unit: the Vaka device id), `dty` (device type), `did` (device within the unit, e.g. a pendant), `mty`
+(ME alarm, RE reset, IN information, PI heartbeat), `stc` (status code), `stt` (status text), `lco` (location code),
+`pri` (priority), `hbo` (heartbeat options: the interval the unit uses, seconds), `crd` (caller id: not kept, it is
+a phone number).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from adapters._common import device_id_from_name
+from hub.model import Event, EventKind, PayloadError
+
+TOPIC_FILTERS = ("scaip/#",)
+MAX_BODY_BYTES = 8192
+MANDATORY = ("ref", "cid", "dty", "mty")
+MESSAGE_TYPES = frozenset({"ME", "RE", "IN", "PI"})
+_ROOTS = frozenset({"mrq", "scaip"})
+_FIELDS = ("ref", "ver", "cid", "dty", "did", "dco", "mty", "stc", "stt", "pri", "lco", "lte", "hbo", "ame")
+_TOKEN = re.compile(r"[A-Za-z0-9_.:\-]{1,128}\Z")
+
+# Status codes (stc) with a meaning of their own; any other alarm (ME) is a call for help: `alarm_button`.
+STATUS_KINDS: dict[int, EventKind] = {
+    9: EventKind.ALARM_BUTTON,  # alarm, no speech
+    10: EventKind.ALARM_BUTTON,  # alarm (assistance call)
+    19: EventKind.ALARM_BUTTON_CANCEL,  # cancelled at the unit
+    102: EventKind.HEARTBEAT,  # test transmission, primary channel
+}
+# the kind a reset (RE) of an alarm of this kind becomes, so that the rule's cancel matches by ref
+CANCEL_OF: dict[EventKind, EventKind] = {
+    EventKind.ALARM_BUTTON: EventKind.ALARM_BUTTON_CANCEL,
+    EventKind.FALL_DETECTED: EventKind.FALL_CANCELLED,
+    EventKind.FALL_CONFIRMED: EventKind.FALL_CANCELLED,
+}
+
+
+class StatusNumber(enum.IntEnum):
+    """SCAIP response status numbers (`snu`)."""
+
+    OK = 0
+    MESSAGE_TOO_LONG = 1
+    FORMAT_ERROR = 2
+    CONTENT_ERROR = 3
+    HOLD = 4
+    NOT_TREATED = 5
+    BUSY = 6
+    MANDATORY_MISSING = 7
+
+
+class ScaipError(PayloadError):
+    """A request that cannot be handled, with the status number it is answered with."""
+
+    def __init__(self, snu: StatusNumber, reason: str, detail: str = "", ref: str = "") -> None:
+        super().__init__(reason, detail)
+        self.snu = snu
+        self.ref = ref
+
+
+@dataclass(frozen=True, slots=True)
+class ScaipRequest:
+    """One valid `<mrq>`: the fields read, as text."""
+
+    ref: str
+    cid: str
+    dty: str
+    mty: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stc(self) -> int | None:
+        """The status code as a number, when given."""
+        text = self.fields.get("stc")
+        return int(text) if text else None
+
+    @property
+    def heartbeat_interval_s(self) -> int | None:
+        """The heartbeat interval the unit says it uses (`hbo`, seconds), when it says so."""
+        text = self.fields.get("hbo", "")
+        return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def read_request(body: bytes) -> ScaipRequest:
+    """Validate one request body; raise ScaipError with the status number it must be answered with."""
+    if len(body) > MAX_BODY_BYTES:
+        raise ScaipError(StatusNumber.MESSAGE_TOO_LONG, "message_too_long", f"{len(body)} bytes")
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        raise ScaipError(StatusNumber.FORMAT_ERROR, "format_error", "no DTD or entities in SCAIP")
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise ScaipError(StatusNumber.FORMAT_ERROR, "format_error", str(exc)[:120]) from None
+    if root.tag not in _ROOTS:
+        raise ScaipError(StatusNumber.FORMAT_ERROR, "format_error", f"root element <{root.tag[:32]}>, expected <mrq>")
+    fields: dict[str, str] = {}
+    for name in _FIELDS:
+        element = root.find(name)
+        if element is not None and element.text is not None and element.text.strip():
+            fields[name] = element.text.strip()
+    ref = fields.get("ref", "")
+    missing = [name for name in MANDATORY if name not in fields]
+    if missing:
+        raise ScaipError(StatusNumber.MANDATORY_MISSING, "mandatory_missing", ", ".join(missing), ref=ref[:128])
+    if not _TOKEN.match(ref) or not _TOKEN.match(fields["cid"]):
+        raise ScaipError(StatusNumber.CONTENT_ERROR, "content_error", "ref and cid: 1-128 letters, digits, _.:-")
+    if fields["mty"] not in MESSAGE_TYPES:
+        raise ScaipError(StatusNumber.CONTENT_ERROR, "content_error", f"mty {fields['mty'][:8]!r}", ref=ref)
+    for number in ("stc", "dty", "pri", "lco"):
+        if number in fields and not fields[number].isdigit():
+            raise ScaipError(StatusNumber.CONTENT_ERROR, "content_error", f"{number} is not a number", ref=ref)
+    if fields["mty"] == "ME" and "stc" not in fields:
+        raise ScaipError(StatusNumber.MANDATORY_MISSING, "mandatory_missing", "stc (an alarm needs its code)", ref=ref)
+    return ScaipRequest(ref=ref, cid=fields["cid"], dty=fields["dty"], mty=fields["mty"], fields=fields)
+
+
+def event_kind(request: ScaipRequest, status_kinds: dict[int, EventKind] | None = None) -> EventKind:
+    """The kind of event a request is: by its message type, then its status code (site overrides first)."""
+    if request.mty == "PI":
+        return EventKind.HEARTBEAT
+    codes = STATUS_KINDS if status_kinds is None else {**STATUS_KINDS, **status_kinds}
+    kind = codes.get(request.stc or -1, EventKind.ALARM_BUTTON)
+    if request.mty == "RE":
+        return CANCEL_OF.get(kind, EventKind.ALARM_BUTTON_CANCEL)
+    return kind
+
+
+def events_for(
+    request: ScaipRequest, ts: datetime, topic: str, status_kinds: dict[int, EventKind] | None = None
+) -> list[Event]:
+    """The Event a valid request stands for; `ts` is when it was first received (SCAIP carries no time)."""
+    attrs: dict[str, Any] = {"mty": request.mty, "dty": request.dty}
+    for name in ("did", "dco", "stc", "stt", "lco", "lte", "pri"):
+        if name in request.fields:
+            attrs[name] = request.fields[name][:64]
+    if request.heartbeat_interval_s is not None:
+        attrs["interval_s"] = request.heartbeat_interval_s
+    return [
+        Event(
+            ts=ts,
+            site="",
+            device_id=device_id_from_name(request.cid),
+            kind=event_kind(request, status_kinds),
+            attrs=attrs,
+            seq=_seq(request.ref, request.mty),
+            ref=request.ref,
+            topic=topic,
+        )
+    ]
+
+
+def response_body(ref: str, snu: StatusNumber, text: str = "", heartbeat_interval_s: int | None = None) -> bytes:
+    """The `<mrs>` answer: the request's ref, the status number, a short text, and the heartbeat interval asked."""
+    root = ET.Element("mrs")
+    ET.SubElement(root, "ref").text = ref
+    ET.SubElement(root, "snu").text = str(int(snu))
+    if text:
+        ET.SubElement(root, "ste").text = text[:80]
+    if heartbeat_interval_s is not None:
+        ET.SubElement(root, "hbi").text = str(heartbeat_interval_s)
+    body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    return b'<?xml version="1.0" encoding="UTF-8"?>' + body
+
+
+def parse(topic: str, payload: bytes, received_at: datetime) -> list[Event]:
+    """SCAIP bodies relayed over MQTT (a gateway publishing `<mrq>` on `scaip/…`): the same Events."""
+    return events_for(read_request(payload), received_at, topic)
+
+
+def _seq(ref: str, mty: str) -> int:
+    """An alarm, its updates and its reset share a ref but must be stored apart."""
+    return int.from_bytes(hashlib.blake2b(f"{ref}/{mty}".encode(), digest_size=7).digest(), "big")

@@ -1,0 +1,78 @@
+"""SCAIP request bodies as social alarm units send them (shapes from deployed units), their events and answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.scaip import ScaipError, StatusNumber, event_kind, events_for, read_request, response_body
+from hub.model import EventKind
+from tests.adapters.support import RECEIVED
+
+# the element order and zero-padding differ between vendors; each is a valid request
+ALARM_PADDED = (
+    b"<mrq><ref>lmepivnFqmI8Jvv1</ref><cid>999998</cid><dty>0002</dty><mty>ME</mty><stc>0010</stc>"
+    b"<lco>002</lco><crd>gsm:+46701234567</crd><cha>0</cha></mrq>"
+)
+ALARM_SHORT = (
+    b"<mrq><ref>1193308443</ref><cid>10149471</cid><dty>3</dty><mty>ME</mty><stc>10</stc><crd>gsm:</crd></mrq>"
+)
+HEARTBEAT = b"<mrq><mty>PI</mty><ref>1998218577</ref><cid>10149471</cid><dty>2</dty><hbo>300</hbo></mrq>"
+TEST_CALL = b"<mrq><ref>00001A85</ref><cha>0</cha><mty>ME</mty><cid>26317</cid><dty>02</dty><stc>102</stc></mrq>"
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "device"),
+    [
+        (ALARM_PADDED, EventKind.ALARM_BUTTON, "999998"),
+        (ALARM_SHORT, EventKind.ALARM_BUTTON, "10149471"),
+        (HEARTBEAT, EventKind.HEARTBEAT, "10149471"),
+        (TEST_CALL, EventKind.HEARTBEAT, "26317"),
+        (ALARM_SHORT.replace(b"<mty>ME</mty>", b"<mty>RE</mty>"), EventKind.ALARM_BUTTON_CANCEL, "10149471"),
+        (ALARM_SHORT.replace(b"<mty>ME</mty>", b"<mty>IN</mty>"), EventKind.ALARM_BUTTON, "10149471"),
+        (ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>0067</stc>"), EventKind.ALARM_BUTTON, "10149471"),
+    ],
+)
+def test_requests_become_events_with_the_ref(body: bytes, kind: EventKind, device: str) -> None:
+    request = read_request(body)
+    [event] = events_for(request, RECEIVED, "scaip/x")
+    assert (event.kind, event.device_id, event.ref) == (kind, device, request.ref)
+    assert "crd" not in event.attrs, "the caller id is a phone number: not kept"
+
+
+def test_an_alarm_and_its_reset_share_the_ref_but_are_stored_apart() -> None:
+    alarm = events_for(read_request(ALARM_SHORT), RECEIVED, "t")[0]
+    reset = events_for(read_request(ALARM_SHORT.replace(b"ME", b"RE")), RECEIVED, "t")[0]
+    assert alarm.ref == reset.ref
+    assert alarm.seq != reset.seq
+
+
+def test_a_site_may_name_its_vendors_codes() -> None:
+    request = read_request(ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>31</stc>"))
+    assert event_kind(request, {31: EventKind.FALL_DETECTED}) is EventKind.FALL_DETECTED
+    reset = read_request(ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>31</stc>").replace(b"ME", b"RE"))
+    assert event_kind(reset, {31: EventKind.FALL_DETECTED}) is EventKind.FALL_CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("body", "snu"),
+    [
+        (b"<mrq><ref>1</ref>", StatusNumber.FORMAT_ERROR),
+        (b"<alarm/>", StatusNumber.FORMAT_ERROR),
+        (b'<!DOCTYPE x [<!ENTITY a "aaaa">]><mrq><ref>&a;</ref></mrq>', StatusNumber.FORMAT_ERROR),
+        (b"<mrq><ref>1</ref><dty>2</dty><mty>ME</mty><stc>10</stc></mrq>", StatusNumber.MANDATORY_MISSING),
+        (b"<mrq><ref>1</ref><cid>2</cid><dty>2</dty><mty>ME</mty></mrq>", StatusNumber.MANDATORY_MISSING),
+        (b"<mrq><ref>1</ref><cid>2</cid><dty>2</dty><mty>ZZ</mty></mrq>", StatusNumber.CONTENT_ERROR),
+        (b"<mrq><ref>1</ref><cid>2</cid><dty>x</dty><mty>PI</mty></mrq>", StatusNumber.CONTENT_ERROR),
+        (b"<mrq><ref>a b</ref><cid>2</cid><dty>2</dty><mty>PI</mty></mrq>", StatusNumber.CONTENT_ERROR),
+        (b"<mrq>" + b"<x>1</x>" * 2000 + b"</mrq>", StatusNumber.MESSAGE_TOO_LONG),
+    ],
+)
+def test_refusals_carry_their_status_number(body: bytes, snu: StatusNumber) -> None:
+    with pytest.raises(ScaipError) as err:
+        read_request(body)
+    assert err.value.snu is snu
+
+
+def test_the_answer_names_the_ref_the_status_and_the_heartbeat_interval() -> None:
+    body = response_body("1193308443", StatusNumber.OK, heartbeat_interval_s=300)
+    assert body.endswith(b"<mrs><ref>1193308443</ref><snu>0</snu><hbi>300</hbi></mrs>")

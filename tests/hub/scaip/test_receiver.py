@@ -1,0 +1,145 @@
+"""The SCAIP receiver against a real SIP peer (Debian's sipp running tests/hub/scaip/scenarios/*.xml).
+
+Each scenario checks what the unit sees (SIP status, SCAIP status number); the test checks what Vaka did: the
+alarm raised or withdrawn on the desk, the events stored once, the refusals kept with their reasons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from hub.app import Hub
+from hub.settings import Settings
+from tests.conftest import PG_DSN
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+SIPP = shutil.which("sipp")
+pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp (Debian package sip-tester) is not installed")
+
+
+def sipp(scenario: str, port: int, transport: str, workdir: Path, **keys: str) -> subprocess.CompletedProcess[str]:
+    """Run one call of a scenario against the receiver; exit code 0 means every check in it passed."""
+    assert SIPP is not None
+    cmd = [SIPP, f"127.0.0.1:{port}", "-sf", str(SCENARIOS / scenario), "-m", "1", "-i", "127.0.0.1"]
+    cmd += ["-t", "u1" if transport == "udp" else "t1", "-nostdin", "-timeout", "20s", "-timeout_error"]
+    cmd += ["-recv_timeout", "8000", "-trace_err", "-error_file", str(workdir / f"{scenario}.errors.log")]
+    cmd += ["-trace_msg", "-message_file", str(workdir / f"{scenario}.messages.log")]
+    # sipp answers a response it already had by resending its last request; our identical answer to that would
+    # start a ping-pong: without sipp's own retransmissions the scenario sends the retransmission itself, once
+    cmd += ["-nr"] if scenario == "retransmission.xml" else []
+    for name, value in keys.items():
+        cmd += ["-key", name, value]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+async def run_sipp(scenario: str, hub: Hub, transport: str, workdir: Path, **keys: str) -> None:
+    port = hub.scaip.udp_port if transport == "udp" else hub.scaip.tcp_port
+    done = await asyncio.to_thread(sipp, scenario, port, transport, workdir, **keys)
+    errors = workdir / f"{scenario}.errors.log"
+    detail = errors.read_text(errors="replace")[-2000:] if errors.exists() else done.stdout[-2000:]
+    assert done.returncode == 0, f"sipp {scenario} over {transport} failed:\n{detail}"
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+@pytest.fixture
+async def hub(settings: Settings, unique: str) -> AsyncIterator[Hub]:
+    scaip = settings.scaip.model_copy(update={"enabled": True, "port": 0, "site": f"s{unique}"})
+    async with Hub(settings.model_copy(update={"scaip": scaip})) as running:
+        await running.wait_connected()
+        yield running
+
+
+async def fetch(schema: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(PG_DSN, server_settings={"search_path": schema})
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+def open_alarm_of(hub: Hub, device_id: str) -> list[str]:
+    return [a.rule_id for a in hub.desk.open_alarms() if a.device_id == device_id]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_an_alarm_is_acknowledged_once_durable_and_its_reset_withdraws_it(
+    hub: Hub, settings: Settings, unique: str, transport: str, tmp_path: Path
+) -> None:
+    cid, ref = f"u{unique}", f"r{unique}"
+    await run_sipp("alarm.xml", hub, transport, tmp_path, cid=cid, ref=ref)
+    # snu 0 was sent only after the event was durable: it is in the database when sipp has its answer
+    rows = await fetch(settings.db.db_schema, "SELECT kind, site, ref FROM events WHERE device_id = $1", cid)
+    assert [(r["kind"], r["site"], r["ref"]) for r in rows] == [("alarm_button", f"s{unique}", ref)]
+    assert await wait_until(lambda: open_alarm_of(hub, cid) == ["alarm_button"])
+    [alarm] = [a for a in hub.desk.open_alarms() if a.device_id == cid]
+    assert alarm.unregistered, "a unit unknown to the inventory still raises its alarm"
+
+    await run_sipp("reset.xml", hub, transport, tmp_path, cid=cid, ref=ref)
+    assert await wait_until(lambda: open_alarm_of(hub, cid) == [])
+    kinds = await fetch(settings.db.db_schema, "SELECT kind FROM events WHERE device_id = $1 ORDER BY ts", cid)
+    assert [r["kind"] for r in kinds] == ["alarm_button", "alarm_button_cancel"]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_retransmissions_are_answered_alike_and_raise_one_alarm(
+    hub: Hub, settings: Settings, unique: str, transport: str, tmp_path: Path
+) -> None:
+    cid, ref = f"u{unique}", f"r{unique}"
+    await run_sipp("retransmission.xml", hub, transport, tmp_path, cid=cid, ref=ref)
+    rows = await fetch(settings.db.db_schema, "SELECT kind FROM events WHERE device_id = $1", cid)
+    assert [r["kind"] for r in rows] == ["alarm_button"], "stored once"
+    assert await wait_until(lambda: open_alarm_of(hub, cid) == ["alarm_button"])
+    # sipp's trace holds every response: the retransmission's answer is byte for byte the first one
+    trace = (tmp_path / "retransmission.xml.messages.log").read_text(errors="replace")
+    answers = re.findall(r"SIP/2\.0 200 OK.*?</mrs>", trace, flags=re.DOTALL)
+    cseq1 = [a for a in answers if "CSeq: 1 MESSAGE" in a]
+    assert len(cseq1) >= 2
+    assert len(set(cseq1)) == 1
+    assert len([a for a in answers if "CSeq: 2 MESSAGE" in a]) >= 1
+    assert hub.metrics.scaip_requests.labels("retransmission")._value.get() >= 1
+
+
+async def test_heartbeats_are_device_events_and_the_answer_asks_the_interval(
+    hub: Hub, settings: Settings, unique: str, tmp_path: Path
+) -> None:
+    cid = f"u{unique}"
+    await run_sipp("heartbeat.xml", hub, "udp", tmp_path, cid=cid, ref=f"p{unique}")
+    rows = await fetch(
+        settings.db.db_schema, "SELECT kind, attrs->>'interval_s' AS i FROM events WHERE device_id = $1", cid
+    )
+    assert [(r["kind"], r["i"]) for r in rows] == [("heartbeat", "300")]
+    assert open_alarm_of(hub, cid) == []
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_malformed_requests_get_the_status_that_says_why_and_are_kept(
+    hub: Hub, settings: Settings, unique: str, transport: str, tmp_path: Path
+) -> None:
+    await run_sipp("malformed.xml", hub, transport, tmp_path, cid=f"u{unique}", ref=f"r{unique}")
+    rows = await fetch(settings.db.db_schema, "SELECT reason FROM rejected_messages ORDER BY id")
+    reasons = [r["reason"].split(":")[0] for r in rows]
+    assert reasons == [
+        "format_error",
+        "mandatory_missing",
+        "content_error",
+        "content_error",
+        "format_error",
+        "unsupported_media_type",
+    ]
+    assert hub.desk.open_alarms() == []
