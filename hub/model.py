@@ -239,6 +239,14 @@ class AlarmMessage(msgspec.Struct, forbid_unknown_fields=True):
     raised_at: Annotated[datetime, msgspec.Meta(description="RFC 3339")]
     updated_at: Annotated[datetime, msgspec.Meta(description="RFC 3339, the last change")]
     accepted_by: Annotated[str | None, msgspec.Meta(description="the staff member's user name once accepted")]
+    count: Annotated[int, msgspec.Meta(description="how often the rule matched while the alarm was open")] = 1
+    incidents: Annotated[
+        int, msgspec.Meta(description="how many separate incidents (a new press, a new fall ref) it holds")
+    ] = 1
+    condition_ended_at: Annotated[
+        datetime | None,
+        msgspec.Meta(description="RFC 3339, when the device or rule said the condition ended; staff still close it"),
+    ] = None
 
 
 # --- inventory -------------------------------------------------------------------------------------------------------

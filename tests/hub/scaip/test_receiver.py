@@ -78,7 +78,7 @@ def open_alarm_of(hub: Hub, device_id: str) -> list[str]:
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_an_alarm_is_acknowledged_once_durable_and_its_reset_withdraws_it(
+async def test_an_alarm_is_acknowledged_once_durable_and_its_reset_marks_it_ended(
     hub: Hub, settings: Settings, unique: str, transport: str, tmp_path: Path
 ) -> None:
     cid, ref = f"u{unique}", f"r{unique}"
@@ -91,7 +91,8 @@ async def test_an_alarm_is_acknowledged_once_durable_and_its_reset_withdraws_it(
     assert alarm.unregistered, "a unit unknown to the inventory still raises its alarm"
 
     await run_sipp("reset.xml", hub, transport, tmp_path, cid=cid, ref=ref)
-    assert await wait_until(lambda: open_alarm_of(hub, cid) == [])
+    # the unit withdrew it: the care alarm says "condition ended" and waits for the staff to close it
+    assert await wait_until(lambda: alarm.condition_ended_at is not None)
     kinds = await fetch(settings.db.db_schema, "SELECT kind FROM events WHERE device_id = $1 ORDER BY ts", cid)
     assert [r["kind"] for r in kinds] == ["alarm_button", "alarm_button_cancel"]
 
