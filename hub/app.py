@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -23,16 +23,15 @@ from aiohttp import web
 from adapters import native
 from alarms.engine import Engine
 from alarms.gate import Gate, GateLimits, Verdict, freshness_by_kind, rule_freshness
-from alarms.gate import feed as feed_gated
 from alarms.rules import default_pack_path, load_rules
 from hub import recovery, snapshots
 from hub.clock import CLOCK_TOPIC, Clock, SimulatedClock, WallClock
-from hub.desk import Desk
+from hub.desk.lane import TICK_S, Desk
 from hub.followup import rollup
 from hub.ingest import Ingest
 from hub.inventory import build_directory, devices_by_id
 from hub.metrics import Metrics
-from hub.model import EARLIEST_EVENT, AlarmDecision, Event, Site
+from hub.model import EARLIEST_EVENT, Site
 from hub.mqtt import Message, MqttConnection
 from hub.scaip.receiver import ScaipReceiver
 from hub.settings import Settings
@@ -56,10 +55,8 @@ INVENTORY_REFRESH_S = 30.0
 SNAPSHOT_INTERVAL_S = 10.0  # to the local disk; the database's copy (for a new machine) every minute
 DB_SNAPSHOT_INTERVAL_S = 60.0
 MAINTENANCE_INTERVAL_S = 3600.0
-ENGINE_IDLE_TICK_S = 1.0
 SIMULATED_TICK_S = 0.05
 DB_STEP_TIMEOUT_S = 30.0
-METRIC_SAMPLE_EVERY = 8
 HTTP_SHUTDOWN_S = 3.0
 SIMULATION_SKEW = timedelta(days=1)
 
@@ -81,7 +78,6 @@ class Hub:
         self._stack = AsyncExitStack()
         self._sites: list[Site] = []
         self.http_port = 0
-        self._lane_count = 0
         self._simulation_started = False
         self._inventory_version: tuple[object, ...] | None = None
 
@@ -148,7 +144,9 @@ class Hub:
             self.metrics,
             publish=self.events_conn.publish,
             clock=self.clock,
-            on_closed=self.engine.alarm_closed,
+            engine=self.engine,
+            gate=self.gate,
+            tick_s=SIMULATED_TICK_S if s.clock.mode == "simulated" else TICK_S,
         )
         await self.desk.restore(self._sites)  # with the database away it starts empty and restores once it answers
         if snapshot is not None and "replay_from" in snapshot:
@@ -158,8 +156,7 @@ class Hub:
         self.ingest = Ingest(
             self.metrics,
             self.writer,
-            alarm_lane=self._alarm_lane,
-            decisions=self.desk.apply,
+            alarm_lane=self.desk.feed,
             routes=s.mqtt.routes,
             now=self._simulation_reference_time if s.clock.mode == "simulated" else None,
             max_future_skew_s=s.reliability.max_future_skew_s if s.clock.mode == "wall" else None,
@@ -206,7 +203,6 @@ class Hub:
         stack.callback(lambda: [t.cancel() for t in tasks])
         tasks.append(group.create_task(self.writer.run_loop(), name="vaka.writer"))
         tasks.append(group.create_task(self.desk.run_loop(), name="vaka.desk"))
-        tasks.append(group.create_task(self._engine_loop(), name="vaka.engine"))
         tasks.append(group.create_task(self._housekeeping_loop(), name="vaka.housekeeping"))
         tasks.append(
             group.create_task(
@@ -228,18 +224,6 @@ class Hub:
         for conn in self._connections:
             await conn.wait_connected(timeout_s)
 
-    # --- the alarm lane ---------------------------------------------------------------------------------------------
-
-    def _alarm_lane(self, event: Event) -> Sequence[AlarmDecision]:
-        self._lane_count += 1
-        now = self.clock.now()
-        if self._lane_count % METRIC_SAMPLE_EVERY:
-            return feed_gated(self.gate, self.engine, event, now, now)
-        started = time.perf_counter()  # timed for one event in METRIC_SAMPLE_EVERY: a histogram costs microseconds
-        decisions = feed_gated(self.gate, self.engine, event, now, now)
-        self.metrics.rule_evaluation.observe(time.perf_counter() - started)
-        return decisions
-
     def _encode_snapshot(self) -> bytes:
         """Engine and gate as of now, with the point a replay after a crash starts from (hub/recovery.py)."""
         extra = {"gate": self.gate.snapshot(), "replay_from": self.clock.now().timestamp()}
@@ -254,7 +238,7 @@ class Hub:
         if stored is None or history is None:
             logger.warning("recovery: database away, replaying the spool only (%s events)", len(spooled))
         events = recovery.merge(stored or [], spooled)
-        desk = recovery.DeskView(apply=self.desk.apply, has_open=lambda key: key in self.desk._by_key)
+        desk = recovery.DeskView(apply=self.desk.apply, has_open=self.desk.has_open)
         closed_since = history.closed_since if history is not None else (lambda key, at: None)
         report = recovery.replay(self.gate, self.engine, events, self.clock.now(), desk, closed_since)
         self.metrics.events_replayed.inc(report.replayed)
@@ -309,21 +293,6 @@ class Hub:
         if self.settings.clock.mode == "simulated":
             filters.append(CLOCK_TOPIC)
         return filters
-
-    async def _engine_loop(self) -> None:
-        """Fire the engine's timers (absence, sequence, sustained) when they fall due."""
-        simulated = isinstance(self.clock, SimulatedClock)
-        while True:
-            now = self.clock.now()
-            for decision in self.engine.tick(now):
-                self.desk.apply(decision)
-            self.metrics.hub_heartbeat.set(time.time())
-            if simulated:
-                await asyncio.sleep(SIMULATED_TICK_S)
-                continue
-            deadline = self.engine.next_deadline()
-            wait_s = ENGINE_IDLE_TICK_S if deadline is None else (deadline - self.clock.now()).total_seconds()
-            await asyncio.sleep(min(max(wait_s, 0.0), ENGINE_IDLE_TICK_S))
 
     # --- housekeeping: inventory, snapshots, partitions -------------------------------------------------------------
 

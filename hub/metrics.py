@@ -93,6 +93,12 @@ class Metrics:
             "vaka_alarm_repeats", "New incidents on an open alarm (ring again)", ["category"], registry=r
         )
         self.alarm_handovers = Counter("vaka_alarm_handovers", "Alarms taken over from a colleague", registry=r)
+        self.alarm_lane_failures = Counter(
+            "vaka_alarm_lane_failures",
+            "Alarm lane items that failed (each logged with its alarm, and raised as a technical alarm)",
+            ["step"],
+            registry=r,
+        )
         # notifications
         self.notifications_sent = Counter(
             "vaka_notifications_sent", "Notifications handed to a channel", ["channel"], registry=r

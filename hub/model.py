@@ -224,7 +224,7 @@ class NativeStatus(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AlarmMessage(msgspec.Struct, forbid_unknown_fields=True):
-    """Payload Vaka publishes on `vaka/v1/{site}/alarms/{alarm_id}` at every state change (hub.alarm.Alarm.public)."""
+    """Payload Vaka publishes on `vaka/v1/{site}/alarms/{alarm_id}` at every state change (hub.desk.alarm.Alarm.public)."""
 
     id: Annotated[str, msgspec.Meta(description="the alarm's id")]
     rule_id: Annotated[str, msgspec.Meta(description="the rule that raised it, e.g. fall, alarm_button")]

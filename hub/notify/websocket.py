@@ -63,8 +63,6 @@ class WebSocketHub:
         self._metrics = metrics
         self._clients: set[StaffClient] = set()
         self._pending: dict[int, dict[str, _Pending]] = {}
-        # called for every alarm with a resident a page is sent: the desk logs it as a read of resident data
-        self.on_read: Callable[[StaffMember, dict[str, Any]], None] | None = None
 
     @property
     def client_count(self) -> int:
@@ -79,9 +77,10 @@ class WebSocketHub:
         staff: Iterable[StaffMember],
         *,
         sees: Callable[[StaffMember], bool] | None = None,
-    ) -> int:
+    ) -> list[StaffMember]:
         """Queue an alarm change for the pages of `staff` and of every connected person `sees` accepts (someone
-        added since the directory was loaded); it is kept unconfirmed for them all. Returns pages reached now."""
+        added since the directory was loaded); it is kept unconfirmed for them all. Returns whose open pages got it
+        now (the caller logs that as a read of the resident's data)."""
         nid = f"{alarm['id']}:{version}"
         text = json.dumps({"type": "alarm", "nid": nid, "alarm": alarm}, separators=(",", ":"))
         now = asyncio.get_running_loop().time()
@@ -90,7 +89,7 @@ class WebSocketHub:
         for member in staff:
             ids.add(member.id)
             self._pending.setdefault(member.id, {})[alarm["id"]] = entry
-        reached = 0
+        reached: list[StaffMember] = []
         for client in list(self._clients):
             member = client.staff
             if member.id not in ids and sees is not None and sees(member):
@@ -98,16 +97,8 @@ class WebSocketHub:
                 self._pending.setdefault(member.id, {})[alarm["id"]] = entry
             if member.id in ids:
                 self._send(client, text)
-                self._read(member, alarm)
-                reached += 1
+                reached.append(member)
         return reached
-
-    def _read(self, staff: StaffMember, alarm: dict[str, Any]) -> None:
-        if self.on_read is not None and alarm.get("resident_id"):
-            try:
-                self.on_read(staff, alarm)
-            except Exception:
-                logger.exception("resident read logging failed")
 
     def _send(self, client: StaffClient, text: str) -> None:
         try:
@@ -137,15 +128,10 @@ class WebSocketHub:
         """Messages `staff_id` has not confirmed, oldest first."""
         return [p.text for p in sorted(self._pending.get(staff_id, {}).values(), key=lambda p: p.created_s)]
 
-    async def serve(
-        self, staff: StaffMember, ws: WebSocketLike, snapshot: Callable[[], list[dict[str, Any]]]
-    ) -> StaffClient:
-        """Register a page: queue its snapshot and unconfirmed messages, then start its writer."""
+    async def serve(self, staff: StaffMember, ws: WebSocketLike, alarms: list[dict[str, Any]]) -> StaffClient:
+        """Register a page: queue its snapshot (`alarms`) and unconfirmed messages; `pump` is its writer."""
         client = StaffClient(staff, ws)
-        alarms = snapshot()
         client.queue.put_nowait(json.dumps({"type": "snapshot", "alarms": alarms}, separators=(",", ":")))
-        for alarm in alarms:
-            self._read(staff, alarm)
         for text in self.unconfirmed(staff.id):
             self._send(client, text)
         self._clients.add(client)

@@ -12,8 +12,8 @@ import msgspec
 import pytest
 import yaml
 
-from hub.alarm import Alarm
 from hub.cli import main
+from hub.desk.alarm import Alarm
 from hub.model import AlarmCategory, AlarmMessage, AlarmState, EventKind, Severity
 from hub.vendor.contract import asyncapi_document, asyncapi_yaml
 

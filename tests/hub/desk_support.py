@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from hub.metrics import Metrics
-from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Device, Inventory, Resident, Severity, Site
+from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Device, Event, Inventory, Resident, Severity, Site
 from hub.notify import Notification
 from hub.settings import Settings
 from hub.staff import Role, StaffMember
@@ -31,6 +31,25 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.t += timedelta(seconds=seconds)
+
+
+class ClosedKeys:
+    """The rule engine as the alarm lane sees it, deciding nothing: records the keys of the alarms the desk closed."""
+
+    def __init__(self, keys: list[str] | None = None) -> None:
+        self.keys = keys if keys is not None else []
+
+    def feed(self, event: Event, now: datetime, *, late_s: float = 0.0) -> list[AlarmDecision]:
+        return []
+
+    def tick(self, now: datetime) -> list[AlarmDecision]:
+        return []
+
+    def alarm_closed(self, key: str, at: datetime) -> None:
+        self.keys.append(key)
+
+    def next_deadline(self) -> datetime | None:
+        return None
 
 
 @dataclass

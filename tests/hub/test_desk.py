@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from hub.desk import Desk, DeskError
+from hub.desk.lane import Desk, DeskError
 from hub.metrics import Metrics
-from hub.model import AlarmCategory, AlarmState, DecisionAction, Outcome, Severity
+from hub.model import AlarmCategory, AlarmDecision, AlarmState, DecisionAction, Event, Outcome, Severity
 from hub.settings import DeskSettings, EscalationPolicy, EscalationTier, Settings
 from hub.staff import StaffMember
 from hub.store.db import Database
@@ -71,10 +71,23 @@ class World:
             metrics,
             publish=lambda topic, payload, *, qos=1, retain=False: self.published.append((topic, json.loads(payload))),
             clock=clock,
-            on_closed=lambda key, at: self.closed.append(key),
+            engine=self,
             notifiers=[self.channel],
         )
         self.task: asyncio.Task[None] | None = None
+
+    # the rule engine as the lane sees it: this world's engine decides nothing and records what the desk closed
+    def feed(self, event: Event, now: datetime, *, late_s: float = 0.0) -> list[AlarmDecision]:
+        return []
+
+    def tick(self, now: datetime) -> list[AlarmDecision]:
+        return []
+
+    def alarm_closed(self, key: str, at: datetime) -> None:
+        self.closed.append(key)
+
+    def next_deadline(self) -> datetime | None:
+        return None
 
     async def start(self) -> World:
         await self.desk.restore()

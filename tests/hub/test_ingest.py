@@ -198,9 +198,7 @@ async def test_any_topic_and_payload_is_stored_or_rejected_never_a_crash(
 ) -> None:
     decisions: list[AlarmDecision] = []
     engine = Engine(load_rules([default_pack_path()]), Directory())
-    ingest = Ingest(
-        metrics, store.writer, alarm_lane=lambda ev: engine.feed(ev, datetime.now(UTC)), decisions=decisions.append
-    )
+    ingest = Ingest(metrics, store.writer, alarm_lane=lambda ev: decisions.extend(engine.feed(ev, datetime.now(UTC))))
     base = datetime.now(UTC)
     messages = [
         FakeMessage(topic, payload, base + timedelta(microseconds=i)) for i, (topic, payload) in enumerate(batch)

@@ -14,14 +14,21 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from hub.desk import NOBODY_REACHED, Desk, HandoverError
+from hub.desk.lane import NOBODY_REACHED, Desk, HandoverError
 from hub.metrics import Metrics
 from hub.model import AlarmCategory, AlarmDecision, AlarmState, DecisionAction, Outcome, Severity
 from hub.notify.sms import SmsNotifier
 from hub.settings import DeskSettings, EscalationPolicy, EscalationTier, Settings
 from hub.staff import StaffMember
 from hub.store.db import Database
-from tests.hub.desk_support import FakeClock, RecordingNotifier, add_inventory_and_staff, decision, migrated_database
+from tests.hub.desk_support import (
+    ClosedKeys,
+    FakeClock,
+    RecordingNotifier,
+    add_inventory_and_staff,
+    decision,
+    migrated_database,
+)
 
 POLICY = EscalationPolicy(
     category="care",
@@ -95,7 +102,7 @@ async def _patrol(
             metrics,
             publish=lambda topic, payload, *, qos=1, retain=False: None,
             clock=FakeClock(),
-            on_closed=lambda key, at: closed.append(key),
+            engine=ClosedKeys(closed),
             notifiers=[channel, SmsNotifier(settings.notify)],
         )
         await desk.restore()

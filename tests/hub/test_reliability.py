@@ -18,8 +18,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.alarm import Alarm
 from hub.app import Hub
+from hub.desk.alarm import Alarm
 from hub.metrics import Metrics
 from hub.model import Device, Inventory, Resident, Site
 from hub.settings import Settings

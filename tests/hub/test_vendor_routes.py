@@ -11,8 +11,8 @@ from pathlib import Path
 import asyncpg
 
 from alarms.rules import default_pack_path
-from hub.alarm import Alarm
 from hub.app import Hub
+from hub.desk.alarm import Alarm
 from hub.settings import AdapterRoute, Settings
 from tests.adapters.support import FIXTURES
 from tests.conftest import PG_DSN

@@ -15,7 +15,7 @@ from aiohttp import web
 from hub.web.staff.security import LoginLimiter, security_headers
 
 if TYPE_CHECKING:
-    from hub.desk import Desk
+    from hub.desk.lane import Desk
     from hub.metrics import Metrics
     from hub.notify.webpush import WebPushNotifier
     from hub.settings import Settings

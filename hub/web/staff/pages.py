@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.alarm import Alarm
-from hub.desk import DeskError
+from hub.desk.alarm import Alarm
+from hub.desk.machine import DeskError
 from hub.model import Outcome
 from hub.notify.webpush import PushSubscription
 from hub.staff import Role

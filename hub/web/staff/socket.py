@@ -29,7 +29,9 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
     await ws.prepare(request)
     desk = ctx.desk
-    client = await desk.hub.serve(staff, ws, lambda: [desk.view(a) for a in desk.open_alarms_for(staff)])
+    alarms = desk.open_alarms_for(staff)
+    client = await desk.hub.serve(staff, ws, [desk.view(a) for a in alarms])
+    desk.log_resident_reads(staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "alarm_push")
     writer = asyncio.get_running_loop().create_task(desk.hub.pump(client), name="vaka.staff.ws.writer")
     try:
         async for msg in ws:

@@ -14,7 +14,7 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 from py_vapid import Vapid
 
-from hub.desk import Desk
+from hub.desk.lane import Desk
 from hub.metrics import Metrics
 from hub.notify.webpush import WebPushNotifier
 from hub.settings import Settings

@@ -15,8 +15,8 @@ from hub.settings import DeskSettings, EscalationPolicy, EscalationTier
 from hub.staff import Role, StaffMember
 
 if TYPE_CHECKING:
-    from hub.alarm import Alarm
-    from hub.desk_directory import DeskDirectory
+    from hub.desk.alarm import Alarm
+    from hub.desk.directory import DeskDirectory
 
 _FALLBACK = EscalationPolicy(tiers=[EscalationTier(after_s=0, audience="unit")], repeat_s=120)
 

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from hub.model import VakaError
+from hub.desk.alarm import Alarm
+from hub.model import AlarmCategory, AlarmState, Outcome, Severity, VakaError
 
 if TYPE_CHECKING:
-    from hub.alarm import Alarm
     from hub.store.pool import Database
 
 logger = logging.getLogger(__name__)
@@ -179,3 +179,37 @@ class DeskStore:
         """Open alarms as stored."""
         async with self._db.acquire() as conn:
             return list(await conn.fetch("SELECT * FROM desk_alarms WHERE closed_at IS NULL ORDER BY raised_at"))
+
+
+def alarm_from_row(row: asyncpg.Record) -> Alarm:
+    """An alarm as stored in `desk_alarms` (restore after a restart)."""
+    return Alarm(
+        id=row["id"],
+        key=row["key"],
+        rule_id=row["rule_id"],
+        category=AlarmCategory(row["category"]),
+        severity=Severity(row["severity"]),
+        site=row["site"],
+        unit=row["unit"],
+        resident_id=row["resident_id"],
+        device_id=row["device_id"],
+        reason=row["reason"],
+        unregistered=row["unregistered"],
+        raised_at=row["raised_at"],
+        updated_at=row["updated_at"],
+        state=AlarmState(row["state"]),
+        count=row["count"],
+        outcome=Outcome(row["outcome"]) if row["outcome"] else None,
+        note=row["note"],
+        accepted_at=row["accepted_at"],
+        accepted_by=row["accepted_by"],
+        accepted_by_id=row["accepted_by_id"],
+        condition_ended_at=row["condition_ended_at"],
+        condition_note=row["condition_note"],
+        ringing_since=row["ringing_since"],
+        incidents=row["incidents"],
+        unreached=row["unreached"],
+        next_tier=row["next_tier"],
+        next_escalation_at=row["next_escalation_at"],
+        version=row["version"],
+    )

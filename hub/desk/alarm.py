@@ -4,24 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
-
-import asyncpg
+from typing import Any
 
 from hub.model import OPEN_STATES, AlarmCategory, AlarmState, Outcome, Severity
-
-
-class Clock(Protocol):
-    """Where the desk reads the time."""
-
-    def now(self) -> datetime: ...
-
-
-class Publish(Protocol):
-    """Non-blocking MQTT publish."""
-
-    def __call__(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None: ...
-
 
 # the states a staff action may start from
 NEXT_STATES: dict[AlarmState, frozenset[AlarmState]] = {
@@ -102,37 +87,3 @@ class Alarm:
     def urgency(self) -> tuple[int, int, datetime]:
         """Sort key: not yet accepted first, then most severe, then oldest."""
         return (0 if self.state is AlarmState.RAISED else 1, -int(self.severity), self.raised_at)
-
-
-def alarm_from_row(row: asyncpg.Record) -> Alarm:
-    """An alarm as stored in `desk_alarms` (restore after a restart)."""
-    return Alarm(
-        id=row["id"],
-        key=row["key"],
-        rule_id=row["rule_id"],
-        category=AlarmCategory(row["category"]),
-        severity=Severity(row["severity"]),
-        site=row["site"],
-        unit=row["unit"],
-        resident_id=row["resident_id"],
-        device_id=row["device_id"],
-        reason=row["reason"],
-        unregistered=row["unregistered"],
-        raised_at=row["raised_at"],
-        updated_at=row["updated_at"],
-        state=AlarmState(row["state"]),
-        count=row["count"],
-        outcome=Outcome(row["outcome"]) if row["outcome"] else None,
-        note=row["note"],
-        accepted_at=row["accepted_at"],
-        accepted_by=row["accepted_by"],
-        accepted_by_id=row["accepted_by_id"],
-        condition_ended_at=row["condition_ended_at"],
-        condition_note=row["condition_note"],
-        ringing_since=row["ringing_since"],
-        incidents=row["incidents"],
-        unreached=row["unreached"],
-        next_tier=row["next_tier"],
-        next_escalation_at=row["next_escalation_at"],
-        version=row["version"],
-    )

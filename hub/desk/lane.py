@@ -1,0 +1,475 @@
+"""The alarm lane: one owner for the path that decides whether a person needs help and gets it to them.
+
+    event ─┐                                     ┌─▶ staff pages (WebSocket)
+           ├─▶ rule engine ─▶ desk state machine ─▶ fan-out ─┼─▶ MQTT vaka/v1/{site}/alarms/{id}
+    tick ──┘   (alarms/)      (hub.desk.machine)  (fanout)   ├─▶ channels (web push, webhook, SMS)
+                    ▲                                        └─▶ persistence (desk_alarms, alarm log)
+                    └──── a closed alarm: `alarm_closed` ◀── Change(CLOSE)
+
+Contract: `feed()` (an event), `tick()` (the clock) and the staff actions are synchronous and work in memory only;
+before they return, every change has been queued to the pages, published and handed to the channels, and its
+persistence follows in `run_loop()` without ever delaying delivery. Events and ticks take the same guarded path:
+each decision, each escalation and each delivered change is isolated — a failure is logged with the alarm (or
+decision key), counted in `vaka_alarm_lane_failures_total{step}`, raised as a technical alarm for operations, and the
+lane goes on with the next item. `restore()` brings back open alarms, including where each stood in its escalation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+import asyncpg
+
+from alarms.gate import Gate, as_seen
+from hub.desk.alarm import Alarm
+from hub.desk.directory import DeskDirectory
+from hub.desk.fanout import FanOut, Publish, alarm_view
+from hub.desk.machine import NOBODY_REACHED, Change, ChangeKind, DeskError, DeskMachine, HandoverError
+from hub.desk.persistence import DeskStore, alarm_from_row
+from hub.metrics import Metrics
+from hub.model import (
+    AlarmCategory,
+    AlarmDecision,
+    AlarmState,
+    DecisionAction,
+    Event,
+    EventKind,
+    Outcome,
+    Resident,
+    Severity,
+    Site,
+    VakaError,
+)
+from hub.notify import Dispatcher, Notifier, build_notifiers
+from hub.notify.websocket import WebSocketHub
+from hub.staff import StaffMember
+
+if TYPE_CHECKING:
+    from hub.settings import Settings
+    from hub.store.pool import Database
+
+__all__ = ["NOBODY_REACHED", "Desk", "DeskError", "HandoverError"]
+
+logger = logging.getLogger(__name__)
+
+TICK_S = 0.25
+_RESTORE_RETRY_S = 2.0
+_ESCALATION_RETRY_S = 30.0
+_METRIC_SAMPLE_EVERY = 8  # the rule evaluation histogram times one event in eight: it costs microseconds
+FAILURE_RULE = "alarm_lane_failure"
+
+# If the rule engine itself fails on one of these, the alarm still goes out through a fallback decision.
+_FALLBACK_KINDS = {
+    EventKind.FALL_DETECTED: "fall detected",
+    EventKind.FALL_CONFIRMED: "fall detected",
+    EventKind.ALARM_BUTTON: "alarm button pressed",
+    EventKind.SMOKE: "smoke detected",
+    EventKind.WATER_LEAK: "water leak",
+}
+
+
+class Clock(Protocol):
+    """Where the lane reads the time."""
+
+    def now(self) -> datetime: ...
+
+
+class RuleEngine(Protocol):
+    """What the lane needs of alarms.engine.Engine."""
+
+    def feed(self, event: Event, now: datetime, *, late_s: float = 0.0) -> Sequence[AlarmDecision]: ...
+    def tick(self, now: datetime) -> Sequence[AlarmDecision]: ...
+    def alarm_closed(self, key: str, at: datetime) -> None: ...
+    def next_deadline(self) -> datetime | None: ...
+
+
+class Desk:
+    """The alarm lane and its desk: see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        metrics: Metrics,
+        *,
+        publish: Publish,
+        clock: Clock,
+        engine: RuleEngine | None = None,
+        gate: Gate | None = None,
+        notifiers: Iterable[Notifier] | None = None,
+        tick_s: float = TICK_S,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.metrics = metrics
+        self.clock = clock
+        self.engine = engine
+        self.gate = gate
+        self._tick_s = tick_s
+        self.directory = DeskDirectory()
+        self.machine = DeskMachine(settings.desk, self.directory, settings.patrol)
+        self.hub = WebSocketHub(metrics)
+        chosen = list(notifiers) if notifiers is not None else build_notifiers(settings, db)
+        self.dispatcher = Dispatcher(chosen, metrics)
+        self.store = DeskStore(db)
+        self.fanout = FanOut(
+            directory=self.directory,
+            pages=self.hub,
+            publish=publish,
+            dispatcher=self.dispatcher,
+            store=self.store,
+            metrics=metrics,
+            unreached_log_interval_s=settings.patrol.unreached_log_interval_s,
+        )
+        self._restore_pending = False
+        self._restore_late = False
+        self._fed = 0
+
+    # --- the lane: events and ticks in, changes out ----------------------------------------------------------
+
+    def feed(self, event: Event) -> None:
+        """Run one event through the engine and the desk; never raises."""
+        now = self.clock.now()
+        try:
+            decisions = self._evaluate(event, now)
+        except Exception:
+            logger.exception("rule engine failed on a %s event from %s", event.kind, event.device_id)
+            self._failed("engine", event.site)
+            decisions = _fallback(event)
+        for decision in decisions:
+            self._guarded("decision", decision.key, decision.site, partial(self.apply, decision))
+
+    def _evaluate(self, event: Event, now: datetime) -> Sequence[AlarmDecision]:
+        if self.engine is None:
+            return ()
+        self._fed += 1
+        if self._fed % _METRIC_SAMPLE_EVERY:
+            return self._gated(event, now)
+        started = time.perf_counter()
+        decisions = self._gated(event, now)
+        self.metrics.rule_evaluation.observe(time.perf_counter() - started)
+        return decisions
+
+    def _gated(self, event: Event, now: datetime) -> Sequence[AlarmDecision]:
+        """The event through the gate (re-deliveries dropped, stale news made a sign of life) into the engine."""
+        assert self.engine is not None
+        if self.gate is None:
+            return self.engine.feed(event, now)
+        seen = as_seen(event, self.gate.admit(event, now), now)
+        if seen is None:
+            return ()
+        late_s = (now - event.ts).total_seconds()
+        return self.engine.feed(seen, now, late_s=late_s if late_s > 0 else 0.0)
+
+    def tick(self) -> None:
+        """The clock: fire the engine's due timers and the desk's due escalations; never raises."""
+        now = self.clock.now()
+        if self.engine is not None:
+            try:
+                decisions: Sequence[AlarmDecision] = self.engine.tick(now)
+            except Exception:
+                logger.exception("rule engine tick failed")
+                self._failed("engine_tick", None)
+                decisions = ()
+            for decision in decisions:
+                self._guarded("decision", decision.key, decision.site, partial(self.apply, decision))
+        self.escalate_due()
+        self.hub.prune()
+
+    def apply(self, decision: AlarmDecision) -> Alarm | None:
+        """Apply one rule engine decision and deliver its changes; returns the alarm it touched."""
+        changes = self.machine.apply(decision, self.clock.now())
+        self._deliver(changes)
+        return changes[0].alarm if changes else None
+
+    def escalate_due(self) -> int:
+        """Fire every escalation tier that is due now, each alarm on its own; returns how many fired."""
+        now = self.clock.now()
+        fired = 0
+        for alarm in self.machine.due(now):
+            if self._guarded("escalation", alarm.id, alarm.site, partial(self._escalate, alarm, now)):
+                fired += 1
+            elif alarm.next_escalation_at is not None and alarm.next_escalation_at <= now:
+                # tried again later, not on every tick: its failure alarm is already out
+                alarm.next_escalation_at = now + timedelta(seconds=_ESCALATION_RETRY_S)
+        return fired
+
+    def _escalate(self, alarm: Alarm, now: datetime) -> None:
+        self._deliver(self.machine.escalate(alarm, now))
+
+    def _deliver(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            alarm = change.alarm
+            self._guarded("fanout", alarm.id, alarm.site, partial(self.fanout.deliver, change))
+            if change.kind is ChangeKind.CLOSE and self.engine is not None:
+                close = partial(self.engine.alarm_closed, alarm.key, change.at)
+                self._guarded("engine_close", alarm.id, alarm.site, close)
+
+    def _guarded(self, step: str, ref: str, site: str | None, work: Callable[[], object]) -> bool:
+        """Run one item of the lane; a failure is logged with the item, counted and raised to operations."""
+        try:
+            work()
+        except Exception:
+            logger.exception("alarm lane step=%s failed for %s", step, ref)
+            self._failed(step, site)
+            return False
+        return True
+
+    def _failed(self, step: str, site: str | None) -> None:
+        """Count a failed item and raise (or update) the site's technical alarm for operations."""
+        self.metrics.alarm_lane_failures.labels(step).inc()
+        if site is None:
+            return
+        now = self.clock.now()
+        decision = AlarmDecision(
+            action=DecisionAction.RAISE,
+            key=f"{FAILURE_RULE}:{site}",
+            rule_id=FAILURE_RULE,
+            category=AlarmCategory.TECHNICAL,
+            severity=Severity.HIGH,
+            site=site,
+            at=now,
+            reason=f"alarm processing failed ({step}): check the hub log; open alarms may need a physical round",
+        )
+        try:
+            for change in self.machine.apply(decision, now):
+                self.fanout.deliver(change)
+        except Exception:
+            logger.exception("alarm lane could not raise its own failure alarm site=%s step=%s", site, step)
+
+    # --- staff actions ------------------------------------------------------------------------------------------
+
+    def accept(self, alarm_id: str, staff: StaffMember, *, take_over: bool = False) -> Alarm:
+        """Take the alarm: escalation stops, colleagues see who has it."""
+        return self._advance(alarm_id, staff, AlarmState.ACCEPTED, take_over)
+
+    def en_route(self, alarm_id: str, staff: StaffMember, *, take_over: bool = False) -> Alarm:
+        """On my way (accepts it if nobody has)."""
+        return self._advance(alarm_id, staff, AlarmState.EN_ROUTE, take_over)
+
+    def on_site(self, alarm_id: str, staff: StaffMember, *, take_over: bool = False) -> Alarm:
+        """With the resident."""
+        return self._advance(alarm_id, staff, AlarmState.ON_SITE, take_over)
+
+    def resolve(
+        self, alarm_id: str, staff: StaffMember, outcome: Outcome, note: str = "", *, take_over: bool = False
+    ) -> Alarm:
+        """Close the alarm with an outcome and an optional note."""
+        alarm, changes = self.machine.resolve(alarm_id, staff, outcome, note, self.clock.now(), take_over=take_over)
+        self._deliver(changes)
+        return alarm
+
+    def _advance(self, alarm_id: str, staff: StaffMember, to: AlarmState, take_over: bool) -> Alarm:
+        alarm, changes = self.machine.advance(alarm_id, staff, to, self.clock.now(), take_over=take_over)
+        self._deliver(changes)
+        return alarm
+
+    def holder_other_than(self, alarm: Alarm, staff: StaffMember) -> str | None:
+        """The colleague who holds the alarm now, when that is not `staff`."""
+        return self.machine.holder_other_than(alarm, staff)
+
+    def fallback_phones(self, site: str) -> tuple[str, ...]:
+        """The number(s) the SMS/voice gateway calls when an alarm of `site` reaches nobody."""
+        return self.machine.fallback_phones(site)
+
+    # --- who is on duty -----------------------------------------------------------------------------------------
+
+    def sign_on(self, staff: StaffMember, hours: float | None = None) -> datetime:
+        """`staff` is on duty from now for `hours` (default: the configured shift); returns when the shift ends."""
+        now = self.clock.now()
+        until = now + timedelta(hours=hours or self.settings.patrol.shift_hours)
+        self.directory.duty[staff.id] = until
+        self.store.duty(staff.id, now, until)
+        logger.info("staff on duty staff=%s until=%s", staff.id, until.isoformat())
+        return until
+
+    def sign_off(self, staff: StaffMember) -> None:
+        """`staff` is off duty from now."""
+        if self.directory.duty.pop(staff.id, None) is not None:
+            self.store.duty(staff.id, self.clock.now(), None)
+            logger.info("staff off duty staff=%s", staff.id)
+
+    def on_duty(self, staff: StaffMember) -> datetime | None:
+        """When this person's shift ends, or None when they are not on duty."""
+        return self.directory.duty.get(staff.id) if self.directory.on_duty(staff, self.clock.now()) else None
+
+    # --- inventory and staff ----------------------------------------------------------------------------------
+
+    def set_sites(self, sites: Iterable[Site]) -> None:
+        """Replace the inventory the desk resolves units, rooms and safety devices from."""
+        self.directory.set_sites(sites)
+
+    def set_staff(self, staff: Iterable[StaffMember]) -> None:
+        """Replace the staff directory used for recipients."""
+        self.directory.set_staff(staff)
+
+    @property
+    def staff(self) -> list[StaffMember]:
+        """The staff directory."""
+        return self.directory.staff
+
+    def resident(self, site: str, resident_id: str | None) -> Resident | None:
+        """A resident of the inventory."""
+        return self.directory.resident(site, resident_id)
+
+    async def refresh(self, *, sites: bool = False) -> None:
+        """Re-read the staff (and with `sites`, the inventory) from the database.
+
+        After start the hub hands inventory changes over with `set_sites`; it is the one place that re-reads them.
+        """
+        from hub.store.inventory import fetch_sites
+        from hub.store.staff import load_staff
+
+        async with self.db.acquire() as conn:
+            if sites:
+                self.set_sites(await fetch_sites(conn))
+            staff = await load_staff(conn)
+            duty = await conn.fetch("SELECT staff_id, until FROM staff_duty")
+        self.set_staff(staff)
+        self.directory.set_duty({r["staff_id"]: r["until"] for r in duty})
+
+    # --- reading ----------------------------------------------------------------------------------------------
+
+    def recipients_on_page(self, alarm: Alarm) -> list[StaffMember]:
+        """Everyone whose staff page shows this alarm."""
+        return self.directory.who_sees(alarm.site, alarm.unit)
+
+    def view(self, alarm: Alarm) -> dict[str, Any]:
+        """The alarm as the staff page shows it, with the hub's now and clock times in the site's zone."""
+        return alarm_view(alarm, self.directory, self.clock.now())
+
+    def open_alarms_for(self, staff: StaffMember) -> list[Alarm]:
+        """Open alarms of this person's units, most urgent first."""
+        return self.machine.open_alarms_for(staff)
+
+    def open_alarms(self) -> list[Alarm]:
+        """Every open alarm, most urgent first."""
+        return self.machine.open_alarms()
+
+    def get(self, alarm_id: str) -> Alarm | None:
+        """An open alarm by id."""
+        return self.machine.get(alarm_id)
+
+    def get_open_by_key(self, key: str) -> Alarm | None:
+        """The open alarm under a rule key (`{rule_id}:{subject}`)."""
+        return self.machine.get_open_by_key(key)
+
+    def has_open(self, key: str) -> bool:
+        """Whether an alarm of this decision key (`rule:subject`) is open."""
+        return self.machine.has_open(key)
+
+    def residents_for(self, staff: StaffMember) -> list[tuple[Site, Resident]]:
+        """Residents of this person's units, by site and room."""
+        return self.directory.residents_for(staff)
+
+    def device_faults(self, site: str) -> set[str]:
+        """Devices of a site with an open technical alarm."""
+        return {
+            a.device_id
+            for a in self.machine.open_for_site(site)
+            if a.device_id and a.category is AlarmCategory.TECHNICAL
+        }
+
+    def log_resident_reads(self, staff: StaffMember, residents: Iterable[tuple[str, str]], purpose: str) -> None:
+        """Record that a person saw these residents' data (`(site, resident_id)`); persisted in the background."""
+        self.fanout.record_reads(staff, residents, purpose, self.clock.now())
+
+    def age(self, alarm: Alarm) -> timedelta:
+        """How long ago the alarm was raised."""
+        return self.clock.now() - alarm.raised_at
+
+    # --- lifecycle -----------------------------------------------------------------------------------------------
+
+    async def restore(self, sites: list[Site] | None = None) -> None:
+        """Load inventory (unless given), staff and open alarms (with escalation state) from the database.
+
+        When the database is away, the desk starts empty (new alarms flow from memory) and `run_loop` brings the
+        earlier open alarms back as soon as it answers.
+        """
+        if sites is not None:
+            self.set_sites(sites)
+        try:
+            await self.refresh(sites=sites is None)
+        except (TimeoutError, OSError, VakaError, asyncpg.PostgresError, ImportError) as exc:
+            logger.warning("desk could not load inventory/staff: %s", exc)
+        try:
+            rows = await self.store.load_open()
+        except (TimeoutError, OSError, VakaError, asyncpg.PostgresError) as exc:
+            logger.warning("desk could not restore open alarms yet, retrying in the background: %s", exc)
+            self._restore_pending = True
+            return
+        self._restore_pending = False
+        restored = 0
+        for row in rows:
+            alarm = alarm_from_row(row)
+            if not self.machine.restore(alarm):
+                continue
+            restored += 1
+            self.fanout.count_open(alarm)
+            if self._restore_late:
+                self.fanout.show(alarm, closed=False, read_at=self.clock.now())
+        logger.info(
+            "desk restored open_alarms=%s staff=%s sites=%s", restored, len(self.staff), self.directory.site_count
+        )
+
+    async def run_loop(self) -> None:
+        """The clock of the lane, persistence and the staff refresh, until cancelled."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.store.write_loop(), name="vaka.desk.persist")
+                tg.create_task(self._tick_loop(), name="vaka.lane.tick")
+                tg.create_task(self._refresh_loop(), name="vaka.desk.refresh")
+        finally:
+            await self.dispatcher.aclose()
+            await self.hub.aclose()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            self.tick()
+            self.metrics.hub_heartbeat.set(time.time())
+            wait_s = self._tick_s
+            deadline = self.engine.next_deadline() if self.engine is not None else None
+            if deadline is not None:
+                wait_s = min(wait_s, max((deadline - self.clock.now()).total_seconds(), 0.0))
+            await asyncio.sleep(wait_s)
+
+    async def _refresh_loop(self) -> None:
+        while self._restore_pending:
+            await asyncio.sleep(_RESTORE_RETRY_S)
+            self._restore_late = True
+            await self.restore()
+        while True:
+            await asyncio.sleep(self.settings.desk.inventory_refresh_s)
+            try:
+                await self.refresh()
+            except (TimeoutError, OSError, VakaError, asyncpg.PostgresError) as exc:
+                logger.warning("desk refresh failed: %s", exc)
+
+
+def _fallback(ev: Event) -> list[AlarmDecision]:
+    """A decision for a life-safety event when the rule engine failed on it."""
+    reason = _FALLBACK_KINDS.get(ev.kind)
+    if reason is None:
+        return []
+    subject = ev.resident_id or ev.device_id
+    return [
+        AlarmDecision(
+            action=DecisionAction.RAISE,
+            key=f"fallback:{subject}",
+            rule_id="fallback",
+            category=AlarmCategory.CARE,
+            severity=Severity.CRITICAL,
+            site=ev.site,
+            at=ev.ts,
+            reason=reason,
+            resident_id=ev.resident_id,
+            device_id=ev.device_id,
+            ref=ev.ref,
+        )
+    ]

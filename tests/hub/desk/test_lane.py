@@ -1,0 +1,163 @@
+"""The alarm lane isolates every item: a failure in the engine, a tick, one escalation or one delivery is logged with
+its alarm, counted, raised to operations as a technical alarm, and the lane goes on with the next item."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from alarms.engine import Engine
+from alarms.rules import default_pack_path, load_rules
+from hub.desk import machine as desk_machine
+from hub.desk.alarm import Alarm
+from hub.desk.lane import FAILURE_RULE, Desk
+from hub.inventory import build_directory
+from hub.metrics import Metrics
+from hub.model import AlarmDecision, AlarmState, Event, EventKind
+from hub.settings import Settings
+from hub.staff import Role, StaffMember
+from tests.hub.desk_support import FakeClock, RecordingNotifier, sites_for
+
+SITE = "s1"
+ANNA = StaffMember(id=1, username="anna", role=Role.STAFF, units=frozenset({(SITE, "*")}))
+
+
+class FlakyEngine:
+    """The real rule engine, made to fail on events from one device and on ticks while `tick_fails` is set."""
+
+    def __init__(self, now: datetime) -> None:
+        self.engine = Engine(load_rules([default_pack_path()]), build_directory(sites_for(SITE)))
+        self.engine.set_directory(build_directory(sites_for(SITE)), now)
+        self.bad_device = f"{SITE}-radar1"
+        self.tick_fails = False
+        self.closed: list[str] = []
+
+    def feed(self, event: Event, now: datetime, *, late_s: float = 0.0) -> Sequence[AlarmDecision]:
+        if event.device_id == self.bad_device:
+            msg = "a rule blew up"
+            raise ZeroDivisionError(msg)
+        return self.engine.feed(event, now, late_s=late_s)
+
+    def tick(self, now: datetime) -> Sequence[AlarmDecision]:
+        if self.tick_fails:
+            msg = "a timer blew up"
+            raise RuntimeError(msg)
+        return self.engine.tick(now)
+
+    def alarm_closed(self, key: str, at: datetime) -> None:
+        self.closed.append(key)
+        self.engine.alarm_closed(key, at)
+
+    def next_deadline(self) -> datetime | None:
+        return self.engine.next_deadline()
+
+
+class Lane:
+    def __init__(self, desk: Desk, engine: FlakyEngine, clock: FakeClock, metrics: Metrics) -> None:
+        self.desk, self.engine, self.clock, self.metrics = desk, engine, clock, metrics
+
+    def event(self, device: str, kind: EventKind) -> None:
+        self.desk.feed(Event(ts=self.clock.now(), site=SITE, device_id=f"{SITE}-{device}", kind=kind))
+
+    def failures(self, step: str) -> float:
+        return self.metrics.alarm_lane_failures.labels(step)._value.get()  # type: ignore[no-any-return]
+
+    def open(self, rule_id: str) -> list[Alarm]:
+        return [a for a in self.desk.open_alarms() if a.rule_id == rule_id]
+
+
+@pytest.fixture
+async def lane(settings: Settings, metrics: Metrics) -> AsyncIterator[Lane]:
+    clock = FakeClock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
+    engine = FlakyEngine(clock.now())
+    desk = Desk(
+        settings,
+        None,  # type: ignore[arg-type]  # no database: nothing here waits for persistence
+        metrics,
+        publish=lambda topic, payload, *, qos=1, retain=False: None,
+        clock=clock,
+        engine=engine,
+        notifiers=[RecordingNotifier()],
+    )
+    desk.set_sites(sites_for(SITE))
+    desk.set_staff([ANNA])
+    desk.sign_on(ANNA)
+    yield Lane(desk, engine, clock, metrics)
+    await desk.dispatcher.aclose()
+
+
+async def test_an_engine_failure_on_one_event_still_raises_the_fall_and_tells_operations(
+    lane: Lane, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        lane.event("radar1", EventKind.FALL_DETECTED)
+    assert [a.device_id for a in lane.open("fallback")] == [f"{SITE}-radar1"]  # the fall still goes out
+    assert lane.failures("engine") == 1
+    (failure,) = lane.open(FAILURE_RULE)
+    assert failure.category.value == "technical"
+    assert "rule engine failed on a fall_detected event" in caplog.text
+    lane.event("button3", EventKind.ALARM_BUTTON)  # the next item is evaluated as usual
+    assert [a.device_id for a in lane.open("alarm_button")] == [f"{SITE}-button3"]
+    lane.event("radar1", EventKind.FALL_DETECTED)
+    assert lane.open(FAILURE_RULE)[0].count == 2  # one technical alarm per site, counting
+
+
+async def test_a_failing_tick_is_counted_and_escalations_still_fire(lane: Lane) -> None:
+    lane.event("button3", EventKind.ALARM_BUTTON)
+    (button,) = lane.open("alarm_button")
+    lane.engine.tick_fails = True
+    lane.clock.advance(3600)
+    tier = button.next_tier
+    lane.desk.tick()
+    assert lane.failures("engine_tick") == 1
+    assert button.next_tier == tier + 1  # its next tier went out on the same tick
+
+
+async def test_one_alarm_whose_escalation_fails_does_not_hold_up_the_others(
+    lane: Lane, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    lane.event("button3", EventKind.ALARM_BUTTON)
+    lane.event("plug2", EventKind.ALARM_BUTTON)
+    broken, healthy = sorted(lane.open("alarm_button"), key=lambda a: a.device_id != f"{SITE}-button3")
+    real_step = desk_machine.escalation_step
+
+    def step(settings, directory, alarm, now, **kwargs):  # type: ignore[no-untyped-def]
+        if alarm.id == broken.id:
+            msg = "no tier for you"
+            raise LookupError(msg)
+        return real_step(settings, directory, alarm, now, **kwargs)
+
+    monkeypatch.setattr(desk_machine, "escalation_step", step)
+    lane.clock.advance(3600)
+    tier = healthy.next_tier
+    with caplog.at_level(logging.ERROR):
+        assert lane.desk.escalate_due() == 1
+    assert healthy.next_tier == tier + 1
+    assert lane.failures("escalation") == 1
+    assert f"alarm lane step=escalation failed for {broken.id}" in caplog.text
+    assert lane.open(FAILURE_RULE)
+    broken_tier = broken.next_tier
+    lane.desk.escalate_due()
+    assert lane.failures("escalation") == 1  # the broken one is retried later, not on every tick
+    assert (broken.next_tier, broken.next_escalation_at) == (broken_tier, lane.clock.now() + timedelta(seconds=30))
+
+
+async def test_a_closed_alarm_reaches_the_engine_even_when_a_delivery_fails(
+    lane: Lane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lane.event("button3", EventKind.ALARM_BUTTON)
+    (button,) = lane.open("alarm_button")
+
+    def broken_pages(*args: object, **kwargs: object) -> None:
+        msg = "page view broke"
+        raise ValueError(msg)
+
+    monkeypatch.setattr(lane.desk.fanout, "show", broken_pages)
+    lane.desk.accept(button.id, ANNA)
+    assert button.state is AlarmState.ACCEPTED
+    lane.desk.resolve(button.id, ANNA, desk_machine.Outcome.ASSISTED)
+    assert lane.engine.closed == [button.key]  # the engine starts the rule's cooldown: no back edge, one call
+    assert lane.failures("fanout") == 2
