@@ -1,7 +1,7 @@
 """The resident access log: one row per read of a resident's data by a person (staff or relative).
 
 Relative reads are written in the same transaction as the read itself (no row, no data); staff page reads go
-through the desk's persistence queue (`hub.desk_store`), which never makes the alarm path wait. The table is
+through the desk's persistence queue (`hub.desk.persistence`), which never makes the alarm path wait. The table is
 append-only for the hub (docs/privacy.md).
 """
 
