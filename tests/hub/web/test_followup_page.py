@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, expect
 
-from hub.escalation import audience_members
+from hub.desk.escalation import audience_members
 from hub.staff import Role, StaffMember
 from hub.store.staff import create_staff
 from tests.hub.desk_support import PASSWORD
