@@ -241,6 +241,43 @@ async def staff_add_main(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _vendor_check(args: argparse.Namespace, settings: Settings) -> int:
+    """`vaka vendor check`: the supervision intervals from the inventory, the traffic from the broker."""
+    import asyncpg
+
+    from hub.model import Site
+    from hub.store.inventory import fetch_sites
+    from hub.vendor.check import CheckError, check, parse_duration, print_progress, write_report
+
+    try:
+        duration_s = parse_duration(args.duration)
+    except CheckError as exc:
+        print(f"vaka vendor check: {exc}", file=sys.stderr)
+        return 2
+    async def read_sites(conn: VakaConnection) -> list[Site]:
+        try:
+            return await fetch_sites(conn)
+        except asyncpg.PostgresError:  # not migrated yet: no inventory
+            return []
+
+    sites = await _with_database(settings, "vendor check", read_sites, wait_s=3.0)
+    if sites is None:
+        print("vaka vendor check: without the inventory every device is judged against the default interval")
+    intervals = {d.id: d.supervision_interval_s for site in sites or [] if site.id == args.site for d in site.devices}
+    print(f"vaka vendor check: watching site {args.site} for {duration_s:.0f} s …", file=sys.stderr)
+    try:
+        report = await asyncio.to_thread(
+            check, settings.mqtt, args.site, duration_s, intervals, args.device_prefix, print_progress
+        )
+    except CheckError as exc:
+        print(f"vaka vendor check: {exc}", file=sys.stderr)
+        return 2
+    markdown, data = write_report(report, args.out)
+    verdict = "no defects" if report.clean else f"{len(report.findings)} defect(s)"
+    print(f"{len(report.devices)} device(s), {verdict}: {markdown} and {data}")
+    return 0 if report.clean else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `vaka`."""
     parser = argparse.ArgumentParser(prog="vaka", description="Vaka: welfare-technology monitoring hub")
@@ -268,6 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = device.add_parser("maintenance", help="take a device out for service (on) or put it back (off)")
     p.add_argument("id", help="device id")
     p.add_argument("state", choices=["on", "off"])
+    vendor = sub.add_parser("vendor", help="for vendors and integrators").add_subparsers(
+        dest="vendor_command", required=True
+    )
+    p = vendor.add_parser("check", help="watch a site's live traffic and write a conformance report (Markdown, JSON)")
+    p.add_argument("--site", required=True, help="site id whose vaka/v1/{site}/… topics are watched")
+    p.add_argument("--duration", default="10m", help="how long to watch: 30s, 10m, 1h")
+    p.add_argument("--device-prefix", default="", help="only devices whose id starts with this")
+    p.add_argument("--out", type=Path, default=Path("."), help="directory for the report files")
     p = sub.add_parser("schema", help="print a JSON Schema")
     p.add_argument("what", choices=["event", "rules", "inventory", "asyncapi"])
     p.add_argument("--output", type=Path, help="write to this file instead of printing")
@@ -314,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings.log_level)
     if args.command == "serve":
         return _run(_serve(args, settings))
+    if args.command == "vendor":
+        return _run(_vendor_check(args, settings))
     if args.command == "migrate":
         return _run(_migrate(args, settings))
     if args.command == "site" and args.site_command == "discover":
