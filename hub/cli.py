@@ -254,6 +254,7 @@ async def _vendor_check(args: argparse.Namespace, settings: Settings) -> int:
     except CheckError as exc:
         print(f"vaka vendor check: {exc}", file=sys.stderr)
         return 2
+
     async def read_sites(conn: VakaConnection) -> list[Site]:
         try:
             return await fetch_sites(conn)
