@@ -114,6 +114,7 @@ async def _load(conn: asyncpg.Connection, args: argparse.Namespace, year_start: 
                                               "raised_at", "updated_at", "closed_at"])  # fmt: skip
     await conn.copy_records_to_table("desk_alarm_log", records=log,
                                      columns=["alarm_id", "at", "actor", "action", "state", "detail"])  # fmt: skip
+    await rollup.rebuild_months(conn, year_start)
     await conn.execute("ANALYZE")
     return {"rollup_rows": len(rows), "alarms": len(alarms), "alarm_log_rows": len(log),
             "devices": len(sim.inventory().sites[0].devices)}  # fmt: skip
@@ -148,7 +149,7 @@ async def main() -> None:
         unit = await conn.fetchval("SELECT min(unit) FROM residents")
         queries: dict[str, float] = {}
         for scope_name, u in (("site", None), ("unit", unit)):
-            queries[f"{scope_name}.devices"] = await _timed(conn, indicators._DEVICES_SQL, "demo", u, period.start, period.end,
+            queries[f"{scope_name}.devices"] = await _timed(conn, indicators.devices_sql(period), "demo", u, period.start, period.end,
                                                             start_ts, end_ts, list(indicators.SILENT_RULES))  # fmt: skip
             queries[f"{scope_name}.alarm_counts"] = await _timed(
                 conn, indicators._ALARM_COUNTS_SQL, "demo", u, start_ts, end_ts
@@ -166,15 +167,20 @@ async def main() -> None:
         compute_s = time.perf_counter() - t
         t = time.perf_counter()
         json.dumps(report.to_json(built))
+        json_s = time.perf_counter() - t
+        t = time.perf_counter()
         report.to_html(built, "sv")
+        html_s = time.perf_counter() - t
+        t = time.perf_counter()
         report.to_pdf(built, "sv", io.BytesIO())
-        render_s = time.perf_counter() - t
+        pdf_s = time.perf_counter() - t
         print(json.dumps({
             "benchmark": "indicators", "residents": args.residents, "days": args.days,
             "sample_days": args.sample_days, **loaded, "load_s": round(load_s, 1),
             "query_ms": queries, "query_ms_max": max(queries.values()),
-            "report_compute_s": round(compute_s, 3), "report_render_s": round(render_s, 3),
-            "report_total_s": round(compute_s + render_s, 3),
+            "report_compute_s": round(compute_s, 3),
+            "report_s": {"json": round(compute_s + json_s, 3), "html": round(compute_s + html_s, 3),
+                         "pdf": round(compute_s + pdf_s, 3)},
             "goal": {"query_ms": 200, "report_s": 5},
             "load_1m": os.getloadavg()[0],
         }))  # fmt: skip

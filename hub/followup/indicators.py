@@ -256,7 +256,8 @@ WITH inv AS (
     SELECT device_id, sum(events) AS events, sum(activity_events) AS activity,
            sum(med_due) AS med_due, sum(med_taken) AS med_taken, sum(med_missed) AS med_missed,
            sum(med_late) AS med_late
-    FROM followup_device_day WHERE site = $1 AND day >= $3 AND day < $4
+    FROM {source} WHERE site = $1 AND {day} >= $3 AND {day} < $4
+      AND ($2::text IS NULL OR device_id IN (SELECT id FROM inv))
     GROUP BY device_id
 ), alarmed AS (
     SELECT device_id, bool_or(rule_id = ANY($7::text[])) AS silent, bool_or(category = 'care') AS care
@@ -276,6 +277,14 @@ FROM inv LEFT JOIN used ON used.device_id = inv.id LEFT JOIN alarmed ON alarmed.
 GROUP BY inv.device_class ORDER BY inv.device_class
 """
 
+
+def devices_sql(period: Period) -> str:
+    """The devices query, reading whole months from the month rollup and anything else from the days."""
+    if period.start.day == 1 and period.end.day == 1:
+        return _DEVICES_SQL.format(source="followup_device_month", day="month")
+    return _DEVICES_SQL.format(source="followup_device_day", day="day")
+
+
 _ALARMS_WHERE = "site = $1 AND ($2::text IS NULL OR unit = $2) AND raised_at >= $3 AND raised_at < $4"
 
 _ALARM_COUNTS_SQL = f"""
@@ -290,17 +299,22 @@ GROUP BY 1, 2, 3, 4, 5
 # time to accept = the first staff action on the alarm (accept, on my way, on site or a resolve straight away)
 _RESPONSE_SQL = f"""
 WITH a AS (
-    SELECT a.id, a.raised_at, a.state, a.closed_at,
-           (SELECT min(l.at) FROM desk_alarm_log l WHERE l.alarm_id = a.id AND l.actor LIKE 'staff:%') AS first_staff,
-           (SELECT min(l.at) FROM desk_alarm_log l WHERE l.alarm_id = a.id AND l.state = 'on_site') AS on_site
+    SELECT a.id, a.raised_at, a.state, a.closed_at
     FROM desk_alarms a WHERE {_ALARMS_WHERE} AND category = 'care'
+), l AS (
+    -- one pass over the log rows of those alarms (written when or after they were raised: from the period's start)
+    SELECT l.alarm_id, min(l.at) FILTER (WHERE l.actor LIKE 'staff:%') AS first_staff,
+           min(l.at) FILTER (WHERE l.state = 'on_site') AS on_site
+    FROM desk_alarm_log l JOIN a ON a.id = l.alarm_id
+    WHERE l.at >= $3
+    GROUP BY l.alarm_id
 ), t AS (
-    SELECT extract(epoch FROM first_staff - raised_at)::float8 AS accept_s,
-           extract(epoch FROM on_site - raised_at)::float8 AS on_site_s,
-           CASE WHEN state = 'resolved' THEN extract(epoch FROM closed_at - raised_at)::float8 END AS resolve_s,
-           (first_staff IS NULL AND state <> 'cancelled')
-               OR extract(epoch FROM first_staff - raised_at) > $5 AS late
-    FROM a
+    SELECT extract(epoch FROM l.first_staff - a.raised_at)::float8 AS accept_s,
+           extract(epoch FROM l.on_site - a.raised_at)::float8 AS on_site_s,
+           CASE WHEN a.state = 'resolved' THEN extract(epoch FROM a.closed_at - a.raised_at)::float8 END AS resolve_s,
+           (l.first_staff IS NULL AND a.state <> 'cancelled')
+               OR extract(epoch FROM l.first_staff - a.raised_at) > $5 AS late
+    FROM a LEFT JOIN l ON l.alarm_id = a.id
 )
 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY accept_s) AS accept_p50,
        percentile_cont(0.9) WITHIN GROUP (ORDER BY accept_s) AS accept_p90,
@@ -341,7 +355,7 @@ async def compute(conn: asyncpg.Connection, scope: Scope, period: Period, *, acc
 
     med = {"due": 0, "taken": 0, "missed": 0, "late": 0}
     for row in await conn.fetch(
-        _DEVICES_SQL, site, unit, period.start, period.end, start_ts, end_ts, list(SILENT_RULES)
+        devices_sql(period), site, unit, period.start, period.end, start_ts, end_ts, list(SILENT_RULES)
     ):
         cls = row["device_class"]
         installed = int(row["installed"])

@@ -85,11 +85,14 @@ WHERE site = $1 AND ($2::text IS NULL OR unit = $2) AND raised_at >= $3 AND rais
 GROUP BY 1
 """
 _ACCEPT_SQL = """
-SELECT extract(epoch FROM (SELECT min(l.at) FROM desk_alarm_log l WHERE l.alarm_id = a.id AND l.actor LIKE 'staff:%')
-                          - a.raised_at)::float8 AS s
-FROM desk_alarms a
-WHERE a.site = $1 AND ($2::text IS NULL OR a.unit = $2) AND a.raised_at >= $3 AND a.raised_at < $4
-  AND a.category = 'care'
+WITH a AS (
+    SELECT id, raised_at FROM desk_alarms
+    WHERE site = $1 AND ($2::text IS NULL OR unit = $2) AND raised_at >= $3 AND raised_at < $4 AND category = 'care'
+)
+SELECT extract(epoch FROM min(l.at) - min(a.raised_at))::float8 AS s
+FROM a JOIN desk_alarm_log l ON l.alarm_id = a.id
+WHERE l.at >= $3 AND l.actor LIKE 'staff:%'
+GROUP BY a.id
 """
 
 

@@ -51,6 +51,19 @@ CREATE INDEX IF NOT EXISTS followup_device_day_site ON followup_device_day (site
 """
 
 
+# whole months per device, summed from the days: what a monthly report reads (12 rows a device a year, not 365)
+_MONTH_TABLE_SQL = f"""
+CREATE TABLE IF NOT EXISTS followup_device_month (
+    month            date NOT NULL,
+    site             text NOT NULL,
+    device_id        text NOT NULL,
+    {", ".join(f"{c} bigint NOT NULL" for c in _COLUMNS.split(", "))},
+    PRIMARY KEY (month, device_id)
+);
+CREATE INDEX IF NOT EXISTS followup_device_month_site ON followup_device_month (site, month);
+"""
+
+
 async def mode(conn: asyncpg.Connection) -> str | None:
     """'timescaledb' (view over a continuous aggregate), 'native' (table) or None before set-up."""
     kind = await conn.fetchval(
@@ -64,6 +77,7 @@ async def mode(conn: asyncpg.Connection) -> str | None:
 
 async def ensure(conn: asyncpg.Connection, storage: str) -> None:
     """Create the rollup for the events storage mode ('timescaledb' or 'native'); idempotent."""
+    await conn.execute(_MONTH_TABLE_SQL)
     if await mode(conn) is not None:
         return
     if storage == "timescaledb":
@@ -95,6 +109,9 @@ async def ensure(conn: asyncpg.Connection, storage: str) -> None:
         )
     else:
         await conn.execute(_NATIVE_TABLE_SQL)
+        await conn.execute(
+            "CREATE INDEX IF NOT EXISTS followup_device_day_device ON followup_device_day (device_id, day)"
+        )
     logger.info("follow-up rollup created (%s)", storage)
 
 
@@ -147,6 +164,7 @@ async def refresh(conn: asyncpg.Connection, now: datetime, since: date | None = 
                 end,
             )
             written = int(status.split()[-1])
+    await rebuild_months(conn, since)
     # the first day not yet final is where the next refresh starts
     settled = (now - SETTLE).astimezone(ZoneInfo(ZONE)).date()
     await conn.execute(
@@ -158,17 +176,33 @@ async def refresh(conn: asyncpg.Connection, now: datetime, since: date | None = 
     return written
 
 
+async def rebuild_months(conn: asyncpg.Connection, since: date) -> None:
+    """Recompute the month rows from the month of `since` on, from the day rows."""
+    first = since.replace(day=1)
+    async with conn.transaction():
+        await conn.execute("SET LOCAL statement_timeout = '30min'")
+        await conn.execute("DELETE FROM followup_device_month WHERE month >= $1", first)
+        sums = ", ".join(f"sum({c})" for c in _COLUMNS.split(", "))
+        await conn.execute(
+            f"""
+            INSERT INTO followup_device_month (month, site, device_id, {_COLUMNS})
+            SELECT date_trunc('month', day)::date, site, device_id, {sums}
+            FROM followup_device_day WHERE day >= $1 GROUP BY 1, site, device_id
+            """,
+            first,
+        )
+
+
 async def refresh_loop(dsn: str, schema: str, interval_s: float, now: Callable[[], datetime]) -> None:
-    """Keep the plain-PostgreSQL rollup current (on TimescaleDB its refresh policy does this): every `interval_s`,
+    """Keep the rollup current (on TimescaleDB the days also by the aggregate's own policy): every `interval_s`,
     on a connection of its own without the hub's statement limit, so a long refresh never touches the alarm path."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             conn = await asyncpg.connect(dsn, timeout=10, server_settings={"search_path": schema})
             try:
-                if await mode(conn) == "native":
-                    rows = await refresh(conn, now())
-                    logger.debug("follow-up rollup refreshed: %s rows", rows)
+                rows = await refresh(conn, now())
+                logger.debug("follow-up rollup refreshed: %s rows", rows)
             finally:
                 await conn.close()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import asyncpg
 import pytest
@@ -142,3 +142,15 @@ async def test_the_hub_keeps_the_rollup_current(known_month: asyncpg.Connection,
             await task
     r = await compute(known_month, Scope(SITE), NOVEMBER)
     assert r.get("tech.devices_reporting", device_class="fall_radar") == 2
+
+
+async def test_a_period_of_days_reads_the_day_rollup(known_month: asyncpg.Connection) -> None:
+    from hub.followup.indicators import Period
+
+    await rollup.refresh(known_month, NOW)
+    ten_days = Period(date(2026, 11, 10), date(2026, 11, 20), "10-20 Nov")
+    r = await compute(known_month, Scope(SITE), ten_days)
+    assert r.get("tech.devices_reporting", device_class="fall_radar") == 1  # radar2 reported on 2 November only
+    weeks = list(NOVEMBER.split("week"))
+    by_week = [await compute(known_month, Scope(SITE), w) for w in weeks]
+    assert sum(w.get("medication.doses", status="taken") or 0 for w in by_week) == 20
