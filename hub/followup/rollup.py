@@ -164,7 +164,10 @@ async def refresh(conn: asyncpg.Connection, now: datetime, since: date | None = 
                 end,
             )
             written = int(status.split()[-1])
-    await rebuild_months(conn, since)
+            # in the same transaction: a reader sees the days and their months change together
+            await rebuild_months(conn, since)
+    if storage == "timescaledb":
+        await rebuild_months(conn, since)
     # the first day not yet final is where the next refresh starts
     settled = (now - SETTLE).astimezone(ZoneInfo(ZONE)).date()
     await conn.execute(

@@ -134,7 +134,7 @@ async def test_the_hub_keeps_the_rollup_current(known_month: asyncpg.Connection,
     )
     try:
         async with asyncio.timeout(20):
-            while not await known_month.fetchval("SELECT count(*) FROM followup_device_day"):  # noqa: ASYNC110  (the database has nothing to wait on)
+            while not await known_month.fetchval("SELECT count(*) FROM followup_device_month"):  # noqa: ASYNC110  (the database has nothing to wait on)
                 await asyncio.sleep(0.05)
     finally:
         task.cancel()
