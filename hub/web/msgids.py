@@ -65,3 +65,19 @@ RELATIVES = [
     N_("relatives.login.limited"),
 ]
 FOLLOWUP_CHARTS = [N_("followup.chart_1"), N_("followup.chart_2"), N_("followup.chart_3")]
+
+# consents on the staff page (hub/web/templates/staff/consents.html)
+CONSENTS = [
+    N_("consents.scope.night_summary"),
+    N_("consents.scope.alarm_notice"),
+    N_("consents.scope.device_health"),
+    N_("consents.status.live"),
+    N_("consents.status.revoked"),
+    N_("consents.status.ended"),
+    N_("consents.status.future"),
+    N_("consents.given_by.resident"),
+    N_("consents.given_by.representative"),
+    N_("consents.granted"),
+    N_("consents.revoked"),
+    N_("consents.invited"),
+]

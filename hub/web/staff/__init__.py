@@ -84,6 +84,9 @@ def setup_staff(
     sub.router.add_get("/followup", followup_page, name="followup")
     sub.router.add_get("/followup/chart/{name}.svg", followup_chart)
     sub.router.add_get("/followup/report.{fmt}", followup_download)
+    from hub.web.staff import consents
+
+    consents.add_routes(sub)
     sub.router.add_post("/alarms/{alarm_id}/{action}", alarm_action)
     sub.router.add_get("/push/key", push_key)
     sub.router.add_post("/push/subscribe", push_subscribe)

@@ -202,6 +202,7 @@ async def residents_page(request: web.Request) -> web.StreamResponse:
         csrf=session.csrf_token,
         residents=rows,
         page="residents",
+        can_consent=staff.role in (Role.NURSE, Role.ADMIN),
     )
 
 

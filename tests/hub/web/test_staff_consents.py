@@ -1,0 +1,80 @@
+"""Consents on the staff page: nurses and admins of the resident's unit record, revoke and invite; others cannot."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from tests.hub.web.conftest import StaffSite
+from tests.hub.web.test_staff_http import csrf_of, login
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+async def test_a_nurse_records_revokes_and_invites(staff_site: StaffSite, client: aiohttp.ClientSession) -> None:
+    url, site = staff_site.url, staff_site.site
+    r1 = f"{site}-r1"
+    assert (await login(client, url, f"nils-{site}")).status == 303
+    residents = await (await client.get(f"{url}/staff/residents")).text()
+    assert f'href="/staff/residents/{r1}/consents"' in residents
+    page = await client.get(f"{url}/staff/residents/{r1}/consents")
+    assert page.status == 200
+    html = await page.text()
+    assert "No consents recorded." in html
+    form = {"csrf": csrf_of(html), "action": "grant", "relative": "dotter@example.se", "given_by": "representative"}
+    missing_shown = await client.post(f"{url}/staff/residents/{r1}/consents", data={**form, "scope": "night_summary"})
+    assert missing_shown.status == 400
+    assert "confirm that the consent text was shown" in await missing_shown.text()
+    granted = await client.post(
+        f"{url}/staff/residents/{r1}/consents",
+        data=[*form.items(), ("scope", "night_summary"), ("scope", "device_health"), ("shown", "yes"),
+              ("until", "2099-12-31")],
+    )  # fmt: skip
+    html = await granted.text()
+    assert granted.status == 200
+    assert "The consent is recorded." in html
+    assert html.count('class="consent-live"') == 2
+    assert "legal representative" in html
+    assert f"nils-{site}" in html
+    assert "through 2099-12-31" in html
+
+    invited = await client.post(
+        f"{url}/staff/residents/{r1}/consents",
+        data={"csrf": form["csrf"], "action": "invite", "relative": "dotter@example.se"},
+    )
+    link = re.search(r'id="invite-link" readonly value="([^"]+)"', await invited.text())
+    assert link is not None
+    assert link.group(1).startswith(f"{url}/relative/invite/")
+
+    revoked = await client.post(
+        f"{url}/staff/residents/{r1}/consents",
+        data={"csrf": form["csrf"], "action": "revoke", "relative": "dotter@example.se"},
+    )
+    html = await revoked.text()
+    assert "The consent is revoked." in html
+    assert html.count('class="consent-revoked"') == 2
+    async with staff_site.db.acquire() as conn:
+        reads = await conn.fetchval(
+            "SELECT count(*) FROM resident_access_log WHERE resident_id = $1 AND purpose = 'consents'", r1
+        )
+    assert reads == 5  # every view of the consents, the refused grant included
+
+
+async def test_staff_and_other_units_cannot(staff_site: StaffSite, client: aiohttp.ClientSession) -> None:
+    url, site = staff_site.url, staff_site.site
+    assert (await login(client, url, f"anna-{site}")).status == 303
+    assert 'consents"' not in await (await client.get(f"{url}/staff/residents")).text()
+    assert (await client.get(f"{url}/staff/residents/{site}-r1/consents")).status == 403
+    other = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    try:
+        assert (await login(other, url, f"nils-{site}")).status == 303
+        assert (await other.get(f"{url}/staff/residents/{site}-r3/consents")).status == 404  # unit B
+    finally:
+        await other.close()
