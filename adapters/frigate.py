@@ -16,8 +16,10 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from adapters._common import device_id_from_name, epoch_time, json_object, number
-from hub.model import Event, EventKind, PayloadError
+from hub.model import MAX_PAYLOAD_BYTES, Event, EventKind, PayloadError
 
 TOPIC_FILTERS = ("frigate/#",)
 SERVER_DEVICE_SUFFIX = "-server"
@@ -25,11 +27,43 @@ _STAGES = ("new", "update", "end")
 _MAX_LIST = 16
 
 
+class _TrackedObject(msgspec.Struct):
+    """The fields of a tracked object Vaka reads; everything else (snapshot, thumbnail, box, …) is skipped unread."""
+
+    id: str | None = None
+    camera: str | None = None
+    label: str | None = None
+    false_positive: bool | None = None
+    start_time: float | None = None
+    frame_time: float | None = None
+    end_time: float | None = None
+    top_score: float | None = None
+    current_zones: list[str] | None = None
+    entered_zones: list[str] | None = None
+    stationary: bool | None = None
+
+
+class _EventMessage(msgspec.Struct):
+    type: str | None = None
+    after: _TrackedObject | None = None
+
+
+_event_decoder = msgspec.json.Decoder(_EventMessage)
+
+
 def parse(topic: str, payload: bytes, received_at: datetime) -> list[Event]:
     """Turn one Frigate message into Events; topics carrying images or counts give none."""
     prefix, _, rest = topic.partition("/")
     if rest == "events":
-        return _tracked_object(json_object(payload), received_at, topic)
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise PayloadError("payload_too_large", f"{len(payload)} bytes")
+        try:
+            message = _event_decoder.decode(payload)
+        except msgspec.ValidationError as exc:
+            raise PayloadError("invalid_event", str(exc)[:200]) from None
+        except msgspec.DecodeError as exc:
+            raise PayloadError("invalid_json", str(exc)[:200]) from None
+        return _tracked_object(message, received_at, topic)
     if rest == "reviews":
         return _review(json_object(payload), received_at, topic)
     if rest == "available":
@@ -39,35 +73,34 @@ def parse(topic: str, payload: bytes, received_at: datetime) -> list[Event]:
     return []  # snapshots (JPEG bytes), object counts, motion, audio, controls: nothing Vaka keeps
 
 
-def _tracked_object(msg: dict[str, Any], received_at: datetime, topic: str) -> list[Event]:
-    stage = msg.get("type")
-    after = msg.get("after")
-    if stage not in _STAGES or not isinstance(after, dict):
+def _tracked_object(msg: _EventMessage, received_at: datetime, topic: str) -> list[Event]:
+    stage, after = msg.type, msg.after
+    if stage not in _STAGES or after is None:
         raise PayloadError("invalid_event", "frigate/events needs type new|update|end and an `after` object")
-    event_id, camera, label = after.get("id"), after.get("camera"), after.get("label")
-    if not isinstance(event_id, str) or not isinstance(camera, str) or not isinstance(label, str):
+    event_id, camera, label = after.id, after.camera, after.label
+    if event_id is None or camera is None or label is None:
         raise PayloadError("missing_field", "after.id, after.camera and after.label are required")
-    if after.get("false_positive") is True:
+    if after.false_positive is True:
         return []
     if stage == "end":
         kind = EventKind.CAMERA_DETECTION_ENDED
-        at = after.get("end_time") or after.get("frame_time")
+        at = after.end_time or after.frame_time
     else:
         kind = EventKind.CAMERA_PERSON_DETECTED if label == "person" else EventKind.CAMERA_OBJECT_DETECTED
-        at = after.get("start_time") if stage == "new" else after.get("frame_time")
+        at = after.start_time if stage == "new" else after.frame_time
     attrs: dict[str, Any] = {"stage": stage, "label": label}
-    score = number(after.get("top_score"))
+    score = number(after.top_score)
     if score is not None:
         attrs["score"] = round(score, 3)
-    for key in ("current_zones", "entered_zones"):
-        zones = after.get(key)
-        if isinstance(zones, list):
-            attrs[key] = [z for z in zones[:_MAX_LIST] if isinstance(z, str)]
-    if isinstance(after.get("stationary"), bool):
-        attrs["stationary"] = after["stationary"]
+    if after.current_zones is not None:
+        attrs["current_zones"] = after.current_zones[:_MAX_LIST]
+    if after.entered_zones is not None:
+        attrs["entered_zones"] = after.entered_zones[:_MAX_LIST]
+    if after.stationary is not None:
+        attrs["stationary"] = after.stationary
     return [
         Event(
-            ts=epoch_time(at if at is not None else received_at.timestamp(), received_at),
+            ts=epoch_time(at, received_at) if at is not None else received_at,
             site="",
             device_id=device_id_from_name(camera),
             kind=kind,
