@@ -147,6 +147,7 @@ class Hub:
             engine=self.engine,
             gate=self.gate,
             tick_s=SIMULATED_TICK_S if s.clock.mode == "simulated" else TICK_S,
+            journal_dir=s.spool.directory / "desk-journal",
         )
         await self.desk.restore(self._sites)  # with the database away it starts empty and restores once it answers
         if snapshot is not None and "replay_from" in snapshot:

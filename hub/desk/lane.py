@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
@@ -31,7 +32,7 @@ from hub.desk.alarm import Alarm
 from hub.desk.directory import DeskDirectory
 from hub.desk.fanout import FanOut, Publish, alarm_view
 from hub.desk.machine import NOBODY_REACHED, Change, ChangeKind, DeskError, DeskMachine, HandoverError
-from hub.desk.persistence import DeskStore, alarm_from_row
+from hub.desk.persistence import DeskJournal, DeskStore, alarm_from_row
 from hub.metrics import Metrics
 from hub.model import (
     AlarmCategory,
@@ -59,6 +60,7 @@ __all__ = ["NOBODY_REACHED", "Desk", "DeskError", "HandoverError"]
 logger = logging.getLogger(__name__)
 
 TICK_S = 0.25
+SHUTDOWN_FLUSH_S = 3.0  # what is still queued for the database is written, or journaled, within this
 _RESTORE_RETRY_S = 2.0
 _ESCALATION_RETRY_S = 30.0
 _METRIC_SAMPLE_EVERY = 8  # the rule evaluation histogram times one event in eight: it costs microseconds
@@ -104,6 +106,8 @@ class Desk:
         gate: Gate | None = None,
         notifiers: Iterable[Notifier] | None = None,
         tick_s: float = TICK_S,
+        journal_dir: Path | None = None,
+        shutdown_deadline_s: float = SHUTDOWN_FLUSH_S,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -117,7 +121,8 @@ class Desk:
         self.hub = WebSocketHub(metrics)
         chosen = list(notifiers) if notifiers is not None else build_notifiers(settings, db)
         self.dispatcher = Dispatcher(chosen, metrics)
-        self.store = DeskStore(db)
+        self.store = DeskStore(db, DeskJournal(journal_dir) if journal_dir is not None else None)
+        self._shutdown_deadline_s = shutdown_deadline_s
         self.fanout = FanOut(
             directory=self.directory,
             pages=self.hub,
@@ -399,6 +404,7 @@ class Desk:
         except (TimeoutError, OSError, VakaError, asyncpg.PostgresError, ImportError) as exc:
             logger.warning("desk could not load inventory/staff: %s", exc)
         try:
+            await self.store.drain_journal()  # alarms raised during an outage are in the journal, not yet stored
             rows = await self.store.load_open()
         except (TimeoutError, OSError, VakaError, asyncpg.PostgresError) as exc:
             logger.warning("desk could not restore open alarms yet, retrying in the background: %s", exc)
@@ -426,6 +432,7 @@ class Desk:
                 tg.create_task(self._tick_loop(), name="vaka.lane.tick")
                 tg.create_task(self._refresh_loop(), name="vaka.desk.refresh")
         finally:
+            await self.store.close(self._shutdown_deadline_s)
             await self.dispatcher.aclose()
             await self.hub.aclose()
 

@@ -1,22 +1,32 @@
-"""The desk's persistence queue: alarm snapshots, the append-only alarm log and the resident access log.
+"""The desk's persistence: alarm snapshots, the append-only alarm log, the resident access log and duty sign-ons.
 
-`save()` and `access()` only append to an in-memory queue; `write_loop()` writes it in order, in one transaction
-per batch, and when the database is away it keeps everything and retries with backoff. Nothing here is ever
-awaited on the alarm path.
+`save()`, `access()` and `duty()` only append to an in-memory queue; `write_loop()` writes it in order, one
+transaction per batch. When the database does not take a batch, everything queued goes to the desk's journal on
+local disk (fsynced, one file per batch) and is written from there, oldest first, once the database answers again;
+on shutdown what is still queued is written (or journaled) within a deadline. So nothing the desk owes is kept in
+memory only for longer than one failed attempt, and a restart during a database outage loses none of it. Rows carry
+the id they were given when they happened: one written twice (a crash between commit and cleanup) is stored once.
+Nothing here is ever awaited on the alarm path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
+import uuid
 from collections import deque
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import msgspec
 
 from hub.desk.alarm import Alarm
 from hub.model import AlarmCategory, AlarmState, Outcome, Severity, VakaError
+from hub.store.spool import frame, parse_segment
 
 if TYPE_CHECKING:
     from hub.store.pool import Database
@@ -42,10 +52,17 @@ ON CONFLICT (id) DO UPDATE SET severity = EXCLUDED.severity, reason = EXCLUDED.r
     incidents = EXCLUDED.incidents, unreached = EXCLUDED.unreached
 WHERE desk_alarms.version <= EXCLUDED.version
 """
-_LOG = "INSERT INTO desk_alarm_log (alarm_id, at, actor, action, state, detail) VALUES ($1, $2, $3, $4, $5, $6)"
-_ACCESS = (
-    "INSERT INTO resident_access_log (at, staff_id, role, site, resident_id, purpose) VALUES ($1, $2, $3, $4, $5, $6)"
+_LOG = (
+    "INSERT INTO desk_alarm_log (alarm_id, at, actor, action, state, detail, entry_id)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7::uuid) ON CONFLICT (entry_id) DO NOTHING"
 )
+_ACCESS = (
+    "INSERT INTO resident_access_log (at, staff_id, role, site, resident_id, purpose, entry_id)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7::uuid) ON CONFLICT (entry_id) DO NOTHING"
+)
+_DB_ERRORS = (TimeoutError, OSError, VakaError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_JOURNAL_SUFFIX = ".jnl"
+Row = tuple[str, Any]
 
 _DUTY = (
     "INSERT INTO staff_duty (staff_id, since, until) VALUES ($1, $2, $3)"
@@ -87,30 +104,96 @@ def _snapshot(a: Alarm) -> tuple[Any, ...]:
     )
 
 
-class DeskStore:
-    """Ordered, never-blocking persistence for the desk."""
+class DeskJournal:
+    """What the database did not take yet, on local disk: one fsynced file per batch, written back oldest first.
 
-    def __init__(self, db: Database) -> None:
+    A file is written to a temporary name, fsynced and renamed, so a crash leaves either the whole batch or none.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        for stray in directory.glob("*.tmp"):
+            stray.unlink(missing_ok=True)
+        self._files = sorted(directory.glob(f"*{_JOURNAL_SUFFIX}"))
+        self._next = int(self._files[-1].stem) + 1 if self._files else 1
+        self._encoder = msgspec.msgpack.Encoder()
+
+    @property
+    def files(self) -> list[Path]:
+        """Batches waiting for the database, oldest first."""
+        return list(self._files)
+
+    async def append(self, batch: list[Row]) -> None:
+        """Write one batch to disk; returns once it is on stable storage."""
+        path = self.directory / f"{self._next:012d}{_JOURNAL_SUFFIX}"
+        self._next += 1
+        data = frame(self._encoder.encode(batch), len(batch), time.time())
+        await asyncio.to_thread(_write_durably, path, data)
+        self._files.append(path)
+
+    async def read(self, path: Path) -> list[Row]:
+        """The rows of one batch file (a torn file reads as the records before the tear)."""
+        data = await asyncio.to_thread(path.read_bytes)
+        records, _ = parse_segment(data)
+        rows: list[Row] = []
+        for record in records:
+            rows.extend((str(kind), tuple(row)) for kind, row in msgspec.msgpack.decode(record.payload))
+        return rows
+
+    def remove(self, path: Path) -> None:
+        """Forget a batch that is in the database."""
+        path.unlink(missing_ok=True)
+        if path in self._files:
+            self._files.remove(path)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class DeskStore:
+    """Ordered, never-blocking, durable persistence for the desk (see the module docstring)."""
+
+    def __init__(self, db: Database, journal: DeskJournal | None = None) -> None:
         self._db = db
-        self._queue: deque[tuple[str, tuple[Any, ...]]] = deque()
+        self._journal = journal
+        self._queue: deque[Row] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._draining = asyncio.Lock()
 
     @property
     def backlog(self) -> int:
-        """Writes waiting for the database."""
-        return len(self._queue)
+        """Writes waiting for the database: queued in memory and journaled on disk (in batches)."""
+        return len(self._queue) + (len(self._journal.files) if self._journal is not None else 0)
+
+    @property
+    def journaled(self) -> bool:
+        """Whether batches wait in the journal."""
+        return self._journal is not None and bool(self._journal.files)
 
     def save(self, alarm: Alarm, actor: str, action: str, detail: str, at: datetime) -> None:
         """Queue the alarm's current state and one alarm log line."""
         self._queue.append(("alarm", _snapshot(alarm)))
-        self._queue.append(("log", (alarm.id, at, actor, action, alarm.state.value, detail[:1000])))
+        log = (alarm.id, at, actor, action, alarm.state.value, detail[:1000], str(uuid.uuid4()))
+        self._queue.append(("log", log))
         self._kick()
 
     def access(self, at: datetime, staff_id: int, role: str, site: str, resident_id: str, purpose: str) -> None:
         """Queue one resident access log row."""
-        self._queue.append(("access", (at, staff_id, role, site, resident_id, purpose)))
+        self._queue.append(("access", (at, staff_id, role, site, resident_id, purpose, str(uuid.uuid4()))))
         self._kick()
 
     def duty(self, staff_id: int, at: datetime, until: datetime | None) -> None:
@@ -128,27 +211,83 @@ class DeskStore:
             await self._idle.wait()
 
     async def write_loop(self) -> None:
-        """Write the queue in order, retrying with backoff while the database is away; runs until cancelled."""
+        """Write the journal, then the queue, in order; journal the queue while the database is away. Until
+        cancelled."""
         backoff_s = 0.1
         while True:
-            if not self._queue:
+            if not self._queue and not self.journaled:
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch = [self._queue[i] for i in range(min(len(self._queue), _BATCH_MAX))]
             try:
-                await self._write(batch)
-            except (TimeoutError, OSError, VakaError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("desk persistence waiting for database backlog=%s error=%s", len(self._queue), exc)
+                await self.drain_journal()
+                if self._queue:
+                    batch = [self._queue[i] for i in range(min(len(self._queue), _BATCH_MAX))]
+                    await self._write(batch)
+                    for _ in batch:
+                        self._queue.popleft()
+            except _DB_ERRORS as exc:
+                journaled = await self._to_journal()
+                logger.warning(
+                    "desk persistence waiting for database backlog=%s journaled=%s error=%s",
+                    self.backlog,
+                    journaled,
+                    exc,
+                )
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, _BACKOFF_MAX_S)
                 continue
             backoff_s = 0.1
-            for _ in batch:
-                self._queue.popleft()
 
-    async def _write(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
+    async def drain_journal(self) -> None:
+        """Write the journaled batches to the database, oldest first; raises when it does not answer."""
+        if self._journal is None:
+            return
+        async with self._draining:
+            for path in self._journal.files:
+                rows = await self._journal.read(path)
+                if rows:
+                    await self._write(rows)
+                self._journal.remove(path)
+                logger.info("desk journal written back file=%s rows=%s", path.name, len(rows))
+
+    async def _to_journal(self) -> int:
+        """Move everything queued to the journal (fsynced); returns how many rows moved."""
+        if self._journal is None or not self._queue:
+            return 0
+        batch = list(self._queue)
+        await self._journal.append(batch)
+        for _ in batch:
+            self._queue.popleft()
+        return len(batch)
+
+    async def close(self, deadline_s: float = 3.0) -> None:
+        """Shutdown: what is still queued goes to the database within half the deadline, else to the journal."""
+        if not self._queue:
+            return
+        try:
+            if self.journaled:
+                msg = "journal first"
+                raise TimeoutError(msg)
+            async with asyncio.timeout(deadline_s / 2):
+                await self._write(list(self._queue))
+            self._queue.clear()
+            return
+        except _DB_ERRORS:
+            pass
+        try:
+            async with asyncio.timeout(deadline_s / 2):
+                moved = await self._to_journal()
+        except (TimeoutError, OSError) as exc:
+            logger.error("desk persistence lost rows=%s at shutdown: %s", len(self._queue), exc)
+            return
+        if moved:
+            logger.warning("desk persistence journaled rows=%s at shutdown (database away)", moved)
+        elif self._queue:
+            logger.error("desk persistence lost rows=%s at shutdown: no journal", len(self._queue))
+
+    async def _write(self, batch: list[Row]) -> None:
         latest: dict[str, tuple[Any, ...]] = {}
         logs: list[tuple[Any, ...]] = []
         accesses: list[tuple[Any, ...]] = []
