@@ -29,6 +29,8 @@ _CLOSED_PENDING_KEEP_S = 3600.0
 _PING_S = 10.0  # the page declares the connection lost after ~2.5 pings of silence
 _PING = '{"type":"ping"}'
 _CLOSE_TIMEOUT_S = 1.0
+SESSION_ENDED = 4401  # the page goes to the login form
+STAFF_CHANGED = 4409  # the page reconnects and is served as the person is now
 
 
 class WebSocketLike(Protocol):
@@ -45,6 +47,8 @@ class _Pending:
     text: str
     created_s: float
     closed: bool
+    alarm: dict[str, Any]
+    visible: Callable[[StaffMember], bool] | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -53,7 +57,13 @@ class StaffClient:
 
     staff: StaffMember
     ws: WebSocketLike
+    session_key: str = ""
     queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(_QUEUE_MAX))
+    resent: list[dict[str, Any]] = field(default_factory=list)  # unconfirmed alarms sent again on connect
+
+
+def _visible(entry: _Pending, staff: StaffMember) -> bool:
+    return entry.visible is None or entry.visible(staff)
 
 
 class WebSocketHub:
@@ -63,6 +73,9 @@ class WebSocketHub:
         self._metrics = metrics
         self._clients: set[StaffClient] = set()
         self._pending: dict[int, dict[str, _Pending]] = {}
+        # asked before every delivery: False when the page's session has ended (logout, expiry, revoked)
+        self.session_alive: Callable[[str], bool] | None = None
+        self._closing: set[asyncio.Task[Any]] = set()
 
     @property
     def client_count(self) -> int:
@@ -80,11 +93,15 @@ class WebSocketHub:
     ) -> list[StaffMember]:
         """Queue an alarm change for the pages of `staff` and of every connected person `sees` accepts (someone
         added since the directory was loaded); it is kept unconfirmed for them all. Returns whose open pages got it
-        now (the caller logs that as a read of the resident's data)."""
+        now (the caller logs that as a read of the resident's data).
+
+        Each page is checked at delivery: its session must be alive and, when `sees` is given, its person (as of
+        the last account change, see `staff_changed`) must see the alarm now; the directory may be older.
+        """
         nid = f"{alarm['id']}:{version}"
         text = json.dumps({"type": "alarm", "nid": nid, "alarm": alarm}, separators=(",", ":"))
         now = asyncio.get_running_loop().time()
-        entry = _Pending(version, text, now, closed)
+        entry = _Pending(version, text, now, closed, alarm, sees)
         ids = set()
         for member in staff:
             ids.add(member.id)
@@ -92,13 +109,67 @@ class WebSocketHub:
         reached: list[StaffMember] = []
         for client in list(self._clients):
             member = client.staff
-            if member.id not in ids and sees is not None and sees(member):
+            if not self._alive(client):
+                continue
+            if sees is not None and not sees(member):
+                continue
+            if sees is None and member.id not in ids:
+                continue
+            if member.id not in ids:
                 ids.add(member.id)
                 self._pending.setdefault(member.id, {})[alarm["id"]] = entry
-            if member.id in ids:
-                self._send(client, text)
-                reached.append(member)
+            self._send(client, text)
+            reached.append(member)
         return reached
+
+    def _alive(self, client: StaffClient) -> bool:
+        """False (and the page is being closed) when its session has ended."""
+        if self.session_alive is None or self.session_alive(client.session_key):
+            return True
+        self.close_page(client, SESSION_ENDED, "session ended")
+        return False
+
+    def close_page(self, client: StaffClient, code: int, reason: str) -> None:
+        """Stop delivering to one page at once and close its WebSocket with `code` (in the background)."""
+        if client not in self._clients:
+            return
+        self._clients.discard(client)
+        self._metrics.websocket_clients.set(len(self._clients))
+        logger.info("staff page closed staff=%s code=%s reason=%s", client.staff.id, code, reason)
+
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.ws.close(code=code, message=reason.encode()), _CLOSE_TIMEOUT_S)
+
+        task = asyncio.get_running_loop().create_task(close(), name="vaka.staff.ws.close")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def close_ended_sessions(self) -> int:
+        """Close every page whose session has ended (logout, idle expiry); returns how many."""
+        return sum(1 for client in list(self._clients) if not self._alive(client))
+
+    def staff_changed(self, staff_id: int, member: StaffMember | None) -> int:
+        """An account changed: its pages close when it is gone or its units or role changed (the page reconnects
+        and is served as the person is now), and what it no longer sees is dropped from its unconfirmed messages.
+        Returns pages closed."""
+        closed = 0
+        for client in list(self._clients):
+            if client.staff.id != staff_id:
+                continue
+            if member is None:
+                self.close_page(client, SESSION_ENDED, "account ended")
+                closed += 1
+            elif member.units != client.staff.units or member.role != client.staff.role:
+                self.close_page(client, STAFF_CHANGED, "units changed")
+                closed += 1
+            else:
+                client.staff = member
+        pending = self._pending.get(staff_id)
+        if pending:
+            for alarm_id in [a for a, p in pending.items() if member is None or not _visible(p, member)]:
+                del pending[alarm_id]
+        return closed
 
     def _send(self, client: StaffClient, text: str) -> None:
         try:
@@ -128,12 +199,18 @@ class WebSocketHub:
         """Messages `staff_id` has not confirmed, oldest first."""
         return [p.text for p in sorted(self._pending.get(staff_id, {}).values(), key=lambda p: p.created_s)]
 
-    async def serve(self, staff: StaffMember, ws: WebSocketLike, alarms: list[dict[str, Any]]) -> StaffClient:
-        """Register a page: queue its snapshot (`alarms`) and unconfirmed messages; `pump` is its writer."""
-        client = StaffClient(staff, ws)
+    async def serve(
+        self, staff: StaffMember, ws: WebSocketLike, alarms: list[dict[str, Any]], session_key: str = ""
+    ) -> StaffClient:
+        """Register a page: queue its snapshot (`alarms`) and the unconfirmed messages it may still see (listed in
+        `client.resent`: the caller logs them as reads); `pump` is its writer."""
+        client = StaffClient(staff, ws, session_key)
         client.queue.put_nowait(json.dumps({"type": "snapshot", "alarms": alarms}, separators=(",", ":")))
-        for text in self.unconfirmed(staff.id):
-            self._send(client, text)
+        pending = self._pending.get(staff.id, {})
+        for entry in sorted(pending.values(), key=lambda p: p.created_s):
+            if _visible(entry, staff):
+                self._send(client, entry.text)
+                client.resent.append(entry.alarm)
         self._clients.add(client)
         self._metrics.websocket_clients.set(len(self._clients))
         return client
@@ -176,4 +253,4 @@ class WebSocketHub:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), _CLOSE_TIMEOUT_S)
 
-        await asyncio.gather(*(close(c.ws) for c in clients))
+        await asyncio.gather(*(close(c.ws) for c in clients), *self._closing, return_exceptions=True)

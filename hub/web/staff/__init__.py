@@ -5,6 +5,8 @@ Mounted as a sub-application under /staff/ so its middlewares (session, CSRF, se
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +51,7 @@ def setup_staff(
 ) -> web.Application:
     """Add the staff pages under /staff/ to `app`; returns the sub-application."""
     from hub.notify.webpush import WebPushNotifier
+    from hub.staff_watch import StaffWatch
     from hub.web.staff.pages import (
         alarm_action,
         alarms_page,
@@ -94,6 +97,16 @@ def setup_staff(
     sub.router.add_get("/ws", staff_socket)
     sub.router.add_static("/static/", STATIC_DIR, name="static")
     app.add_subapp("/staff/", sub)
+
+    watch = StaffWatch(db, ctx.sessions, desk)
+
+    async def watch_staff(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(watch.watch_loop(), name="vaka.staff.watch")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    app.cleanup_ctx.append(watch_staff)
 
     async def close_pages(_: web.Application) -> None:
         await desk.hub.aclose()  # open staff pages would otherwise hold shutdown until they time out

@@ -140,9 +140,11 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    """End the session and the shift."""
-    _ctx(request).desk.sign_off(_session(request).staff)
-    await _ctx(request).sessions.delete(request.cookies.get(SESSION_COOKIE, ""))
+    """End the session and the shift; this session's open pages (other tabs, other phones) close now."""
+    ctx = _ctx(request)
+    ctx.desk.sign_off(_session(request).staff)
+    await ctx.sessions.delete(request.cookies.get(SESSION_COOKIE, ""))
+    ctx.desk.hub.close_ended_sessions()
     response = redirect("/staff/login")
     response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
     return response

@@ -40,6 +40,11 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def session_key(token: str) -> str:
+    """What a session is stored and known under: the SHA-256 of its cookie token (never the token itself)."""
+    return _token_hash(token)
+
+
 class SessionStore:
     """Login sessions in memory, mirrored to `staff_sessions`; a session idle longer than `idle_s` is gone."""
 
@@ -106,6 +111,41 @@ class SessionStore:
         if session is None or time.time() - session.last_seen_s > self._idle_s:
             return None
         return session
+
+    def live(self, key: str) -> Session | None:
+        """The in-memory session stored under `key` (see `session_key`) while it is neither ended nor idle too long.
+
+        No database and no touch: the staff pages' WebSockets ask this before every delivery.
+        """
+        session = self._sessions.get(key)
+        if session is None or time.time() - session.last_seen_s > self._idle_s:
+            return None
+        return session
+
+    def staff_changed(self, staff_id: int, member: StaffMember | None, keys: set[str]) -> int:
+        """Apply an account change read from the database: sessions of `staff_id` not in `keys` (all of them when
+        the account is gone or disabled) end here too; the others carry the new `member`. Returns sessions ended."""
+        ended = 0
+        for key, session in list(self._sessions.items()):
+            if session.staff.id != staff_id:
+                continue
+            if member is None or key not in keys:
+                del self._sessions[key]
+                ended += 1
+            else:
+                session.staff = member
+        return ended
+
+    async def drop_idle(self) -> int:
+        """End every session idle longer than allowed, in memory and in the database; returns how many."""
+        now = time.time()
+        idle = [k for k, s in self._sessions.items() if now - s.last_seen_s > self._idle_s]
+        for key in idle:
+            del self._sessions[key]
+        if idle:
+            async with self._db.acquire() as conn:
+                await conn.execute("DELETE FROM staff_sessions WHERE token_sha256 = ANY($1::text[])", idle)
+        return len(idle)
 
     async def delete(self, token: str) -> None:
         """Log out."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,11 +73,15 @@ async def browser() -> AsyncIterator[Browser]:
             await b.close()
 
 
-async def staff_page(browser: Browser, url: str, site: str, name: str) -> Page:
+async def staff_page(
+    browser: Browser, url: str, site: str, name: str, *, before_login: Callable[[Page], None] | None = None
+) -> Page:
     """A phone-sized page logged in as `name` of `site` (through the Swedish login form)."""
     ctx = await browser.new_context(viewport={"width": 390, "height": 844})
     ctx.set_default_timeout(10_000)
     page = await ctx.new_page()
+    if before_login is not None:
+        before_login(page)
     await page.goto(f"{url}/staff/login?lang=sv")
     await page.get_by_label("Användarnamn").fill(f"{name}-{site}")
     await page.get_by_label("Lösenord").fill(PASSWORD)

@@ -170,7 +170,8 @@
         ws.send(JSON.stringify({ type: "receipt", nid: msg.nid }));
       }
     };
-    ws.onclose = function () {
+    ws.onclose = function (ev) {
+      if (ev.code === 4401) { location.assign("/staff/login"); return; }  // the session ended (logout, expiry)
       lost();
       setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 10000);
