@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, WebSocket, expect
 
-from hub.desk import Desk
+from hub.desk.lane import Desk
 from hub.web.staff import CONTEXT
 from tests.hub.desk_support import decision
 from tests.hub.web.conftest import CHROMIUM, StaffSite, staff_page
