@@ -25,6 +25,9 @@ from alarms.engine import Engine
 from alarms.gate import Gate, GateLimits, Verdict, freshness_by_kind, rule_freshness
 from alarms.rules import default_pack_path, load_rules
 from hub import recovery, snapshots
+from hub.checkins.gateway import HttpCameraGateway
+from hub.checkins.service import CheckinService
+from hub.checkins.service import run_loop as checkins_loop
 from hub.clock import CLOCK_TOPIC, Clock, SimulatedClock, WallClock
 from hub.desk.lane import TICK_S, Desk
 from hub.followup import rollup
@@ -149,6 +152,22 @@ class Hub:
             tick_s=SIMULATED_TICK_S if s.clock.mode == "simulated" else TICK_S,
             journal_dir=s.spool.directory / "desk-journal",
         )
+        gateway = (
+            HttpCameraGateway(
+                s.checkins.gateway_url,
+                s.checkins.gateway_token.get_secret_value() if s.checkins.gateway_token else None,
+            )
+            if s.checkins.gateway_url
+            else None
+        )
+        self.checkins = CheckinService(
+            self.db,
+            self.desk,
+            self.events_conn.publish,
+            self.clock,
+            gateway,
+            overdue_after_s=s.checkins.overdue_after_s,
+        )
         await self.desk.restore(self._sites)  # with the database away it starts empty and restores once it answers
         if snapshot is not None and "replay_from" in snapshot:
             await self._recover(datetime.fromtimestamp(float(snapshot["replay_from"]), UTC))
@@ -188,7 +207,7 @@ class Hub:
                 store_state=lambda: self.writer.state,
             ),
         )
-        setup_staff(app, desk=self.desk, db=self.db, settings=s, metrics=self.metrics)
+        setup_staff(app, desk=self.desk, db=self.db, settings=s, metrics=self.metrics, checkins=self.checkins)
         setup_relatives(app, db=self.db, settings=s)
         # open staff pages hold WebSockets: shutdown closes them, and waits at most a few seconds for stragglers
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=HTTP_SHUTDOWN_S)
@@ -205,6 +224,7 @@ class Hub:
         tasks.append(group.create_task(self.writer.run_loop(), name="vaka.writer"))
         tasks.append(group.create_task(self.desk.run_loop(), name="vaka.desk"))
         tasks.append(group.create_task(self._housekeeping_loop(), name="vaka.housekeeping"))
+        tasks.append(group.create_task(checkins_loop(self.checkins, s.checkins.tick_s), name="vaka.checkins"))
         tasks.append(
             group.create_task(
                 rollup.refresh_loop(

@@ -332,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.followup.cli import add_commands as add_followup_commands
 
     add_followup_commands(sub)
+    from hub.checkins.cli import add_commands as add_checkin_commands
+
+    add_checkin_commands(sub)
     return parser
 
 
@@ -389,6 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(staff_add_main(args, settings))
     from hub.followup.cli import COMMANDS as FOLLOWUP_COMMANDS
 
+    if args.command == "checkin":
+        from hub.checkins.cli import main as checkin_main
+
+        return _run(checkin_main(args, settings))
     if args.command in FOLLOWUP_COMMANDS:
         from hub.followup.cli import main as followup_main
 

@@ -356,6 +356,19 @@ class FollowupSettings(_Section):
     )
 
 
+class CheckinSettings(_Section):
+    """Night check-ins by camera (docs/checkins.md)."""
+
+    gateway_url: str | None = Field(
+        default=None, description="the camera gateway that issues short-lived viewing URLs; none: no camera looks"
+    )
+    gateway_token: SecretStr | None = Field(default=None, description="bearer token for the camera gateway")
+    overdue_after_s: float = Field(
+        default=0.0, ge=0, description="a task still open this long after its window closed raises an alarm"
+    )
+    tick_s: float = Field(default=5.0, gt=0, le=60, description="how often due check-ins are created")
+
+
 class Settings(BaseSettings):
     """Everything Vaka can be told at start."""
 
@@ -376,6 +389,7 @@ class Settings(BaseSettings):
     relatives: RelativesSettings = Field(default_factory=RelativesSettings)
     followup: FollowupSettings = Field(default_factory=FollowupSettings)
     scaip: ScaipSettings = Field(default_factory=ScaipSettings)
+    checkins: CheckinSettings = Field(default_factory=CheckinSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
 
     @classmethod

@@ -17,6 +17,7 @@ from aiohttp import web
 from hub.web.staff.security import LoginLimiter, security_headers
 
 if TYPE_CHECKING:
+    from hub.checkins.service import CheckinService
     from hub.desk.lane import Desk
     from hub.metrics import Metrics
     from hub.notify.webpush import WebPushNotifier
@@ -41,13 +42,20 @@ class StaffContext:
     jinja: jinja2.Environment
     push: WebPushNotifier | None
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    checkins: CheckinService | None = None
 
 
 CONTEXT = web.AppKey("vaka_staff", StaffContext)
 
 
 def setup_staff(
-    app: web.Application, *, desk: Desk, db: Database, settings: Settings, metrics: Metrics
+    app: web.Application,
+    *,
+    desk: Desk,
+    db: Database,
+    settings: Settings,
+    metrics: Metrics,
+    checkins: CheckinService | None = None,
 ) -> web.Application:
     """Add the staff pages under /staff/ to `app`; returns the sub-application."""
     from hub.notify.webpush import WebPushNotifier
@@ -76,12 +84,18 @@ def setup_staff(
     push = next((n for n in desk.dispatcher.notifiers if isinstance(n, WebPushNotifier)), None)
     ctx = StaffContext(desk, db, settings, metrics, SessionStore(db, settings.http.session_idle_s), jinja, push)
     sub = web.Application(middlewares=[security_headers, session_middleware])
+    ctx.checkins = checkins
     sub[CONTEXT] = ctx
     sub.router.add_get("/", alarms_page, name="alarms")
     sub.router.add_get("/login", login_page, name="login")
     sub.router.add_post("/login", login_submit)
     sub.router.add_post("/logout", logout)
     sub.router.add_get("/residents", residents_page, name="residents")
+    from hub.web.staff.checkins import checkin_look, checkin_outcome, checkins_page
+
+    sub.router.add_get("/checkins", checkins_page, name="checkins")
+    sub.router.add_post("/checkins/{task_id}/look", checkin_look)
+    sub.router.add_post("/checkins/{task_id}/outcome", checkin_outcome)
     from hub.web.staff.followup import followup_chart, followup_download, followup_page
 
     sub.router.add_get("/followup", followup_page, name="followup")

@@ -1,0 +1,338 @@
+"""The check-in tasks' life: created at each slot for the resident's unit, looked at by camera or visited, turned into
+a physical visit when the look is not enough, and raised as an alarm (the desk's escalation) when overdue.
+
+Every task and every step is written to the database before it is shown or published (the task survives a restart);
+every look is one row in `checkin_looks` and one in `resident_access_log`; refused looks are logged too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from hub.checkins.gateway import CameraGateway, GatewayError
+from hub.checkins.plan import Plan
+from hub.checkins.schedule import due
+from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Severity, VakaError
+from hub.staff import StaffMember
+
+logger = logging.getLogger(__name__)
+
+OUTCOMES = ("seen_calm", "seen_needs_visit", "not_visible", "camera_not_working")
+PHYSICAL_OUTCOMES = ("visited", "visited_needs_help")
+SECOND_LOOK_MIN = 20
+LOOK_TTL_S = 45
+
+
+class CheckinError(VakaError):
+    """A check-in action that is not allowed now (refused and logged)."""
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class Publish(Protocol):
+    def __call__(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None: ...
+
+
+class Desk(Protocol):
+    def apply(self, decision: AlarmDecision) -> Any: ...
+    def device_faults(self, site: str) -> set[str]: ...
+
+
+class Pool(Protocol):
+    def acquire(self) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One check-in task as the page shows it."""
+
+    id: str
+    site: str
+    unit: str | None
+    resident_id: str
+    camera_device_id: str | None
+    mode: str
+    attempt: int
+    reason: str
+    state: str
+    outcome: str | None
+    due_at: datetime
+    window_start: datetime
+    window_end: datetime
+
+    def overdue(self, now: datetime) -> bool:
+        """Still open after its window closed."""
+        return self.state == "open" and now >= self.window_end
+
+    def public(self) -> dict[str, Any]:
+        """What integrations get on `vaka/v1/{site}/checkins/{id}` (pseudonymous, no image, no name)."""
+        return {"id": self.id, "resident_id": self.resident_id, "mode": self.mode, "attempt": self.attempt,
+                "state": self.state, "outcome": self.outcome, "reason": self.reason,
+                "due_at": self.due_at.isoformat(), "window_end": self.window_end.isoformat()}  # fmt: skip
+
+
+def _task(row: asyncpg.Record) -> Task:
+    return Task(**{f: row[f] for f in Task.__dataclass_fields__})
+
+
+_COLUMNS = ", ".join(Task.__dataclass_fields__)
+
+
+class CheckinService:
+    """Creates due tasks on each tick and carries out the patrol's actions."""
+
+    def __init__(self, db: Pool, desk: Desk, publish: Publish, clock: Clock, gateway: CameraGateway | None,
+                 *, overdue_after_s: float = 0.0) -> None:  # fmt: skip
+        self.db = db
+        self.desk = desk
+        self.publish = publish
+        self.clock = clock
+        self.gateway = gateway
+        self.overdue_after = timedelta(seconds=overdue_after_s)
+
+    # --- plans ----------------------------------------------------------------------------------------------------
+
+    async def save_plans(self, plans: list[Plan]) -> None:
+        """Store plans (replacing a resident's earlier plan), checking each resident and camera is in the inventory."""
+        async with self.db.acquire() as conn:
+            await save_plans(conn, plans)
+
+    # --- the clock ------------------------------------------------------------------------------------------------
+
+    async def tick(self) -> list[Task]:
+        """Create the tasks whose window opened, physical at once where the camera is down; alarm the overdue ones."""
+        now = self.clock.now()
+        created: list[Task] = []
+        async with self.db.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT p.resident_id, p.site, p.consent_ref, p.care_decision_ref, p.camera_device_id, p.travel_minutes, "
+                "p.opt_out_nights, p.slots, r.unit, s.timezone FROM checkin_plans p JOIN residents r ON r.id = p.resident_id "
+                "JOIN sites s ON s.id = p.site"
+            )  # fmt: skip
+            for row in rows:
+                plan = plan_of(row)
+                for slot in due(plan, now, ZoneInfo(row["timezone"])):
+                    mode, reason = slot.slot.mode, ""
+                    if mode == "camera" and plan.camera in self.desk.device_faults(row["site"]):
+                        mode, reason = "physical", "camera_down"
+                    task = await self._create(conn, slot.id, row["site"], row["unit"], plan.resident, plan.camera, mode,
+                                              1, None, reason, slot.due_at, slot.window_start, slot.window_end, now)  # fmt: skip
+                    if task is not None:
+                        created.append(task)
+            overdue = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM checkins WHERE state = 'open' AND NOT overdue_alarmed AND window_end <= $1",
+                now - self.overdue_after,
+            )
+            for row in overdue:
+                task = _task(row)
+                await conn.execute("UPDATE checkins SET overdue_alarmed = true WHERE id = $1", task.id)
+                await self._log(conn, task.id, now, "hub", "overdue", f"window closed {task.window_end.isoformat()}")
+                self.desk.apply(AlarmDecision(
+                    action=DecisionAction.RAISE, key=f"checkin_overdue:{task.id}", rule_id="checkin_overdue",
+                    category=AlarmCategory.CARE, severity=Severity.HIGH, site=task.site, at=now,
+                    reason=f"{task.mode} check-in not done in its window", resident_id=task.resident_id,
+                    device_id=task.camera_device_id,
+                ))  # fmt: skip
+        for task in created:
+            self._publish(task)
+        return created
+
+    async def _create(self, conn: asyncpg.Connection, task_id: str, site: str, unit: str | None, resident: str,
+                      camera: str | None, mode: str, attempt: int, parent: str | None, reason: str, due_at: datetime,
+                      window_start: datetime, window_end: datetime, now: datetime) -> Task | None:  # fmt: skip
+        row = await conn.fetchrow(
+            f"INSERT INTO checkins (id, site, unit, resident_id, camera_device_id, mode, attempt, parent_id, reason, "
+            "state, due_at, window_start, window_end, created_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $11, $12, $13) "
+            f"ON CONFLICT (id) DO NOTHING RETURNING {_COLUMNS}",
+            task_id, site, unit, resident, camera, mode, attempt, parent, reason, due_at, window_start, window_end, now,
+        )  # fmt: skip
+        if row is None:
+            return None
+        await self._log(conn, task_id, now, "hub", "created", f"mode={mode} attempt={attempt} {reason}".strip())
+        logger.info("CHECKIN id=%s created mode=%s attempt=%s reason=%s", task_id, mode, attempt, reason or "-")
+        return _task(row)
+
+    # --- the patrol -----------------------------------------------------------------------------------------------
+
+    async def open_for(self, staff: StaffMember) -> list[Task]:
+        """Open tasks of my units, earliest due first."""
+        async with self.db.acquire() as conn:
+            rows = await conn.fetch(f"SELECT {_COLUMNS} FROM checkins WHERE state = 'open' ORDER BY due_at, id")
+        return [t for t in map(_task, rows) if staff.sees(t.site, t.unit)]
+
+    async def get(self, task_id: str, staff: StaffMember) -> Task:
+        """One task of my units (CheckinError otherwise)."""
+        async with self.db.acquire() as conn:
+            row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM checkins WHERE id = $1", task_id)
+        if row is None or not staff.sees(row["site"], row["unit"]):
+            msg = "no such check-in in your units"
+            raise CheckinError(msg)
+        return _task(row)
+
+    async def look(self, task_id: str, staff: StaffMember) -> tuple[Task, str, datetime]:
+        """A viewing URL for the task's camera, for this staff member, for LOOK_TTL_S; refused (and logged) outside
+        the slot's window, without a live consent, for another unit's camera or a physical task."""
+        now = self.clock.now()
+        async with self.db.acquire() as conn:
+            row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM checkins WHERE id = $1", task_id)
+            refusal = None
+            if row is None or not staff.sees(row["site"], row["unit"]):
+                refusal = "not a check-in of your units"
+            else:
+                task = _task(row)
+                plan = await conn.fetchrow(
+                    "SELECT p.consent_ref, p.camera_device_id, p.opt_out_nights, s.timezone FROM checkin_plans p "
+                    "JOIN sites s ON s.id = p.site WHERE p.resident_id = $1",
+                    task.resident_id,
+                )
+                night = (
+                    (task.due_at.astimezone(ZoneInfo(plan["timezone"])) - timedelta(hours=12)).date() if plan else None
+                )
+                consented = (
+                    plan is not None
+                    and plan["camera_device_id"] == task.camera_device_id
+                    and night not in plan["opt_out_nights"]
+                )
+                if task.state != "open" or task.mode != "camera":
+                    refusal = "only an open camera check-in can be looked at"
+                elif not task.window_start <= now < task.window_end:
+                    refusal = "outside the planned slot"
+                elif not consented:
+                    refusal = "no live camera consent"
+                elif self.gateway is None:
+                    refusal = "no camera gateway is configured (checkins.gateway_url)"
+            if refusal is not None:
+                await self._log(conn, task_id, now, f"staff:{staff.id}", "look_refused", refusal)
+                logger.warning("CHECKIN id=%s look refused staff=%s: %s", task_id, staff.id, refusal)
+                raise CheckinError(refusal)
+            assert self.gateway is not None
+            assert task.camera_device_id is not None
+            try:
+                grant = await self.gateway.issue(task.camera_device_id, f"staff:{staff.id}", LOOK_TTL_S)
+            except GatewayError as exc:
+                await self._log(conn, task_id, now, "hub", "gateway_failed", str(exc))
+                raise CheckinError(f"{exc}: mark it 'camera not working' to turn it into a visit") from exc
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO checkin_looks (checkin_id, staff_id, resident_id, camera_device_id, started_at, expires_at) "
+                    "VALUES ($1, $2, $3, $4, $5, $6)",
+                    task_id, staff.id, task.resident_id, task.camera_device_id, now, grant.expires_at,
+                )  # fmt: skip
+                await conn.execute(
+                    "INSERT INTO resident_access_log (at, staff_id, role, site, resident_id, purpose) "
+                    "VALUES ($1, $2, $3, $4, $5, 'camera_look')",
+                    now, staff.id, staff.role.value, task.site, task.resident_id,
+                )  # fmt: skip
+                await self._log(conn, task_id, now, f"staff:{staff.id}", "look", f"camera={task.camera_device_id} "
+                                f"until={grant.expires_at.isoformat()}")  # fmt: skip
+        return task, grant.url, grant.expires_at
+
+    async def record(self, task_id: str, staff: StaffMember, outcome: str) -> tuple[Task, Task | None]:
+        """The outcome of a look or a visit; returns the task and the follow-up task it made, if any."""
+        now = self.clock.now()
+        task = await self.get(task_id, staff)
+        allowed = OUTCOMES if task.mode == "camera" else PHYSICAL_OUTCOMES
+        if task.state != "open" or outcome not in allowed:
+            msg = f"outcome {outcome!r} does not fit this check-in"
+            raise CheckinError(msg)
+        follow: Task | None = None
+        async with self.db.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE checkins SET state = 'done', outcome = $2, done_at = $3, done_by = $4 WHERE id = $1",
+                task_id, outcome, now, staff.id,
+            )  # fmt: skip
+            await conn.execute(
+                "UPDATE checkin_looks SET outcome = $2 WHERE checkin_id = $1 AND outcome IS NULL", task_id, outcome
+            )
+            await self._log(conn, task_id, now, f"staff:{staff.id}", "done", outcome)
+            if outcome == "not_visible" and task.attempt == 1:
+                window = timedelta(minutes=SECOND_LOOK_MIN)
+                follow = await self._create(conn, f"{task_id}-2", task.site, task.unit, task.resident_id,
+                                            task.camera_device_id, "camera", 2, task_id, "second_look", now, now,
+                                            now + window, now)  # fmt: skip
+            elif outcome in ("not_visible", "camera_not_working", "seen_needs_visit"):
+                reason = {"not_visible": "not_visible_twice", "camera_not_working": "camera_not_working",
+                          "seen_needs_visit": "needs_visit"}[outcome]  # fmt: skip
+                follow = await self._create(conn, f"{task_id.removesuffix('-2')}-visit", task.site, task.unit,
+                                            task.resident_id, None, "physical", task.attempt + 1, task_id, reason, now,
+                                            now, now + timedelta(minutes=30), now)  # fmt: skip
+        done = await self.get(task_id, staff)
+        self._publish(done)
+        if follow is not None:
+            self._publish(follow)
+        return done, follow
+
+    # --- helpers --------------------------------------------------------------------------------------------------
+
+    async def _log(
+        self, conn: asyncpg.Connection, task_id: str, at: datetime, actor: str, action: str, detail: str
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO checkin_log (checkin_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5)",
+            task_id, at, actor, action, detail[:500],
+        )  # fmt: skip
+
+    def _publish(self, task: Task) -> None:
+        try:
+            self.publish(f"vaka/v1/{task.site}/checkins/{task.id}", json.dumps(task.public()).encode(), qos=1)
+        except Exception:  # the broker connection is the integration's, not the patrol's: never stop a check-in
+            logger.exception("check-in %s not published", task.id)
+
+
+def plan_of(row: asyncpg.Record) -> Plan:
+    """A stored plan."""
+    return Plan(resident=row["resident_id"], consent_ref=row["consent_ref"], care_decision_ref=row["care_decision_ref"],
+                camera=row["camera_device_id"], travel_minutes=row["travel_minutes"],
+                opt_out_nights=list(row["opt_out_nights"]), slots=json.loads(row["slots"]))  # fmt: skip
+
+
+async def save_plans(conn: asyncpg.Connection, plans: list[Plan]) -> None:
+    """Store plans in one transaction; CheckinError naming a resident or camera not in the inventory."""
+    async with conn.transaction():
+        for plan in plans:
+            site = await conn.fetchval("SELECT site FROM residents WHERE id = $1", plan.resident)
+            if site is None:
+                msg = f"resident {plan.resident!r} is not in the inventory (vaka site load)"
+                raise CheckinError(msg)
+            if plan.camera is not None:
+                owner = await conn.fetchrow("SELECT resident, kind FROM devices WHERE id = $1", plan.camera)
+                if owner is None or owner["resident"] != plan.resident:
+                    msg = f"camera {plan.camera!r} is not a device of resident {plan.resident!r}"
+                    raise CheckinError(msg)
+            await conn.execute(
+                "INSERT INTO checkin_plans (resident_id, site, consent_ref, care_decision_ref, camera_device_id, "
+                "travel_minutes, opt_out_nights, slots, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) "
+                "ON CONFLICT (resident_id) DO UPDATE SET site = EXCLUDED.site, consent_ref = EXCLUDED.consent_ref, "
+                "care_decision_ref = EXCLUDED.care_decision_ref, camera_device_id = EXCLUDED.camera_device_id, "
+                "travel_minutes = EXCLUDED.travel_minutes, opt_out_nights = EXCLUDED.opt_out_nights, "
+                "slots = EXCLUDED.slots, updated_at = now()",
+                plan.resident, site, plan.consent_ref, plan.care_decision_ref, plan.camera, plan.travel_minutes,
+                plan.opt_out_nights, json.dumps([s.model_dump(mode="json") for s in plan.slots]),
+            )  # fmt: skip
+
+
+async def run_loop(service: CheckinService, interval_s: float = 5.0) -> None:
+    """Tick the check-ins forever; a failed tick is logged and tried again (a task is never lost: the next tick
+    creates whatever is still due, by its stable id)."""
+    import asyncio
+
+    from hub.store.db import DatabaseUnavailableError
+
+    while True:
+        try:
+            await service.tick()
+        except DatabaseUnavailableError:
+            logger.warning("check-ins waiting for the database; the due tasks are created when it is back")
+        except Exception:
+            logger.exception("check-in tick failed; trying again in %.0f s", interval_s)
+        await asyncio.sleep(interval_s)

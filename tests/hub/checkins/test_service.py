@@ -1,0 +1,102 @@
+"""Check-in tasks against the real database and an HTTP camera gateway double: created on time for the right unit,
+looks granted only inside the slot, the physical visit when the look is not enough, overdue tasks become alarms."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from hub.checkins.service import CheckinError, CheckinService
+from hub.model import AlarmCategory, DecisionAction, Severity
+from tests.hub.checkins.conftest import CheckinSite
+from tests.hub.desk_support import decision
+
+
+async def test_a_task_appears_at_its_slot_for_the_residents_unit_only(checkin_site: CheckinSite) -> None:
+    s = checkin_site
+    created = await s.service.tick()
+    assert [t.id for t in created] == [f"ci-{s.resident}-20261126-2300"]
+    assert await s.service.tick() == []  # the same slot is one task
+    assert [t.id for t in await s.service.open_for(s.site.staff["anna"])] == [created[0].id]
+    assert await s.service.open_for(s.site.staff["carl"]) == []  # unit B
+    topic, payload = s.site.published[-1]
+    assert topic == f"vaka/v1/{s.site.site}/checkins/{created[0].id}"
+    assert json.loads(payload)["state"] == "open"
+    assert "room" not in json.loads(payload)
+
+
+async def test_a_look_is_granted_inside_the_slot_and_refused_outside_it(checkin_site: CheckinSite) -> None:
+    s = checkin_site
+    (task,) = await s.service.tick()
+    anna = s.site.staff["anna"]
+    _, url, expires = await s.service.look(task.id, anna)
+    assert 30 <= (expires - datetime.now(UTC)).total_seconds() <= 60  # a short-lived view
+    assert url.startswith(f"{s.gateway.url}/live/{s.camera}")
+    assert s.gateway.requests == [
+        ("POST", "/api/v1/view-tokens", {"camera_id": s.camera, "viewer": f"staff:{anna.id}", "ttl_s": 45})
+    ]
+    with pytest.raises(CheckinError, match="not a check-in of your units"):
+        await s.service.look(task.id, s.site.staff["carl"])
+    s.site.clock.advance(30 * 60)  # 23:20 local: the window closed at 23:15
+    with pytest.raises(CheckinError, match="outside the planned slot"):
+        await s.service.look(task.id, anna)
+    async with s.site.db.acquire() as conn:
+        looks = await conn.fetch("SELECT staff_id, camera_device_id FROM checkin_looks")
+        access = await conn.fetch("SELECT resident_id, purpose FROM resident_access_log WHERE purpose = 'camera_look'")
+        refused = await conn.fetch("SELECT actor, detail FROM checkin_log WHERE action = 'look_refused' ORDER BY seq")
+    assert [(r["staff_id"], r["camera_device_id"]) for r in looks] == [(anna.id, s.camera)]
+    assert [r["resident_id"] for r in access] == [s.resident]
+    assert [r["detail"] for r in refused] == ["not a check-in of your units", "outside the planned slot"]
+    # the hub asked for viewing URLs only: it never fetched the stream
+    assert all(path == "/api/v1/view-tokens" for _, path, _ in s.gateway.requests)
+
+
+async def test_not_visible_twice_makes_a_physical_visit(checkin_site: CheckinSite) -> None:
+    s = checkin_site
+    (task,) = await s.service.tick()
+    anna = s.site.staff["anna"]
+    await s.service.look(task.id, anna)
+    _, second = await s.service.record(task.id, anna, "not_visible")
+    assert second is not None
+    assert (second.mode, second.attempt, second.reason) == ("camera", 2, "second_look")
+    s.site.clock.advance(10 * 60)
+    await s.service.look(second.id, anna)  # the second look's own window: 20 minutes
+    _, visit = await s.service.record(second.id, anna, "not_visible")
+    assert visit is not None
+    assert (visit.mode, visit.reason) == ("physical", "not_visible_twice")
+    assert [t.id for t in await s.service.open_for(anna)] == [visit.id]
+    done, _ = await s.service.record(visit.id, anna, "visited")
+    assert done.state == "done"
+
+
+async def test_a_silent_camera_turns_the_slot_into_a_visit_at_once(checkin_site: CheckinSite) -> None:
+    s = checkin_site
+    s.site.desk.apply(decision(s.site.site, DecisionAction.RAISE, rule_id="device_silent", subject="cam1",
+                               category=AlarmCategory.TECHNICAL, severity=Severity.MEDIUM, device="cam1", resident=None))  # fmt: skip
+    (task,) = await s.service.tick()
+    assert (task.mode, task.reason) == ("physical", "camera_down")
+    with pytest.raises(CheckinError, match="only an open camera check-in"):
+        await s.service.look(task.id, s.site.staff["anna"])
+
+
+async def test_tasks_survive_a_restart_and_overdue_ones_ring(checkin_site: CheckinSite) -> None:
+    s = checkin_site
+    (task,) = await s.service.tick()
+    restarted = CheckinService(s.site.db, s.site.desk, lambda *a, **k: None, s.site.clock, None)
+    assert [t.id for t in await restarted.open_for(s.site.staff["anna"])] == [task.id]
+    s.site.clock.advance(30 * 60)  # the window closed
+    await restarted.tick()
+    overdue = [a for a in s.site.desk.open_alarms_for(s.site.staff["anna"]) if a.rule_id == "checkin_overdue"]
+    assert [(a.resident_id, a.category) for a in overdue] == [(s.resident, AlarmCategory.CARE)]
+    await restarted.tick()
+    assert len([a for a in s.site.desk.open_alarms_for(s.site.staff["anna"]) if a.rule_id == "checkin_overdue"]) == 1
+
+
+async def test_a_gateway_that_sends_an_image_is_refused(checkin_site: CheckinSite) -> None:
+    s = checkin_site
+    s.gateway.content_type = "image/jpeg"
+    (task,) = await s.service.tick()
+    with pytest.raises(CheckinError, match="not a viewing URL"):
+        await s.service.look(task.id, s.site.staff["anna"])
