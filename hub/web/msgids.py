@@ -80,6 +80,7 @@ CONSENTS = [
     N_("consents.granted"),
     N_("consents.revoked"),
     N_("consents.invited"),
+]
 CHECKINS = [
     N_("checkins.mode.camera"),
     N_("checkins.mode.physical"),
