@@ -244,7 +244,7 @@ async def main() -> dict[str, Any]:
 
         site = f"b{token}"
         settings = Settings(
-            db={"dsn": PG_DSN, "db_schema": schema},
+            db={"dsn": PG_DSN, "owner_dsn": PG_DSN, "db_schema": schema},
             mqtt={
                 "port": broker.port,
                 "client_id": f"bench-hub-{token}",

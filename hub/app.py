@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self, TypeVar
 
+import asyncpg
 from aiohttp import web
 
 from adapters import native
@@ -34,13 +35,14 @@ from hub.followup import rollup
 from hub.ingest import Ingest
 from hub.inventory import build_directory, devices_by_id
 from hub.metrics import Metrics
-from hub.model import EARLIEST_EVENT, Site
+from hub.model import EARLIEST_EVENT, Site, VakaError
 from hub.mqtt import Message, MqttConnection
 from hub.scaip.receiver import ScaipReceiver
 from hub.settings import Settings
 from hub.store.db import Database, VakaConnection
 from hub.store.inventory import fetch_sites, inventory_version
-from hub.store.migrate import maintain_partitions, migrate
+from hub.store.migrate import MigrationError, ensure_current, maintain_partitions
+from hub.store.roles import RoleError, privilege_problems
 from hub.store.spool import Spool
 from hub.store.state import load_engine_state, save_engine_state
 from hub.store.writer import Writer
@@ -83,6 +85,9 @@ class Hub:
         self.http_port = 0
         self._simulation_started = False
         self._inventory_version: tuple[object, ...] | None = None
+        self._start_error: VakaError | None = (
+            None  # a database the hub must not run on (schema behind, role too strong)
+        )
 
     async def __aenter__(self) -> Self:
         try:
@@ -106,6 +111,8 @@ class Hub:
         self.db.set_prepare(self._prepare_database)
         await self.db.open()
         stack.push_async_callback(self.db.close)
+        if self._start_error is not None:
+            raise self._start_error
         self._sites = await self._load_sites()
 
         self.spool = Spool(s.spool, self.metrics)
@@ -338,11 +345,31 @@ class Hub:
                 await self._db_call(maintain_partitions, self.settings.db, datetime.now(UTC).date(), default=None)
 
     async def _prepare_database(self, conn: VakaConnection) -> None:
-        """Migrations and today's partitions, before the database counts as up (see Database.set_prepare)."""
-        applied = await migrate(conn, self.settings.db)
+        """Before the database counts as up (see Database.set_prepare): a current schema (migrated as the owner if
+        one is configured, else refused), today's partitions, and a word if this role could rewrite the audit trail."""
+        db = self.settings.db
+        try:
+            applied = await ensure_current(conn, db)
+        except MigrationError as exc:
+            self._start_error = exc
+            raise
         if applied:
-            logger.info("migrations applied: %s", ", ".join(applied))
-        await maintain_partitions(conn, self.settings.db, datetime.now(UTC).date())
+            logger.info("migrations applied as the owner: %s", ", ".join(applied))
+        try:
+            await maintain_partitions(conn, db, datetime.now(UTC).date())
+        except asyncpg.PostgresError as exc:  # events still land, in the default partition
+            logger.warning("events partition maintenance failed: %s; run `vaka migrate` to grant it", exc)
+        problems = await privilege_problems(conn, db.db_schema)
+        if problems and db.require_least_privilege:
+            self._start_error = RoleError(
+                "the hub's database role could rewrite the audit logs (" + "; ".join(problems) + "); "
+                "connect db.dsn as the runtime role (see docs/operations.md)"
+            )
+            raise self._start_error
+        if problems:
+            logger.warning(
+                "database role could rewrite the audit logs: %s (see docs/operations.md)", "; ".join(problems)
+            )
 
     async def _load_sites(self) -> list[Site]:
         self._inventory_version = await self._db_call(inventory_version, default=None)

@@ -44,6 +44,38 @@ async def _with_database(
         await db.close()
 
 
+def _as_owner(settings: Settings) -> Settings:
+    """The settings with `db.dsn` replaced by `db.owner_dsn` (when set): for migrations and other owner's work."""
+    if settings.db.owner_dsn is None:
+        return settings
+    return settings.model_copy(update={"db": settings.db.model_copy(update={"dsn": settings.db.owner_dsn})})
+
+
+async def _db_roles(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.store.roles import apply_roles, roles_sql
+
+    runtime = args.runtime_role or settings.db.runtime_role or "vaka_hub"
+    readonly = args.readonly_role or settings.db.readonly_role
+    owner_settings = _as_owner(settings)
+    statements = roles_sql(settings.db, runtime, readonly)
+    if not args.apply:
+        print("-- Vaka database roles: run as an admin with CREATEROLE and the schema's owner (or: --apply)")
+        print(f"-- then set each role's password with \\password (never on a command line), and db.dsn to {runtime}")
+        for statement in statements:
+            print(statement + ";")
+        return 0
+
+    async def work(conn: VakaConnection) -> bool:
+        await apply_roles(conn, statements)
+        return True
+
+    if await _with_database(owner_settings, "db roles", work) is None:
+        return 2
+    print(f"roles ready: runtime {runtime}" + (f", read-only {readonly}" if readonly else ""))
+    print(f"set their passwords with \\password in psql; then db.dsn connects as {runtime}")
+    return 0
+
+
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from hub.app import run
 
@@ -61,7 +93,7 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
         created, dropped = await maintain_partitions(conn, settings.db, datetime.now(UTC).date())
         return applied, created, dropped
 
-    result = await _with_database(settings, "migrate", work, wait_s=args.wait_s)
+    result = await _with_database(_as_owner(settings), "migrate", work, wait_s=args.wait_s)
     if result is None:
         return 2
     applied, created, dropped = result
@@ -97,7 +129,7 @@ async def _site_load(inventory: Inventory, settings: Settings) -> int:
         await migrate(conn, settings.db)
         return await load_inventory(conn, inventory)
 
-    counts = await _with_database(settings, "site load", work)
+    counts = await _with_database(_as_owner(settings), "site load", work)
     if counts is None:
         return 2
     print("loaded: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
@@ -314,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", default="10m", help="how long to watch: 30s, 10m, 1h")
     p.add_argument("--device-prefix", default="", help="only devices whose id starts with this")
     p.add_argument("--out", type=Path, default=Path("."), help="directory for the report files")
+    db = sub.add_parser("db", help="the database").add_subparsers(dest="db_command", required=True)
+    p = db.add_parser("roles", help="print (or --apply) the SQL that sets up the runtime and read-only roles")
+    p.add_argument("--runtime-role", help="the hub's least-privilege role (default: db.runtime_role or vaka_hub)")
+    p.add_argument("--readonly-role", help="a SELECT-only role, e.g. for Grafana (default: db.readonly_role)")
+    p.add_argument("--apply", action="store_true", help="run it, connected as db.owner_dsn (or db.dsn)")
     p = sub.add_parser("schema", help="print a JSON Schema")
     p.add_argument("what", choices=["event", "rules", "inventory", "asyncapi"])
     p.add_argument("--output", type=Path, help="write to this file instead of printing")
@@ -367,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(_vendor_check(args, settings))
     if args.command == "migrate":
         return _run(_migrate(args, settings))
+    if args.command == "db":
+        return _run(_db_roles(args, settings))
     if args.command == "site" and args.site_command == "discover":
         from hub.vendor.discover import discover_zigbee2mqtt
 

@@ -134,7 +134,25 @@ class MqttSettings(_Section):
 
 class DbSettings(_Section):
     dsn: SecretStr = Field(
-        default=SecretStr("postgresql://postgres@127.0.0.1:5432/vaka"), description="PostgreSQL connection string"
+        default=SecretStr("postgresql://postgres@127.0.0.1:5432/vaka"),
+        description="PostgreSQL connection string of the hub's runtime role (least privilege; see docs/operations.md)",
+    )
+    owner_dsn: SecretStr | None = Field(
+        default=None,
+        description="connection string of the schema's owner: `vaka migrate` uses it (else dsn); `vaka serve` "
+        "migrates with it when the schema is behind, and without it refuses to start on an old schema",
+    )
+    runtime_role: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="role `vaka migrate` grants runtime privileges (default: dsn's user, when owner_dsn is separate)",
+    )
+    readonly_role: str | None = Field(
+        default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="role `vaka migrate` grants SELECT (Grafana)"
+    )
+    require_least_privilege: bool = Field(
+        default=False,
+        description="refuse to serve as a role that could rewrite the audit logs (superuser, owner); set in production",
     )
     db_schema: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="schema for Vaka's tables")
     pool_min: int = Field(default=1, ge=0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -49,8 +51,8 @@ async def db_schema(unique: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 def db_settings(db_schema: str) -> DbSettings:
-    """Database settings pointing at the test's own schema."""
-    return DbSettings(dsn=PG_DSN, db_schema=db_schema)  # type: ignore[arg-type]
+    """Database settings pointing at the test's own schema (as postgres, which also migrates as the owner)."""
+    return DbSettings(dsn=PG_DSN, owner_dsn=PG_DSN, db_schema=db_schema)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -68,3 +70,56 @@ def settings(db_settings: DbSettings, mqtt_settings: MqttSettings, tmp_path: os.
         spool={"directory": f"{tmp_path}/spool"},  # type: ignore[arg-type]
         http={"port": 0, "cookie_secure": False},  # type: ignore[arg-type]
     )
+
+
+def dsn_as(role: str, dsn: str = PG_DSN) -> str:
+    """`dsn` logging in as `role` instead (the test cluster trusts local connections)."""
+    parts = urlsplit(dsn)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{role}@{host}"))
+
+
+@dataclass(frozen=True)
+class DbRoles:
+    """Per-test roles: the schema's owner (no superuser), the hub's runtime role and a read-only role."""
+
+    owner: str
+    runtime: str
+    readonly: str
+
+    @property
+    def owner_dsn(self) -> str:
+        """Connection string as the owner."""
+        return dsn_as(self.owner)
+
+    @property
+    def runtime_dsn(self) -> str:
+        """Connection string as the runtime role."""
+        return dsn_as(self.runtime)
+
+    @property
+    def readonly_dsn(self) -> str:
+        """Connection string as the read-only role."""
+        return dsn_as(self.readonly)
+
+
+@pytest.fixture
+async def db_roles(unique: str, db_schema: str) -> AsyncIterator[DbRoles]:
+    """Three fresh login roles, none a superuser, the owner owning the test's schema; all dropped afterwards."""
+    roles = DbRoles(owner=f"vaka_own_{unique}", runtime=f"vaka_rt_{unique}", readonly=f"vaka_ro_{unique}")
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        for role in (roles.owner, roles.runtime, roles.readonly):
+            await conn.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+        await conn.execute(f"ALTER SCHEMA {db_schema} OWNER TO {roles.owner}")
+    finally:
+        await conn.close()
+    yield roles
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {db_schema} CASCADE")
+        for role in (roles.runtime, roles.readonly, roles.owner):
+            await conn.execute(f"DROP OWNED BY {role}")
+            await conn.execute(f"DROP ROLE {role}")
+    finally:
+        await conn.close()

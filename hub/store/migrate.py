@@ -21,7 +21,7 @@ import asyncpg
 from hub.followup import rollup
 from hub.model import VakaError
 from hub.settings import DbSettings
-from hub.store import partitions, timescale
+from hub.store import partitions, roles, timescale
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,10 @@ class MigrationError(VakaError):
     """A migration file is malformed, changed after it was applied, or failed."""
 
 
+class SchemaBehindError(MigrationError):
+    """The schema needs migrations the connected (runtime) role may not run, and no owner DSN is configured."""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One migration file."""
@@ -84,7 +88,10 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 async def migrate(conn: asyncpg.Connection, settings: DbSettings) -> list[str]:
     """Apply pending migrations in order and set up events storage; returns the names applied now (idempotent)."""
     schema = settings.db_schema
-    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    if not await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema):
+        # only then: even with IF NOT EXISTS, CREATE SCHEMA needs CREATE on the database, which an owner given
+        # its schema by an admin does not have
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     await conn.execute("SELECT set_config('search_path', $1, false)", schema)
     await conn.execute("SELECT pg_advisory_lock(hashtext('vaka.migrate.' || $1))", schema)
     try:
@@ -93,9 +100,66 @@ async def migrate(conn: asyncpg.Connection, settings: DbSettings) -> list[str]:
         await rollup.ensure(conn, mode)
         if mode == "native":
             await partitions.maintain(conn, settings, datetime.now(UTC).date())
+        await roles.apply_grants(conn, settings)
     finally:
         await conn.execute("SELECT pg_advisory_unlock(hashtext('vaka.migrate.' || $1))", schema)
     return applied
+
+
+async def pending_migrations(conn: asyncpg.Connection, settings: DbSettings) -> list[str]:
+    """What `migrate` would do in this schema (migration names, `events storage`); raises on an edited migration."""
+    schema = settings.db_schema
+    usable = await conn.fetchval(
+        "SELECT has_schema_privilege(n.oid, 'USAGE') FROM pg_namespace n WHERE n.nspname = $1", schema
+    )
+    if usable is False:
+        return ["the grants for this role (db.runtime_role)"]
+    has_table = usable and await conn.fetchval(
+        "SELECT to_regclass(format('%I.schema_migrations', $1::text)) IS NOT NULL", schema
+    )
+    if not has_table:
+        return [m.name for m in discover()]
+    rows = await conn.fetch(f'SELECT version, checksum FROM "{schema}".schema_migrations')
+    done: dict[int, str] = {r["version"]: r["checksum"] for r in rows}
+    behind: list[str] = []
+    for migration in discover():
+        checksum = done.get(migration.version)
+        if checksum is None:
+            behind.append(migration.name)
+        elif checksum != migration.checksum:
+            msg = f"migration {migration.name} changed after it was applied; add a new migration instead"
+            raise MigrationError(msg)
+    if await storage_mode(conn, schema) is None:
+        behind.append("events storage")
+    return behind
+
+
+async def migrate_as_owner(settings: DbSettings) -> list[str]:
+    """Run `migrate` on a connection of its own as the owner (`owner_dsn`)."""
+    assert settings.owner_dsn is not None
+    conn = await asyncpg.connect(
+        settings.owner_dsn.get_secret_value(), timeout=settings.connect_timeout_s, command_timeout=60
+    )
+    try:
+        return await migrate(conn, settings)
+    finally:
+        await conn.close()
+
+
+async def ensure_current(conn: asyncpg.Connection, settings: DbSettings) -> list[str]:
+    """For `vaka serve`: nothing when the schema is current; else migrate as the owner when `owner_dsn` is set,
+    else raise SchemaBehindError saying to run `vaka migrate`. The runtime role itself never migrates."""
+    behind = await pending_migrations(conn, settings)
+    if not behind:
+        return []
+    if settings.owner_dsn is None:
+        shown = ", ".join(behind[:4]) + (f" and {len(behind) - 4} more" if len(behind) > 4 else "")
+        msg = (
+            f"the database schema {settings.db_schema!r} is not current (pending: {shown}); run `vaka migrate` "
+            "(it connects as db.owner_dsn), or set db.owner_dsn so the hub migrates at start as the owner"
+        )
+        raise SchemaBehindError(msg)
+    return await migrate_as_owner(settings)
 
 
 async def _apply_files(conn: asyncpg.Connection) -> list[str]:

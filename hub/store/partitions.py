@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 
 import asyncpg
 
@@ -25,11 +25,6 @@ LATE_DAYS = 1  # also keep a partition for yesterday: devices that buffered over
 def partition_name(day: date) -> str:
     """`events_p20261126` for 26 Nov 2026."""
     return f"events_p{day:%Y%m%d}"
-
-
-def _bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time(0), tzinfo=UTC)
-    return start, start + timedelta(days=1)
 
 
 async def existing_partitions(conn: asyncpg.Connection, schema: str) -> dict[date, str]:
@@ -53,48 +48,23 @@ async def existing_partitions(conn: asyncpg.Connection, schema: str) -> dict[dat
     return days
 
 
-async def create_partition(conn: asyncpg.Connection, day: date) -> str:
-    """Create and attach the partition for `day`, moving that day's rows out of the default partition first."""
-    name = partition_name(day)
-    start, end = _bounds(day)
-    async with conn.transaction():
-        await conn.execute("SET LOCAL lock_timeout = '5s'")
-        await conn.execute(f"CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
-        moved = await conn.execute(
-            f"""
-            WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE ts >= $1 AND ts < $2 RETURNING *)
-            INSERT INTO {name} SELECT * FROM moved
-            """,
-            start,
-            end,
-        )
-        await conn.execute(
-            f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
-        )
-    logger.info("events partition created: %s (%s rows moved from default)", name, moved.split()[-1])
-    return name
-
-
 async def maintain(conn: asyncpg.Connection, settings: DbSettings, today: date) -> tuple[list[str], list[str]]:
-    """Create partitions from yesterday to `partitions_ahead_days` ahead; drop those past `retention_days`."""
-    have = await existing_partitions(conn, settings.db_schema)
-    created: list[str] = []
-    for offset in range(-LATE_DAYS, settings.partitions_ahead_days + 1):
-        day = today + timedelta(days=offset)
-        if day not in have:
-            created.append(await create_partition(conn, day))
-    cutoff = today - timedelta(days=settings.retention_days)
-    dropped: list[str] = []
-    for day, name in sorted(have.items()):
-        if day < cutoff:
-            async with conn.transaction():
-                await conn.execute("SET LOCAL lock_timeout = '5s'")
-                await conn.execute(f"DROP TABLE {name}")
-            dropped.append(name)
-            logger.info("events partition dropped: %s (older than %s days)", name, settings.retention_days)
-    purged = await conn.execute(
-        f"DELETE FROM {DEFAULT_PARTITION} WHERE ts < $1", datetime.combine(cutoff, time(0), tzinfo=UTC)
+    """Create partitions from yesterday to `partitions_ahead_days` ahead; drop those past `retention_days`.
+
+    The work is done by `vaka_maintain_partitions` (migration 100), which runs with the schema owner's rights: the
+    hub's runtime role may call it, but owns no table and could not create a partition itself.
+    """
+    rows = await conn.fetch(
+        "SELECT action, partition_name FROM vaka_maintain_partitions($1, $2, $3, $4)",
+        today,
+        LATE_DAYS,
+        settings.partitions_ahead_days,
+        settings.retention_days,
     )
-    if purged != "DELETE 0":
-        logger.info("events past retention removed from the default partition: %s", purged.split()[-1])
+    created = [r["partition_name"] for r in rows if r["action"] == "created"]
+    dropped = [r["partition_name"] for r in rows if r["action"] == "dropped"]
+    for name in created:
+        logger.info("events partition created: %s", name)
+    for name in dropped:
+        logger.info("events partition dropped: %s (older than %s days)", name, settings.retention_days)
     return created, dropped

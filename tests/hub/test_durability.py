@@ -105,6 +105,7 @@ class HubProcess:
         self.env = {
             **os.environ,
             "VAKA_DB__DSN": pg.dsn,
+            "VAKA_DB__OWNER_DSN": pg.dsn,
             "VAKA_DB__WRITE_DEADLINE_S": "1.0",
             "VAKA_DB__COMMAND_TIMEOUT_S": "2.0",
             "VAKA_MQTT__PORT": str(broker.port),
