@@ -181,7 +181,7 @@ async def _access_log(args: argparse.Namespace, conn: VakaConnection) -> int:
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
     """Run one of the commands; returns the exit code."""
-    from hub.cli import _with_database
+    from hub.cli import _as_owner, _with_database
 
     async def work(conn: VakaConnection) -> int:
         try:
@@ -198,5 +198,7 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
             print(f"vaka {args.command}: {exc}")
             return 1
 
-    result = await _with_database(settings, args.command, work)
+    # a resident's rights (export, erasure) rewrite pseudonyms in the access log: the owner's work, not the runtime role's
+    rights = args.command not in ("consent", "relative", "access-log")
+    result = await _with_database(_as_owner(settings) if rights else settings, args.command, work)
     return 2 if result is None else result
