@@ -17,6 +17,7 @@ from hub.staff import Role
 from hub.store.staff import authenticate
 from hub.web.i18n import pick_lang, rule_label, rule_labels, translations
 from hub.web.staff import CONTEXT, STATIC_DIR, StaffContext
+from hub.web.staff.bodies import field, read_form, read_json_object
 from hub.web.staff.security import (
     COOKIE_PATH,
     LOGIN_CSRF_COOKIE,
@@ -66,7 +67,7 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     if request.method == "POST":
         given = request.headers.get("X-CSRF-Token")
         if given is None and request.content_type == "application/x-www-form-urlencoded":
-            given = str((await request.post()).get("csrf", ""))
+            given = field(await read_form(request), "csrf", 256)
         if not tokens_match(session.csrf_token, given):
             raise web.HTTPForbidden(text="CSRF token missing or wrong")
     request[SESSION] = session
@@ -107,12 +108,12 @@ def _login_form(request: web.Request, lang: str, error: str | None, status: int 
 async def login_submit(request: web.Request) -> web.StreamResponse:
     """Check the password (rate-limited), start a session, go to the alarms."""
     ctx = _ctx(request)
-    form = await request.post()
-    lang = pick_lang(request.headers.get("Accept-Language"), str(form.get("lang", "")) or None)
-    if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, ""), str(form.get("csrf", ""))):
+    form = await read_form(request)
+    lang = pick_lang(request.headers.get("Accept-Language"), field(form, "lang", 16) or None)
+    if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, ""), field(form, "csrf", 256)):
         raise web.HTTPForbidden(text="CSRF token missing or wrong")
-    username = str(form.get("username", "")).strip()[:64]
-    password = str(form.get("password", ""))[:256]
+    username = field(form, "username", 64).strip()
+    password = field(form, "password", 256)
     address = request.remote or "?"
     wait_s = ctx.limiter.blocked(username, address)
     if wait_s > 0:
@@ -218,12 +219,12 @@ async def alarm_action(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound
     try:
         if action == "resolve":
-            form = await request.post()
+            form = await read_form(request)
             try:
-                outcome = Outcome(str(form.get("outcome", "")))
+                outcome = Outcome(field(form, "outcome", 64))
             except ValueError as exc:
                 raise web.HTTPBadRequest(text="outcome must be one of " + ", ".join(o.value for o in Outcome)) from exc
-            alarm = ctx.desk.resolve(alarm_id, staff, outcome, str(form.get("note", "")))
+            alarm = ctx.desk.resolve(alarm_id, staff, outcome, field(form, "note", 4000))
         else:
             alarm = getattr(ctx.desk, action)(alarm_id, staff)
     except DeskError as exc:
@@ -231,6 +232,8 @@ async def alarm_action(request: web.Request) -> web.StreamResponse:
             return web.json_response({"ok": False, "error": str(exc)}, status=409)
         return redirect("/staff/?error=state")
     if _wants_json(request):
+        if alarm.resident_id:  # the reply names the resident's room: a read like any other
+            ctx.desk.log_resident_reads(staff, [(alarm.site, alarm.resident_id)], "alarm_action")
         return web.json_response({"ok": True, "alarm": ctx.desk.view(alarm)})
     return redirect("/staff/")
 
@@ -246,7 +249,7 @@ async def push_subscribe(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     if ctx.push is None:
         raise web.HTTPNotFound(text="web push is not configured")
-    data = await request.json()
+    data = await read_json_object(request)
     try:
         sub = PushSubscription(str(data["endpoint"]), str(data["keys"]["p256dh"]), str(data["keys"]["auth"]))
     except (KeyError, TypeError) as exc:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from urllib.parse import urlsplit
 
 from aiohttp import web
+
+logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "vaka_session"
 LOGIN_CSRF_COOKIE = "vaka_login_csrf"
@@ -81,14 +85,29 @@ def set_cookie(response: web.StreamResponse, name: str, value: str, *, secure: b
     response.set_cookie(name, value, path=COOKIE_PATH, secure=secure, httponly=True, samesite="Strict")
 
 
+def _secure(headers: MutableMapping[str, str]) -> None:
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cache-Control", "no-store")
+
+
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Content-Security-Policy and friends on every staff response."""
-    response = await handler(request)
+    """Content-Security-Policy and friends on every staff response, errors included; a failure is a plain 500."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # 303, 400, 401, 403, 404, 405 … raised by handlers and the router
+        _secure(exc.headers)
+        raise
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        logger.exception("staff request failed method=%s path=%s", request.method, request.path[:200])
+        response = web.Response(
+            status=500, text="The hub could not answer this request. It has been logged; try again."
+        )
     if not response.prepared:
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Cache-Control", "no-store")
+        _secure(response.headers)
     return response
