@@ -350,9 +350,6 @@ class RelativesSettings(_Section):
         default=20.0, gt=0, le=60, description="an open relatives page re-checks its consent this often"
     )
     session_idle_s: int = Field(default=7 * 86400, ge=60, description="a relative idle longer is logged out")
-    archive_retention_days: int = Field(
-        default=2 * 365, ge=0, description="`vaka resident erase` refuses while records are younger than this"
-    )
 
 
 class FollowupSettings(_Section):

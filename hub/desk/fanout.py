@@ -205,12 +205,17 @@ class FanOut:
         self.store.save(origin, change.actor, change.action, change.detail, change.at)
 
     def record_reads(
-        self, staff: StaffMember, residents: Iterable[tuple[str, str]], purpose: str, at: datetime
+        self,
+        staff: StaffMember,
+        residents: Iterable[tuple[str, str]],
+        purpose: str,
+        at: datetime,
+        address: str | None = None,
     ) -> None:
         """Log that a person saw these residents' data (`(site, resident_id)`); persisted in the background."""
         n = 0
         for site, resident_id in set(residents):
-            self.store.access(at, staff.id, staff.role.value, site, resident_id, purpose)
+            self.store.access(at, staff.id, staff.role.value, site, resident_id, purpose, address)
             n += 1
         if n:
             self.metrics.resident_reads.labels(staff.role.value).inc(n)

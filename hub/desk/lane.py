@@ -381,9 +381,11 @@ class Desk:
             if a.device_id and a.category is AlarmCategory.TECHNICAL
         }
 
-    def log_resident_reads(self, staff: StaffMember, residents: Iterable[tuple[str, str]], purpose: str) -> None:
-        """Record that a person saw these residents' data (`(site, resident_id)`); persisted in the background."""
-        self.fanout.record_reads(staff, residents, purpose, self.clock.now())
+    def log_resident_reads(
+        self, staff: StaffMember, residents: Iterable[tuple[str, str]], purpose: str, address: str | None = None
+    ) -> None:
+        """Record that a person saw these residents' data (`(site, resident_id)`), from `address`; in the background."""
+        self.fanout.record_reads(staff, residents, purpose, self.clock.now(), address)
 
     def age(self, alarm: Alarm) -> timedelta:
         """How long ago the alarm was raised."""

@@ -57,8 +57,8 @@ _LOG = (
     " VALUES ($1, $2, $3, $4, $5, $6, $7::uuid) ON CONFLICT (entry_id) DO NOTHING"
 )
 _ACCESS = (
-    "INSERT INTO resident_access_log (at, staff_id, role, site, resident_id, purpose, entry_id)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7::uuid) ON CONFLICT (entry_id) DO NOTHING"
+    "INSERT INTO resident_access_log (at, staff_id, role, site, resident_id, purpose, entry_id, address)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7::uuid, $8) ON CONFLICT (entry_id) DO NOTHING"
 )
 _DB_ERRORS = (TimeoutError, OSError, VakaError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _JOURNAL_SUFFIX = ".jnl"
@@ -191,9 +191,18 @@ class DeskStore:
         self._queue.append(("log", log))
         self._kick()
 
-    def access(self, at: datetime, staff_id: int, role: str, site: str, resident_id: str, purpose: str) -> None:
-        """Queue one resident access log row."""
-        self._queue.append(("access", (at, staff_id, role, site, resident_id, purpose, str(uuid.uuid4()))))
+    def access(
+        self,
+        at: datetime,
+        staff_id: int,
+        role: str,
+        site: str,
+        resident_id: str,
+        purpose: str,
+        address: str | None = None,
+    ) -> None:
+        """Queue one resident access log row (`address`: where the reading page was opened from, when known)."""
+        self._queue.append(("access", (at, staff_id, role, site, resident_id, purpose, str(uuid.uuid4()), address)))
         self._kick()
 
     def duty(self, staff_id: int, at: datetime, until: datetime | None) -> None:
@@ -299,8 +308,8 @@ class DeskStore:
                 logs.append(row)
             elif kind == "duty":
                 duty.append(row)
-            else:
-                accesses.append(row)
+            else:  # rows journalled before the address was kept have 7 fields
+                accesses.append(row if len(row) == 8 else (*row, None))
         async with self._db.acquire() as conn, conn.transaction():
             if latest:
                 await conn.executemany(_UPSERT, list(latest.values()))

@@ -1,7 +1,7 @@
 """The resident's rights: everything Vaka holds on them as one JSON file, and erasure after care has ended.
 
 Erasure runs in one transaction and refuses while any care record (alarms, events, consents) is younger than the
-archive retention (`relatives.archive_retention_days`) or an alarm is still open. It deletes the inventory entry,
+archive retention (`followup.archive_retention_days`, the same that keeps the archive) or an alarm is still open. It deletes the inventory entry,
 consents and invitations, and pseudonymises what the follow-up statistics and the accountability logs still need
 (alarms keep unit, rule, times and outcome; events and access-log rows keep a hash in place of the id). What was done
 is kept in `resident_erasures` under the id's hash, never the id itself.
@@ -234,6 +234,6 @@ async def main(args: argparse.Namespace, settings: Settings, conn: asyncpg.Conne
             f" {len(data['events_per_day'])} day/kind event counts, {len(data['access_log'])} access-log rows"
         )
         return 0
-    counts = await erase(conn, args.id, by=by, at=now, retention_days=settings.relatives.archive_retention_days)
+    counts = await erase(conn, args.id, by=by, at=now, retention_days=settings.followup.archive_retention_days)
     print(f"erased {args.id} (now {resident_hash(args.id)}): " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     return 0

@@ -164,7 +164,9 @@ async def alarms_page(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/staff/followup")
     alarms: list[Alarm] = ctx.desk.open_alarms_for(staff)
     views = [ctx.desk.view(a) for a in alarms]
-    ctx.desk.log_resident_reads(staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "alarm_list")
+    ctx.desk.log_resident_reads(
+        staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "alarm_list", request.remote
+    )
     now = ctx.desk.clock.now()
     return render(
         request,
@@ -196,7 +198,7 @@ async def residents_page(request: web.Request) -> web.StreamResponse:
         rows.append(
             {"site": site.id, "id": resident.id, "room": resident.room, "unit": resident.unit, "devices": devices}
         )
-    ctx.desk.log_resident_reads(staff, read, "resident_list")
+    ctx.desk.log_resident_reads(staff, read, "resident_list", request.remote)
     return render(
         request,
         "staff/residents.html",

@@ -32,9 +32,14 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
     desk = ctx.desk
     alarms = desk.open_alarms_for(staff)
     client = await desk.hub.serve(staff, ws, [desk.view(a) for a in alarms], session_key(token or ""))
-    desk.log_resident_reads(staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "alarm_push")
+    desk.log_resident_reads(
+        staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "alarm_push", request.remote
+    )
     desk.log_resident_reads(  # unconfirmed alarms sent again (some may have closed since): read again
-        staff, ((a["site"], a["resident_id"]) for a in client.resent if a.get("resident_id")), "alarm_push"
+        staff,
+        ((a["site"], a["resident_id"]) for a in client.resent if a.get("resident_id")),
+        "alarm_push",
+        request.remote,
     )
     writer = asyncio.get_running_loop().create_task(desk.hub.pump(client), name="vaka.staff.ws.writer")
     try:

@@ -1,13 +1,20 @@
-"""Consents on the staff page: nurses and admins of the resident's unit record, revoke and invite; others cannot."""
+"""Consents on the staff page: nurses and admins of the resident's unit record, revoke and invite; others cannot.
+Staff reads are in the access log with where they came from."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
+from tests.conftest import PG_DSN
 from tests.hub.web.conftest import StaffSite
 from tests.hub.web.test_staff_http import csrf_of, login
 
@@ -78,3 +85,32 @@ async def test_staff_and_other_units_cannot(staff_site: StaffSite, client: aioht
         assert (await other.get(f"{url}/staff/residents/{site}-r3/consents")).status == 404  # unit B
     finally:
         await other.close()
+
+
+async def test_staff_reads_are_logged_with_where_from_and_printed(
+    staff_site: StaffSite, client: aiohttp.ClientSession
+) -> None:
+    url, site = staff_site.url, staff_site.site
+    assert (await login(client, url, f"anna-{site}")).status == 303
+    assert (await client.get(f"{url}/staff/residents")).status == 200
+    await staff_site.desk.store.flushed()
+    async with staff_site.db.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT resident_id, role, purpose, address, staff_id FROM resident_access_log ORDER BY resident_id"
+        )
+    assert [(r["resident_id"], r["role"], r["purpose"], r["address"]) for r in rows] == [
+        (f"{site}-r1", "staff", "resident_list", "127.0.0.1"),
+        (f"{site}-r2", "staff", "resident_list", "127.0.0.1"),
+    ]
+    printed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "hub.cli", "access-log", f"{site}-r1", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "VAKA_DB__DSN": PG_DSN, "VAKA_DB__DB_SCHEMA": staff_site.settings.db.db_schema},
+    )
+    assert printed.returncode == 0, printed.stderr
+    lines = [json.loads(line) for line in printed.stdout.splitlines()]
+    assert [(x["who"], x["role"], x["what"], x["from"]) for x in lines] == [
+        (f"anna-{site}", "staff", "resident_list", "127.0.0.1")
+    ]
