@@ -118,6 +118,11 @@ INDICATORS: tuple[Indicator, ...] = (
     ),
     Indicator("technical.battery_replacements", "technical", "Batteribyten", "Battery replacements", "count"),
     Indicator("medication.doses", "medication", "Doser", "Doses", "count", ("status",)),
+    Indicator("checkins.done", "checkins", "Genomförda tillsyner", "Check-ins done", "count", ("mode",)),
+    Indicator("checkins.second_looks", "checkins", "Andra tittningar", "Second looks", "count"),
+    Indicator("checkins.overdue", "checkins", "Försenade tillsyner", "Check-ins overdue", "count"),
+    Indicator("checkins.journeys_avoided", "checkins", "Undvikna resor", "Journeys avoided", "count"),
+    Indicator("checkins.travel_minutes_saved", "checkins", "Sparad restid (min)", "Travel time saved (min)", "count"),
 )
 BY_ID = {i.id: i for i in INDICATORS}
 
@@ -344,6 +349,19 @@ WHERE site = $1 AND ($2::text IS NULL OR unit = $2) AND closed_at >= $3 AND clos
 GROUP BY rule_id ORDER BY rule_id
 """
 
+# a camera look that settled the check-in ("seen, calm") replaced a visit: a journey there and back avoided
+_CHECKINS_SQL = """
+SELECT count(*) FILTER (WHERE c.state = 'done' AND c.mode = 'camera' AND c.outcome LIKE 'seen%') AS camera,
+       count(*) FILTER (WHERE c.state = 'done' AND c.mode = 'physical') AS physical,
+       count(*) FILTER (WHERE c.attempt = 2 AND c.mode = 'camera') AS second_looks,
+       count(*) FILTER (WHERE c.overdue_alarmed) AS overdue,
+       count(*) FILTER (WHERE c.state = 'done' AND c.mode = 'camera' AND c.outcome = 'seen_calm') AS avoided,
+       coalesce(sum(2 * p.travel_minutes) FILTER (WHERE c.state = 'done' AND c.mode = 'camera'
+                                                  AND c.outcome = 'seen_calm'), 0) AS minutes
+FROM checkins c LEFT JOIN checkin_plans p ON p.resident_id = c.resident_id
+WHERE c.site = $1 AND ($2::text IS NULL OR c.unit = $2) AND c.due_at >= $3 AND c.due_at < $4
+"""
+
 _RESIDENTS_SQL = "SELECT count(*) FROM residents WHERE site = $1 AND ($2::text IS NULL OR unit = $2)"
 
 
@@ -408,6 +426,15 @@ async def compute(conn: asyncpg.Connection, scope: Scope, period: Period, *, acc
         if rep["rule_id"] == "battery_low":
             replaced = int(rep["n"])
     result.add("technical.battery_replacements", replaced)
+    if await conn.fetchval("SELECT to_regclass('checkins') IS NOT NULL"):
+        ci = await conn.fetchrow(_CHECKINS_SQL, site, unit, start_ts, end_ts)
+        assert ci is not None
+        result.add("checkins.done", int(ci["camera"]), mode="camera")
+        result.add("checkins.done", int(ci["physical"]), mode="physical")
+        result.add("checkins.second_looks", int(ci["second_looks"]))
+        result.add("checkins.overdue", int(ci["overdue"]))
+        result.add("checkins.journeys_avoided", int(ci["avoided"]))
+        result.add("checkins.travel_minutes_saved", int(ci["minutes"]))
     return result
 
 

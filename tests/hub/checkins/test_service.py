@@ -100,3 +100,29 @@ async def test_a_gateway_that_sends_an_image_is_refused(checkin_site: CheckinSit
     (task,) = await s.service.tick()
     with pytest.raises(CheckinError, match="not a viewing URL"):
         await s.service.look(task.id, s.site.staff["anna"])
+
+
+async def test_the_follow_up_counts_digital_and_physical_check_ins(checkin_site: CheckinSite) -> None:
+    from hub.followup.indicators import Scope, compute, month
+
+    s = checkin_site
+    anna = s.site.staff["anna"]
+    (first,) = await s.service.tick()
+    await s.service.look(first.id, anna)
+    await s.service.record(first.id, anna, "seen_calm")  # a visit avoided: 2 x 12 travel minutes
+    s.site.clock.advance(3 * 3600)  # 01:50 local: the 02:00 slot
+    (second,) = await s.service.tick()
+    await s.service.look(second.id, anna)
+    _, look_again = await s.service.record(second.id, anna, "not_visible")
+    assert look_again is not None
+    await s.service.look(look_again.id, anna)
+    _, visit = await s.service.record(look_again.id, anna, "camera_not_working")
+    assert visit is not None
+    await s.service.record(visit.id, anna, "visited")
+    async with s.site.db.acquire() as conn:
+        r = await compute(conn, Scope(s.site.site, "A"), month("2026-11"))
+    assert r.get("checkins.done", mode="camera") == 1
+    assert r.get("checkins.done", mode="physical") == 1
+    assert r.get("checkins.second_looks") == 1
+    assert r.get("checkins.journeys_avoided") == 1
+    assert r.get("checkins.travel_minutes_saved") == 24
