@@ -37,6 +37,7 @@ from hub.inventory import build_directory, devices_by_id
 from hub.metrics import Metrics
 from hub.model import EARLIEST_EVENT, Site, VakaError
 from hub.mqtt import Message, MqttConnection
+from hub.ops_gauges import ops_gauges_loop
 from hub.scaip.receiver import ScaipReceiver
 from hub.settings import Settings
 from hub.store.db import Database, VakaConnection
@@ -243,6 +244,8 @@ class Hub:
                 name="vaka.followup",
             )
         )
+        gauges = ops_gauges_loop(self.metrics, self.desk.open_alarms, lambda: self._sites, self.clock.now)
+        tasks.append(group.create_task(gauges, name="vaka.ops_gauges"))
         for conn in connections:
             tasks.append(group.create_task(conn.run_loop(), name=f"vaka.mqtt.{conn.name}"))
         logger.info("hub started: http port %s, %s sites, clock %s", self.http_port, len(self._sites), s.clock.mode)

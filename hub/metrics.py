@@ -161,3 +161,23 @@ class Metrics:
         self.canary_round_trip = Histogram(
             "vaka_canary_round_trip_seconds", "Canary publish to rule engine", buckets=_LATENCY_BUCKETS_S, registry=r
         )
+        # operations (issue 12): what the alert rules (deploy/prometheus/rules) and dashboards watch besides the above;
+        # kept current by hub/ops_gauges.py
+        self.event_loop_lag = Gauge(
+            "vaka_event_loop_lag_seconds", "Worst lateness of a short event-loop timer over the last 5 s", registry=r
+        )
+        self.alarm_oldest_unaccepted = Gauge(
+            "vaka_alarm_oldest_unaccepted_seconds",
+            "Age of the oldest open alarm nobody has accepted yet (0: none)",
+            ["category"],
+            registry=r,
+        )
+        self.devices_installed = Gauge(
+            "vaka_devices_installed", "Devices in the inventory", ["site", "kind", "vendor"], registry=r
+        )
+        self.devices_silent = Gauge(
+            "vaka_devices_silent",
+            "Devices with an open silence alarm (device_silent, camera_offline)",
+            ["site", "kind", "vendor"],
+            registry=r,
+        )

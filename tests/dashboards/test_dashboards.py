@@ -1,0 +1,101 @@
+"""The dashboards: generated JSON up to date, and every panel's query answered for real.
+
+The slow test runs a simulated night through a real hub (private Mosquitto, the test database — TimescaleDB when
+VAKA_TEST_TIMESCALE_DSN is set), with a night nurse accepting and resolving some alarms over HTTP, a webhook channel
+that fails and a few malformed messages. A private Prometheus (Debian's) scrapes the hub with the repository's alert
+rules. Then every SQL panel runs (Grafana's macros expanded as its PostgreSQL data source expands them) as a role
+that may only SELECT, and every PromQL target runs against that Prometheus; each must return data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboards.generate import DB, PROM, render
+
+REPO = Path(__file__).resolve().parents[2]
+JSON_DIR = REPO / "dashboards" / "json"
+
+
+def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in dashboard["panels"] if p.get("type") != "row"]
+
+
+def all_targets() -> list[tuple[str, str, dict[str, Any]]]:
+    """(dashboard file, panel title, target) for every query of every committed dashboard."""
+    found = []
+    for path in sorted(JSON_DIR.glob("*.json")):
+        for panel in panels(json.loads(path.read_text())):
+            for target in panel["targets"]:
+                found.append((path.name, panel["title"], target))
+    return found
+
+
+def test_the_committed_json_is_what_the_generator_makes() -> None:
+    generated = render()
+    committed = {p.name: p.read_text() for p in JSON_DIR.glob("*.json")}
+    assert committed.keys() == generated.keys(), "run: python -m dashboards.generate"
+    stale = [name for name, text in generated.items() if committed[name] != text]
+    assert not stale, f"dashboards/json is out of date for {stale}; run: python -m dashboards.generate"
+
+
+def test_every_panel_has_a_provisioned_data_source_and_a_query() -> None:
+    provisioning = (REPO / "deploy/grafana/provisioning/datasources/vaka.yml").read_text()
+    uids = set(re.findall(r"uid: (\S+)", provisioning))
+    assert {PROM.uid, DB.uid} <= uids
+    titles = set()
+    for path in JSON_DIR.glob("*.json"):
+        dashboard = json.loads(path.read_text())
+        assert dashboard["uid"].startswith("vaka-")
+        assert dashboard["uid"] not in titles
+        titles.add(dashboard["uid"])
+        for panel in panels(dashboard):
+            assert panel["datasource"]["uid"] in uids, panel["title"]
+            assert panel["targets"], f"{path.name}: {panel['title']} has no query"
+            assert panel.get("description"), f"{path.name}: {panel['title']} says not what it shows"
+
+
+def test_no_panel_reads_a_field_a_person_typed_or_a_secret() -> None:
+    for name, title, target in all_targets():
+        text = target.get("rawSql", "")
+        for column in ("note", "detail", "password_hash", "payload", "token", "staff_sessions"):
+            assert not re.search(rf"\b{column}\b", text), f"{name}: {title} reads {column}"
+
+
+def test_the_four_dashboards_cover_what_operations_asked_for() -> None:
+    text = {p.stem: p.read_text() for p in JSON_DIR.glob("*.json")}
+    for needle in ("vaka_events_ingested_total", "vaka_mqtt_ack_latency_seconds", "vaka_spool_events",
+                   "vaka_spool_oldest_age_seconds", "vaka_database_up", "vaka_mqtt_connected",
+                   "vaka_mqtt_session_lost_total", "vaka_messages_rejected_total", "vaka_event_loop_lag_seconds"):  # fmt: skip
+        assert needle in text["hub-health"], needle
+    for needle in ("rule_id", "percentile_cont(0.9)", "on_site", "escalated", "vaka_alarms_open",
+                   "vaka_notifications_failed_total"):  # fmt: skip
+        assert needle in text["alarm-flow"], needle
+    for needle in ("silent", "vendor", "battery", "Never heard from"):
+        assert needle in text["devices"], needle
+    for needle in ("followup_device_day", "unused share", "false_alarm", "med_taken"):
+        assert needle in text["follow-up"], needle
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_every_panel_query_returns_data_from_a_simulated_night(night: Any) -> None:
+    from tests.dashboards.stack import run_promql, run_sql
+
+    empty = []
+    checked = 0
+    for name, title, target in all_targets():
+        if "rawSql" in target:
+            rows = await run_sql(night, target["rawSql"])
+        else:
+            rows = await run_promql(night, target["expr"], instant=bool(target.get("instant")))
+        checked += 1
+        if not rows:
+            empty.append(f"{name}: {title} [{target['refId']}]")
+    assert checked == len(all_targets()) > 30
+    assert not empty, "panels without data: " + "; ".join(empty)

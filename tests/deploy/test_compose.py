@@ -1,0 +1,190 @@
+"""docker-compose.yml, checked without a Docker engine: the Compose Specification's JSON Schema, and what an
+operations team relies on — healthchecks, start order, volumes for state, secrets only from files, settings the hub
+knows, and every file the stack mounts present in the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from hub.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "docker-compose.yml"
+SCHEMA = Path(__file__).with_name("compose-spec.json")
+_VAR = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?::-(?P<default>[^}]*))?\}")
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in (REPO / ".env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's `${VAR:-default}`: the .env value, else the default; a variable with neither is an error."""
+
+    def value(match: re.Match[str]) -> str:
+        name, default = match.group("name"), match.group("default")
+        if name in env:
+            return env[name]
+        if default is None:
+            msg = f"${{{name}}} has no default and is not in .env.example"
+            raise AssertionError(msg)
+        return default
+
+    return _VAR.sub(value, text)
+
+
+def compose_validator() -> jsonschema.Draft7Validator:
+    """The specification's schema (draft 7, as its $schema says)."""
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(interpolate(COMPOSE.read_text(), env_example()))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_the_file_is_valid_against_the_compose_specification(compose: dict[str, Any]) -> None:
+    validator = compose_validator()
+    validator.validate(yaml.safe_load(COMPOSE.read_text()))  # as written, variables and all
+    validator.validate(compose)  # as compose sees it with .env.example
+
+
+def test_the_schema_check_catches_a_mistake(compose: dict[str, Any]) -> None:
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["hub"]["depends_on"]["timescaledb"]["condition"] = "service_healty"
+    with pytest.raises(jsonschema.ValidationError, match="service_healty"):
+        compose_validator().validate(broken)
+
+
+def test_the_stack_has_its_services_from_the_agreed_images(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {"timescaledb", "mosquitto", "hub", "prometheus", "alertmanager", "grafana"} <= services.keys()
+    assert re.fullmatch(r"timescale/timescaledb:[\w.]+-pg17", services["timescaledb"]["image"])
+    assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
+    assert services["grafana"]["image"].startswith("grafana/grafana-oss:")
+    assert services["hub"]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+    for name, service in services.items():
+        image = service.get("image", "")
+        assert not image.endswith(":latest") or name == "hub", f"{name}: pin the image version"
+
+
+def test_every_service_has_a_healthcheck_and_waits_for_what_it_needs(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        assert service.get("restart") == "unless-stopped", f"{name} does not come back after a crash"
+        for dependency, how in service.get("depends_on", {}).items():
+            assert how["condition"] == "service_healthy", f"{name} starts before {dependency} is healthy"
+    assert set(services["hub"]["depends_on"]) == {"timescaledb", "mosquitto"}
+    assert set(services["grafana"]["depends_on"]) == {"prometheus", "timescaledb"}
+    # Prometheus must not wait for the hub: it is what notices the hub is down
+    assert "hub" not in services["prometheus"].get("depends_on", {})
+    assert "/healthz" in " ".join(services["hub"]["healthcheck"]["test"])
+
+
+def test_state_lives_in_named_volumes_where_each_program_keeps_it(compose: dict[str, Any]) -> None:
+    broker_conf = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    persistence = re.search(r"^persistence_location\s+(\S+?)/?$", broker_conf, re.M)
+    assert persistence is not None
+    dockerfile = (REPO / "Dockerfile").read_text()
+    spool = re.search(r"VAKA_SPOOL__DIRECTORY=(\S+)", dockerfile)
+    assert spool is not None
+    needed = {
+        "timescaledb": "/var/lib/postgresql/data",
+        "mosquitto": persistence.group(1),
+        "hub": str(Path(spool.group(1)).parent),
+        "prometheus": "/prometheus",
+        "alertmanager": "/alertmanager",
+        "grafana": "/var/lib/grafana",
+    }
+    for name, path in needed.items():
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in compose["services"][name]["volumes"]}
+        assert path in mounts, f"{name} keeps {path} in the container only"
+        assert mounts[path] in compose["volumes"], f"{name}: {path} is not a named volume"
+    assert "/var/lib/vaka" in dockerfile  # VOLUME and the user's home
+
+
+def test_every_mounted_repository_file_exists(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./") and not source.startswith(("./secrets", "./backups")):
+                assert (REPO / source).exists(), f"{name} mounts {source}, which is not in the repository"
+    for name, secret in compose["secrets"].items():
+        assert secret["file"].startswith("./secrets/"), f"secret {name} must come from ./secrets/"
+    assert "secrets/" in (REPO / ".gitignore").read_text().split()
+
+
+SECRETISH = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|CREDENTIAL", re.I)
+
+
+def test_no_secret_is_written_into_the_file(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for key, value in service.get("environment", {}).items():
+            if SECRETISH.search(key):
+                assert key.endswith(("_FILE", "__FILE")), f"{name}: {key} must point at a secret file"
+                assert str(value).startswith("/run/secrets/"), f"{name}: {key} is not a mounted secret"
+            assert not re.search(r"://[^/@:]+:[^/@]+@", str(value)), f"{name}: {key} carries a password"
+        for secret in service.get("secrets", []):
+            source = secret if isinstance(secret, str) else secret["source"]
+            assert source in compose["secrets"], f"{name} uses undeclared secret {source}"
+
+
+def test_the_hub_environment_is_settings_the_hub_knows(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = compose["services"]["hub"]["environment"]
+    entrypoint = (REPO / "deploy" / "docker" / "entrypoint.sh").read_text()
+    for key in list(env):
+        if "__" not in key and key.removeprefix("VAKA_").lower() not in Settings.model_fields:
+            assert key in entrypoint, f"{key} is neither a setting nor read by the entrypoint"
+    for key in [k for k in os.environ if k.startswith("VAKA_")]:
+        monkeypatch.delenv(key)
+    mounted = {
+        (s if isinstance(s, str) else s.get("target", s["source"])) for s in compose["services"]["hub"]["secrets"]
+    }
+    for key, value in env.items():
+        if str(value).startswith("/run/secrets/"):
+            # the settings check that a file is readable: stand the secret in where compose would mount it
+            name = str(value).removeprefix("/run/secrets/")
+            assert name in mounted, f"{key} points at {value}, which is not mounted into the hub"
+            (tmp_path / name).write_text("x\n")
+            value = str(tmp_path / name)
+        if "__" in key or key.removeprefix("VAKA_").lower() in Settings.model_fields:
+            monkeypatch.setenv(key, str(value))
+    settings = Settings()  # an unknown or invalid setting raises here, as it would stop the container
+    assert settings.mqtt.host == "mosquitto"
+    assert settings.mqtt.tls  # the broker's plain listener is on its own loopback only
+    assert settings.mqtt.password_file is not None
+    assert settings.db.dsn.get_secret_value().startswith("postgresql://vaka_hub@timescaledb:5432/")
+
+
+def test_alertmanager_and_grafana_find_their_secrets_where_they_are_mounted(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    alert_targets = {s["target"] for s in services["alertmanager"]["secrets"]}
+    url_files = set(re.findall(r"url_file:\s*(\S+)", (REPO / "deploy/alertmanager/alertmanager.yml").read_text()))
+    assert url_files
+    assert url_files <= alert_targets
+    datasources = (REPO / "deploy/grafana/provisioning/datasources/vaka.yml").read_text()
+    for path in re.findall(r"\$__file\{(/run/secrets/[^}]+)\}", datasources):
+        assert path.removeprefix("/run/secrets/") in services["grafana"]["secrets"]
+    init = (REPO / "deploy/timescaledb/initdb.d/10-vaka-roles.sh").read_text()
+    for path in re.findall(r"/run/secrets/(\w+)", init):
+        assert path in services["timescaledb"]["secrets"]

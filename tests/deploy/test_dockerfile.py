@@ -1,0 +1,98 @@
+"""The hub's Dockerfile, checked as far as a machine without a Docker engine can: its instructions (non-root user,
+healthcheck on /healthz, nothing fetched at run time, no secret baked in) and the wheel it installs, built from the
+same pyproject.toml with every file the hub needs at run time."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "Dockerfile"
+
+
+def instructions() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's stages, each a list of (INSTRUCTION, arguments), continuation lines joined."""
+    stages: list[list[tuple[str, str]]] = []
+    logical = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    for line in logical.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        if word.upper() == "FROM":
+            stages.append([])
+        assert stages, "the Dockerfile must start with FROM"
+        stages[-1].append((word.upper(), rest.strip()))
+    return stages
+
+
+def test_the_image_runs_as_an_unprivileged_user_with_a_healthcheck_on_healthz() -> None:
+    final = instructions()[-1]
+    users = [args for word, args in final if word == "USER"]
+    assert users, "the final stage sets no USER: the hub would run as root"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+    last_user = max(i for i, (word, _) in enumerate(final) if word == "USER")
+    assert all(word != "RUN" for word, _ in final[last_user:]), "RUN after USER would need root"
+    health = [args for word, args in final if word == "HEALTHCHECK"]
+    assert len(health) == 1
+    exposed = [args for word, args in final if word == "EXPOSE"]
+    assert exposed == ["8080"]
+    assert "http://127.0.0.1:8080/healthz" in health[0]
+    assert re.search(r"VAKA_HTTP__PORT=8080\b", " ".join(a for w, a in final if w == "ENV"))
+    assert ("CMD", '["serve"]') in final
+    assert ("ENTRYPOINT", '["vaka-entrypoint"]') in final
+
+
+def test_the_image_is_built_from_pyproject_and_installs_offline() -> None:
+    build, final = instructions()[0], instructions()[-1]
+    copied = " ".join(args for word, args in build if word == "COPY")
+    assert "pyproject.toml" in copied
+    for word, args in final:
+        if word == "RUN" and "pip install" in args:
+            assert "--no-index" in args, "the final stage must install only the wheels built before"
+        assert word != "ADD", "ADD can fetch URLs; use COPY"
+    for stage in instructions():
+        for word, args in stage:
+            if word == "COPY" and "--from" not in args:
+                for source in args.split()[:-1]:
+                    if not source.startswith("--"):
+                        assert (REPO / source).exists(), f"COPY {source}: not in the repository"
+
+
+def test_no_secret_is_baked_into_the_image() -> None:
+    for stage in instructions():
+        for word, args in stage:
+            if word in {"ENV", "ARG", "LABEL"}:
+                assert not re.search(r"PASSWORD|SECRET|TOKEN|DSN|_KEY\b", args, re.I), f"{word} {args}"
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for private in (".env", "secrets", ".git", ".venv", "var"):
+        assert private in ignored
+
+
+@pytest.mark.slow
+def test_the_wheel_the_image_installs_holds_everything_the_hub_reads_at_run_time(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("vaka-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    tracked = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "hub", "adapters", "alarms"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    needed = [p for p in tracked if not p.endswith((".py", ".pyc")) or p.endswith("__init__.py")]
+    missing = [p for p in needed if p not in names]
+    assert not missing, f"files the hub reads at run time but the image would lack: {missing}"
+    assert any(n.startswith("hub/store/migrations/") and n.endswith(".sql") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "vaka = hub.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
