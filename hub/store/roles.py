@@ -24,7 +24,8 @@ from hub.settings import DbSettings
 
 logger = logging.getLogger(__name__)
 
-APPEND_ONLY_TABLES = ("resident_access_log", "desk_alarm_log")
+# the audit trail: the runtime role may INSERT and SELECT, nothing else (a table that does not exist yet is skipped)
+APPEND_ONLY_TABLES = ("resident_access_log", "desk_alarm_log", "admin_audit_log", "checkin_log")
 READ_ONLY_FOR_RUNTIME = ("schema_migrations",)
 RUNTIME_FUNCTIONS = ("vaka_maintain_partitions(date, integer, integer, integer)",)
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

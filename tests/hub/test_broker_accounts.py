@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hub.broker_accounts import CredentialsError, accounts_for, hash_password, read_secrets
+from hub.broker_accounts import CredentialsError, accounts_for, hash_password, read_secrets, render_acl
 from hub.model import Inventory
 from tests.hub.test_cli import vaka
 
@@ -113,3 +113,10 @@ def test_a_gateway_cannot_claim_vakas_topics(topic: str) -> None:
 def test_ids_with_wildcards_never_become_user_names(device_id: str) -> None:
     with pytest.raises(ValueError, match="pattern"):
         Inventory.model_validate({"sites": [{"id": "s", "devices": [{"id": device_id, "kind": "x"}]}]})
+
+
+def test_the_shipped_example_acl_is_what_the_command_writes_for_the_example_inventory() -> None:
+    deploy = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
+    source = "deploy/mosquitto/inventory.example.yaml"
+    inventory = Inventory.model_validate(yaml.safe_load((deploy / "inventory.example.yaml").read_text()))
+    assert (deploy / "acl.example").read_text() == render_acl(accounts_for(inventory), source)
