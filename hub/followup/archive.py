@@ -75,10 +75,11 @@ RECORDS = (
            (("seq", "integer"), ("alarm_id", "string"), ("at", "datetime"), ("tier", "integer"),
             ("detail", "string"))),
     Record("access_log", "Åtkomstlogg / Access log",
-           "SELECT seq, at, staff_id, role, site, resident_id, purpose FROM resident_access_log WHERE at < $1 "
-           "ORDER BY seq",
-           (("seq", "integer"), ("at", "datetime"), ("staff_id", "integer"), ("role", "string"), ("site", "string"),
-            ("resident_id", "string"), ("purpose", "string"))),
+           "SELECT seq, at, staff_id, relative_id, role, site, resident_id, purpose, address FROM resident_access_log "
+           "WHERE at < $1 ORDER BY seq",
+           (("seq", "integer"), ("at", "datetime"), ("staff_id", "integer"), ("relative_id", "integer"),
+            ("role", "string"), ("site", "string"), ("resident_id", "string"), ("purpose", "string"),
+            ("address", "string"))),
 )  # fmt: skip
 # the check-in log joins the package once the check-in workflow keeps one (a table named `checkin_log`)
 CHECKIN_RECORD = Record(

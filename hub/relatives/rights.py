@@ -234,6 +234,10 @@ async def main(args: argparse.Namespace, settings: Settings, conn: asyncpg.Conne
             f" {len(data['events_per_day'])} day/kind event counts, {len(data['access_log'])} access-log rows"
         )
         return 0
-    counts = await erase(conn, args.id, by=by, at=now, retention_days=settings.followup.archive_retention_days)
+    try:
+        counts = await erase(conn, args.id, by=by, at=now, retention_days=settings.followup.archive_retention_days)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        msg = f"nothing erased: {exc}; run `vaka resident erase` with db.owner_dsn set (the owner's connection)"
+        raise RelativesError(msg) from exc
     print(f"erased {args.id} (now {resident_hash(args.id)}): " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     return 0
