@@ -29,12 +29,14 @@ from hub.model import Inventory, VakaError
 
 logger = logging.getLogger(__name__)
 
-Role = Literal["hub", "device", "gateway", "integration"]
+Role = Literal["hub", "tools", "device", "gateway", "integration"]
 
 TOPIC_ROOT = "vaka/v1"
 # second-level topics under a site that belong to the hub: a device with one of these ids would own them
 RESERVED_IDS = frozenset({"hub", "alarms", "checkins", "_sim"})
 TELEMETRY_SUFFIX = "-telemetry"
+# `vaka vendor check`, `vaka site discover`: read-only, so they never take the hub's session (as hub.mqtt.TOOL_LOGINS)
+TOOL_LOGINS = ("tools", "tools-snapshot")
 PASSWORD_FILE = "passwd"
 ACL_FILE = "acl"
 SECRETS_FILE = "credentials.secret"
@@ -69,6 +71,8 @@ def accounts_for(inventory: Inventory, hub_user: str = "vaka-hub") -> list[Accou
 
     - the hub (two users: `hub_user` for events and `hub_user-telemetry`, like its two client ids): reads and
       publishes everything under `vaka/v1/`, reads the gateways' vendor topics;
+    - the hub's tools (`hub_user-tools`, `hub_user-tools-snapshot`, same password: `vaka vendor check`, `vaka site discover`): read only, with
+      a client id of their own, so running one never takes over the hub's session;
     - a native device: publishes and reads only under `vaka/v1/{site}/{device_id}/`;
     - a gateway: reads and publishes its own vendor topics only;
     - an integration: reads the alarm states and hub status of its sites only.
@@ -79,7 +83,12 @@ def accounts_for(inventory: Inventory, hub_user: str = "vaka-hub") -> list[Accou
         raise CredentialsError(msg)
     vendor_topics = sorted({t for site in inventory.sites for gw in site.gateways for t in gw.topics})
     hub_acl = (f"topic readwrite {TOPIC_ROOT}/#", *(f"topic read {t}" for t in vendor_topics))
-    accounts = [Account(hub_user, "hub", hub_acl), Account(hub_user + TELEMETRY_SUFFIX, "hub", hub_acl)]
+    tools_acl = (f"topic read {TOPIC_ROOT}/#", *(f"topic read {t}" for t in vendor_topics))
+    accounts = [
+        Account(hub_user, "hub", hub_acl),
+        Account(hub_user + TELEMETRY_SUFFIX, "hub", hub_acl),
+        *(Account(f"{hub_user}-{login}", "tools", tools_acl) for login in TOOL_LOGINS),
+    ]
     site_ids = {site.id for site in inventory.sites}
     for site in inventory.sites:
         for device in site.devices:
@@ -162,9 +171,8 @@ def write_credentials(
     passwords: dict[str, str] = {}
     hub_password = old.get(hub_user) or secrets.token_urlsafe(24)
     for account in accounts:
-        passwords[account.name] = (
-            hub_password if account.role == "hub" else old.get(account.name) or secrets.token_urlsafe(24)
-        )
+        shared = account.role in ("hub", "tools")  # the hub's password file serves all three
+        passwords[account.name] = hub_password if shared else old.get(account.name) or secrets.token_urlsafe(24)
     names = [a.name for a in accounts]
     result = CredentialsResult(
         added=[n for n in names if n not in old],

@@ -161,6 +161,19 @@ class Message:
         self.connection.ack(self)
 
 
+TOOL_LOGINS = ("tools", "tools-snapshot")  # `vaka mqtt credentials` makes one read-only account for each
+
+
+def configure_tool_client(client: paho.Client, settings: MqttSettings, login: str = "tools") -> None:
+    """Log a command-line tool's paho client in like the hub, but as `<hub user>-<login>` (read-only in the shipped
+    ACL, and a client id of its own there, so the hub's session is never taken), with the hub's password and TLS."""
+    password = settings.broker_password()
+    if password is not None or settings.username is not None:
+        client.username_pw_set(settings.login_for(f"{settings.client_id}-{login}"), password)
+    if settings.tls:
+        client.tls_set_context(broker_tls_context(settings))
+
+
 class MqttConnection:
     """One paho MQTT 5 client with a persistent session, re-subscribing and reconnecting with jittered backoff."""
 

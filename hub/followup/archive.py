@@ -282,7 +282,7 @@ async def purge(
 
 async def export_main(args: argparse.Namespace, settings: Settings) -> int:
     """`vaka archive export --before DATE --out DIR [--purge]`."""
-    from hub.cli import _with_database
+    from hub.cli import _as_owner, _with_database
     from hub.store.db import VakaConnection
 
     now = datetime.now(UTC)
@@ -302,7 +302,8 @@ async def export_main(args: argparse.Namespace, settings: Settings) -> int:
         return root, counts, purged
 
     try:
-        got = await _with_database(settings, "archive export", work)
+        # purging lifts the logs' append-only trigger: only their owner may (db.owner_dsn), never the runtime role
+        got = await _with_database(_as_owner(settings) if args.purge else settings, "archive export", work)
     except ArchiveError as exc:
         print(f"vaka archive export: {exc}")
         return 1

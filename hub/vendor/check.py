@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from hub.model import TOPIC_ROOT, VakaError
+from hub.mqtt import configure_tool_client
 from hub.settings import MqttSettings
 from hub.vendor.conformance import Observation, Report, judge
 
@@ -46,8 +47,7 @@ def _client(settings: MqttSettings, name: str) -> paho.Client:
     client = paho.Client(
         CallbackAPIVersion.VERSION2, client_id=f"vaka-check-{name}-{uuid.uuid4().hex[:8]}", protocol=paho.MQTTv5
     )
-    if settings.username:
-        client.username_pw_set(settings.username, settings.password.get_secret_value() if settings.password else None)
+    configure_tool_client(client, settings, "tools-snapshot" if name == "snap" else "tools")
     return client
 
 

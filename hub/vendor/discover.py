@@ -11,6 +11,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from adapters.zigbee2mqtt import inventory_suggestions
 from hub.model import PayloadError, VakaError
+from hub.mqtt import configure_tool_client
 from hub.settings import MqttSettings
 
 
@@ -25,9 +26,7 @@ def fetch_retained(settings: MqttSettings, topic: str, timeout_s: float) -> byte
     client = paho.Client(
         CallbackAPIVersion.VERSION2, client_id=f"vaka-discover-{uuid.uuid4().hex[:8]}", protocol=paho.MQTTv5
     )
-    if settings.username:
-        password = settings.password.get_secret_value() if settings.password else None
-        client.username_pw_set(settings.username, password)
+    configure_tool_client(client, settings)
 
     def on_connect(c: paho.Client, userdata: object, flags: object, rc: object, props: object = None) -> None:
         c.subscribe(topic, qos=1)

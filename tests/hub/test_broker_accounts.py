@@ -43,7 +43,16 @@ def test_onboarding_is_one_command_and_prints_no_password(tmp_path: Path) -> Non
     result = vaka("mqtt", "credentials", "--inventory", str(inventory), "--out", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     secrets = read_secrets(out / "credentials.secret")
-    assert set(secrets) == {"vaka-hub", "vaka-hub-telemetry", "north-radar-1", "north-bed-1", "north-z2m", "dect"}
+    tools = {"vaka-hub-tools", "vaka-hub-tools-snapshot"}
+    assert set(secrets) == {
+        "vaka-hub",
+        "vaka-hub-telemetry",
+        *tools,
+        "north-radar-1",
+        "north-bed-1",
+        "north-z2m",
+        "dect",
+    }
     for password in secrets.values():
         assert len(password) >= 32
         assert password not in result.stdout + result.stderr
@@ -51,7 +60,7 @@ def test_onboarding_is_one_command_and_prints_no_password(tmp_path: Path) -> Non
     assert stat.S_IMODE((out / "credentials.secret").stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "vaka-hub.password").stat().st_mode) == 0o600
     assert (out / "vaka-hub.password").read_text().strip() == secrets["vaka-hub"]
-    assert "6 (6 new, 0 kept, 0 removed)" in result.stdout
+    assert "8 (8 new, 0 kept, 0 removed)" in result.stdout
 
     # a new device: one more run; everyone else keeps their password, the removed device loses its account
     devices = [{"id": "north-radar-1", "kind": "fall_radar"}, {"id": "north-door-2", "kind": "door"}]
@@ -79,6 +88,7 @@ def test_the_acl_gives_each_account_only_its_own(tmp_path: Path) -> None:
     assert accounts["north-z2m"].acl == ("topic readwrite zigbee2mqtt/#",)
     assert accounts["dect"].acl == ("topic read vaka/v1/north/alarms/#", "topic read vaka/v1/north/hub/status")
     assert "topic read zigbee2mqtt/#" in accounts["vaka-hub"].acl
+    assert accounts["vaka-hub-tools"].acl == ("topic read vaka/v1/#", "topic read zigbee2mqtt/#")
 
 
 @pytest.mark.parametrize(

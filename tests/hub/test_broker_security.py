@@ -33,6 +33,7 @@ from hub.model import Inventory
 from hub.settings import MqttSettings, Settings
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
+from hub.vendor.discover import fetch_retained
 from tests.conftest import PG_DSN
 from tests.mqtt_probe import V5, V311, Probe
 from tests.services import PrivateMosquitto, free_port
@@ -409,6 +410,37 @@ async def test_the_hub_over_tls_raises_a_fall_that_integrations_see_and_no_forge
     finally:
         for probe in (integration, radar, bed):
             await asyncio.to_thread(probe.close)
+
+
+def test_the_hubs_tools_read_over_tls_without_taking_the_hubs_session(secured: SecuredBroker) -> None:
+    """`vaka site discover` logs in as the hub's read-only tools account: it reads, cannot publish, and the hub
+    (same password) stays connected with its session."""
+    auth_dir = secured.broker.auth_dir
+    assert auth_dir is not None
+    hub = secured.connected("vaka-hub", V5, client_id="vaka-hub")
+    gateway = secured.connected("s1-z2m", V5)
+    tools = secured.connected("vaka-hub-tools", V5)
+    radar = secured.connected("s1-radar", V5)
+    try:
+        assert hub.subscribe("vaka/v1/#").value == 1
+        devices = b'[{"ieee_address": "0x1", "type": "EndDevice"}]'
+        assert not gateway.publish("zigbee2mqtt/bridge/devices", devices, retain=True).is_failure
+        settings = MqttSettings(
+            host="localhost",
+            port=secured.broker.tls_port,
+            client_id="vaka-hub",
+            tls=True,
+            ca_file=secured.pki.ca_file,
+            password_file=auth_dir / "vaka-hub.password",
+        )
+        assert fetch_retained(settings, "zigbee2mqtt/bridge/devices", timeout_s=5.0) == devices
+        assert tools.publish("vaka/v1/s1/alarms/a-1", RESOLVED).value == NOT_AUTHORIZED
+        assert_hub_gets_only_the_allowed(hub, radar, "vaka/v1/s1/s1-radar/event")
+        assert not hub.disconnected.is_set()
+    finally:
+        gateway.publish("zigbee2mqtt/bridge/devices", b"", retain=True)
+        for probe in (hub, gateway, tools, radar):
+            probe.close()
 
 
 def test_the_hub_will_not_send_its_password_in_plain_text_across_the_network() -> None:
