@@ -45,6 +45,7 @@ class Probe:
         ca_file: Path | None = None,
         check_hostname: bool = True,
         host: str = "127.0.0.1",
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
@@ -54,6 +55,8 @@ class Probe:
         if ca_file is not None:
             self.client.tls_set(ca_certs=str(ca_file), cert_reqs=ssl.CERT_REQUIRED)
             self.client.tls_insecure_set(not check_hostname)
+        if tls_context is not None:
+            self.client.tls_set_context(tls_context)
         self.messages: queue.Queue[Received] = queue.Queue()
         self._connack: queue.Queue[ReasonCode | None] = queue.Queue()
         self._subacks: dict[int, queue.Queue[list[ReasonCode]]] = {}

@@ -76,7 +76,18 @@ class TestPki:
         self.other_ca_file = directory / "other-ca.crt"
         self.other_ca_file.write_bytes(other.public_bytes(serialization.Encoding.PEM))
 
-    def server(self, name: str, hosts: list[str], *, expired: bool = False) -> tuple[Path, Path]:
+    def client(self, name: str) -> tuple[Path, Path]:
+        """Issue a client certificate `name.crt` / `name.key` (CN = name); returns (cert, key) paths."""
+        return self.server(name, [name], usage=x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH)
+
+    def server(
+        self,
+        name: str,
+        hosts: list[str],
+        *,
+        expired: bool = False,
+        usage: x509.ObjectIdentifier = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
+    ) -> tuple[Path, Path]:
         """Issue `name.crt` / `name.key` for `hosts` (IP addresses or DNS names); returns (cert, key) paths."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.now(UTC)
@@ -101,7 +112,7 @@ class TestPki:
             .not_valid_after(end)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .sign(self._ca_key, hashes.SHA256())
         )
         cert_path, key_path = self.directory / f"{name}.crt", self.directory / f"{name}.key"

@@ -30,6 +30,7 @@ from hub.app import Hub
 from hub.broker_accounts import read_secrets, write_credentials
 from hub.metrics import Metrics
 from hub.model import Inventory
+from hub.mqtt import broker_tls_context
 from hub.settings import MqttSettings, Settings
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
@@ -72,6 +73,7 @@ class SecuredBroker:
     pki: TestPki
     expired_port: int
     wrong_host_port: int
+    client_cert_port: int
 
     def probe(
         self, user: str | None, protocol: MQTTProtocolVersion = V5, client_id: str = "", password: str | None = None
@@ -99,14 +101,20 @@ def secured() -> Iterator[SecuredBroker]:
     pki.server("server", ["127.0.0.1", "localhost"])
     expired_cert, expired_key = pki.server("expired", ["127.0.0.1", "localhost"], expired=True)
     wrong_cert, wrong_key = pki.server("wrong-host", ["broker.example.org"])
-    expired_port, wrong_host_port = free_port(), free_port()
+    good_cert, good_key = auth_dir / "tls" / "server.crt", auth_dir / "tls" / "server.key"
+    expired_port, wrong_host_port, client_cert_port = free_port(), free_port(), free_port()
     extra = "\n".join(
         f"listener {port} 127.0.0.1\nuse_username_as_clientid true\ncafile {pki.ca_file}\ncertfile {cert}\n"
-        f"keyfile {key}\n"
-        for port, cert, key in ((expired_port, expired_cert, expired_key), (wrong_host_port, wrong_cert, wrong_key))
+        f"keyfile {key}\n" + ("require_certificate true\n" if port == client_cert_port else "")
+        for port, cert, key in (
+            (expired_port, expired_cert, expired_key),
+            (wrong_host_port, wrong_cert, wrong_key),
+            (client_cert_port, good_cert, good_key),
+        )
     )
     with PrivateMosquitto(auth_dir=auth_dir, extra_conf=extra) as broker:
-        yield SecuredBroker(broker, read_secrets(auth_dir / "credentials.secret"), pki, expired_port, wrong_host_port)
+        secrets = read_secrets(auth_dir / "credentials.secret")
+        yield SecuredBroker(broker, secrets, pki, expired_port, wrong_host_port, client_cert_port)
     shutil.rmtree(auth_dir, ignore_errors=True)
 
 
@@ -341,6 +349,39 @@ def test_tls_refuses_a_broker_it_cannot_trust(secured: SecuredBroker, case: str)
         "wrong-host": "mismatch",
     }
     assert expected[case] in refused.value.verify_message
+
+
+@pytest.mark.parametrize("with_certificate", [True, False])
+def test_a_broker_that_demands_a_client_certificate_gets_the_hubs(
+    secured: SecuredBroker, with_certificate: bool
+) -> None:
+    """`mqtt.cert_file` / `mqtt.key_file` reach the TLS handshake; without them such a broker lets nobody in."""
+    auth_dir = secured.broker.auth_dir
+    assert auth_dir is not None
+    cert, key = secured.pki.client("vaka-hub")
+    settings = MqttSettings(
+        host="localhost",
+        port=secured.client_cert_port,
+        client_id="vaka-hub",
+        tls=True,
+        ca_file=secured.pki.ca_file,
+        cert_file=cert if with_certificate else None,
+        key_file=key if with_certificate else None,
+        password_file=auth_dir / "vaka-hub.password",
+    )
+    password = settings.broker_password()
+    probe = Probe(
+        settings.port, user="vaka-hub", password=password, host="localhost", tls_context=broker_tls_context(settings)
+    )
+    try:
+        if with_certificate:
+            assert not probe.connect().is_failure
+        else:
+            # TLS 1.3: the broker's refusal may arrive as an alert during the handshake or as a closed connection
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                probe.connect()
+    finally:
+        probe.close()
 
 
 def test_plain_mqtt_to_the_tls_port_gets_no_session(secured: SecuredBroker) -> None:
