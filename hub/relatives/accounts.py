@@ -129,6 +129,22 @@ async def relative_by_id(conn: asyncpg.Connection, relative_id: int) -> Relative
     return _relative(row) if row else None
 
 
+async def disable(conn: asyncpg.Connection, email: str) -> bool:
+    """Close a relative's account: no login, every session ended at once; False when there is no such account."""
+    async with conn.transaction():
+        relative_id = await conn.fetchval(
+            "UPDATE relatives SET active = false WHERE lower(email) = lower($1) RETURNING id", email.strip()
+        )
+        if relative_id is None:
+            return False
+        await conn.execute("DELETE FROM relative_sessions WHERE relative_id = $1", relative_id)
+        await conn.execute(
+            "UPDATE relative_invitations SET used_at = now() WHERE relative_id = $1 AND used_at IS NULL", relative_id
+        )
+    logger.info("relative account closed relative=%s", relative_id)
+    return True
+
+
 async def set_lang(conn: asyncpg.Connection, relative_id: int, lang: str) -> None:
     """Remember the relative's language."""
     await conn.execute("UPDATE relatives SET lang = $2 WHERE id = $1", relative_id, lang)

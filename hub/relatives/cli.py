@@ -69,6 +69,8 @@ def add_arguments(sub: Any, resident: Any) -> None:
     p.add_argument("email")
     p.add_argument("--resident", required=True, help="the resident they are invited for")
     p.add_argument("--by", default="cli", metavar="STAFF", help="staff user name sending the invitation")
+    p = relative.add_parser("disable", help="close a relative's account: sessions end now, unused links die")
+    p.add_argument("email")
     p = resident.add_parser("export", help="everything Vaka holds on a resident, as one JSON file")
     p.add_argument("id", help="pseudonymous resident id")
     p.add_argument("--out", required=True, metavar="FILE.json")
@@ -159,6 +161,16 @@ async def _invite(args: argparse.Namespace, settings: Settings, conn: VakaConnec
     return 0
 
 
+async def _disable(args: argparse.Namespace, conn: VakaConnection) -> int:
+    from hub.relatives.accounts import disable
+
+    if not await disable(conn, args.email):
+        print(f"no relative account {args.email!r}")
+        return 1
+    print(f"{args.email} can no longer sign in; open pages are signed out at their next refresh")
+    return 0
+
+
 async def _access_log(args: argparse.Namespace, conn: VakaConnection) -> int:
     from hub.store.access_log import access_log
 
@@ -187,6 +199,8 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
         try:
             if args.command == "consent":
                 return await _consent(args, settings, conn)
+            if args.command == "relative" and args.relative_command == "disable":
+                return await _disable(args, conn)
             if args.command == "relative":
                 return await _invite(args, settings, conn)
             if args.command == "access-log":

@@ -3,6 +3,7 @@ one access-log row per read."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -252,3 +253,15 @@ async def test_a_post_from_another_origin_is_refused(daughter: Relative, relativ
     assert response.status == 403
     no_csrf = await daughter.http.post("/relative/logout", allow_redirects=False)
     assert no_csrf.status == 403
+
+
+async def test_a_closed_account_is_signed_out_at_once(daughter: Relative, relatives_site: RelativesSite) -> None:
+    r1 = relatives_site.home.resident(1)
+    await relatives_site.grant(DAUGHTER, r1, Scope.DEVICE_HEALTH)
+    assert (await daughter.get_json(f"/relative/api/v1/residents/{r1}/status"))[0] == 200
+    closed = await asyncio.to_thread(relatives_site.home.vaka, "relative", "disable", DAUGHTER)
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    assert (await daughter.get_json(f"/relative/api/v1/residents/{r1}/status"))[0] == 401
+    assert (await daughter.login()).status == 401
+    unknown = await asyncio.to_thread(relatives_site.home.vaka, "relative", "disable", "nobody@example.se")
+    assert unknown.returncode == 1
