@@ -62,6 +62,7 @@ logger = logging.getLogger(__name__)
 TICK_S = 0.25
 SHUTDOWN_FLUSH_S = 3.0  # what is still queued for the database is written, or journaled, within this
 _RESTORE_RETRY_S = 2.0
+_SHUTDOWN_FLUSH_S = 2.0  # what the desk still owes the database is written within this on shutdown
 _ESCALATION_RETRY_S = 30.0
 _METRIC_SAMPLE_EVERY = 8  # the rule evaluation histogram times one event in eight: it costs microseconds
 FAILURE_RULE = "alarm_lane_failure"
@@ -119,6 +120,7 @@ class Desk:
         self.directory = DeskDirectory()
         self.machine = DeskMachine(settings.desk, self.directory, settings.patrol)
         self.hub = WebSocketHub(metrics)
+        self.hub.clock_info = lambda: {"now": self.clock.now().isoformat(), "rate": self.clock_rate()}
         chosen = list(notifiers) if notifiers is not None else build_notifiers(settings, db)
         self.dispatcher = Dispatcher(chosen, metrics)
         self.store = DeskStore(db, DeskJournal(journal_dir) if journal_dir is not None else None)
@@ -387,6 +389,14 @@ class Desk:
         """Record that a person saw these residents' data (`(site, resident_id)`), from `address`; in the background."""
         self.fanout.record_reads(staff, residents, purpose, self.clock.now(), address)
 
+    def clock_rate(self) -> float:
+        """How fast the hub's clock runs against the wall clock (1 in production; the simulation's speed in a demo)."""
+        speed = getattr(self.clock, "speed", None)
+        if speed is None:
+            return 1.0
+        synced = getattr(self.clock, "synced", True)
+        return float(speed) if synced else 0.0
+
     def age(self, alarm: Alarm) -> timedelta:
         """How long ago the alarm was raised."""
         return self.clock.now() - alarm.raised_at
@@ -437,6 +447,7 @@ class Desk:
             await self.store.close(self._shutdown_deadline_s)
             await self.dispatcher.aclose()
             await self.hub.aclose()
+            await self.store.write_remaining(_SHUTDOWN_FLUSH_S)
 
     async def _tick_loop(self) -> None:
         while True:

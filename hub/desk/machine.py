@@ -380,7 +380,7 @@ class DeskMachine:
             severity=Severity.CRITICAL,
             site=origin.site,
             at=now,
-            reason=f"nobody reached for {origin.rule_id}{where}",
+            reason=f"nobody reached: {origin.rule_id}{where}",  # hub/web/reasons.py translates this form
             repeat=True,
         )
         return [noted, *self.apply(decision, now)]

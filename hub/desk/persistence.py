@@ -219,6 +219,20 @@ class DeskStore:
         async with asyncio.timeout(timeout_s):
             await self._idle.wait()
 
+    async def write_remaining(self, timeout_s: float) -> None:
+        """On shutdown: write what is still queued, within `timeout_s` (what does not make it is logged as lost)."""
+        if not self._queue:
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self._queue:
+                    batch = [self._queue[i] for i in range(min(len(self._queue), _BATCH_MAX))]
+                    await self._write(batch)
+                    for _ in batch:
+                        self._queue.popleft()
+        except (TimeoutError, OSError, VakaError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            logger.warning("desk persistence lost at shutdown backlog=%s error=%s", len(self._queue), exc)
+
     async def write_loop(self) -> None:
         """Write the journal, then the queue, in order; journal the queue while the database is away. Until
         cancelled."""

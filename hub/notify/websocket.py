@@ -76,6 +76,9 @@ class WebSocketHub:
         # asked before every delivery: False when the page's session has ended (logout, expiry, revoked)
         self.session_alive: Callable[[str], bool] | None = None
         self._closing: set[asyncio.Task[Any]] = set()
+        # the hub's time for the page ({"now": iso, "rate": speed}): sent with snapshots and pings, so "how long ago"
+        # follows the hub's clock (a simulation's too), not the phone's
+        self.clock_info: Callable[[], dict[str, Any]] | None = None
 
     @property
     def client_count(self) -> int:
@@ -205,7 +208,8 @@ class WebSocketHub:
         """Register a page: queue its snapshot (`alarms`) and the unconfirmed messages it may still see (listed in
         `client.resent`: the caller logs them as reads); `pump` is its writer."""
         client = StaffClient(staff, ws, session_key)
-        client.queue.put_nowait(json.dumps({"type": "snapshot", "alarms": alarms}, separators=(",", ":")))
+        clock = self.clock_info() if self.clock_info else {}
+        client.queue.put_nowait(json.dumps({"type": "snapshot", "alarms": alarms, **clock}, separators=(",", ":")))
         pending = self._pending.get(staff.id, {})
         for entry in sorted(pending.values(), key=lambda p: p.created_s):
             if _visible(entry, staff):
@@ -222,7 +226,7 @@ class WebSocketHub:
                 try:
                     text = await asyncio.wait_for(client.queue.get(), _PING_S)
                 except TimeoutError:
-                    text = _PING
+                    text = json.dumps({"type": "ping", **self.clock_info()}) if self.clock_info else _PING
                 await client.ws.send_str(text)
         except (ConnectionError, RuntimeError) as exc:
             logger.info("staff page gone staff=%s reason=%s", client.staff.id, type(exc).__name__)

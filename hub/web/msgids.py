@@ -25,7 +25,7 @@ OUTCOMES = [N_("outcome.assisted"), N_("outcome.false_alarm"), N_("outcome.techn
 SEVERITIES = [N_("severity.low"), N_("severity.medium"), N_("severity.high"), N_("severity.critical")]
 # Not on a page at the moment, kept so their translations stay while the staff page's wording is reworked.
 KEPT = [N_("alarm.count"), N_("device.ok")]
-ERRORS = [N_("login.failed"), N_("login.limited"), N_("error.state")]
+ERRORS = [N_("login.failed"), N_("login.limited"), N_("error.state"), N_("error.handover")]
 RULES = [
     N_("rule.fall"),
     N_("rule.fall_detected"),
@@ -97,3 +97,46 @@ CHECKINS = [
     N_("checkins.outcome.visited_needs_help"),
     N_("rule.checkin_overdue"),
 ]
+# the desk's own alarm: escalation reached nobody
+DESK_RULES = [N_("rule.nobody_reached")]
+# reason lines with fields, filled by hub/web/reasons.py (rules whose reason only restates the title have none)
+REASONS = [
+    N_("reason.bed_exit_no_return"),
+    N_("reason.long_bathroom_visit"),
+    N_("reason.low_room_temperature"),
+    N_("reason.battery_low"),
+    N_("reason.restless_night"),
+    N_("reason.frequent_bathroom_visits"),
+    N_("reason.nobody_reached"),
+    N_("reason.nobody_reached.room"),
+]
+# "condition ended" notes: a rule's clear_reason / cancel_reason
+ENDED = [
+    N_("ended.fall.cancel"),
+    N_("ended.fall.clear"),
+    N_("ended.alarm_button.cancel"),
+    N_("ended.bed_exit_no_return.clear"),
+    N_("ended.entrance_door_night.clear"),
+    N_("ended.no_morning_activity.clear"),
+    N_("ended.long_bathroom_visit.clear"),
+    N_("ended.low_room_temperature.clear"),
+    N_("ended.camera_person.cancel"),
+    N_("ended.device_fault.clear"),
+    N_("ended.device_silent.clear"),
+    N_("ended.battery_low.clear"),
+    N_("ended.camera_offline.clear"),
+]
+# the night log: who did what (hub/night_log.py)
+LOG_ACTIONS = [
+    N_("log.action.raised"),
+    N_("log.action.accepted"),
+    N_("log.action.en_route"),
+    N_("log.action.on_site"),
+    N_("log.action.resolved"),
+    N_("log.action.cancelled"),
+    N_("log.action.condition_ended"),
+    N_("log.action.repeated"),
+    N_("log.action.taken_over"),
+    N_("log.action.nobody_reached"),
+]
+LOG_WHO = [N_("log.who.rule"), N_("log.who.device"), N_("log.who.desk")]

@@ -21,7 +21,10 @@ PASSWORD = "correct horse battery"
 
 
 class FakeClock:
-    """A clock the test moves by hand."""
+    """A clock the test moves by hand (so it does not run on by itself: speed 0, like a paused simulation)."""
+
+    speed = 0.0
+    synced = True
 
     def __init__(self, start: datetime | None = None) -> None:
         self.t = start or datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

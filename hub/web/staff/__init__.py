@@ -110,6 +110,9 @@ def setup_staff(
     sub.router.add_get("/sw.js", service_worker)
     sub.router.add_get("/ws", staff_socket)
     sub.router.add_static("/static/", STATIC_DIR, name="static")
+    from hub.web.staff.patrol import add_patrol_routes
+
+    add_patrol_routes(sub)
     app.add_subapp("/staff/", sub)
 
     watch = StaffWatch(db, ctx.sessions, desk)

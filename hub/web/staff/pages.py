@@ -6,16 +6,19 @@ import logging
 import secrets
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from hub.desk.alarm import Alarm
-from hub.desk.machine import DeskError
+from hub.desk.fanout import local_hm
+from hub.desk.machine import DeskError, HandoverError
 from hub.model import Outcome
 from hub.notify.webpush import PushSubscription
 from hub.staff import Role
 from hub.store.staff import authenticate
 from hub.web.i18n import pick_lang, rule_label, rule_labels, translations
+from hub.web.reasons import note_text, page_texts, reason_text
 from hub.web.staff import CONTEXT, STATIC_DIR, StaffContext
 from hub.web.staff.bodies import field, read_form, read_json_object
 from hub.web.staff.security import (
@@ -77,6 +80,13 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
 def render(request: web.Request, template: str, lang: str, status: int = 200, **values: Any) -> web.Response:
     """A page from the templates, in `lang` (`t`, `_` and `{% trans %}` all read the gettext catalogue)."""
     catalogue = translations(lang)
+    staff = values.get("staff")
+    if staff is not None and "duty_hm" not in values:
+        desk = _ctx(request).desk
+        until = desk.on_duty(staff)
+        zone = ZoneInfo(desk.directory.zone(next(iter(sorted(staff.sites)), "")))
+        values["duty_hm"] = local_hm(until, zone) if until else None
+        values["back"] = request.path
     html = (
         _ctx(request)
         .jinja.get_template(template)
@@ -168,6 +178,7 @@ async def alarms_page(request: web.Request) -> web.StreamResponse:
         staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "alarm_list", request.remote
     )
     now = ctx.desk.clock.now()
+    lang = staff.lang
     return render(
         request,
         "staff/alarms.html",
@@ -176,9 +187,13 @@ async def alarms_page(request: web.Request) -> web.StreamResponse:
         csrf=session.csrf_token,
         alarms=views,
         ago={v["id"]: _ago_s(now, v["raised_at"]) for v in views},
+        reasons={v["id"]: reason_text(lang, v["rule_id"], v["reason"]) for v in views},
+        notes={v["id"]: note_text(lang, v["rule_id"], v["condition_note"]) for v in views},
+        reason_texts=page_texts(lang),
+        clock_rate=ctx.desk.clock_rate(),
         now=now.isoformat(),
         page="alarms",
-        error="error.state" if request.query.get("error") == "state" else None,
+        error={"state": "error.state", "handover": "error.handover"}.get(request.query.get("error", "")),
         rule_labels=rule_labels(staff.lang),
         push_key=ctx.push.public_key if ctx.push else "",
     )
@@ -219,16 +234,21 @@ async def alarm_action(request: web.Request) -> web.StreamResponse:
     action = request.match_info["action"]
     if action not in _ACTIONS:
         raise web.HTTPNotFound
+    form = await read_form(request)
+    take_over = field(form, "take_over", 8) == "1"
     try:
         if action == "resolve":
-            form = await read_form(request)
             try:
                 outcome = Outcome(field(form, "outcome", 64))
             except ValueError as exc:
                 raise web.HTTPBadRequest(text="outcome must be one of " + ", ".join(o.value for o in Outcome)) from exc
-            alarm = ctx.desk.resolve(alarm_id, staff, outcome, field(form, "note", 4000))
+            alarm = ctx.desk.resolve(alarm_id, staff, outcome, field(form, "note", 4000), take_over=take_over)
         else:
-            alarm = getattr(ctx.desk, action)(alarm_id, staff)
+            alarm = getattr(ctx.desk, action)(alarm_id, staff, take_over=take_over)
+    except HandoverError as exc:
+        if _wants_json(request):
+            return web.json_response({"ok": False, "error": str(exc), "handover": exc.holder}, status=409)
+        return redirect("/staff/?error=handover")
     except DeskError as exc:
         if _wants_json(request):
             return web.json_response({"ok": False, "error": str(exc)}, status=409)

@@ -51,6 +51,7 @@ async def test_alarm_reaches_both_pages_of_the_unit_and_acceptance_shows_on_the_
 
     await anna.locator(card).get_by_role("button", name="On my way").click()
     await expect(bo.locator(card).locator(".state")).to_have_text("On the way", timeout=1000)
+    await anna.locator(card).get_by_role("button", name="On site").click()
     resolve = anna.locator(card).locator("form.act-resolve")
     await resolve.get_by_label("Outcome").select_option("false_alarm")
     await resolve.get_by_label("Note (optional)").fill("radar saw the cat")

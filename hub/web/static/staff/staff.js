@@ -2,6 +2,7 @@
 "use strict";
 (function () {
   const cfg = JSON.parse(document.getElementById("staff-config").textContent);
+  const texts = JSON.parse(document.getElementById("staff-reasons").textContent);
   const list = document.getElementById("alarms");
   const empty = document.getElementById("no-alarms");
   const banner = document.getElementById("conn-lost");
@@ -13,12 +14,58 @@
   const alarms = new Map(); // id -> alarm data
   const OPEN = ["raised", "accepted", "en_route", "on_site"];
 
+  // --- the hub's clock: "how long ago" is the hub's now (a simulation's too), never the phone's -----------------
+  const clock = { hub: Date.parse(cfg.hub_now), local: performance.now(), rate: Number(cfg.hub_rate) };
+  function hubNow() { return clock.hub + (performance.now() - clock.local) * clock.rate; }
+  function syncClock(iso, rate) {
+    if (!iso) return;
+    const t = Date.parse(iso);
+    if (isNaN(t)) return;
+    if (typeof rate === "number") clock.rate = rate;
+    if (t >= hubNow() - 1000 || typeof rate === "number") { clock.hub = t; clock.local = performance.now(); }
+  }
+  window.vakaHubNow = hubNow; // for tests and the curious
+
   // --- rendering -------------------------------------------------------------------------------------------------
   function agoText(iso) {
-    const s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
-    if (s < 60) return s + " " + cfg.units.s;
-    if (s < 3600) return Math.floor(s / 60) + " " + cfg.units.min;
-    return Math.floor(s / 3600) + " " + cfg.units.h + " " + Math.floor((s % 3600) / 60) + " " + cfg.units.min;
+    const s = Math.max(0, Math.floor((hubNow() - Date.parse(iso)) / 1000));
+    if (s < 60) return cfg.just_now;
+    let span;
+    if (s < 3600) span = Math.floor(s / 60) + " " + cfg.units.min;
+    else span = Math.floor(s / 3600) + " " + cfg.units.h + " " + Math.floor((s % 3600) / 60) + " " + cfg.units.min;
+    return cfg.ago.replace("{span}", span);
+  }
+  function ordinal(n) {
+    if (cfg.lang === "sv") return n + ":" + ((n % 10 === 1 || n % 10 === 2) && n % 100 !== 11 && n % 100 !== 12 ? "a" : "e");
+    const tens = n % 100;
+    const suffix = tens >= 11 && tens <= 13 ? "th" : ({ 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th");
+    return n + suffix;
+  }
+  function pattern(template) {
+    const names = [];
+    const source = template.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\{(\w+)\}/g, function (_, name) {
+      names.push(name); return "(.+?)";
+    });
+    return { re: new RegExp("^" + source + "$"), names: names };
+  }
+  function reasonText(a) {
+    const forms = texts.reasons[a.rule_id] || [];
+    for (let i = 0; i < forms.length; i++) {
+      const p = pattern(forms[i][0]);
+      const m = p.re.exec(a.reason || "");
+      if (!m) continue;
+      if (forms[i][1] === null) return "";
+      let out = forms[i][1];
+      p.names.forEach(function (name, j) {
+        out = out.split("{" + name + "}").join(name === "rule" ? ruleLabel(m[j + 1]) : m[j + 1]);
+      });
+      return out;
+    }
+    return a.reason || "";
+  }
+  function noteText(a) {
+    const notes = texts.notes[a.rule_id] || {};
+    return notes[a.condition_note] || a.condition_note || "";
   }
   function ruleLabel(ruleId) {
     if (cfg.rules[ruleId]) return cfg.rules[ruleId];
@@ -34,29 +81,54 @@
     el.dataset.state = a.state;
     el.dataset.severity = String(a.severity_level);
     el.dataset.raisedAt = a.raised_at;
+    el.dataset.ringingSince = a.ringing_since || a.raised_at;
     el.dataset.ring = a.ring ? "true" : "false";
-    el.className = "alarm sev-" + a.severity_level + " state-" + a.state + " cat-" + a.category + (a.ring ? " ringing" : "");
+    el.dataset.holderId = a.accepted_by_id === null || a.accepted_by_id === undefined ? "" : String(a.accepted_by_id);
+    el.className = "alarm sev-" + a.severity_level + " state-" + a.state + " cat-" + a.category + (a.ring ? " ringing" : "") +
+      (a.rule_id === "nobody_reached" ? " nobody-reached" : "");
     setText(el, ".what", ruleLabel(a.rule_id));
     setText(el, ".room", a.room || "");
     show(el, ".room-part", !!a.room);
     setText(el, ".state", cfg.states[a.state] || a.state);
     setText(el, ".sev", cfg.severities[a.severity] || a.severity);
+    setText(el, ".sev-icon", a.severity_level >= 4 ? "‼" : (a.severity_level === 3 ? "!" : "·"));
+    const clockEl = el.querySelector(".clock");
+    if (clockEl) { clockEl.textContent = a.raised_hm || ""; clockEl.setAttribute("datetime", a.raised_at); }
     setText(el, ".ago", agoText(a.raised_at));
+    const incidents = a.incidents || 1;
+    setText(el, ".repeat", cfg.repeat.replace("{nth}", ordinal(incidents)).replace("{time}", a.raised_hm || ""));
+    show(el, ".repeat", incidents > 1);
+    setText(el, ".ended", cfg.ended.replace("{time}", a.condition_ended_hm || "").replace("{note}", noteText(a)));
+    show(el, ".ended", !!a.condition_ended_hm);
     setText(el, ".resident", a.resident_id || "");
     show(el, ".resident-part", !!a.resident_id);
     setText(el, ".device", a.device_id || "");
     show(el, ".device-part", !a.resident_id && !!a.device_id);
     show(el, ".unregistered", !!a.unregistered);
     show(el, ".technical", a.category === "technical");
-    setText(el, ".reason", a.reason || "");
+    const reason = reasonText(a);
+    setText(el, ".reason", reason);
+    show(el, ".reason", !!reason);
     setText(el, ".accepted-by", a.accepted_by || "");
     show(el, ".taken-by", !!a.accepted_by);
     show(el, ".nobody", !a.accepted_by);
+    const early = el.querySelector("details.resolve-early");
+    if (early) {
+      early.hidden = early.dataset.states.split(" ").indexOf(a.state) < 0;
+      if (early.hidden) early.open = false;
+    }
     el.querySelectorAll("form.act").forEach(function (f) {
       f.action = "/staff/alarms/" + encodeURIComponent(a.id) + "/" + f.dataset.action;
-      f.hidden = f.dataset.states.split(" ").indexOf(a.state) < 0;
+      f.hidden = f.dataset.states.split(" ").indexOf(a.state) < 0 && !(f.dataset.action === "resolve" && early && early.open && !early.hidden);
     });
   }
+  // "Resolve now" folded under the next step: opening it shows the resolve form
+  list.addEventListener("toggle", function (ev) {
+    const early = ev.target;
+    if (!(early instanceof HTMLDetailsElement)) return;
+    const form = early.closest("li.alarm").querySelector("form.act-resolve");
+    if (form && !early.hidden) form.hidden = !early.open;
+  }, true);
 
   function urgency(el) {
     return [el.dataset.state === "raised" ? 0 : 1, -Number(el.dataset.severity), Date.parse(el.dataset.raisedAt)];
@@ -134,16 +206,28 @@
       if (navigator.vibrate) { try { navigator.vibrate(0); } catch (e) { /* ignore */ } }
     }
     // visibility, not display: hiding it must not move the buttons under a finger that is pressing one
-    soundButton.classList.toggle("invisible", !!(audio && audio.state === "running"));
+    soundButton.classList.toggle("invisible", soundWanted() || !!(audio && audio.state === "running"));
   }
+  // one tap per login: the choice is kept for the session (sessionStorage); on the next page the first touch anywhere
+  // (a browser needs one before it plays sound) turns it back on without asking again
+  const SOUND_KEY = "vaka.sound";
+  function soundWanted() { try { return sessionStorage.getItem(SOUND_KEY) === "on"; } catch (e) { return false; } }
   function enableSound() {
+    try { sessionStorage.setItem(SOUND_KEY, "on"); } catch (e) { /* storage off */ }
     try {
       if (!audio) audio = new (window.AudioContext || window.webkitAudioContext)();
       audio.resume().then(updateRing);
     } catch (e) { /* no Web Audio */ }
+    updateRing();
   }
   soundButton.addEventListener("click", enableSound);
-  document.addEventListener("pointerdown", function once() { enableSound(); document.removeEventListener("pointerdown", once); });
+  ["pointerdown", "keydown"].forEach(function (kind) {
+    document.addEventListener(kind, function once() {
+      if (soundWanted()) enableSound();
+      document.removeEventListener(kind, once);
+    });
+  });
+  if (soundWanted()) enableSound(); // plays at once where the browser allows, else on the first touch
   soundButton.hidden = false;
   soundButton.classList.remove("invisible");
 
@@ -161,9 +245,11 @@
       banner.hidden = true;
       document.body.classList.remove("offline");
       const msg = JSON.parse(ev.data);
+      if (msg.now) syncClock(msg.now, typeof msg.rate === "number" ? msg.rate : undefined);
       if (msg.type === "snapshot") {
         snapshot(msg.alarms);
       } else if (msg.type === "alarm") {
+        syncClock(msg.alarm.now);
         upsert(msg.alarm);
         sortList();
         updateRing();
@@ -185,6 +271,16 @@
   connect();
 
   // --- actions ---------------------------------------------------------------------------------------------------
+  function send(form, takeOver) {
+    const body = new URLSearchParams(new FormData(form));
+    if (takeOver) body.set("take_over", "1");
+    return fetch(form.action, {
+      method: "POST",
+      body: body,
+      headers: { "X-Requested-With": "fetch", "X-CSRF-Token": cfg.csrf },
+      credentials: "same-origin",
+    }).then(function (resp) { return resp.json(); });
+  }
   list.addEventListener("submit", function (ev) {
     const form = ev.target;
     if (!(form instanceof HTMLFormElement)) return;
@@ -192,16 +288,15 @@
     flash.hidden = true;
     const buttons = form.querySelectorAll("button");
     buttons.forEach(function (b) { b.disabled = true; });
-    fetch(form.action, {
-      method: "POST",
-      body: new URLSearchParams(new FormData(form)),
-      headers: { "X-Requested-With": "fetch", "X-CSRF-Token": cfg.csrf },
-      credentials: "same-origin",
-    }).then(function (resp) {
-      return resp.json().then(function (data) {
-        if (data.alarm) { upsert(data.alarm); sortList(); updateRing(); }
-        else if (!data.ok) { flash.textContent = cfg.state_error; flash.hidden = false; }
-      });
+    send(form, false).then(function (data) {
+      // a colleague's alarm: ask before taking it over, and say so in the alarm log
+      if (!data.ok && data.handover && window.confirm(cfg.take_over.replace("{name}", data.handover))) {
+        return send(form, true);
+      }
+      return data;
+    }).then(function (data) {
+      if (data.alarm) { upsert(data.alarm); sortList(); updateRing(); }
+      else if (!data.ok && !data.handover) { flash.textContent = cfg.state_error; flash.hidden = false; }
     }).catch(function () { lost(); }).finally(function () {
       buttons.forEach(function (b) { b.disabled = false; });
     });

@@ -1,0 +1,98 @@
+"""The night patrol's pages beyond the alarm list: the night log, going on and off duty, the page's language."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from aiohttp import web
+
+from hub.night_log import night_log
+from hub.web.i18n import LANGS
+from hub.web.reasons import note_text, reason_text
+from hub.web.staff import CONTEXT, StaffContext
+from hub.web.staff.bodies import field, read_form
+from hub.web.staff.pages import SESSION, redirect, render
+from hub.web.staff.sessions import Session
+
+logger = logging.getLogger(__name__)
+
+NIGHT_LOG_HOURS = 24.0
+
+
+def _ctx(request: web.Request) -> StaffContext:
+    return request.config_dict[CONTEXT]
+
+
+def _session(request: web.Request) -> Session:
+    session: Session = request[SESSION]
+    return session
+
+
+def _back(request: web.Request, form_value: object) -> str:
+    """Where to go after a header action: the staff page it came from, never elsewhere."""
+    target = str(form_value or "")
+    return target if target.startswith("/staff/") and "//" not in target else "/staff/"
+
+
+async def night_log_page(request: web.Request) -> web.StreamResponse:
+    """Every alarm of my units of the last 24 h (the hub's clock), closed ones too, with who did what when."""
+    ctx = _ctx(request)
+    session = _session(request)
+    staff = session.staff
+    desk = ctx.desk
+    now = desk.clock.now()
+    zones = {site: desk.directory.zone(site) for site in staff.sites}
+    names = {s.id: s.label for s in desk.staff}
+    async with ctx.db.acquire() as conn:
+        alarms = await night_log(conn, staff, now, zones, names=names, hours=NIGHT_LOG_HOURS)
+    desk.log_resident_reads(staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "night_log")
+    rooms = {a.id: (r.room if (r := desk.resident(a.site, a.resident_id)) is not None else None) for a in alarms}
+    lang = staff.lang
+    return render(
+        request,
+        "staff/night_log.html",
+        lang,
+        staff=staff,
+        csrf=session.csrf_token,
+        page="log",
+        alarms=alarms,
+        rooms=rooms,
+        reasons={a.id: reason_text(lang, a.rule_id, a.reason) for a in alarms},
+        note_text=lambda rule_id, note: note_text(lang, rule_id, note),
+        hours=int(NIGHT_LOG_HOURS),
+    )
+
+
+async def duty_submit(request: web.Request) -> web.StreamResponse:
+    """Go on duty (a shift of `patrol.shift_hours`) or off duty; escalation reaches those on duty."""
+    ctx = _ctx(request)
+    session = _session(request)
+    form = await read_form(request)
+    if field(form, "duty", 8) == "on":
+        ctx.desk.sign_on(session.staff)
+    else:
+        ctx.desk.sign_off(session.staff)
+    return redirect(_back(request, field(form, "back", 200)))
+
+
+async def lang_submit(request: web.Request) -> web.StreamResponse:
+    """Switch the page's language for this person (kept on the account)."""
+    ctx = _ctx(request)
+    session = _session(request)
+    form = await read_form(request)
+    lang = field(form, "lang", 8)
+    if lang not in LANGS:
+        raise web.HTTPBadRequest(text="lang must be one of " + ", ".join(LANGS))
+    async with ctx.db.acquire() as conn:
+        await conn.execute("UPDATE staff SET lang = $2 WHERE id = $1", session.staff.id, lang)
+    session.staff = replace(session.staff, lang=lang)
+    logger.info("staff language staff=%s lang=%s", session.staff.id, lang)
+    return redirect(_back(request, field(form, "back", 200)))
+
+
+def add_patrol_routes(sub: web.Application) -> None:
+    """The night log, duty and language routes of the staff sub-application."""
+    sub.router.add_get("/log", night_log_page, name="night_log")
+    sub.router.add_post("/duty", duty_submit)
+    sub.router.add_post("/lang", lang_submit)

@@ -1,0 +1,224 @@
+"""The night patrol's page in Debian's Chromium, phone-sized, on the hub's clock (a FakeClock the test moves):
+care alarms stay until resolved, repeats ring again, times are the hub's, nobody on duty reaches the fallback,
+take-over is asked and recorded, the night log, the language switch, sound kept for the session, axe in both languages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+from playwright.async_api import Browser, Dialog, Page, expect
+
+from hub.desk.machine import NOBODY_REACHED
+from hub.model import AlarmDecision, DecisionAction, Severity
+from tests.hub.desk_support import RecordingNotifier, decision
+from tests.hub.web.conftest import CHROMIUM, StaffSite, staff_page
+from tests.hub.web.test_staff_browser import axe_violations, pages_connected
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium"),
+]
+# 02:14 in Stockholm (CET) on a November night
+NIGHT = datetime(2026, 11, 27, 1, 14, tzinfo=UTC)
+
+
+def door(site: StaffSite, action: DecisionAction = DecisionAction.RAISE) -> AlarmDecision:
+    return decision(
+        site.site,
+        action,
+        rule_id="entrance_door_night",
+        severity=Severity.HIGH,
+        device="radar1",
+        reason="entrance door closed" if action is DecisionAction.CLEAR else "entrance door open at night",
+    )
+
+
+async def open_page(browser: Browser, site: StaffSite, name: str) -> Page:
+    page = await staff_page(browser, site.url, site.site, name)
+    return page
+
+
+async def test_a_wandering_night_keeps_the_alarm_until_resolved(browser: Browser, staff_site: StaffSite) -> None:
+    """The door closes again nine minutes later: the card says so, keeps ringing, and stays until resolved."""
+    staff_site.clock.t = NIGHT
+    page = await open_page(browser, staff_site, "anna")
+    await pages_connected(staff_site, 1)
+    alarm = staff_site.desk.apply(door(staff_site))
+    assert alarm is not None
+    card = page.locator(f"#alarm-{alarm.id}")
+    await expect(card).to_be_visible(timeout=1000)
+    await expect(card.locator(".clock")).to_have_text("02:14")
+    staff_site.clock.advance(9 * 60)
+    staff_site.desk.apply(door(staff_site, DecisionAction.CLEAR))
+    await expect(card.locator(".ended")).to_have_text(
+        "Condition ended 02:23: entrance door closed. Check on the person anyway.", timeout=1000
+    )
+    await expect(card.locator(".reason")).to_be_hidden()  # "entrance door open at night" only repeats the title
+    staff_site.clock.advance(30 * 60)
+    staff_site.desk.escalate_due()
+    await page.reload()
+    await expect(card).to_be_visible()
+    await expect(card.locator(".ago")).to_have_text("39 min ago")  # the hub's clock, not the phone's
+    assert await page.evaluate("document.body.classList.contains('is-ringing')")
+
+    await card.get_by_role("button", name="Accept").click()
+    await expect(card.get_by_role("button", name="On my way")).to_be_visible()
+    await expect(card.get_by_role("button", name="On site")).to_be_hidden()  # only the next step
+    await expect(card.locator("form.act-resolve")).to_be_hidden()
+    await card.get_by_role("button", name="On my way").click()
+    await card.get_by_role("button", name="On site").click()
+    resolve = card.locator("form.act-resolve")
+    await resolve.get_by_label("Outcome").select_option("assisted")
+    await resolve.get_by_role("button", name="Resolve").click()
+    await expect(card).to_have_count(0, timeout=1000)
+
+    await staff_site.desk.store.flushed()
+    await page.get_by_role("link", name="Night log").click()
+    entry = page.locator(f"#log-{alarm.id}")
+    await expect(entry).to_contain_text("02:14")
+    await expect(entry).to_contain_text("Resolved: Assisted")
+    await expect(entry.locator(".step-condition_ended")).to_contain_text("02:23")
+    await expect(entry.locator(".step-resolved")).to_contain_text("Anna")
+
+
+async def test_a_repeat_rings_again_on_an_alarm_left_on_site(browser: Browser, staff_site: StaffSite) -> None:
+    """Three missed doses: the alarm left "On site" rings again and says "3rd time since 02:14"."""
+    staff_site.clock.t = NIGHT
+    page = await open_page(browser, staff_site, "anna")
+    await pages_connected(staff_site, 1)
+    med = {"rule_id": "medication_missed", "severity": Severity.MEDIUM, "device": "plug2", "resident": "r2"}
+    alarm = staff_site.desk.apply(decision(staff_site.site, subject="r2", **med))
+    assert alarm is not None
+    card = page.locator(f"#alarm-{alarm.id}")
+    await card.get_by_role("button", name="Accept").click()
+    await card.get_by_role("button", name="On my way").click()
+    await card.get_by_role("button", name="On site").click()
+    await expect(card.locator(".state")).to_have_text("On site")
+    assert not await page.evaluate("document.body.classList.contains('is-ringing')")
+    for hours in (8, 16):
+        staff_site.clock.t = NIGHT.replace(hour=1 + hours)
+        repeat = replace(decision(staff_site.site, DecisionAction.UPDATE, subject="r2", **med), repeat=True)
+        staff_site.desk.apply(repeat)
+    await expect(card.locator(".repeat")).to_have_text("3rd time since 02:14", timeout=1000)
+    await expect(card.locator(".state")).to_have_text("New")
+    await expect(page.locator("body")).to_have_class(re.compile(r"\bis-ringing\b"))
+    await expect(card.locator(".accepted-by")).to_have_text("Anna")
+
+
+async def test_acting_on_a_colleagues_alarm_asks_to_take_over_and_the_card_shows_who_has_it(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    anna = await open_page(browser, staff_site, "anna")
+    bo = await open_page(browser, staff_site, "bo")
+    await pages_connected(staff_site, 2)
+    alarm = staff_site.desk.apply(decision(staff_site.site))
+    assert alarm is not None
+    await anna.locator(f"#alarm-{alarm.id}").get_by_role("button", name="Accept").click()
+    card = bo.locator(f"#alarm-{alarm.id}")
+    await expect(card.locator(".accepted-by")).to_have_text("Anna", timeout=1000)
+    asked: list[str] = []
+
+    async def answer(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    bo.on("dialog", answer)
+    await card.get_by_role("button", name="On my way").click()
+    await expect(card.locator(".accepted-by")).to_have_text("Bo", timeout=2000)
+    await expect(anna.locator(f"#alarm-{alarm.id} .accepted-by")).to_have_text("Bo", timeout=1000)
+    assert asked == ["Take over from Anna?"]
+    await staff_site.desk.store.flushed()
+    async with staff_site.db.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT actor, detail FROM desk_alarm_log WHERE alarm_id = $1 AND action = 'taken_over'", alarm.id
+        )
+    assert row is not None
+    assert row["actor"] == f"staff:{staff_site.staff['bo'].id}"
+    assert row["detail"] == f"from=staff:{staff_site.staff['anna'].id}"
+
+
+async def test_an_alarm_with_nobody_on_duty_reaches_everyone_of_the_site_and_the_fallback(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    staff_site.settings.patrol.fallback_phones = {"*": "+46700009999"}
+    carl = await open_page(browser, staff_site, "carl")  # unit B: the fall in unit A is not his, "nobody reached" is
+    await pages_connected(staff_site, 1)
+    await carl.get_by_role("button", name="Go off duty").click()
+    await expect(carl.locator(".duty-state")).to_have_text("Not on duty")
+    staff_site.desk.directory.set_duty({})  # the rest of the site is off duty too
+    alarm = staff_site.desk.apply(decision(staff_site.site))
+    assert alarm is not None
+    nobody = staff_site.desk.get_open_by_key(f"{NOBODY_REACHED}:{staff_site.site}")
+    assert nobody is not None
+    card = carl.locator(f"#alarm-{nobody.id}")
+    await expect(card).to_be_visible(timeout=1000)
+    await expect(card.locator(".what")).to_have_text("Alarm reached nobody")
+    await expect(card.locator(".reason")).to_have_text("Nobody on duty was reached for: Fall, room 101")
+    assert await carl.locator(f"#alarm-{alarm.id}").count() == 0
+    channel = staff_site.desk.dispatcher.notifiers[0]
+    assert isinstance(channel, RecordingNotifier)
+    await staff_site.desk.dispatcher.drain()
+    fallback = [n for n in channel.seen if n.event == "escalation" and n.alarm["rule_id"] == NOBODY_REACHED]
+    assert fallback
+    assert fallback[0].phones == ("+46700009999",)
+    assert len(fallback[0].recipients) == 5  # everyone of the site, on duty or not
+
+
+async def test_swedish_page_language_switch_and_no_serious_accessibility_violations(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    staff_site.clock.t = NIGHT
+    staff_site.desk.apply(door(staff_site))
+    staff_site.clock.advance(9 * 60)
+    staff_site.desk.apply(door(staff_site, DecisionAction.CLEAR))
+    staff_site.desk.apply(
+        decision(
+            staff_site.site,
+            rule_id="bed_exit_no_return",
+            subject="r2",
+            resident="r2",
+            device="plug2",
+            severity=Severity.HIGH,
+            reason="out of bed for 23 min, not back",
+        )
+    )
+    page = await open_page(browser, staff_site, "anna")
+    await expect(page.locator("li.alarm")).to_have_count(2)
+    found = await axe_violations(page)
+    assert found == [], [(v["id"], v["help"]) for v in found]
+    await page.get_by_role("button", name="Svenska").click()
+    await expect(page.locator("h1")).to_have_text("Öppna larm")
+    await expect(page.locator("html")).to_have_attribute("lang", "sv")
+    bed = page.locator("li.alarm", has_text="Uppe ur sängen")
+    await expect(bed.locator(".reason")).to_have_text("Uppe ur sängen i 23 min, inte tillbaka")
+    door_card = page.locator("li.alarm", has_text="Ytterdörr")
+    await expect(door_card.locator(".ended")).to_contain_text("ytterdörren stängdes")
+    await expect(door_card.locator(".nobody")).to_have_text("Ingen har tagit larmet")
+    found = await axe_violations(page)
+    assert found == [], [(v["id"], v["help"]) for v in found]
+    for path in ("/staff/residents", "/staff/log"):
+        await page.goto(staff_site.url + path)
+        found = await axe_violations(page)
+        assert found == [], (path, [(v["id"], v["help"]) for v in found])
+    await page.get_by_role("button", name="English").click()
+    await expect(page.locator("h1")).to_have_text("Night log")
+    found = await axe_violations(page)
+    assert found == [], [(v["id"], v["help"]) for v in found]
+    box = await page.get_by_role("button", name="Sign out").bounding_box()
+    assert box is not None
+    assert box["height"] < 60  # one line, not wrapped
+
+
+async def test_sound_is_turned_on_once_per_login(browser: Browser, staff_site: StaffSite) -> None:
+    page = await open_page(browser, staff_site, "anna")
+    sound = page.locator("#enable-sound")
+    await expect(sound).to_be_visible()
+    await sound.click()
+    await page.get_by_role("link", name="Residents").click()
+    await page.get_by_role("link", name="Alarms").click()
+    await expect(page.locator("#enable-sound")).to_have_class(re.compile(r"\binvisible\b"))
+    assert await page.evaluate("sessionStorage.getItem('vaka.sound')") == "on"
