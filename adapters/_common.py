@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -18,6 +19,7 @@ _MAX_ID = 64
 _json = msgspec.json.Decoder()
 
 
+@functools.lru_cache(maxsize=8192)
 def device_id_from_name(name: str) -> str:
     """A stable inventory id for a vendor's device name: `Kök/dörr 1` → `Kok_dorr_1`.
 

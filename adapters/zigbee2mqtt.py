@@ -13,8 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from adapters._common import device_id_from_name, epoch_time, iso_time, json_object, number
-from hub.model import Event, EventKind, PayloadError
+from hub.model import MAX_PAYLOAD_BYTES, Event, EventKind, PayloadError
 
 TOPIC_FILTERS = ("zigbee2mqtt/#",)
 BRIDGE_DEVICE_SUFFIX = "-bridge"
@@ -24,6 +26,40 @@ SOS_ACTIONS = frozenset({"emergency", "sos", "panic", "alarm", "sos_alarm"})
 # ignored sub-topics: commands to the device, not reports from it
 _COMMAND_SUFFIXES = ("/set", "/get")
 _LOW_BATTERY_PERCENT = 10.0
+
+
+class _State(msgspec.Struct):
+    """The exposes Vaka reads from a device's state message; every other property is skipped unread."""
+
+    action: Any = None
+    sos: Any = None
+    emergency: Any = None
+    contact: Any = None
+    occupancy: Any = None
+    presence: Any = None
+    water_leak: Any = None
+    smoke: Any = None
+    test: Any = None
+    tamper: Any = None
+    temperature: Any = None
+    humidity: Any = None
+    battery: Any = None
+    battery_low: Any = None
+    last_seen: Any = None
+
+
+_state_decoder = msgspec.json.Decoder(_State)
+
+
+def _decode_state(payload: bytes) -> _State:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadError("payload_too_large", f"{len(payload)} bytes")
+    try:
+        return _state_decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise PayloadError("not_an_object", str(exc)[:200]) from None
+    except msgspec.DecodeError as exc:
+        raise PayloadError("invalid_json", str(exc)[:200]) from None
 
 
 def split_topic(topic: str) -> tuple[str, str]:
@@ -47,7 +83,7 @@ def parse(topic: str, payload: bytes, received_at: datetime) -> list[Event]:
         return [_status(device_id_from_name(name.removesuffix("/availability")), payload, received_at, topic)]
     if not payload:
         return []  # a retained state being cleared
-    return _state(device_id_from_name(name), json_object(payload), received_at, topic)
+    return _state(device_id_from_name(name), _decode_state(payload), received_at, topic)
 
 
 def _status(device_id: str, payload: bytes, received_at: datetime, topic: str) -> Event:
@@ -62,38 +98,38 @@ def _status(device_id: str, payload: bytes, received_at: datetime, topic: str) -
     return Event(ts=received_at, site="", device_id=device_id, kind=kind, topic=topic)
 
 
-def _state(device_id: str, state: dict[str, Any], received_at: datetime, topic: str) -> list[Event]:
-    ts = _last_seen(state.get("last_seen"), received_at)
+def _state(device_id: str, state: _State, received_at: datetime, topic: str) -> list[Event]:
+    ts = _last_seen(state.last_seen, received_at)
     out: list[tuple[EventKind, float | None, str | None, dict[str, Any]]] = []
-    action = state.get("action")
+    action = state.action
     if isinstance(action, str) and action.lower() in SOS_ACTIONS:
         out.append((EventKind.ALARM_BUTTON, None, None, {"action": action}))
-    elif state.get("sos") is True or state.get("emergency") is True:
+    elif state.sos is True or state.emergency is True:
         out.append((EventKind.ALARM_BUTTON, None, None, {}))
     # other actions (single, double, hold of ordinary remotes) are not events of care
-    contact = state.get("contact")
+    contact = state.contact
     if isinstance(contact, bool):  # Zigbee2MQTT: contact true means closed
         out.append((EventKind.DOOR_CLOSED if contact else EventKind.DOOR_OPEN, None, None, {}))
-    occupancy = state.get("occupancy")
+    occupancy = state.occupancy
     if occupancy is True:
         out.append((EventKind.MOTION, None, None, {}))
-    presence = state.get("presence")
+    presence = state.presence
     if isinstance(presence, bool):
         out.append((EventKind.PRESENCE, 1.0 if presence else 0.0, None, {}))
-    if state.get("water_leak") is True:
+    if state.water_leak is True:
         out.append((EventKind.WATER_LEAK, None, None, {}))
-    if state.get("smoke") is True and state.get("test") is not True:
+    if state.smoke is True and state.test is not True:
         out.append((EventKind.SMOKE, None, None, {}))
-    if state.get("tamper") is True:
+    if state.tamper is True:
         out.append((EventKind.TAMPER, None, None, {}))
-    temperature = number(state.get("temperature"))
+    temperature = number(state.temperature)
     if temperature is not None:
         out.append((EventKind.TEMPERATURE, temperature, "Cel", {}))
-    humidity = number(state.get("humidity"))
+    humidity = number(state.humidity)
     if humidity is not None:
         out.append((EventKind.HUMIDITY, humidity, "%", {}))
-    battery = number(state.get("battery"))
-    battery_low = state.get("battery_low")
+    battery = number(state.battery)
+    battery_low = state.battery_low
     if battery is not None:
         out.append((EventKind.BATTERY, battery, "%", {"battery_low": battery_low} if battery_low is True else {}))
     elif battery_low is True:
@@ -117,8 +153,6 @@ def _last_seen(value: Any, received_at: datetime) -> datetime:
 def inventory_suggestions(payload: bytes) -> list[tuple[dict[str, Any], str]]:
     """(device entry for `vaka site load`, a comment naming the device) from a retained `bridge/devices` message."""
     try:
-        import msgspec
-
         devices = msgspec.json.decode(payload)
     except Exception as exc:
         raise PayloadError("invalid_json", str(exc)[:200]) from None
