@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -185,6 +185,19 @@ class HttpSettings(_Section):
     public_url: str = Field(default="http://127.0.0.1:8080", description="URL staff open; its origin is allowed")
     cookie_secure: bool = Field(default=True, description="Secure flag on the session cookie (off only for http dev)")
     session_idle_s: int = Field(default=8 * 3600, ge=60, description="a session idle longer is logged out")
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="reverse proxies whose X-Forwarded-For is believed (CIDR); empty: the TCP peer is the client",
+    )
+    login_free_failures: int = Field(
+        default=3, ge=1, le=20, description="wrong passwords per account and address before any wait"
+    )
+    login_first_delay_s: float = Field(
+        default=2.0, gt=0, description="wait after the first counted failure, doubled per further one"
+    )
+    login_max_delay_s: float = Field(
+        default=600.0, gt=0, description="the longest wait one account and address can earn"
+    )
 
 
 class EscalationTier(_Section):

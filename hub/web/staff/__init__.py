@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jinja2
 from aiohttp import web
 
-from hub.web.staff.security import LoginLimiter, security_headers
+from hub.web.staff.security import security_headers
+from hub.web.staff.throttle import LoginThrottle, ThrottlePolicy
 
 if TYPE_CHECKING:
     from hub.checkins.service import CheckinService
@@ -41,7 +42,7 @@ class StaffContext:
     sessions: SessionStore
     jinja: jinja2.Environment
     push: WebPushNotifier | None
-    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    throttle: LoginThrottle | None = None
     checkins: CheckinService | None = None
 
 
@@ -85,6 +86,10 @@ def setup_staff(
     ctx = StaffContext(desk, db, settings, metrics, SessionStore(db, settings.http.session_idle_s), jinja, push)
     sub = web.Application(middlewares=[security_headers, session_middleware])
     ctx.checkins = checkins
+    http = settings.http
+    ctx.throttle = LoginThrottle(
+        db, ThrottlePolicy(http.login_free_failures, http.login_first_delay_s, http.login_max_delay_s)
+    )
     sub[CONTEXT] = ctx
     sub.router.add_get("/", alarms_page, name="alarms")
     sub.router.add_get("/login", login_page, name="login")

@@ -30,6 +30,7 @@ from hub.web.staff.security import (
     tokens_match,
 )
 from hub.web.staff.sessions import Session
+from hub.web.staff.throttle import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +125,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(text="CSRF token missing or wrong")
     username = field(form, "username", 64).strip()
     password = field(form, "password", 256)
-    address = request.remote or "?"
-    wait_s = ctx.limiter.blocked(username, address)
+    http = ctx.settings.http
+    address = client_address(request.remote, request.headers.get("X-Forwarded-For"), http.trusted_proxies)
+    assert ctx.throttle is not None
+    wait_s = await ctx.throttle.wait_s(username, address)
     if wait_s > 0:
         ctx.metrics.logins.labels("limited").inc()
         response = _login_form(request, lang, "login.limited", status=429)
@@ -134,11 +137,11 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     async with ctx.db.acquire() as conn:
         staff = await authenticate(conn, username, password)
     if staff is None:
-        ctx.limiter.failed(username, address)
+        await ctx.throttle.failed(username, address)
         ctx.metrics.logins.labels("failed").inc()
         logger.info("staff login failed")
         return _login_form(request, lang, "login.failed", status=401)
-    ctx.limiter.succeeded(username)
+    await ctx.throttle.succeeded(username, address)
     ctx.metrics.logins.labels("ok").inc()
     token, _ = await ctx.sessions.create(staff)
     logger.info("staff login staff=%s role=%s", staff.id, staff.role.value)

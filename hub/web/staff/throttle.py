@@ -1,0 +1,125 @@
+"""Staff login throttling per (account, address), with a progressive delay, kept in the database.
+
+The first `free_failures` wrong passwords of a name from one address cost nothing; after that each one makes that
+pair wait `first_delay_s`, doubled per further failure up to `max_delay_s`. Nothing else waits: the same account
+from another address (a colleague's phone, the nurse's office) and other accounts behind the same address (a
+shared NAT or reverse proxy) log in as usual, so nobody can lock the night staff out. Failures older than
+`forget_after_s` are forgotten; a good login clears the pair. The state lives in `login_throttle` (migration 106)
+and survives a restart.
+
+The address is the TCP peer, or — only when that peer is one of `http.trusted_proxies` — the nearest
+`X-Forwarded-For` entry that is not itself a trusted proxy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from hub.store.pool import Database
+
+logger = logging.getLogger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[Network]) -> str:
+    """Who is logging in: the peer, unless it is a trusted proxy; then the right-most untrusted X-Forwarded-For
+    entry (entries left of it could be written by anyone). A malformed header falls back to the peer."""
+    if not peer:
+        return "?"
+    if not trusted_proxies or not forwarded_for or not _trusted(peer, trusted_proxies):
+        return peer
+    for entry in reversed([e.strip() for e in forwarded_for.split(",")]):
+        try:
+            address = ipaddress.ip_address(entry)
+        except ValueError:
+            return peer
+        if not any(address in net for net in trusted_proxies):
+            return str(address)
+    return peer
+
+
+def _trusted(peer: str, trusted_proxies: Sequence[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in net for net in trusted_proxies)
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottlePolicy:
+    """How failures turn into waiting."""
+
+    free_failures: int = 3
+    first_delay_s: float = 2.0
+    max_delay_s: float = 600.0
+    forget_after_s: float = 3600.0
+
+    def delay_after(self, failures: int) -> float:
+        """Seconds the pair waits after its `failures`-th failure in a row."""
+        if failures <= self.free_failures:
+            return 0.0
+        return float(min(self.max_delay_s, self.first_delay_s * 2 ** (failures - self.free_failures - 1)))
+
+
+class LoginThrottle:
+    """Failed logins per (account, address) in `login_throttle`; see the module docstring."""
+
+    def __init__(self, db: Database, policy: ThrottlePolicy | None = None) -> None:
+        self._db = db
+        self.policy = policy or ThrottlePolicy()
+
+    async def wait_s(self, username: str, address: str) -> float:
+        """Seconds this pair must still wait before a password is even checked (0: go ahead)."""
+        async with self._db.acquire() as conn:
+            until = await conn.fetchval(
+                "SELECT blocked_until FROM login_throttle WHERE username = $1 AND address = $2",
+                username.lower(),
+                address,
+            )
+        if until is None:
+            return 0.0
+        return float(max(0.0, (until - datetime.now(UTC)).total_seconds()))
+
+    async def failed(self, username: str, address: str) -> float:
+        """Count a wrong password; returns the wait it earned (0 while still free)."""
+        now = datetime.now(UTC)
+        forget_before = now - timedelta(seconds=self.policy.forget_after_s)
+        async with self._db.acquire() as conn, conn.transaction():
+            failures = await conn.fetchval(
+                "INSERT INTO login_throttle AS t (username, address, failures, last_failure, blocked_until)"
+                " VALUES ($1, $2, 1, $3, $3)"
+                " ON CONFLICT (username, address) DO UPDATE SET"
+                " failures = CASE WHEN t.last_failure < $4 THEN 1 ELSE t.failures + 1 END, last_failure = $3"
+                " RETURNING failures",
+                username.lower(),
+                address,
+                now,
+                forget_before,
+            )
+            delay_s = self.policy.delay_after(int(failures))
+            await conn.execute(
+                "UPDATE login_throttle SET blocked_until = $3 WHERE username = $1 AND address = $2",
+                username.lower(),
+                address,
+                now + timedelta(seconds=delay_s),
+            )
+            await conn.execute("DELETE FROM login_throttle WHERE last_failure < $1", forget_before)
+        if delay_s:
+            logger.info("staff login throttled failures=%s delay_s=%s", failures, delay_s)
+        return delay_s
+
+    async def succeeded(self, username: str, address: str) -> None:
+        """A good login clears its pair."""
+        async with self._db.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM login_throttle WHERE username = $1 AND address = $2", username.lower(), address
+            )
