@@ -276,6 +276,10 @@ class PatrolSettings(_Section):
     )
 
 
+# the browsers' push services: Chrome/Android (FCM), Firefox (autopush), Safari (Apple), Edge on Windows (WNS)
+DEFAULT_PUSH_HOSTS = ("fcm.googleapis.com", "*.push.services.mozilla.com", "*.push.apple.com", "*.notify.windows.com")
+
+
 class NotifySettings(_Section):
     webhook_urls: list[str] = Field(default_factory=list, description="Standard Webhooks receivers (alarm, DECT)")
     webhook_secret: SecretStr | None = Field(default=None, description="whsec_<base64> signing secret")
@@ -285,6 +289,15 @@ class NotifySettings(_Section):
     vapid_private_key: SecretStr | None = Field(default=None, description="VAPID private key (base64url or PEM)")
     vapid_private_key_file: Path | None = Field(default=None, description="file holding the VAPID private key (PEM)")
     vapid_subject: str = Field(default="mailto:vaka@localhost", description="VAPID contact (mailto: or https:)")
+    push_allowed_hosts: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PUSH_HOSTS),
+        description="hosts a Web Push endpoint may name (`*.example` for subdomains): the browsers' push services",
+    )
+    push_allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="non-public networks a push endpoint may still resolve to (an on-site push relay); empty in production",
+    )
+    push_allow_http: bool = Field(default=False, description="accept plain-http push endpoints (tests only)")
     sms_gateway_url: str | None = Field(default=None, description="HTTP endpoint that sends SMS (JSON POST)")
     sms_token: SecretStr | None = Field(default=None, description="bearer token for the SMS gateway")
     sms_attempts: int = Field(default=3, ge=1, le=10)

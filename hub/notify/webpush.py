@@ -22,6 +22,7 @@ from py_vapid import Vapid  # type: ignore[import-untyped]
 from pywebpush import WebPushException, webpush_async
 
 from hub.notify import Notification, NotifyError
+from hub.notify.push_guard import PushEndpointError, check_endpoint, check_subscription_endpoint, guarded_session
 from hub.settings import NotifySettings
 
 if TYPE_CHECKING:
@@ -100,18 +101,29 @@ class WebPushNotifier:
         """Escalations (including the first tier) to people with a subscription."""
         return notification.event == "escalation" and bool(notification.recipients)
 
-    async def subscribe(self, staff_id: int, sub: PushSubscription) -> None:
-        """Store a browser's subscription for a staff member."""
-        self._subs.setdefault(staff_id, {})[sub.endpoint] = sub
+    async def subscribe(self, staff_id: int, sub: PushSubscription) -> bool:
+        """Store a browser's subscription for a staff member (its endpoint checked by hub.notify.push_guard first).
+
+        An endpoint belongs to whoever registered it: False, and nothing changes, when it is someone else's.
+        """
+        await check_subscription_endpoint(sub.endpoint, self._settings)
         async with self._db.acquire() as conn:
-            await conn.execute(
+            owner = await conn.fetchval(
                 "INSERT INTO push_subscriptions (endpoint, staff_id, p256dh, auth) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (endpoint) DO UPDATE SET staff_id = $2, p256dh = $3, auth = $4",
+                " ON CONFLICT (endpoint) DO UPDATE SET p256dh = $3, auth = $4"
+                " WHERE push_subscriptions.staff_id = $2 RETURNING staff_id",
                 sub.endpoint,
                 staff_id,
                 sub.p256dh,
                 sub.auth,
             )
+        if owner != staff_id:
+            logger.warning(
+                "web push subscription refused: endpoint registered to another staff member staff=%s", staff_id
+            )
+            return False
+        self._subs.setdefault(staff_id, {})[sub.endpoint] = sub
+        return True
 
     async def _load(self) -> None:
         if self._loaded:
@@ -132,7 +144,7 @@ class WebPushNotifier:
         if not subs:
             return
         data = push_payload(notification)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        async with guarded_session(self._settings, timeout=aiohttp.ClientTimeout(total=10)) as session:
             results = await asyncio.gather(*(self._push(session, s, data) for _, s in subs))
         for (staff_id, sub), status in zip(subs, results, strict=True):
             if status in (404, 410):
@@ -143,6 +155,11 @@ class WebPushNotifier:
             raise NotifyError(msg)
 
     async def _push(self, session: aiohttp.ClientSession, sub: PushSubscription, data: str) -> int:
+        try:
+            check_endpoint(sub.endpoint, self._settings)  # the allow-list may have changed since it subscribed
+        except PushEndpointError as exc:
+            logger.warning("web push skipped: %s", exc)
+            return -1
         try:
             await webpush_async(
                 sub.info(),

@@ -14,6 +14,7 @@ from hub.desk.alarm import Alarm
 from hub.desk.fanout import local_hm
 from hub.desk.machine import DeskError, HandoverError
 from hub.model import Outcome
+from hub.notify.push_guard import PushEndpointError
 from hub.notify.webpush import PushSubscription
 from hub.staff import Role
 from hub.store.staff import authenticate
@@ -279,9 +280,12 @@ async def push_subscribe(request: web.Request) -> web.StreamResponse:
         sub = PushSubscription(str(data["endpoint"]), str(data["keys"]["p256dh"]), str(data["keys"]["auth"]))
     except (KeyError, TypeError) as exc:
         raise web.HTTPBadRequest(text="expected a PushSubscription JSON") from exc
-    if not sub.endpoint.startswith("https://") and not ctx.settings.http.public_url.startswith("http://"):
-        raise web.HTTPBadRequest(text="push endpoint must be https")
-    await ctx.push.subscribe(_session(request).staff.id, sub)
+    try:
+        mine = await ctx.push.subscribe(_session(request).staff.id, sub)
+    except PushEndpointError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from exc
+    if not mine:
+        raise web.HTTPConflict(text="this push endpoint is registered to another staff member")
     return web.json_response({"ok": True})
 
 

@@ -32,6 +32,15 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+def allow_local_push_service(site: StaffSite) -> None:
+    """Let the push channel reach the test's own push service on 127.0.0.1 over http (off in production)."""
+    import ipaddress
+
+    site.settings.notify.push_allowed_hosts = ["127.0.0.1"]
+    site.settings.notify.push_allowed_networks = [ipaddress.ip_network("127.0.0.1/32")]
+    site.settings.notify.push_allow_http = True
+
+
 def csrf_of(html: str) -> str:
     match = re.search(r'name="csrf" value="([^"]+)"', html)
     assert match is not None
@@ -241,6 +250,7 @@ async def test_a_subscribed_browser_gets_a_web_push_for_an_escalation(
     app.router.add_post("/push/{id}", push_service)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
+    allow_local_push_service(staff_site)
     try:
         browser_key = ec.generate_private_key(ec.SECP256R1())
         auth = secrets.token_bytes(16)
