@@ -169,7 +169,12 @@ async def test_web_push_reaches_the_push_service_encrypted_and_vapid_signed(
     endpoint = await serve(push_service)
     vapid = Vapid()
     vapid.generate_keys()
-    cfg = NotifySettings(vapid_subject="mailto:ops@example.org")
+    cfg = NotifySettings(  # the test's own push service on 127.0.0.1, allowed explicitly (refused by default)
+        vapid_subject="mailto:ops@example.org",
+        push_allowed_hosts=["127.0.0.1"],
+        push_allowed_networks=["127.0.0.1/32"],
+        push_allow_http=True,
+    )
     notifier = WebPushNotifier(cfg, vapid, PlainDatabase(None))  # type: ignore[arg-type]
     notifier._loaded = True  # subscriptions come from subscribe(); no database in this test
     notifier._subs[ANNA.id] = {endpoint: PushSubscription(endpoint, _b64(p256dh), _b64(auth))}
