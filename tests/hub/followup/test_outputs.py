@@ -108,7 +108,7 @@ async def test_archive_package_verifies_reexports_identically_and_purges(
     known_month: asyncpg.Connection, tmp_path: Path
 ) -> None:
     root, counts = await archive.export(known_month, date(2026, 12, 1), tmp_path / "a")
-    assert counts == {"alarms": 5, "alarm_log": 9, "escalations": 1, "access_log": 2}
+    assert counts == {"alarms": 5, "alarm_log": 9, "escalations": 1, "access_log": 2, "checkin_log": 0}
     assert archive.verify(root) == []
     again, _ = await archive.export(known_month, date(2026, 12, 1), tmp_path / "b")
     first = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
