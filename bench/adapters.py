@@ -173,7 +173,7 @@ async def e2e_bench(n: int, repeats: int) -> dict[str, dict[str, float]]:
     tmp = Path(tempfile.mkdtemp(prefix="vaka-bench-adapters-"))
     sites = {"native": f"n{token}", "zigbee2mqtt": f"sz{token}", "frigate": f"sf{token}"}
     settings = Settings(
-        db={"dsn": PG_DSN, "db_schema": schema},
+        db={"dsn": PG_DSN, "owner_dsn": PG_DSN, "db_schema": schema},
         mqtt={
             "port": broker.port,
             "client_id": f"bench-adapters-{token}",
