@@ -350,7 +350,7 @@ class ReliabilitySettings(_Section):
         default_factory=dict, description="per-rule freshness windows by rule id, overriding the two above"
     )
     max_future_skew_s: float = Field(
-        default=60.0, gt=0, le=3600, description="events dated further ahead of the hub's clock are rejected"
+        default=60.0, gt=0, le=86400, description="events dated further ahead of the hub's clock are rejected"
     )
     replay_margin_s: float = Field(
         default=300.0, ge=0, description="after a restart, stored events this far before the snapshot are replayed too"
