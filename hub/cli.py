@@ -126,8 +126,13 @@ async def _site_load(inventory: Inventory, settings: Settings) -> int:
     from hub.store.migrate import migrate
 
     async def work(conn: VakaConnection) -> dict[str, int]:
+        from hub.resident_directory import store_entries
+
         await migrate(conn, settings.db)
-        return await load_inventory(conn, inventory)
+        counts = await load_inventory(conn, inventory)
+        if inventory.directory:
+            counts["directory entries"] = await store_entries(conn, inventory.directory)
+        return counts
 
     counts = await _with_database(_as_owner(settings), "site load", work)
     if counts is None:
@@ -331,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = rules.add_parser("check", help="validate rule files; exits non-zero with file:line for every mistake")
     p.add_argument("files", nargs="+")
     resident = sub.add_parser("resident", help="residents").add_subparsers(dest="resident_command", required=True)
+    p = resident.add_parser("import-csv", help="names, homes, access and contacts from a care-records CSV export")
+    p.add_argument("file", type=Path, help="CSV with a header row: resident_id;name;address;access;latitude;…")
     p = resident.add_parser("away", help="mark a resident away or in hospital (on) or back home (off)")
     p.add_argument("id", help="pseudonymous resident id")
     p.add_argument("state", choices=["on", "off"])
@@ -425,6 +432,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         or getattr(args, "resident_command", None) in relatives_cli.RESIDENT_COMMANDS
     ):
         return _run(relatives_cli.main(args, settings))
+    if args.command == "resident" and args.resident_command == "import-csv":
+        from hub.resident_directory import import_csv_main
+
+        async def import_csv() -> int:
+            result = await _with_database(
+                settings, "resident import-csv", lambda conn: import_csv_main(args.file, conn)
+            )
+            return 2 if result is None else result
+
+        return _run(import_csv())
     if args.command in ("resident", "device"):
         return _run(_set_flag(args, settings))
     if args.command == "staff":

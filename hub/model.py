@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TOPIC_ROOT = "vaka/v1"
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -343,12 +343,50 @@ class Site(BaseModel):
         return value
 
 
+class Contact(BaseModel):
+    """Someone staff may call about a resident (next of kin, home-care nurse, locksmith)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=120, description="who")
+    phone: str = Field(default="", max_length=40, description="number to call")
+    relation: str = Field(default="", max_length=60, description="daughter, neighbour with key, district nurse …")
+
+
+class DirectoryEntry(BaseModel):
+    """What the night patrol needs to reach a person at home: held apart from events (`resident_directory`), read
+    only by staff of the resident's unit, every read in the access log; `access` shown only once on the way."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resident: str = Field(pattern=_ID_PATTERN, description="the resident's pseudonymous id in this inventory")
+    name: str = Field(default="", max_length=120, description="display name staff use")
+    address: str = Field(default="", max_length=300, description="home address")
+    access: str = Field(
+        default="", max_length=1000, description="how to get in (key box code, digital lock, door code)"
+    )
+    latitude: float | None = Field(default=None, ge=-90, le=90, description="for the patrol view's travel order")
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    contacts: list[Contact] = Field(default_factory=list, description="who to call")
+    notes: str = Field(default="", max_length=2000, description="what to know before entering (dog, oxygen, …)")
+
+    @model_validator(mode="after")
+    def _both_coordinates(self) -> DirectoryEntry:
+        if (self.latitude is None) != (self.longitude is None):
+            msg = "give both latitude and longitude, or neither"
+            raise ValueError(msg)
+        return self
+
+
 class Inventory(BaseModel):
     """The file `vaka site load` reads: a list of sites."""
 
     model_config = ConfigDict(extra="forbid")
 
     sites: list[Site]
+    directory: list[DirectoryEntry] = Field(
+        default_factory=list, description="names, homes and how to get in, per resident id (kept apart from events)"
+    )
     integrations: list[Integration] = Field(default_factory=list, description="read-only alarm-state subscribers")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,7 +16,9 @@ from hub.desk.machine import DeskError, HandoverError
 from hub.model import Outcome
 from hub.notify.push_guard import PushEndpointError
 from hub.notify.webpush import PushSubscription
-from hub.staff import Role
+from hub.resident_directory import read_homes
+from hub.staff import Role, StaffMember
+from hub.store.pool import Database
 from hub.store.staff import authenticate
 from hub.web.i18n import pick_lang, rule_label, rule_labels, translations
 from hub.web.reasons import note_text, page_texts, reason_text
@@ -203,6 +205,24 @@ async def alarms_page(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def resident_status(
+    db: Database, staff: StaffMember, resident_ids: list[str], now: datetime
+) -> tuple[dict[str, str], dict[str, datetime]]:
+    """Display names (resident directory, staff's units only) and last activity in the week before `now`."""
+    if not resident_ids:
+        return {}, {}
+    async with db.acquire() as conn:
+        homes = await read_homes(conn, staff, resident_ids)
+        rows = await conn.fetch(
+            "SELECT resident_id, max(ts) AS ts FROM events WHERE resident_id = ANY($1::text[]) AND ts > $2"
+            " AND ts <= $3 GROUP BY resident_id",
+            resident_ids,
+            now - timedelta(days=7),
+            now,
+        )
+    return {rid: h.name for rid, h in homes.items() if h.name}, {r["resident_id"]: r["ts"] for r in rows}
+
+
 async def residents_page(request: web.Request) -> web.StreamResponse:
     """Residents of my units with room and device health; each is logged as read."""
     ctx = _ctx(request)
@@ -210,12 +230,34 @@ async def residents_page(request: web.Request) -> web.StreamResponse:
     staff = session.staff
     rows: list[dict[str, Any]] = []
     read: list[tuple[str, str]] = []
-    for site, resident in ctx.desk.residents_for(staff):
+    listed = ctx.desk.residents_for(staff)
+    now = ctx.desk.clock.now()
+    open_by_resident: dict[str, list[Alarm]] = {}
+    for alarm in ctx.desk.open_alarms_for(staff):
+        if alarm.resident_id:
+            open_by_resident.setdefault(alarm.resident_id, []).append(alarm)
+    names, last_seen = await resident_status(ctx.db, staff, [r.id for _, r in listed], now)
+    for site, resident in listed:
         read.append((site.id, resident.id))
         faults = ctx.desk.device_faults(site.id)
-        devices = [(d.id, d.kind, d.id not in faults) for d in site.devices if d.resident == resident.id]
+        devices = [
+            (d.id, d.kind, d.id not in faults and not d.maintenance, d.maintenance)
+            for d in site.devices
+            if d.resident == resident.id
+        ]
+        seen = last_seen.get(resident.id)
         rows.append(
-            {"site": site.id, "id": resident.id, "room": resident.room, "unit": resident.unit, "devices": devices}
+            {
+                "site": site.id,
+                "id": resident.id,
+                "room": resident.room,
+                "unit": resident.unit,
+                "name": names.get(resident.id, ""),
+                "away": resident.away,
+                "alarms": [(a.id, a.rule_id) for a in open_by_resident.get(resident.id, [])],
+                "last_seen_ago": _ago_s(now, seen.isoformat()) if seen else None,
+                "devices": devices,
+            }
         )
     ctx.desk.log_resident_reads(staff, read, "resident_list", request.remote)
     return render(

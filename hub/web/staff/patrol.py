@@ -7,7 +7,9 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from hub.model import AlarmState
 from hub.night_log import night_log
+from hub.resident_directory import read_homes
 from hub.web.i18n import LANGS
 from hub.web.reasons import note_text, reason_text
 from hub.web.staff import CONTEXT, StaffContext
@@ -64,6 +66,39 @@ async def night_log_page(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def alarm_home(request: web.Request) -> web.StreamResponse:
+    """The home of an alarm's resident: name, address, contacts, notes; how to get in only for the person on the way
+    (en route or on site, holding the alarm). Every answer with data is logged as a read of the resident's data."""
+    ctx = _ctx(request)
+    staff = _session(request).staff
+    alarm = ctx.desk.get(request.match_info["alarm_id"])
+    if alarm is None or not staff.sees(alarm.site, alarm.unit):
+        raise web.HTTPNotFound(text="no such open alarm in your units")
+    rid = alarm.resident_id
+    if rid is None:
+        return web.json_response({"home": None})
+    on_the_way = alarm.state in (AlarmState.EN_ROUTE, AlarmState.ON_SITE) and alarm.accepted_by_id == staff.id
+    async with ctx.db.acquire() as conn:
+        homes = await read_homes(conn, staff, [rid], with_access=frozenset({rid}) if on_the_way else frozenset())
+    home = homes.get(rid)
+    if home is None:
+        return web.json_response({"home": None})
+    ctx.desk.log_resident_reads(staff, [(alarm.site, rid)], "home_access" if on_the_way else "home")
+    return web.json_response(
+        {
+            "home": {
+                "name": home.name,
+                "address": home.address,
+                "access": home.access,
+                "access_withheld": not on_the_way,
+                "contacts": [c.model_dump() for c in home.contacts],
+                "notes": home.notes,
+            }
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 async def duty_submit(request: web.Request) -> web.StreamResponse:
     """Go on duty (a shift of `patrol.shift_hours`) or off duty; escalation reaches those on duty."""
     ctx = _ctx(request)
@@ -94,5 +129,6 @@ async def lang_submit(request: web.Request) -> web.StreamResponse:
 def add_patrol_routes(sub: web.Application) -> None:
     """The night log, duty and language routes of the staff sub-application."""
     sub.router.add_get("/log", night_log_page, name="night_log")
+    sub.router.add_get("/alarms/{alarm_id}/home", alarm_home)
     sub.router.add_post("/duty", duty_submit)
     sub.router.add_post("/lang", lang_submit)

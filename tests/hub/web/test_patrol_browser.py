@@ -13,7 +13,8 @@ import pytest
 from playwright.async_api import Browser, Dialog, Page, expect
 
 from hub.desk.machine import NOBODY_REACHED
-from hub.model import AlarmDecision, DecisionAction, Severity
+from hub.model import AlarmDecision, Contact, DecisionAction, DirectoryEntry, Severity
+from hub.resident_directory import store_entries
 from tests.hub.desk_support import RecordingNotifier, decision
 from tests.hub.web.conftest import CHROMIUM, StaffSite, staff_page
 from tests.hub.web.test_staff_browser import axe_violations, pages_connected
@@ -222,3 +223,59 @@ async def test_sound_is_turned_on_once_per_login(browser: Browser, staff_site: S
     await page.get_by_role("link", name="Alarms").click()
     await expect(page.locator("#enable-sound")).to_have_class(re.compile(r"\binvisible\b"))
     assert await page.evaluate("sessionStorage.getItem('vaka.sound')") == "on"
+
+
+async def test_on_my_way_shows_the_home_and_how_to_get_in_and_every_read_is_logged(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    r1 = f"{staff_site.site}-r1"
+    async with staff_site.db.acquire() as conn:
+        await store_entries(
+            conn,
+            [
+                DirectoryEntry(
+                    resident=r1,
+                    name="Karin Berg",
+                    address="Storgatan 1",
+                    access="Nyckelbox vid dörren, kod 4411",
+                    contacts=[Contact(name="Eva Berg", phone="070-111 22 33", relation="dotter")],
+                    notes="Hund, snäll",
+                )
+            ],
+        )
+        await conn.execute("UPDATE residents SET away = true WHERE id = $1", f"{staff_site.site}-r2")
+    await staff_site.desk.refresh(sites=True)
+    anna = await open_page(browser, staff_site, "anna")
+    bo = await open_page(browser, staff_site, "bo")
+    await pages_connected(staff_site, 2)
+    alarm = staff_site.desk.apply(decision(staff_site.site))
+    assert alarm is not None
+    card = anna.locator(f"#alarm-{alarm.id}")
+    await card.get_by_role("button", name="Accept").click()
+    await expect(card.locator("section.home")).to_be_hidden()
+    await card.get_by_role("button", name="On my way").click()
+    home = card.locator("section.home")
+    await expect(home).to_be_visible(timeout=2000)
+    await expect(home.locator(".home-name")).to_have_text("Karin Berg")
+    await expect(home.locator(".home-access")).to_have_text("Nyckelbox vid dörren, kod 4411")
+    await expect(home.get_by_role("link", name="070-111 22 33")).to_have_attribute("href", "tel:0701112233")
+    await expect(bo.locator(f"#alarm-{alarm.id} section.home")).to_be_hidden()  # not on the way: nothing shown
+    answer = await bo.evaluate("async (id) => (await fetch('/staff/alarms/' + id + '/home')).json()", alarm.id)
+    assert answer["home"]["access"] == ""  # asked directly, the access instructions are still withheld
+    await staff_site.desk.store.flushed()
+    async with staff_site.db.acquire() as conn:
+        purposes = {
+            (r["staff_id"], r["purpose"])
+            for r in await conn.fetch("SELECT staff_id, purpose FROM resident_access_log WHERE resident_id = $1", r1)
+        }
+    assert (staff_site.staff["anna"].id, "home_access") in purposes
+    assert (staff_site.staff["bo"].id, "home") in purposes
+
+    await anna.get_by_role("link", name="Residents").click()
+    row = anna.locator(f"#resident-{r1}")
+    await expect(row.locator(".resident-name")).to_have_text("Karin Berg")
+    await expect(row.locator(".status-alarm")).to_have_text("Open alarm: Fall")
+    await expect(row.locator(".last-activity")).to_have_text("Last activity: none in the last week")
+    await expect(anna.locator(f"#resident-{staff_site.site}-r2 .status-away")).to_have_text("Away / in hospital")
+    found = await axe_violations(anna)
+    assert found == [], [(v["id"], v["help"]) for v in found]

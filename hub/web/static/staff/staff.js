@@ -117,11 +117,51 @@
       early.hidden = early.dataset.states.split(" ").indexOf(a.state) < 0;
       if (early.hidden) early.open = false;
     }
+    showHome(el, a);
     el.querySelectorAll("form.act").forEach(function (f) {
       f.action = "/staff/alarms/" + encodeURIComponent(a.id) + "/" + f.dataset.action;
       f.hidden = f.dataset.states.split(" ").indexOf(a.state) < 0 && !(f.dataset.action === "resolve" && early && early.open && !early.hidden);
     });
   }
+  // --- the resident's home: shown to the person on the way (how to get in only then); every fetch is logged -------
+  function showHome(el, a) {
+    const section = el.querySelector("section.home");
+    if (!section) return;
+    const mine = String(a.accepted_by_id) === String(cfg.staff_id);
+    const onTheWay = mine && (a.state === "en_route" || a.state === "on_site") && !!a.resident_id;
+    if (!onTheWay) { section.hidden = true; delete el.dataset.homeFor; return; }
+    const key = a.id + ":" + a.state;
+    if (el.dataset.homeFor === key) return;
+    el.dataset.homeFor = key;
+    fetch("/staff/alarms/" + encodeURIComponent(a.id) + "/home", { credentials: "same-origin", cache: "no-store" })
+      .then(function (resp) { return resp.ok ? resp.json() : { home: null }; })
+      .then(function (data) {
+        const h = data.home;
+        if (!h) { section.hidden = true; return; }
+        setText(section, ".home-name", h.name || "");
+        setText(section, ".home-address", h.address || "");
+        setText(section, ".home-access", h.access || "");
+        show(section, ".home-access-part", !!h.access);
+        setText(section, ".home-notes", h.notes || "");
+        show(section, ".home-notes-part", !!h.notes);
+        const ul = section.querySelector(".home-contacts");
+        ul.textContent = "";
+        (h.contacts || []).forEach(function (c) {
+          const li = document.createElement("li");
+          li.textContent = c.name + (c.relation ? " (" + c.relation + ")" : "") + " ";
+          if (c.phone) {
+            const link = document.createElement("a");
+            link.href = "tel:" + c.phone.replace(/[^+0-9]/g, "");
+            link.textContent = c.phone;
+            li.appendChild(link);
+          }
+          ul.appendChild(li);
+        });
+        section.hidden = false;
+      })
+      .catch(function () { /* offline: the banner says so */ });
+  }
+
   // "Resolve now" folded under the next step: opening it shows the resolve form
   list.addEventListener("toggle", function (ev) {
     const early = ev.target;
