@@ -7,7 +7,7 @@ Three roles (names are the operator's; `vaka db roles` prints or applies what cr
   nothing it cannot ALTER a table or DISABLE its trigger. It creates no table: daily partitions come from the owner's
   SECURITY DEFINER function `vaka_maintain_partitions` (migration 100). No superuser, CREATEROLE, CREATEDB, and no
   membership in the owner.
-- the read-only role (`db.readonly_role`, for Grafana): SELECT only.
+- the read-only role (`db.readonly_role`, for Grafana): SELECT on the tables and columns in `READABLE` only.
 Grants are re-applied by every `vaka migrate`, so tables added by later migrations are covered.
 """
 
@@ -28,6 +28,27 @@ logger = logging.getLogger(__name__)
 APPEND_ONLY_TABLES = ("resident_access_log", "desk_alarm_log", "admin_audit_log", "checkin_log")
 READ_ONLY_FOR_RUNTIME = ("schema_migrations",)
 RUNTIME_FUNCTIONS = ("vaka_maintain_partitions(date, integer, integer, integer)",)
+# What the read-only role (Grafana's SQL panels, reports) may read: an allow-list, so a table added later stays
+# unreadable until listed here, and staff accounts, sessions, relatives' credentials, consents, the access log,
+# message payloads and every free-text field a person typed (alarm notes, log details) are never readable.
+# table -> readable columns (None: all of them)
+READABLE: dict[str, tuple[str, ...] | None] = {
+    "sites": None,
+    "residents": None,  # pseudonymous: id, site, room, unit
+    "devices": None,
+    "events": None,
+    "rejected_messages": ("id", "received_at", "topic", "reason"),
+    "desk_alarms": (
+        "id", "rule_id", "category", "severity", "site", "unit", "resident_id", "device_id", "unregistered",
+        "state", "outcome", "count", "raised_at", "updated_at", "accepted_at", "closed_at", "next_tier",
+    ),
+    "desk_alarm_log": ("seq", "alarm_id", "at", "actor", "action", "state"),
+    "followup_device_day": None,
+    "followup_device_day_cagg": None,
+    "followup_device_month": None,
+    "followup_refresh": None,
+    "schema_migrations": None,
+}  # fmt: skip
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SAFE_ROLE_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
 
@@ -110,8 +131,10 @@ def grant_statements(schema: str, runtime_role: str | None, readonly_role: str |
         statements += [
             f"GRANT USAGE ON SCHEMA {s} TO {g}",
             f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {g}",
-            f"GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {g}",
         ]
+        for table, columns in READABLE.items():
+            what = "SELECT" if columns is None else f"SELECT ({', '.join(columns)})"
+            statements.append(_if_exists(f"to_regclass('{s}.{table}')", f"GRANT {what} ON {s}.{table} TO {g}"))
     return statements
 
 

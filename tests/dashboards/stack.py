@@ -84,7 +84,13 @@ class NightStack:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VAKA_")}
-        env.update(VAKA_DB__DSN=self.dsn, VAKA_DB__DB_SCHEMA=self.schema, PYTHONPATH=str(REPO))
+        env.update(
+            VAKA_DB__DSN=self.dsn,
+            VAKA_DB__DB_SCHEMA=self.schema,
+            # migrations grant the dashboards' role what it may read (hub/store/roles.py READABLE), nothing more
+            VAKA_DB__READONLY_ROLE=self.reader,
+            PYTHONPATH=str(REPO),
+        )
         return env
 
     def vaka(self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
@@ -157,6 +163,7 @@ class NightStack:
             if TIMESCALE_DSN:
                 await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb SCHEMA public")
             await conn.execute(f"CREATE SCHEMA {self.schema}")
+            await conn.execute(f"CREATE ROLE {self.reader} NOLOGIN")
         finally:
             await conn.close()
 
@@ -310,10 +317,6 @@ class NightStack:
         try:
             await conn.execute(f"SET search_path TO {self.schema}, public")
             await rollup.refresh(conn, self.end + timedelta(hours=3), since=self.start.date() - timedelta(days=1))
-            # the dashboards' database role: it may only read (Grafana's vaka_readonly in the compose stack)
-            await conn.execute(f"CREATE ROLE {self.reader} NOLOGIN")
-            await conn.execute(f"GRANT USAGE ON SCHEMA {self.schema} TO {self.reader}")
-            await conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {self.schema} TO {self.reader}")
         finally:
             await conn.close()
 

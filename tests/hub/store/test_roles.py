@@ -144,6 +144,17 @@ async def test_the_read_only_role_reads_and_nothing_else(migrated: DbRoles, db_s
     try:
         assert await conn.fetchval("SELECT count(*) FROM events") == 0
         assert await conn.fetchval("SELECT count(*) FROM desk_alarm_log") == 0
+        # only what dashboards need: no staff credentials, no note or log detail a person typed, no access log
+        for query in (
+            "SELECT password_hash FROM staff",
+            "SELECT note FROM desk_alarms",
+            "SELECT detail FROM desk_alarm_log",
+            "SELECT count(*) FROM resident_access_log",
+            "SELECT payload FROM rejected_messages",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.fetch(query)
+        assert await conn.fetchval("SELECT count(*) FROM desk_alarms WHERE outcome = 'false_alarm'") == 0
         for statement in (
             ACCESS_ROW,
             "DELETE FROM desk_alarms",
@@ -183,7 +194,10 @@ def test_db_roles_prints_the_grants_and_no_password(db_schema: str) -> None:
     assert result.returncode == 0, result.stderr
     sql = result.stdout
     assert 'CREATE ROLE "vaka_hub" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE' in sql
-    assert f'GRANT SELECT ON ALL TABLES IN SCHEMA "{db_schema}" TO "vaka_grafana"' in sql
+    assert f'GRANT SELECT ON "{db_schema}".events TO "vaka_grafana"' in sql
+    assert "GRANT SELECT (id, rule_id, category," in sql  # desk_alarms without the note
+    for private in ("staff", "staff_sessions", "resident_access_log"):
+        assert f'".{private} TO "vaka_grafana"' not in sql
     assert 'REVOKE UPDATE, DELETE ON "' + db_schema + '".resident_access_log' in sql
     assert not [line for line in sql.splitlines() if "PASSWORD" in line.upper() and not line.startswith("--")]
 
