@@ -337,7 +337,8 @@ FROM t
 _ESCALATIONS_SQL = f"""
 SELECT substring(l.detail FROM 'tier=([0-9]+)')::int AS tier, count(*) AS n
 FROM desk_alarm_log l JOIN desk_alarms a ON a.id = l.alarm_id
-WHERE l.action = 'escalated' AND a.{_ALARMS_WHERE.replace(" unit", " a.unit").replace("raised_at", "a.raised_at")}
+WHERE l.action = 'escalated' AND l.at >= $3
+  AND a.{_ALARMS_WHERE.replace(" unit", " a.unit").replace("raised_at", "a.raised_at")}
 GROUP BY 1 ORDER BY 1
 """
 

@@ -39,29 +39,22 @@ _AGGREGATES_SQL = f"""
 """
 _COLUMNS = "events, activity_events, med_due, med_taken, med_missed, med_late"
 
-_NATIVE_TABLE_SQL = f"""
-CREATE TABLE IF NOT EXISTS followup_device_day (
-    day              date NOT NULL,
-    site             text NOT NULL,
-    device_id        text NOT NULL,
-    {", ".join(f"{c} bigint NOT NULL" for c in _COLUMNS.split(", "))},
-    PRIMARY KEY (day, device_id)
+
+def _table_sql(name: str, period: str) -> str:
+    """A rollup table: one row per device and `period` ('day' or 'month'), with its counts."""
+    counts = ", ".join(f"{c} bigint NOT NULL" for c in _COLUMNS.split(", "))
+    return f"""
+CREATE TABLE IF NOT EXISTS {name} (
+    {period} date NOT NULL, site text NOT NULL, device_id text NOT NULL, {counts},
+    PRIMARY KEY ({period}, device_id)
 );
-CREATE INDEX IF NOT EXISTS followup_device_day_site ON followup_device_day (site, day);
+CREATE INDEX IF NOT EXISTS {name}_site ON {name} (site, {period});
 """
 
 
+_NATIVE_TABLE_SQL = _table_sql("followup_device_day", "day")
 # whole months per device, summed from the days: what a monthly report reads (12 rows a device a year, not 365)
-_MONTH_TABLE_SQL = f"""
-CREATE TABLE IF NOT EXISTS followup_device_month (
-    month            date NOT NULL,
-    site             text NOT NULL,
-    device_id        text NOT NULL,
-    {", ".join(f"{c} bigint NOT NULL" for c in _COLUMNS.split(", "))},
-    PRIMARY KEY (month, device_id)
-);
-CREATE INDEX IF NOT EXISTS followup_device_month_site ON followup_device_month (site, month);
-"""
+_MONTH_TABLE_SQL = _table_sql("followup_device_month", "month")
 
 
 async def mode(conn: asyncpg.Connection) -> str | None:
