@@ -140,3 +140,5 @@ LOG_ACTIONS = [
     N_("log.action.nobody_reached"),
 ]
 LOG_WHO = [N_("log.who.rule"), N_("log.who.device"), N_("log.who.desk")]
+# roles on the admin page
+ROLES = [N_("role.staff"), N_("role.nurse"), N_("role.admin"), N_("role.manager")]

@@ -132,3 +132,6 @@ def add_patrol_routes(sub: web.Application) -> None:
     sub.router.add_get("/alarms/{alarm_id}/home", alarm_home)
     sub.router.add_post("/duty", duty_submit)
     sub.router.add_post("/lang", lang_submit)
+    from hub.web.staff.admin import add_admin_routes
+
+    add_admin_routes(sub)

@@ -74,7 +74,13 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 async def staff_page(
-    browser: Browser, url: str, site: str, name: str, *, before_login: Callable[[Page], None] | None = None
+    browser: Browser,
+    url: str,
+    site: str,
+    name: str,
+    *,
+    before_login: Callable[[Page], None] | None = None,
+    password: str = PASSWORD,
 ) -> Page:
     """A phone-sized page logged in as `name` of `site` (through the Swedish login form)."""
     ctx = await browser.new_context(viewport={"width": 390, "height": 844})
@@ -84,7 +90,7 @@ async def staff_page(
         before_login(page)
     await page.goto(f"{url}/staff/login?lang=sv")
     await page.get_by_label("Användarnamn").fill(f"{name}-{site}")
-    await page.get_by_label("Lösenord").fill(PASSWORD)
+    await page.get_by_label("Lösenord").fill(password)
     await page.get_by_role("button", name="Logga in").click()
     await page.wait_for_url(f"{url}/staff/")
     return page

@@ -279,3 +279,58 @@ async def test_on_my_way_shows_the_home_and_how_to_get_in_and_every_read_is_logg
     await expect(anna.locator(f"#resident-{staff_site.site}-r2 .status-away")).to_have_text("Away / in hospital")
     found = await axe_violations(anna)
     assert found == [], [(v["id"], v["help"]) for v in found]
+
+
+async def test_a_nurse_manages_accounts_residents_away_and_devices_in_the_browser_audited(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    site = staff_site.site
+    anna = await open_page(browser, staff_site, "anna")
+    response = await anna.goto(f"{staff_site.url}/staff/admin")
+    assert response is not None
+    assert response.status == 403  # staff: no admin page
+    bo = await open_page(browser, staff_site, "bo")
+    nils = await open_page(browser, staff_site, "nils")
+    await nils.get_by_role("link", name="Admin").click()
+    add = nils.locator("form.admin-add")
+    await add.get_by_label("User name").fill(f"ulla-{site}")
+    await add.get_by_label("Name colleagues see").fill("Ulla")
+    await add.get_by_label("Units (site/unit)").fill(f"{site}/A")
+    await add.get_by_label("Password").fill("ulla-natt-2026")
+    await add.get_by_role("button", name="Add account").click()
+    await expect(nils.locator("p.done")).to_contain_text(f"added ulla-{site}")
+    await expect(nils.locator(f"#account-ulla-{site}")).to_contain_text("Ulla")
+    await expect(nils.locator(f"#account-lisa-{site} form")).to_have_count(0)  # an admin's account is not hers
+
+    await nils.locator(f"#account-bo-{site}").get_by_role("button", name="Disable").click()
+    await expect(nils.locator(f"#account-bo-{site}")).to_contain_text("account disabled")
+    await bo.reload()
+    await expect(bo).to_have_url(f"{staff_site.url}/staff/login")  # his session ended with the account
+
+    await nils.locator(f"#admin-resident-{site}-r2").get_by_role("button", name="Mark away").click()
+    await expect(nils.locator(f"#admin-resident-{site}-r2")).to_contain_text("Away / in hospital")
+    await nils.locator(f"#admin-device-{site}-plug2").get_by_role("button", name="To maintenance").click()
+    await expect(nils.locator(f"#admin-device-{site}-plug2")).to_contain_text("in maintenance")
+    found = await axe_violations(nils)
+    assert found == [], [(v["id"], v["help"]) for v in found]
+    await nils.get_by_role("button", name="Svenska").click()
+    await expect(nils.locator("h1")).to_have_text("Administration")
+    found = await axe_violations(nils)
+    assert found == [], [(v["id"], v["help"]) for v in found]
+
+    ulla = await staff_page(browser, staff_site.url, site, "ulla", password="ulla-natt-2026")
+    await expect(ulla.locator("h1")).to_have_text("Öppna larm")
+    async with staff_site.db.acquire() as conn:
+        audit = [
+            (r["staff_id"], r["action"], r["target"])
+            for r in await conn.fetch("SELECT staff_id, action, target FROM admin_audit_log ORDER BY seq")
+        ]
+        assert await conn.fetchval("SELECT away FROM residents WHERE id = $1", f"{site}-r2") is True
+        assert await conn.fetchval("SELECT maintenance FROM devices WHERE id = $1", f"{site}-plug2") is True
+    nurse = staff_site.staff["nils"].id
+    assert audit == [
+        (nurse, "staff_add", f"ulla-{site}"),
+        (nurse, "staff_disable", f"bo-{site}"),
+        (nurse, "resident_away", f"{site}-r2"),
+        (nurse, "device_maintenance", f"{site}-plug2"),
+    ]

@@ -1,0 +1,231 @@
+"""The nurse's admin page (`/staff/admin`, roles nurse and admin): what the CLI does, in the browser, audited.
+
+Staff accounts of my sites (add, disable/enable, reset password, units), residents away or in hospital, devices in
+maintenance. Every change is a row in the append-only `admin_audit_log` (who, what, on whom, when) and one log line;
+the desk re-reads staff at once, and the hub picks up away/maintenance with its inventory refresh. A nurse manages
+staff and nurse accounts of the units she works in; creating or changing an admin or manager takes an admin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from hub.staff import ALL_UNITS, Role, StaffError, StaffMember
+from hub.store.inventory import set_device_maintenance, set_resident_away
+from hub.store.staff import create_staff, hash_password
+from hub.web.staff import CONTEXT, StaffContext
+from hub.web.staff.bodies import field, read_form
+from hub.web.staff.pages import SESSION, redirect, render
+from hub.web.staff.sessions import Session
+
+logger = logging.getLogger(__name__)
+
+_ADMIN_ROLES = (Role.NURSE, Role.ADMIN)
+_AUDIT = "INSERT INTO admin_audit_log (at, staff_id, action, target, detail) VALUES ($1, $2, $3, $4, $5)"
+
+
+def _ctx(request: web.Request) -> StaffContext:
+    return request.config_dict[CONTEXT]
+
+
+def _admin(request: web.Request) -> Session:
+    session: Session = request[SESSION]
+    if session.staff.role not in _ADMIN_ROLES:
+        raise web.HTTPForbidden(text="the admin page is for nurses and team leads")
+    return session
+
+
+def _may_manage(me: StaffMember, other_units: frozenset[tuple[str, str]], other_role: Role) -> bool:
+    """A nurse: staff and nurses of her units; an admin: anyone of his sites."""
+    if other_role in (Role.ADMIN, Role.MANAGER) and me.role is not Role.ADMIN:
+        return False
+    return bool(other_units) and all(me.sees(site, None if unit == ALL_UNITS else unit) for site, unit in other_units)
+
+
+def _units(text: str) -> frozenset[tuple[str, str]]:
+    units = set()
+    for part in text.replace(",", " ").split():
+        site, sep, unit = part.partition("/")
+        if not sep or not site or not unit:
+            msg = f"unit {part!r}: write SITE/UNIT (UNIT may be *)"
+            raise StaffError(msg)
+        units.add((site, unit))
+    return frozenset(units)
+
+
+async def _audit(
+    conn: asyncpg.Connection, me: StaffMember, at: datetime, action: str, target: str, detail: str
+) -> None:
+    await conn.execute(_AUDIT, at, me.id, action, target, detail[:500])
+    logger.info("admin action=%s staff=%s target=%s", action, me.id, target)
+
+
+async def admin_page(request: web.Request) -> web.StreamResponse:
+    """Staff accounts, residents away, devices in maintenance — for my sites."""
+    ctx = _ctx(request)
+    session = _admin(request)
+    me = session.staff
+    async with ctx.db.acquire() as conn:
+        rows = await conn.fetch("SELECT id, username, display_name, role, active FROM staff ORDER BY username")
+        unit_rows = await conn.fetch("SELECT staff_id, site, unit FROM staff_units ORDER BY site, unit")
+    units: dict[int, list[tuple[str, str]]] = {}
+    for u in unit_rows:
+        units.setdefault(u["staff_id"], []).append((u["site"], u["unit"]))
+    accounts = [
+        {
+            "id": r["id"],
+            "username": r["username"],
+            "name": r["display_name"],
+            "role": r["role"],
+            "active": r["active"],
+            "units": " ".join(f"{s}/{u}" for s, u in units.get(r["id"], [])),
+            "manageable": _may_manage(me, frozenset(units.get(r["id"], [])), Role(r["role"])),
+        }
+        for r in rows
+        if any(site in me.sites for site, _ in units.get(r["id"], []))
+    ]
+    residents = [(site.id, r) for site, r in ctx.desk.residents_for(me)]
+    devices: list[dict[str, Any]] = [
+        {"id": d.id, "kind": d.kind, "site": site_id, "room": r.room, "maintenance": d.maintenance}
+        for site_id, r in residents
+        for site in [ctx.desk.directory.site(site_id)]
+        if site is not None
+        for d in site.devices
+        if d.resident == r.id
+    ]
+    ctx.desk.log_resident_reads(me, [(s, r.id) for s, r in residents], "admin", request.remote)
+    return render(
+        request,
+        "staff/admin.html",
+        me.lang,
+        staff=me,
+        csrf=session.csrf_token,
+        page="admin",
+        accounts=accounts,
+        residents=residents,
+        devices=devices,
+        roles=[r.value for r in Role if me.role is Role.ADMIN or r in (Role.STAFF, Role.NURSE)],
+        done=request.query.get("done", ""),
+        error=request.query.get("error", ""),
+    )
+
+
+async def admin_submit(request: web.Request) -> web.StreamResponse:
+    """One change from the admin page; audited; back to the page with what happened."""
+    ctx = _ctx(request)
+    session = _admin(request)
+    me = session.staff
+    form = await read_form(request)
+    action = request.match_info["action"]
+    now = ctx.desk.clock.now()
+    try:
+        async with ctx.db.acquire() as conn:
+            done = await _change(conn, me, action, form, now, ctx)
+    except StaffError as exc:
+        logger.info("admin refused action=%s staff=%s: %s", action, me.id, exc)
+        raise web.HTTPSeeOther("/staff/admin?" + _query("error", str(exc))) from exc
+    # the page shows the change at once; the rule engine gets away/maintenance with the hub's inventory refresh
+    await ctx.desk.refresh(sites=action in ("resident-away", "device-maintenance"))
+    return redirect("/staff/admin?" + _query("done", done))
+
+
+def _query(key: str, value: str) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({key: value[:200]})
+
+
+async def _change(
+    conn: asyncpg.Connection, me: StaffMember, action: str, form: Any, now: datetime, ctx: StaffContext
+) -> str:
+    if action == "staff-add":
+        role = Role(field(form, "role", 16) or "staff")
+        units = _units(field(form, "units", 500))
+        if not _may_manage(me, units, role):
+            msg = "you may only add accounts to your own units (an admin or manager account takes an admin)"
+            raise StaffError(msg)
+        username = field(form, "username", 64).strip()
+        member = await create_staff(
+            conn,
+            username=username,
+            password=field(form, "password", 256),
+            role=role,
+            units=units,
+            display_name=field(form, "name", 120).strip(),
+            lang=field(form, "lang", 8) or "sv",
+        )
+        await _audit(conn, me, now, "staff_add", username, f"role={role.value} units={len(units)}")
+        return f"added {member.username}"
+    if action in ("staff-disable", "staff-enable", "staff-password", "staff-units"):
+        username = field(form, "username", 64)
+        row = await conn.fetchrow("SELECT id, role FROM staff WHERE username = $1", username)
+        if row is None:
+            msg = f"no account {username!r}"
+            raise StaffError(msg)
+        current = frozenset(
+            (u["site"], u["unit"])
+            for u in await conn.fetch("SELECT site, unit FROM staff_units WHERE staff_id = $1", row["id"])
+        )
+        if not _may_manage(me, current, Role(row["role"])) or (row["id"] == me.id and action == "staff-disable"):
+            msg = f"you may not change {username!r}"
+            raise StaffError(msg)
+        if action in ("staff-disable", "staff-enable"):
+            active = action == "staff-enable"
+            await conn.execute("UPDATE staff SET active = $2 WHERE id = $1", row["id"], active)
+            if not active:
+                await conn.execute("DELETE FROM staff_sessions WHERE staff_id = $1", row["id"])
+                await conn.execute("DELETE FROM staff_duty WHERE staff_id = $1", row["id"])
+            await _audit(conn, me, now, action.replace("-", "_"), username, "")
+            return f"{username} {'enabled' if active else 'disabled'}"
+        if action == "staff-password":
+            password_hash = await asyncio.to_thread(hash_password, field(form, "password", 256))
+            await conn.execute("UPDATE staff SET password_hash = $2 WHERE id = $1", row["id"], password_hash)
+            await conn.execute("DELETE FROM staff_sessions WHERE staff_id = $1", row["id"])
+            await _audit(conn, me, now, "staff_password", username, "sessions ended")
+            return f"new password for {username}"
+        units = _units(field(form, "units", 500))
+        if not units or not _may_manage(me, units, Role(row["role"])):
+            msg = "units must be your own units"
+            raise StaffError(msg)
+        async with conn.transaction():
+            await conn.execute("DELETE FROM staff_units WHERE staff_id = $1", row["id"])
+            await conn.executemany(
+                "INSERT INTO staff_units (staff_id, site, unit) VALUES ($1, $2, $3)",
+                [(row["id"], s, u) for s, u in sorted(units)],
+            )
+        await _audit(conn, me, now, "staff_units", username, " ".join(f"{s}/{u}" for s, u in sorted(units)))
+        return f"units of {username} changed"
+    if action in ("resident-away", "device-maintenance"):
+        target = field(form, "id", 64)
+        on = field(form, "state", 4) == "on"
+        if action == "resident-away":
+            allowed = any(r.id == target for _, r in ctx.desk.residents_for(me))
+            change: Any = set_resident_away
+        else:
+            allowed = any(
+                d.id == target
+                and d.resident is not None
+                and any(r.id == d.resident for _, r in ctx.desk.residents_for(me))
+                for site in (ctx.desk.directory.site(s) for s in me.sites)
+                if site is not None
+                for d in site.devices
+            )
+            change = set_device_maintenance
+        if not allowed or not await change(conn, target, on):
+            msg = f"no {target!r} in your units"
+            raise StaffError(msg)
+        await _audit(conn, me, now, action.replace("-", "_"), target, "on" if on else "off")
+        return f"{target}: {'on' if on else 'off'}"
+    raise web.HTTPNotFound
+
+
+def add_admin_routes(sub: web.Application) -> None:
+    """The admin page's routes."""
+    sub.router.add_get("/admin", admin_page, name="admin")
+    sub.router.add_post("/admin/{action}", admin_submit)
