@@ -9,7 +9,7 @@ from aiohttp import web
 
 from hub.model import AlarmState
 from hub.night_log import night_log
-from hub.resident_directory import read_homes
+from hub.resident_directory import read_homes, travel_minutes
 from hub.web.i18n import LANGS
 from hub.web.reasons import note_text, reason_text
 from hub.web.staff import CONTEXT, StaffContext
@@ -99,6 +99,55 @@ async def alarm_home(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _point(text: str) -> tuple[float, float] | None:
+    """ "63.82,20.26" as (latitude, longitude), None when absent or not a point."""
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError:
+        return None
+    return (lat, lon) if -90 <= lat <= 90 and -180 <= lon <= 180 else None
+
+
+async def patrol_page(request: web.Request) -> web.StreamResponse:
+    """Open alarms of my units in the order of travel time from where I am (`?from=lat,lon`, else the home of the
+    alarm I am on the way to or at); alarms whose home has no coordinates come last, most urgent first."""
+    ctx = _ctx(request)
+    session = _session(request)
+    staff = session.staff
+    desk = ctx.desk
+    alarms = [a for a in desk.open_alarms_for(staff) if a.resident_id]
+    async with ctx.db.acquire() as conn:
+        homes = await read_homes(conn, staff, [a.resident_id for a in alarms if a.resident_id])
+    desk.log_resident_reads(staff, ((a.site, a.resident_id) for a in alarms if a.resident_id in homes), "patrol")
+    start = _point(request.query.get("from", ""))
+    start_from = "position" if start else None
+    if start is None:
+        for a in alarms:
+            home = homes.get(a.resident_id or "")
+            mine = a.accepted_by_id == staff.id and a.state in (AlarmState.EN_ROUTE, AlarmState.ON_SITE)
+            if mine and home is not None and home.latitude is not None and home.longitude is not None:
+                start, start_from = (home.latitude, home.longitude), "current"
+                break
+    rows = []
+    for a in alarms:
+        home = homes.get(a.resident_id or "")
+        minutes = None
+        if start is not None and home is not None and home.latitude is not None and home.longitude is not None:
+            minutes = round(travel_minutes(start, (home.latitude, home.longitude)))
+        rows.append({"alarm": desk.view(a), "home": home, "minutes": minutes})
+    rows.sort(key=lambda r: (r["minutes"] is None, r["minutes"] or 0))
+    return render(
+        request,
+        "staff/patrol.html",
+        staff.lang,
+        staff=staff,
+        csrf=session.csrf_token,
+        page="patrol",
+        rows=rows,
+        start_from=start_from,
+    )
+
+
 async def duty_submit(request: web.Request) -> web.StreamResponse:
     """Go on duty (a shift of `patrol.shift_hours`) or off duty; escalation reaches those on duty."""
     ctx = _ctx(request)
@@ -130,6 +179,7 @@ def add_patrol_routes(sub: web.Application) -> None:
     """The night log, duty and language routes of the staff sub-application."""
     sub.router.add_get("/log", night_log_page, name="night_log")
     sub.router.add_get("/alarms/{alarm_id}/home", alarm_home)
+    sub.router.add_get("/patrol", patrol_page, name="patrol")
     sub.router.add_post("/duty", duty_submit)
     sub.router.add_post("/lang", lang_submit)
     from hub.web.staff.admin import add_admin_routes

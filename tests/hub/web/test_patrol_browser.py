@@ -334,3 +334,30 @@ async def test_a_nurse_manages_accounts_residents_away_and_devices_in_the_browse
         (nurse, "resident_away", f"{site}-r2"),
         (nurse, "device_maintenance", f"{site}-plug2"),
     ]
+
+
+async def test_the_route_orders_open_alarms_by_travel_time_from_where_i_am(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    site = staff_site.site
+    async with staff_site.db.acquire() as conn:
+        await store_entries(
+            conn,
+            [
+                DirectoryEntry(resident=f"{site}-r1", name="Far", address="Ytterby 1", latitude=63.90, longitude=20.40),
+                DirectoryEntry(
+                    resident=f"{site}-r2", name="Near", address="Centrum 2", latitude=63.826, longitude=20.264
+                ),
+            ],
+        )
+    staff_site.desk.apply(decision(staff_site.site))  # r1, critical
+    staff_site.desk.apply(
+        decision(site, rule_id="alarm_button", subject="r2", resident="r2", device="plug2", severity=Severity.HIGH)
+    )
+    page = await open_page(browser, staff_site, "anna")
+    await page.goto(f"{staff_site.url}/staff/patrol?from=63.8258,20.2630")
+    stops = page.locator("li.patrol-stop .stop-home")
+    await expect(stops).to_have_text(["Near, Centrum 2", "Far, Ytterby 1"])
+    await expect(page.locator("li.patrol-stop .minutes").first).to_have_text("0 min away")
+    found = await axe_violations(page)
+    assert found == [], [(v["id"], v["help"]) for v in found]
