@@ -8,7 +8,7 @@ from alarms.base import Compiled, Matcher, Params, RuleContext, Where, utc
 from alarms.directory import DeviceInfo
 from alarms.schedule import compile_schedule
 from alarms.spec import AbsenceRule, ScheduleSpec
-from hub.model import Event
+from hub.model import Event, EventKind
 
 
 class SilenceEval(Compiled):
@@ -16,6 +16,11 @@ class SilenceEval(Compiled):
 
     Each subject has at most one timer in the heap. Events only note the time; when the timer comes due and the
     subject spoke meanwhile, the timer is pushed to the new deadline, so the hot path never touches the heap.
+
+    Supervision (`within: supervision`): a device's own "offline" (its Last Will or status) is no sign of life but
+    evidence of absence: the device is silent once `offline_grace_s` has passed without a newer sign of life. While
+    the hub cannot see its devices (`supervision_suspended`), silence is not judged: due subjects wait in `deferred`
+    and are judged on their events' own times when the hub calls `resume`.
     """
 
     def __init__(self, rule: AbsenceRule, schedules: dict[str, ScheduleSpec]) -> None:
@@ -29,6 +34,8 @@ class SilenceEval(Compiled):
         self.where: dict[str, Where] = {}
         self.armed: set[str] = set()
         self.silent: set[str] = set()
+        self.offline: dict[str, float] = {}  # subject -> when it said offline (newer than its last sign of life)
+        self.deferred: set[str] = set()
 
     def _interval_s(self, ctx: RuleContext, subject: str, rid: str | None) -> float | None:
         if self.supervision:
@@ -42,8 +49,17 @@ class SilenceEval(Compiled):
             return
         subject = event.device_id if self.by_device or rid is None else rid
         last = self.last.get(subject)
+        if self.supervision and event.kind is EventKind.DEVICE_OFFLINE:
+            if last is None or t >= last:
+                self.offline[subject] = t
+                self.where[subject] = Where(event.site, rid, event.device_id)
+                # its own timer, anchored at the offline report; the regular one keeps running beside it
+                ctx.timers.push(t + ctx.offline_grace_s, self.id, subject, t)
+            return
         if last is None or t > last:
             self.last[subject] = t
+            if self.offline and subject in self.offline and t > self.offline[subject]:
+                del self.offline[subject]
         if subject not in self.armed:
             interval = self._interval_s(ctx, subject, rid)
             if interval is not None:
@@ -68,7 +84,11 @@ class SilenceEval(Compiled):
 
     def on_timer(self, ctx: RuleContext, subject: str, anchor: float, due: float) -> None:
         """Raise when still silent, else move the timer to the new deadline."""
-        self.armed.discard(subject)
+        if anchor:  # the grace after an offline report: void once the device spoke again or reported anew
+            if self.offline.get(subject) != anchor:
+                return
+        else:
+            self.armed.discard(subject)
         where = self.where.get(subject)
         rid = where.resident_id if where is not None else None
         interval = self._interval_s(ctx, subject, rid)
@@ -76,26 +96,45 @@ class SilenceEval(Compiled):
         if interval is None or last is None or where is None:
             return  # the device left the inventory
         deadline = last + interval
+        offline_at = self.offline.get(subject)
+        if offline_at is not None:
+            deadline = min(deadline, offline_at + ctx.offline_grace_s)
         if deadline > due:
-            self.armed.add(subject)
-            ctx.timers.push(deadline, self.id, subject, 0.0)
+            if not anchor:
+                self.armed.add(subject)
+                ctx.timers.push(deadline, self.id, subject, 0.0)
+            return
+        if self.supervision and ctx.supervision_suspended:
+            self.deferred.add(subject)  # blind: judged when the hub sees again (resume)
             return
         dev = ctx.devices.get(where.device_id) if where.device_id else None
+        if subject in self.silent:
+            return  # already alarmed (a second offline of the same absence)
         if ctx.may_raise(self, rid, dev, self.params(rid)):
             self.silent.add(subject)
             ctx.raise_or_update(self, subject, t=due, at=utc(due), where=where, dev=dev, ref=None, reason=self.reason())
-        else:
+        elif not anchor:
             # silenced (maintenance, away): keep watching so the alarm comes once the device is back in service
             self.armed.add(subject)
             ctx.timers.push(due + interval, self.id, subject, 0.0)
 
+    def resume(self, ctx: RuleContext, t: float) -> None:
+        """The hub sees again: every subject whose silence came due while it was blind is judged now."""
+        for subject in sorted(self.deferred):
+            if subject not in self.armed:
+                self.armed.add(subject)
+                ctx.timers.push(t, self.id, subject, 0.0)
+        self.deferred.clear()
+
     def state_to_json(self) -> Any:
-        """Last times, armed and silent subjects."""
+        """Last times, armed, silent, offline and deferred subjects."""
         return {
             "last": dict(self.last),
             "where": {k: [w.site, w.resident_id, w.device_id] for k, w in self.where.items()},
             "armed": sorted(self.armed),
             "silent": sorted(self.silent),
+            "offline": dict(self.offline),
+            "deferred": sorted(self.deferred),
         }
 
     def state_from_json(self, data: Any) -> None:
@@ -105,6 +144,8 @@ class SilenceEval(Compiled):
         self.where = {str(k): Where(str(v[0]), v[1], v[2]) for k, v in data.get("where", {}).items()}
         self.armed = set(data.get("armed", ()))
         self.silent = set(data.get("silent", ()))
+        self.offline = {str(k): float(v) for k, v in data.get("offline", {}).items()}
+        self.deferred = set(data.get("deferred", ()))
 
 
 class DailyAbsenceEval(Compiled):

@@ -50,6 +50,17 @@ class Engine:
         self._by_kind: dict[EventKind, tuple[Compiled, ...]] = {}
         for kind in EventKind:
             self._by_kind[kind] = tuple(c for c in self.compiled.values() if c.listens is None or kind in c.listens)
+        # technical rules that say a device is gone (silence supervision, a device's own "offline"): one fault of a
+        # device gives one alarm, whichever of them sees it first
+        self._absence_rules = frozenset(
+            c.id
+            for c in self.compiled.values()
+            if c.by_device
+            and not c.care
+            and (getattr(c, "supervision", False) or (c.listens is not None and EventKind.DEVICE_OFFLINE in c.listens))
+        )
+        self.offline_grace_s = 120.0  # a device that said offline is silent once this has passed
+        self.supervision_suspended = False  # the hub cannot see its devices (broker away): silence is not judged
         self.timers = TimerHeap()
         self.open: dict[str, OpenAlarm] = {}
         self.cooldown_until: dict[str, float] = {}
@@ -147,6 +158,15 @@ class Engine:
             if compiled is not None:
                 compiled.on_timer(self, subject, anchor, due)
 
+    def resume_supervision(self, now: datetime) -> None:
+        """The hub sees its devices again: judge every silence deferred while it was blind, on the events' own time."""
+        self.supervision_suspended = False
+        t = now.timestamp()
+        for compiled in self.compiled.values():
+            resume = getattr(compiled, "resume", None)
+            if resume is not None:
+                resume(self, t)
+
     def next_deadline(self) -> datetime | None:
         """When `tick` must be called next (None: no timer pending)."""
         due = self.timers.next_due()
@@ -210,6 +230,11 @@ class Engine:
                 )
             )
             return
+        if compiled.id in self._absence_rules and device_id is not None:
+            for other in self._absence_rules:
+                if other != compiled.id and f"{other}:{device_id}" in self.open:
+                    logger.info("alarm folded key=%s: the device's absence is already an open %s alarm", key, other)
+                    return
         until = self.cooldown_until.get(key)
         if until is not None:
             if t < until:

@@ -47,6 +47,7 @@ from hub.store.roles import RoleError, privilege_problems
 from hub.store.spool import Spool
 from hub.store.state import load_engine_state, save_engine_state
 from hub.store.writer import Writer
+from hub.supervision import Sight, SupervisedEngine
 from hub.web import create_app
 from hub.web.ops import Readiness
 from hub.web.relatives import setup_relatives
@@ -82,6 +83,7 @@ class Hub:
         if settings.clock.mode == "simulated":
             self.clock = SimulatedClock(EARLIEST_EVENT, max_lead_s=0.0)
         self._stack = AsyncExitStack()
+        self._connections: list[MqttConnection] = []
         self._sites: list[Site] = []
         self.http_port = 0
         self._simulation_started = False
@@ -134,6 +136,18 @@ class Hub:
             s.reliability.care_freshness_s, s.reliability.technical_freshness_s, s.reliability.rule_freshness_s
         )
         self.engine.freshness_s = rule_freshness(rules, limits)
+        self.engine.offline_grace_s = s.reliability.offline_grace_s
+        downtime_s = time.time() - float(snapshot.get("replay_from", time.time())) if snapshot else 0.0
+        self.sight = Sight.at_start(
+            s.reliability.blind_grace_s,
+            s.reliability.blind_alarm_after_s,
+            [site.id for site in self._sites],
+            time.monotonic(),
+            downtime_s,
+        )
+        # a simulation runs far faster than the wall clock the sight measures in: it is never blind
+        watch_sight = s.clock.mode == "wall"
+        self.engine.supervision_suspended = watch_sight
         self.gate = Gate(freshness_by_kind(rules, limits))
         if snapshot:
             self.gate.restore(snapshot.get("gate"))
@@ -155,7 +169,7 @@ class Hub:
             self.metrics,
             publish=self.events_conn.publish,
             clock=self.clock,
-            engine=self.engine,
+            engine=SupervisedEngine(self.engine, self.sight, lambda: self._connections) if watch_sight else self.engine,
             gate=self.gate,
             tick_s=SIMULATED_TICK_S if s.clock.mode == "simulated" else TICK_S,
             journal_dir=s.spool.directory / "desk-journal",
@@ -269,7 +283,7 @@ class Hub:
         if stored is None or history is None:
             logger.warning("recovery: database away, replaying the spool only (%s events)", len(spooled))
         events = recovery.merge(stored or [], spooled)
-        desk = recovery.DeskView(apply=self.desk.apply, has_open=self.desk.has_open)
+        desk = recovery.DeskView(apply=self.desk.apply, open_alarm=self._desk_open_alarm)
         closed_since = history.closed_since if history is not None else (lambda key, at: None)
         report = recovery.replay(self.gate, self.engine, events, self.clock.now(), desk, closed_since)
         self.metrics.events_replayed.inc(report.replayed)
@@ -281,6 +295,11 @@ class Hub:
             report.reconciled,
             report.seconds,
         )
+
+    def _desk_open_alarm(self, key: str) -> tuple[datetime, datetime] | None:
+        """When the desk's open alarm of this key was raised and last changed; None when it holds none."""
+        alarm = self.desk.get_open_by_key(key)
+        return None if alarm is None else (alarm.raised_at, alarm.updated_at)
 
     def _export_counts(self) -> None:
         """The gate's and the engine's plain counters into Prometheus (they are pure and count in ints)."""
@@ -296,6 +315,7 @@ class Hub:
                     self.metrics.events_gated.labels(name).inc(delta)
 
     def _on_event_message(self, msg: Message) -> None:
+        self.sight.message(time.monotonic())
         if msg.topic == CLOCK_TOPIC:
             assert isinstance(self.clock, SimulatedClock)
             msg.ack()

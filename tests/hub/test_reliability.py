@@ -236,6 +236,9 @@ async def test_a_retained_online_is_no_sign_of_life(settings: Settings, unique: 
     """A broker (or hub) restart replays a dead device's retained "online": it must not end its silence alarm."""
     site = f"s{unique}"
     await load_home(settings, home(site, supervision_s=10))
+    settings = settings.model_copy(
+        update={"reliability": settings.reliability.model_copy(update={"blind_grace_s": 1.0})}
+    )
     device = Device_(site)
     await asyncio.to_thread(device.status, "cam", "online", retain=True)  # left by the camera before it died
     try:
