@@ -42,10 +42,10 @@ _attrs = msgspec.json.Decoder(dict[str, Any])
 
 @dataclass(frozen=True, slots=True)
 class DeskView:
-    """What recovery needs of the desk: apply a decision, and whether it holds an open alarm of a key."""
+    """What recovery needs of the desk: apply a decision, and when the open alarm of a key was raised (None: none)."""
 
     apply: Callable[[AlarmDecision], object]
-    has_open: Callable[[str], bool]
+    open_since: Callable[[str], datetime | None]
 
 
 @dataclass(slots=True)
@@ -116,6 +116,10 @@ def merge(*sources: Iterable[tuple[Event, datetime]]) -> list[tuple[Event, datet
     return sorted(seen.values(), key=lambda item: (item[1], item[0].ts, item[0].seq))
 
 
+def _midpoint(a: datetime, b: datetime) -> datetime:
+    return a + (b - a) / 2
+
+
 def replay(
     gate: Gate,
     engine: Engine,
@@ -126,8 +130,8 @@ def replay(
 ) -> RecoveryReport:
     """Feed stored events again, catch up to `now`, and hand the desk what it has not seen (module docstring).
 
-    `raised_before(key, at)`: when the desk already raised (and closed) an alarm of this key at about `at`, the time
-    it was closed; None when it never did.
+    `raised_before(key, after)`: when the desk already raised (and closed) an alarm of this key at or after `after`,
+    the time it was closed; None when it never did.
     """
     started = time.perf_counter()
     report = RecoveryReport()
@@ -136,14 +140,31 @@ def replay(
         report.replayed += 1
         decisions += feed(gate, engine, event, received_at, min(received_at, now))
     decisions += engine.tick(now)
-    for decision in decisions:
+    # where one incident of a key ends and the next begins (event time): tells which one the desk's alarm is
+    next_raise: list[datetime | None] = [None] * len(decisions)
+    upcoming: dict[str, datetime] = {}
+    for i in range(len(decisions) - 1, -1, -1):
+        next_raise[i] = upcoming.get(decisions[i].key)
+        if decisions[i].action is DecisionAction.RAISE:
+            upcoming[decisions[i].key] = decisions[i].at
+    ended: dict[str, datetime] = {}
+    for i, decision in enumerate(decisions):
         report.decisions.append(decision)
         action = decision.action
-        if action in (DecisionAction.RAISE, DecisionAction.UPDATE):
-            if desk.has_open(decision.key) or action is DecisionAction.UPDATE:
-                report.suppressed += 1
+        open_since = desk.open_since(decision.key)
+        if action in (DecisionAction.CLEAR, DecisionAction.CANCEL):
+            ended[decision.key] = decision.at
+            following = next_raise[i]
+            if open_since is not None and following is not None and open_since >= _midpoint(decision.at, following):
+                report.suppressed += 1  # it ends an earlier incident; the desk's open alarm is the next one
                 continue
-            closed_at = raised_before(decision.key, decision.at)
+        elif open_since is not None or action is DecisionAction.UPDATE:
+            report.suppressed += 1
+            continue
+        else:
+            before = ended.get(decision.key)
+            after = decision.at - _TOLERANCE if before is None else _midpoint(before, decision.at)
+            closed_at = raised_before(decision.key, after)
             if closed_at is not None:
                 report.suppressed += 1
                 engine.alarm_closed(decision.key, closed_at)
@@ -151,9 +172,9 @@ def replay(
             report.raised += 1
         desk.apply(decision)
     for key, alarm in list(engine.open.items()):
-        if desk.has_open(key):
+        if desk.open_since(key) is not None:
             continue
-        closed_at = raised_before(key, datetime.fromtimestamp(alarm.opened_at, UTC))
+        closed_at = raised_before(key, datetime.fromtimestamp(alarm.opened_at, UTC) - _TOLERANCE)
         if closed_at is not None:
             engine.alarm_closed(key, closed_at)
             continue
@@ -192,9 +213,9 @@ class DeskHistory:
         rows = await conn.fetch("SELECT key, raised_at, closed_at FROM desk_alarms WHERE raised_at >= $1", since)
         return cls((r["key"], r["raised_at"], r["closed_at"]) for r in rows)
 
-    def closed_since(self, key: str, at: datetime) -> datetime | None:
-        """When the desk closed an alarm of `key` raised at or after `at` (less a little), or None."""
+    def closed_since(self, key: str, after: datetime) -> datetime | None:
+        """When the desk closed an alarm of `key` raised at or after `after`, or None."""
         for raised_at, closed_at in self._by_key.get(key, ()):
-            if closed_at is not None and raised_at >= at - _TOLERANCE:
+            if closed_at is not None and raised_at >= after:
                 return closed_at
         return None
