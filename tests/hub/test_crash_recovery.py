@@ -178,7 +178,7 @@ async def outcomes(dsn: str, schema: str, site: str) -> list[tuple[str, str, str
     try:
         rows = await conn.fetch(
             """
-            SELECT a.rule_id, a.resident_id, a.state,
+            SELECT a.rule_id, coalesce(a.resident_id, a.device_id, a.key) AS resident_id, a.state,
                    coalesce((SELECT l.actor || ':' || l.action FROM desk_alarm_log l
                              WHERE l.alarm_id = a.id AND l.action NOT IN ('updated', 'escalated')
                              ORDER BY l.seq DESC LIMIT 1), '') AS last
@@ -198,7 +198,6 @@ def hub_for(pg: PrivatePostgres, broker: PrivateMosquitto, tmp: Path, site: str,
         {
             "VAKA_DB__DB_SCHEMA": site,
             "VAKA_RULES__PACKS": json.dumps([str(pack)]),
-            "VAKA_RELIABILITY__BLIND_GRACE_S": "2",
             "VAKA_MQTT__TELEMETRY_CONNECTION": "false",
         }
     )
