@@ -9,8 +9,9 @@ in neither the restored engine nor the broker's queue: it is found in the store 
   gate, whose high-water marks (restored with the snapshot) let each event count exactly once.
 - Then the engine catches up to now (timers that fell due while the hub was down fire with their due time).
 - The desk was restored from the database before. A decision of the replay reaches it as the uninterrupted hub's
-  would have, except what it has already seen: a RAISE of an alarm it holds (or held and closed since) is not rung
-  again, an UPDATE is dropped; CLEARs and CANCELs go through (the desk ignores those of alarms it no longer holds).
+  would have, except what it has already seen (`_seen_by_desk`: its open alarm of the key belongs to the decision's
+  incident and changed since; or it raised and closed that incident already): nothing is rung twice, no cancel of
+  an earlier incident ends a later one.
 - Last, an alarm the engine holds open that the desk never heard of (lost between raise and persistence) is raised.
 """
 
@@ -42,10 +43,10 @@ _attrs = msgspec.json.Decoder(dict[str, Any])
 
 @dataclass(frozen=True, slots=True)
 class DeskView:
-    """What recovery needs of the desk: apply a decision, and when the open alarm of a key was raised (None: none)."""
+    """What recovery needs of the desk: apply a decision; when the open alarm of a key was raised and last changed."""
 
     apply: Callable[[AlarmDecision], object]
-    open_since: Callable[[str], datetime | None]
+    open_alarm: Callable[[str], tuple[datetime, datetime] | None]
 
 
 @dataclass(slots=True)
@@ -120,6 +121,32 @@ def _midpoint(a: datetime, b: datetime) -> datetime:
     return a + (b - a) / 2
 
 
+def _seen_by_desk(
+    decision: AlarmDecision,
+    held: tuple[datetime, datetime] | None,
+    previous_end: datetime | None,
+    next_raise: datetime | None,
+) -> bool:
+    """Whether the desk already saw this replayed decision (before the crash), judged by its open alarm of the key.
+
+    The desk's alarm belongs to this decision's incident when it was raised after the previous incident of the key
+    ended (half-way, in case clocks differ a little) and before the next one began; it saw the decision when it
+    changed at or after the decision's time.
+    """
+    action = decision.action
+    if action is DecisionAction.UPDATE and not decision.repeat:
+        return True  # counts and texts only: nothing to ring
+    if held is None:
+        return action is not DecisionAction.RAISE  # nothing open to end or to ring again
+    raised_at, updated_at = held
+    if action in (DecisionAction.CLEAR, DecisionAction.CANCEL):
+        if next_raise is not None and raised_at >= _midpoint(decision.at, next_raise):
+            return True  # it ends an earlier incident; the desk's open alarm is the next one
+        return updated_at >= decision.at
+    start = decision.at - _TOLERANCE if previous_end is None else _midpoint(previous_end, decision.at)
+    return raised_at >= start or updated_at >= decision.at
+
+
 def replay(
     gate: Gate,
     engine: Engine,
@@ -150,29 +177,25 @@ def replay(
     ended: dict[str, datetime] = {}
     for i, decision in enumerate(decisions):
         report.decisions.append(decision)
-        action = decision.action
-        open_since = desk.open_since(decision.key)
-        if action in (DecisionAction.CLEAR, DecisionAction.CANCEL):
-            ended[decision.key] = decision.at
-            following = next_raise[i]
-            if open_since is not None and following is not None and open_since >= _midpoint(decision.at, following):
-                report.suppressed += 1  # it ends an earlier incident; the desk's open alarm is the next one
-                continue
-        elif open_since is not None or action is DecisionAction.UPDATE:
+        held = desk.open_alarm(decision.key)
+        if _seen_by_desk(decision, held, ended.get(decision.key), next_raise[i]):
             report.suppressed += 1
-            continue
-        else:
+        elif decision.action is DecisionAction.RAISE and held is None:
             before = ended.get(decision.key)
             after = decision.at - _TOLERANCE if before is None else _midpoint(before, decision.at)
             closed_at = raised_before(decision.key, after)
             if closed_at is not None:
-                report.suppressed += 1
+                report.suppressed += 1  # raised and closed before the crash
                 engine.alarm_closed(decision.key, closed_at)
-                continue
-            report.raised += 1
-        desk.apply(decision)
+            else:
+                report.raised += 1
+                desk.apply(decision)
+        else:
+            desk.apply(decision)
+        if decision.action in (DecisionAction.CLEAR, DecisionAction.CANCEL):
+            ended[decision.key] = decision.at
     for key, alarm in list(engine.open.items()):
-        if desk.open_since(key) is not None:
+        if desk.open_alarm(key) is not None:
             continue
         closed_at = raised_before(key, datetime.fromtimestamp(alarm.opened_at, UTC) - _TOLERANCE)
         if closed_at is not None:

@@ -26,6 +26,7 @@ from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Event, Sever
 
 logger = logging.getLogger(__name__)
 
+
 class Connection(Protocol):
     """What the sight needs of a broker connection (hub.mqtt.MqttConnection)."""
 

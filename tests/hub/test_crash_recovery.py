@@ -182,7 +182,7 @@ async def outcomes(dsn: str, schema: str, site: str) -> list[tuple[str, str, str
                    coalesce((SELECT l.actor || ':' || l.action FROM desk_alarm_log l
                              WHERE l.alarm_id = a.id AND l.action NOT IN ('updated', 'escalated')
                              ORDER BY l.seq DESC LIMIT 1), '') AS last
-            FROM desk_alarms a WHERE a.site = $1
+            FROM desk_alarms a WHERE a.site = $1 AND a.rule_id IN ('fall', 'alarm_button', 'long_bathroom_visit')
             """,
             site,
         )
@@ -239,8 +239,12 @@ def test_a_hub_killed_anywhere_in_the_night_ends_with_the_same_alarms(tmp_path: 
             if got != expected:
                 (tmp_path / "timelines.txt").write_text(
                     "\n".join(
-                        ["# reference", *asyncio.run(timeline(pg.dsn, ref_site, ref_site))]
-                        + ["# victim", *asyncio.run(timeline(pg.dsn, victim_site, victim_site))]
+                        [
+                            "# reference",
+                            *asyncio.run(timeline(pg.dsn, ref_site, ref_site)),
+                            "# victim",
+                            *asyncio.run(timeline(pg.dsn, victim_site, victim_site)),
+                        ]
                     )
                 )
         finally:
