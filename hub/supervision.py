@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -43,27 +43,29 @@ CLEAR_REASON = "the hub sees its devices again"
 
 @dataclass(slots=True)
 class Sight:
-    """The blindness state machine; see the module docstring."""
+    """The blindness state machine; see the module docstring. Times are monotonic seconds."""
 
     grace_s: float
     alarm_after_s: float
     sites: list[str]
+    started_at: float = 0.0
     quiet_s: float = 0.5
     hold_max_s: float = 10.0
-    blind_since: float | None = None  # monotonic seconds; None while the hub sees
+    blind_since: float | None = None  # None while the hub sees
+    disconnected_since: float | None = None  # None while connected
     connected_at: float | None = None
     last_message_at: float = 0.0
     alarmed: bool = False
     _generation: int = -1
-    _pending: list[AlarmDecision] = field(default_factory=list)
+    _ever_connected: bool = False
 
     @classmethod
     def at_start(
         cls, grace_s: float, alarm_after_s: float, sites: Iterable[str], now_mono: float, downtime_s: float
     ) -> Sight:
-        """Blind from start; a downtime longer than `alarm_after_s` counts as blindness already (missed windows)."""
-        sight = cls(grace_s, alarm_after_s, sorted(sites))
-        sight.blind_since = now_mono - max(downtime_s, 0.0)
+        """Blind from start; the hub's own downtime counts as time without sight (it missed supervision windows)."""
+        sight = cls(grace_s, alarm_after_s, sorted(sites), started_at=now_mono)
+        sight.blind_since = sight.disconnected_since = now_mono - max(downtime_s, 0.0)
         return sight
 
     @property
@@ -76,10 +78,12 @@ class Sight:
         self.last_message_at = now_mono
 
     def timers_held(self, now_mono: float) -> bool:
-        """True while the broker's backlog after the last (re)connect may still be arriving."""
-        if self.connected_at is None:
-            return self.blind_since is not None and now_mono - self.blind_since < self.hold_max_s
-        if now_mono - self.connected_at >= self.hold_max_s:
+        """True while the broker's backlog may still be arriving: after start until the first connection, and after
+        each (re)connect until no message came for `quiet_s` (each at most `hold_max_s`). A connection lost while
+        running holds nothing: care timers go on, only silence waits (blind)."""
+        if not self._ever_connected:
+            return now_mono - self.started_at < self.hold_max_s
+        if self.connected_at is None or now_mono - self.connected_at >= self.hold_max_s:
             return False
         return now_mono - max(self.connected_at, self.last_message_at) < self.quiet_s
 
@@ -88,20 +92,25 @@ class Sight:
         out: list[AlarmDecision] = []
         if not connected:
             self.connected_at = None
+            if self.disconnected_since is None:
+                self.disconnected_since = now_mono
             if self.blind_since is None:
                 self.blind_since = now_mono
-        elif generation != self._generation:
+        elif generation != self._generation or self.connected_at is None:
             self._generation = generation
+            self._ever_connected = True
             self.connected_at = now_mono  # a new connection: the grace starts now
-        if self.blind_since is not None:
-            if not self.alarmed and now_mono - self.blind_since >= self.alarm_after_s:
-                self.alarmed = True
-                out += self._decisions(DecisionAction.RAISE, now, REASON)
-            if self.connected_at is not None and now_mono - self.connected_at >= self.grace_s:
-                self.blind_since = None
-                if self.alarmed:
-                    self.alarmed = False
-                    out += self._decisions(DecisionAction.CLEAR, now, CLEAR_REASON)
+            self.disconnected_since = None
+        away = self.disconnected_since
+        if not self.alarmed and away is not None and now_mono - away >= self.alarm_after_s:
+            self.alarmed = True
+            out += self._decisions(DecisionAction.RAISE, now, REASON)
+        seeing_again = self.connected_at is not None and now_mono - self.connected_at >= self.grace_s
+        if self.blind_since is not None and seeing_again:
+            self.blind_since = None
+            if self.alarmed:
+                self.alarmed = False
+                out += self._decisions(DecisionAction.CLEAR, now, CLEAR_REASON)
         return out
 
     def _decisions(self, action: DecisionAction, now: datetime, reason: str) -> list[AlarmDecision]:
