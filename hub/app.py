@@ -26,6 +26,7 @@ from alarms.engine import Engine
 from alarms.gate import Gate, GateLimits, Verdict, freshness_by_kind, rule_freshness
 from alarms.rules import default_pack_path, load_rules
 from hub import recovery, snapshots
+from hub.canary import Canary
 from hub.checkins.gateway import HttpCameraGateway
 from hub.checkins.service import CheckinService
 from hub.checkins.service import run_loop as checkins_loop
@@ -35,7 +36,7 @@ from hub.followup import rollup
 from hub.ingest import Ingest
 from hub.inventory import build_directory, devices_by_id
 from hub.metrics import Metrics
-from hub.model import EARLIEST_EVENT, Site, VakaError
+from hub.model import EARLIEST_EVENT, Event, Site, VakaError
 from hub.mqtt import Message, MqttConnection
 from hub.ops_gauges import ops_gauges_loop
 from hub.scaip.receiver import ScaipReceiver
@@ -49,6 +50,7 @@ from hub.store.state import load_engine_state, save_engine_state
 from hub.store.writer import Writer
 from hub.supervision import Sight, SupervisedEngine
 from hub.web import create_app
+from hub.web.degraded import DEGRADED
 from hub.web.ops import Readiness
 from hub.web.relatives import setup_relatives
 from hub.web.staff import setup_staff
@@ -148,12 +150,30 @@ class Hub:
         # a simulation runs far faster than the wall clock the sight measures in: it is never blind
         watch_sight = s.clock.mode == "wall"
         self.engine.supervision_suspended = watch_sight
+        self.metrics.supervision_blind.set(1 if watch_sight else 0)
         self.gate = Gate(freshness_by_kind(rules, limits))
         if snapshot:
             self.gate.restore(snapshot.get("gate"))
         self._exported: dict[str, int] = {}
         stack.callback(lambda: snapshots.save_local(s.spool.directory, self._encode_snapshot()))
 
+        # the canary speaks as a device of its own (the hub's connections do not hear their own publishes)
+        self.canary_conn = MqttConnection(
+            s.mqtt,
+            self.metrics,
+            name="canary",
+            client_id=f"{s.mqtt.client_id}-canary",
+            subscriptions=[],
+            on_message=lambda msg: None,
+        )
+        self.canary = Canary(
+            self.canary_conn.publish,
+            lambda decision: self.desk.apply(decision),
+            self.metrics,
+            lambda: [site.id for site in self._sites],
+            interval_s=s.reliability.canary_interval_s,
+            timeout_s=s.reliability.canary_timeout_s,
+        )
         self.events_conn = MqttConnection(
             s.mqtt,
             self.metrics,
@@ -169,7 +189,9 @@ class Hub:
             self.metrics,
             publish=self.events_conn.publish,
             clock=self.clock,
-            engine=SupervisedEngine(self.engine, self.sight, lambda: self._connections) if watch_sight else self.engine,
+            engine=SupervisedEngine(self.engine, self.sight, lambda: self._connections, self._blind)
+            if watch_sight
+            else self.engine,
             gate=self.gate,
             tick_s=SIMULATED_TICK_S if s.clock.mode == "simulated" else TICK_S,
             journal_dir=s.spool.directory / "desk-journal",
@@ -198,7 +220,7 @@ class Hub:
         self.ingest = Ingest(
             self.metrics,
             self.writer,
-            alarm_lane=self.desk.feed,
+            alarm_lane=self._alarm_lane,
             routes=s.mqtt.routes,
             now=self._simulation_reference_time if s.clock.mode == "simulated" else None,
             max_future_skew_s=s.reliability.max_future_skew_s if s.clock.mode == "wall" else None,
@@ -229,6 +251,7 @@ class Hub:
                 store_state=lambda: self.writer.state,
             ),
         )
+        app[DEGRADED] = self._degraded
         setup_staff(app, desk=self.desk, db=self.db, settings=s, metrics=self.metrics, checkins=self.checkins)
         setup_relatives(app, db=self.db, settings=s)
         # open staff pages hold WebSockets: shutdown closes them, and waits at most a few seconds for stragglers
@@ -247,6 +270,9 @@ class Hub:
         tasks.append(group.create_task(self.desk.run_loop(), name="vaka.desk"))
         tasks.append(group.create_task(self._housekeeping_loop(), name="vaka.housekeeping"))
         tasks.append(group.create_task(checkins_loop(self.checkins, s.checkins.tick_s), name="vaka.checkins"))
+        if watch_sight:
+            tasks.append(group.create_task(self.canary_conn.run_loop(), name="vaka.mqtt.canary"))
+            tasks.append(group.create_task(self.canary.run_loop(), name="vaka.canary"))
         tasks.append(
             group.create_task(
                 rollup.refresh_loop(
@@ -313,6 +339,19 @@ class Hub:
                     self.metrics.withdrawals_unmatched.inc(delta)
                 else:
                     self.metrics.events_gated.labels(name).inc(delta)
+
+    def _alarm_lane(self, event: Event) -> None:
+        """Every event into the desk's lane; the canary's own is recognised once it has come all the way."""
+        self.desk.feed(event)
+        if self.canary.is_canary(event):
+            self.canary.arrived(event)
+
+    def _blind(self, blind: bool) -> None:
+        self.metrics.supervision_blind.set(1 if blind else 0)
+
+    def _degraded(self) -> bool:
+        """The staff page's "go to physical rounds": the broker is away or the canary fails."""
+        return not all(c.connected for c in self._connections) or self.canary.failing
 
     def _on_event_message(self, msg: Message) -> None:
         self.sight.message(time.monotonic())

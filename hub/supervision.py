@@ -56,16 +56,19 @@ class Sight:
     connected_at: float | None = None
     last_message_at: float = 0.0
     alarmed: bool = False
+    downtime_s: float = 0.0
     _generation: int = -1
     _ever_connected: bool = False
+    _updated: bool = False
 
     @classmethod
     def at_start(
         cls, grace_s: float, alarm_after_s: float, sites: Iterable[str], now_mono: float, downtime_s: float
     ) -> Sight:
-        """Blind from start; the hub's own downtime counts as time without sight (it missed supervision windows)."""
-        sight = cls(grace_s, alarm_after_s, sorted(sites), started_at=now_mono)
-        sight.blind_since = sight.disconnected_since = now_mono - max(downtime_s, 0.0)
+        """Blind from start; the hub's own downtime counts as time without sight (it missed supervision windows),
+        from the first `update` on (the hub's own start-up, before it tries the broker, does not count)."""
+        sight = cls(grace_s, alarm_after_s, sorted(sites), started_at=now_mono, downtime_s=max(downtime_s, 0.0))
+        sight.blind_since = now_mono
         return sight
 
     @property
@@ -90,6 +93,10 @@ class Sight:
     def update(self, connected: bool, generation: int, now_mono: float, now: datetime) -> list[AlarmDecision]:
         """Move the state machine; returns supervision-lost decisions to hand the desk."""
         out: list[AlarmDecision] = []
+        if not self._updated:
+            self._updated = True
+            self.started_at = now_mono
+            self.disconnected_since = now_mono - self.downtime_s
         if not connected:
             self.connected_at = None
             if self.disconnected_since is None:

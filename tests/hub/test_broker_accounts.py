@@ -47,6 +47,7 @@ def test_onboarding_is_one_command_and_prints_no_password(tmp_path: Path) -> Non
     assert set(secrets) == {
         "vaka-hub",
         "vaka-hub-telemetry",
+        "vaka-hub-canary",
         *tools,
         "north-radar-1",
         "north-bed-1",

@@ -64,6 +64,7 @@ def setup_staff(
     from hub.web.staff.pages import (
         alarm_action,
         alarms_page,
+        health,
         login_page,
         login_submit,
         logout,
@@ -92,6 +93,7 @@ def setup_staff(
     )
     sub[CONTEXT] = ctx
     sub.router.add_get("/", alarms_page, name="alarms")
+    sub.router.add_get("/health", health)
     sub.router.add_get("/login", login_page, name="login")
     sub.router.add_post("/login", login_submit)
     sub.router.add_post("/logout", logout)

@@ -20,6 +20,7 @@ from hub.resident_directory import read_homes
 from hub.staff import Role, StaffMember
 from hub.store.pool import Database
 from hub.store.staff import authenticate
+from hub.web.degraded import alarm_system_degraded
 from hub.web.i18n import pick_lang, rule_label, rule_labels, translations
 from hub.web.reasons import note_text, page_texts, reason_text
 from hub.web.staff import CONTEXT, STATIC_DIR, StaffContext
@@ -202,6 +203,7 @@ async def alarms_page(request: web.Request) -> web.StreamResponse:
         error={"state": "error.state", "handover": "error.handover"}.get(request.query.get("error", "")),
         rule_labels=rule_labels(staff.lang),
         push_key=ctx.push.public_key if ctx.push else "",
+        degraded=alarm_system_degraded(request),
     )
 
 
@@ -221,6 +223,12 @@ async def resident_status(
             now,
         )
     return {rid: h.name for rid, h in homes.items() if h.name}, {r["resident_id"]: r["ts"] for r in rows}
+
+
+async def health(request: web.Request) -> web.StreamResponse:
+    """Whether the alarm system is degraded, for the page's banner (polled; nothing personal in it)."""
+    _session(request)
+    return web.json_response({"degraded": alarm_system_degraded(request)}, headers={"Cache-Control": "no-store"})
 
 
 async def residents_page(request: web.Request) -> web.StreamResponse:

@@ -369,3 +369,17 @@
   sortList();
   updateRing();
 })();
+
+// "Alarm system degraded – go to physical rounds": the hub cannot reach its devices or fails its self-test (canary)
+(function () {
+  "use strict";
+  const banner = document.getElementById("degraded");
+  if (!banner) return;
+  function check() {
+    fetch("/staff/health", { credentials: "same-origin", cache: "no-store" })
+      .then(function (resp) { return resp.ok ? resp.json() : null; })
+      .then(function (body) { if (body) banner.hidden = !body.degraded; })
+      .catch(function () { /* the page's own connection banner covers a hub that does not answer */ });
+  }
+  setInterval(check, 10000);
+})();
