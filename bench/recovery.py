@@ -40,10 +40,8 @@ def main() -> None:
     engine = Engine(rules, directory)
     engine.freshness_s = rule_freshness(rules, limits)
     gate = Gate(freshness_by_kind(rules, limits))
-    started = time.perf_counter()
     for event in night[:half]:
         feed(gate, engine, event, event.ts, event.ts)
-    first_half_s = time.perf_counter() - started
     snapshot = {**engine.snapshot(), "gate": gate.snapshot()}
 
     t0 = time.perf_counter()
@@ -64,11 +62,20 @@ def main() -> None:
     report = replay(restored_gate, restored, second, end, DeskView(apply, open_keys.get), lambda key, at: None)
     replay_s = time.perf_counter() - t0
 
-    plain = Engine(rules, directory)
-    t0 = time.perf_counter()
-    for event in night[:half]:
-        plain.feed(event, event.ts)
-    plain_s = time.perf_counter() - t0
+    plain_s = gated_s = float("inf")
+    for _ in range(2):  # alternately, on fresh engines: the better of two of each
+        plain = Engine(rules, directory)
+        t0 = time.perf_counter()
+        for event in night[:half]:
+            plain.feed(event, event.ts)
+        plain_s = min(plain_s, time.perf_counter() - t0)
+        gated = Engine(rules, directory)
+        gated.freshness_s = engine.freshness_s
+        fresh_gate = Gate(gate.freshness_s)
+        t0 = time.perf_counter()
+        for event in night[:half]:
+            feed(fresh_gate, gated, event, event.ts, event.ts)
+        gated_s = min(gated_s, time.perf_counter() - t0)
     print(
         json.dumps(
             {
@@ -76,7 +83,8 @@ def main() -> None:
                 "replay_events_per_s": round(report.replayed / replay_s),
                 "replay_6h_s": round(replay_s, 3),
                 "restore_s": round(restore_s, 3),
-                "gate_overhead_us": round((first_half_s - plain_s) / half * 1e6, 2),
+                "engine_us_per_event": round(plain_s / half * 1e6, 2),
+                "gate_overhead_us": round((gated_s - plain_s) / half * 1e6, 2),
                 "residents": len(directory.residents),
             }
         )

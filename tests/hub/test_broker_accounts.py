@@ -61,7 +61,7 @@ def test_onboarding_is_one_command_and_prints_no_password(tmp_path: Path) -> Non
     assert stat.S_IMODE((out / "credentials.secret").stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "vaka-hub.password").stat().st_mode) == 0o600
     assert (out / "vaka-hub.password").read_text().strip() == secrets["vaka-hub"]
-    assert "8 (8 new, 0 kept, 0 removed)" in result.stdout
+    assert "9 (9 new, 0 kept, 0 removed)" in result.stdout
 
     # a new device: one more run; everyone else keeps their password, the removed device loses its account
     devices = [{"id": "north-radar-1", "kind": "fall_radar"}, {"id": "north-door-2", "kind": "door"}]
