@@ -246,12 +246,16 @@ def _default_policies() -> list[EscalationPolicy]:
     ]
 
 
+_TIME_OF_DAY = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
 class DeskSettings(_Section):
     policies: list[EscalationPolicy] = Field(
         default_factory=_default_policies, description="first matching site+category wins; exact site before *"
     )
-    night_start: str = Field(default="22:00", pattern=r"^\d{2}:\d{2}$", description="night begins (site's zone)")
-    night_end: str = Field(default="07:00", pattern=r"^\d{2}:\d{2}$", description="night ends (site's zone)")
+    # a real time of day (00:00-23:59): "24:00" once passed and then broke every escalation tick
+    night_start: str = Field(default="22:00", pattern=_TIME_OF_DAY, description="night begins (site's zone), HH:MM")
+    night_end: str = Field(default="07:00", pattern=_TIME_OF_DAY, description="night ends (site's zone), HH:MM")
     silence_rules: list[str] = Field(
         default_factory=lambda: ["silent", "offline", "supervision"],
         description="a technical alarm whose rule id contains one of these, on a safety device, wakes the patrol",
