@@ -7,6 +7,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
+import pytest
+
 from hub.relatives.rights import resident_hash
 from tests.hub.relatives.conftest import Home
 
@@ -37,6 +40,22 @@ async def _history(
                 at,
                 closed,
             )
+        task = f"ci-{resident}-{at:%Y%m%d}-0200"
+        await conn.execute(
+            "INSERT INTO checkins (id, site, resident_id, mode, state, outcome, due_at, window_start, window_end,"
+            " created_at, done_at) VALUES ($1, $2, $3, 'camera', 'done', 'asleep', $4, $4, $4, $4, $4)",
+            task,
+            home.site,
+            resident,
+            at,
+        )
+        await conn.execute(
+            "INSERT INTO checkin_log (checkin_id, at, actor, action) VALUES ($1, $2, 'staff:1', 'done')", task, at
+        )
+        await conn.execute(
+            "INSERT INTO resident_directory (resident_id, display_name, address) VALUES ($1, 'Anna Andersson', 'Storgatan 1')",
+            resident,
+        )
         relative = await conn.fetchval("INSERT INTO relatives (email) VALUES ('son@example.se') RETURNING id")
         await conn.execute(
             "INSERT INTO consents (resident_id, relative_id, scope, given_by, recorded_by, recorded_at, text_version,"
@@ -75,6 +94,8 @@ async def test_export_holds_everything_and_is_itself_logged(home: Home, tmp_path
         {"day": "2026-11-20", "kind": "motion", "count": 2},
     ]
     assert [(r["who"], r["what"], r["from"]) for r in data["access_log"]] == [("son@example.se", "status", "192.0.2.7")]
+    assert [c["outcome"] for c in data["other"]["checkins"]] == ["asleep"]
+    assert data["other"]["resident_directory"][0]["address"] == "Storgatan 1"
     log = home.vaka("access-log", r1).stdout.splitlines()
     assert len(log) == 2
     assert log[-1].split("\t")[1:4] == [f"nils-{home.site}", "nurse", "export"]
@@ -123,6 +144,12 @@ async def test_erase_after_retention_leaves_no_trace_of_the_id_but_an_erasure_re
         assert holding == []
         assert await conn.fetchval("SELECT count(*) FROM desk_alarms WHERE resident_id = $1", hashed) == 2
         assert await conn.fetchval("SELECT count(*) FROM events WHERE resident_id = $1", hashed) == 3
+        assert (
+            await conn.fetchval("SELECT count(*) FROM checkin_log WHERE starts_with(checkin_id, 'ci-' || $1)", hashed)
+            == 1
+        )
+        with pytest.raises(asyncpg.RaiseError):  # the check-in log is append-only again
+            await conn.execute("DELETE FROM checkin_log")
         record = await conn.fetchrow("SELECT * FROM resident_erasures")
         assert record["resident_hash"] == hashed
         assert record["erased_by"] == f"lisa-{home.site}"
