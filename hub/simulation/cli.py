@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ValidationError
 
 from hub.clock import CLOCK_TOPIC
+from hub.simulation.checkins import write_checkin_plans
 from hub.simulation.config import IncidentRates, SimConfig, SimulationError
 from hub.simulation.devices import write_inventory
 from hub.simulation.runner import run
@@ -46,6 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit", type=float, help="at most this many messages per second (load tests)")
     parser.add_argument("--truth", type=Path, help="write the ground truth here, as JSON lines")
     parser.add_argument("--inventory", type=Path, help="write the site inventory here, as YAML")
+    parser.add_argument(
+        "--checkin-share", type=float, default=0.0, help="share of residents with a night check-in plan (default 0)"
+    )
+    parser.add_argument(
+        "--camera-failure-rate",
+        type=float,
+        default=0.1,
+        help="chance a check-in camera is silent at a camera slot (default %(default)s)",
+    )
+    parser.add_argument("--checkin-plans", type=Path, help="write the check-in plans here (for `vaka checkin plan`)")
+    parser.add_argument("--checkin-truth", type=Path, help="write the check-in ground truth here, as JSON lines")
     parser.add_argument(
         "--write-only", action="store_true", help="only write --inventory and the full --truth; publish nothing"
     )
@@ -86,6 +98,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         seed=args.seed,
         clock_topic=args.clock_topic,
         rates=IncidentRates(**rates),
+        checkin_share=args.checkin_share,
+        camera_failure_rate=args.camera_failure_rate,
     )
 
 
@@ -102,11 +116,17 @@ async def main(args: argparse.Namespace) -> int:
         return 2
     if args.inventory is not None:
         write_inventory(sim.inventory(), args.inventory)
+    if args.checkin_plans is not None:
+        write_checkin_plans(sim.checkin_plans(), args.checkin_plans)
+    if args.checkin_truth is not None:
+        with args.checkin_truth.open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps(line) + "\n" for line in sim.checkin_truth())
     out = sys.stderr
     print(
         f"simulating site {config.site}: {config.residents} residents, {len(sim.devices)} devices, "
         f"{sim.start.isoformat()} → {sim.end.isoformat()}, speed {config.speed:g}, seed {config.seed}, "
-        f"{len(sim.incidents())} incidents planned",
+        f"{len(sim.incidents())} incidents planned"
+        + (f", {len(sim.checkin_truth())} check-ins planned" if config.checkin_share > 0 else ""),
         file=out,
     )
     if args.write_only:

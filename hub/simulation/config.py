@@ -59,6 +59,10 @@ class SimConfig(BaseModel):
     clock_topic: str = Field(default=CLOCK_TOPIC, min_length=1, description="where the simulated clock is published")
     clock_tick_s: float = Field(default=10.0, gt=0, description="a clock message at least this often (simulated)")
     clock_lead_s: float = Field(default=5.0, ge=0, description="a clock message before an event this much later")
+    checkin_share: float = Field(default=0.0, ge=0, le=1, description="share of residents with a check-in plan")
+    camera_failure_rate: float = Field(
+        default=0.1, ge=0, le=1, description="chance a check-in resident's camera is silent at a camera slot"
+    )
 
     @model_validator(mode="after")
     def _aware_start(self) -> SimConfig:

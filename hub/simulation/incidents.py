@@ -392,10 +392,22 @@ def periodic_phase(seed: int, device: SimDevice, period_s: float, start: float) 
     return start + rng.uniform(0, period_s), period_s
 
 
-def plan_incidents(config: SimConfig, residents: list[SimResident], start: float, end: float) -> IncidentPlan:
-    """Plan every incident of the run; the truth is `plan.incidents`, sorted by time."""
+def plan_incidents(
+    config: SimConfig,
+    residents: list[SimResident],
+    start: float,
+    end: float,
+    *,
+    reserve: Callable[[IncidentPlan], None] | None = None,
+) -> IncidentPlan:
+    """Plan every incident of the run; the truth is `plan.incidents`, sorted by time.
+
+    `reserve` runs first: it may mute devices, mark them busy and add incidents (the simulated check-ins do).
+    """
     zone = ZoneInfo(config.timezone)
     plan = IncidentPlan(config, start, end)
+    if reserve is not None:
+        reserve(plan)
     for day in care_days(start, end, zone):
         for res in residents:
             plan.plan_day(res, day)

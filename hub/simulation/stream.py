@@ -14,6 +14,7 @@ import msgspec
 
 from hub.model import TOPIC_ROOT, Inventory
 from hub.simulation.behaviour import DayPlan, ordinary_day
+from hub.simulation.checkins import CheckinSim
 from hub.simulation.config import SimConfig
 from hub.simulation.devices import SimDevice, SimResident, build_inventory, build_population
 from hub.simulation.incidents import BATTERY_REPORT_S, Incident, IncidentPlan, periodic_phase, plan_incidents
@@ -47,7 +48,11 @@ class Simulation:
             config, [draws_rng.random() for _ in range(config.residents)]
         )
         self.devices: list[SimDevice] = [d for r in self.residents for d in r.devices.values()]
-        self._plan: IncidentPlan = plan_incidents(config, self.residents, self.start.timestamp(), self.end.timestamp())
+        t0, t1 = self.start.timestamp(), self.end.timestamp()
+        self.checkins = CheckinSim(config, self.residents, t0, t1)
+        self._plan: IncidentPlan = plan_incidents(
+            config, self.residents, t0, t1, reserve=self.checkins.reserve if self.checkins.planned else None
+        )
 
     def inventory(self) -> Inventory:
         """The inventory of the simulated site (load it with `vaka site load`)."""
@@ -60,6 +65,14 @@ class Simulation:
     def truth(self) -> list[dict[str, str | None]]:
         """The ground truth: one dict per injected incident, in time order."""
         return [i.truth(self.config.site) for i in self._plan.incidents]
+
+    def checkin_plans(self) -> dict[str, Any]:
+        """The check-in plans of the simulated residents, as `vaka checkin plan FILE` reads them."""
+        return self.checkins.plan_file()
+
+    def checkin_truth(self) -> list[dict[str, str]]:
+        """The ground truth of the check-ins: one line per planned slot, camera or physical expected."""
+        return self.checkins.truth()
 
     def clock_message(self, t: float, speed: float | None = None) -> SimMessage:
         """The retained clock message for simulated time `t` (POSIX seconds), at the run's speed by default."""
