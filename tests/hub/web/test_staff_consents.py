@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from playwright.async_api import Browser, expect
 
 from tests.conftest import PG_DSN
-from tests.hub.web.conftest import StaffSite
+from tests.hub.web.conftest import CHROMIUM, StaffSite, staff_page
+from tests.hub.web.test_staff_browser import axe_violations
 from tests.hub.web.test_staff_http import csrf_of, login
 
 
@@ -114,3 +116,26 @@ async def test_staff_reads_are_logged_with_where_from_and_printed(
     assert [(x["who"], x["role"], x["what"], x["from"]) for x in lines] == [
         (f"anna-{site}", "staff", "resident_list", "127.0.0.1")
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium")
+async def test_the_consents_page_records_in_chromium_without_serious_violations(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    site = staff_site.site
+    page = await staff_page(browser, staff_site.url, site, "nils")
+    await page.goto(f"{staff_site.url}/staff/residents")
+    await page.get_by_role("link", name=f"{site}-r1").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Consents for {site}-r1")
+    assert await axe_violations(page) == []
+    form = page.locator("form.grant")
+    await form.get_by_label("Relative's e-mail address").fill("dotter@example.se")
+    await form.get_by_label("Night summary").check()
+    await form.get_by_label("legal representative").check()
+    await form.get_by_label("The resident was shown the consent text, version").check()
+    await form.get_by_role("button", name="Record consent").click()
+    await expect(page.get_by_role("status")).to_have_text("The consent is recorded.")
+    await expect(page.locator("tr.consent-live")).to_have_count(1)
+    found = await axe_violations(page)
+    assert found == [], [(v["id"], v["help"]) for v in found]
