@@ -233,6 +233,25 @@ def add_staff_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--update", action="store_true", help="replace an existing account (password, role, units)")
 
 
+async def _staff_duty(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.duty import set_duty, shift_start
+
+    try:
+        start = shift_start(args.start)
+    except ValueError as exc:
+        print(f"vaka staff duty: {exc}")
+        return 2
+    on = args.state == "on"
+    result = await _with_database(
+        settings, "staff duty", lambda conn: set_duty(conn, args.username, on, start, args.hours)
+    )
+    if result is None:
+        print(f"vaka staff duty: no active account {args.username!r} (or the database did not answer)")
+        return 1
+    print(f"{args.username} on duty until {result}" if on else f"{args.username} off duty")
+    return 0
+
+
 async def staff_add_main(args: argparse.Namespace, settings: Settings) -> int:
     """Create one staff account; returns the process exit code."""
     import getpass
@@ -369,6 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_relatives_arguments(sub, resident)
     staff = sub.add_parser("staff", help="staff accounts").add_subparsers(dest="staff_command", required=True)
     add_staff_arguments(staff.add_parser("add", help="create or update a staff account"))
+    from hub.duty import add_duty_arguments
+
+    add_duty_arguments(
+        staff.add_parser("duty", help="sign a person on or off duty (a roster; escalation goes to those on duty)")
+    )
     from hub.broker_accounts import add_arguments as add_mqtt_arguments
 
     mqtt = sub.add_parser("mqtt", help="the broker").add_subparsers(dest="mqtt_command", required=True)
@@ -444,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(import_csv())
     if args.command in ("resident", "device"):
         return _run(_set_flag(args, settings))
+    if args.command == "staff" and args.staff_command == "duty":
+        return _run(_staff_duty(args, settings))
     if args.command == "staff":
         return _run(staff_add_main(args, settings))
     from hub.followup.cli import COMMANDS as FOLLOWUP_COMMANDS
