@@ -46,6 +46,9 @@ run: services venv
 		echo $$user-demo | $(VAKA) staff add $$user --role $$role --unit '$(SITE)/*' --lang $(DEMO_LANG) --password-stdin \
 		|| echo $$user-demo | $(VAKA) staff add $$user --role $$role --unit '$(SITE)/*' --lang $(DEMO_LANG) \
 			--password-stdin --update || exit 1; done
+	# the nurse and the lead are on call for the whole demo (a roster); the night staff go on duty by signing in
+	$(VAKA) staff duty sjuksk1 on --hours $$(( $(NIGHTS) * 24 + 24 ))
+	$(VAKA) staff duty ledare1 on --hours $$(( $(NIGHTS) * 24 + 24 ))
 	VAKA_CLOCK__MODE=simulated VAKA_HTTP__COOKIE_SECURE=false $(VAKA) serve > var/hub.log 2>&1 & echo $$! > var/hub.pid; \
 	trap 'kill $$(cat var/hub.pid) 2>/dev/null; wait' EXIT INT TERM; \
 	for i in $$(seq 1 60); do curl -sf $(URL)/healthz >/dev/null && break; sleep 0.5; done; \
