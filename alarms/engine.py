@@ -167,6 +167,11 @@ class Engine:
             if resume is not None:
                 resume(self, t)
 
+    @property
+    def pending_timers(self) -> int:
+        """Timers in the heap (including stale ones their rule will ignore)."""
+        return len(self.timers)
+
     def next_deadline(self) -> datetime | None:
         """When `tick` must be called next (None: no timer pending)."""
         due = self.timers.next_due()

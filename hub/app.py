@@ -60,7 +60,6 @@ T = TypeVar("T")
 D = TypeVar("D")
 
 TELEMETRY_FILTER = "vaka/v1/+/+/telemetry"
-INVENTORY_REFRESH_S = 30.0
 SNAPSHOT_INTERVAL_S = 10.0  # to the local disk; the database's copy (for a new machine) every minute
 DB_SNAPSHOT_INTERVAL_S = 60.0
 MAINTENANCE_INTERVAL_S = 3600.0
@@ -196,6 +195,7 @@ class Hub:
             tick_s=SIMULATED_TICK_S if s.clock.mode == "simulated" else TICK_S,
             journal_dir=s.spool.directory / "desk-journal",
         )
+        stack.push_async_callback(self.desk.aclose)  # after the loops stop, before the database closes
         gateway = (
             HttpCameraGateway(
                 s.checkins.gateway_url,
@@ -267,7 +267,7 @@ class Hub:
         # registered after the group: runs first on exit, so the group's exit finds its loops cancelled
         stack.callback(lambda: [t.cancel() for t in tasks])
         tasks.append(group.create_task(self.writer.run_loop(), name="vaka.writer"))
-        tasks.append(group.create_task(self.desk.run_loop(), name="vaka.desk"))
+        tasks.extend(group.create_task(loop, name=name) for name, loop in self.desk.loops().items())
         tasks.append(group.create_task(self._housekeeping_loop(), name="vaka.housekeeping"))
         tasks.append(group.create_task(checkins_loop(self.checkins, s.checkins.tick_s), name="vaka.checkins"))
         if watch_sight:
@@ -392,7 +392,7 @@ class Hub:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             self._export_counts()
-            if now - last_inventory >= INVENTORY_REFRESH_S and self.db.up:
+            if now - last_inventory >= self.settings.desk.inventory_refresh_s and self.db.up:
                 last_inventory = now
                 await self._refresh_inventory()
             if now - last_snapshot >= SNAPSHOT_INTERVAL_S:

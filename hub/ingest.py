@@ -78,6 +78,7 @@ class Ingest:
         self._rejected = metrics.messages_rejected
         self._unregistered = metrics.events_unregistered
         self._ingested = {lane: metrics.events_ingested.labels(lane) for lane in ("event", "telemetry")}
+        self._received = {lane: metrics.messages_received.labels(lane) for lane in ("event", "telemetry")}
 
     def set_devices(self, devices: Mapping[str, Device]) -> None:
         """Replace the inventory used to attach residents to events (devices by id)."""
@@ -85,6 +86,7 @@ class Ingest:
 
     def handle(self, msg: Received) -> None:
         """Process one message: never raises; acks it once its events (or its rejection) are durable."""
+        self._received["telemetry" if msg.topic.endswith("/telemetry") else "event"].inc()
         try:
             received_at = msg.received_at if self._now is None else self._now()
             events = self._parse(msg.topic, msg.payload, received_at)

@@ -26,7 +26,6 @@ class Metrics:
         self.events_unregistered = Counter(
             "vaka_events_unregistered_device", "Events from devices not in the inventory", registry=r
         )
-        self.ingest_queue_depth = Gauge("vaka_ingest_queue_depth", "Messages waiting to be processed", registry=r)
         self.ack_latency = Histogram(
             "vaka_mqtt_ack_latency_seconds",
             "Receive to PUBACK (after durability)",

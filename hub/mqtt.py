@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
 import ssl
 import time
@@ -24,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt import _packet as paho_packet
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from hub import paho_speed
+from hub.backoff import Backoff
 from hub.metrics import Metrics
 from hub.model import VakaError
 from hub.settings import MqttSettings
@@ -43,35 +43,7 @@ _READ_CHUNK_BYTES = 65536
 _PACKETS_PER_READ = 64  # then yield to the loop, so one busy connection cannot starve the other
 
 
-class _LeanProperties(Properties):
-    """paho's MQTT 5 Properties, without rebuilding its lookup tables for every received PUBLISH.
-
-    paho builds two dictionaries of ~27 entries in `Properties.__init__` and walks them again in `unpack`, for every
-    packet: about half of paho's cost per received message. The tables are constant, so they are shared here, and
-    an empty property block (what devices send) is recognised from its single zero length byte. Anything else
-    takes paho's own path unchanged.
-    """
-
-    _tables: dict[int, tuple[Any, Any, Any]] = {}  # noqa: RUF012  (class-level cache on purpose)
-
-    def __init__(self, packetType: int) -> None:
-        tables = self._tables.get(packetType)
-        if tables is None:
-            full = Properties(packetType)  # type: ignore[no-untyped-call]
-            tables = self._tables[packetType] = (full.types, full.names, full.properties)
-        object.__setattr__(self, "packetType", packetType)
-        object.__setattr__(self, "types", tables[0])
-        object.__setattr__(self, "names", tables[1])
-        object.__setattr__(self, "properties", tables[2])
-
-    def unpack(self, buffer: bytes | bytearray) -> tuple[Properties, int]:
-        if buffer[:1] == b"\x00":
-            return self, 1
-        result: tuple[Properties, int] = super().unpack(buffer)  # type: ignore[no-untyped-call]
-        return result
-
-
-paho_packet.Properties = _LeanProperties  # type: ignore[attr-defined]
+paho_speed.install()  # lean MQTT 5 properties in paho's packet parser, or stock paho with a warning
 
 
 class _BufferedSocket:
@@ -258,14 +230,16 @@ class MqttConnection:
     async def run_loop(self) -> None:
         """Forever: connect, serve until the connection drops, wait a jittered backoff, reconnect."""
         self._loop = asyncio.get_running_loop()
-        delay_s = self._settings.reconnect_min_s
+        backoff = Backoff(self._settings.reconnect_min_s, self._settings.reconnect_max_s)
         try:
             while True:
                 try:
                     await self._connect_once()
-                    delay_s = self._settings.reconnect_min_s
+                    backoff.reset()
                     await self._disconnected.wait()
+                    delay_s = backoff.next_s()
                 except (OSError, MqttError, TimeoutError) as exc:
+                    delay_s = backoff.next_s()
                     logger.warning(
                         "mqtt %s cannot connect to %s:%s: %s; retrying in %.1f s",
                         self.name,
@@ -275,8 +249,7 @@ class MqttConnection:
                         delay_s,
                     )
                     self._force_close()
-                await asyncio.sleep(random.uniform(delay_s / 2, delay_s))
-                delay_s = min(delay_s * 2, self._settings.reconnect_max_s)
+                await asyncio.sleep(delay_s)
         finally:
             self._shutdown()
 

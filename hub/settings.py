@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import time
 from pathlib import Path
 from typing import Literal
 
@@ -77,7 +78,6 @@ class MqttSettings(_Section):
     receive_maximum: int = Field(default=4096, ge=16, le=65535, description="unacked QoS 1 messages in flight to us")
     reconnect_min_s: float = Field(default=0.2, gt=0, description="first reconnect delay")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="longest reconnect delay (jittered)")
-    queue_max: int = Field(default=20000, ge=100, description="messages held between receive and processing")
     telemetry_connection: bool = Field(default=True, description="a second connection for telemetry topics")
     routes: list[AdapterRoute] = Field(default_factory=list, description="other vendor formats by topic filter")
 
@@ -246,21 +246,19 @@ def _default_policies() -> list[EscalationPolicy]:
     ]
 
 
-_TIME_OF_DAY = r"^([01]\d|2[0-3]):[0-5]\d$"
-
-
 class DeskSettings(_Section):
     policies: list[EscalationPolicy] = Field(
         default_factory=_default_policies, description="first matching site+category wins; exact site before *"
     )
-    # a real time of day (00:00-23:59): "24:00" once passed and then broke every escalation tick
-    night_start: str = Field(default="22:00", pattern=_TIME_OF_DAY, description="night begins (site's zone), HH:MM")
-    night_end: str = Field(default="07:00", pattern=_TIME_OF_DAY, description="night ends (site's zone), HH:MM")
+    night_start: time = Field(default=time(22, 0), description="night begins, a time of day (site's zone), e.g. 22:00")
+    night_end: time = Field(default=time(7, 0), description="night ends, a time of day (site's zone), e.g. 07:00")
     silence_rules: list[str] = Field(
         default_factory=lambda: ["silent", "offline", "supervision"],
         description="a technical alarm whose rule id contains one of these, on a safety device, wakes the patrol",
     )
-    inventory_refresh_s: float = Field(default=60.0, gt=0, description="how often the desk re-reads the inventory")
+    inventory_refresh_s: float = Field(
+        default=30.0, gt=0, description="how often the hub re-reads the inventory and the desk its staff"
+    )
 
 
 class PatrolSettings(_Section):

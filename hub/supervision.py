@@ -187,3 +187,8 @@ class SupervisedEngine:
     def next_deadline(self) -> datetime | None:
         """As Engine.next_deadline."""
         return self.engine.next_deadline()
+
+    @property
+    def pending_timers(self) -> int:
+        """As Engine.pending_timers."""
+        return self.engine.pending_timers

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -123,3 +125,33 @@ async def db_roles(unique: str, db_schema: str) -> AsyncIterator[DbRoles]:
             await conn.execute(f"DROP ROLE {role}")
     finally:
         await conn.close()
+
+
+_OWN_CODE = tuple(str(Path(__file__).resolve().parent.parent / pkg) for pkg in ("hub", "adapters", "alarms"))
+
+
+def _own_tasks() -> list[asyncio.Task[object]]:
+    """Unfinished tasks running Vaka's own code (library internals such as aiohttp's are theirs to manage)."""
+    found = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task() or task.done():
+            continue
+        code = getattr(task.get_coro(), "cr_code", None)
+        if code is not None and code.co_filename.startswith(_OWN_CODE):
+            found.append(task)
+    return found
+
+
+@pytest.fixture(autouse=True)
+async def verify_cleanup() -> AsyncIterator[None]:
+    """Fail a test that leaves Vaka's tasks running after its fixtures closed (as Home Assistant's test suite does):
+    every background task has an owner that cancels and awaits it."""
+    yield
+    await asyncio.sleep(0)  # let tasks that were just cancelled finish
+    leftover = _own_tasks()
+    for task in leftover:
+        task.cancel()
+    if leftover:
+        await asyncio.gather(*leftover, return_exceptions=True)
+        names = sorted(f"{t.get_name()} ({t.get_coro().__qualname__})" for t in leftover)  # type: ignore[union-attr]
+        pytest.fail(f"the test left {len(leftover)} task(s) running: {', '.join(names)}")

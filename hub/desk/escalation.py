@@ -6,7 +6,7 @@ Pure functions over settings, staff and time, so the desk's timers can be tested
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -45,15 +45,10 @@ def tier_at(policy: EscalationPolicy, tier: int) -> EscalationTier:
     return policy.tiers[min(tier, len(policy.tiers) - 1)]
 
 
-def _hm(text: str) -> time:
-    hours, minutes = text.split(":")
-    return time(int(hours), int(minutes))
-
-
 def is_night(settings: DeskSettings, at: datetime, zone: str) -> bool:
     """True when `at` falls in the night hours of the site's time zone (DST-safe: wall-clock comparison)."""
     local = at.astimezone(ZoneInfo(zone)).time()
-    start, end = _hm(settings.night_start), _hm(settings.night_end)
+    start, end = settings.night_start, settings.night_end
     if start <= end:
         return start <= local < end
     return local >= start or local < end

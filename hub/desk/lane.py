@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -90,6 +90,8 @@ class RuleEngine(Protocol):
     def tick(self, now: datetime) -> Sequence[AlarmDecision]: ...
     def alarm_closed(self, key: str, at: datetime) -> None: ...
     def next_deadline(self) -> datetime | None: ...
+    @property
+    def pending_timers(self) -> int: ...
 
 
 class Desk:
@@ -436,23 +438,37 @@ class Desk:
             "desk restored open_alarms=%s staff=%s sites=%s", restored, len(self.staff), self.directory.site_count
         )
 
+    def loops(self) -> dict[str, Coroutine[Any, Any, None]]:
+        """The lane's forever-loops by task name: its clock, persistence and the staff refresh (the hub runs them in
+        its one TaskGroup; `aclose` follows once they are cancelled)."""
+        return {
+            "vaka.lane.tick": self._tick_loop(),
+            "vaka.desk.persist": self.store.write_loop(),
+            "vaka.desk.refresh": self._refresh_loop(),
+        }
+
+    async def aclose(self) -> None:
+        """After the loops: what is queued for the database written or journaled, channels and pages closed."""
+        await self.store.close(self._shutdown_deadline_s)
+        await self.store.write_remaining(_SHUTDOWN_FLUSH_S)  # nothing left after close; kept as a last guard
+        await self.dispatcher.aclose()
+        await self.hub.aclose()
+
     async def run_loop(self) -> None:
-        """The clock of the lane, persistence and the staff refresh, until cancelled."""
+        """The loops in a group of their own and `aclose` after them: a desk running without the hub (tests)."""
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.store.write_loop(), name="vaka.desk.persist")
-                tg.create_task(self._tick_loop(), name="vaka.lane.tick")
-                tg.create_task(self._refresh_loop(), name="vaka.desk.refresh")
+                for name, loop in self.loops().items():
+                    tg.create_task(loop, name=name)
         finally:
-            await self.store.close(self._shutdown_deadline_s)
-            await self.dispatcher.aclose()
-            await self.hub.aclose()
-            await self.store.write_remaining(_SHUTDOWN_FLUSH_S)
+            await self.aclose()
 
     async def _tick_loop(self) -> None:
         while True:
             self.tick()
             self.metrics.hub_heartbeat.set(time.time())
+            if self.engine is not None:
+                self.metrics.engine_timers.set(self.engine.pending_timers)
             wait_s = self._tick_s
             deadline = self.engine.next_deadline() if self.engine is not None else None
             if deadline is not None:

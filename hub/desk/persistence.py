@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import msgspec
 
+from hub.backoff import Backoff
 from hub.desk.alarm import Alarm
 from hub.model import AlarmCategory, AlarmState, Outcome, Severity, VakaError
 from hub.store.spool import frame, parse_segment
@@ -236,7 +237,7 @@ class DeskStore:
     async def write_loop(self) -> None:
         """Write the journal, then the queue, in order; journal the queue while the database is away. Until
         cancelled."""
-        backoff_s = 0.1
+        backoff = Backoff(0.1, _BACKOFF_MAX_S)
         while True:
             if not self._queue and not self.journaled:
                 self._idle.set()
@@ -258,10 +259,9 @@ class DeskStore:
                     journaled,
                     exc,
                 )
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, _BACKOFF_MAX_S)
+                await backoff.sleep()
                 continue
-            backoff_s = 0.1
+            backoff.reset()
 
     async def drain_journal(self) -> None:
         """Write the journaled batches to the database, oldest first; raises when it does not answer."""

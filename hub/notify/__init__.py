@@ -106,10 +106,17 @@ class Dispatcher:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Cancel deliveries in flight."""
+        """Cancel deliveries in flight, then close each channel's HTTP session."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for notifier in self.notifiers:
+            close = getattr(notifier, "aclose", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception:
+                    logger.exception("notify channel=%s did not close", notifier.channel)
 
 
 def build_notifiers(settings: Settings, db: Database) -> list[Notifier]:

@@ -11,7 +11,9 @@ import logging
 
 import aiohttp
 
+from hub.backoff import Backoff
 from hub.notify import Notification, NotifyError
+from hub.notify.http import ChannelSession
 from hub.settings import NotifySettings
 
 logger = logging.getLogger(__name__)
@@ -33,6 +35,11 @@ class SmsNotifier:
 
     def __init__(self, settings: NotifySettings) -> None:
         self._settings = settings
+        self.http = ChannelSession(10.0)
+
+    async def aclose(self) -> None:
+        """Close the channel's HTTP session."""
+        await self.http.aclose()
 
     def wants(self, notification: Notification) -> bool:
         """Escalations to people who have a phone number, and to a fallback number."""
@@ -49,10 +56,10 @@ class SmsNotifier:
             headers["authorization"] = f"Bearer {self._settings.sms_token.get_secret_value()}"
         text = sms_text(notification)
         phones = sorted({r.phone for r in notification.recipients if r.phone} | set(notification.phones))
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            results = await asyncio.gather(
-                *(self._post(session, url, headers, phone, text, f"{notification.id}:{phone}") for phone in phones)
-            )
+        session = self.http.get()
+        results = await asyncio.gather(
+            *(self._post(session, url, headers, phone, text, f"{notification.id}:{phone}") for phone in phones)
+        )
         if not all(results):
             msg = f"sms gateway refused {results.count(False)} of {len(results)} messages"
             raise NotifyError(msg)
@@ -60,7 +67,7 @@ class SmsNotifier:
     async def _post(
         self, session: aiohttp.ClientSession, url: str, headers: dict[str, str], phone: str, text: str, key: str
     ) -> bool:
-        delay_s = 0.5
+        backoff = Backoff(0.5, 30.0)
         for attempt in range(1, self._settings.sms_attempts + 1):
             try:
                 async with session.post(
@@ -74,6 +81,5 @@ class SmsNotifier:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 logger.info("sms attempt=%s error=%s", attempt, type(exc).__name__)
             if attempt < self._settings.sms_attempts:
-                await asyncio.sleep(delay_s)
-                delay_s *= 2
+                await backoff.sleep()
         return False

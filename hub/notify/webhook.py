@@ -18,7 +18,9 @@ from typing import Any
 
 import aiohttp
 
+from hub.backoff import Backoff
 from hub.notify import Notification, NotifyError
+from hub.notify.http import ChannelSession
 from hub.settings import NotifySettings
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,11 @@ class WebhookNotifier:
         self._settings = settings
         secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
         self._secret = webhook_secret_bytes(secret) if secret else b""
+        self.http = ChannelSession(settings.webhook_timeout_s)
+
+    async def aclose(self) -> None:
+        """Close the channel's HTTP session."""
+        await self.http.aclose()
 
     def wants(self, notification: Notification) -> bool:
         """Every change goes to the integrations."""
@@ -81,19 +88,18 @@ class WebhookNotifier:
     async def send(self, notification: Notification) -> None:
         """Deliver to every URL; NotifyError names the URLs that failed after all attempts."""
         body = body_of(notification)
-        timeout = aiohttp.ClientTimeout(total=self._settings.webhook_timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            results = await asyncio.gather(
-                *(self._deliver(session, url, notification.id, body) for url in self._settings.webhook_urls),
-                return_exceptions=True,
-            )
+        session = self.http.get()
+        results = await asyncio.gather(
+            *(self._deliver(session, url, notification.id, body) for url in self._settings.webhook_urls),
+            return_exceptions=True,
+        )
         failed = [url for url, r in zip(self._settings.webhook_urls, results, strict=True) if r is not True]
         if failed:
             msg = f"webhook delivery failed for {len(failed)} of {len(results)} receivers"
             raise NotifyError(msg)
 
     async def _deliver(self, session: aiohttp.ClientSession, url: str, msg_id: str, body: bytes) -> bool:
-        delay_s = self._settings.webhook_backoff_s
+        backoff = Backoff(self._settings.webhook_backoff_s, max(60.0, self._settings.webhook_backoff_s))
         for attempt in range(1, self._settings.webhook_attempts + 1):
             ts = int(time.time())
             headers = {
@@ -111,6 +117,5 @@ class WebhookNotifier:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 logger.info("webhook attempt=%s id=%s error=%s", attempt, msg_id, type(exc).__name__)
             if attempt < self._settings.webhook_attempts:
-                await asyncio.sleep(delay_s)
-                delay_s *= 2
+                await backoff.sleep()
         return False

@@ -22,6 +22,7 @@ from py_vapid import Vapid  # type: ignore[import-untyped]
 from pywebpush import WebPushException, webpush_async
 
 from hub.notify import Notification, NotifyError
+from hub.notify.http import ChannelSession
 from hub.notify.push_guard import PushEndpointError, check_endpoint, check_subscription_endpoint, guarded_session
 from hub.settings import NotifySettings
 
@@ -91,6 +92,14 @@ class WebPushNotifier:
         self._db = db
         self._subs: dict[int, dict[str, PushSubscription]] = {}
         self._loaded = False
+        # one session for the channel, its connections reaching only allowed addresses (each connect re-checked)
+        self.http = ChannelSession(
+            10.0, factory=lambda: guarded_session(settings, timeout=aiohttp.ClientTimeout(total=10))
+        )
+
+    async def aclose(self) -> None:
+        """Close the channel's HTTP session."""
+        await self.http.aclose()
 
     @property
     def public_key(self) -> str:
@@ -144,8 +153,8 @@ class WebPushNotifier:
         if not subs:
             return
         data = push_payload(notification)
-        async with guarded_session(self._settings, timeout=aiohttp.ClientTimeout(total=10)) as session:
-            results = await asyncio.gather(*(self._push(session, s, data) for _, s in subs))
+        session = self.http.get()
+        results = await asyncio.gather(*(self._push(session, s, data) for _, s in subs))
         for (staff_id, sub), status in zip(subs, results, strict=True):
             if status in (404, 410):
                 await self._forget(staff_id, sub)

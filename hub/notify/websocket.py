@@ -180,7 +180,14 @@ class WebSocketHub:
         except asyncio.QueueFull:
             logger.warning("staff page too slow, disconnecting staff=%s", client.staff.id)
             self._clients.discard(client)
-            asyncio.get_running_loop().create_task(client.ws.close())
+            task = asyncio.get_running_loop().create_task(self._close(client.ws), name="vaka.staff.ws.close")
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close(ws: WebSocketLike) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), _CLOSE_TIMEOUT_S)
 
     def receipt(self, staff_id: int, nid: str) -> bool:
         """A page confirmed `nid` ("alarm_id:version"); True when it was pending."""
@@ -252,9 +259,4 @@ class WebSocketHub:
         """Close every page (shutdown): all at once, none waited for longer than a second."""
         clients = list(self._clients)
         self._clients.clear()
-
-        async def close(ws: WebSocketLike) -> None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), _CLOSE_TIMEOUT_S)
-
-        await asyncio.gather(*(close(c.ws) for c in clients), *self._closing, return_exceptions=True)
+        await asyncio.gather(*(self._close(c.ws) for c in clients), *self._closing, return_exceptions=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import asyncpg
 
+from hub.backoff import Backoff
 from hub.metrics import Metrics
 from hub.model import VakaError
 from hub.settings import DbSettings
@@ -239,7 +239,7 @@ class Database:
                     await stack.enter_async_context(pool.acquire(timeout=self._settings.connect_timeout_s))
 
     async def _probe_loop(self) -> None:
-        delay_s = PROBE_MIN_S
+        backoff = Backoff(PROBE_MIN_S, PROBE_MAX_S)
         while not self._closed:
             pool = self._pool
             if pool is not None:
@@ -249,5 +249,4 @@ class Database:
             if await self._probe():
                 self._mark_up()
                 return
-            await asyncio.sleep(random.uniform(delay_s / 2, delay_s))
-            delay_s = min(delay_s * 2, PROBE_MAX_S)
+            await backoff.sleep()

@@ -22,6 +22,7 @@ from typing import Literal
 import asyncpg
 import msgspec
 
+from hub.backoff import Backoff
 from hub.metrics import Metrics
 from hub.model import Event
 from hub.settings import DbSettings
@@ -94,7 +95,7 @@ class Writer:
         self._inflight: set[asyncio.Task[None]] = set()
         self._drain_task: asyncio.Task[None] | None = None
         self._state: WriterState = "ok"
-        self._retry_s = RETRY_MIN_S
+        self._retry = Backoff(RETRY_MIN_S, RETRY_MAX_S)
 
     @property
     def state(self) -> WriterState:
@@ -320,7 +321,7 @@ class Writer:
             if self._state == "spooling" or not self._db.up:
                 while not await self._db.wait_up(timeout_s=1.0):
                     self._spool.update_metrics()
-                await asyncio.sleep(self._retry_s)
+                await self._retry.sleep()
                 if self._state != "draining":
                     logger.info("writer state draining: %s events in the spool", self._spool.events)
                 self._state = "draining"
@@ -329,10 +330,9 @@ class Writer:
             except Exception as exc:
                 if not is_connection_error(exc):
                     logger.exception("spool drain failed")
-                self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
                 self._enter_spooling(f"drain failed: {type(exc).__name__}")
                 continue
-            self._retry_s = RETRY_MIN_S
+            self._retry.reset()
             if self._spool.empty:
                 if self._state == "draining":
                     self._state = "ok"

@@ -54,6 +54,8 @@ class ClosedKeys:
     def next_deadline(self) -> datetime | None:
         return None
 
+    pending_timers = 0
+
 
 @dataclass
 class RecordingNotifier:

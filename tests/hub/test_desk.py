@@ -89,6 +89,8 @@ class World:
     def next_deadline(self) -> datetime | None:
         return None
 
+    pending_timers = 0
+
     async def start(self) -> World:
         await self.desk.restore()
         self.task = asyncio.create_task(self.desk.run_loop())

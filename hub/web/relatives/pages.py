@@ -133,7 +133,7 @@ async def read_status(request: web.Request, resident_id: str, what: str) -> tupl
     ctx = _ctx(request)
     relative = _session(request).relative
     now = ctx.now()
-    hours = NightHours(ctx.settings.desk.night_start, ctx.settings.desk.night_end)
+    hours = NightHours(ctx.settings.desk.night_start.strftime("%H:%M"), ctx.settings.desk.night_end.strftime("%H:%M"))
     async with ctx.db.acquire() as conn, conn.transaction():
         try:
             scopes = await authorize(conn, relative.id, resident_id, now)

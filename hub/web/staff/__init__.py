@@ -137,6 +137,11 @@ def setup_staff(
 
     app.on_shutdown.append(close_pages)
 
+    async def close_sessions(_: web.Application) -> None:
+        await ctx.sessions.aclose()
+
+    app.on_cleanup.append(close_sessions)
+
     async def to_staff(_: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/staff/")
 

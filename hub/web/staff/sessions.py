@@ -182,7 +182,15 @@ class SessionStore:
             return None
         return bool(found)
 
+    async def aclose(self) -> None:
+        """Wait (at most a second) for last-seen writes in flight, then cancel what is left (shutdown)."""
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=_DB_CHECK_TIMEOUT_S)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
     def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name="vaka.staff.session.touch")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

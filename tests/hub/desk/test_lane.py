@@ -54,6 +54,10 @@ class FlakyEngine:
     def next_deadline(self) -> datetime | None:
         return self.engine.next_deadline()
 
+    @property
+    def pending_timers(self) -> int:
+        return self.engine.pending_timers
+
 
 class Lane:
     def __init__(self, desk: Desk, engine: FlakyEngine, clock: FakeClock, metrics: Metrics) -> None:

@@ -193,3 +193,26 @@ async def test_web_push_reaches_the_push_service_encrypted_and_vapid_signed(
     assert payload["resident_id"] == "r-17"
     assert metrics.notifications_sent.labels("webpush")._value.get() == 1
     await asyncio.sleep(0)
+
+
+async def test_a_channel_keeps_one_http_session_and_reuses_its_connection(
+    serve: Callable[[Handler], Awaitable[str]], metrics: Metrics
+) -> None:
+    peers: list[object] = []
+
+    async def receiver(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        return web.Response(status=204)
+
+    notifier = WebhookNotifier(NotifySettings(webhook_urls=[await serve(receiver)]))
+    dispatcher = Dispatcher([notifier], metrics)
+    for n in range(3):
+        dispatcher.dispatch(escalation(n))
+        await dispatcher.drain()
+    assert len(peers) == 3
+    assert len(set(peers)) == 1, "every delivery opened a connection of its own"
+    assert notifier.http.opened == 1
+    await dispatcher.aclose()
+    assert notifier.http.get().closed is False  # reopened on demand after a close, never leaked
+    await notifier.http.aclose()
