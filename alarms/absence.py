@@ -130,11 +130,11 @@ class SilenceEval(Compiled):
         """Last times, armed, silent, offline and deferred subjects."""
         return {
             "last": dict(self.last),
-            "where": {k: [w.site, w.resident_id, w.device_id] for k, w in self.where.items()},
-            "armed": sorted(self.armed),
-            "silent": sorted(self.silent),
+            "where": dict(self.where),  # immutable tuples: shared, not copied
+            "armed": list(self.armed),
+            "silent": list(self.silent),
             "offline": dict(self.offline),
-            "deferred": sorted(self.deferred),
+            "deferred": list(self.deferred),
         }
 
     def state_from_json(self, data: Any) -> None:
@@ -224,7 +224,7 @@ class DailyAbsenceEval(Compiled):
 
     def state_to_json(self) -> Any:
         """Last activity, watched and absent residents."""
-        return {"last": dict(self.last), "armed": sorted(self.armed), "absent": sorted(self.absent)}
+        return {"last": dict(self.last), "armed": list(self.armed), "absent": list(self.absent)}
 
     def state_from_json(self, data: Any) -> None:
         """Restore."""

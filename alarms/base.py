@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from alarms.directory import DeviceInfo, ResidentProfile
 from alarms.schedule import Schedule, compile_schedule
@@ -147,9 +147,11 @@ def fmt_value(value: float | None) -> str:
     return "?" if value is None else f"{value:g}"
 
 
-@dataclass(frozen=True, slots=True)
-class Where:
-    """Where an alarm belongs: site, resident (None for a device subject or an unknown device) and device."""
+class Where(NamedTuple):
+    """Where an alarm belongs: site, resident (None for a device subject or an unknown device) and device.
+
+    A tuple, so a snapshot holds it as it is (immutable, encoded as an array) without copying.
+    """
 
     site: str
     resident_id: str | None

@@ -93,15 +93,17 @@ class TimerHeap:
             return heapq.heappop(self._heap)
         return None
 
-    def to_json(self) -> list[list[Any]]:
-        """Timers as lists, earliest first."""
-        return [list(timer) for timer in sorted(self._heap)]
+    def to_json(self) -> list[Timer]:
+        """The timers in heap order (immutable tuples, shared, not copied); `from_json` restores any order."""
+        return list(self._heap)
 
     @classmethod
     def from_json(cls, data: list[list[Any]], known_rules: set[str]) -> TimerHeap:
-        """Inverse of `to_json`, dropping timers of rules that no longer exist."""
+        """Inverse of `to_json` (also of the sorted lists of older snapshots), dropping timers of rules that no longer
+        exist."""
         heap = cls()
-        for due, _seq, rule_id, subject, anchor in data:
+        # in their original order (due, then sequence), so timers due at the same time fire as they would have
+        for due, _seq, rule_id, subject, anchor in sorted(data, key=lambda timer: (timer[0], timer[1])):
             if rule_id in known_rules:
                 heap.push(float(due), str(rule_id), str(subject), float(anchor))
         return heap

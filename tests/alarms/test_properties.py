@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,6 +44,11 @@ nights = st.lists(st.tuples(st.integers(0, 16 * 3600), st.sampled_from(MOVES)), 
 )
 
 
+def as_stored(engine: Engine) -> dict[str, Any]:
+    """The engine's snapshot as the hub stores it (msgspec JSON) and reads it back."""
+    return msgspec.json.decode(msgspec.json.encode(engine.snapshot()))  # type: ignore[no-any-return]
+
+
 def summary(decisions: list[AlarmDecision]) -> list[tuple[Any, ...]]:
     """What the desk would act on."""
     return [(d.action.value, d.key, d.at, d.reason, d.count) for d in decisions]
@@ -75,7 +80,7 @@ def test_batching_ticks_and_restarts_give_the_same_alarms(events: list[Event], d
             clock = clock + timedelta(seconds=data.draw(st.floats(0, max(gap, 0))))
             out += engine.tick(clock)
         elif action == "restart":
-            snapshot = json.loads(json.dumps(engine.snapshot()))
+            snapshot = as_stored(engine)
             engine = Engine.restore(PACK, directory(supervision_s=3 * 3600), snapshot)
         out += engine.feed(event, event.ts + timedelta(seconds=data.draw(st.integers(0, 5))))
         clock = max(clock, event.ts)
@@ -89,7 +94,7 @@ def test_restart_mid_window_fires_on_time() -> None:
     engine = fresh(start, directory(), PACK)
     bed_exit = local("2026-11-26 23:00")
     run(engine, [ev(bed_exit, "bed", EventKind.BED_EXIT), ev(bed_exit, "bath", EventKind.PRESENCE, 1)])
-    snapshot = json.loads(json.dumps(engine.snapshot()))
+    snapshot = as_stored(engine)
     del engine
     restored = Engine.restore(PACK, directory(), snapshot)
     assert restored.next_deadline() == bed_exit + timedelta(minutes=20)
@@ -105,7 +110,7 @@ def test_restored_open_alarm_is_updated_not_raised_again() -> None:
     """After a restart, a repeat of an open alarm is an update; a device cancel still finds its ref."""
     engine = fresh(START, directory(), PACK)
     run(engine, [ev(START, "radar", EventKind.FALL_DETECTED, ref="f7")])
-    restored = Engine.restore(PACK, directory(), json.loads(json.dumps(engine.snapshot())))
+    restored = Engine.restore(PACK, directory(), as_stored(engine))
     later = START + timedelta(minutes=1)
     out = run(
         restored,
@@ -122,7 +127,7 @@ def test_restless_night_history_survives_a_restart() -> None:
     engine = fresh(local("2026-11-10 12:00"), directory(), PACK)
     calm = [ev(local(f"2026-11-{d} 02:{m:02d}"), "mot", EventKind.MOTION) for d in range(11, 21) for m in (10, 40)]
     run(engine, calm, local("2026-11-21 12:00"))
-    restored = Engine.restore(PACK, directory(), json.loads(json.dumps(engine.snapshot())))
+    restored = Engine.restore(PACK, directory(), as_stored(engine))
     restless = [ev(local(f"2026-11-22 02:{m:02d}"), "mot", EventKind.MOTION) for m in range(0, 60, 4)]
     out = run(restored, restless, local("2026-11-22 03:30"))
     assert [d.rule_id for d in out if d.rule_id == "restless_night"] == ["restless_night"]
@@ -136,6 +141,6 @@ def test_device_added_while_down_is_supervised_after_restore() -> None:
     run(engine, [ev(START + timedelta(minutes=5), "bed", EventKind.HEARTBEAT)])
     home = directory()
     home.devices["new"] = DeviceInfo("new", "unit1", "thermometer", "r1", 600)
-    restored = Engine.restore(PACK, home, json.loads(json.dumps(engine.snapshot())))
+    restored = Engine.restore(PACK, home, as_stored(engine))
     out = restored.tick(START + timedelta(minutes=20))
     assert [(d.key, d.at) for d in out] == [("device_silent:new", START + timedelta(minutes=15))]
