@@ -48,17 +48,21 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.checkin_score import score_checkins  # noqa: E402
 from bench.e2e_score import collect_alarms, score  # noqa: E402
 from bench.e2e_services import (  # noqa: E402
     HubProcess,
     Receiver,
     background_worker,
     drop_schema,
+    fetch_checkins,
+    load_checkin_plans,
     load_config,
     load_messages,
     prepare_schema,
     publish_all,
 )
+from hub.checkins.plan import PlanFile  # noqa: E402
 from hub.model import Inventory  # noqa: E402
 from hub.simulation import IncidentRates, Publisher, SimConfig, Simulation  # noqa: E402
 from hub.simulation import run as run_simulation  # noqa: E402
@@ -82,6 +86,8 @@ class Plan:
     speed: float
     seed: int
     incident_scale: float
+    checkin_share: float = 0.0  # residents of the recall run with a night check-in plan (scored when > 0)
+    camera_failure_rate: float = 0.1
 
 
 FULL = Plan(60_000, 5000, 12.0, 0.1, 40, 1, None, 1200.0, 1, 1.0)
@@ -314,13 +320,27 @@ async def measure_recall(broker: Broker, token: str, plan: Plan, workdir: Path, 
         speed=plan.speed,
         start=next_evening(zone_now),
         rates=rates,
+        checkin_share=plan.checkin_share,
+        camera_failure_rate=plan.camera_failure_rate,
     )
     sim = Simulation(config)
     schema = f"e2e_r_{token}"
     schemas.append(schema)
     await prepare_schema(schema, sim.inventory())
+    checkin_truth = sim.checkin_truth()
+    extra_env = {}
+    if checkin_truth:
+        await load_checkin_plans(schema, PlanFile.model_validate(sim.checkin_plans()).plans)
+        # the hub ticks check-ins on the wall clock: at 1200x its default 5 s would be 100 simulated minutes,
+        # longer than a slot's window; tick every simulated minute instead
+        extra_env["VAKA_CHECKINS__TICK_S"] = f"{min(5.0, max(0.02, 60 / max(plan.speed, 1))):.3f}"
     hub = HubProcess(
-        schema=schema, broker_port=broker.port, client_id=f"e2e-hub-r-{token}", workdir=workdir, clock_mode="simulated"
+        schema=schema,
+        broker_port=broker.port,
+        client_id=f"e2e-hub-r-{token}",
+        workdir=workdir,
+        clock_mode="simulated",
+        extra_env=extra_env,
     )
     watcher = Receiver(broker.port, f"e2e-alarms-r-{token}", f"vaka/v1/{site}/alarms/#", keep=True)
     try:
@@ -336,6 +356,11 @@ async def measure_recall(broker: Broker, token: str, plan: Plan, workdir: Path, 
         watcher.disconnect(forget=True)
     resident_nights = plan.residents * (plan.nights if plan.hours is None else plan.hours / 24)
     result = score(sim.truth(), collect_alarms(watcher.kept), resident_nights, sim.start.timestamp())
+    if checkin_truth:
+        result["checkins"] = score_checkins(checkin_truth, await fetch_checkins(schema)) | {
+            "checkin_share": plan.checkin_share,
+            "camera_failure_rate": plan.camera_failure_rate,
+        }
     result["run"] = {
         "residents": plan.residents,
         "nights": plan.nights if plan.hours is None else None,
@@ -452,6 +477,7 @@ async def bench(plan: Plan) -> dict[str, Any]:
         "false_alarms_per_resident_night": recall.pop("false_alarms_per_resident_night"),
         "missed": recall.pop("missed"),
         "run": recall.pop("run") | {"backlog_messages": plan.backlog, "load_residents": plan.load_residents},
+        **({"checkins": recall.pop("checkins")} if "checkins" in recall else {}),
         "recall_detail": recall,
         "machine": {
             "cores": os.cpu_count(),
@@ -477,6 +503,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backlog", type=int, help="messages queued for the ceiling and the sustained rate")
     parser.add_argument("--load-residents", type=int, help="simulated residents whose traffic is the load")
     parser.add_argument("--level-s", type=float, help="seconds of background load per latency level")
+    parser.add_argument(
+        "--checkin-share", type=float, help="residents of the recall run with night check-ins, scored (default 0)"
+    )
+    parser.add_argument("--camera-failure-rate", type=float, help="chance a check-in camera is down at a slot (0.1)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     overrides = {
@@ -489,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         "backlog": args.backlog,
         "load_residents": args.load_residents,
         "level_s": args.level_s,
+        "checkin_share": args.checkin_share,
+        "camera_failure_rate": args.camera_failure_rate,
     }
     plan = dataclasses.replace(plan, **{k: v for k, v in overrides.items() if v is not None})
     if args.nights is not None and args.hours is None:

@@ -22,6 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from hub.checkins.plan import Plan
+from hub.checkins.service import save_plans
 from hub.model import Inventory
 from hub.settings import DbSettings, MqttSettings
 from hub.simulation import IncidentRates, Publisher, SimConfig, Simulation
@@ -48,6 +50,26 @@ async def prepare_schema(schema: str, inventory: Inventory) -> None:
         await conn.close()
 
 
+async def load_checkin_plans(schema: str, plans: list[Plan]) -> None:
+    """Store check-in plans in `schema`, as `vaka checkin plan` does."""
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute(f"SET search_path TO {schema}")
+        await save_plans(conn, plans)
+    finally:
+        await conn.close()
+
+
+async def fetch_checkins(schema: str) -> list[dict[str, Any]]:
+    """Every check-in task the hub created in `schema` (for bench/checkin_score.py)."""
+    conn = await asyncpg.connect(DSN)
+    try:
+        rows = await conn.fetch(f"SELECT id, mode, reason, parent_id, created_at FROM {schema}.checkins")
+    finally:
+        await conn.close()
+    return [dict(r) for r in rows]
+
+
 async def drop_schema(schema: str) -> None:
     """Drop a schema made by this run."""
     conn = await asyncpg.connect(DSN)
@@ -60,7 +82,16 @@ async def drop_schema(schema: str) -> None:
 class HubProcess:
     """`vaka serve` in its own process, configured through VAKA_* variables."""
 
-    def __init__(self, *, schema: str, broker_port: int, client_id: str, workdir: Path, clock_mode: str) -> None:
+    def __init__(
+        self,
+        *,
+        schema: str,
+        broker_port: int,
+        client_id: str,
+        workdir: Path,
+        clock_mode: str,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.http_port = free_port()
         self.log_path = workdir / f"{client_id}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("VAKA_")}
@@ -84,6 +115,7 @@ class HubProcess:
             # one connection: the clock then arrives in order with every event. With telemetry on a second
             # connection, a few ms of lag there become minutes at high speed and supervision times out spuriously
             env["VAKA_MQTT__TELEMETRY_CONNECTION"] = "false"
+        env.update(extra_env or {})
         self._env = env
         self._proc: subprocess.Popen[bytes] | None = None
 
