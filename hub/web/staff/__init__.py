@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import jinja2
 from aiohttp import web
 
+from hub.web.staff.bodies import well_formed_bodies
 from hub.web.staff.security import security_headers
 from hub.web.staff.throttle import LoginThrottle, ThrottlePolicy
 
@@ -85,7 +86,7 @@ def setup_staff(
     )
     push = next((n for n in desk.dispatcher.notifiers if isinstance(n, WebPushNotifier)), None)
     ctx = StaffContext(desk, db, settings, metrics, SessionStore(db, settings.http.session_idle_s), jinja, push)
-    sub = web.Application(middlewares=[security_headers, session_middleware])
+    sub = web.Application(middlewares=[security_headers, well_formed_bodies, session_middleware])
     ctx.checkins = checkins
     http = settings.http
     ctx.throttle = LoginThrottle(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +37,7 @@ def field(form: MultiDictProxy[str | bytes | bytearray | web.FileField], name: s
 
 async def read_json_object(request: web.Request, max_bytes: int = 16 * 1024) -> dict[str, Any]:
     """The JSON object in the body; HTTPBadRequest when it is not one (or larger than `max_bytes`)."""
-    raw = await request.content.read(max_bytes + 1)
+    raw = await request.read()  # cached by aiohttp: well_formed_bodies may have read it already
     if len(raw) > max_bytes:
         raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=len(raw), text=JSON_HELP)
     try:
@@ -46,3 +47,24 @@ async def read_json_object(request: web.Request, max_bytes: int = 16 * 1024) -> 
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text=JSON_HELP)
     return data
+
+
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+@web.middleware
+async def well_formed_bodies(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Parse a POST's form or JSON body once, up front: malformed is a 400 here, and every handler's later
+    `request.post()` / `request.json()` reads the parsed copy aiohttp keeps, so no handler meets a broken body."""
+    if request.method == "POST" and request.can_read_body:
+        if request.content_type in _FORMS:
+            await read_form(request)
+        elif request.content_type == "application/json":
+            raw = await request.read()
+            try:
+                json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise web.HTTPBadRequest(text=JSON_HELP) from exc
+    return await handler(request)
