@@ -58,10 +58,10 @@ async def well_formed_bodies(
 ) -> web.StreamResponse:
     """Parse a POST's form or JSON body once, up front: malformed is a 400 here, and every handler's later
     `request.post()` / `request.json()` reads the parsed copy aiohttp keeps, so no handler meets a broken body."""
-    if request.method == "POST" and request.can_read_body:
+    if request.method == "POST":
         if request.content_type in _FORMS:
             await read_form(request)
-        elif request.content_type == "application/json":
+        elif request.content_type == "application/json" and request.can_read_body:
             raw = await request.read()
             try:
                 json.loads(raw.decode("utf-8"))
