@@ -92,13 +92,19 @@ def load_plans(path: Path) -> list[Plan]:
     """The plans of a file; PlanError naming `file:line: where: what` for every mistake."""
     try:
         text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
     except OSError as exc:
         msg = f"{path}: cannot read: {exc.strerror}"
         raise PlanError(msg) from exc
+    return parse_plans(text, str(path))
+
+
+def parse_plans(text: str, source: str = "plans") -> list[Plan]:
+    """The plans in YAML `text`; PlanError naming `source:line: where: what` for every mistake."""
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        msg = f"{path}: not valid YAML: {exc}"
+        msg = f"{source}: not valid YAML: {exc}"
         raise PlanError(msg) from exc
     try:
         return PlanFile.model_validate(data).plans
@@ -107,5 +113,11 @@ def load_plans(path: Path) -> list[Plan]:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
             line = _line_of(node, tuple(err["loc"])) if node is not None else 1
-            lines.append(f"{path}:{line}: {where}: {err['msg']}")
+            lines.append(f"{source}:{line}: {where}: {err['msg']}")
         raise PlanError("\n".join(lines)) from exc
+
+
+def dump_plans(plans: list[Plan]) -> str:
+    """Plans as the YAML a nurse edits (the same shape `vaka checkin plan` reads)."""
+    data = {"plans": [p.model_dump(mode="json", exclude_defaults=True) for p in plans]}
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

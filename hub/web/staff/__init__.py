@@ -99,9 +99,11 @@ def setup_staff(
     sub.router.add_post("/login", login_submit)
     sub.router.add_post("/logout", logout)
     sub.router.add_get("/residents", residents_page, name="residents")
-    from hub.web.staff.checkins import checkin_look, checkin_outcome, checkins_page
+    from hub.web.staff.checkins import checkin_look, checkin_outcome, checkins_page, plans_page, plans_submit
 
     sub.router.add_get("/checkins", checkins_page, name="checkins")
+    sub.router.add_get("/checkins/plans", plans_page)
+    sub.router.add_post("/checkins/plans", plans_submit)
     sub.router.add_post("/checkins/{task_id}/look", checkin_look)
     sub.router.add_post("/checkins/{task_id}/outcome", checkin_outcome)
     from hub.web.staff.followup import followup_chart, followup_download, followup_page

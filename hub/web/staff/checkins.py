@@ -11,7 +11,11 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from hub.checkins.service import OUTCOMES, PHYSICAL_OUTCOMES, CheckinError, CheckinService
+from hub.checkins.plan import PlanError, dump_plans, parse_plans
+from hub.checkins.service import OUTCOMES, PHYSICAL_OUTCOMES, CheckinError, CheckinService, plan_of, save_plans
+from hub.desk.alarm import Alarm
+from hub.staff import Role
+from hub.web.staff.bodies import field, read_form
 from hub.web.staff.pages import _ctx, _session, _wants_json, render
 from hub.web.staff.security import CSP
 
@@ -41,6 +45,12 @@ async def checkins_page(request: web.Request) -> web.StreamResponse:
     tasks = await _service(request).open_for(staff)
     ctx.desk.log_resident_reads(staff, ((t.site, t.resident_id) for t in tasks), "checkin_list")
     now = ctx.desk.clock.now()
+    # an alarm of the resident raised during the slot's window belongs with the check-in (a fall at 02:05)
+    alarms: dict[str, list[Alarm]] = {}
+    for alarm in ctx.desk.open_alarms_for(staff):
+        for task in tasks:
+            if alarm.resident_id == task.resident_id and task.window_start <= alarm.raised_at < task.window_end:
+                alarms.setdefault(task.id, []).append(alarm)
     return render(
         request,
         "staff/checkins.html",
@@ -53,6 +63,8 @@ async def checkins_page(request: web.Request) -> web.StreamResponse:
         outcomes=OUTCOMES,
         physical_outcomes=PHYSICAL_OUTCOMES,
         clock=_clock(request),
+        alarms=alarms,
+        can_plan=staff.role in (Role.NURSE, Role.ADMIN),
     )
 
 
@@ -92,4 +104,59 @@ async def checkin_outcome(request: web.Request) -> web.StreamResponse:
         raise web.HTTPConflict(text=str(exc)) from exc
     if _wants_json(request):
         return web.json_response({"task": done.public(), "follow_up": follow.public() if follow else None})
+    raise web.HTTPSeeOther("/staff/checkins")
+
+
+_PLANS_SQL = (
+    "SELECT p.resident_id, p.site, p.consent_ref, p.care_decision_ref, p.camera_device_id, p.travel_minutes, "
+    "p.opt_out_nights, p.slots, r.unit FROM checkin_plans p JOIN residents r ON r.id = p.resident_id "
+    "ORDER BY p.resident_id"
+)
+
+
+async def plans_page(request: web.Request) -> web.StreamResponse:
+    """Nurses: the check-in plans of their units as YAML to edit (the same shape `vaka checkin plan` reads)."""
+    return await _plans(request, None, "", 200)
+
+
+async def _plans(request: web.Request, text: str | None, message: str, status: int) -> web.StreamResponse:
+    ctx = _ctx(request)
+    session = _session(request)
+    staff = session.staff
+    if staff.role not in (Role.NURSE, Role.ADMIN):
+        raise web.HTTPForbidden(text="check-in plans are kept by nurses")
+    if text is None:
+        async with ctx.db.acquire() as conn:
+            rows = [r for r in await conn.fetch(_PLANS_SQL) if staff.sees(r["site"], r["unit"])]
+        ctx.desk.log_resident_reads(staff, ((r["site"], r["resident_id"]) for r in rows), "checkin_plans")
+        text = dump_plans([plan_of(r) for r in rows]) if rows else "plans: []\n"
+    return render(request, "staff/checkin_plans.html", staff.lang, status=status, staff=staff,
+                  csrf=session.csrf_token, page="checkins", text=text, message=message)  # fmt: skip
+
+
+async def plans_submit(request: web.Request) -> web.StreamResponse:
+    """Validate and store the edited plans: every mistake with its line, residents of my units only, audited."""
+    ctx = _ctx(request)
+    staff = _session(request).staff
+    if staff.role not in (Role.NURSE, Role.ADMIN):
+        raise web.HTTPForbidden(text="check-in plans are kept by nurses")
+    text = field(await read_form(request), "plans", 100_000)
+    try:
+        plans = parse_plans(text, "plans")
+    except PlanError as exc:
+        return await _plans(request, text, str(exc), 400)
+    mine = {resident.id for _, resident in ctx.desk.residents_for(staff)}
+    outside = [p.resident for p in plans if p.resident not in mine]
+    if outside:
+        return await _plans(request, text, f"not residents of your units: {', '.join(outside)}", 403)
+    now = ctx.desk.clock.now()
+    try:
+        async with ctx.db.acquire() as conn, conn.transaction():
+            await save_plans(conn, plans)
+            await conn.executemany(
+                "INSERT INTO admin_audit_log (at, staff_id, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+                [(now, staff.id, "checkin_plan", p.resident, f"{len(p.slots)} slots") for p in plans],
+            )
+    except CheckinError as exc:
+        return await _plans(request, text, str(exc), 400)
     raise web.HTTPSeeOther("/staff/checkins")

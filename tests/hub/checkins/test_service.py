@@ -126,3 +126,65 @@ async def test_the_follow_up_counts_digital_and_physical_check_ins(checkin_site:
     assert r.get("checkins.second_looks") == 1
     assert r.get("checkins.journeys_avoided") == 1
     assert r.get("checkins.travel_minutes_saved") == 24
+
+
+async def test_nurses_edit_plans_on_the_staff_page_with_mistakes_on_their_line(checkin_site: CheckinSite) -> None:
+    import re
+
+    import aiohttp
+
+    from hub.web.staff import CONTEXT
+    from tests.hub.web.test_staff_http import login
+
+    s = checkin_site
+    s.site.staff_app[CONTEXT].checkins = s.service
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+        await login(client, s.site.url, f"anna-{s.site.site}")
+        async with client.get(f"{s.site.url}/staff/checkins/plans") as page:
+            assert page.status == 403  # staff do not keep plans
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+        await login(client, s.site.url, f"nils-{s.site.site}")
+        async with client.get(f"{s.site.url}/staff/checkins/plans") as page:
+            html = await page.text()
+        assert "samtycke-2026-11" in html
+        csrf = re.search(r'name="csrf" value="([^"]+)"', html)
+        assert csrf is not None
+        broken = f"plans:\n  - resident: {s.resident}\n    consent_ref: c\n    care_decision_ref: d\n    camera: {s.camera}\n    slots:\n      - at: '26:00'\n"
+        async with client.post(
+            f"{s.site.url}/staff/checkins/plans", data={"csrf": csrf.group(1), "plans": broken}
+        ) as bad:
+            assert bad.status == 400
+            assert "plans:7: plans.0.slots.0.at:" in await bad.text()
+        other = f"plans:\n  - resident: {s.site.site}-r3\n    consent_ref: c\n    care_decision_ref: d\n    slots: [{{at: '23:00', mode: physical}}]\n"
+        async with client.post(
+            f"{s.site.url}/staff/checkins/plans", data={"csrf": csrf.group(1), "plans": other}
+        ) as refused:
+            assert refused.status == 403  # r3 lives in unit B; nils is a nurse of A
+        fixed = broken.replace("'26:00'", "'01:30'")
+        async with client.post(f"{s.site.url}/staff/checkins/plans", data={"csrf": csrf.group(1), "plans": fixed},
+                               allow_redirects=False) as ok:  # fmt: skip
+            assert ok.status == 303
+    async with s.site.db.acquire() as conn:
+        slots = await conn.fetchval("SELECT slots FROM checkin_plans WHERE resident_id = $1", s.resident)
+        audit = await conn.fetchval("SELECT count(*) FROM admin_audit_log WHERE action = 'checkin_plan'")
+    assert "01:30" in slots
+    assert audit == 1
+
+
+async def test_an_alarm_during_the_slot_shows_on_the_check_in(checkin_site: CheckinSite) -> None:
+    import aiohttp
+
+    from hub.web.staff import CONTEXT
+    from tests.hub.desk_support import decision
+    from tests.hub.web.test_staff_http import login
+
+    s = checkin_site
+    s.site.staff_app[CONTEXT].checkins = s.service
+    await s.service.tick()
+    s.site.desk.apply(decision(s.site.site, at=s.site.clock.now()))  # a fall of r1 at 22:50 local, in the slot
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+        await login(client, s.site.url, f"anna-{s.site.site}")
+        async with client.get(f"{s.site.url}/staff/checkins") as page:
+            html = await page.text()
+    assert "Alarm during the check-in" in html
+    assert "22:50" in html
