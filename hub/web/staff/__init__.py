@@ -16,7 +16,7 @@ from aiohttp import web
 
 from hub.web.staff.bodies import well_formed_bodies
 from hub.web.staff.security import security_headers
-from hub.web.staff.throttle import LoginThrottle, ThrottlePolicy
+from hub.web.staff.throttle import LoginThrottle, ThrottlePolicy, forwarded_client
 
 if TYPE_CHECKING:
     from hub.checkins.service import CheckinService
@@ -86,7 +86,14 @@ def setup_staff(
     )
     push = next((n for n in desk.dispatcher.notifiers if isinstance(n, WebPushNotifier)), None)
     ctx = StaffContext(desk, db, settings, metrics, SessionStore(db, settings.http.session_idle_s), jinja, push)
-    sub = web.Application(middlewares=[security_headers, well_formed_bodies, session_middleware])
+    sub = web.Application(
+        middlewares=[
+            security_headers,
+            forwarded_client(settings.http),
+            well_formed_bodies,
+            session_middleware,
+        ]
+    )
     ctx.checkins = checkins
     http = settings.http
     ctx.throttle = LoginThrottle(

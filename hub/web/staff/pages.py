@@ -34,7 +34,6 @@ from hub.web.staff.security import (
     tokens_match,
 )
 from hub.web.staff.sessions import Session
-from hub.web.staff.throttle import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +128,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(text="CSRF token missing or wrong")
     username = field(form, "username", 64).strip()
     password = field(form, "password", 256)
-    http = ctx.settings.http
-    address = client_address(request.remote, request.headers.get("X-Forwarded-For"), http.trusted_proxies)
+    address = request.remote or "?"  # the client, also behind a trusted proxy (throttle.forwarded_client)
     assert ctx.throttle is not None
     wait_s = await ctx.throttle.wait_s(username, address)
     if wait_s > 0:
@@ -309,7 +307,7 @@ async def alarm_action(request: web.Request) -> web.StreamResponse:
         return redirect("/staff/?error=state")
     if _wants_json(request):
         if alarm.resident_id:  # the reply names the resident's room: a read like any other
-            ctx.desk.log_resident_reads(staff, [(alarm.site, alarm.resident_id)], "alarm_action")
+            ctx.desk.log_resident_reads(staff, [(alarm.site, alarm.resident_id)], "alarm_action", request.remote)
         return web.json_response({"ok": True, "alarm": ctx.desk.view(alarm)})
     return redirect("/staff/")
 

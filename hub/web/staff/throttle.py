@@ -15,18 +15,22 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+from aiohttp import web
+from aiohttp.typedefs import Middleware
 
+if TYPE_CHECKING:
+    from hub.settings import HttpSettings
     from hub.store.pool import Database
 
 logger = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[Network]) -> str:
@@ -123,3 +127,18 @@ class LoginThrottle:
             await conn.execute(
                 "DELETE FROM login_throttle WHERE username = $1 AND address = $2", username.lower(), address
             )
+
+
+def forwarded_client(http: HttpSettings) -> Middleware:
+    """A middleware that makes `request.remote` the client (see `client_address`, `http.trusted_proxies`), for the
+    throttle and for the address in the access log; without trusted proxies it changes nothing."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        trusted = http.trusted_proxies
+        if not trusted:
+            return await handler(request)
+        client = client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted)
+        return await handler(request.clone(remote=client) if client != request.remote else request)
+
+    return middleware

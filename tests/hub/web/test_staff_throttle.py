@@ -110,3 +110,16 @@ async def test_the_throttle_survives_a_restart(staff_site: StaffSite, client: ai
         assert resp.status == 429
     finally:
         await runner.cleanup()
+
+
+async def test_behind_a_trusted_proxy_the_access_log_records_the_client_not_the_proxy(
+    staff_site: StaffSite, client: aiohttp.ClientSession
+) -> None:
+    staff_site.settings.http.trusted_proxies = PROXY  # type: ignore[assignment]
+    assert (await login_from(client, staff_site, "anna", "198.51.100.23")).status == 303
+    async with client.get(f"{staff_site.url}/staff/residents", headers={"X-Forwarded-For": "198.51.100.23"}) as page:
+        assert page.status == 200
+    await staff_site.desk.store.flushed()
+    async with staff_site.db.acquire() as conn:
+        addresses = await conn.fetch("SELECT DISTINCT address FROM resident_access_log WHERE purpose = 'resident_list'")
+    assert [str(r["address"]) for r in addresses] == ["198.51.100.23"]
