@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -49,10 +50,18 @@ def test_the_image_runs_as_an_unprivileged_user_with_a_healthcheck_on_healthz() 
     assert ("ENTRYPOINT", '["vaka-entrypoint"]') in final
 
 
+def packages() -> list[str]:
+    """The packages pyproject.toml puts into the wheel."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    return list(config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
+
+
 def test_the_image_is_built_from_pyproject_and_installs_offline() -> None:
     build, final = instructions()[0], instructions()[-1]
     copied = " ".join(args for word, args in build if word == "COPY")
     assert "pyproject.toml" in copied
+    for package in packages():
+        assert f"COPY {package} ./{package}" in DOCKERFILE.read_text(), f"the build stage does not copy {package}/"
     for word, args in final:
         if word == "RUN" and "pip install" in args:
             assert "--no-index" in args, "the final stage must install only the wheels built before"
@@ -88,7 +97,7 @@ def test_the_wheel_the_image_installs_holds_everything_the_hub_reads_at_run_time
     (wheel,) = tmp_path.glob("vaka-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     tracked = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "hub", "adapters", "alarms"], capture_output=True, text=True, check=True
+        ["git", "-C", str(REPO), "ls-files", *packages()], capture_output=True, text=True, check=True
     ).stdout.split()
     needed = [p for p in tracked if not p.endswith((".py", ".pyc")) or p.endswith("__init__.py")]
     missing = [p for p in needed if p not in names]
