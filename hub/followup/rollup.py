@@ -141,10 +141,10 @@ async def refresh(conn: asyncpg.Connection, now: datetime, since: date | None = 
                 start,
                 end,
             )
-        except asyncpg.InsufficientPrivilegeError:
-            # the hub's least-privilege role does not own the aggregate: its refresh policy (run as the owner) and
-            # real-time aggregation keep the days current; the months below are rebuilt from them all the same
-            logger.debug("continuous aggregate left to its refresh policy (not the owner)")
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.LockNotAvailableError) as exc:
+            # the hub's least-privilege role does not own the aggregate, or TimescaleDB's own policy job is refreshing
+            # it right now: that job and real-time aggregation keep the days current; the months are rebuilt anyway
+            logger.debug("continuous aggregate left to its refresh policy (%s)", exc.__class__.__name__)
         written = 0
     else:
         async with conn.transaction():
