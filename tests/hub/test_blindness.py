@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -140,7 +141,11 @@ async def test_a_broker_outage_blinds_supervision_once_and_a_flushed_backlog_doe
             await wait_until("supervision lost", lambda: alarms("supervision_lost") == [f"supervision_lost:{site}"])
             assert hub.metrics.supervision_blind._value.get() == 1
             async with web.get(f"{url}/staff/") as page:
-                assert "go to physical rounds" in await page.text()
+                html = await page.text()
+            banner = re.search(r'<div id="degraded"[^>]*>([^<]*)<', html)
+            assert banner is not None
+            assert "hidden" not in banner.group(0)  # shown, not merely in the page
+            assert "go to physical rounds" in banner.group(1)
             await wait_until("the canary fails", lambda: hub.metrics.canary_failing._value.get() == 1)
             await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))
             assert alarms("device_silent") == [f"{site}-dead"]  # longer than supervision, and yet: blind, not silent

@@ -261,3 +261,47 @@ async def test_a_retained_online_is_no_sign_of_life(settings: Settings, unique: 
     finally:
         device.client.publish(f"vaka/v1/{site}/{site}-cam/status", b"", qos=1, retain=True).wait_for_publish(5)
         device.close()
+
+
+@pytest.mark.parametrize(("device", "supervision_s", "watch_s"), [("radar", 600, 0.0), ("cam", 10, 12.0)])
+async def test_a_last_will_offline_is_evidence_of_absence_at_once_and_one_alarm(
+    settings: Settings, unique: str, device: str, supervision_s: int, watch_s: float
+) -> None:
+    """On main a radar's Will counted as a sign of life (`device_silent` a whole supervision interval later), and a
+    camera going offline gave `camera_offline` and then `device_silent`: two alarms for one fault."""
+    site = f"s{unique}"
+    inventory = home(site, supervision_s=supervision_s)
+    devices = [d.model_copy(update={"supervision_interval_s": supervision_s}) for d in inventory.sites[0].devices]
+    await load_home(settings, Inventory(sites=[inventory.sites[0].model_copy(update={"devices": devices})]))
+    settings = settings.model_copy(
+        update={"reliability": settings.reliability.model_copy(update={"blind_grace_s": 0.5, "offline_grace_s": 2.0})}
+    )
+    device_id = f"{site}-{device}"
+    topic = f"vaka/v1/{site}/{device_id}/status"
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{device}-{unique}", protocol=paho.MQTTv5)
+    client.will_set(topic, json.dumps({"state": "offline"}).encode(), qos=1, retain=True)
+    try:
+        async with Hub(settings) as hub:
+            await hub.wait_connected()
+
+            def faults() -> list[str]:
+                return [a.rule_id for a in hub.desk.open_alarms() if a.site == site and a.device_id == device_id]
+
+            client.connect(MQTT_HOST, MQTT_PORT)
+            client.loop_start()
+            await asyncio.sleep(0.5)
+            client.loop_stop()
+            client.socket().close()  # the device loses power: no DISCONNECT, the broker sends its Will
+            deadline = asyncio.get_running_loop().time() + 15
+            while not faults():
+                assert asyncio.get_running_loop().time() < deadline, "the Will raised nothing within 15 s"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(watch_s)  # past the device's own supervision interval: still one alarm
+            assert len(faults()) == 1
+    finally:
+        cleaner = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        cleaner.connect(MQTT_HOST, MQTT_PORT)
+        cleaner.loop_start()
+        cleaner.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+        cleaner.disconnect()
+        cleaner.loop_stop()
