@@ -2,7 +2,7 @@
 
 Every `canary_interval_s` the hub publishes a heartbeat of its own synthetic device (`vaka/v1/vaka-canary/canary/event`,
 QoS 1, with a fresh random nonce) to the broker, and waits for it to come back the way every device's event comes:
-the subscription, ingest and the store lane, the gate, the rule engine and the desk. Its round trip is recorded
+the subscription, the native parser, the gate, the rule engine and the desk (it is not stored). Its round trip is recorded
 (`vaka_canary_round_trip_seconds`, `vaka_canary_last_success_timestamp_seconds`). A round trip missing or slower
 than `canary_timeout_s` sets `vaka_canary_failing` and raises one technical alarm per site ("canary_failed"),
 cleared when a round trip succeeds again. Only a nonce the hub sent counts: a forged canary proves nothing.
@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+from adapters import native
+from hub.ingest import Received
 from hub.metrics import Metrics
 from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Event, Severity
 
@@ -62,6 +64,17 @@ class Canary:
     def is_canary(self, event: Event) -> bool:
         """Whether an event is the canary's (cheap: runs for every event)."""
         return event.device_id == DEVICE and event.site == SITE
+
+    def on_message(self, msg: Received, lane: Callable[[Event], object]) -> None:
+        """A message on the canary's topic: parsed as any device's, run through the alarm lane, then recognised."""
+        try:
+            for event in native.parse(msg.topic, msg.payload, msg.received_at):
+                lane(event)
+                if self.is_canary(event):
+                    self.arrived(event)
+        except Exception:
+            logger.exception("canary message could not be processed")
+        msg.ack()
 
     def arrived(self, event: Event) -> None:
         """The canary came back through the whole alarm path."""
