@@ -182,6 +182,9 @@ class Writer:
                 task.add_done_callback(self._inflight.discard)
             else:
                 await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        # a message with nothing to store (an emptied retained status) is acknowledged by a call_soon from submit():
+        # one turn of the loop, so that "flushed" also means "acknowledged" for those
+        await asyncio.sleep(0)
 
     async def close(self) -> None:
         """Write what is buffered, then stop draining (call after cancelling `run_loop`, before closing the spool)."""

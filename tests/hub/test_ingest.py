@@ -211,3 +211,12 @@ async def test_any_topic_and_payload_is_stored_or_rejected_never_a_crash(
     rejected_counted = sum(s.value for s in metrics.messages_rejected.collect()[0].samples if s.name.endswith("_total"))
     async with store.db.acquire() as conn:
         assert await count(conn, "SELECT count(*) FROM rejected_messages") == rejected_counted
+
+
+async def test_a_message_with_nothing_to_store_is_acknowledged_by_flush(store: Store, metrics: Metrics) -> None:
+    # an emptied retained status (a device's status topic cleared) gives no event, and still gets its PUBACK
+    ingest = Ingest(metrics, store.writer, alarm_lane=lambda ev: None)
+    msg = FakeMessage("vaka/v1/s1/dev-1/status", b"")
+    ingest.handle(msg)
+    await store.writer.flush()
+    assert msg.acked == 1
