@@ -24,7 +24,12 @@ async def test_a_night_patrol_looks_in_and_gets_a_second_look(checkin_site: Chec
     app[CONTEXT].checkins = s.service
     await s.service.tick()
     page = await staff_page(browser, s.site.url, s.site.site, "anna")
-    await page.goto(f"{s.site.url}/staff/checkins")
+    colleague = await staff_page(browser, s.site.url, s.site.site, "bo")  # the same unit, another phone
+    other_unit = await staff_page(browser, s.site.url, s.site.site, "carl")
+    for p in (page, colleague, other_unit):
+        await p.goto(f"{s.site.url}/staff/checkins")
+    await expect(colleague.locator("li.checkin")).to_contain_text(s.resident)
+    await expect(other_unit.locator("li.checkin")).to_have_count(0)
     task = page.locator("li.checkin")
     await expect(task).to_have_count(1)
     await expect(task).to_contain_text(s.resident)
@@ -38,4 +43,5 @@ async def test_a_night_patrol_looks_in_and_gets_a_second_look(checkin_site: Chec
     await expect(page.locator("li.checkin")).to_contain_text("Second look")
     # the live view came from the gateway to the browser; the hub only asked for the URL
     assert [p for _, p, _ in s.gateway.requests].count("/api/v1/view-tokens") == 1
-    await page.context.close()
+    for p in (page, colleague, other_unit):
+        await p.context.close()
