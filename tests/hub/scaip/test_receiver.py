@@ -133,7 +133,10 @@ async def test_malformed_requests_get_the_status_that_says_why_and_are_kept(
     hub: Hub, settings: Settings, unique: str, transport: str, tmp_path: Path
 ) -> None:
     await run_sipp("malformed.xml", hub, transport, tmp_path, cid=f"u{unique}", ref=f"r{unique}")
-    rows = await fetch(settings.db.db_schema, "SELECT reason FROM rejected_messages ORDER BY id")
+    # only the receiver's own: the shared broker may replay other retained messages to the hub (a demo's)
+    rows = await fetch(
+        settings.db.db_schema, "SELECT reason FROM rejected_messages WHERE topic LIKE 'scaip/%' ORDER BY id"
+    )
     reasons = [r["reason"].split(":")[0] for r in rows]
     assert reasons == [
         "format_error",
