@@ -3,6 +3,7 @@ shows the live view straight from the gateway (go2rtc/Frigate style). Vaka never
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -63,8 +64,6 @@ class HttpCameraGateway:
         except (aiohttp.ClientError, TimeoutError) as exc:
             msg = f"camera gateway unreachable: {exc.__class__.__name__}"
             raise GatewayError(msg) from exc
-        import json
-
         data = json.loads(body)
         return ViewGrant(str(data["url"]), datetime.fromisoformat(str(data["expires_at"])))
 

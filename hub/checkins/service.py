@@ -7,6 +7,7 @@ every look is one row in `checkin_looks` and one in `resident_access_log`; refus
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from hub.checkins.plan import Plan
 from hub.checkins.schedule import due
 from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Severity, VakaError
 from hub.staff import StaffMember
+from hub.store.db import DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -324,10 +326,6 @@ async def save_plans(conn: asyncpg.Connection, plans: list[Plan]) -> None:
 async def run_loop(service: CheckinService, interval_s: float = 5.0) -> None:
     """Tick the check-ins forever; a failed tick is logged and tried again (a task is never lost: the next tick
     creates whatever is still due, by its stable id)."""
-    import asyncio
-
-    from hub.store.db import DatabaseUnavailableError
-
     while True:
         try:
             await service.tick()

@@ -20,9 +20,14 @@ _LABELS = {
 }
 
 
+def localized(table: dict[str, dict[str, str]], key: str, lang: str) -> str:
+    """`table[key]` in `lang`: Swedish for 'sv', English otherwise."""
+    return table[key]["sv" if lang == "sv" else "en"]
+
+
 def label(key: str, lang: str) -> str:
     """A chart label in `lang`."""
-    return _LABELS[key]["sv" if lang == "sv" else "en"]
+    return localized(_LABELS, key, lang)
 
 
 def alarms_per_night(nights: list[tuple[date, int]], lang: str) -> Figure:

@@ -37,9 +37,14 @@ _TEXT = {
 }
 
 
+def report_lang(lang: str) -> Lang:
+    """The report language for a person's page language: Swedish, else English."""
+    return "sv" if lang == "sv" else "en"
+
+
 def text(key: str, lang: str) -> str:
     """A report label in `lang`."""
-    return _TEXT[key]["sv" if lang == "sv" else "en"]
+    return charts.localized(_TEXT, key, lang)
 
 
 @dataclass(slots=True)

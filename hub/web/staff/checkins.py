@@ -14,6 +14,7 @@ from aiohttp import web
 from hub.checkins.plan import PlanError, dump_plans, parse_plans
 from hub.checkins.service import OUTCOMES, PHYSICAL_OUTCOMES, CheckinError, CheckinService, plan_of, save_plans
 from hub.desk.alarm import Alarm
+from hub.desk.fanout import local_hm
 from hub.staff import Role
 from hub.web.staff.bodies import field, read_form
 from hub.web.staff.pages import _ctx, _session, _wants_json, render
@@ -25,7 +26,8 @@ def _clock(request: web.Request) -> Callable[..., str]:
     directory = _ctx(request).desk.directory
 
     def clock(site: str, at: datetime, seconds: bool = False) -> str:
-        return at.astimezone(ZoneInfo(directory.zone(site))).strftime("%H:%M:%S" if seconds else "%H:%M")
+        zone = ZoneInfo(directory.zone(site))
+        return at.astimezone(zone).strftime("%H:%M:%S") if seconds else local_hm(at, zone)
 
     return clock
 

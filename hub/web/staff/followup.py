@@ -69,7 +69,7 @@ async def followup_page(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     staff = session.staff
     built, key = await _build(request, "followup_view")
-    lang = "sv" if staff.lang == "sv" else "en"
+    lang = report.report_lang(staff.lang)
     query = f"scope={key}&month={built.current.period.label}"
     return render(
         request,
@@ -94,7 +94,7 @@ async def followup_chart(request: web.Request) -> web.StreamResponse:
     if name not in CHARTS:
         raise web.HTTPNotFound()
     built, _ = await _build(request, "")
-    lang = "sv" if _session(request).staff.lang == "sv" else "en"
+    lang = report.report_lang(_session(request).staff.lang)
     fig = report._figures(built, lang)[CHARTS.index(name)]
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None})
@@ -107,7 +107,7 @@ async def followup_download(request: web.Request) -> web.StreamResponse:
     if fmt not in ("pdf", "json"):
         raise web.HTTPNotFound()
     built, key = await _build(request, f"followup_download_{fmt}")
-    lang: report.Lang = "sv" if _session(request).staff.lang == "sv" else "en"
+    lang = report.report_lang(_session(request).staff.lang)
     name = f"report-{key.replace('/', '-').replace('*', 'all')}-{built.current.period.label}.{fmt}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     if fmt == "json":
