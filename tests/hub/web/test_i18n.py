@@ -102,3 +102,13 @@ def test_language_before_login(accept: str | None, requested: str | None, expect
     from hub.web.i18n import pick_lang
 
     assert pick_lang(accept, requested) == expected
+
+
+@pytest.mark.parametrize(
+    "path", [po_path(lang) for lang in RELATIVE_LANGS] + [po_path("sv").parents[2] / "messages.pot"]
+)
+def test_every_catalogue_is_well_formed(path: Path) -> None:
+    """A line Babel does not understand (a merge's conflict markers) is read past with a warning, silently dropping
+    or mangling the entries around it; a catalogue must parse without one."""
+    with path.open("rb") as f:
+        read_po(f, abort_invalid=True)
