@@ -12,8 +12,11 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from babel.dates import format_date
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
@@ -78,6 +81,16 @@ def rule_labels(lang: str) -> dict[str, str]:
 def _ids(lang: str) -> set[str]:
     catalog: dict[str, str] = getattr(translations(lang), "_catalog", {})
     return {k for k in catalog if isinstance(k, str) and k}
+
+
+def local_clock(at: datetime, zone: ZoneInfo, now: datetime, lang: str) -> str:
+    """A moment as the site's wall clock shows it: "02:14" on the day of `now` (the hub's clock), else with the date,
+    "26 nov. 02:14" (the month in `lang`)."""
+    local = at.astimezone(zone)
+    hm = local.strftime("%H:%M")
+    if local.date() == now.astimezone(zone).date():
+        return hm
+    return f"{format_date(local.date(), 'd MMM', locale=lang)} {hm}"
 
 
 def text_direction(lang: str) -> str:

@@ -17,7 +17,7 @@ from hub.desk.alarm import Alarm
 from hub.desk.fanout import local_hm
 from hub.staff import Role
 from hub.web.staff.bodies import field, read_form
-from hub.web.staff.pages import _ctx, _session, _wants_json, render
+from hub.web.staff.pages import _ctx, _session, _wants_json, render, safe_back
 from hub.web.staff.security import CSP
 
 
@@ -95,18 +95,17 @@ async def checkin_look(request: web.Request) -> web.StreamResponse:
 async def checkin_outcome(request: web.Request) -> web.StreamResponse:
     """Record the outcome; a second look or a visit follows where the rules say so."""
     staff = _session(request).staff
-    form = await request.post()
+    form = await read_form(request)
     try:
-        done, follow = await _service(request).record(
-            request.match_info["task_id"], staff, str(form.get("outcome", ""))
-        )
+        done, follow = await _service(request).record(request.match_info["task_id"], staff, field(form, "outcome", 64))
     except CheckinError as exc:
         if _wants_json(request):
             return web.json_response({"error": str(exc)}, status=409)
         raise web.HTTPConflict(text=str(exc)) from exc
     if _wants_json(request):
         return web.json_response({"task": done.public(), "follow_up": follow.public() if follow else None})
-    raise web.HTTPSeeOther("/staff/checkins")
+    # back to the page it was done from: the check-in list, or the patrol's route for a visit
+    raise web.HTTPSeeOther(safe_back(field(form, "back", 200) or "/staff/checkins"))
 
 
 _PLANS_SQL = (

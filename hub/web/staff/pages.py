@@ -21,7 +21,7 @@ from hub.staff import Role, StaffMember
 from hub.store.pool import Database
 from hub.store.staff import authenticate
 from hub.web.degraded import alarm_system_degraded
-from hub.web.i18n import pick_lang, rule_label, rule_labels, translations
+from hub.web.i18n import local_clock, pick_lang, rule_label, rule_labels, translations
 from hub.web.reasons import note_text, page_texts, reason_text
 from hub.web.staff import CONTEXT, STATIC_DIR, StaffContext
 from hub.web.staff.bodies import field, read_form, read_json_object
@@ -45,6 +45,11 @@ SESSION = web.RequestKey("vaka_staff_session", Session)
 def redirect(location: str) -> web.Response:
     """A 303 See Other that goes through the middlewares (and can carry cookies)."""
     return web.Response(status=303, headers={"Location": location})
+
+
+def safe_back(target: str) -> str:
+    """Where to go after a form on a staff page: the staff page it came from (`back`), never elsewhere."""
+    return target if target.startswith("/staff/") and "//" not in target and "\\" not in target else "/staff/"
 
 
 def _ctx(request: web.Request) -> StaffContext:
@@ -90,7 +95,7 @@ def render(request: web.Request, template: str, lang: str, status: int = 200, **
         until = desk.on_duty(staff)
         zone = ZoneInfo(desk.directory.zone(next(iter(sorted(staff.sites)), "")))
         values["duty_hm"] = local_hm(until, zone) if until else None
-        values["back"] = request.path
+        values.setdefault("back", request.path)
     html = (
         _ctx(request)
         .jinja.get_template(template)
@@ -252,6 +257,7 @@ async def residents_page(request: web.Request) -> web.StreamResponse:
             if d.resident == resident.id
         ]
         seen = last_seen.get(resident.id)
+        zone = ZoneInfo(ctx.desk.directory.zone(site.id))
         rows.append(
             {
                 "site": site.id,
@@ -262,6 +268,9 @@ async def residents_page(request: web.Request) -> web.StreamResponse:
                 "away": resident.away,
                 "alarms": [(a.id, a.rule_id) for a in open_by_resident.get(resident.id, [])],
                 "last_seen_ago": _ago_s(now, seen.isoformat()) if seen else None,
+                # the site's wall clock on the hub's clock: 02:14, with the date when not today
+                "last_seen_clock": local_clock(seen, zone, now, staff.lang) if seen else None,
+                "last_seen_at": seen.isoformat() if seen else None,
                 "devices": devices,
             }
         )

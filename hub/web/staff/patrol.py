@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from hub.checkins.service import PHYSICAL_OUTCOMES
 from hub.model import AlarmState
 from hub.night_log import night_log
-from hub.resident_directory import read_homes, travel_minutes
-from hub.web.i18n import LANGS
+from hub.resident_directory import Home, read_homes, travel_minutes
+from hub.web.i18n import LANGS, local_clock
 from hub.web.reasons import note_text, reason_text
 from hub.web.staff import CONTEXT, StaffContext
 from hub.web.staff.bodies import field, read_form
-from hub.web.staff.pages import SESSION, redirect, render
+from hub.web.staff.pages import SESSION, redirect, render, safe_back
 from hub.web.staff.sessions import Session
 
 logger = logging.getLogger(__name__)
@@ -29,12 +33,6 @@ def _ctx(request: web.Request) -> StaffContext:
 def _session(request: web.Request) -> Session:
     session: Session = request[SESSION]
     return session
-
-
-def _back(request: web.Request, form_value: object) -> str:
-    """Where to go after a header action: the staff page it came from, never elsewhere."""
-    target = str(form_value or "")
-    return target if target.startswith("/staff/") and "//" not in target else "/staff/"
 
 
 async def night_log_page(request: web.Request) -> web.StreamResponse:
@@ -108,34 +106,69 @@ def _point(text: str) -> tuple[float, float] | None:
     return (lat, lon) if -90 <= lat <= 90 and -180 <= lon <= 180 else None
 
 
+def _where(home: Home | None) -> tuple[float, float] | None:
+    if home is None or home.latitude is None or home.longitude is None:
+        return None
+    return home.latitude, home.longitude
+
+
 async def patrol_page(request: web.Request) -> web.StreamResponse:
-    """Open alarms of my units in the order of travel time from where I am (`?from=lat,lon`, else the home of the
-    alarm I am on the way to or at); alarms whose home has no coordinates come last, most urgent first."""
+    """The night's route: open alarms and due check-in visits of my units in the order of travel time from where I am
+    (`?from=lat,lon`, else the home of the alarm I am on the way to or at); homes without coordinates come last.
+
+    Visits are the check-in tasks to be done in person (planned visits, and camera check-ins turned into visits: not
+    visible twice, camera not working, camera down at slot time). Camera looks need no journey: they are listed apart,
+    by due time, and done on the check-in page. Every resident shown is logged as read (`patrol`)."""
     ctx = _ctx(request)
     session = _session(request)
     staff = session.staff
     desk = ctx.desk
+    now = desk.clock.now()
     alarms = [a for a in desk.open_alarms_for(staff) if a.resident_id]
+    tasks = await ctx.checkins.open_for(staff) if ctx.checkins is not None else []
+    visits = [t for t in tasks if t.mode == "physical"]
+    looks = [t for t in tasks if t.mode != "physical"]
+    wanted = list(dict.fromkeys([a.resident_id for a in alarms if a.resident_id] + [t.resident_id for t in visits]))
     async with ctx.db.acquire() as conn:
-        homes = await read_homes(conn, staff, [a.resident_id for a in alarms if a.resident_id])
-    desk.log_resident_reads(staff, ((a.site, a.resident_id) for a in alarms if a.resident_id in homes), "patrol")
+        homes = await read_homes(conn, staff, wanted)
+    shown = {(a.site, a.resident_id) for a in alarms if a.resident_id} | {(t.site, t.resident_id) for t in tasks}
+    desk.log_resident_reads(staff, sorted(shown), "patrol", request.remote)
     start = _point(request.query.get("from", ""))
     start_from = "position" if start else None
     if start is None:
         for a in alarms:
-            home = homes.get(a.resident_id or "")
             mine = a.accepted_by_id == staff.id and a.state in (AlarmState.EN_ROUTE, AlarmState.ON_SITE)
-            if mine and home is not None and home.latitude is not None and home.longitude is not None:
-                start, start_from = (home.latitude, home.longitude), "current"
+            if mine and (here := _where(homes.get(a.resident_id or ""))) is not None:
+                start, start_from = here, "current"
                 break
-    rows = []
+
+    def minutes_to(home: Home | None) -> int | None:
+        there = _where(home)
+        return round(travel_minutes(start, there)) if start is not None and there is not None else None
+
+    def clock(site: str, at: datetime) -> str:
+        return local_clock(at, ZoneInfo(desk.directory.zone(site)), now, staff.lang)
+
+    def room(site: str, resident_id: str) -> str | None:
+        resident = desk.resident(site, resident_id)
+        return resident.room if resident is not None else None
+
+    rows: list[dict[str, Any]] = []
     for a in alarms:
         home = homes.get(a.resident_id or "")
-        minutes = None
-        if start is not None and home is not None and home.latitude is not None and home.longitude is not None:
-            minutes = round(travel_minutes(start, (home.latitude, home.longitude)))
-        rows.append({"alarm": desk.view(a), "home": home, "minutes": minutes})
-    rows.sort(key=lambda r: (r["minutes"] is None, r["minutes"] or 0))
+        rows.append({"kind": "alarm", "alarm": desk.view(a), "home": home, "minutes": minutes_to(home)})
+    for task in visits:  # earliest due first (open_for's order): the overdue ones lead among equals
+        home = homes.get(task.resident_id)
+        rows.append({"kind": "visit", "task": task, "home": home, "minutes": minutes_to(home),
+                     "room": room(task.site, task.resident_id), "due": clock(task.site, task.due_at),
+                     "overdue": task.overdue(now)})  # fmt: skip
+    # by travel time; at equal time (or none known) alarms before visits, each in its own order
+    order = {id(r): i for i, r in enumerate(rows)}
+    rows.sort(key=lambda r: (r["minutes"] is None, r["minutes"] or 0, r["kind"] != "alarm", order[id(r)]))
+    camera_looks = [
+        {"task": t, "room": room(t.site, t.resident_id), "due": clock(t.site, t.due_at), "overdue": t.overdue(now)}
+        for t in looks
+    ]
     return render(
         request,
         "staff/patrol.html",
@@ -144,7 +177,10 @@ async def patrol_page(request: web.Request) -> web.StreamResponse:
         csrf=session.csrf_token,
         page="patrol",
         rows=rows,
+        looks=camera_looks,
         start_from=start_from,
+        physical_outcomes=PHYSICAL_OUTCOMES,
+        back=request.path_qs,  # a language or duty switch keeps the route counted from the same place
     )
 
 
@@ -157,7 +193,7 @@ async def duty_submit(request: web.Request) -> web.StreamResponse:
         ctx.desk.sign_on(session.staff)
     else:
         ctx.desk.sign_off(session.staff)
-    return redirect(_back(request, field(form, "back", 200)))
+    return redirect(safe_back(field(form, "back", 200)))
 
 
 async def lang_submit(request: web.Request) -> web.StreamResponse:
@@ -172,7 +208,7 @@ async def lang_submit(request: web.Request) -> web.StreamResponse:
         await conn.execute("UPDATE staff SET lang = $2 WHERE id = $1", session.staff.id, lang)
     session.staff = replace(session.staff, lang=lang)
     logger.info("staff language staff=%s lang=%s", session.staff.id, lang)
-    return redirect(_back(request, field(form, "back", 200)))
+    return redirect(safe_back(field(form, "back", 200)))
 
 
 def add_patrol_routes(sub: web.Application) -> None:

@@ -7,8 +7,11 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, expect
 
+from hub.model import DirectoryEntry
+from hub.resident_directory import store_entries
 from hub.web.staff import CONTEXT
 from tests.hub.checkins.conftest import CheckinSite
+from tests.hub.desk_support import decision
 from tests.hub.web.conftest import CHROMIUM, staff_page
 from tests.hub.web.test_staff_browser import axe_violations
 
@@ -45,3 +48,57 @@ async def test_a_night_patrol_looks_in_and_gets_a_second_look(checkin_site: Chec
     assert [p for _, p, _ in s.gateway.requests].count("/api/v1/view-tokens") == 1
     for p in (page, colleague, other_unit):
         await p.context.close()
+
+
+async def test_the_route_has_the_due_visits_with_the_alarms_done_in_a_tap_in_both_languages(
+    checkin_site: CheckinSite, browser: Browser
+) -> None:
+    """Phone-sized, on the hub's clock: r1's camera check-in turned into a visit (camera not working) is on the route
+    next door with the resident's name, address and due time; the alarm across town comes after; "Visited" on the
+    route takes it off and stays on the route; axe finds nothing serious in English or Swedish."""
+    s = checkin_site
+    site = s.site.site
+    s.site.staff_app[CONTEXT].checkins = s.service
+    async with s.site.db.acquire() as conn:
+        await store_entries(
+            conn,
+            [
+                DirectoryEntry(resident=s.resident, name="Karin Berg", address="Storgatan 1",
+                               latitude=63.826, longitude=20.264),
+                DirectoryEntry(resident=f"{site}-r2", name="Olle Ek", address="Ytterby 4",
+                               latitude=63.90, longitude=20.40),
+            ],
+        )  # fmt: skip
+    (look,) = await s.service.tick()
+    await s.service.record(look.id, s.site.staff["bo"], "camera_not_working")
+    alarm = s.site.desk.apply(decision(site, subject="r2", resident="r2", device="plug2", rule_id="alarm_button"))
+    assert alarm is not None
+    page = await staff_page(browser, s.site.url, site, "anna")
+    await page.goto(f"{s.site.url}/staff/patrol?from=63.8258,20.2630")
+    route = page.locator("li.patrol-stop")
+    await expect(route).to_have_count(2)
+    visit = route.nth(0)
+    await expect(visit.locator(".stop-what")).to_have_text("Check-in visit")
+    await expect(visit.locator(".stop-home")).to_have_text("Karin Berg, Storgatan 1")
+    await expect(visit.locator(".visit-due")).to_have_text("at 22:50")  # made a visit at once, due now
+    await expect(visit.locator(".minutes")).to_have_text("0 min away")
+    await expect(route.nth(1).locator(".stop-what")).to_have_text("Alarm button")
+    found = await axe_violations(page)
+    assert found == [], [(v["id"], v["help"]) for v in found]
+    await page.get_by_role("button", name="Svenska").click()
+    await expect(page.locator("h1")).to_have_text("Rutt: larm och besök i restidsordning")
+    await expect(visit.locator(".stop-what")).to_have_text("Tillsynsbesök")
+    await expect(visit.locator(".visit-due")).to_have_text("kl. 22:50")
+    found = await axe_violations(page)
+    assert found == [], [(v["id"], v["help"]) for v in found]
+    s.site.clock.advance(40 * 60)  # 23:30: the visit's half hour is over
+    await page.reload()
+    await expect(visit.locator(".overdue-badge")).to_have_text("Försenad")
+    await visit.get_by_role("button", name="Besökt, allt väl").click()
+    await page.wait_for_url(f"{s.site.url}/staff/patrol?from=63.8258,20.2630")  # still counted from here
+    await expect(page.locator("li.patrol-stop")).to_have_count(1)
+    await expect(page.locator("li.patrol-stop .stop-what")).to_have_text("Larmknapp")
+    async with s.site.db.acquire() as conn:
+        outcome = await conn.fetchval("SELECT outcome FROM checkins WHERE id = $1", f"{look.id}-visit")
+    assert outcome == "visited"
+    await page.context.close()

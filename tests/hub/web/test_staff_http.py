@@ -185,6 +185,31 @@ async def test_every_read_of_resident_data_is_logged(staff_site: StaffSite, clie
     assert staff_site.metrics.resident_reads.labels("staff")._value.get() == 3
 
 
+async def test_last_activity_shows_the_sites_clock_time_with_the_date_when_not_today(
+    staff_site: StaffSite, client: aiohttp.ClientSession
+) -> None:
+    """At 02:14 on the hub's clock (CET), r1's last event at 01:05 reads "01:05", r2's of the evening before with
+    its date: local clock times, counted from the hub's now, not the phone's or UTC."""
+    from datetime import UTC, datetime
+
+    site = staff_site.site
+    staff_site.clock.t = datetime(2026, 11, 27, 1, 14, tzinfo=UTC)
+    async with staff_site.db.acquire() as conn:
+        await conn.executemany(
+            "INSERT INTO events (ts, site, device_id, resident_id, kind) VALUES ($1, $2, $3, $4, 'motion')",
+            [
+                (datetime(2026, 11, 27, 0, 5, tzinfo=UTC), site, f"{site}-radar1", f"{site}-r1"),
+                (datetime(2026, 11, 26, 22, 40, tzinfo=UTC), site, f"{site}-plug2", f"{site}-r2"),
+            ],
+        )
+    await login(client, staff_site.url, f"anna-{site}")
+    async with client.get(f"{staff_site.url}/staff/residents") as page:
+        html = await page.text()
+    text = re.sub(r"<[^>]+>", "", html)
+    assert "Last activity: 01:05 (1 h 9 min ago)" in text
+    assert "Last activity: 26 Nov 23:40 (2 h 34 min ago)" in text
+
+
 async def test_staff_add_command_creates_and_updates_accounts_that_can_log_in(
     staff_site: StaffSite, client: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
