@@ -25,7 +25,7 @@ from hub.settings import DbSettings, Settings
 from hub.store.inventory import load_inventory
 from hub.store.migrate import maintain_partitions
 from hub.store.partitions import existing_partitions, partition_name
-from hub.store.roles import RoleError
+from hub.store.roles import APPEND_ONLY_TABLES, NOT_READABLE, READ_ONLY_FOR_RUNTIME, READABLE, RoleError
 from tests.conftest import MQTT_HOST, MQTT_PORT, PG_DSN, DbRoles
 
 
@@ -164,6 +164,52 @@ async def test_the_read_only_role_reads_and_nothing_else(migrated: DbRoles, db_s
                 await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def test_every_table_is_granted_on_purpose(migrated: DbRoles, db_schema: str) -> None:
+    """Each table the migrations made (check-ins, duty, the directory … and whatever comes next): the runtime role reads
+    and writes it, the audit logs only by INSERT and SELECT; the read-only role reads it only when READABLE lists it,
+    and every table is on READABLE or NOT_READABLE, so a new one is shown to the dashboards or kept from them by
+    decision, not by accident."""
+    conn = await _connect(migrated.owner_dsn, db_schema)
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT c.relname,
+                   has_table_privilege($2, c.oid, 'SELECT') AS rt_select,
+                   has_table_privilege($2, c.oid, 'INSERT') AS rt_insert,
+                   has_table_privilege($2, c.oid, 'UPDATE') AS rt_update,
+                   has_table_privilege($2, c.oid, 'DELETE') AS rt_delete,
+                   has_table_privilege($2, c.oid, 'TRUNCATE') AS rt_truncate,
+                   has_any_column_privilege($3, c.oid, 'SELECT') AS ro_select,
+                   has_any_column_privilege($3, c.oid, 'INSERT, UPDATE') AS ro_write
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
+            """,
+            db_schema,
+            migrated.runtime,
+            migrated.readonly,
+        )
+    finally:
+        await conn.close()
+    tables = {r["relname"]: r for r in rows}
+    assert {"checkins", "checkin_plans", "checkin_looks", "checkin_log", "staff_duty", "resident_directory"} <= set(
+        tables
+    )
+    unlisted = sorted(set(tables) - set(READABLE) - set(NOT_READABLE))
+    assert unlisted == [], f"add {unlisted} to READABLE or NOT_READABLE (with the reason) in hub/store/roles.py"
+    assert set(READABLE) & set(NOT_READABLE) == set()
+    for name, r in tables.items():
+        if name in APPEND_ONLY_TABLES:
+            expected = (True, True, False, False)
+        elif name in READ_ONLY_FOR_RUNTIME:
+            expected = (True, False, False, False)
+        else:
+            expected = (True, True, True, True)
+        assert (r["rt_select"], r["rt_insert"], r["rt_update"], r["rt_delete"]) == expected, name
+        assert not r["rt_truncate"], name
+        assert r["ro_select"] is (name in READABLE), name
+        assert not r["ro_write"], name
 
 
 def test_serve_refuses_a_schema_it_may_not_migrate(db_roles: DbRoles, db_schema: str) -> None:
