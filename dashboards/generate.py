@@ -182,6 +182,20 @@ def hub_health() -> dashboard.Dashboard:
         .with_target(promql("max(vaka_event_loop_lag_seconds)", "lag"))
     )
     d = d.with_panel(
+        graph(
+            "Garbage-collector pauses",
+            "Worst collector pause by generation (each stalls every alarm in flight; hub/heap.py)",
+            "s",
+        )
+        .datasource(PROM)
+        .with_target(
+            promql(
+                f"histogram_quantile(0.99, sum by (le, generation) (rate(vaka_gc_pause_seconds_bucket[{RATE}])))",
+                "generation {{generation}}",
+            )
+        )
+    )
+    d = d.with_panel(
         graph("Seconds since the engine loop ran", "The rule engine's heartbeat (VakaHubStalled past 60 s)", "s")
         .datasource(PROM)
         .with_target(promql("time() - max(vaka_hub_heartbeat_timestamp_seconds)", "since heartbeat"))

@@ -25,7 +25,7 @@ from adapters import native
 from alarms.engine import Engine
 from alarms.gate import Gate, GateLimits, Verdict, freshness_by_kind, rule_freshness
 from alarms.rules import default_pack_path, load_rules
-from hub import recovery, snapshots
+from hub import heap, recovery, snapshots
 from hub.canary import TOPIC as CANARY_TOPIC
 from hub.canary import Canary
 from hub.checkins.gateway import HttpCameraGateway
@@ -34,6 +34,7 @@ from hub.checkins.service import run_loop as checkins_loop
 from hub.clock import CLOCK_TOPIC, Clock, SimulatedClock, WallClock
 from hub.desk.lane import TICK_S, Desk
 from hub.followup import rollup
+from hub.heap import GcPauses
 from hub.ingest import Ingest
 from hub.inventory import build_directory, devices_by_id
 from hub.metrics import Metrics
@@ -90,6 +91,8 @@ class Hub:
         self.http_port = 0
         self._simulation_started = False
         self._inventory_version: tuple[object, ...] | None = None
+        # `vaka serve` sets this: what start-up and each inventory reload build goes to the permanent generation
+        self.freeze_heap = False
         self._start_error: VakaError | None = (
             None  # a database the hub must not run on (schema behind, role too strong)
         )
@@ -112,6 +115,7 @@ class Hub:
         stack = self._stack
         s.spool.directory.mkdir(parents=True, exist_ok=True)
 
+        stack.callback(GcPauses(self.metrics).close)
         self.db = Database(s.db, self.metrics)
         self.db.set_prepare(self._prepare_database)
         await self.db.open()
@@ -458,6 +462,8 @@ class Hub:
         if self.settings.clock.mode == "wall" or self._simulation_started:
             self.engine.set_directory(build_directory(sites), self.clock.now())
         self.ingest.set_devices(devices_by_id(sites))
+        if self.freeze_heap:
+            heap.freeze_long_lived()
         logger.info("inventory reloaded: %s sites", len(sites))
 
     async def _db_call(self, fn: Callable[..., Awaitable[T]], *args: object, default: D) -> T | D:
@@ -478,6 +484,11 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, main.cancel)
     with contextlib.suppress(asyncio.CancelledError):
-        async with Hub(settings):
+        hub = Hub(settings)
+        hub.freeze_heap = True
+        async with hub:
+            frozen = heap.freeze_long_lived()
+            heap.tune_collector()
+            logger.info("start-up heap frozen: %s objects the collector no longer walks", frozen)
             await asyncio.Event().wait()
     logger.info("hub stopped")

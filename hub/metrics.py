@@ -165,6 +165,13 @@ class Metrics:
         self.event_loop_lag = Gauge(
             "vaka_event_loop_lag_seconds", "Worst lateness of a short event-loop timer over the last 5 s", registry=r
         )
+        self.gc_pause = Histogram(
+            "vaka_gc_pause_seconds",
+            "Garbage-collector pauses (each stalls the event loop), by generation (hub/heap.py)",
+            ["generation"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
         self.alarm_oldest_unaccepted = Gauge(
             "vaka_alarm_oldest_unaccepted_seconds",
             "Age of the oldest open alarm nobody has accepted yet (0: none)",
