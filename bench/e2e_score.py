@@ -81,7 +81,10 @@ def score(
             | {"seen": seen}
         )
     no_alarm_expected = [i for i in truth if i["expected"] is None]
-    unexplained = [a for a in alarms if a.id not in explained]
+    # the bench's hub has no staff on duty, so every escalation runs out of people: that site alarm is the hub
+    # working as it should (issue 17), not a sensor's false alarm
+    nobody_reached = [a for a in alarms if a.rule_id == "nobody_reached"]
+    unexplained = [a for a in alarms if a.id not in explained and a not in nobody_reached]
     device_false_positives = [
         a
         for a in unexplained
@@ -118,5 +121,6 @@ def score(
         "unexplained_technical_by_rule": dict(Counter(a.rule_id for a in technical)),
         # the hub's engine arms supervision on the wall clock before the first simulated clock message arrives
         "unexplained_technical_alarms_in_first_2_min": sum(a.raised_at < start + 120 for a in technical),
+        "nobody_reached_alarms": len(nobody_reached),
         "alarms_seen": len(alarms),
     }

@@ -95,3 +95,14 @@ def test_an_alarm_still_open_covers_a_second_incident_of_its_rule() -> None:
     assert result["covered_by_open_alarm"] == 1
     assert [m["incident"] for m in result["missed"]] == ["fall"]
     assert result["recall"] == round(2 / 3, 4)
+
+
+def test_escalation_running_out_of_people_is_reported_apart_from_false_alarms() -> None:
+    """The bench's hub has nobody on duty: its site alarm `nobody_reached` is the hub doing its job, not a sensor's
+    false alarm (it was counted as one, 0.025 per resident-night, in a run before this test)."""
+    truth = [incident("fall", "fall", "r-1", "r1-radar", 0, 100)]
+    nobody = SeenAlarm("n-1", "nobody_reached", "care", None, None, T0.timestamp() + 400)
+    result = score(truth, [alarm("fall", "care", "r-1", "r1-radar", 1), nobody], resident_nights=40.0, start=0.0)
+    assert result["false_alarms_per_resident_night"] == 0.0
+    assert result["false_alarms_by_rule"] == {}
+    assert result["nobody_reached_alarms"] == 1
