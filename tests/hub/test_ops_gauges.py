@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from hub.desk.alarm import Alarm
@@ -75,6 +76,45 @@ async def test_a_blocked_event_loop_shows_as_lag(metrics: Metrics) -> None:
                 break
         assert metrics.event_loop_lag._value.get() >= 0.4
         assert metrics.alarm_oldest_unaccepted.labels("care")._value.get() == 0.0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 (a metric the loop sets each second, not an event)
+            await asyncio.sleep(0.05)
+
+
+async def test_the_device_gauges_follow_an_inventory_reload_and_silence_as_it_opens(metrics: Metrics) -> None:
+    """The inventory is indexed once per reload (the hub replaces its list), the silence counts every second."""
+    inventory: list[Site] = [Site(id="north", devices=[Device(id="n-bed-1", kind="bed_sensor")])]
+    open_alarms: list[Alarm] = []
+    task = asyncio.get_running_loop().create_task(
+        ops_gauges_loop(metrics, lambda: open_alarms, lambda: inventory, lambda: NOW), name="test.ops_gauges"
+    )
+
+    def installed(site: str, kind: str, vendor: str = "native") -> float | None:
+        return metrics.registry.get_sample_value(
+            "vaka_devices_installed", {"site": site, "kind": kind, "vendor": vendor}
+        )
+
+    def silent(site: str, kind: str, vendor: str = "native") -> float | None:
+        return metrics.registry.get_sample_value("vaka_devices_silent", {"site": site, "kind": kind, "vendor": vendor})
+
+    try:
+        await wait_for(lambda: installed("north", "bed_sensor") == 1)
+        inventory = [
+            Site(id="north", devices=[Device(id="n-bed-1", kind="bed_sensor"), Device(id="n-bed-2", kind="bed_sensor")]),
+            Site(id="south", devices=[Device(id="s-door", kind="door_entrance")]),
+        ]  # fmt: skip
+        await wait_for(lambda: installed("north", "bed_sensor") == 2 and installed("south", "door_entrance") == 1)
+        open_alarms.append(alarm("device_silent", AlarmCategory.TECHNICAL, 60, AlarmState.RAISED, "s-door"))
+        await wait_for(lambda: silent("south", "door_entrance") == 1)
+        inventory = [Site(id="north", devices=[Device(id="n-bed-1", kind="bed_sensor")])]
+        await wait_for(lambda: installed("south", "door_entrance") is None)  # a class removed stops being reported
+        assert installed("north", "bed_sensor") == 1
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
