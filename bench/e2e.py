@@ -328,19 +328,15 @@ async def measure_recall(broker: Broker, token: str, plan: Plan, workdir: Path, 
     schemas.append(schema)
     await prepare_schema(schema, sim.inventory())
     checkin_truth = sim.checkin_truth()
-    extra_env = {}
     if checkin_truth:
+        # the hub ticks its check-ins at least every simulated minute (hub.checkins.service.run_loop)
         await load_checkin_plans(schema, PlanFile.model_validate(sim.checkin_plans()).plans)
-        # the hub ticks check-ins on the wall clock: at 1200x its default 5 s would be 100 simulated minutes,
-        # longer than a slot's window; tick every simulated minute instead
-        extra_env["VAKA_CHECKINS__TICK_S"] = f"{min(5.0, max(0.02, 60 / max(plan.speed, 1))):.3f}"
     hub = HubProcess(
         schema=schema,
         broker_port=broker.port,
         client_id=f"e2e-hub-r-{token}",
         workdir=workdir,
         clock_mode="simulated",
-        extra_env=extra_env,
     )
     watcher = Receiver(broker.port, f"e2e-alarms-r-{token}", f"vaka/v1/{site}/alarms/#", keep=True)
     try:

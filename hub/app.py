@@ -274,7 +274,11 @@ class Hub:
         tasks.append(group.create_task(self.writer.run_loop(), name="vaka.writer"))
         tasks.extend(group.create_task(loop, name=name) for name, loop in self.desk.loops().items())
         tasks.append(group.create_task(self._housekeeping_loop(), name="vaka.housekeeping"))
-        tasks.append(group.create_task(checkins_loop(self.checkins, s.checkins.tick_s), name="vaka.checkins"))
+        tasks.append(
+            group.create_task(
+                checkins_loop(self.checkins, s.checkins.tick_s, self.desk.clock_rate), name="vaka.checkins"
+            )
+        )
         if watch_sight:
             tasks.append(group.create_task(self.canary_conn.run_loop(), name="vaka.mqtt.canary"))
             tasks.append(group.create_task(self.canary.run_loop(), name="vaka.canary"))

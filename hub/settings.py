@@ -409,7 +409,9 @@ class CheckinSettings(_Section):
     overdue_after_s: float = Field(
         default=0.0, ge=0, description="a task still open this long after its window closed raises an alarm"
     )
-    tick_s: float = Field(default=5.0, gt=0, le=60, description="how often due check-ins are created")
+    tick_s: float = Field(
+        default=5.0, gt=0, le=60, description="how often due check-ins are created (at least every simulated minute)"
+    )
 
 
 class Settings(BaseSettings):

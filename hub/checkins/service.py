@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -30,6 +31,8 @@ OUTCOMES = ("seen_calm", "seen_needs_visit", "not_visible", "camera_not_working"
 PHYSICAL_OUTCOMES = ("visited", "visited_needs_help")
 SECOND_LOOK_MIN = 20
 LOOK_TTL_S = 45
+SIMULATED_STEP_S = 60.0  # a simulated clock faster than the wall's: tick at least every simulated minute
+MIN_TICK_S = 0.02
 
 
 class CheckinError(VakaError):
@@ -45,6 +48,7 @@ class Publish(Protocol):
 
 
 class Desk(Protocol):
+    def tick(self) -> datetime: ...
     def apply(self, decision: AlarmDecision) -> Any: ...
     def device_faults(self, site: str) -> set[str]: ...
 
@@ -111,25 +115,35 @@ class CheckinService:
     # --- the clock ------------------------------------------------------------------------------------------------
 
     async def tick(self) -> list[Task]:
-        """Create the tasks whose window opened, physical at once where the camera is down; alarm the overdue ones."""
-        now = self.clock.now()
-        created: list[Task] = []
+        """Create the tasks whose window opened, physical at once where the camera is down; make an open camera task
+        a visit once its camera is known to be down; alarm the overdue ones. Returns the tasks created or changed.
+
+        The cameras are judged in step with the alarm lane, at one instant: the lane ticks first (every silence due
+        by now is at the desk), then the open faults are read and the tasks stamped with that time, before any await
+        lets the clock run on. At 1200x a tick writing thirty tasks lasts simulated minutes, and a camera back
+        after its slot must not make that slot a look, nor a camera silent from a minute ago a visit.
+        """
         async with self.db.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT p.resident_id, p.site, p.consent_ref, p.care_decision_ref, p.camera_device_id, p.travel_minutes, "
                 "p.opt_out_nights, p.slots, r.unit, s.timezone FROM checkin_plans p JOIN residents r ON r.id = p.resident_id "
-                "JOIN sites s ON s.id = p.site"
+                "JOIN sites s ON s.id = p.site ORDER BY p.resident_id"
             )  # fmt: skip
+            now = self.desk.tick()
+            down = {site: self.desk.device_faults(site) for site in {row["site"] for row in rows}}
+            changed: list[Task] = []
             for row in rows:
                 plan = plan_of(row)
                 for slot in due(plan, now, ZoneInfo(row["timezone"])):
                     mode, reason = slot.slot.mode, ""
-                    if mode == "camera" and plan.camera in self.desk.device_faults(row["site"]):
+                    if mode == "camera" and plan.camera in down[row["site"]]:
                         mode, reason = "physical", "camera_down"
                     task = await self._create(conn, slot.id, row["site"], row["unit"], plan.resident, plan.camera, mode,
                                               1, None, reason, slot.due_at, slot.window_start, slot.window_end, now)  # fmt: skip
                     if task is not None:
-                        created.append(task)
+                        changed.append(task)
+            cameras_down = {row["camera_device_id"] for row in rows if row["camera_device_id"] in down[row["site"]]}
+            changed += await self._camera_down(conn, now, cameras_down)
             overdue = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM checkins WHERE state = 'open' AND NOT overdue_alarmed AND window_end <= $1",
                 now - self.overdue_after,
@@ -144,9 +158,28 @@ class CheckinService:
                     reason=f"{task.mode} check-in not done in its window", resident_id=task.resident_id,
                     device_id=task.camera_device_id,
                 ))  # fmt: skip
-        for task in created:
+        for task in changed:
             self._publish(task)
-        return created
+        return changed
+
+    async def _camera_down(self, conn: asyncpg.Connection, now: datetime, cameras: set[str]) -> list[Task]:
+        """Open camera tasks in their window whose camera is down (silent, offline): a visit now, the same task."""
+        if not cameras:
+            return []
+        async with conn.transaction():
+            rows = await conn.fetch(
+                f"UPDATE checkins SET mode = 'physical', reason = 'camera_down' WHERE state = 'open' AND mode = 'camera' "
+                f"AND window_end > $1 AND camera_device_id = ANY($2::text[]) RETURNING {_COLUMNS}",
+                now, sorted(cameras),
+            )  # fmt: skip
+            turned = sorted(map(_task, rows), key=lambda t: (t.due_at, t.id))
+            for task in turned:
+                await self._log(
+                    conn, task.id, now, "hub", "camera_down", f"camera={task.camera_device_id}: a visit now"
+                )
+        for task in turned:
+            logger.info("CHECKIN id=%s camera down: mode=physical reason=camera_down", task.id)
+        return turned
 
     async def _create(self, conn: asyncpg.Connection, task_id: str, site: str, unit: str | None, resident: str,
                       camera: str | None, mode: str, attempt: int, parent: str | None, reason: str, due_at: datetime,
@@ -323,9 +356,10 @@ async def save_plans(conn: asyncpg.Connection, plans: list[Plan]) -> None:
             )  # fmt: skip
 
 
-async def run_loop(service: CheckinService, interval_s: float = 5.0) -> None:
-    """Tick the check-ins forever; a failed tick is logged and tried again (a task is never lost: the next tick
-    creates whatever is still due, by its stable id)."""
+async def run_loop(service: CheckinService, interval_s: float = 5.0, rate: Callable[[], float] | None = None) -> None:
+    """Tick the check-ins forever, every `interval_s` and at least every simulated minute when the hub's clock runs
+    faster than the wall clock (`rate`: a simulation at 1200x); a failed tick is logged and tried again (a task is
+    never lost: the next tick creates whatever is still due, by its stable id)."""
     while True:
         try:
             await service.tick()
@@ -333,4 +367,6 @@ async def run_loop(service: CheckinService, interval_s: float = 5.0) -> None:
             logger.warning("check-ins waiting for the database; the due tasks are created when it is back")
         except Exception:
             logger.exception("check-in tick failed; trying again in %.0f s", interval_s)
-        await asyncio.sleep(interval_s)
+        speed = rate() if rate is not None else 1.0
+        wait_s = min(interval_s, SIMULATED_STEP_S / speed) if speed > 1 else interval_s
+        await asyncio.sleep(max(MIN_TICK_S, wait_s))

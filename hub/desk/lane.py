@@ -176,8 +176,10 @@ class Desk:
         late_s = (now - event.ts).total_seconds()
         return self.engine.feed(seen, now, late_s=late_s if late_s > 0 else 0.0)
 
-    def tick(self) -> None:
-        """The clock: fire the engine's due timers and the desk's due escalations; never raises."""
+    def tick(self) -> datetime:
+        """The clock: fire the engine's due timers and the desk's due escalations; never raises. Returns the time it
+        ticked at: every alarm due by then is at the desk (followers that judge by the desk's state at a time, like
+        the check-ins, tick first and judge at that time)."""
         now = self.clock.now()
         if self.engine is not None:
             try:
@@ -190,6 +192,7 @@ class Desk:
                 self._guarded("decision", decision.key, decision.site, partial(self.apply, decision))
         self.escalate_due()
         self.hub.prune()
+        return now
 
     def apply(self, decision: AlarmDecision) -> Alarm | None:
         """Apply one rule engine decision and deliver its changes; returns the alarm it touched."""
