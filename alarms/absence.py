@@ -160,7 +160,9 @@ class DailyAbsenceEval(Compiled):
         assert rule.window is not None
         window = rule.window
         self.schedule = compile_schedule(window.start, window.end, list(window.days) if window.days else None)
-        self.defaults = Params(enabled=True, threshold=None, clear_at=None, duration_s=0.0, schedule=self.schedule)
+        self.defaults = Params(
+            enabled=rule.enabled, threshold=None, clear_at=None, duration_s=0.0, schedule=self.schedule
+        )
         self.match = Matcher(rule.match)
         self.listens = self.match.kinds
         self.last: dict[str, float] = {}

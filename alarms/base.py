@@ -83,8 +83,9 @@ class Compiled:
         self.night_schedule = rule.schedule == "night"
         spec = schedules[rule.schedule] if isinstance(rule.schedule, str) else rule.schedule
         self.schedule = compile_schedule(spec.start, spec.end, list(spec.days) if spec.days else None) if spec else None
+        # a rule the pack leaves off is compiled only when a profile turns it on: off for everyone else
         self.defaults = Params(
-            enabled=True, threshold=None, clear_at=None, duration_s=duration_s, schedule=self.schedule
+            enabled=rule.enabled, threshold=None, clear_at=None, duration_s=duration_s, schedule=self.schedule
         )
         self.overrides: dict[str, Params] = {}
         self.reason_has_fields = "{" in rule.reason

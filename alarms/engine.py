@@ -45,7 +45,7 @@ class Engine:
     def __init__(self, rules: RuleSet, directory: Directory) -> None:
         self.rules = rules
         self.compiled: dict[str, Compiled] = {}
-        for rule in rules.enabled:
+        for rule in rules.live:  # a rule off in the pack but on in a profile is compiled, off by default
             self.compiled[rule.id] = compile_rule(rule, rules.schedules)
         self._by_kind: dict[EventKind, tuple[Compiled, ...]] = {}
         for kind in EventKind:

@@ -95,7 +95,7 @@ def _rule_kinds(rule: Rule) -> frozenset[EventKind] | None:
 def rule_freshness(rules: RuleSet, limits: GateLimits) -> dict[str, float]:
     """Each rule's freshness window; absence rules take any age (an old sign of life or activity is still one)."""
     out: dict[str, float] = {}
-    for rule in rules.enabled:
+    for rule in rules.live:
         if isinstance(rule, AbsenceRule):
             out[rule.id] = math.inf
             continue
@@ -108,7 +108,7 @@ def freshness_by_kind(rules: RuleSet, limits: GateLimits) -> dict[EventKind, flo
     """For each kind, the shortest freshness window of the rules it feeds: past it, some rule ignores the event."""
     windows = rule_freshness(rules, limits)
     out: dict[EventKind, float] = {}
-    for rule in rules.enabled:
+    for rule in rules.live:
         window = windows[rule.id]
         if math.isinf(window):
             continue

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from alarms.directory import ResidentProfile, RuleOverride
 from alarms.spec import (
     AbsenceRule,
     BaselineRule,
@@ -18,12 +19,13 @@ from alarms.spec import (
     InstantRule,
     Rule,
     RulePack,
+    RuleProfile,
     ScheduleSpec,
     SequenceRule,
     SustainedRule,
     describe_error,
 )
-from hub.model import VakaError
+from hub.model import AlarmCategory, VakaError
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ __all__ = [
     "CountRule",
     "InstantRule",
     "Rule",
+    "RuleProfile",
     "RuleSet",
     "RulesError",
     "SequenceRule",
@@ -73,15 +76,44 @@ class RulesError(VakaError):
 
 @dataclass(frozen=True)
 class RuleSet:
-    """Validated rules from one or more files, in file order; `schedules` are the named windows."""
+    """Validated rules from one or more files, in file order; `schedules` are the named windows, `profiles` the named
+    per-resident changes a nurse assigns."""
 
     rules: tuple[Rule, ...]
     schedules: dict[str, ScheduleSpec] = field(default_factory=dict)
+    profiles: dict[str, RuleProfile] = field(default_factory=dict)
 
     @property
     def enabled(self) -> tuple[Rule, ...]:
-        """The rules that take part in evaluation."""
+        """The rules on for every resident."""
         return tuple(rule for rule in self.rules if rule.enabled)
+
+    @property
+    def live(self) -> tuple[Rule, ...]:
+        """The rules that take part in evaluation: those on, and those a profile turns on for its residents."""
+        switched_on = {rule_id for p in self.profiles.values() for rule_id, t in p.rules.items() if t.enabled}
+        return tuple(rule for rule in self.rules if rule.enabled or rule.id in switched_on)
+
+    def resident_profile(
+        self, resident_id: str, site: str, *, away: bool = False, profile: str | None = None
+    ) -> ResidentProfile:
+        """What the engine needs of a resident: away, and the night hours and rule overrides of their profile (none
+        when `profile` is None or not one of these packs)."""
+        found = self.profiles.get(profile) if profile is not None else None
+        if found is None:
+            return ResidentProfile(resident_id=resident_id, site=site, away=away)
+        overrides = {
+            rule_id: RuleOverride(
+                enabled=t.enabled,
+                threshold=t.threshold,
+                clear_at=t.clear_at,
+                duration_s=t.within if t.within is not None else t.for_,
+                schedule=t.schedule.pair if t.schedule is not None else None,
+            )
+            for rule_id, t in found.rules.items()
+        }
+        night = found.night.pair if found.night is not None else None
+        return ResidentProfile(resident_id=resident_id, site=site, away=away, night=night, overrides=overrides)
 
     def get(self, rule_id: str) -> Rule:
         """The rule with this id; KeyError when absent."""
@@ -122,6 +154,18 @@ def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int:
     return line
 
 
+def _key_line(node: yaml.Node | None, loc: Sequence[int | str]) -> int:
+    """1-based line of the mapping key that ends `loc` (where a profile is named, not where its body starts)."""
+    for part in loc[:-1]:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+    if isinstance(node, yaml.MappingNode):
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(loc[-1]):
+                return int(key.start_mark.line) + 1
+    return _line_of(node, loc[-1:])
+
+
 Parsed = tuple[Path, RulePack | None, yaml.Node | None, dict[str, Any]]
 
 
@@ -134,6 +178,11 @@ def _where(data: dict[str, Any], loc: Sequence[int | str]) -> str:
         name = f"rule {rule['id']!r}" if isinstance(rule, dict) and "id" in rule else f"rule #{parts[1] + 1}"
         rest = ".".join(str(part) for part in parts[2:])
         return f"{name}: {rest}" if rest else name
+    if len(parts) >= 2 and parts[0] == "profiles" and parts[-1] == "[key]":
+        return f"profile name {parts[1]!r}"
+    if len(parts) >= 2 and parts[0] == "profiles":
+        rest = ".".join(str(part) for part in parts[2:])
+        return f"profile {parts[1]!r}: {rest}" if rest else f"profile {parts[1]!r}"
     return ".".join(str(part) for part in parts) or "file"
 
 
@@ -216,6 +265,67 @@ def _cross_checks(parsed: list[Parsed]) -> dict[Path, list[tuple[int, str]]]:
     return problems
 
 
+def _tuning_problems(rule: Rule, tuning: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """What a profile may not change in `rule`: (the field at fault or None for the rule, the explanation)."""
+    if rule.category is not AlarmCategory.CARE:
+        return [(None, "is technical: profiles change care rules only (technical alarms go to operations)")]
+    problems: list[tuple[str | None, str]] = []
+    if tuning.get("enabled") is False and rule.severity == "critical":
+        problems.append(("enabled", "cannot be turned off for a resident: the rule raises critical alarms"))
+    valued = rule if isinstance(rule, InstantRule | SustainedRule) else None
+    if "threshold" in tuning and (valued is None or valued.match.value is None):
+        problems.append(
+            ("threshold", "the rule compares no value (only an instant or sustained rule with `match.value`)")
+        )
+    if "clear_at" in tuning and (valued is None or valued.clear is None or valued.clear.value is None):
+        problems.append(("clear_at", "the rule has no `clear.value` to replace"))
+    has_within = isinstance(rule, SequenceRule | CountRule) or (
+        isinstance(rule, AbsenceRule) and isinstance(rule.within, float)
+    )
+    if "within" in tuning and not has_within:
+        hint = " (a sustained rule has `for`)" if isinstance(rule, SustainedRule) else ""
+        problems.append(("within", f"the rule has no `within` to replace{hint}"))
+    if "for" in tuning and not isinstance(rule, SustainedRule):
+        problems.append(("for", "the rule has no `for` to replace (only a sustained rule has one)"))
+    scheduled = isinstance(rule, InstantRule | SequenceRule | CountRule) or (
+        isinstance(rule, AbsenceRule) and rule.window is not None
+    )
+    if "schedule" in tuning and not scheduled:
+        problems.append(("schedule", f"a {rule.type} rule keeps the pack's schedule for every resident"))
+    return problems
+
+
+def _profile_checks(parsed: list[Parsed]) -> dict[Path, list[tuple[int, str]]]:
+    """Profiles against the rules of every file: known care rules, and only what each rule has to change."""
+    problems: dict[Path, list[tuple[int, str]]] = {}
+    rules = {rule.id: rule for _, pack, _, _ in parsed if pack is not None for rule in pack.rules}
+    raw_ids = {rule.get("id") for _, _, _, data in parsed for _, rule in _raw_rules(data)}
+    seen: dict[str, str] = {}
+    for path, _, node, data in parsed:
+        found = problems.setdefault(path, [])
+        profiles = data.get("profiles")
+        for name, spec in profiles.items() if isinstance(profiles, dict) else ():
+            line = _key_line(node, ("profiles", name))
+            if name in seen:
+                found.append((line, f"{path}:{line}: profile {name!r} is defined twice (first at {seen[name]})"))
+            seen.setdefault(str(name), f"{path}:{line}")
+            tunings = spec.get("rules") if isinstance(spec, dict) else None
+            for rule_id, tuning in tunings.items() if isinstance(tunings, dict) else ():
+                at = _key_line(node, ("profiles", name, "rules", rule_id))
+                if rule_id not in raw_ids:
+                    found.append((at, f"{path}:{at}: profile {name!r}: no rule {rule_id!r} in the rule files"))
+                    continue
+                rule = rules.get(rule_id)
+                if rule is None or not isinstance(tuning, dict):
+                    continue  # the rule's own mistakes (or the tuning's shape) are reported already
+                for field_name, text in _tuning_problems(rule, tuning):
+                    loc = ("profiles", name, "rules", rule_id) + ((field_name,) if field_name else ())
+                    at = _line_of(node, loc)
+                    what = f"rule {rule_id!r}: {field_name}: {text}" if field_name else f"rule {rule_id!r} {text}"
+                    found.append((at, f"{path}:{at}: profile {name!r}: {what}"))
+    return problems
+
+
 def _parse_all(paths: Sequence[Path]) -> tuple[list[Parsed], list[str]]:
     per_file: dict[Path, list[tuple[int, str]]] = {}
     parsed: list[Parsed] = []
@@ -225,8 +335,9 @@ def _parse_all(paths: Sequence[Path]) -> tuple[list[Parsed], list[str]]:
         per_file.setdefault(path, []).extend(file_problems)
         if result is not None:
             parsed.append(result)
-    for path, found in _cross_checks(parsed).items():
-        per_file.setdefault(path, []).extend(found)
+    for checks in (_cross_checks(parsed), _profile_checks(parsed)):
+        for path, found in checks.items():
+            per_file.setdefault(path, []).extend(found)
     problems = [text for found in per_file.values() for _, text in sorted(found, key=lambda item: item[0])]
     return parsed, problems
 
@@ -243,12 +354,20 @@ def load_rules(paths: Sequence[Path]) -> RuleSet:
         raise RulesError(problems)
     rules: list[Rule] = []
     schedules: dict[str, ScheduleSpec] = {}
+    profiles: dict[str, RuleProfile] = {}
     for _, pack, _, _ in parsed:
         assert pack is not None  # no problems: every file validated
         rules.extend(pack.rules)
         schedules.update(pack.schedules)
-    logger.info("rules loaded files=%s rules=%s enabled=%s", len(parsed), len(rules), sum(r.enabled for r in rules))
-    return RuleSet(tuple(rules), schedules)
+        profiles.update(pack.profiles)
+    logger.info(
+        "rules loaded files=%s rules=%s enabled=%s profiles=%s",
+        len(parsed),
+        len(rules),
+        sum(r.enabled for r in rules),
+        len(profiles),
+    )
+    return RuleSet(tuple(rules), schedules, profiles)
 
 
 def rule_from_dict(data: dict[str, Any]) -> Rule:

@@ -234,12 +234,82 @@ Rule = Annotated[
 ]
 
 
+class DailyWindow(_Strict):
+    """A daily window of local wall-clock time for one resident (every day; may cross midnight)."""
+
+    start: str = Field(description='local start time "HH:MM"')
+    end: str = Field(description='local end time "HH:MM" (24:00 allowed)')
+
+    @field_validator("start", "end")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        parse_hhmm(value)
+        return value
+
+    @model_validator(mode="after")
+    def _can_be_active(self) -> DailyWindow:
+        if parse_hhmm(self.start) == parse_hhmm(self.end):
+            msg = f"window {self.start}–{self.end} can never be active: start and end are the same time"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """(start, end) as the engine's `ResidentProfile` takes it."""
+        return self.start, self.end
+
+
+class RuleTuning(_Strict):
+    """What a profile changes in one rule for the residents who have it; a field left out keeps the pack's value."""
+
+    enabled: bool | None = Field(
+        default=None, description="turn the rule on (also one the pack leaves off) or off for the resident"
+    )
+    threshold: float | None = Field(default=None, description="replaces the number in the rule's `match.value`")
+    clear_at: float | None = Field(default=None, description="replaces the number in the rule's `clear.value`")
+    within: Duration | None = Field(default=None, description="replaces `within` (sequence, count, absence)")
+    for_: Duration | None = Field(default=None, alias="for", description="replaces `for` (sustained)")
+    schedule: DailyWindow | None = Field(
+        default=None, description="when the rule may raise; for an absence rule with `window`, the window"
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> RuleTuning:
+        if all(getattr(self, name) is None for name in type(self).model_fields):
+            msg = "says nothing to change: give enabled, threshold, clear_at, within, for or schedule"
+            raise ValueError(msg)
+        return self
+
+
+class RuleProfile(_Strict):
+    """A named set of changes to the pack's care rules that a nurse assigns to a resident (`vaka resident profile`,
+    the admin page): night hours, durations, thresholds, which rules are on."""
+
+    description: str = Field(default="", max_length=300, description="what the profile is for, for the nurse")
+    night: DailyWindow | None = Field(
+        default=None, description="replaces the pack's `night` schedule for every rule that uses it"
+    )
+    rules: dict[str, RuleTuning] = Field(default_factory=dict, description="rule id -> what changes")
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> RuleProfile:
+        if self.night is None and not self.rules:
+            msg = "a profile changes something: give `night` or `rules`"
+            raise ValueError(msg)
+        return self
+
+
 class RulePack(_Strict):
-    """One rules file: named schedules and a list of rules."""
+    """One rules file: named schedules, a list of rules and named profiles of per-resident changes."""
 
     version: Literal[1] = 1
     schedules: dict[str, ScheduleSpec] = Field(default_factory=dict, description="named local windows, e.g. night")
     rules: list[Rule] = Field(default_factory=list)
+    profiles: dict[Annotated[str, Field(pattern=_ID)], RuleProfile] = Field(
+        default_factory=dict, description="profile name -> what it changes for the residents who have it"
+    )
 
 
 def describe_error(error: dict[str, Any]) -> str:
@@ -250,6 +320,8 @@ def describe_error(error: dict[str, Any]) -> str:
         return f"unknown kind {error.get('input')!r}"
     if error.get("type") == "extra_forbidden":
         return f"unknown field {error['loc'][-1]!r}"
+    if error.get("type") == "string_pattern_mismatch" and error["loc"][-1:] == ("[key]",):
+        return "a name is lower-case letters, digits and '_', starting with a letter (like wanders_at_night)"
     if error.get("type") == "missing":
         return f"missing field {error['loc'][-1]!r}"
     return message

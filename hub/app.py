@@ -22,6 +22,7 @@ import asyncpg
 from aiohttp import web
 
 from adapters import native
+from alarms.directory import Directory
 from alarms.engine import Engine
 from alarms.gate import Gate, GateLimits, Verdict, freshness_by_kind, rule_freshness
 from alarms.rules import default_pack_path, load_rules
@@ -44,7 +45,7 @@ from hub.ops_gauges import ops_gauges_loop
 from hub.scaip.receiver import ScaipReceiver
 from hub.settings import Settings
 from hub.store.db import Database, VakaConnection
-from hub.store.inventory import fetch_sites, inventory_version
+from hub.store.inventory import fetch_sites, inventory_version, rule_profiles, rule_profiles_version
 from hub.store.migrate import MigrationError, ensure_current, maintain_partitions
 from hub.store.roles import RoleError, privilege_problems
 from hub.store.spool import Spool
@@ -93,6 +94,8 @@ class Hub:
         self._inventory_version: tuple[object, ...] | None = None
         # `vaka serve` sets this: what start-up and each inventory reload build goes to the permanent generation
         self.freeze_heap = False
+        self._profiles: dict[str, str] = {}  # resident id -> rule profile name (resident_rule_profiles)
+        self._profiles_version: tuple[object, ...] | None = None
         self._start_error: VakaError | None = (
             None  # a database the hub must not run on (schema behind, role too strong)
         )
@@ -123,6 +126,7 @@ class Hub:
         if self._start_error is not None:
             raise self._start_error
         self._sites = await self._load_sites()
+        self._profiles = await self._load_profiles()
 
         self.spool = Spool(s.spool, self.metrics)
         stack.push_async_callback(self.spool.close)
@@ -130,9 +134,9 @@ class Hub:
         self.writer = Writer(self.db, self.spool, s.db, self.metrics)
         stack.push_async_callback(self.writer.close)
 
-        rules = load_rules(s.rules.packs or [default_pack_path()])
+        rules = self.rules = load_rules(s.rules.packs or [default_pack_path()])
         # in simulated mode the devices are supervised from the simulation's first clock message, not from now
-        directory = build_directory(self._sites if s.clock.mode == "wall" else [])
+        directory = self._directory() if s.clock.mode == "wall" else build_directory([])
         # a simulation starts from its own beginning: timers from an earlier run would fire at the wrong times
         snapshot = None
         if s.clock.mode == "wall":
@@ -257,7 +261,9 @@ class Hub:
             ),
         )
         app[DEGRADED] = self._degraded
-        setup_staff(app, desk=self.desk, db=self.db, settings=s, metrics=self.metrics, checkins=self.checkins)
+        setup_staff(
+            app, desk=self.desk, db=self.db, settings=s, metrics=self.metrics, checkins=self.checkins, rules=rules
+        )
         setup_relatives(app, db=self.db, settings=s)
         # open staff pages hold WebSockets: shutdown closes them, and waits at most a few seconds for stragglers
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=HTTP_SHUTDOWN_S)
@@ -371,7 +377,7 @@ class Hub:
             self.clock.update_from_payload(msg.payload)
             if not self._simulation_started and self.clock.synced:
                 self._simulation_started = True
-                self.engine.set_directory(build_directory(self._sites), self.clock.now())
+                self.engine.set_directory(self._directory(), self.clock.now())
             return
         self.ingest.handle(msg)
 
@@ -403,6 +409,8 @@ class Hub:
             if now - last_inventory >= self.settings.desk.inventory_refresh_s and self.db.up:
                 last_inventory = now
                 await self._refresh_inventory()
+            elif self.db.up:
+                await self._refresh_profiles()  # a nurse's change applies within a second
             if now - last_snapshot >= SNAPSHOT_INTERVAL_S:
                 last_snapshot = now
                 snapshot_json = self._encode_snapshot()
@@ -463,12 +471,48 @@ class Hub:
         self._sites = sites
         self.desk.set_sites(sites)
         await asyncio.to_thread(snapshots.save_inventory, self.settings.spool.directory, sites)
+        profiles = await self._db_call(rule_profiles, default=None)
+        if profiles is not None:
+            self._profiles = profiles
         if self.settings.clock.mode == "wall" or self._simulation_started:
-            self.engine.set_directory(build_directory(sites), self.clock.now())
+            self.engine.set_directory(self._directory(), self.clock.now())
         self.ingest.set_devices(devices_by_id(sites))
         if self.freeze_heap:
             heap.freeze_long_lived()
         logger.info("inventory reloaded: %s sites", len(sites))
+
+    async def _load_profiles(self) -> dict[str, str]:
+        """The residents' rule profiles; the cached ones while the database is away."""
+        self._profiles_version = await self._db_call(rule_profiles_version, default=None)
+        profiles = await self._db_call(rule_profiles, default=None)
+        if profiles is None:
+            return snapshots.load_profiles(self.settings.spool.directory)
+        snapshots.save_profiles(self.settings.spool.directory, profiles)
+        return profiles
+
+    async def _refresh_profiles(self) -> None:
+        """Give the engine the residents' rule profiles again when one changed (the admin page, `vaka resident
+        profile`, SQL from anywhere): a new assignment applies from the next event or window; a bed exit already being
+        timed keeps its time."""
+        version = await self._db_call(rule_profiles_version, default=None)
+        if version is None or version == self._profiles_version:
+            return
+        profiles = await self._db_call(rule_profiles, default=None)
+        if profiles is None:
+            return
+        self._profiles_version, self._profiles = version, profiles
+        try:
+            await asyncio.to_thread(snapshots.save_profiles, self.settings.spool.directory, profiles)
+            if self.settings.clock.mode == "wall" or self._simulation_started:
+                self.engine.set_directory(self._directory(), self.clock.now())
+        except Exception:  # the housekeeping loop (and the alarm path beside it) must go on: tried at the next change
+            logger.exception("rule profiles not applied; the engine keeps the residents' earlier ones")
+            return
+        logger.info("rule profiles applied residents=%s", len(profiles))
+
+    def _directory(self) -> Directory:
+        """The engine's view of the inventory with the residents' rule profiles."""
+        return build_directory(self._sites, self.rules, self._profiles)
 
     async def _db_call(self, fn: Callable[..., Awaitable[T]], *args: object, default: D) -> T | D:
         """Run `fn(conn, *args)` with a timeout; on any database failure log it and return `default`."""

@@ -164,6 +164,51 @@ async def _set_flag(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _resident_profile(args: argparse.Namespace, settings: Settings) -> int:
+    """`vaka resident profile ID [NAME | --clear]`: give a resident one of the loaded packs' rule profiles, or none;
+    with neither, say which one they have and which the packs define."""
+    from datetime import UTC, datetime
+
+    from alarms.rules import RulesError, default_pack_path, load_rules
+    from hub.store.inventory import set_rule_profile
+
+    try:
+        known = load_rules(settings.rules.packs or [default_pack_path()]).profiles
+    except RulesError as exc:
+        print("vaka resident profile: the rule packs (rules.packs) have mistakes:\n" + str(exc))
+        return 2
+    listing = ", ".join(sorted(known)) or "none"
+    if args.clear and args.name:
+        print("vaka resident profile: give a profile NAME or --clear, not both")
+        return 2
+    if args.name and args.name not in known:
+        print(f"vaka resident profile: no profile {args.name!r} in the loaded rule packs (known: {listing})")
+        return 1
+
+    async def work(conn: VakaConnection) -> tuple[bool, str | None]:
+        if not args.name and not args.clear:
+            exists = await conn.fetchval("SELECT count(*) FROM residents WHERE id = $1", args.id)
+            current = await conn.fetchval("SELECT profile FROM resident_rule_profiles WHERE resident_id = $1", args.id)
+            return bool(exists), current
+        return await set_rule_profile(conn, args.id, args.name or None, "cli", datetime.now(UTC))
+
+    result = await _with_database(settings, "resident profile", work)
+    if result is None:
+        return 2
+    found, before = result
+    if not found:
+        print(f"vaka: no resident {args.id!r} in the inventory (see `vaka site load`)")
+        return 1
+    if not args.name and not args.clear:
+        print(f"resident {args.id}: {f'profile {before}' if before else 'no profile (the pack values)'}")
+        print(f"profiles in the loaded rule packs: {listing}")
+        return 0
+    logger.info("resident %s rule profile %s (was %s)", args.id, args.name or "none", before or "none")
+    now = f"profile {args.name}" if args.name else "no profile: the pack values"
+    print(f"resident {args.id}: {now} (was {before or 'none'}); the running hub applies it within a second")
+    return 0
+
+
 def _rules_check(args: argparse.Namespace) -> int:
     from alarms.rules import check_files
 
@@ -357,6 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
     resident = sub.add_parser("resident", help="residents").add_subparsers(dest="resident_command", required=True)
     p = resident.add_parser("import-csv", help="names, homes, access and contacts from a care-records CSV export")
     p.add_argument("file", type=Path, help="CSV with a header row: resident_id;name;address;access;latitude;…")
+    p = resident.add_parser(
+        "profile", help="give a resident a rule profile of the loaded packs (or --clear); alone: show it"
+    )
+    p.add_argument("id", help="pseudonymous resident id")
+    p.add_argument("name", nargs="?", help="a profile under `profiles:` in the rule packs (rules.packs)")
+    p.add_argument("--clear", action="store_true", help="no profile: the pack's values")
     p = resident.add_parser("away", help="mark a resident away or in hospital (on) or back home (off)")
     p.add_argument("id", help="pseudonymous resident id")
     p.add_argument("state", choices=["on", "off"])
@@ -466,6 +517,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2 if result is None else result
 
         return _run(import_csv())
+    if args.command == "resident" and args.resident_command == "profile":
+        return _run(_resident_profile(args, settings))
     if args.command in ("resident", "device"):
         return _run(_set_flag(args, settings))
     if args.command == "staff" and args.staff_command == "duty":

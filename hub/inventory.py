@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 
 from alarms.directory import DeviceInfo, Directory, ResidentProfile
+from alarms.rules import RuleSet
 from hub.model import Device, Site
 
+logger = logging.getLogger(__name__)
 
-def build_directory(sites: Sequence[Site]) -> Directory:
-    """The rule engine's view of the sites: zones, devices with their supervision, resident profiles."""
+
+def build_directory(
+    sites: Sequence[Site], rules: RuleSet | None = None, profiles: Mapping[str, str] | None = None
+) -> Directory:
+    """The rule engine's view of the sites: zones, devices with their supervision, resident profiles.
+
+    `profiles` names each resident's rule profile (`resident_rule_profiles`); `rules` holds what the names mean. A name
+    the loaded packs do not define leaves the pack's values for that resident, with a warning.
+    """
     directory = Directory()
+    profiles = profiles or {}
     for site in sites:
         directory.site_zones[site.id] = site.timezone
         for device in site.devices:
@@ -24,9 +35,19 @@ def build_directory(sites: Sequence[Site]) -> Directory:
                 maintenance=device.maintenance,
             )
         for resident in site.residents:
-            directory.residents[resident.id] = ResidentProfile(
-                resident_id=resident.id, site=site.id, away=resident.away
-            )
+            name = profiles.get(resident.id)
+            if name is not None and (rules is None or name not in rules.profiles):
+                logger.warning(
+                    "rule profile %r of resident %s is not in the loaded rule packs: the pack's values apply",
+                    name,
+                    resident.id,
+                )
+            if rules is None:
+                directory.residents[resident.id] = ResidentProfile(resident.id, site.id, away=resident.away)
+            else:
+                directory.residents[resident.id] = rules.resident_profile(
+                    resident.id, site.id, away=resident.away, profile=name
+                )
     return directory
 
 

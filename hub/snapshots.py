@@ -79,3 +79,23 @@ def load_inventory(directory: Path) -> list[Site]:
     except (OSError, ValidationError) as exc:
         logger.warning("cached inventory unreadable (%s)", exc)
         return []
+
+
+PROFILES_FILE = "rule_profiles.json"
+
+
+def save_profiles(directory: Path, profiles: dict[str, str]) -> None:
+    """Cache the residents' rule profile names (resident id -> profile) with the inventory."""
+    _write_atomic(directory / PROFILES_FILE, json.dumps(profiles, sort_keys=True).encode())
+
+
+def load_profiles(directory: Path) -> dict[str, str]:
+    """The cached rule profile names, or none (every resident then gets the pack's values until the database answers)."""
+    try:
+        data = json.loads((directory / PROFILES_FILE).read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        logger.warning("cached rule profiles unreadable (%s)", exc)
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 
 import asyncpg
 
@@ -113,3 +114,43 @@ async def inventory_version(conn: asyncpg.Connection) -> tuple[object, ...]:
         """
     )
     return tuple(row) if row is not None else ()
+
+
+async def rule_profiles(conn: asyncpg.Connection) -> dict[str, str]:
+    """Every resident's rule profile name, by resident id (residents without one are absent)."""
+    return {
+        r["resident_id"]: r["profile"]
+        for r in await conn.fetch("SELECT resident_id, profile FROM resident_rule_profiles")
+    }
+
+
+async def rule_profiles_version(conn: asyncpg.Connection) -> tuple[object, ...]:
+    """Changes with every change of a resident's rule profile (migration 320): cheap enough to ask every second."""
+    row = await conn.fetchrow("SELECT count(*), max(version) FROM resident_rule_profiles")
+    return tuple(row) if row is not None else ()
+
+
+async def set_rule_profile(
+    conn: asyncpg.Connection, resident_id: str, profile: str | None, set_by: str, at: datetime
+) -> tuple[bool, str | None]:
+    """Give a resident a rule profile, or none (`profile` None: the pack's values): (whether the resident exists,
+    the profile they had before). The caller checks the name against the loaded rule packs."""
+    async with conn.transaction():
+        if not await conn.fetchval("SELECT count(*) FROM residents WHERE id = $1", resident_id):
+            return False, None
+        before: str | None = await conn.fetchval(
+            "SELECT profile FROM resident_rule_profiles WHERE resident_id = $1 FOR UPDATE", resident_id
+        )
+        if profile is None:
+            await conn.execute("DELETE FROM resident_rule_profiles WHERE resident_id = $1", resident_id)
+        else:
+            await conn.execute(
+                "INSERT INTO resident_rule_profiles (resident_id, profile, set_by, set_at) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (resident_id) DO UPDATE SET profile = EXCLUDED.profile, set_by = EXCLUDED.set_by, "
+                "set_at = EXCLUDED.set_at",
+                resident_id,
+                profile,
+                set_by,
+                at,
+            )
+    return True, before

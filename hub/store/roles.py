@@ -73,6 +73,7 @@ NOT_READABLE: dict[str, str] = {
     "checkins": "check-in tasks: the follow-up indicators count them through the hub (checkins.*)",
     "checkin_log": "every step of every check-in, with who did it",
     "checkin_looks": "who looked at whose camera when",
+    "resident_rule_profiles": "each resident's rule profile: it tells of their care needs",
 }
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SAFE_ROLE_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"

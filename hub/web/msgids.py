@@ -46,6 +46,17 @@ RULES = [
     N_("rule.restless_night"),
     N_("rule.frequent_bathroom_visits"),
 ]
+# the default pack's rule profiles (alarms/packs/night_care.yaml `profiles:`); a site's own are shown by name
+PROFILES = [
+    N_("profile.wanders_at_night"),
+    N_("profile.sleeps_late"),
+    N_("profile.feels_the_cold"),
+    N_("profile.camera_watch"),
+    N_("profile_about.wanders_at_night"),
+    N_("profile_about.sleeps_late"),
+    N_("profile_about.feels_the_cold"),
+    N_("profile_about.camera_watch"),
+]
 
 # the relatives page (hub/web/templates/relatives/)
 RELATIVES = [

@@ -19,6 +19,7 @@ from hub.web.staff.security import security_headers
 from hub.web.staff.throttle import LoginThrottle, ThrottlePolicy, forwarded_client
 
 if TYPE_CHECKING:
+    from alarms.rules import RuleSet
     from hub.checkins.service import CheckinService
     from hub.desk.lane import Desk
     from hub.metrics import Metrics
@@ -45,6 +46,7 @@ class StaffContext:
     push: WebPushNotifier | None
     throttle: LoginThrottle | None = None
     checkins: CheckinService | None = None
+    rules: RuleSet | None = None  # the hub's loaded rule packs: the rule profiles a nurse may give a resident
 
 
 CONTEXT = web.AppKey("vaka_staff", StaffContext)
@@ -58,8 +60,11 @@ def setup_staff(
     settings: Settings,
     metrics: Metrics,
     checkins: CheckinService | None = None,
+    rules: RuleSet | None = None,
 ) -> web.Application:
-    """Add the staff pages under /staff/ to `app`; returns the sub-application."""
+    """Add the staff pages under /staff/ to `app`; returns the sub-application. `rules`: the packs the hub's engine
+    loaded (read from `settings.rules.packs` when not given)."""
+    from alarms.rules import default_pack_path, load_rules
     from hub.notify.webpush import WebPushNotifier
     from hub.staff_watch import StaffWatch
     from hub.web.staff.pages import (
@@ -95,6 +100,7 @@ def setup_staff(
         ]
     )
     ctx.checkins = checkins
+    ctx.rules = rules if rules is not None else load_rules(settings.rules.packs or [default_pack_path()])
     http = settings.http
     ctx.throttle = LoginThrottle(
         db, ThrottlePolicy(http.login_free_failures, http.login_first_delay_s, http.login_max_delay_s)

@@ -1,9 +1,10 @@
 """The nurse's admin page (`/staff/admin`, roles nurse and admin): what the CLI does, in the browser, audited.
 
 Staff accounts of my sites (add, disable/enable, reset password, units), residents away or in hospital, devices in
-maintenance. Every change is a row in the append-only `admin_audit_log` (who, what, on whom, when) and one log line;
-the desk re-reads staff at once, and the hub picks up away/maintenance with its inventory refresh. A nurse manages
-staff and nurse accounts of the units she works in; creating or changing an admin or manager takes an admin.
+maintenance, residents' rule profiles. Every change is a row in the append-only `admin_audit_log` (who, what, on whom,
+when) and one log line; the desk re-reads staff at once, the hub picks up away/maintenance with its inventory refresh
+and a rule profile within a second. A nurse manages staff and nurse accounts of the units she works in; creating or
+changing an admin or manager takes an admin.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from alarms.spec import RuleProfile
 from hub.staff import ALL_UNITS, Role, StaffError, StaffMember
-from hub.store.inventory import set_device_maintenance, set_resident_away
+from hub.store.inventory import set_device_maintenance, set_resident_away, set_rule_profile
 from hub.store.staff import create_staff, hash_password
+from hub.web.i18n import rule_label, translator
 from hub.web.staff import CONTEXT, StaffContext
 from hub.web.staff.bodies import field, read_form
 from hub.web.staff.pages import SESSION, redirect, render
@@ -99,7 +102,10 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
         for d in site.devices
         if d.resident == r.id
     ]
+    async with ctx.db.acquire() as conn:
+        assigned = await _assigned_profiles(conn, [r.id for _, r in residents])
     ctx.desk.log_resident_reads(me, [(s, r.id) for s, r in residents], "admin", request.remote)
+    profiles = ctx.rules.profiles if ctx.rules is not None else {}
     return render(
         request,
         "staff/admin.html",
@@ -111,6 +117,16 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
         residents=residents,
         devices=devices,
         roles=[r.value for r in Role if me.role is Role.ADMIN or r in (Role.STAFF, Role.NURSE)],
+        profiles=[
+            {
+                "name": name,
+                "label": profile_label(me.lang, name),
+                "description": profile_description(me.lang, name, profile),
+                "changes": profile_changes(profile, me.lang),
+            }
+            for name, profile in sorted(profiles.items())
+        ],
+        assigned=assigned,
         done=request.query.get("done", ""),
         error=request.query.get("error", ""),
     )
@@ -130,7 +146,8 @@ async def admin_submit(request: web.Request) -> web.StreamResponse:
     except StaffError as exc:
         logger.info("admin refused action=%s staff=%s: %s", action, me.id, exc)
         raise web.HTTPSeeOther("/staff/admin?" + _query("error", str(exc))) from exc
-    # the page shows the change at once; the rule engine gets away/maintenance with the hub's inventory refresh
+    # the page shows the change at once; the rule engine gets away/maintenance with the hub's inventory refresh, a
+    # rule profile within a second (the hub follows resident_rule_profiles)
     await ctx.desk.refresh(sites=action in ("resident-away", "device-maintenance"))
     return redirect("/staff/admin?" + _query("done", done))
 
@@ -222,7 +239,77 @@ async def _change(
             raise StaffError(msg)
         await _audit(conn, me, now, action.replace("-", "_"), target, "on" if on else "off")
         return f"{target}: {'on' if on else 'off'}"
+    if action == "resident-profile":
+        return await _set_profile(conn, me, form, now, ctx)
     raise web.HTTPNotFound
+
+
+async def _set_profile(conn: asyncpg.Connection, me: StaffMember, form: Any, now: datetime, ctx: StaffContext) -> str:
+    """A resident of my units gets one of the loaded packs' rule profiles, or none (the pack's values)."""
+    target = field(form, "id", 64)
+    name = field(form, "profile", 64).strip() or None
+    known = ctx.rules.profiles if ctx.rules is not None else {}
+    if name is not None and name not in known:
+        msg = f"no rule profile {name!r} in the loaded rule packs (known: {', '.join(sorted(known)) or 'none'})"
+        raise StaffError(msg)
+    if not any(r.id == target for _, r in ctx.desk.residents_for(me)):
+        msg = f"no {target!r} in your units"
+        raise StaffError(msg)
+    found, before = await set_rule_profile(conn, target, name, f"staff:{me.id}", now)
+    if not found:
+        msg = f"no {target!r} in your units"
+        raise StaffError(msg)
+    await _audit(conn, me, now, "resident_profile", target, f"profile={name or 'none'} was={before or 'none'}")
+    return f"{target}: {name or 'no profile'}"
+
+
+async def _assigned_profiles(conn: asyncpg.Connection, resident_ids: list[str]) -> dict[str, str]:
+    rows = await conn.fetch(
+        "SELECT resident_id, profile FROM resident_rule_profiles WHERE resident_id = ANY($1::text[])", resident_ids
+    )
+    return {r["resident_id"]: r["profile"] for r in rows}
+
+
+def profile_label(lang: str, name: str) -> str:
+    """A profile's name in words: the catalogue's `profile.<name>`, else the name made readable."""
+    msgid = f"profile.{name}"
+    text = translator(lang)(msgid)
+    return name.replace("_", " ").capitalize() if text == msgid else text
+
+
+def profile_description(lang: str, name: str, profile: RuleProfile) -> str:
+    """What a profile is for: the catalogue's `profile_about.<name>` (the default pack's, translated), else the
+    pack's own words."""
+    msgid = f"profile_about.{name}"
+    text = translator(lang)(msgid)
+    return profile.description if text == msgid else text
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g}"
+
+
+def profile_changes(profile: RuleProfile, lang: str) -> list[str]:
+    """What a profile changes, in the reader's language: "Night 21:00–08:00", "Out of bed, not back: after 10 min"."""
+    t = translator(lang)
+    out = []
+    if profile.night is not None:
+        out.append(t("profile.night").replace("{window}", f"{profile.night.start}–{profile.night.end}"))
+    for rule_id, tuning in profile.rules.items():
+        parts = []
+        if tuning.enabled is not None:
+            parts.append(t("profile.on") if tuning.enabled else t("profile.off"))
+        duration = tuning.within if tuning.within is not None else tuning.for_
+        if duration is not None:
+            parts.append(t("profile.after").replace("{n}", _minutes(duration)))
+        if tuning.threshold is not None:
+            parts.append(t("profile.threshold").replace("{value}", f"{tuning.threshold:g}"))
+        if tuning.clear_at is not None:
+            parts.append(t("profile.clear_at").replace("{value}", f"{tuning.clear_at:g}"))
+        if tuning.schedule is not None:
+            parts.append(f"{tuning.schedule.start}–{tuning.schedule.end}")
+        out.append(f"{rule_label(lang, rule_id)}: {', '.join(parts)}")
+    return out
 
 
 def add_admin_routes(sub: web.Application) -> None:

@@ -361,3 +361,42 @@ async def test_the_route_orders_open_alarms_by_travel_time_from_where_i_am(
     await expect(page.locator("li.patrol-stop .minutes").first).to_have_text("0 min away")
     found = await axe_violations(page)
     assert found == [], [(v["id"], v["help"]) for v in found]
+
+
+async def test_a_nurse_gives_a_resident_a_rule_profile_in_the_browser_in_both_languages(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    """Phone-sized: the profiles and what they change, in words; a choice per resident of her unit; saved, audited;
+    axe finds nothing serious in English or Swedish."""
+    site = staff_site.site
+    nils = await open_page(browser, staff_site, "nils")
+    await nils.goto(f"{staff_site.url}/staff/admin#profiles")
+    catalogue = nils.locator("details.profile-catalogue")
+    await catalogue.locator("summary").click()
+    await expect(catalogue.locator("#profile-wanders_at_night")).to_contain_text("Walks at night")
+    await expect(catalogue).to_contain_text("Out of bed, not back: after 10 min")
+    found = await axe_violations(nils)
+    assert found == [], [(v["id"], v["help"]) for v in found]
+    row = nils.locator(f"#admin-profile-{site}-r1")
+    await row.get_by_label(f"Room 101 ({site}-r1)").select_option("wanders_at_night")
+    await row.get_by_role("button", name="Save profile").click()
+    await expect(nils.locator("p.done")).to_contain_text(f"{site}-r1: wanders_at_night")
+    await expect(nils.locator(f"#admin-profile-{site}-r1 select")).to_have_value("wanders_at_night")
+    await expect(nils.locator(f"#admin-profile-{site}-r3")).to_have_count(0)  # unit B is not hers
+
+    await nils.get_by_role("button", name="Svenska").click()
+    await expect(nils.locator("h1")).to_have_text("Administration")
+    await expect(nils.locator("#profiles")).to_have_text("Regelprofiler")
+    row = nils.locator(f"#admin-profile-{site}-r2")
+    await row.get_by_label(f"Rum 102 ({site}-r2)").select_option("feels_the_cold")
+    await row.get_by_role("button", name="Spara profil").click()
+    await expect(nils.locator(f"#admin-profile-{site}-r2 select")).to_have_value("feels_the_cold")
+    await nils.locator("details.profile-catalogue summary").click()
+    await expect(nils.locator("details.profile-catalogue")).to_contain_text(
+        "Kallt i rummet: gräns 18, normalt igen vid 19"
+    )
+    found = await axe_violations(nils)
+    assert found == [], [(v["id"], v["help"]) for v in found]
+    async with staff_site.db.acquire() as conn:
+        audit = [(r["action"], r["target"]) for r in await conn.fetch("SELECT action, target FROM admin_audit_log")]
+    assert audit == [("resident_profile", f"{site}-r1"), ("resident_profile", f"{site}-r2")]
