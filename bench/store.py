@@ -25,6 +25,7 @@ from hub.store.migrate import migrate
 from hub.store.rows import encode_batch, event_row
 from hub.store.spool import Spool
 from hub.store.writer import Writer
+from hub.tasks import Spawner
 
 DSN = os.environ.get("VAKA_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 EVENTS = 100_000
@@ -53,12 +54,13 @@ async def bench_writer(schema: str, spool_dir: Path) -> dict[str, float]:
     """Submit EVENTS one per message as fast as the loop allows; time until every one is acknowledged."""
     metrics = Metrics()
     settings = DbSettings(dsn=DSN, db_schema=schema)
-    db = Database(settings, metrics)
+    spawner = Spawner(metrics)
+    db = Database(settings, metrics, spawner=spawner)
     await db.open()
     async with db.acquire() as conn:
         await migrate(conn, settings)
-    spool = Spool(SpoolSettings(directory=spool_dir), metrics)
-    writer = Writer(db, spool, settings, metrics)
+    spool = Spool(SpoolSettings(directory=spool_dir), metrics, spawner=spawner)
+    writer = Writer(db, spool, settings, metrics, spawner=spawner)
     task = asyncio.get_running_loop().create_task(writer.run_loop())
     events = _events(EVENTS)
     acked = 0
@@ -104,6 +106,7 @@ async def bench_writer(schema: str, spool_dir: Path) -> dict[str, float]:
     await writer.close()
     await db.close()
     await spool.close()
+    await spawner.aclose()
     latencies.sort()
     return {
         "writer_events_per_s": round(EVENTS / elapsed),
@@ -116,7 +119,8 @@ async def bench_writer(schema: str, spool_dir: Path) -> dict[str, float]:
 async def bench_spool(spool_dir: Path) -> dict[str, float]:
     """Appends with group-committed fsync: 1000-event batches (the writer's unit) and single-event records."""
     metrics = Metrics()
-    spool = Spool(SpoolSettings(directory=spool_dir, max_bytes=1 << 34), metrics)
+    spawner = Spawner(metrics)
+    spool = Spool(SpoolSettings(directory=spool_dir, max_bytes=1 << 34), metrics, spawner=spawner)
     rows = [event_row(e, datetime.now(UTC)) for e in _events(1000)]
     batch = encode_batch(rows, [])
     started = time.perf_counter()
@@ -129,6 +133,7 @@ async def bench_spool(spool_dir: Path) -> dict[str, float]:
         await asyncio.gather(*(spool.append(single, 1) for _ in range(200)))
     single_rate = 4000 / (time.perf_counter() - started)
     await spool.close()
+    await spawner.aclose()
     return {
         "spool_events_per_s_batched": round(batch_rate),
         "spool_records_per_s_single": round(single_rate),

@@ -1,8 +1,9 @@
 """The one place that starts things: resources in an AsyncExitStack, long-running loops in one TaskGroup.
 
-Start order: metrics and clock, database (never waits for it), spool and writer, rules and engine (restored from the
-local snapshot, else the database's), the desk, ingest, the MQTT connections, the web. Shutdown is the reverse:
-loops are cancelled, then resources close last-in first-out, and the writer flushes what it holds.
+Start order: metrics and clock, the spawner (hub/tasks.py: the owner of every task a component starts on demand),
+database (never waits for it), spool and writer, rules and engine (restored from the local snapshot, else the
+database's), the desk, ingest, the MQTT connections, the web. Shutdown is the reverse: loops are cancelled, then
+resources close last-in first-out, the writer flushes what it holds, and the spawner stops whatever is left.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from hub.store.spool import Spool
 from hub.store.state import load_engine_state, save_engine_state
 from hub.store.writer import Writer
 from hub.supervision import Sight, SupervisedEngine
+from hub.tasks import Spawner
 from hub.web import create_app
 from hub.web.degraded import DEGRADED
 from hub.web.ops import Readiness
@@ -87,6 +89,7 @@ class Hub:
         if settings.clock.mode == "simulated":
             self.clock = SimulatedClock(EARLIEST_EVENT, max_lead_s=0.0)
         self._stack = AsyncExitStack()
+        self.loops: list[asyncio.Task[None]] = []  # the forever-loops in the one TaskGroup (a failure stops the hub)
         self._connections: list[MqttConnection] = []
         self._sites: list[Site] = []
         self.http_port = 0
@@ -117,9 +120,12 @@ class Hub:
         s = self.settings
         stack = self._stack
         s.spool.directory.mkdir(parents=True, exist_ok=True)
+        # first in, last out: every component hands its background tasks to it, and has stopped them before it closes
+        self.spawner = Spawner(self.metrics)
+        stack.push_async_callback(self.spawner.aclose)
 
         stack.callback(GcPauses(self.metrics).close)
-        self.db = Database(s.db, self.metrics)
+        self.db = Database(s.db, self.metrics, spawner=self.spawner)
         self.db.set_prepare(self._prepare_database)
         await self.db.open()
         stack.push_async_callback(self.db.close)
@@ -128,10 +134,10 @@ class Hub:
         self._sites = await self._load_sites()
         self._profiles = await self._load_profiles()
 
-        self.spool = Spool(s.spool, self.metrics)
+        self.spool = Spool(s.spool, self.metrics, spawner=self.spawner)
         stack.push_async_callback(self.spool.close)
         await self.spool.open()
-        self.writer = Writer(self.db, self.spool, s.db, self.metrics)
+        self.writer = Writer(self.db, self.spool, s.db, self.metrics, spawner=self.spawner)
         stack.push_async_callback(self.writer.close)
 
         rules = self.rules = load_rules(s.rules.packs or [default_pack_path()])
@@ -173,6 +179,7 @@ class Hub:
             client_id=f"{s.mqtt.client_id}-canary",
             subscriptions=[],
             on_message=lambda msg: None,
+            spawner=self.spawner,
         )
         self.canary = Canary(
             self.canary_conn.publish,
@@ -189,6 +196,7 @@ class Hub:
             client_id=s.mqtt.client_id,
             subscriptions=self._event_subscriptions(),
             on_message=self._on_event_message,
+            spawner=self.spawner,
             session_marker=s.spool.directory / f"{s.mqtt.client_id}.session",
         )
         self.desk = Desk(
@@ -197,6 +205,7 @@ class Hub:
             self.metrics,
             publish=self.events_conn.publish,
             clock=self.clock,
+            spawner=self.spawner,
             engine=SupervisedEngine(self.engine, self.sight, lambda: self._connections, self._blind)
             if watch_sight
             else self.engine,
@@ -205,6 +214,7 @@ class Hub:
             journal_dir=s.spool.directory / "desk-journal",
         )
         stack.push_async_callback(self.desk.aclose)  # after the loops stop, before the database closes
+        self.spawner.on_failure = self.desk.background_task_failed  # a failed task: a technical alarm for operations
         gateway = (
             HttpCameraGateway(
                 s.checkins.gateway_url,
@@ -236,7 +246,7 @@ class Hub:
         )
         self.ingest.set_devices(devices_by_id(self._sites))
         if s.scaip.enabled:  # social alarms over SIP: answered once their event is durable (hub/scaip/receiver.py)
-            self.scaip = ScaipReceiver(s.scaip, self.ingest, self.metrics)
+            self.scaip = ScaipReceiver(s.scaip, self.ingest, self.metrics, spawner=self.spawner)
             await self.scaip.start()
             stack.push_async_callback(self.scaip.close)
         connections = self._connections = [self.events_conn]
@@ -248,6 +258,7 @@ class Hub:
                 client_id=f"{s.mqtt.client_id}-telemetry",
                 subscriptions=[TELEMETRY_FILTER],
                 on_message=self.ingest.handle,
+                spawner=self.spawner,
                 session_marker=s.spool.directory / f"{s.mqtt.client_id}-telemetry.session",
             )
             connections.append(self.telemetry_conn)
@@ -262,7 +273,14 @@ class Hub:
         )
         app[DEGRADED] = self._degraded
         setup_staff(
-            app, desk=self.desk, db=self.db, settings=s, metrics=self.metrics, checkins=self.checkins, rules=rules
+            app,
+            desk=self.desk,
+            db=self.db,
+            settings=s,
+            metrics=self.metrics,
+            spawner=self.spawner,
+            checkins=self.checkins,
+            rules=rules,
         )
         setup_relatives(app, db=self.db, settings=s)
         # open staff pages hold WebSockets: shutdown closes them, and waits at most a few seconds for stragglers
@@ -274,7 +292,7 @@ class Hub:
         self.http_port = runner.addresses[0][1]
 
         group = await stack.enter_async_context(asyncio.TaskGroup())
-        tasks: list[asyncio.Task[None]] = []
+        tasks = self.loops
         # registered after the group: runs first on exit, so the group's exit finds its loops cancelled
         stack.callback(lambda: [t.cancel() for t in tasks])
         tasks.append(group.create_task(self.writer.run_loop(), name="vaka.writer"))

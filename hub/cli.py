@@ -31,17 +31,20 @@ async def _with_database(
     """Run `work(conn)` on a migrated-or-not database connection; None (after saying so) when it does not answer."""
     from hub.metrics import Metrics
     from hub.store.db import Database
+    from hub.tasks import Spawner
 
-    db = Database(settings.db, Metrics())
-    await db.open()
-    try:
-        if not await db.wait_up(timeout_s=wait_s):
-            print(f"vaka {command}: the database did not answer within {wait_s:.0f} s; is PostgreSQL running?")
-            return None
-        async with db.acquire() as conn:
-            return await work(conn)
-    finally:
-        await db.close()
+    metrics = Metrics()
+    async with Spawner(metrics) as spawner:
+        db = Database(settings.db, metrics, spawner=spawner)
+        await db.open()
+        try:
+            if not await db.wait_up(timeout_s=wait_s):
+                print(f"vaka {command}: the database did not answer within {wait_s:.0f} s; is PostgreSQL running?")
+                return None
+            async with db.acquire() as conn:
+                return await work(conn)
+        finally:
+            await db.close()
 
 
 def _as_owner(settings: Settings) -> Settings:

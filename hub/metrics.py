@@ -130,6 +130,12 @@ class Metrics:
         )
         # the hub itself
         self.hub_heartbeat = Gauge("vaka_hub_heartbeat_timestamp_seconds", "Last loop heartbeat (dead-man)", registry=r)
+        self.background_task_failures = Counter(
+            "vaka_background_task_failures",
+            "Background tasks that failed, by task name (each logged, and raised as a technical alarm): hub/tasks.py",
+            ["task"],
+            registry=r,
+        )
         self.engine_timers = Gauge("vaka_engine_pending_timers", "Pending rule timers", registry=r)
         # reliability: the gate, recovery, supervision blindness and the canary (docs/reliability.md)
         self.events_gated = Counter(

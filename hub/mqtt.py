@@ -34,6 +34,7 @@ from hub.backoff import Backoff
 from hub.metrics import Metrics
 from hub.model import VakaError
 from hub.settings import MqttSettings
+from hub.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 
@@ -158,10 +159,12 @@ class MqttConnection:
         client_id: str,
         subscriptions: Sequence[str],
         on_message: Callable[[Message], None],
+        spawner: Spawner,
         will: tuple[str, bytes] | None = None,
         session_marker: Path | None = None,
     ) -> None:
         self.name = name
+        self._spawner = spawner
         self._settings = settings
         self._metrics = metrics
         # present at 0 from the start: a dashboard or an alert on increase() needs the series before the first loss
@@ -396,7 +399,7 @@ class MqttConnection:
             client._sock = self._buffered  # paho calls recv/send on its _sock: give it the buffered one
         self._loop.add_reader(sock, self._read)
         if self._misc_task is None:
-            self._misc_task = self._loop.create_task(self._misc_loop(), name=f"vaka.mqtt.{self.name}.misc")
+            self._misc_task = self._spawner.spawn(self._misc_loop(), name=f"vaka.mqtt.{self.name}.misc")
 
     def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         if self._loop is not None:

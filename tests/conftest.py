@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from hub.metrics import Metrics
 from hub.settings import DbSettings, MqttSettings, Settings
+from hub.tasks import Spawner
 
 PG_DSN = os.environ.get("VAKA_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 MQTT_HOST = os.environ.get("VAKA_TEST_MQTT_HOST", "127.0.0.1")
@@ -26,6 +27,13 @@ MQTT_PORT = int(os.environ.get("VAKA_TEST_MQTT_PORT", "1883"))
 def metrics() -> Metrics:
     """Metrics in a fresh registry, so tests never see each other's counts."""
     return Metrics(CollectorRegistry())
+
+
+@pytest.fixture
+async def spawner(metrics: Metrics) -> AsyncIterator[Spawner]:
+    """The owner of the background tasks of the components a test builds (hub/tasks.py); closed after them."""
+    async with Spawner(metrics) as owner:
+        yield owner
 
 
 @pytest.fixture

@@ -47,6 +47,10 @@ class DeskDirectory:
         """Sites known."""
         return len(self._sites)
 
+    def site_ids(self) -> list[str]:
+        """The ids of the sites of the inventory."""
+        return list(self._sites)
+
     def site(self, site_id: str) -> Site | None:
         """A site of the inventory."""
         return self._sites.get(site_id)

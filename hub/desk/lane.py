@@ -50,6 +50,7 @@ from hub.model import (
 from hub.notify import Dispatcher, Notifier, build_notifiers
 from hub.notify.websocket import WebSocketHub
 from hub.staff import StaffMember
+from hub.tasks import Spawner
 
 if TYPE_CHECKING:
     from hub.settings import Settings
@@ -66,6 +67,7 @@ _SHUTDOWN_FLUSH_S = 2.0  # what the desk still owes the database is written with
 _ESCALATION_RETRY_S = 30.0
 _METRIC_SAMPLE_EVERY = 8  # the rule evaluation histogram times one event in eight: it costs microseconds
 FAILURE_RULE = "alarm_lane_failure"
+TASK_FAILURE_RULE = "hub_task_failure"  # a background task failed (hub/tasks.py): raised on every site, once while open
 
 # If the rule engine itself fails on one of these, the alarm still goes out through a fallback decision.
 _FALLBACK_KINDS = {
@@ -105,6 +107,7 @@ class Desk:
         *,
         publish: Publish,
         clock: Clock,
+        spawner: Spawner,
         engine: RuleEngine | None = None,
         gate: Gate | None = None,
         notifiers: Iterable[Notifier] | None = None,
@@ -119,12 +122,13 @@ class Desk:
         self.engine = engine
         self.gate = gate
         self._tick_s = tick_s
+        self.spawner = spawner
         self.directory = DeskDirectory()
         self.machine = DeskMachine(settings.desk, self.directory, settings.patrol)
-        self.hub = WebSocketHub(metrics)
+        self.hub = WebSocketHub(metrics, spawner=spawner)
         self.hub.clock_info = lambda: {"now": self.clock.now().isoformat(), "rate": self.clock_rate()}
         chosen = list(notifiers) if notifiers is not None else build_notifiers(settings, db)
-        self.dispatcher = Dispatcher(chosen, metrics)
+        self.dispatcher = Dispatcher(chosen, metrics, spawner=spawner)
         self.store = DeskStore(db, DeskJournal(journal_dir) if journal_dir is not None else None)
         self._shutdown_deadline_s = shutdown_deadline_s
         self.fanout = FanOut(
@@ -238,22 +242,35 @@ class Desk:
         self.metrics.alarm_lane_failures.labels(step).inc()
         if site is None:
             return
+        reason = f"alarm processing failed ({step}): check the hub log; open alarms may need a physical round"
+        self._raise_technical(FAILURE_RULE, site, reason)
+
+    def background_task_failed(self, task: str) -> None:
+        """A background task failed (hub/tasks.py logged and counted it): every site gets the technical alarm
+        `hub_task_failure` for operations, once while it is open (a task failing again does not ring it again)."""
+        reason = f"a background task of the hub failed ({task}): check the hub log"
+        for site in self.directory.site_ids():
+            if not self.machine.has_open(f"{TASK_FAILURE_RULE}:{site}"):
+                self._raise_technical(TASK_FAILURE_RULE, site, reason)
+
+    def _raise_technical(self, rule: str, site: str, reason: str) -> None:
+        """Raise (or ring again) the site's technical alarm `rule` about the hub itself; never raises."""
         now = self.clock.now()
         decision = AlarmDecision(
             action=DecisionAction.RAISE,
-            key=f"{FAILURE_RULE}:{site}",
-            rule_id=FAILURE_RULE,
+            key=f"{rule}:{site}",
+            rule_id=rule,
             category=AlarmCategory.TECHNICAL,
             severity=Severity.HIGH,
             site=site,
             at=now,
-            reason=f"alarm processing failed ({step}): check the hub log; open alarms may need a physical round",
+            reason=reason,
         )
         try:
             for change in self.machine.apply(decision, now):
                 self.fanout.deliver(change)
         except Exception:
-            logger.exception("alarm lane could not raise its own failure alarm site=%s step=%s", site, step)
+            logger.exception("alarm lane could not raise its own failure alarm site=%s rule=%s", site, rule)
 
     # --- staff actions ------------------------------------------------------------------------------------------
 
@@ -458,12 +475,14 @@ class Desk:
         await self.hub.aclose()
 
     async def run_loop(self) -> None:
-        """The loops in a group of their own and `aclose` after them: a desk running without the hub (tests)."""
+        """The loops (as the spawner's tasks) and `aclose` after them: a desk running without the hub (tests)."""
+        tasks = [self.spawner.spawn(loop, name=name) for name, loop in self.loops().items()]
         try:
-            async with asyncio.TaskGroup() as tg:
-                for name, loop in self.loops().items():
-                    tg.create_task(loop, name=name)
+            await asyncio.gather(*tasks)
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self.aclose()
 
     async def _tick_loop(self) -> None:

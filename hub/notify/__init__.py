@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from hub.metrics import Metrics
 from hub.model import VakaError
 from hub.staff import StaffMember
+from hub.tasks import Spawner
 
 if TYPE_CHECKING:
     from hub.settings import Settings
@@ -61,9 +62,12 @@ class Notifier(Protocol):
 class Dispatcher:
     """Fans notifications out to channels, each in its own task with a deadline."""
 
-    def __init__(self, notifiers: Sequence[Notifier], metrics: Metrics, *, deadline_s: float = 60.0) -> None:
+    def __init__(
+        self, notifiers: Sequence[Notifier], metrics: Metrics, *, spawner: Spawner, deadline_s: float = 60.0
+    ) -> None:
         self.notifiers = list(notifiers)
         self._metrics = metrics
+        self._spawner = spawner
         self._deadline_s = deadline_s
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -76,8 +80,8 @@ class Dispatcher:
                 logger.exception("notify channel=%s wants() failed", notifier.channel)
                 continue
             if wanted:
-                task = asyncio.get_running_loop().create_task(
-                    self._deliver(notifier, notification), name=f"vaka.notify.{notifier.channel}"
+                task = self._spawner.spawn(
+                    self._deliver(notifier, notification), name=f"vaka.notify.{notifier.channel}", about=notification.id
                 )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)

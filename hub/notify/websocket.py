@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from hub.metrics import Metrics
 from hub.staff import StaffMember
+from hub.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +70,9 @@ def _visible(entry: _Pending, staff: StaffMember) -> bool:
 class WebSocketHub:
     """Open staff pages and the messages they have not yet confirmed."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, *, spawner: Spawner) -> None:
         self._metrics = metrics
+        self._spawner = spawner
         self._clients: set[StaffClient] = set()
         self._pending: dict[int, dict[str, _Pending]] = {}
         # asked before every delivery: False when the page's session has ended (logout, expiry, revoked)
@@ -144,7 +146,7 @@ class WebSocketHub:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.ws.close(code=code, message=reason.encode()), _CLOSE_TIMEOUT_S)
 
-        task = asyncio.get_running_loop().create_task(close(), name="vaka.staff.ws.close")
+        task = self._spawner.spawn(close(), name="vaka.staff.ws.close")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -180,7 +182,7 @@ class WebSocketHub:
         except asyncio.QueueFull:
             logger.warning("staff page too slow, disconnecting staff=%s", client.staff.id)
             self._clients.discard(client)
-            task = asyncio.get_running_loop().create_task(self._close(client.ws), name="vaka.staff.ws.close")
+            task = self._spawner.spawn(self._close(client.ws), name="vaka.staff.ws.close")
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 

@@ -32,6 +32,7 @@ from hub.metrics import Metrics
 from hub.model import Event
 from hub.scaip import sip
 from hub.settings import ScaipSettings
+from hub.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +73,13 @@ class ScaipReceiver:
         ingest: IngestLane,
         metrics: Metrics,
         now: Callable[[], datetime] | None = None,
+        *,
+        spawner: Spawner,
     ) -> None:
         self._settings = settings
         self._ingest = ingest
         self._metrics = metrics
+        self._spawner = spawner
         self._now = now or (lambda: datetime.now(UTC))
         self._transactions: OrderedDict[tuple[str, str, str], tuple[float, asyncio.Future[bytes]]] = OrderedDict()
         self._first_seen: OrderedDict[tuple[str, str, str], datetime] = OrderedDict()
@@ -115,7 +119,7 @@ class ScaipReceiver:
     # --- transports -------------------------------------------------------------------------------------------------
 
     def _spawn_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
-        task = asyncio.get_running_loop().create_task(self._answer_datagram(data, addr), name="vaka.scaip.udp")
+        task = self._spawner.spawn(self._answer_datagram(data, addr), name="vaka.scaip.udp")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -19,6 +19,7 @@ from hub.backoff import Backoff
 from hub.metrics import Metrics
 from hub.model import VakaError
 from hub.settings import DbSettings
+from hub.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +72,10 @@ def is_connection_error(exc: BaseException) -> bool:
 class Database:
     """Owns the asyncpg pool; `up` tells whether the database answered lately."""
 
-    def __init__(self, settings: DbSettings, metrics: Metrics) -> None:
+    def __init__(self, settings: DbSettings, metrics: Metrics, *, spawner: Spawner) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._spawner = spawner
         self._pool: asyncpg.Pool | None = None
         self._up = False
         self._up_event = asyncio.Event()
@@ -201,7 +203,7 @@ class Database:
         self._up_event.clear()
         self._metrics.db_up.set(0)
         if not self._closed and (self._probe_task is None or self._probe_task.done()):
-            self._probe_task = asyncio.get_running_loop().create_task(self._probe_loop(), name="vaka.db.probe")
+            self._probe_task = self._spawner.spawn(self._probe_loop(), name="vaka.db.probe")
 
     def _mark_up(self) -> None:
         if self._prepare is not None and not self._prepared:

@@ -23,6 +23,7 @@ from pathlib import Path
 from hub.metrics import Metrics
 from hub.model import VakaError
 from hub.settings import SpoolSettings
+from hub.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +110,17 @@ def _fsync_all(fds: list[int], dir_fd: int | None) -> None:
 class Spool:
     """Append-only, fsynced, size-limited local log of batches; replayed oldest first."""
 
-    def __init__(self, settings: SpoolSettings, metrics: Metrics, segment_max_bytes: int = SEGMENT_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        settings: SpoolSettings,
+        metrics: Metrics,
+        segment_max_bytes: int = SEGMENT_MAX_BYTES,
+        *,
+        spawner: Spawner,
+    ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._spawner = spawner
         self._segment_max_bytes = segment_max_bytes
         self._dir = Path(settings.directory)
         self._segments: list[_Segment] = []  # oldest first; the last one is active once it has an fd
@@ -225,7 +234,7 @@ class Spool:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         if self._flush_task is None:
-            self._flush_task = asyncio.get_running_loop().create_task(self._flush_loop(), name="vaka.spool.fsync")
+            self._flush_task = self._spawner.spawn(self._flush_loop(), name="vaka.spool.fsync")
         await asyncio.shield(waiter)
 
     def sealed_segments(self, *, seal_active: bool = True) -> list[Path]:

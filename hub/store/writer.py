@@ -39,6 +39,7 @@ from hub.store.rows import (
     row_is_care,
 )
 from hub.store.spool import Spool, SpoolError
+from hub.tasks import Spawner
 
 __all__ = ["Rejection", "Writer", "WriterState"]
 
@@ -82,8 +83,9 @@ class _Submission:
 class Writer:
     """Batches submissions into the database, or the spool while it is away; see the module docstring."""
 
-    def __init__(self, db: Database, spool: Spool, settings: DbSettings, metrics: Metrics) -> None:
+    def __init__(self, db: Database, spool: Spool, settings: DbSettings, metrics: Metrics, *, spawner: Spawner) -> None:
         self._db = db
+        self._spawner = spawner
         self._spool = spool
         self._settings = settings
         self._metrics = metrics
@@ -162,7 +164,7 @@ class Writer:
                 if not batch:
                     self._slots.release()
                     continue
-                task = asyncio.get_running_loop().create_task(self._write(batch), name="vaka.store.write")
+                task = self._spawner.spawn(self._write(batch), name="vaka.store.write")
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
         finally:
@@ -177,7 +179,7 @@ class Writer:
             if self._pending:
                 await self._slots.acquire()
                 batch = self._take(self._settings.batch_size * BATCH_ROWS_FACTOR)
-                task = asyncio.get_running_loop().create_task(self._write(batch), name="vaka.store.write")
+                task = self._spawner.spawn(self._write(batch), name="vaka.store.write")
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
             else:
@@ -317,7 +319,7 @@ class Writer:
 
     def _ensure_draining(self) -> None:
         if self._drain_task is None or self._drain_task.done():
-            self._drain_task = asyncio.get_running_loop().create_task(self._drain_loop(), name="vaka.store.drain")
+            self._drain_task = self._spawner.spawn(self._drain_loop(), name="vaka.store.drain")
 
     async def _drain_loop(self) -> None:
         while True:

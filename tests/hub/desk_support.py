@@ -16,6 +16,7 @@ from hub.store.db import Database
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
 from hub.store.staff import create_staff
+from hub.tasks import Spawner
 
 PASSWORD = "correct horse battery"
 
@@ -129,14 +130,15 @@ def decision(
 @asynccontextmanager
 async def migrated_database(settings: Settings, metrics: Metrics) -> AsyncIterator[Database]:
     """The real Database on the test's schema, migrated."""
-    db = Database(settings.db, metrics)
-    await db.open()
-    try:
-        async with db.acquire() as conn:
-            await migrate(conn, settings.db)
-        yield db
-    finally:
-        await db.close()
+    async with Spawner(metrics) as spawner:
+        db = Database(settings.db, metrics, spawner=spawner)
+        await db.open()
+        try:
+            async with db.acquire() as conn:
+                await migrate(conn, settings.db)
+            yield db
+        finally:
+            await db.close()
 
 
 async def add_inventory_and_staff(db: Database, site: str, *, on_duty: bool = True) -> dict[str, StaffMember]:

@@ -30,6 +30,7 @@ from hub.settings import DbSettings
 from hub.store.db import Database
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
+from hub.tasks import Spawner
 from tests.hub.test_durability import HubProcess
 from tests.services import PrivateMosquitto, PrivatePostgres
 
@@ -148,14 +149,16 @@ def play(broker: PrivateMosquitto, sites: list[str], steps: list[Step]) -> None:
 
 async def prepare(dsn: str, schema: str, site: str) -> None:
     settings = DbSettings(dsn=dsn, db_schema=schema)  # type: ignore[arg-type]
-    db = Database(settings, Metrics())
-    await db.open()
-    try:
-        async with db.acquire() as conn:
-            await migrate(conn, settings)
-            await load_inventory(conn, inventory(site))
-    finally:
-        await db.close()
+    metrics = Metrics()
+    async with Spawner(metrics) as spawner:
+        db = Database(settings, metrics, spawner=spawner)
+        await db.open()
+        try:
+            async with db.acquire() as conn:
+                await migrate(conn, settings)
+                await load_inventory(conn, inventory(site))
+        finally:
+            await db.close()
 
 
 async def timeline(dsn: str, schema: str, site: str) -> list[str]:

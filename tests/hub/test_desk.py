@@ -17,6 +17,7 @@ from hub.model import AlarmCategory, AlarmDecision, AlarmState, DecisionAction, 
 from hub.settings import DeskSettings, EscalationPolicy, EscalationTier, Settings
 from hub.staff import StaffMember
 from hub.store.db import Database
+from hub.tasks import Spawner
 from tests.hub.desk_support import (
     FakeClock,
     RecordingNotifier,
@@ -61,7 +62,7 @@ async def staff(db: Database, unique: str) -> dict[str, StaffMember]:
 class World:
     """A desk with its published messages, closed keys and a recording channel, its loop running."""
 
-    def __init__(self, settings: Settings, db: Database, metrics: Metrics, clock: FakeClock) -> None:
+    def __init__(self, settings: Settings, db: Database, metrics: Metrics, clock: FakeClock, spawner: Spawner) -> None:
         self.published: list[tuple[str, dict[str, object]]] = []
         self.closed: list[str] = []
         self.channel = RecordingNotifier()
@@ -71,6 +72,7 @@ class World:
             metrics,
             publish=lambda topic, payload, *, qos=1, retain=False: self.published.append((topic, json.loads(payload))),
             clock=clock,
+            spawner=spawner,
             engine=self,
             notifiers=[self.channel],
         )
@@ -108,9 +110,9 @@ class World:
 
 @pytest.fixture
 async def world(
-    desk_settings: Settings, db: Database, metrics: Metrics, staff: dict[str, StaffMember]
+    desk_settings: Settings, db: Database, metrics: Metrics, staff: dict[str, StaffMember], spawner: Spawner
 ) -> AsyncIterator[World]:
-    w = await World(desk_settings, db, metrics, FakeClock()).start()
+    w = await World(desk_settings, db, metrics, FakeClock(), spawner).start()
     yield w
     await w.stop()
 
@@ -231,10 +233,15 @@ async def test_escalation_fires_tiers_in_order_and_stops_on_acceptance(
 
 
 async def test_restart_keeps_the_alarm_and_continues_escalation(
-    desk_settings: Settings, db: Database, metrics: Metrics, unique: str, staff: dict[str, StaffMember]
+    desk_settings: Settings,
+    db: Database,
+    metrics: Metrics,
+    unique: str,
+    staff: dict[str, StaffMember],
+    spawner: Spawner,
 ) -> None:
     clock = FakeClock()
-    before = await World(desk_settings, db, metrics, clock).start()
+    before = await World(desk_settings, db, metrics, clock, spawner).start()
     alarm = before.desk.apply(decision(unique))
     assert alarm is not None
     clock.advance(12)
@@ -242,7 +249,7 @@ async def test_restart_keeps_the_alarm_and_continues_escalation(
     await before.settle()
     await before.stop()
 
-    after = await World(desk_settings, db, metrics, clock).start()
+    after = await World(desk_settings, db, metrics, clock, spawner).start()
     try:
         restored = after.desk.get(alarm.id)
         assert restored is not None
@@ -318,9 +325,10 @@ async def test_technical_alarms_wake_the_patrol_at_night_only_for_silent_safety_
     rule_id: str,
     device: str,
     patrol_notified: bool,
+    spawner: Spawner,
 ) -> None:
     clock = FakeClock(datetime(2026, 11, 26, hour_utc, 0, tzinfo=UTC))
-    w = await World(desk_settings, db, metrics, clock).start()
+    w = await World(desk_settings, db, metrics, clock, spawner).start()
     try:
         w.desk.apply(
             decision(
@@ -341,14 +349,16 @@ async def test_technical_alarms_wake_the_patrol_at_night_only_for_silent_safety_
 
 
 async def test_delivery_never_waits_for_the_database(
-    desk_settings: Settings, metrics: Metrics, unique: str, staff: dict[str, StaffMember]
+    desk_settings: Settings, metrics: Metrics, unique: str, staff: dict[str, StaffMember], spawner: Spawner
 ) -> None:
     down = Database(
-        desk_settings.db.model_copy(update={"dsn": SecretStr("postgresql://postgres@127.0.0.1:1/test")}), metrics
+        desk_settings.db.model_copy(update={"dsn": SecretStr("postgresql://postgres@127.0.0.1:1/test")}),
+        metrics,
+        spawner=spawner,
     )
     await down.open()
     try:
-        w = World(desk_settings, down, metrics, FakeClock())
+        w = World(desk_settings, down, metrics, FakeClock(), spawner)
         w.desk.set_staff(staff.values())
         task = asyncio.create_task(w.desk.run_loop())
         loop = asyncio.get_running_loop()
@@ -369,17 +379,22 @@ async def test_delivery_never_waits_for_the_database(
 
 
 async def test_open_alarms_come_back_once_the_database_answers_again(
-    desk_settings: Settings, db: Database, metrics: Metrics, unique: str, staff: dict[str, StaffMember]
+    desk_settings: Settings,
+    db: Database,
+    metrics: Metrics,
+    unique: str,
+    staff: dict[str, StaffMember],
+    spawner: Spawner,
 ) -> None:
     clock = FakeClock()
-    before = await World(desk_settings, db, metrics, clock).start()
+    before = await World(desk_settings, db, metrics, clock, spawner).start()
     old = before.desk.apply(decision(unique))
     assert old is not None
     await before.settle()
     await before.stop()
     async with db.acquire() as conn:
         await conn.execute("ALTER TABLE desk_alarms RENAME TO desk_alarms_away")  # restore fails at start
-    after = await World(desk_settings, db, metrics, clock).start()
+    after = await World(desk_settings, db, metrics, clock, spawner).start()
     try:
         assert after.desk.get(old.id) is None
         new = after.desk.apply(decision(unique, rule_id="alarm_button", subject="r2", resident="r2", device="plug2"))

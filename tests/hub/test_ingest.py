@@ -27,6 +27,7 @@ from hub.store.db import Database
 from hub.store.migrate import migrate
 from hub.store.spool import Spool
 from hub.store.writer import Writer
+from hub.tasks import Spawner
 from tests.conftest import MQTT_HOST, MQTT_PORT, PG_DSN
 
 
@@ -143,14 +144,14 @@ class Store:
 
 
 @pytest.fixture
-async def store(db_settings: DbSettings, metrics: Metrics, tmp_path: object) -> AsyncIterator[Store]:
-    db = Database(db_settings, metrics)
+async def store(db_settings: DbSettings, metrics: Metrics, tmp_path: object, spawner: Spawner) -> AsyncIterator[Store]:
+    db = Database(db_settings, metrics, spawner=spawner)
     await db.open()
     async with db.acquire() as conn:
         await migrate(conn, db_settings)
-    spool = Spool(SpoolSettings(directory=f"{tmp_path}/spool"), metrics)  # type: ignore[arg-type]
+    spool = Spool(SpoolSettings(directory=f"{tmp_path}/spool"), metrics, spawner=spawner)  # type: ignore[arg-type]
     await spool.open()
-    writer = Writer(db, spool, db_settings, metrics)
+    writer = Writer(db, spool, db_settings, metrics, spawner=spawner)
     task = asyncio.create_task(writer.run_loop(), name="vaka.writer")
     yield Store(writer, db)
     task.cancel()

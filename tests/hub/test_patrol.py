@@ -21,6 +21,7 @@ from hub.notify.sms import SmsNotifier
 from hub.settings import DeskSettings, EscalationPolicy, EscalationTier, Settings
 from hub.staff import StaffMember
 from hub.store.db import Database
+from hub.tasks import Spawner
 from tests.hub.desk_support import (
     ClosedKeys,
     FakeClock,
@@ -87,7 +88,7 @@ class Patrol:
 
 
 async def _patrol(
-    settings: Settings, metrics: Metrics, unique: str, gateway: Gateway, *, on_duty: bool
+    settings: Settings, metrics: Metrics, unique: str, gateway: Gateway, spawner: Spawner, *, on_duty: bool
 ) -> AsyncIterator[Patrol]:
     settings.desk = DeskSettings(policies=[POLICY])
     settings.notify.sms_gateway_url = gateway.url
@@ -102,6 +103,7 @@ async def _patrol(
             metrics,
             publish=lambda topic, payload, *, qos=1, retain=False: None,
             clock=FakeClock(),
+            spawner=spawner,
             engine=ClosedKeys(closed),
             notifiers=[channel, SmsNotifier(settings.notify)],
         )
@@ -117,14 +119,18 @@ async def _patrol(
 
 
 @pytest.fixture
-async def patrol(settings: Settings, metrics: Metrics, unique: str, gateway: Gateway) -> AsyncIterator[Patrol]:
-    async for p in _patrol(settings, metrics, unique, gateway, on_duty=True):
+async def patrol(
+    settings: Settings, metrics: Metrics, unique: str, gateway: Gateway, spawner: Spawner
+) -> AsyncIterator[Patrol]:
+    async for p in _patrol(settings, metrics, unique, gateway, spawner, on_duty=True):
         yield p
 
 
 @pytest.fixture
-async def empty_night(settings: Settings, metrics: Metrics, unique: str, gateway: Gateway) -> AsyncIterator[Patrol]:
-    async for p in _patrol(settings, metrics, unique, gateway, on_duty=False):
+async def empty_night(
+    settings: Settings, metrics: Metrics, unique: str, gateway: Gateway, spawner: Spawner
+) -> AsyncIterator[Patrol]:
+    async for p in _patrol(settings, metrics, unique, gateway, spawner, on_duty=False):
         yield p
 
 

@@ -26,6 +26,7 @@ from hub.settings import Settings
 from hub.store.db import Database
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
+from hub.tasks import Spawner
 from tests.conftest import MQTT_HOST, MQTT_PORT, PG_DSN
 
 pytestmark = pytest.mark.timeout(120)
@@ -53,14 +54,16 @@ def home(site: str, supervision_s: int = 3600) -> Inventory:
 
 
 async def load_home(settings: Settings, inventory: Inventory) -> None:
-    db = Database(settings.db, Metrics())
-    await db.open()
-    try:
-        async with db.acquire() as conn:
-            await migrate(conn, settings.db)
-            await load_inventory(conn, inventory)
-    finally:
-        await db.close()
+    metrics = Metrics()
+    async with Spawner(metrics) as spawner:
+        db = Database(settings.db, metrics, spawner=spawner)
+        await db.open()
+        try:
+            async with db.acquire() as conn:
+                await migrate(conn, settings.db)
+                await load_inventory(conn, inventory)
+        finally:
+            await db.close()
 
 
 class Device_:

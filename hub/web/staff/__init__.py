@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from hub.notify.webpush import WebPushNotifier
     from hub.settings import Settings
     from hub.store.pool import Database
+    from hub.tasks import Spawner
     from hub.web.staff.sessions import SessionStore
 
 WEB_DIR = Path(__file__).resolve().parent.parent
@@ -44,6 +45,7 @@ class StaffContext:
     sessions: SessionStore
     jinja: jinja2.Environment
     push: WebPushNotifier | None
+    spawner: Spawner
     throttle: LoginThrottle | None = None
     checkins: CheckinService | None = None
     rules: RuleSet | None = None  # the hub's loaded rule packs: the rule profiles a nurse may give a resident
@@ -59,6 +61,7 @@ def setup_staff(
     db: Database,
     settings: Settings,
     metrics: Metrics,
+    spawner: Spawner,
     checkins: CheckinService | None = None,
     rules: RuleSet | None = None,
 ) -> web.Application:
@@ -90,7 +93,8 @@ def setup_staff(
         extensions=["jinja2.ext.i18n"],
     )
     push = next((n for n in desk.dispatcher.notifiers if isinstance(n, WebPushNotifier)), None)
-    ctx = StaffContext(desk, db, settings, metrics, SessionStore(db, settings.http.session_idle_s), jinja, push)
+    sessions = SessionStore(db, settings.http.session_idle_s, spawner=spawner)
+    ctx = StaffContext(desk, db, settings, metrics, sessions, jinja, push, spawner)
     sub = web.Application(
         middlewares=[
             security_headers,
@@ -141,7 +145,7 @@ def setup_staff(
     watch = StaffWatch(db, ctx.sessions, desk)
 
     async def watch_staff(_: web.Application) -> AsyncIterator[None]:
-        task = asyncio.get_running_loop().create_task(watch.watch_loop(), name="vaka.staff.watch")
+        task = spawner.spawn(watch.watch_loop(), name="vaka.staff.watch")
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

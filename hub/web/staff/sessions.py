@@ -20,6 +20,7 @@ from hub.store.staff import member_from_row
 
 if TYPE_CHECKING:
     from hub.store.pool import Database
+    from hub.tasks import Spawner
 
 _LAST_SEEN_WRITE_S = 60.0
 _DB_CHECK_TIMEOUT_S = 1.0
@@ -48,8 +49,9 @@ def session_key(token: str) -> str:
 class SessionStore:
     """Login sessions in memory, mirrored to `staff_sessions`; a session idle longer than `idle_s` is gone."""
 
-    def __init__(self, db: Database, idle_s: float) -> None:
+    def __init__(self, db: Database, idle_s: float, *, spawner: Spawner) -> None:
         self._db = db
+        self._spawner = spawner
         self._idle_s = idle_s
         self._sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -191,6 +193,6 @@ class SessionStore:
             await asyncio.gather(*pending, return_exceptions=True)
 
     def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name="vaka.staff.session.touch")
+        task: asyncio.Task[Any] = self._spawner.spawn(coro, name="vaka.staff.session.touch")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -41,7 +41,7 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
         "alarm_push",
         request.remote,
     )
-    writer = asyncio.get_running_loop().create_task(desk.hub.pump(client), name="vaka.staff.ws.writer")
+    writer = ctx.spawner.spawn(desk.hub.pump(client), name="vaka.staff.ws.writer")
     try:
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:

@@ -28,6 +28,7 @@ from hub.model import Device, Event, EventKind, Inventory, Resident
 from hub.settings import Settings
 from hub.store.db import Database
 from hub.store.inventory import load_inventory
+from hub.tasks import Spawner
 from tests.hub.desk_support import FakeClock, RecordingNotifier, add_inventory_and_staff, migrated_database, sites_for
 
 CAMERA_SUPERVISION_S = 1200  # the simulator's cameras: silent after 20 minutes without a heartbeat
@@ -71,7 +72,9 @@ class Night:
         return {t.resident_id: t for t in await self.service.open_for(lisa)}
 
 
-async def night_lane(settings: Settings, metrics: Metrics, unique: str, residents: int) -> AsyncIterator[Night]:
+async def night_lane(
+    settings: Settings, metrics: Metrics, unique: str, spawner: Spawner, residents: int
+) -> AsyncIterator[Night]:
     async with migrated_database(settings, metrics) as db:
         await add_inventory_and_staff(db, unique)
         base = sites_for(unique)[0]
@@ -103,7 +106,16 @@ async def night_lane(settings: Settings, metrics: Metrics, unique: str, resident
         def publish(topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
             published.append((topic, payload))
 
-        desk = Desk(settings, db, metrics, publish=publish, clock=clock, engine=engine, notifiers=[RecordingNotifier()])
+        desk = Desk(
+            settings,
+            db,
+            metrics,
+            publish=publish,
+            clock=clock,
+            spawner=spawner,
+            engine=engine,
+            notifiers=[RecordingNotifier()],
+        )
         await desk.restore([site])
         service = CheckinService(db, desk, publish, clock, None)
         try:
@@ -113,14 +125,14 @@ async def night_lane(settings: Settings, metrics: Metrics, unique: str, resident
 
 
 @pytest.fixture
-async def night(settings: Settings, metrics: Metrics, unique: str) -> AsyncIterator[Night]:
-    async for n in night_lane(settings, metrics, unique, residents=1):
+async def night(settings: Settings, metrics: Metrics, unique: str, spawner: Spawner) -> AsyncIterator[Night]:
+    async for n in night_lane(settings, metrics, unique, spawner, residents=1):
         yield n
 
 
 @pytest.fixture
-async def busy_night(settings: Settings, metrics: Metrics, unique: str) -> AsyncIterator[Night]:
-    async for n in night_lane(settings, metrics, unique, residents=24):
+async def busy_night(settings: Settings, metrics: Metrics, unique: str, spawner: Spawner) -> AsyncIterator[Night]:
+    async for n in night_lane(settings, metrics, unique, spawner, residents=24):
         yield n
 
 

@@ -3,6 +3,7 @@ its alarm, counted, raised to operations as a technical alarm, and the lane goes
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,12 +14,13 @@ from alarms.engine import Engine
 from alarms.rules import default_pack_path, load_rules
 from hub.desk import machine as desk_machine
 from hub.desk.alarm import Alarm
-from hub.desk.lane import FAILURE_RULE, Desk
+from hub.desk.lane import FAILURE_RULE, TASK_FAILURE_RULE, Desk
 from hub.inventory import build_directory
 from hub.metrics import Metrics
 from hub.model import AlarmDecision, AlarmState, Event, EventKind
 from hub.settings import Settings
 from hub.staff import Role, StaffMember
+from hub.tasks import Spawner
 from tests.hub.desk_support import FakeClock, RecordingNotifier, sites_for
 
 SITE = "s1"
@@ -74,7 +76,7 @@ class Lane:
 
 
 @pytest.fixture
-async def lane(settings: Settings, metrics: Metrics) -> AsyncIterator[Lane]:
+async def lane(settings: Settings, metrics: Metrics, spawner: Spawner) -> AsyncIterator[Lane]:
     clock = FakeClock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
     engine = FlakyEngine(clock.now())
     desk = Desk(
@@ -83,6 +85,7 @@ async def lane(settings: Settings, metrics: Metrics) -> AsyncIterator[Lane]:
         metrics,
         publish=lambda topic, payload, *, qos=1, retain=False: None,
         clock=clock,
+        spawner=spawner,
         engine=engine,
         notifiers=[RecordingNotifier()],
     )
@@ -165,3 +168,21 @@ async def test_a_closed_alarm_reaches_the_engine_even_when_a_delivery_fails(
     lane.desk.resolve(button.id, ANNA, desk_machine.Outcome.ASSISTED)
     assert lane.engine.closed == [button.key]  # the engine starts the rule's cooldown: no back edge, one call
     assert lane.failures("fanout") == 2
+
+
+async def test_a_failed_background_task_raises_one_technical_alarm_per_site_for_operations(lane: Lane) -> None:
+    spawner = lane.desk.spawner
+    spawner.on_failure = lane.desk.background_task_failed  # as the hub wires it
+
+    async def broken() -> None:
+        msg = "a bug in a background task"
+        raise KeyError(msg)
+
+    for _ in range(2):
+        await asyncio.gather(spawner.spawn(broken(), name="vaka.test.broken"), return_exceptions=True)
+        await asyncio.sleep(0)  # the spawner hears of it one turn later
+    (alarm,) = lane.open(TASK_FAILURE_RULE)
+    assert (alarm.site, alarm.category.value, alarm.state) == (SITE, "technical", AlarmState.RAISED)
+    assert "vaka.test.broken" in alarm.reason
+    assert alarm.incidents == 1  # raised once while it is open: a task failing again does not ring it again
+    assert lane.metrics.background_task_failures.labels("vaka.test.broken")._value.get() == 2

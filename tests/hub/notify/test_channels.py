@@ -26,6 +26,7 @@ from hub.notify.webpush import PushSubscription, WebPushNotifier, application_se
 from hub.settings import NotifySettings
 from hub.staff import Role, StaffMember
 from hub.store.pool import PlainDatabase
+from hub.tasks import Spawner
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
@@ -71,7 +72,7 @@ def escalation(n: int = 0, recipients: tuple[StaffMember, ...] = (ANNA, NILS)) -
 
 
 async def test_webhook_is_signed_retried_and_seen_once_per_idempotency_key(
-    serve: Callable[[Handler], Awaitable[str]], metrics: Metrics
+    serve: Callable[[Handler], Awaitable[str]], metrics: Metrics, spawner: Spawner
 ) -> None:
     attempts: dict[str, int] = {}
     delivered: list[dict[str, object]] = []
@@ -91,7 +92,7 @@ async def test_webhook_is_signed_retried_and_seen_once_per_idempotency_key(
 
     url = await serve(receiver)
     cfg = NotifySettings(webhook_urls=[url], webhook_secret=SecretStr(SECRET), webhook_backoff_s=0.05)
-    dispatcher = Dispatcher([WebhookNotifier(cfg)], metrics)
+    dispatcher = Dispatcher([WebhookNotifier(cfg)], metrics, spawner=spawner)
     state = Notification(id=f"{ALARM['id']}:1", event="state", alarm=ALARM)
     dispatcher.dispatch(state)
     dispatcher.dispatch(escalation(0))
@@ -119,7 +120,7 @@ async def test_webhook_signature_does_not_verify_with_another_secret() -> None:
 
 
 async def test_a_failing_channel_is_counted_and_does_not_block_the_others(
-    serve: Callable[[Handler], Awaitable[str]], metrics: Metrics
+    serve: Callable[[Handler], Awaitable[str]], metrics: Metrics, spawner: Spawner
 ) -> None:
     texts: list[dict[str, str]] = []
 
@@ -136,7 +137,7 @@ async def test_a_failing_channel_is_counted_and_does_not_block_the_others(
         sms_gateway_url=sms_url,
         sms_token=SecretStr("t0ken"),
     )
-    dispatcher = Dispatcher([WebhookNotifier(cfg), SmsNotifier(cfg)], metrics)
+    dispatcher = Dispatcher([WebhookNotifier(cfg), SmsNotifier(cfg)], metrics, spawner=spawner)
     dispatcher.dispatch(escalation(1))
     await dispatcher.drain()
     assert sorted(t["to"] for t in texts) == ["+46700000001", "+46700000002"]
@@ -152,7 +153,7 @@ def _b64(data: bytes) -> str:
 
 
 async def test_web_push_reaches_the_push_service_encrypted_and_vapid_signed(
-    serve: Callable[[Handler], Awaitable[str]], metrics: Metrics, db_settings: object
+    serve: Callable[[Handler], Awaitable[str]], metrics: Metrics, db_settings: object, spawner: Spawner
 ) -> None:
     # the browser's side: its own key pair and auth secret, as pushManager.subscribe() would make them
     browser_key = ec.generate_private_key(ec.SECP256R1())
@@ -178,7 +179,7 @@ async def test_web_push_reaches_the_push_service_encrypted_and_vapid_signed(
     notifier = WebPushNotifier(cfg, vapid, PlainDatabase(None))  # type: ignore[arg-type]
     notifier._loaded = True  # subscriptions come from subscribe(); no database in this test
     notifier._subs[ANNA.id] = {endpoint: PushSubscription(endpoint, _b64(p256dh), _b64(auth))}
-    dispatcher = Dispatcher([notifier], metrics)
+    dispatcher = Dispatcher([notifier], metrics, spawner=spawner)
     dispatcher.dispatch(escalation(0, recipients=(ANNA,)))
     await dispatcher.drain()
 
@@ -196,7 +197,7 @@ async def test_web_push_reaches_the_push_service_encrypted_and_vapid_signed(
 
 
 async def test_a_channel_keeps_one_http_session_and_reuses_its_connection(
-    serve: Callable[[Handler], Awaitable[str]], metrics: Metrics
+    serve: Callable[[Handler], Awaitable[str]], metrics: Metrics, spawner: Spawner
 ) -> None:
     peers: list[object] = []
 
@@ -206,7 +207,7 @@ async def test_a_channel_keeps_one_http_session_and_reuses_its_connection(
         return web.Response(status=204)
 
     notifier = WebhookNotifier(NotifySettings(webhook_urls=[await serve(receiver)]))
-    dispatcher = Dispatcher([notifier], metrics)
+    dispatcher = Dispatcher([notifier], metrics, spawner=spawner)
     for n in range(3):
         dispatcher.dispatch(escalation(n))
         await dispatcher.drain()

@@ -17,6 +17,7 @@ from hub.relatives.consent import GivenBy, Scope, grant
 from hub.settings import Settings
 from hub.store.db import Database
 from hub.store.inventory import load_inventory
+from hub.tasks import Spawner
 from hub.web.relatives import setup_relatives
 from tests.conftest import DbRoles
 from tests.hub.desk_support import sites_for
@@ -29,7 +30,7 @@ PASSWORD = "mammas natt 2026"
 
 
 async def test_relatives_run_as_the_runtime_role_and_cannot_rewrite_their_reads(
-    migrated: DbRoles, db_schema: str, unique: str, settings: Settings
+    migrated: DbRoles, db_schema: str, unique: str, settings: Settings, spawner: Spawner
 ) -> None:
     site, r1 = unique, f"{unique}-r1"
     runtime = await asyncpg.connect(migrated.runtime_dsn, server_settings={"search_path": db_schema})
@@ -49,7 +50,7 @@ async def test_relatives_run_as_the_runtime_role_and_cannot_rewrite_their_reads(
     port = _free_port()
     settings.db = role_settings(migrated, db_schema)
     settings.http.public_url = f"http://localhost:{port}"
-    db = Database(settings.db, Metrics())
+    db = Database(settings.db, Metrics(), spawner=spawner)
     await db.open()
     app = web.Application()
     setup_relatives(app, db=db, settings=settings)

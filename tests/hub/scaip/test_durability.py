@@ -9,6 +9,7 @@ from hub.metrics import Metrics
 from hub.model import Event
 from hub.scaip.receiver import ScaipReceiver
 from hub.settings import ScaipSettings
+from hub.tasks import Spawner
 
 BODY = b"<mrq><ref>r1</ref><cid>u1</cid><dty>2</dty><mty>ME</mty><stc>10</stc></mrq>"
 REQUEST = (
@@ -35,9 +36,9 @@ class HeldStore:
         raise AssertionError("a valid request is not refused")
 
 
-async def test_no_status_zero_before_the_event_is_durable(metrics: Metrics) -> None:
+async def test_no_status_zero_before_the_event_is_durable(metrics: Metrics, spawner: Spawner) -> None:
     store = HeldStore()
-    receiver = ScaipReceiver(ScaipSettings(durable_timeout_s=5), store, metrics)
+    receiver = ScaipReceiver(ScaipSettings(durable_timeout_s=5), store, metrics, spawner=spawner)
     answer = asyncio.create_task(receiver.handle(REQUEST, "127.0.0.1"))
     await store.accepted.wait()
     await asyncio.sleep(0.05)  # time for an eager answer to show itself; there is no event for "not yet"
@@ -47,9 +48,9 @@ async def test_no_status_zero_before_the_event_is_durable(metrics: Metrics) -> N
     assert b"<snu>0</snu>" in await answer
 
 
-async def test_a_store_that_does_not_answer_in_time_earns_not_treated(metrics: Metrics) -> None:
+async def test_a_store_that_does_not_answer_in_time_earns_not_treated(metrics: Metrics, spawner: Spawner) -> None:
     store = HeldStore()
-    receiver = ScaipReceiver(ScaipSettings(durable_timeout_s=0.1), store, metrics)
+    receiver = ScaipReceiver(ScaipSettings(durable_timeout_s=0.1), store, metrics, spawner=spawner)
     answer = await receiver.handle(REQUEST, "127.0.0.1")
     assert b"SIP/2.0 200 OK" in answer
     assert b"<snu>5</snu>" in answer

@@ -15,6 +15,7 @@ from hub.store.db import Database
 from hub.store.migrate import migrate
 from hub.store.spool import Spool
 from hub.store.writer import Writer
+from hub.tasks import Spawner
 from tests.services import private_mosquitto, private_postgres  # noqa: F401  (fixtures for this package)
 
 BASE_TS = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
@@ -61,9 +62,9 @@ class Acks:
 
 
 @pytest.fixture
-async def database(db_settings: DbSettings, metrics: Metrics) -> AsyncIterator[Database]:
+async def database(db_settings: DbSettings, metrics: Metrics, spawner: Spawner) -> AsyncIterator[Database]:
     """An open Database on the shared PostgreSQL, migrated, in the test's own schema."""
-    db = Database(db_settings, metrics)
+    db = Database(db_settings, metrics, spawner=spawner)
     await db.open()
     async with db.acquire() as conn:
         await migrate(conn, db_settings)
@@ -78,18 +79,18 @@ def spool_settings(tmp_path: Path) -> SpoolSettings:
 
 
 @pytest.fixture
-async def spool(spool_settings: SpoolSettings, metrics: Metrics) -> AsyncIterator[Spool]:
+async def spool(spool_settings: SpoolSettings, metrics: Metrics, spawner: Spawner) -> AsyncIterator[Spool]:
     """An open spool, closed afterwards."""
-    s = Spool(spool_settings, metrics)
+    s = Spool(spool_settings, metrics, spawner=spawner)
     await s.open()
     yield s
     await s.close()
 
 
 @pytest.fixture
-def writer(database: Database, spool: Spool, db_settings: DbSettings, metrics: Metrics) -> Writer:
+def writer(database: Database, spool: Spool, db_settings: DbSettings, metrics: Metrics, spawner: Spawner) -> Writer:
     """A writer on the test's database and spool (run_loop not started)."""
-    return Writer(database, spool, db_settings, metrics)
+    return Writer(database, spool, db_settings, metrics, spawner=spawner)
 
 
 def segment_files(directory: Path) -> list[Path]:

@@ -16,6 +16,7 @@ from hub.store.db import Database, DatabaseUnavailableError
 from hub.store.migrate import migrate
 from hub.store.spool import Spool
 from hub.store.writer import Writer
+from hub.tasks import Spawner
 from tests.hub.store.conftest import Acks, make_events, segment_files
 from tests.services import PrivatePostgres
 
@@ -33,10 +34,10 @@ def _settings(pg: PrivatePostgres) -> DbSettings:
 
 
 async def test_open_while_the_database_is_down_does_not_raise_and_recovers(
-    private_postgres: PrivatePostgres, metrics: Metrics
+    private_postgres: PrivatePostgres, metrics: Metrics, spawner: Spawner
 ) -> None:
     private_postgres.stop()
-    db = Database(_settings(private_postgres), metrics)
+    db = Database(_settings(private_postgres), metrics, spawner=spawner)
     started = time.monotonic()
     await db.open()
     assert not db.up
@@ -57,15 +58,15 @@ async def test_open_while_the_database_is_down_does_not_raise_and_recovers(
 
 
 async def test_database_stopped_mid_stream_loses_nothing_and_duplicates_nothing(
-    private_postgres: PrivatePostgres, metrics: Metrics, tmp_path: Path
+    private_postgres: PrivatePostgres, metrics: Metrics, tmp_path: Path, spawner: Spawner
 ) -> None:
     settings = _settings(private_postgres)
-    db = Database(settings, metrics)
+    db = Database(settings, metrics, spawner=spawner)
     await db.open()
     async with db.acquire() as conn:
         await migrate(conn, settings)
-    spool = Spool(SpoolSettings(directory=tmp_path / "spool", fsync_interval_s=0.005), metrics)
-    writer = Writer(db, spool, settings, metrics)
+    spool = Spool(SpoolSettings(directory=tmp_path / "spool", fsync_interval_s=0.005), metrics, spawner=spawner)
+    writer = Writer(db, spool, settings, metrics, spawner=spawner)
     task = asyncio.get_running_loop().create_task(writer.run_loop())
     acks = Acks()
     total = 6000

@@ -19,6 +19,7 @@ from hub.store.db import Database
 from hub.store.rows import decode_batch, encode_batch, event_row
 from hub.store.spool import Spool, frame, parse_segment
 from hub.store.writer import Writer
+from hub.tasks import Spawner
 from tests.hub.store.conftest import BASE_TS, Acks, damage_file, make_events, segment_files
 from tests.services import free_port
 
@@ -35,12 +36,14 @@ async def _replay(spool: Spool) -> list[int]:
     return seqs
 
 
-async def test_records_replay_in_order_across_restarts(spool_settings: SpoolSettings, metrics: Metrics) -> None:
-    first = Spool(spool_settings, metrics, segment_max_bytes=400)  # small segments: several files
+async def test_records_replay_in_order_across_restarts(
+    spool_settings: SpoolSettings, metrics: Metrics, spawner: Spawner
+) -> None:
+    first = Spool(spool_settings, metrics, segment_max_bytes=400, spawner=spawner)  # small segments: several files
     await asyncio.gather(*(first.append(_payload(i), 1) for i in range(20)))
     await first.close()
 
-    second = Spool(spool_settings, metrics)
+    second = Spool(spool_settings, metrics, spawner=spawner)
     assert second.events == 20
     await second.append(_payload(20), 1)
     assert await _replay(second) == list(range(21))
@@ -52,32 +55,36 @@ async def test_records_replay_in_order_across_restarts(spool_settings: SpoolSett
     await second.close()
 
 
-async def test_a_torn_tail_is_ignored_and_the_rest_replays(spool_settings: SpoolSettings, metrics: Metrics) -> None:
-    first = Spool(spool_settings, metrics)
+async def test_a_torn_tail_is_ignored_and_the_rest_replays(
+    spool_settings: SpoolSettings, metrics: Metrics, spawner: Spawner
+) -> None:
+    first = Spool(spool_settings, metrics, spawner=spawner)
     for i in range(3):
         await first.append(_payload(i), 1)
     await first.close()
     (segment,) = segment_files(spool_settings.directory)
     damage_file(segment, cut=7)  # as if killed in the middle of the last write
 
-    second = Spool(spool_settings, metrics)
+    second = Spool(spool_settings, metrics, spawner=spawner)
     await second.append(_payload(3), 1)
     assert await _replay(second) == [0, 1, 3]
     await second.close()
 
 
-async def test_a_corrupt_record_ends_its_segment(spool_settings: SpoolSettings, metrics: Metrics) -> None:
-    first = Spool(spool_settings, metrics)
+async def test_a_corrupt_record_ends_its_segment(
+    spool_settings: SpoolSettings, metrics: Metrics, spawner: Spawner
+) -> None:
+    first = Spool(spool_settings, metrics, spawner=spawner)
     for i in range(3):
         await first.append(_payload(i), 1)
     await first.close()
     (segment,) = segment_files(spool_settings.directory)
     damage_file(segment, flip_from_end=3)  # a flipped byte in the last record: its CRC no longer matches
-    assert await _replay(Spool(spool_settings, metrics)) == [0, 1]
+    assert await _replay(Spool(spool_settings, metrics, spawner=spawner)) == [0, 1]
 
 
 async def test_a_full_spool_sheds_telemetry_but_never_care_events(
-    tmp_path: Path, metrics: Metrics, db_schema: str
+    tmp_path: Path, metrics: Metrics, db_schema: str, spawner: Spawner
 ) -> None:
     # a database nobody listens on: the writer spools everything
     settings = DbSettings(
@@ -87,11 +94,13 @@ async def test_a_full_spool_sheds_telemetry_but_never_care_events(
         batch_size=500,
         flush_interval_s=0.01,
     )
-    spool = Spool(SpoolSettings(directory=tmp_path / "spool", max_bytes=1 << 20, fsync_interval_s=0), metrics)
-    db = Database(settings, metrics)
+    spool = Spool(
+        SpoolSettings(directory=tmp_path / "spool", max_bytes=1 << 20, fsync_interval_s=0), metrics, spawner=spawner
+    )
+    db = Database(settings, metrics, spawner=spawner)
     await db.open()
     assert not db.up
-    writer = Writer(db, spool, settings, metrics)
+    writer = Writer(db, spool, settings, metrics, spawner=spawner)
     acks = Acks()
     key = 0
     while not spool.full:  # fill the spool with telemetry
@@ -121,9 +130,16 @@ from pathlib import Path
 from hub.metrics import Metrics
 from hub.settings import SpoolSettings
 from hub.store.spool import Spool
+from hub.tasks import Spawner
 
 async def main() -> None:
-    spool = Spool(SpoolSettings(directory=Path(sys.argv[1]), fsync_interval_s=0.002), Metrics(), segment_max_bytes=20_000)
+    metrics = Metrics()
+    spool = Spool(
+        SpoolSettings(directory=Path(sys.argv[1]), fsync_interval_s=0.002),
+        metrics,
+        segment_max_bytes=20_000,
+        spawner=Spawner(metrics),
+    )
     seq = 0
     while True:
         batch = [seq + i for i in range(10)]
@@ -150,11 +166,13 @@ def test_a_sigkilled_spool_keeps_every_acknowledged_record(tmp_path: Path) -> No
     proc.wait()
 
     async def replay() -> list[int]:
-        spool = Spool(SpoolSettings(directory=directory), Metrics())
-        found: list[int] = []
-        for path in spool.sealed_segments():
-            found.extend(int(r.payload[: len(r.payload) // 50]) for r in await spool.read(path))
-        await spool.close()
+        metrics = Metrics()
+        async with Spawner(metrics) as spawner:
+            spool = Spool(SpoolSettings(directory=directory), metrics, spawner=spawner)
+            found: list[int] = []
+            for path in spool.sealed_segments():
+                found.extend(int(r.payload[: len(r.payload) // 50]) for r in await spool.read(path))
+            await spool.close()
         return found
 
     found = asyncio.run(replay())

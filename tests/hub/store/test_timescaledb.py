@@ -25,6 +25,7 @@ from hub.store.db import Database
 from hub.store.migrate import maintain_partitions, migrate, storage_mode
 from hub.store.spool import Spool
 from hub.store.writer import Writer
+from hub.tasks import Spawner
 from tests.hub.store.conftest import Acks
 
 TIMESCALE_DSN = os.environ.get("VAKA_TEST_TIMESCALE_DSN", "")
@@ -56,9 +57,9 @@ async def ts_settings(unique: str) -> AsyncIterator[DbSettings]:
 
 
 @pytest.fixture
-async def ts_db(ts_settings: DbSettings, metrics: Metrics) -> AsyncIterator[Database]:
+async def ts_db(ts_settings: DbSettings, metrics: Metrics, spawner: Spawner) -> AsyncIterator[Database]:
     """An open Database on TimescaleDB, migrated in the test's schema."""
-    db = Database(ts_settings, metrics)
+    db = Database(ts_settings, metrics, spawner=spawner)
     await db.open()
     async with db.acquire() as conn:
         await migrate(conn, ts_settings)
@@ -147,11 +148,12 @@ async def timescale_drop_after(db: Database, schema: str) -> str | None:
 
 
 async def test_writer_stores_each_event_once_in_the_hypertable_also_after_compression(
-    ts_db: Database, ts_settings: DbSettings, metrics: Metrics, tmp_path: object, unique: str
+    ts_db: Database, ts_settings: DbSettings, metrics: Metrics, tmp_path: object, unique: str, spawner: Spawner
 ) -> None:
-    spool = Spool(SpoolSettings(directory=f"{tmp_path}/spool", fsync_interval_s=0.005), metrics)  # type: ignore[arg-type]
+    spool_settings = SpoolSettings(directory=f"{tmp_path}/spool", fsync_interval_s=0.005)  # type: ignore[arg-type]
+    spool = Spool(spool_settings, metrics, spawner=spawner)
     await spool.open()
-    writer = Writer(ts_db, spool, ts_settings, metrics)
+    writer = Writer(ts_db, spool, ts_settings, metrics, spawner=spawner)
     task = asyncio.get_running_loop().create_task(writer.run_loop(), name="test.writer")
     old = datetime.now(UTC).replace(microsecond=0) - timedelta(days=10)
     events = events_at(unique, old, 600)

@@ -16,6 +16,7 @@ from hub.store.inventory import fetch_sites, load_inventory
 from hub.store.spool import Spool
 from hub.store.state import load_engine_state, save_engine_state
 from hub.store.writer import Rejection, Writer
+from hub.tasks import Spawner
 from tests.hub.store.conftest import Acks, make_events, segment_files
 from tests.services import free_port
 
@@ -81,14 +82,19 @@ async def test_an_empty_submission_is_acknowledged(writer: Writer) -> None:
 
 
 async def test_spooled_events_reach_the_database_after_a_restart(
-    database: Database, db_settings: DbSettings, spool_settings: SpoolSettings, metrics: Metrics, unique: str
+    database: Database,
+    db_settings: DbSettings,
+    spool_settings: SpoolSettings,
+    metrics: Metrics,
+    unique: str,
+    spawner: Spawner,
 ) -> None:
     """Events spooled by one hub (database away) are drained by the next one, exactly once."""
-    first_spool = Spool(spool_settings, metrics)
+    first_spool = Spool(spool_settings, metrics, spawner=spawner)
     nowhere = db_settings.model_copy(update={"dsn": SecretStr(f"postgresql://postgres@127.0.0.1:{free_port()}/none")})
-    away = Database(nowhere, metrics)  # the first hub's database is away the whole time
+    away = Database(nowhere, metrics, spawner=spawner)  # the first hub's database is away the whole time
     await away.open()
-    first = Writer(away, first_spool, nowhere, metrics)
+    first = Writer(away, first_spool, nowhere, metrics, spawner=spawner)
     acks = Acks()
     events = make_events(unique, 1200, kind=EventKind.BED_EXIT)
     for i in range(0, 1200, 100):
@@ -101,8 +107,8 @@ async def test_spooled_events_reach_the_database_after_a_restart(
     await first_spool.close()
     assert segment_files(spool_settings.directory)
 
-    second_spool = Spool(spool_settings, metrics)
-    second = Writer(database, second_spool, db_settings, metrics)
+    second_spool = Spool(spool_settings, metrics, spawner=spawner)
+    second = Writer(database, second_spool, db_settings, metrics, spawner=spawner)
     task = await _run(second)
     # the same events re-delivered by the broker meanwhile: still once
     second.submit(events[:100], [], None)
@@ -144,10 +150,10 @@ async def test_engine_state_round_trips(database: Database) -> None:
 
 
 async def test_a_batch_slower_than_the_deadline_is_spooled_then_drained(
-    database: Database, db_settings: DbSettings, spool: Spool, metrics: Metrics, unique: str
+    database: Database, db_settings: DbSettings, spool: Spool, metrics: Metrics, unique: str, spawner: Spawner
 ) -> None:
     settings = db_settings.model_copy(update={"write_deadline_s": 0.3, "flush_interval_s": 0.02})
-    writer = Writer(database, spool, settings, metrics)
+    writer = Writer(database, spool, settings, metrics, spawner=spawner)
     task = await _run(writer)
     acks = Acks()
     async with database.acquire() as blocker, blocker.transaction():

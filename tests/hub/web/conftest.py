@@ -20,6 +20,7 @@ from hub.notify.webpush import WebPushNotifier
 from hub.settings import Settings
 from hub.staff import StaffMember
 from hub.store.db import Database
+from hub.tasks import Spawner
 from hub.web.staff import setup_staff
 from tests.hub.desk_support import PASSWORD, FakeClock, RecordingNotifier, add_inventory_and_staff, migrated_database
 
@@ -104,7 +105,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def staff_site(settings: Settings, metrics: Metrics, unique: str) -> AsyncIterator[StaffSite]:
+async def staff_site(settings: Settings, metrics: Metrics, unique: str, spawner: Spawner) -> AsyncIterator[StaffSite]:
     port = free_port()
     settings.http.public_url = f"http://127.0.0.1:{port}"
     async with migrated_database(settings, metrics) as db:
@@ -117,6 +118,7 @@ async def staff_site(settings: Settings, metrics: Metrics, unique: str) -> Async
             metrics,
             publish=lambda topic, payload, *, qos=1, retain=False: published.append((topic, payload)),
             clock=clock,
+            spawner=spawner,
             notifiers=[RecordingNotifier()],
         )
         vapid = Vapid()
@@ -126,7 +128,7 @@ async def staff_site(settings: Settings, metrics: Metrics, unique: str) -> Async
         await desk.restore()
         loop_task = asyncio.create_task(desk.run_loop())
         app = web.Application()
-        staff_app = setup_staff(app, desk=desk, db=db, settings=settings, metrics=metrics)
+        staff_app = setup_staff(app, desk=desk, db=db, settings=settings, metrics=metrics, spawner=spawner)
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -111,7 +111,14 @@ async def test_the_throttle_survives_a_restart(staff_site: StaffSite, client: ai
     # a new staff application on the same database, as after `vaka serve` restarted
     port = free_port()
     app = web.Application()
-    setup_staff(app, desk=staff_site.desk, db=staff_site.db, settings=staff_site.settings, metrics=staff_site.metrics)
+    setup_staff(
+        app,
+        desk=staff_site.desk,
+        db=staff_site.db,
+        settings=staff_site.settings,
+        metrics=staff_site.metrics,
+        spawner=staff_site.desk.spawner,
+    )
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
