@@ -178,7 +178,10 @@ class Database:
             raise
         finally:
             try:
-                await asyncio.wait_for(conn_cm.__aexit__(None, None, None), timeout=self._settings.connect_timeout_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives as the
+                # release completes, and the cancelled task lives on (tests/hub/store/test_db_cancel.py)
+                async with asyncio.timeout(self._settings.connect_timeout_s):
+                    await conn_cm.__aexit__(None, None, None)
             except _CONNECTION_ERRORS as exc:
                 if failed is None:
                     logger.warning("database connection release failed: %s", type(exc).__name__)
