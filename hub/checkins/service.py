@@ -8,8 +8,10 @@ every look is one row in `checkin_looks` and one in `resident_access_log`; refus
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,12 +33,28 @@ OUTCOMES = ("seen_calm", "seen_needs_visit", "not_visible", "camera_not_working"
 PHYSICAL_OUTCOMES = ("visited", "visited_needs_help")
 SECOND_LOOK_MIN = 20
 LOOK_TTL_S = 45
+OVERDUE_RULE = "checkin_overdue"
 SIMULATED_STEP_S = 60.0  # a simulated clock faster than the wall's: tick at least every simulated minute
 MIN_TICK_S = 0.02
 
 
 class CheckinError(VakaError):
-    """A check-in action that is not allowed now (refused and logged)."""
+    """A check-in action that is not allowed now (refused and logged); `code` names a refused look's reason."""
+
+    def __init__(self, msg: str, code: str = "") -> None:
+        super().__init__(msg)
+        self.code = code
+
+
+# why a look is refused: the code the page translates, the text the log keeps
+REFUSALS = {
+    "not_yours": "not a check-in of your units",
+    "not_open_camera": "only an open camera check-in can be looked at",
+    "outside_slot": "outside the planned slot",
+    "no_consent": "no live camera consent",
+    "no_gateway": "no camera gateway is configured (checkins.gateway_url)",
+    "gateway_failed": "the camera gateway gave no view",
+}
 
 
 class Clock(Protocol):
@@ -104,6 +122,37 @@ class CheckinService:
         self.clock = clock
         self.gateway = gateway
         self.overdue_after = timedelta(seconds=overdue_after_s)
+        # the pages' version of the task list: new with every hub start, moved on by every change a page shows
+        self._epoch = secrets.token_hex(4)
+        self._serial = 0
+        self._change = asyncio.Event()
+        self._overdue: int | None = None
+
+    # --- the pages' live wire -------------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> str:
+        """Changes whenever a task is created, changed or done, or one becomes overdue, and with every hub start:
+        an open list fetches itself again when it sees a new one."""
+        return f"{self._epoch}.{self._serial}"
+
+    async def changed(self, since: str | None, timeout_s: float) -> str:
+        """The version as soon as it differs from `since`, else after `timeout_s` (or `wake`) as it is."""
+        change = self._change
+        if since == self.version:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await change.wait()
+        return self.version
+
+    def wake(self) -> None:
+        """Let every waiter in `changed` return now (the web server is shutting down)."""
+        self._change.set()
+        self._change = asyncio.Event()
+
+    def _moved_on(self) -> None:
+        self._serial += 1
+        self.wake()
 
     # --- plans ----------------------------------------------------------------------------------------------------
 
@@ -153,11 +202,17 @@ class CheckinService:
                 await conn.execute("UPDATE checkins SET overdue_alarmed = true WHERE id = $1", task.id)
                 await self._log(conn, task.id, now, "hub", "overdue", f"window closed {task.window_end.isoformat()}")
                 self.desk.apply(AlarmDecision(
-                    action=DecisionAction.RAISE, key=f"checkin_overdue:{task.id}", rule_id="checkin_overdue",
+                    action=DecisionAction.RAISE, key=f"{OVERDUE_RULE}:{task.id}", rule_id=OVERDUE_RULE,
                     category=AlarmCategory.CARE, severity=Severity.HIGH, site=task.site, at=now,
                     reason=f"{task.mode} check-in not done in its window", resident_id=task.resident_id,
                     device_id=task.camera_device_id,
                 ))  # fmt: skip
+            overdue_now = await conn.fetchval(
+                "SELECT count(*) FROM checkins WHERE state = 'open' AND window_end <= $1", now
+            )
+        if self._overdue is not None and overdue_now != self._overdue:
+            self._moved_on()  # an overdue mark to show: a window closed, or a simulation's clock began after a start
+        self._overdue = overdue_now
         for task in changed:
             self._publish(task)
         return changed
@@ -169,7 +224,7 @@ class CheckinService:
         async with conn.transaction():
             rows = await conn.fetch(
                 f"UPDATE checkins SET mode = 'physical', reason = 'camera_down' WHERE state = 'open' AND mode = 'camera' "
-                f"AND window_end > $1 AND camera_device_id = ANY($2::text[]) RETURNING {_COLUMNS}",
+                f"AND window_start <= $1 AND window_end > $1 AND camera_device_id = ANY($2::text[]) RETURNING {_COLUMNS}",
                 now, sorted(cameras),
             )  # fmt: skip
             turned = sorted(map(_task, rows), key=lambda t: (t.due_at, t.id))
@@ -222,7 +277,7 @@ class CheckinService:
             row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM checkins WHERE id = $1", task_id)
             refusal = None
             if row is None or not staff.sees(row["site"], row["unit"]):
-                refusal = "not a check-in of your units"
+                refusal = "not_yours"
             else:
                 task = _task(row)
                 plan = await conn.fetchrow(
@@ -239,24 +294,25 @@ class CheckinService:
                     and night not in plan["opt_out_nights"]
                 )
                 if task.state != "open" or task.mode != "camera":
-                    refusal = "only an open camera check-in can be looked at"
+                    refusal = "not_open_camera"
                 elif not task.window_start <= now < task.window_end:
-                    refusal = "outside the planned slot"
+                    refusal = "outside_slot"
                 elif not consented:
-                    refusal = "no live camera consent"
+                    refusal = "no_consent"
                 elif self.gateway is None:
-                    refusal = "no camera gateway is configured (checkins.gateway_url)"
+                    refusal = "no_gateway"
             if refusal is not None:
-                await self._log(conn, task_id, now, f"staff:{staff.id}", "look_refused", refusal)
-                logger.warning("CHECKIN id=%s look refused staff=%s: %s", task_id, staff.id, refusal)
-                raise CheckinError(refusal)
+                await self._log(conn, task_id, now, f"staff:{staff.id}", "look_refused", REFUSALS[refusal])
+                logger.warning("CHECKIN id=%s look refused staff=%s: %s", task_id, staff.id, REFUSALS[refusal])
+                raise CheckinError(REFUSALS[refusal], refusal)
             assert self.gateway is not None
             assert task.camera_device_id is not None
             try:
                 grant = await self.gateway.issue(task.camera_device_id, f"staff:{staff.id}", LOOK_TTL_S)
             except GatewayError as exc:
                 await self._log(conn, task_id, now, "hub", "gateway_failed", str(exc))
-                raise CheckinError(f"{exc}: mark it 'camera not working' to turn it into a visit") from exc
+                msg = f"{exc}: mark it 'camera not working' to turn it into a visit"
+                raise CheckinError(msg, "gateway_failed") from exc
             async with conn.transaction():
                 await conn.execute(
                     "INSERT INTO checkin_looks (checkin_id, staff_id, resident_id, camera_device_id, started_at, expires_at) "
@@ -318,6 +374,7 @@ class CheckinService:
         )  # fmt: skip
 
     def _publish(self, task: Task) -> None:
+        self._moved_on()
         try:
             self.publish(f"vaka/v1/{task.site}/checkins/{task.id}", json.dumps(task.public()).encode(), qos=1)
         except Exception:  # the broker connection is the integration's, not the patrol's: never stop a check-in

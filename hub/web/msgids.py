@@ -106,6 +106,12 @@ CHECKINS = [
     N_("checkins.outcome.camera_not_working"),
     N_("checkins.outcome.visited"),
     N_("checkins.outcome.visited_needs_help"),
+    N_("checkins.refusal.not_yours"),
+    N_("checkins.refusal.not_open_camera"),
+    N_("checkins.refusal.outside_slot"),
+    N_("checkins.refusal.no_consent"),
+    N_("checkins.refusal.no_gateway"),
+    N_("checkins.refusal.gateway_failed"),
     N_("rule.checkin_overdue"),
 ]
 # the desk's own alarm: escalation reached nobody

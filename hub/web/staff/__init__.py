@@ -116,9 +116,21 @@ def setup_staff(
     sub.router.add_post("/login", login_submit)
     sub.router.add_post("/logout", logout)
     sub.router.add_get("/residents", residents_page, name="residents")
-    from hub.web.staff.checkins import checkin_look, checkin_outcome, checkins_page, plans_page, plans_submit
+    from hub.web.staff.checkins import (
+        STREAMS_CLOSING,
+        checkin_events,
+        checkin_look,
+        checkin_outcome,
+        checkins_page,
+        close_event_streams,
+        plans_page,
+        plans_submit,
+    )
 
+    sub[STREAMS_CLOSING] = asyncio.Event()
+    sub.on_shutdown.append(close_event_streams)
     sub.router.add_get("/checkins", checkins_page, name="checkins")
+    sub.router.add_get("/checkins/events", checkin_events)
     sub.router.add_get("/checkins/plans", plans_page)
     sub.router.add_post("/checkins/plans", plans_submit)
     sub.router.add_post("/checkins/{task_id}/look", checkin_look)

@@ -4,21 +4,36 @@ outcome."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from hub.checkins.plan import PlanError, dump_plans, parse_plans
-from hub.checkins.service import OUTCOMES, PHYSICAL_OUTCOMES, CheckinError, CheckinService, plan_of, save_plans
+from hub.checkins.service import (
+    OUTCOMES,
+    OVERDUE_RULE,
+    PHYSICAL_OUTCOMES,
+    CheckinError,
+    CheckinService,
+    plan_of,
+    save_plans,
+)
 from hub.desk.alarm import Alarm
 from hub.desk.fanout import local_hm
 from hub.staff import Role
+from hub.web.staff import CONTEXT
 from hub.web.staff.bodies import field, read_form
 from hub.web.staff.pages import _ctx, _session, _wants_json, render, safe_back
-from hub.web.staff.security import CSP
+from hub.web.staff.security import CSP, SESSION_COOKIE, add_security_headers
+
+EVENTS_HEARTBEAT_S = 15.0
+EVENTS_RETRY_MS = 1000
+# set when the web server shuts down: every open list's event stream ends, so shutdown does not wait for them
+STREAMS_CLOSING = web.AppKey("checkin_streams_closing", asyncio.Event)
 
 
 def _clock(request: web.Request) -> Callable[..., str]:
@@ -47,9 +62,12 @@ async def checkins_page(request: web.Request) -> web.StreamResponse:
     tasks = await _service(request).open_for(staff)
     ctx.desk.log_resident_reads(staff, ((t.site, t.resident_id) for t in tasks), "checkin_list")
     now = ctx.desk.clock.now()
-    # an alarm of the resident raised during the slot's window belongs with the check-in (a fall at 02:05)
+    # an alarm of the resident raised during the slot's window belongs with the check-in (a fall at 02:05); another
+    # check-in's overdue alarm does not
     alarms: dict[str, list[Alarm]] = {}
     for alarm in ctx.desk.open_alarms_for(staff):
+        if alarm.rule_id == OVERDUE_RULE:
+            continue
         for task in tasks:
             if alarm.resident_id == task.resident_id and task.window_start <= alarm.raised_at < task.window_end:
                 alarms.setdefault(task.id, []).append(alarm)
@@ -67,7 +85,35 @@ async def checkins_page(request: web.Request) -> web.StreamResponse:
         clock=_clock(request),
         alarms=alarms,
         can_plan=staff.role in (Role.NURSE, Role.ADMIN),
+        version=_service(request).version,
     )
+
+
+async def checkin_events(request: web.Request) -> web.StreamResponse:
+    """The open list's live wire (Server-Sent Events): the list's version at once and whenever it changes, else every
+    15 s; the page fetches itself again on a new one. The browser reconnects by itself, also to a restarted hub
+    (whose version is new), and the stream ends with the session or when the server shuts down."""
+    service = _service(request)
+    ctx = _ctx(request)
+    token = request.cookies.get(SESSION_COOKIE)
+    closing = request.app[STREAMS_CLOSING]
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    add_security_headers(response.headers)
+    await response.prepare(request)
+    await response.write(f"retry: {EVENTS_RETRY_MS}\n\n".encode())
+    version: str | None = None
+    while not closing.is_set() and await ctx.sessions.get(token, check_db=False) is not None:
+        version = await service.changed(version, EVENTS_HEARTBEAT_S)
+        await response.write(f"data: {version}\n\n".encode())
+    return response
+
+
+async def close_event_streams(app: web.Application) -> None:
+    """Shutdown: end every open list's event stream now."""
+    app[STREAMS_CLOSING].set()
+    service = app[CONTEXT].checkins
+    if service is not None:
+        service.wake()
 
 
 async def checkin_look(request: web.Request) -> web.StreamResponse:
@@ -78,14 +124,23 @@ async def checkin_look(request: web.Request) -> web.StreamResponse:
         task, url, expires_at = await _service(request).look(request.match_info["task_id"], staff)
     except CheckinError as exc:
         if _wants_json(request):
-            return web.json_response({"error": str(exc)}, status=403)
+            return web.json_response({"error": str(exc), "code": exc.code}, status=403)
+        # an open camera task of my units the camera cannot show now: one tap makes it a visit
+        try:
+            task = await _service(request).get(request.match_info["task_id"], staff)
+        except CheckinError:
+            task = None
+        fallback = task if task is not None and task.state == "open" and task.mode == "camera" else None
         return render(request, "staff/checkin_refused.html", staff.lang, status=403, staff=staff,
-                      csrf=session.csrf_token, page="checkins", reason=str(exc))  # fmt: skip
+                      csrf=session.csrf_token, page="checkins", reason=str(exc), code=exc.code,
+                      fallback=fallback)  # fmt: skip
     if _wants_json(request):
         return web.json_response({"url": url, "expires_at": expires_at.isoformat()})
+    # the gateway's token runs on the wall clock (also in a simulation): the page ends the view when it expires
+    expires_in_ms = max(0, round((expires_at - datetime.now(UTC)).total_seconds() * 1000))
     response = render(request, "staff/checkin_look.html", staff.lang, staff=staff, csrf=session.csrf_token,
-                      page="checkins", task=task, url=url, expires_at=expires_at, outcomes=OUTCOMES,
-                      clock=_clock(request))  # fmt: skip
+                      page="checkins", task=task, url=url, expires_at=expires_at, expires_in_ms=expires_in_ms,
+                      outcomes=OUTCOMES, clock=_clock(request))  # fmt: skip
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
     response.headers["Content-Security-Policy"] = f"{CSP}; frame-src {origin}"
     response.headers["Cache-Control"] = "no-store"

@@ -85,7 +85,8 @@ def set_cookie(response: web.StreamResponse, name: str, value: str, *, secure: b
     response.set_cookie(name, value, path=COOKIE_PATH, secure=secure, httponly=True, samesite="Strict")
 
 
-def _secure(headers: MutableMapping[str, str]) -> None:
+def add_security_headers(headers: MutableMapping[str, str]) -> None:
+    """CSP and friends, where the response does not set its own."""
     headers.setdefault("Content-Security-Policy", CSP)
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
@@ -99,7 +100,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # 303, 400, 401, 403, 404, 405 … raised by handlers and the router
-        _secure(exc.headers)
+        add_security_headers(exc.headers)
         raise
     except (asyncio.CancelledError, ConnectionError):
         raise
@@ -109,5 +110,5 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
             status=500, text="The hub could not answer this request. It has been logged; try again."
         )
     if not response.prepared:
-        _secure(response.headers)
+        add_security_headers(response.headers)
     return response

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -20,11 +22,20 @@ from tests.hub.web.conftest import StaffSite, browser, free_port, staff_site  # 
 
 @dataclass
 class GatewayDouble:
-    """Issues viewing URLs like a go2rtc/Frigate-style gateway; records every request it gets."""
+    """Issues viewing URLs like a go2rtc/Frigate-style gateway; records every request it gets, and who made it.
+
+    The live view is a page showing `frame` while its token lasts (then 410): what the camera shows, which must
+    reach the browser straight from here and never pass through Vaka. `grant_s` caps a token's life (a gateway may
+    grant less than asked).
+    """
 
     url: str
     requests: list[tuple[str, str, dict[str, object] | None]] = field(default_factory=list)
     content_type: str = "application/json"
+    grant_s: int | None = None
+    frame: str = field(default_factory=lambda: f"live view {uuid.uuid4().hex}")
+    tokens: dict[str, datetime] = field(default_factory=dict)
+    clients: list[tuple[str, str]] = field(default_factory=list)  # (path, User-Agent) of every request
 
 
 @pytest.fixture
@@ -35,16 +46,23 @@ async def gateway() -> AsyncIterator[GatewayDouble]:
     async def issue(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         double.requests.append((request.method, request.path, body))
+        double.clients.append((request.path, request.headers.get("User-Agent", "")))
         if double.content_type != "application/json":
             return web.Response(body=b"\xff\xd8\xff\xe0 a jpeg", content_type=double.content_type)
-        expires = datetime.now(UTC) + timedelta(seconds=int(body["ttl_s"]))
+        ttl_s = int(body["ttl_s"]) if double.grant_s is None else min(int(body["ttl_s"]), double.grant_s)
+        token = secrets.token_urlsafe(12)
+        double.tokens[token] = expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
         return web.json_response(
-            {"url": f"{double.url}/live/{body['camera_id']}?t=abc", "expires_at": expires.isoformat()}
+            {"url": f"{double.url}/live/{body['camera_id']}?t={token}", "expires_at": expires.isoformat()}
         )
 
     async def live(request: web.Request) -> web.StreamResponse:
         double.requests.append((request.method, request.path, None))
-        return web.Response(text="<html><body>live view</body></html>", content_type="text/html")
+        double.clients.append((request.path, request.headers.get("User-Agent", "")))
+        expires = double.tokens.get(request.query.get("t", ""))
+        if expires is None or datetime.now(UTC) >= expires:
+            return web.Response(status=410, text="this viewing link has expired")
+        return web.Response(text=f"<html><body>{double.frame}</body></html>", content_type="text/html")
 
     app = web.Application()
     app.router.add_post("/api/v1/view-tokens", issue)

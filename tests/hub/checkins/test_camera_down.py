@@ -24,7 +24,17 @@ from hub.checkins.service import CheckinService, Task, save_plans
 from hub.desk.lane import Desk
 from hub.inventory import build_directory
 from hub.metrics import Metrics
-from hub.model import Device, Event, EventKind, Inventory, Resident
+from hub.model import (
+    AlarmCategory,
+    AlarmDecision,
+    DecisionAction,
+    Device,
+    Event,
+    EventKind,
+    Inventory,
+    Resident,
+    Severity,
+)
 from hub.settings import Settings
 from hub.store.db import Database
 from hub.store.inventory import load_inventory
@@ -215,3 +225,17 @@ async def test_a_camera_task_becomes_a_visit_once_its_camera_turns_out_silent(ni
         ]
     assert steps == ["created", "camera_down"]
     assert await night.service.tick() == []  # judged once
+
+
+async def test_a_restarted_hub_before_its_clock_follows_the_simulation_turns_no_task(night: Night) -> None:
+    (resident,) = night.residents
+    camera = night.cameras[resident]
+    play_until(night, W0 + timedelta(minutes=1), 60)
+    (task,) = await night.service.tick()
+    # a hub started on a simulation's clock waits at 2000-01-01 for its first clock message; the camera is down
+    night.clock.t = datetime(2000, 1, 1, tzinfo=UTC)
+    night.desk.apply(AlarmDecision(action=DecisionAction.RAISE, key=f"device_silent:{camera}", rule_id="device_silent",
+                                   category=AlarmCategory.TECHNICAL, severity=Severity.MEDIUM, site=night.site,
+                                   at=night.clock.now(), reason="silent", device_id=camera))  # fmt: skip
+    assert await night.service.tick() == []
+    assert ((await night.tasks())[resident].id, (await night.tasks())[resident].mode) == (task.id, "camera")

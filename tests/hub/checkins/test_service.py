@@ -188,3 +188,35 @@ async def test_an_alarm_during_the_slot_shows_on_the_check_in(checkin_site: Chec
             html = await page.text()
     assert "Alarm during the check-in" in html
     assert "22:50" in html
+
+
+async def test_without_a_gateway_a_refused_look_offers_the_visit_in_one_tap_in_swedish(
+    checkin_site: CheckinSite,
+) -> None:
+    import re
+
+    import aiohttp
+
+    from hub.web.staff import CONTEXT
+    from tests.hub.web.test_staff_http import login
+
+    s = checkin_site
+    no_gateway = CheckinService(s.site.db, s.site.desk, lambda *a, **k: None, s.site.clock, None)
+    s.site.staff_app[CONTEXT].checkins = no_gateway
+    (task,) = await no_gateway.tick()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+        await login(client, s.site.url, f"anna-{s.site.site}")
+        async with client.get(f"{s.site.url}/staff/checkins") as page:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+        assert csrf is not None
+        await client.post(f"{s.site.url}/staff/lang", data={"csrf": csrf.group(1), "lang": "sv", "back": "/staff/"})
+        async with client.post(f"{s.site.url}/staff/checkins/{task.id}/look", data={"csrf": csrf.group(1)}) as refused:
+            assert refused.status == 403
+            html = await refused.text()
+        assert "Ingen kameratjänst är inställd" in html
+        assert 'value="camera_not_working"' in html
+        async with client.post(f"{s.site.url}/staff/checkins/{task.id}/outcome",
+                               data={"csrf": csrf.group(1), "outcome": "camera_not_working"}) as done:  # fmt: skip
+            assert done.status == 200  # back on the list
+    (visit,) = await no_gateway.open_for(s.site.staff["anna"])
+    assert (visit.id, visit.mode, visit.reason) == (f"{task.id}-visit", "physical", "camera_not_working")
