@@ -200,6 +200,7 @@ def rig(tmp_path: Path, unique: str) -> Iterator[tuple[PrivatePostgres, PrivateM
         ledger: Ledger | None = None
         try:
             hub.start()
+            hub.wait_status("ready")  # subscribed: a publish before that reaches no one, though the broker acks it
             ledger = Ledger(broker, f"s{unique}")
             yield pg, broker, hub, ledger
         finally:
