@@ -144,7 +144,8 @@ class WebSocketHub:
 
         async def close() -> None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.ws.close(code=code, message=reason.encode()), _CLOSE_TIMEOUT_S)
+                async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                    await client.ws.close(code=code, message=reason.encode())
 
         task = self._spawner.spawn(close(), name="vaka.staff.ws.close")
         self._closing.add(task)
@@ -189,7 +190,8 @@ class WebSocketHub:
     @staticmethod
     async def _close(ws: WebSocketLike) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(), _CLOSE_TIMEOUT_S)
+            async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                await ws.close()
 
     def receipt(self, staff_id: int, nid: str) -> bool:
         """A page confirmed `nid` ("alarm_id:version"); True when it was pending."""
@@ -233,7 +235,8 @@ class WebSocketHub:
         try:
             while True:
                 try:
-                    text = await asyncio.wait_for(client.queue.get(), _PING_S)
+                    async with asyncio.timeout(_PING_S):
+                        text = await client.queue.get()
                 except TimeoutError:
                     text = json.dumps({"type": "ping", **self.clock_info()}) if self.clock_info else _PING
                 await client.ws.send_str(text)

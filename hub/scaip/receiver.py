@@ -110,7 +110,8 @@ class ScaipReceiver:
         if self._tcp is not None:
             self._tcp.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._tcp.wait_closed(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self._tcp.wait_closed()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -226,7 +227,8 @@ class ScaipReceiver:
         self._ingest.accept(events, on_durable)
         hbi = self._settings.heartbeat_interval_s
         try:
-            await asyncio.wait_for(asyncio.shield(durable), self._settings.durable_timeout_s)
+            async with asyncio.timeout(self._settings.durable_timeout_s):
+                await asyncio.shield(durable)
         except TimeoutError:
             self._metrics.scaip_requests.labels("not_treated").inc()
             logger.warning(
@@ -243,7 +245,8 @@ class ScaipReceiver:
         kept = _Kept(f"scaip/{peer}", body, received_at, asyncio.get_running_loop().create_future())
         self._ingest.reject(kept, reason, detail)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(kept.kept), self._settings.durable_timeout_s)
+            async with asyncio.timeout(self._settings.durable_timeout_s):
+                await asyncio.shield(kept.kept)
 
     def _first_time(self, cid: str, ref: str, mty: str, received_at: datetime) -> datetime:
         """When this unit's message (ref, type) was first seen: a resend keeps the first time, so it is stored once."""

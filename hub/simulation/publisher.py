@@ -139,7 +139,8 @@ class Publisher:
         self._lost = None
         try:
             self._client.connect(self.host, self.port, keepalive=30)
-            rc = await asyncio.wait_for(self._connected, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                rc = await self._connected
         except (OSError, TimeoutError) as exc:
             await self.aclose()
             msg = f"cannot reach the MQTT broker at {self.host}:{self.port}: {exc or 'timeout'}"
@@ -189,7 +190,8 @@ class Publisher:
         if self._client.is_connected():
             self._client.disconnect()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self._closed.wait()
         sock = self._client.socket()
         if sock is not None and self._loop is not None:
             self._loop.remove_reader(sock)

@@ -140,7 +140,8 @@ class Database:
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                await asyncio.wait_for(pool.close(), timeout=self._settings.connect_timeout_s)
+                async with asyncio.timeout(self._settings.connect_timeout_s):
+                    await pool.close()
             except _CONNECTION_ERRORS:
                 pool.terminate()
         self._up = False
@@ -193,7 +194,8 @@ class Database:
         if self._up:
             return True
         try:
-            await asyncio.wait_for(self._up_event.wait(), timeout=timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._up_event.wait()
         except TimeoutError:
             return False
         return True
@@ -250,7 +252,8 @@ class Database:
             if pool is not None:
                 # connections from before the outage are dead; drop idle ones so the next acquire reconnects
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pool.expire_connections(), timeout=self._settings.connect_timeout_s)
+                    async with asyncio.timeout(self._settings.connect_timeout_s):
+                        await pool.expire_connections()
             if await self._probe():
                 self._mark_up()
                 return

@@ -158,7 +158,8 @@ class Writer:
                     wait_s = self._pending[0].at + self._settings.flush_interval_s - time.monotonic()
                     if wait_s > 0:
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._batch_full.wait(), wait_s)
+                            async with asyncio.timeout(wait_s):
+                                await self._batch_full.wait()
                 await self._slots.acquire()
                 batch = self._take(self._settings.batch_size * BATCH_ROWS_FACTOR)
                 if not batch:
@@ -171,7 +172,8 @@ class Writer:
             if self._drain_task is not None:
                 self._drain_task.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self.flush()), self._settings.write_deadline_s * 2)
+                async with asyncio.timeout(self._settings.write_deadline_s * 2):
+                    await asyncio.shield(self.flush())
 
     async def flush(self) -> None:
         """Write everything accepted so far (to the database or the spool) and wait for it."""
@@ -191,7 +193,8 @@ class Writer:
     async def close(self) -> None:
         """Write what is buffered, then stop draining (call after cancelling `run_loop`, before closing the spool)."""
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.flush(), self._settings.write_deadline_s * 2)
+            async with asyncio.timeout(self._settings.write_deadline_s * 2):
+                await self.flush()
         task, self._drain_task = self._drain_task, None
         if task is not None:
             task.cancel()
