@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
@@ -50,14 +50,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ScheduleSpec(_Strict):
-    """A daily window of local wall-clock time; may cross midnight (22:00–07:00)."""
+class _Window(_Strict):
+    """Local start and end times "HH:MM" (24:00 allowed) that must differ; `_noun` names it in errors."""
+
+    _noun: ClassVar[str] = "window"
 
     start: str = Field(description='local start time "HH:MM"')
     end: str = Field(description='local end time "HH:MM" (24:00 allowed)')
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = Field(
-        default=None, description="weekdays the window starts on; all when left out"
-    )
 
     @field_validator("start", "end")
     @classmethod
@@ -66,10 +65,24 @@ class ScheduleSpec(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _can_be_active(self) -> ScheduleSpec:
+    def _not_empty(self) -> Self:
         if parse_hhmm(self.start) == parse_hhmm(self.end):
-            msg = f"schedule {self.start}–{self.end} can never be active: start and end are the same time"
+            msg = f"{self._noun} {self.start}–{self.end} can never be active: start and end are the same time"
             raise ValueError(msg)
+        return self
+
+
+class ScheduleSpec(_Window):
+    """A daily window of local wall-clock time; may cross midnight (22:00–07:00)."""
+
+    _noun: ClassVar[str] = "schedule"
+
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = Field(
+        default=None, description="weekdays the window starts on; all when left out"
+    )
+
+    @model_validator(mode="after")
+    def _some_weekday(self) -> ScheduleSpec:
         if compile_schedule(self.start, self.end, self.days).never_active:
             msg = f"schedule {self.start}–{self.end} can never be active: no weekday given (use {', '.join(WEEKDAYS)})"
             raise ValueError(msg)
@@ -234,24 +247,8 @@ Rule = Annotated[
 ]
 
 
-class DailyWindow(_Strict):
+class DailyWindow(_Window):
     """A daily window of local wall-clock time for one resident (every day; may cross midnight)."""
-
-    start: str = Field(description='local start time "HH:MM"')
-    end: str = Field(description='local end time "HH:MM" (24:00 allowed)')
-
-    @field_validator("start", "end")
-    @classmethod
-    def _time_of_day(cls, value: str) -> str:
-        parse_hhmm(value)
-        return value
-
-    @model_validator(mode="after")
-    def _can_be_active(self) -> DailyWindow:
-        if parse_hhmm(self.start) == parse_hhmm(self.end):
-            msg = f"window {self.start}–{self.end} can never be active: start and end are the same time"
-            raise ValueError(msg)
-        return self
 
     @property
     def pair(self) -> tuple[str, str]:
