@@ -150,7 +150,7 @@ class Gate:
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready marks (they survive a restart with the engine's snapshot)."""
-        return {"marks": {k: list(v) for k, v in self.marks.items()}}
+        return {"marks": dict(self.marks)}  # (time, seq) tuples: immutable, shared; one C-level copy of the dict
 
     def restore(self, data: Mapping[str, Any] | None) -> None:
         """Inverse of `snapshot`."""

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import asyncpg
 from aiohttp import web
@@ -260,6 +260,7 @@ class Hub:
                 on_message=self.ingest.handle,
                 spawner=self.spawner,
                 session_marker=s.spool.directory / f"{s.mqtt.client_id}-telemetry.session",
+                max_unacked=s.mqtt.receive_maximum,  # the broker's flow control is not enough (hub/mqtt.py)
             )
             connections.append(self.telemetry_conn)
 
@@ -328,10 +329,13 @@ class Hub:
         for conn in self._connections:
             await conn.wait_connected(timeout_s)
 
-    def _encode_snapshot(self) -> bytes:
+    def _take_snapshot(self) -> dict[str, Any]:
         """Engine and gate as of now, with the point a replay after a crash starts from (hub/recovery.py)."""
         extra = {"gate": self.gate.snapshot(), "replay_from": self.clock.now().timestamp()}
-        return snapshots.encode_engine(self.engine, extra)
+        return snapshots.take(self.engine, extra)
+
+    def _encode_snapshot(self) -> bytes:
+        return snapshots.encode(self._take_snapshot())
 
     async def _recover(self, replay_from: datetime) -> None:
         """Replay what was acknowledged after the snapshot (hub/recovery.py): from the database and the spool."""
@@ -431,7 +435,8 @@ class Hub:
                 await self._refresh_profiles()  # a nurse's change applies within a second
             if now - last_snapshot >= SNAPSHOT_INTERVAL_S:
                 last_snapshot = now
-                snapshot_json = self._encode_snapshot()
+                # taken on the loop (a few ms), encoded in a thread in small pieces (docs/performance.md)
+                snapshot_json = await asyncio.to_thread(snapshots.encode, self._take_snapshot())
                 await asyncio.to_thread(snapshots.save_local, self.settings.spool.directory, snapshot_json)
                 if now - last_db_snapshot >= DB_SNAPSHOT_INTERVAL_S and self.db.up:
                     last_db_snapshot = now

@@ -43,6 +43,18 @@ class Metrics:
             ["connection"],
             registry=r,
         )
+        self.mqtt_unacked = Gauge(
+            "vaka_mqtt_unacked",
+            "QoS 1 messages received and not yet acknowledged (acks wait until they are durable); sampled each second",
+            ["connection"],
+            registry=r,
+        )
+        self.mqtt_read_paused = Counter(
+            "vaka_mqtt_read_paused",
+            "Times a connection stopped reading because it held its limit of unacknowledged messages (hub.mqtt)",
+            ["connection"],
+            registry=r,
+        )
         # store
         self.events_written = Counter("vaka_events_written", "Event rows committed to the database", registry=r)
         self.events_duplicate = Counter(

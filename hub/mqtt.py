@@ -7,6 +7,14 @@ the store's unique key makes the second copy harmless.
 
 The session persists: fixed client id, clean_start false, a session expiry. When the broker answers CONNACK without
 a session, anything queued for us while we were away is gone: that is counted and logged as a possible loss window.
+
+Flow control is also the hub's own, not only the broker's. The hub asks for a Receive Maximum, but Mosquitto 2.0.11
+was seen to exceed it when acks come back out of order (they do: batches commit concurrently): under
+`bench/e2e.py` the telemetry connection held 65,535 unacknowledged messages, some 470,000 objects in memory, and each
+full garbage collection of them stopped the event loop, alarms included, for 100–330 ms. A connection given
+`max_unacked` (the telemetry one) therefore stops reading its socket once it holds that many unacknowledged messages
+and reads again when acks bring it down to half: the backlog waits in the broker, which is made to keep it. The
+events connection has no such limit: an alarm is decided as it is read and never waits for the store.
 """
 
 from __future__ import annotations
@@ -162,6 +170,7 @@ class MqttConnection:
         spawner: Spawner,
         will: tuple[str, bytes] | None = None,
         session_marker: Path | None = None,
+        max_unacked: int | None = None,
     ) -> None:
         self.name = name
         self._spawner = spawner
@@ -169,6 +178,8 @@ class MqttConnection:
         self._metrics = metrics
         # present at 0 from the start: a dashboard or an alert on increase() needs the series before the first loss
         metrics.mqtt_session_lost.labels(name)
+        self._pauses = metrics.mqtt_read_paused.labels(name)
+        self._unacked_gauge = metrics.mqtt_unacked.labels(name)
         self._subscriptions = list(subscriptions)
         self._on_message = on_message
         self._session_marker = session_marker
@@ -178,6 +189,10 @@ class MqttConnection:
         self._misc_task: asyncio.Task[None] | None = None
         self._buffered: _BufferedSocket | None = None
         self.generation = 0
+        self._max_unacked = max_unacked
+        self._resume_at = 0 if max_unacked is None else max_unacked // 2
+        self._unacked = 0  # QoS 1 messages handed on, on the current connection, not yet acked
+        self._paused = False
         self._stopping = False
         self.session_present: bool | None = None
         self._client = paho.Client(
@@ -207,6 +222,16 @@ class MqttConnection:
         self._client.on_socket_unregister_write = self._socket_unregister_write
 
     @property
+    def unacked(self) -> int:
+        """QoS 1 messages received on the current connection and not yet acknowledged."""
+        return self._unacked
+
+    @property
+    def reading(self) -> bool:
+        """False while reading is paused because `max_unacked` messages wait for their acks."""
+        return not self._paused
+
+    @property
     def connected(self) -> bool:
         """True while connected and subscribed."""
         return self._connected.is_set()
@@ -221,6 +246,9 @@ class MqttConnection:
         if msg.qos == 0 or msg.generation != self.generation or not self._connected.is_set():
             return
         self._client.ack(msg.mid, msg.qos)
+        self._unacked -= 1
+        if self._paused and self._unacked <= self._resume_at:
+            self._resume_reading()
         if msg.mid % _ACK_SAMPLE_EVERY == 0:  # a histogram observation costs microseconds: one ack in eight
             self._metrics.ack_latency.observe(time.monotonic() - msg.received_mono)
 
@@ -313,6 +341,7 @@ class MqttConnection:
             self._disconnected.set()
             return
         self.generation += 1
+        self._unacked = 0  # what the old connection held comes again from the broker; its acks are not sent
         self.session_present = flags.session_present
         self._metrics.mqtt_reconnects.labels(self.name).inc()
         self._metrics.mqtt_connected.labels(self.name).set(1)
@@ -386,6 +415,8 @@ class MqttConnection:
             connection=self,
             generation=self.generation,
         )
+        if message.qos:
+            self._unacked += 1
         try:
             self._on_message(msg)
         except Exception:
@@ -397,6 +428,7 @@ class MqttConnection:
         if isinstance(sock, socket.socket):
             self._buffered = _BufferedSocket(sock)
             client._sock = self._buffered  # paho calls recv/send on its _sock: give it the buffered one
+        self._paused = False
         self._loop.add_reader(sock, self._read)
         if self._misc_task is None:
             self._misc_task = self._spawner.spawn(self._misc_loop(), name=f"vaka.mqtt.{self.name}.misc")
@@ -416,16 +448,40 @@ class MqttConnection:
         self._loop.remove_writer(sock)
 
     def _read(self) -> None:
+        if self._paused:
+            return  # a read scheduled before the pause
+        limit = self._max_unacked
         for _ in range(_PACKETS_PER_READ):
             rc = self._client.loop_read()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._connection_lost(rc)
+                return
+            if limit is not None and self._unacked >= limit:
+                self._pause_reading()
                 return
             buffered = self._buffered
             if buffered is None or not buffered.buffered:
                 return
         assert self._loop is not None
         self._loop.call_soon(self._read)  # more packets wait in the buffer: continue after the other callbacks
+
+    def _pause_reading(self) -> None:
+        """Leave the rest in the socket (and the broker) until acks make room; see the module docstring."""
+        sock = self._client.socket()
+        if sock is None or self._loop is None:
+            return
+        self._paused = True
+        self._pauses.inc()
+        self._loop.remove_reader(sock)
+
+    def _resume_reading(self) -> None:
+        sock = self._client.socket()
+        self._paused = False
+        if sock is None or self._loop is None:
+            return
+        self._loop.add_reader(sock, self._read)
+        if self._buffered is not None and self._buffered.buffered:
+            self._loop.call_soon(self._read)  # whole packets already read from the socket wait in the buffer
 
     def _write(self) -> None:
         rc = self._client.loop_write()
@@ -442,6 +498,7 @@ class MqttConnection:
     async def _misc_loop(self) -> None:
         while True:
             await asyncio.sleep(_MISC_INTERVAL_S)
+            self._unacked_gauge.set(self._unacked)
             if self._client.socket() is not None:
                 rc = self._client.loop_misc()
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:

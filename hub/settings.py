@@ -75,7 +75,12 @@ class MqttSettings(_Section):
     )
     session_expiry_s: int = Field(default=7 * 86400, ge=60, description="how long the broker keeps our session offline")
     keepalive_s: int = Field(default=30, ge=5, le=600, description="MQTT keepalive")
-    receive_maximum: int = Field(default=4096, ge=16, le=65535, description="unacked QoS 1 messages in flight to us")
+    receive_maximum: int = Field(
+        default=4096,
+        ge=16,
+        le=65535,
+        description="unacked QoS 1 messages in flight to us; the telemetry connection stops reading at this many",
+    )
     reconnect_min_s: float = Field(default=0.2, gt=0, description="first reconnect delay")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="longest reconnect delay (jittered)")
     telemetry_connection: bool = Field(default=True, description="a second connection for telemetry topics")

@@ -6,6 +6,7 @@ an absence or sequence window alive across a restart, so the local copy is prefe
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -23,7 +24,6 @@ logger = logging.getLogger(__name__)
 ENGINE_FILE = "engine_state.json"
 INVENTORY_FILE = "inventory.json"
 _sites_adapter = TypeAdapter(list[Site])
-_encoder = msgspec.json.Encoder()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -36,15 +36,64 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def encode_engine(engine: Engine, extra: dict[str, Any] | None = None) -> bytes:
-    """The engine's snapshot as JSON, taken on the loop (msgspec: several times faster than json, and the GIL is
-    held either way, so a slow encoder stalls the alarm path as much in a thread as on the loop).
+    """The engine's snapshot as JSON, all at once (start-up and shutdown; while serving see `take` and `encode`).
 
     `extra` goes into the same document (the gate's marks and the replay point: hub/recovery.py), so engine and
     gate are always restored from the same instant."""
+    return encode(take(engine, extra))
+
+
+def take(engine: Engine, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The snapshot as a dict that shares nothing mutable with the engine: take it where `feed` runs (the loop), then
+    `encode` it anywhere."""
     snapshot = engine.snapshot()
     if extra:
         snapshot.update(extra)
-    return _encoder.encode(snapshot)
+    return snapshot
+
+
+_FEW = 64  # a dict with at most this many keys is structure (the snapshot, its rules, a rule's parts): walked into
+_CHUNK = 2_000  # entries of a larger dict or list encoded per call
+
+
+def encode(snapshot: dict[str, Any]) -> bytes:
+    """`snapshot` as JSON, identical in meaning to `msgspec.json.encode(snapshot)`, but as many small encoder calls.
+
+    At 5,000 residents the snapshot is some 20 MB of JSON; one msgspec call for it holds the GIL for 40–100 ms, and
+    in a thread the event loop waits as long as on the loop. Between calls of at most a few thousand entries a
+    thread gives the GIL back within the interpreter's switch interval (5 ms), so the hub encodes in a worker
+    thread (`asyncio.to_thread(encode, take(...))`) while alarms go on. A fresh encoder per call: nothing shared
+    between threads."""
+    encoder = msgspec.json.Encoder()
+    out: list[bytes] = []
+    _emit(snapshot, out, encoder)
+    return b"".join(out)
+
+
+def _emit(value: Any, out: list[bytes], encoder: msgspec.json.Encoder) -> None:
+    if isinstance(value, dict) and len(value) <= _FEW:
+        out.append(b"{")
+        for i, (key, item) in enumerate(value.items()):
+            out.append(encoder.encode(str(key)) + b":" if i == 0 else b"," + encoder.encode(str(key)) + b":")
+            _emit(item, out, encoder)
+        out.append(b"}")
+    elif isinstance(value, dict):
+        out.append(b"{")
+        items = iter(value.items())
+        first = True
+        while chunk := dict(itertools.islice(items, _CHUNK)):
+            body = encoder.encode(chunk)[1:-1]
+            out.append(body if first else b"," + body)
+            first = False
+        out.append(b"}")
+    elif isinstance(value, list | tuple) and len(value) > _CHUNK:
+        out.append(b"[")
+        for start in range(0, len(value), _CHUNK):
+            body = encoder.encode(value[start : start + _CHUNK])[1:-1]
+            out.append(body if start == 0 else b"," + body)
+        out.append(b"]")
+    else:
+        out.append(encoder.encode(value))
 
 
 def save_local(directory: Path, snapshot_json: bytes) -> None:

@@ -1,0 +1,134 @@
+"""The hub's own flow control on a connection (hub/mqtt.py): it never holds more unacknowledged messages than its
+limit, whatever the broker sends, and loses none of what waits.
+
+Mosquitto 2.0.11 was seen to send the telemetry connection far more than the Receive Maximum the hub asked for (65,535
+unacknowledged under bench/e2e.py); the memory that took stopped the event loop for 100–330 ms per full garbage
+collection. Here the broker's window (4,096) is far larger than the connection's limit, so only the hub's own limit
+can hold the messages back, as it must when the broker's does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from hub.metrics import Metrics
+from hub.mqtt import Message, MqttConnection
+from hub.settings import MqttSettings
+from hub.tasks import Spawner
+from tests.conftest import MQTT_PORT
+from tests.mqtt_probe import Probe
+
+LIMIT = 20
+SENT = 200
+
+
+class Held:
+    """What the connection handed on, and a way to wait for a count."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, msg: Message) -> None:
+        self.messages.append(msg)
+        self.changed.set()
+
+    async def until(self, count: int) -> None:
+        async with asyncio.timeout(10):
+            while len(self.messages) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@pytest.fixture
+async def limited(
+    mqtt_settings: MqttSettings, metrics: Metrics, spawner: Spawner, unique: str
+) -> AsyncIterator[tuple[MqttConnection, Held, str]]:
+    held = Held()
+    topic = f"vaka-test/{unique}/flow"
+    conn = MqttConnection(
+        mqtt_settings,
+        metrics,
+        name="telemetry",
+        client_id=mqtt_settings.client_id,
+        subscriptions=[f"{topic}/#"],
+        on_message=held,
+        spawner=spawner,
+        max_unacked=LIMIT,
+    )
+    task = spawner.spawn(conn.run_loop(), name="test.mqtt")
+    await conn.wait_connected(10)
+    yield conn, held, topic
+    task.cancel()
+
+
+async def test_a_connection_holds_no_more_than_its_limit_and_loses_nothing(
+    limited: tuple[MqttConnection, Held, str], metrics: Metrics
+) -> None:
+    conn, held, topic = limited
+    publisher = Probe(MQTT_PORT, client_id=f"{topic.replace('/', '-')}-pub")
+    await asyncio.to_thread(publisher.connect)
+    try:
+        for i in range(SENT):  # every PUBACK from the broker: all 200 are with the broker, its window is 4,096
+            await asyncio.to_thread(publisher.publish, f"{topic}/d{i % 7}", str(i).encode())
+    finally:
+        await asyncio.to_thread(publisher.close)
+
+    await held.until(LIMIT)  # the read that handed on the last one paused before the waiter woke
+    assert not conn.reading
+    assert len(held.messages) == LIMIT
+    assert conn.unacked == LIMIT
+
+    for msg in held.messages[: LIMIT // 2]:  # down to half: reading resumes, and stops again at the limit
+        msg.ack()
+    await held.until(LIMIT + LIMIT // 2)
+    assert not conn.reading
+    assert len(held.messages) == LIMIT + LIMIT // 2, "read past its limit of unacknowledged messages"
+    assert conn.unacked == LIMIT
+
+    acked = LIMIT // 2
+    while acked < SENT:  # ack as the store would, in batches; everything that waited in the broker comes
+        for msg in held.messages[acked:]:
+            msg.ack()
+        acked = len(held.messages)
+        if acked < SENT:
+            await held.until(acked + 1)
+        assert conn.unacked <= LIMIT
+    assert sorted(int(m.payload) for m in held.messages) == list(range(SENT))
+    assert conn.unacked == 0
+    assert metrics.mqtt_read_paused.labels("telemetry")._value.get() >= SENT // LIMIT
+
+
+async def test_without_a_limit_a_connection_reads_whatever_the_broker_sends(
+    mqtt_settings: MqttSettings, metrics: Metrics, spawner: Spawner, unique: str
+) -> None:
+    """The events connection: an alarm is decided as it is read, never held back for the store's acks."""
+    held = Held()
+    topic = f"vaka-test/{unique}/events"
+    conn = MqttConnection(
+        mqtt_settings,
+        metrics,
+        name="events",
+        client_id=mqtt_settings.client_id,
+        subscriptions=[f"{topic}/#"],
+        on_message=held,
+        spawner=spawner,
+    )
+    task = spawner.spawn(conn.run_loop(), name="test.mqtt")
+    try:
+        await conn.wait_connected(10)
+        publisher = Probe(MQTT_PORT, client_id=f"{topic.replace('/', '-')}-pub")
+        await asyncio.to_thread(publisher.connect)
+        try:
+            for i in range(LIMIT * 3):
+                await asyncio.to_thread(publisher.publish, f"{topic}/d", str(i).encode())
+        finally:
+            await asyncio.to_thread(publisher.close)
+        await held.until(LIMIT * 3)
+        assert conn.reading
+        assert conn.unacked == LIMIT * 3
+    finally:
+        task.cancel()
