@@ -13,8 +13,10 @@ was seen to exceed it when acks come back out of order (they do: batches commit 
 `bench/e2e.py` the telemetry connection held 65,535 unacknowledged messages, some 470,000 objects in memory, and each
 full garbage collection of them stopped the event loop, alarms included, for 100–330 ms. A connection given
 `max_unacked` (the telemetry one) therefore stops reading its socket once it holds that many unacknowledged messages
-and reads again when acks bring it down to half: the backlog waits in the broker, which is made to keep it. The
-events connection has no such limit: an alarm is decided as it is read and never waits for the store.
+and reads again when acks bring it down to half: the backlog waits in the broker, which is made to keep it. A pause
+longer than the keepalive (the store takes nothing, not even into the spool) ends in a reconnect, and the broker
+delivers again what was not acknowledged. The events connection has no such limit: an alarm is decided as it is
+read and never waits for the store.
 """
 
 from __future__ import annotations

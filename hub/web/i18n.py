@@ -41,6 +41,11 @@ def _load(lang: str) -> Translations:
     """`lang`'s .po compiled to a gettext catalogue in memory (fuzzy and empty entries left out)."""
     with po_path(lang).open("rb") as f:
         catalog = read_po(f, locale=lang, domain=DOMAIN)
+    for message in list(catalog):
+        # babel's write_mo leaves out an empty translation but not an empty plural one (a tuple of empty strings),
+        # which would then hide the fallback language's text behind the message id
+        if message.id and isinstance(message.string, tuple) and not any(message.string):
+            del catalog[message.id]
     buffer = io.BytesIO()
     write_mo(buffer, catalog, use_fuzzy=False)
     buffer.seek(0)

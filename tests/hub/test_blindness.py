@@ -26,12 +26,9 @@ from hub.metrics import Metrics
 from hub.model import Device, Inventory, Resident, Site
 from hub.settings import Settings
 from hub.staff import Role
-from hub.store.db import Database
 from hub.store.inventory import load_inventory
-from hub.store.migrate import migrate
 from hub.store.staff import create_staff
-from hub.tasks import Spawner
-from tests.hub.desk_support import PASSWORD
+from tests.hub.desk_support import PASSWORD, migrated_database
 from tests.hub.web.test_staff_http import login
 from tests.services import PrivateMosquitto
 
@@ -88,19 +85,11 @@ async def prepare(settings: Settings, site: str) -> None:
     ]
     devices.append(Device(id=f"{site}-dead", kind="motion_hall", supervision_interval_s=SUPERVISION_S))
     inventory = Inventory(sites=[Site(id=site, residents=[Resident(id=f"{site}-r1", room="1")], devices=devices)])
-    metrics = Metrics()
-    async with Spawner(metrics) as spawner:
-        db = Database(settings.db, metrics, spawner=spawner)
-        await db.open()
-        try:
-            async with db.acquire() as conn:
-                await migrate(conn, settings.db)
-                await load_inventory(conn, inventory)
-                await create_staff(
-                    conn, username=f"nina-{site}", password=PASSWORD, role=Role.STAFF, units=[(site, "*")], lang="en"
-                )
-        finally:
-            await db.close()
+    async with migrated_database(settings, Metrics()) as db, db.acquire() as conn:
+        await load_inventory(conn, inventory)
+        await create_staff(
+            conn, username=f"nina-{site}", password=PASSWORD, role=Role.STAFF, units=[(site, "*")], lang="en"
+        )
 
 
 async def test_a_broker_outage_blinds_supervision_once_and_a_flushed_backlog_does_not_flap(

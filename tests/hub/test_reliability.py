@@ -23,11 +23,9 @@ from hub.desk.alarm import Alarm
 from hub.metrics import Metrics
 from hub.model import Device, Inventory, Resident, Site
 from hub.settings import Settings
-from hub.store.db import Database
 from hub.store.inventory import load_inventory
-from hub.store.migrate import migrate
-from hub.tasks import Spawner
 from tests.conftest import MQTT_HOST, MQTT_PORT, PG_DSN
+from tests.hub.desk_support import migrated_database
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,16 +52,8 @@ def home(site: str, supervision_s: int = 3600) -> Inventory:
 
 
 async def load_home(settings: Settings, inventory: Inventory) -> None:
-    metrics = Metrics()
-    async with Spawner(metrics) as spawner:
-        db = Database(settings.db, metrics, spawner=spawner)
-        await db.open()
-        try:
-            async with db.acquire() as conn:
-                await migrate(conn, settings.db)
-                await load_inventory(conn, inventory)
-        finally:
-            await db.close()
+    async with migrated_database(settings, Metrics()) as db, db.acquire() as conn:
+        await load_inventory(conn, inventory)
 
 
 class Device_:

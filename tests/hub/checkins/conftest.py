@@ -14,8 +14,10 @@ from aiohttp import web
 from hub.checkins.gateway import HttpCameraGateway
 from hub.checkins.plan import Plan, Slot
 from hub.checkins.service import CheckinService, save_plans
-from hub.model import Device, Inventory
+from hub.model import Device, DirectoryEntry, Inventory
+from hub.resident_directory import store_entries
 from hub.store.inventory import load_inventory
+from hub.web.staff import CONTEXT
 from tests.hub.desk_support import sites_for
 from tests.hub.web.conftest import StaffSite, browser, free_port, staff_site  # noqa: F401  (fixtures)
 
@@ -106,3 +108,20 @@ async def checkin_site(staff_site: StaffSite, gateway: GatewayDouble) -> AsyncIt
         yield CheckinSite(staff_site, service, gateway, camera, resident, datetime(2026, 11, 26, 22, 0, tzinfo=UTC))
     finally:
         await http_gateway.aclose()
+
+
+async def on_the_route(s: CheckinSite) -> None:
+    """The staff page serves check-ins, and the site's two homes have addresses: r1 (Karin Berg) next door, r2 (Olle
+    Ek) across town, for the patrol's route (`/staff/patrol`)."""
+    site = s.site.site
+    s.site.staff_app[CONTEXT].checkins = s.service
+    async with s.site.db.acquire() as conn:
+        await store_entries(
+            conn,
+            [
+                DirectoryEntry(resident=f"{site}-r1", name="Karin Berg", address="Storgatan 1",
+                               latitude=63.826, longitude=20.264),
+                DirectoryEntry(resident=f"{site}-r2", name="Olle Ek", address="Ytterby 4",
+                               latitude=63.90, longitude=20.40),
+            ],
+        )  # fmt: skip

@@ -7,10 +7,8 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, expect
 
-from hub.model import DirectoryEntry
-from hub.resident_directory import store_entries
 from hub.web.staff import CONTEXT
-from tests.hub.checkins.conftest import CheckinSite
+from tests.hub.checkins.conftest import CheckinSite, on_the_route
 from tests.hub.desk_support import decision
 from tests.hub.web.conftest import CHROMIUM, staff_page
 from tests.hub.web.test_staff_browser import axe_violations
@@ -58,17 +56,7 @@ async def test_the_route_has_the_due_visits_with_the_alarms_done_in_a_tap_in_bot
     route takes it off and stays on the route; axe finds nothing serious in English or Swedish."""
     s = checkin_site
     site = s.site.site
-    s.site.staff_app[CONTEXT].checkins = s.service
-    async with s.site.db.acquire() as conn:
-        await store_entries(
-            conn,
-            [
-                DirectoryEntry(resident=s.resident, name="Karin Berg", address="Storgatan 1",
-                               latitude=63.826, longitude=20.264),
-                DirectoryEntry(resident=f"{site}-r2", name="Olle Ek", address="Ytterby 4",
-                               latitude=63.90, longitude=20.40),
-            ],
-        )  # fmt: skip
+    await on_the_route(s)
     (look,) = await s.service.tick()
     await s.service.record(look.id, s.site.staff["bo"], "camera_not_working")
     alarm = s.site.desk.apply(decision(site, subject="r2", resident="r2", device="plug2", rule_id="alarm_button"))

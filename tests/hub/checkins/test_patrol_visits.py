@@ -12,10 +12,7 @@ import pytest
 
 from hub.checkins.plan import Plan, Slot
 from hub.checkins.service import save_plans
-from hub.model import DirectoryEntry
-from hub.resident_directory import store_entries
-from hub.web.staff import CONTEXT
-from tests.hub.checkins.conftest import CheckinSite
+from tests.hub.checkins.conftest import CheckinSite, on_the_route
 from tests.hub.desk_support import decision
 from tests.hub.web.test_staff_http import csrf_of, login
 
@@ -27,17 +24,8 @@ async def route(checkin_site: CheckinSite) -> CheckinSite:
     """r1 (camera check-ins, 23:00) lives next door, r2 (a planned visit at 23:00) across town, r3 in unit B."""
     s = checkin_site
     site = s.site.site
-    s.site.staff_app[CONTEXT].checkins = s.service
+    await on_the_route(s)
     async with s.site.db.acquire() as conn:
-        await store_entries(
-            conn,
-            [
-                DirectoryEntry(resident=f"{site}-r1", name="Karin Berg", address="Storgatan 1",
-                               latitude=63.826, longitude=20.264),
-                DirectoryEntry(resident=f"{site}-r2", name="Olle Ek", address="Ytterby 4",
-                               latitude=63.90, longitude=20.40),
-            ],
-        )  # fmt: skip
         await save_plans(conn, [Plan(resident=f"{site}-r2", consent_ref="-", care_decision_ref="beslut-43",
                                      slots=[Slot(at=time(23, 0), mode="physical")])])  # fmt: skip
     await s.service.tick()  # 22:50 local: r1's camera look and r2's visit are due

@@ -15,7 +15,16 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from alarms.rules import default_pack_path, load_rules
-from hub.web.i18n import LANGS, RELATIVE_LANGS, po_path, rule_label, rule_labels, text_direction, translator
+from hub.web.i18n import (
+    LANGS,
+    RELATIVE_LANGS,
+    po_path,
+    rule_label,
+    rule_labels,
+    text_direction,
+    translations,
+    translator,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 RELATIVES_SOURCES = ("hub/web/templates/relatives/", "hub/web/relatives/")
@@ -39,10 +48,19 @@ def _extracted() -> dict[str, set[str]]:
 EXTRACTED = _extracted()
 
 
-def _translated(lang: str) -> dict[str, str]:
+def _translated(lang: str) -> dict[str, object]:
+    """Message id → translation, for every entry translated in full (each plural form of a plural one)."""
     with po_path(lang).open("rb") as f:
         catalog = read_po(f, locale=lang)
-    return {m.id: m.string for m in catalog if m.id and m.string and not m.fuzzy and isinstance(m.id, str)}
+    done: dict[str, object] = {}
+    for m in catalog:
+        if not m.id or m.fuzzy:
+            continue
+        if isinstance(m.id, tuple) and isinstance(m.string, tuple) and all(m.string):
+            done[m.id[0]] = m.string
+        elif isinstance(m.id, str) and m.string:
+            done[m.id] = m.string
+    return done
 
 
 def test_extraction_finds_the_staff_page_texts() -> None:
@@ -112,3 +130,17 @@ def test_every_catalogue_is_well_formed(path: Path) -> None:
     or mangling the entries around it; a catalogue must parse without one."""
     with path.open("rb") as f:
         read_po(f, abort_invalid=True)
+
+
+@pytest.mark.parametrize(
+    ("lang", "one", "five"),
+    [
+        ("sv", "1 enhet fungerar", "5 enheter fungerar"),
+        ("en", "1 device working", "5 devices working"),
+        ("fi", "1 laite toimii", "5 laitetta toimii"),
+        ("ar", "1 device working", "5 devices working"),  # untranslated: English, not the message id
+    ],
+)
+def test_counts_take_the_languages_plural(lang: str, one: str, five: str) -> None:
+    ngettext = translations(lang).ngettext
+    assert [ngettext("device.ok_count", "device.ok_count.plural", n) % {"num": n} for n in (1, 5)] == [one, five]

@@ -185,6 +185,17 @@ async def test_every_read_of_resident_data_is_logged(staff_site: StaffSite, clie
     assert staff_site.metrics.resident_reads.labels("staff")._value.get() == 3
 
 
+async def test_the_residents_page_counts_working_devices_in_the_right_number(
+    staff_site: StaffSite, client: aiohttp.ClientSession
+) -> None:
+    """Each of anna's residents has one device: "1 device working", not "1 devices working" (nor, in Swedish,
+    "1 enheter fungerar"; tests/hub/web/test_i18n.py has the catalogue's forms)."""
+    await login(client, staff_site.url, f"anna-{staff_site.site}")
+    async with client.get(f"{staff_site.url}/staff/residents") as page:
+        html = await page.text()
+    assert re.findall(r'<li class="ok">([^<]*)</li>', html) == ["1 device working", "1 device working"]
+
+
 async def test_last_activity_shows_the_sites_clock_time_with_the_date_when_not_today(
     staff_site: StaffSite, client: aiohttp.ClientSession
 ) -> None:
