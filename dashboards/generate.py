@@ -141,6 +141,21 @@ def hub_health() -> dashboard.Dashboard:
         )
     )
     d = d.with_panel(
+        graph(
+            "MQTT unacknowledged and read pauses",
+            "Messages waiting for the store's ack, per connection (sampled each second); pauses per hour when the"
+            " telemetry connection held mqtt.receive_maximum and stopped reading (a steady rise: the database takes"
+            " telemetry more slowly than it comes; alarms never wait for it)",
+            "short",
+            span=12,
+        )
+        .datasource(PROM)
+        .with_target(promql("max by (connection) (vaka_mqtt_unacked)", "{{connection}} unacked"))
+        .with_target(
+            promql("sum by (connection) (increase(vaka_mqtt_read_paused_total[1h]))", "{{connection}} pauses", "B")
+        )
+    )
+    d = d.with_panel(
         graph("Rejected messages by reason", "Messages kept in rejected_messages instead of becoming events", "short")
         .datasource(PROM)
         .with_target(promql("sum by (reason) (increase(vaka_messages_rejected_total[1h]))", "{{reason}}"))

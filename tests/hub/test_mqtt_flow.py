@@ -10,9 +10,6 @@ can hold the messages back, as it must when the broker's does not.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from hub.metrics import Metrics
 from hub.mqtt import Message, MqttConnection
@@ -43,39 +40,43 @@ class Held:
                 await self.changed.wait()
 
 
-@pytest.fixture
-async def limited(
-    mqtt_settings: MqttSettings, metrics: Metrics, spawner: Spawner, unique: str
-) -> AsyncIterator[tuple[MqttConnection, Held, str]]:
+def connection(
+    settings: MqttSettings, metrics: Metrics, spawner: Spawner, topic: str, *, name: str, max_unacked: int | None = None
+) -> tuple[MqttConnection, Held]:
+    """A connection subscribed to `topic/#`, running under `spawner`, and what it hands on."""
     held = Held()
-    topic = f"vaka-test/{unique}/flow"
     conn = MqttConnection(
-        mqtt_settings,
+        settings,
         metrics,
-        name="telemetry",
-        client_id=mqtt_settings.client_id,
+        name=name,
+        client_id=settings.client_id,
         subscriptions=[f"{topic}/#"],
         on_message=held,
         spawner=spawner,
-        max_unacked=LIMIT,
+        max_unacked=max_unacked,
     )
-    task = spawner.spawn(conn.run_loop(), name="test.mqtt")
-    await conn.wait_connected(10)
-    yield conn, held, topic
-    task.cancel()
+    spawner.spawn(conn.run_loop(), name="test.mqtt")
+    return conn, held
 
 
-async def test_a_connection_holds_no_more_than_its_limit_and_loses_nothing(
-    limited: tuple[MqttConnection, Held, str], metrics: Metrics
-) -> None:
-    conn, held, topic = limited
+async def publish(topic: str, count: int, devices: int) -> None:
+    """`count` messages, the payload their number, acknowledged by the broker one by one."""
     publisher = Probe(MQTT_PORT, client_id=f"{topic.replace('/', '-')}-pub")
     await asyncio.to_thread(publisher.connect)
     try:
-        for i in range(SENT):  # every PUBACK from the broker: all 200 are with the broker, its window is 4,096
-            await asyncio.to_thread(publisher.publish, f"{topic}/d{i % 7}", str(i).encode())
+        for i in range(count):
+            await asyncio.to_thread(publisher.publish, f"{topic}/d{i % devices}", str(i).encode())
     finally:
         await asyncio.to_thread(publisher.close)
+
+
+async def test_a_connection_holds_no_more_than_its_limit_and_loses_nothing(
+    mqtt_settings: MqttSettings, metrics: Metrics, spawner: Spawner, unique: str
+) -> None:
+    topic = f"vaka-test/{unique}/flow"
+    conn, held = connection(mqtt_settings, metrics, spawner, topic, name="telemetry", max_unacked=LIMIT)
+    await conn.wait_connected(10)
+    await publish(topic, SENT, devices=7)  # every one acked by the broker: all 200 are there, its window is 4,096
 
     await held.until(LIMIT)  # the read that handed on the last one paused before the waiter woke
     assert not conn.reading
@@ -106,29 +107,10 @@ async def test_without_a_limit_a_connection_reads_whatever_the_broker_sends(
     mqtt_settings: MqttSettings, metrics: Metrics, spawner: Spawner, unique: str
 ) -> None:
     """The events connection: an alarm is decided as it is read, never held back for the store's acks."""
-    held = Held()
     topic = f"vaka-test/{unique}/events"
-    conn = MqttConnection(
-        mqtt_settings,
-        metrics,
-        name="events",
-        client_id=mqtt_settings.client_id,
-        subscriptions=[f"{topic}/#"],
-        on_message=held,
-        spawner=spawner,
-    )
-    task = spawner.spawn(conn.run_loop(), name="test.mqtt")
-    try:
-        await conn.wait_connected(10)
-        publisher = Probe(MQTT_PORT, client_id=f"{topic.replace('/', '-')}-pub")
-        await asyncio.to_thread(publisher.connect)
-        try:
-            for i in range(LIMIT * 3):
-                await asyncio.to_thread(publisher.publish, f"{topic}/d", str(i).encode())
-        finally:
-            await asyncio.to_thread(publisher.close)
-        await held.until(LIMIT * 3)
-        assert conn.reading
-        assert conn.unacked == LIMIT * 3
-    finally:
-        task.cancel()
+    conn, held = connection(mqtt_settings, metrics, spawner, topic, name="events")
+    await conn.wait_connected(10)
+    await publish(topic, LIMIT * 3, devices=1)
+    await held.until(LIMIT * 3)
+    assert conn.reading
+    assert conn.unacked == LIMIT * 3
