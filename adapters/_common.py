@@ -34,6 +34,19 @@ def device_id_from_name(name: str) -> str:
     return slug
 
 
+def device_message(topic: str, payload: bytes) -> tuple[str, dict[str, Any]]:
+    """A vendor message on `{prefix}/{device}/{channel}`: its device id (the payload's `deviceId` wins over the topic's
+    segment, made an id by `device_id_from_name`) and its JSON object; PayloadError for a bad topic or device."""
+    parts = topic.split("/")
+    if len(parts) < 3 or not parts[-2]:
+        raise PayloadError("bad_topic", topic[:128])
+    msg = json_object(payload)
+    device = msg.get("deviceId", parts[-2])
+    if not isinstance(device, str) or not device:
+        raise PayloadError("missing_field", "deviceId")
+    return device_id_from_name(device), msg
+
+
 def json_object(payload: bytes) -> dict[str, Any]:
     """Decode a JSON object, or raise PayloadError (invalid_json, not_an_object, payload_too_large)."""
     if len(payload) > MAX_PAYLOAD_BYTES:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from adapters._common import device_id_from_name, epoch_time, json_object, number
+from adapters._common import device_message, epoch_time, number
 from hub.model import Event, EventKind, PayloadError
 
 TOPIC_FILTERS = ("radar/+/+",)
@@ -31,14 +31,7 @@ FALL_STAGES: dict[str, tuple[EventKind, int]] = {
 
 def parse(topic: str, payload: bytes, received_at: datetime) -> list[Event]:
     """Turn one radar message into an Event; raise PayloadError for anything that is not one."""
-    parts = topic.split("/")
-    if len(parts) < 3 or not parts[-2]:
-        raise PayloadError("bad_topic", topic[:128])
-    msg = json_object(payload)
-    device = msg.get("deviceId", parts[-2])
-    if not isinstance(device, str) or not device:
-        raise PayloadError("missing_field", "deviceId")
-    device_id = device_id_from_name(device)
+    device_id, msg = device_message(topic, payload)
     kind_name = msg.get("type")
     if "timestamp" not in msg:
         raise PayloadError("missing_field", "timestamp")

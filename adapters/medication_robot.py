@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from adapters._common import device_id_from_name, iso_time, json_object
+from adapters._common import device_message, iso_time
 from hub.model import Event, EventKind, PayloadError
 
 TOPIC_FILTERS = ("medication/+/events",)
@@ -32,13 +32,7 @@ _DOSE_KINDS = frozenset({"dose_due", "dose_late", "dose_taken", "dose_missed"})
 
 def parse(topic: str, payload: bytes, received_at: datetime) -> list[Event]:
     """Turn one dispenser message into an Event; raise PayloadError for anything that is not one."""
-    parts = topic.split("/")
-    if len(parts) < 3 or not parts[-2]:
-        raise PayloadError("bad_topic", topic[:128])
-    msg = json_object(payload)
-    device = msg.get("deviceId", parts[-2])
-    if not isinstance(device, str) or not device:
-        raise PayloadError("missing_field", "deviceId")
+    device_id, msg = device_message(topic, payload)
     name = msg.get("event")
     entry = EVENTS.get(name.lower()) if isinstance(name, str) else None
     if entry is None:
@@ -63,8 +57,4 @@ def parse(topic: str, payload: bytes, received_at: datetime) -> list[Event]:
         if not isinstance(fault, dict):
             fault = {}
         attrs = {"code": str(fault.get("code", ""))[:32], "text": str(fault.get("description", ""))[:128]}
-    return [
-        Event(
-            ts=ts, site="", device_id=device_id_from_name(device), kind=kind, attrs=attrs, seq=seq, ref=ref, topic=topic
-        )
-    ]
+    return [Event(ts=ts, site="", device_id=device_id, kind=kind, attrs=attrs, seq=seq, ref=ref, topic=topic)]

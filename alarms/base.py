@@ -16,7 +16,7 @@ from alarms.spec import Match, Rule, ScheduleSpec
 from hub.model import AlarmCategory, Event, EventKind, Severity
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from alarms.schedule import LocalClock
     from alarms.state import TimerHeap
@@ -129,6 +129,35 @@ class Compiled:
 
     def arm(self, ctx: RuleContext, t: float) -> None:
         """Start timers for the current directory (new devices or residents), from time `t`."""
+
+    def raise_watched(
+        self,
+        ctx: RuleContext,
+        watches: dict[str, Watch],
+        subject: str,
+        anchor: float,
+        due: float,
+        reason: Callable[[Watch, Params, DeviceInfo | None], str],
+    ) -> None:
+        """A timer set for `watches[subject]` fell due: if that watch is still the one it was set for (`anchor`), it
+        ends, and the rule raises (or updates) its alarm with `reason` when the resident and device may raise now."""
+        watch = watches.get(subject)
+        if watch is None or watch.since != anchor:
+            return
+        del watches[subject]
+        dev = ctx.devices.get(watch.device_id) if watch.device_id else None
+        params = self.params(watch.resident_id)
+        if ctx.may_raise(self, watch.resident_id, dev, params):
+            ctx.raise_or_update(
+                self,
+                subject,
+                t=due,
+                at=utc(due),
+                where=watch.where,
+                dev=dev,
+                ref=None,
+                reason=reason(watch, params, dev),
+            )
 
     def state_to_json(self) -> Any:
         """Rule-specific state for the snapshot."""

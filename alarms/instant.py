@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alarms.base import Compiled, Matcher, RuleContext, Watch, Where, fmt_value, utc, watches_from_json, watches_to_json
+from alarms.base import Compiled, Matcher, RuleContext, Watch, Where, fmt_value, watches_from_json, watches_to_json
 from alarms.directory import DeviceInfo
 from alarms.spec import InstantRule, ScheduleSpec
 from hub.model import Event, EventKind
@@ -67,15 +67,14 @@ class InstantEval(Compiled):
 
     def on_timer(self, ctx: RuleContext, subject: str, anchor: float, due: float) -> None:
         """The schedule began while the condition still held: raise now."""
-        watch = self.waiting.get(subject)
-        if watch is None or watch.since != anchor:
-            return
-        del self.waiting[subject]
-        dev = ctx.devices.get(watch.device_id) if watch.device_id else None
-        params = self.params(watch.resident_id)
-        if ctx.may_raise(self, watch.resident_id, dev, params):
-            reason = self.reason(value="?", device_kind=dev.kind if dev else "device")
-            ctx.raise_or_update(self, subject, t=due, at=utc(due), where=watch.where, dev=dev, ref=None, reason=reason)
+        self.raise_watched(
+            ctx,
+            self.waiting,
+            subject,
+            anchor,
+            due,
+            lambda _watch, _params, dev: self.reason(value="?", device_kind=dev.kind if dev else "device"),
+        )
 
     def state_to_json(self) -> Any:
         """Conditions waiting for their schedule."""

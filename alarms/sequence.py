@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alarms.base import Compiled, Matcher, RuleContext, Watch, utc, watches_from_json, watches_to_json
+from alarms.base import Compiled, Matcher, RuleContext, Watch, watches_from_json, watches_to_json
 from alarms.directory import DeviceInfo
 from alarms.spec import ScheduleSpec, SequenceRule
 from hub.model import Event
@@ -41,23 +41,14 @@ class SequenceEval(Compiled):
 
     def on_timer(self, ctx: RuleContext, subject: str, anchor: float, due: float) -> None:
         """Raise when `then` did not come."""
-        watch = self.pending.get(subject)
-        if watch is None or watch.since != anchor:
-            return
-        del self.pending[subject]
-        dev = ctx.devices.get(watch.device_id) if watch.device_id else None
-        params = self.params(watch.resident_id)
-        if ctx.may_raise(self, watch.resident_id, dev, params):
-            ctx.raise_or_update(
-                self,
-                subject,
-                t=due,
-                at=utc(due),
-                where=watch.where,
-                dev=dev,
-                ref=None,
-                reason=self.reason(minutes=round(params.duration_s / 60)),
-            )
+        self.raise_watched(
+            ctx,
+            self.pending,
+            subject,
+            anchor,
+            due,
+            lambda _watch, params, _dev: self.reason(minutes=round(params.duration_s / 60)),
+        )
 
     def state_to_json(self) -> Any:
         """Open windows."""

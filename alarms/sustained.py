@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alarms.base import Compiled, Matcher, RuleContext, Watch, fmt_value, utc, watches_from_json, watches_to_json
+from alarms.base import Compiled, Matcher, RuleContext, Watch, fmt_value, watches_from_json, watches_to_json
 from alarms.directory import DeviceInfo
 from alarms.spec import ScheduleSpec, SustainedRule
 from hub.model import Event
@@ -41,26 +41,20 @@ class SustainedEval(Compiled):
             self.since.pop(subject, None)  # between threshold and hysteresis: the condition broke, no clear
 
     def on_timer(self, ctx: RuleContext, subject: str, anchor: float, due: float) -> None:
-        """Raise when the condition has held since the anchor."""
-        watch = self.since.get(subject)
-        if watch is None or watch.since != anchor:
-            return
-        # the next matching reading starts a new wait: a condition that persists updates the alarm every `for`,
-        # and raises anew once the desk has closed it and the cooldown has passed
-        del self.since[subject]
-        dev = ctx.devices.get(watch.device_id) if watch.device_id else None
-        params = self.params(watch.resident_id)
-        if ctx.may_raise(self, watch.resident_id, dev, params):
-            ctx.raise_or_update(
-                self,
-                subject,
-                t=due,
-                at=utc(due),
-                where=watch.where,
-                dev=dev,
-                ref=None,
-                reason=self.reason(minutes=round(params.duration_s / 60), value=fmt_value(watch.value)),
-            )
+        """Raise when the condition has held since the anchor.
+
+        The watch ends with the timer: the next matching reading starts a new wait, so a condition that persists
+        updates the alarm every `for`, and raises anew once the desk has closed it and the cooldown has passed."""
+        self.raise_watched(
+            ctx,
+            self.since,
+            subject,
+            anchor,
+            due,
+            lambda watch, params, _dev: self.reason(
+                minutes=round(params.duration_s / 60), value=fmt_value(watch.value)
+            ),
+        )
 
     def state_to_json(self) -> Any:
         """Conditions in progress."""

@@ -307,7 +307,7 @@ async def staff_add_main(args: argparse.Namespace, settings: Settings) -> int:
     import asyncpg
 
     from hub.staff import Role, StaffError
-    from hub.store.staff import create_staff, update_staff
+    from hub.store.staff import create_staff
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -326,7 +326,7 @@ async def staff_add_main(args: argparse.Namespace, settings: Settings) -> int:
         print(f"database: {exc}", file=sys.stderr)
         return 1
     try:
-        member = await (update_staff if args.update else create_staff)(
+        member = await create_staff(
             conn,
             username=args.username,
             password=password,
@@ -335,6 +335,7 @@ async def staff_add_main(args: argparse.Namespace, settings: Settings) -> int:
             display_name=args.name,
             phone=args.phone,
             lang=args.lang,
+            replace=args.update,
         )
     except StaffError as exc:
         print(str(exc), file=sys.stderr)

@@ -64,6 +64,16 @@ async def _set_units(conn: asyncpg.Connection, staff_id: int, units: frozenset[t
     )
 
 
+_INSERT_SQL = (
+    "INSERT INTO staff (username, display_name, role, password_hash, phone, lang)"
+    " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *"
+)
+_REPLACE_SQL = (
+    "UPDATE staff SET display_name = $2, role = $3, password_hash = $4, phone = $5, lang = $6, active = true"
+    " WHERE username = $1 RETURNING *"
+)
+
+
 async def create_staff(
     conn: asyncpg.Connection,
     *,
@@ -74,61 +84,29 @@ async def create_staff(
     display_name: str = "",
     phone: str | None = None,
     lang: str = "sv",
+    replace: bool = False,
 ) -> StaffMember:
-    """Create a staff account with its unit membership; StaffError when the name is taken."""
+    """Create a staff account with its unit membership (StaffError when the name is taken); with `replace`, replace
+    an existing account's password, role, units and details instead, and end its stored sessions (log in again)."""
     unit_set, password_hash = await _units_and_hash(units, password)
     async with conn.transaction():
         try:
             row = await conn.fetchrow(
-                "INSERT INTO staff (username, display_name, role, password_hash, phone, lang)"
-                " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
-                username,
-                display_name,
-                role.value,
-                password_hash,
-                phone,
-                lang,
+                _REPLACE_SQL if replace else _INSERT_SQL, username, display_name, role.value, password_hash, phone, lang
             )
         except asyncpg.UniqueViolationError as exc:
             msg = f"staff user name {username!r} is taken"
             raise StaffError(msg) from exc
-        assert row is not None
-        await _set_units(conn, row["id"], unit_set)
-    logger.info("staff created id=%s role=%s units=%s", row["id"], role.value, len(unit_set))
-    return member_from_row(row, unit_set)
-
-
-async def update_staff(
-    conn: asyncpg.Connection,
-    *,
-    username: str,
-    password: str,
-    role: Role,
-    units: Iterable[tuple[str, str]],
-    display_name: str = "",
-    phone: str | None = None,
-    lang: str = "sv",
-) -> StaffMember:
-    """Replace an account's password, role, units and details; its stored sessions end (log in again)."""
-    unit_set, password_hash = await _units_and_hash(units, password)
-    async with conn.transaction():
-        row = await conn.fetchrow(
-            "UPDATE staff SET display_name = $2, role = $3, password_hash = $4, phone = $5, lang = $6, active = true"
-            " WHERE username = $1 RETURNING *",
-            username,
-            display_name,
-            role.value,
-            password_hash,
-            phone,
-            lang,
-        )
         if row is None:
             msg = f"no staff member {username!r}"
             raise StaffError(msg)
-        await conn.execute("DELETE FROM staff_units WHERE staff_id = $1", row["id"])
+        if replace:
+            await conn.execute("DELETE FROM staff_units WHERE staff_id = $1", row["id"])
+            await conn.execute("DELETE FROM staff_sessions WHERE staff_id = $1", row["id"])
         await _set_units(conn, row["id"], unit_set)
-        await conn.execute("DELETE FROM staff_sessions WHERE staff_id = $1", row["id"])
-    logger.info("staff updated id=%s role=%s units=%s", row["id"], role.value, len(unit_set))
+    logger.info(
+        "staff %s id=%s role=%s units=%s", "updated" if replace else "created", row["id"], role.value, len(unit_set)
+    )
     return member_from_row(row, unit_set)
 
 

@@ -222,7 +222,10 @@ async def test_last_activity_shows_the_sites_clock_time_with_the_date_when_not_t
 
 
 async def test_staff_add_command_creates_and_updates_accounts_that_can_log_in(
-    staff_site: StaffSite, client: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+    staff_site: StaffSite,
+    client: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import argparse
     import io
@@ -237,6 +240,11 @@ async def test_staff_add_command_creates_and_updates_accounts_that_can_log_in(
     assert await staff_add_main(parser.parse_args(argv), staff_site.settings) == 0
     monkeypatch.setattr("sys.stdin", io.StringIO("first password\n"))
     assert await staff_add_main(parser.parse_args(argv), staff_site.settings) == 1  # taken
+    assert f"staff user name '{name}' is taken" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("a password\n"))
+    nobody = [f"nobody-{staff_site.site}", *argv[1:], "--update"]
+    assert await staff_add_main(parser.parse_args(nobody), staff_site.settings) == 1  # nothing to update
+    assert f"no staff member 'nobody-{staff_site.site}'" in capsys.readouterr().err
     assert (await login(client, staff_site.url, name, "first password")).status == 303
     monkeypatch.setattr("sys.stdin", io.StringIO("second password\n"))
     assert await staff_add_main(parser.parse_args([*argv, "--update"]), staff_site.settings) == 0
