@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from hub.relatives import RelativesError
 from hub.relatives.consent import GivenBy, Scope
+from hub.store.access_log import record_operator_read
 
 if TYPE_CHECKING:
     from hub.settings import Settings
@@ -96,7 +97,9 @@ async def _consent(args: argparse.Namespace, settings: Settings, conn: VakaConne
 
     now = datetime.now(UTC)
     if args.consent_command == "list":
-        rows = await c.consents_for(conn, args.resident)
+        async with conn.transaction():  # no read without its row in the access log
+            rows = await c.consents_for(conn, args.resident)
+            await record_operator_read(conn, at=now, resident_id=args.resident, what="consent_list")
         if not rows:
             print(f"no consents recorded for {args.resident}")
         for k in rows:
@@ -174,7 +177,9 @@ async def _disable(args: argparse.Namespace, conn: VakaConnection) -> int:
 async def _access_log(args: argparse.Namespace, conn: VakaConnection) -> int:
     from hub.store.access_log import access_log
 
-    rows = await access_log(conn, args.resident, args.start, args.end)
+    async with conn.transaction():  # who read whose data is the resident's data too: the read is logged
+        rows = await access_log(conn, args.resident, args.start, args.end)
+        await record_operator_read(conn, at=datetime.now(UTC), resident_id=args.resident, what="access_log")
     for r in rows:
         if args.json:
             print(

@@ -7,6 +7,7 @@ append-only for the hub (docs/privacy.md).
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,6 +52,22 @@ async def record_read(
 ) -> None:
     """Log one read by staff (`staff_id`) or an operator at the command line (no id; `address` says who)."""
     await conn.execute(_INSERT, at, staff_id, None, role, site, resident_id, what, address)
+
+
+async def record_operator_read(conn: asyncpg.Connection, *, at: datetime, resident_id: str, what: str) -> None:
+    """Log a read at the command line (`vaka consent list`, `vaka access-log`) as role `operator`, from
+    `cli:<login name>`; nothing when there is no such resident (nothing of anyone was read)."""
+    site = await conn.fetchval("SELECT site FROM residents WHERE id = $1", resident_id)
+    if site is not None:
+        await record_read(
+            conn,
+            at=at,
+            role="operator",
+            site=site,
+            resident_id=resident_id,
+            what=what,
+            address=f"cli:{getpass.getuser()}",
+        )
 
 
 async def access_log(

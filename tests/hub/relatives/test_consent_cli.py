@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+
 from tests.hub.relatives.conftest import Home
 
 
@@ -38,6 +40,18 @@ def test_grant_list_revoke(home: Home) -> None:
     nothing = home.vaka("consent", "revoke", r1, "--relative", "dotter@example.se", "--recorded-by", nils)
     assert nothing.returncode == 1
     assert "nothing revoked" in nothing.stdout
+
+
+def test_reads_at_the_command_line_are_in_the_access_log(home: Home) -> None:
+    """Who a resident's relatives are, and who read the resident's data, are the resident's data: each command-line
+    read is logged (as the operator's login name), the access log's own read showing the next time."""
+    r1, operator = home.resident(1), f"cli:{getpass.getuser()}"
+    assert home.vaka("consent", "list", r1).returncode == 0
+    assert home.vaka("consent", "list", "nobody-r9").returncode == 0  # no such resident: nothing read, nothing logged
+    first = [line.split("\t")[1:4] for line in home.vaka("access-log", r1).stdout.splitlines()]
+    assert first == [[operator, "operator", "consent_list"]]
+    again = [line.split("\t")[1:4] for line in home.vaka("access-log", r1).stdout.splitlines()]
+    assert again == [[operator, "operator", "consent_list"], [operator, "operator", "access_log"]]
 
 
 def test_mistakes_are_refused_with_a_reason(home: Home) -> None:
