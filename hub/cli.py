@@ -146,17 +146,32 @@ async def _site_load(inventory: Inventory, settings: Settings) -> int:
 
 async def _set_flag(args: argparse.Namespace, settings: Settings) -> int:
     """`vaka resident away ID on|off` and `vaka device maintenance ID on|off`."""
+    from hub.store.audit import record_cli_change
     from hub.store.inventory import set_device_maintenance, set_resident_away
 
     on = args.state == "on"
-    if args.command == "resident":
-        what, change = "resident", "away: no care alarms" if on else "home: care alarms as usual"
-        found = await _with_database(settings, "resident away", lambda conn: set_resident_away(conn, args.id, on))
-    else:
-        what, change = "device", "in maintenance: no technical alarms" if on else "back in service"
-        found = await _with_database(
-            settings, "device maintenance", lambda conn: set_device_maintenance(conn, args.id, on)
+    resident = args.command == "resident"
+    if resident:
+        what, change, action = (
+            "resident",
+            "away: no care alarms" if on else "home: care alarms as usual",
+            "resident_away",
         )
+    else:
+        what, change, action = (
+            "device",
+            "in maintenance: no technical alarms" if on else "back in service",
+            "device_maintenance",
+        )
+
+    async def work(conn: VakaConnection) -> bool:
+        async with conn.transaction():  # the change and its audit row, or neither
+            found = await (set_resident_away if resident else set_device_maintenance)(conn, args.id, on)
+            if found:
+                await record_cli_change(conn, action=action, target=args.id, detail="on" if on else "off")
+            return found
+
+    found = await _with_database(settings, action.replace("_", " "), work)
     if found is None:
         return 2
     if not found:
@@ -173,6 +188,7 @@ async def _resident_profile(args: argparse.Namespace, settings: Settings) -> int
     from datetime import UTC, datetime
 
     from alarms.rules import RulesError, default_pack_path, load_rules
+    from hub.store.audit import operator, record_cli_change
     from hub.store.inventory import set_rule_profile
 
     try:
@@ -193,7 +209,12 @@ async def _resident_profile(args: argparse.Namespace, settings: Settings) -> int
             exists = await conn.fetchval("SELECT count(*) FROM residents WHERE id = $1", args.id)
             current = await conn.fetchval("SELECT profile FROM resident_rule_profiles WHERE resident_id = $1", args.id)
             return bool(exists), current
-        return await set_rule_profile(conn, args.id, args.name or None, "cli", datetime.now(UTC))
+        async with conn.transaction():
+            found, before = await set_rule_profile(conn, args.id, args.name or None, operator(), datetime.now(UTC))
+            if found:
+                detail = f"profile={args.name or 'none'} was={before or 'none'}"
+                await record_cli_change(conn, action="resident_profile", target=args.id, detail=detail)
+            return found, before
 
     result = await _with_database(settings, "resident profile", work)
     if result is None:
@@ -283,6 +304,7 @@ def add_staff_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def _staff_duty(args: argparse.Namespace, settings: Settings) -> int:
     from hub.duty import set_duty, shift_start
+    from hub.store.audit import record_cli_change
 
     try:
         start = shift_start(args.start)
@@ -290,9 +312,16 @@ async def _staff_duty(args: argparse.Namespace, settings: Settings) -> int:
         print(f"vaka staff duty: {exc}")
         return 2
     on = args.state == "on"
-    result = await _with_database(
-        settings, "staff duty", lambda conn: set_duty(conn, args.username, on, start, args.hours)
-    )
+
+    async def work(conn: VakaConnection) -> str | None:
+        async with conn.transaction():
+            until = await set_duty(conn, args.username, on, start, args.hours)
+            if until is not None:
+                detail = f"on until {until}" if on else "off"
+                await record_cli_change(conn, action="staff_duty", target=args.username, detail=detail)
+            return until
+
+    result = await _with_database(settings, "staff duty", work)
     if result is None:
         print(f"vaka staff duty: no active account {args.username!r} (or the database did not answer)")
         return 1
@@ -307,6 +336,7 @@ async def staff_add_main(args: argparse.Namespace, settings: Settings) -> int:
     import asyncpg
 
     from hub.staff import Role, StaffError
+    from hub.store.audit import record_cli_change
     from hub.store.staff import create_staff
 
     if args.password_stdin:
@@ -326,17 +356,24 @@ async def staff_add_main(args: argparse.Namespace, settings: Settings) -> int:
         print(f"database: {exc}", file=sys.stderr)
         return 1
     try:
-        member = await create_staff(
-            conn,
-            username=args.username,
-            password=password,
-            role=Role(args.role),
-            units=args.unit,
-            display_name=args.name,
-            phone=args.phone,
-            lang=args.lang,
-            replace=args.update,
-        )
+        async with conn.transaction():  # the account and its audit row, or neither
+            member = await create_staff(
+                conn,
+                username=args.username,
+                password=password,
+                role=Role(args.role),
+                units=args.unit,
+                display_name=args.name,
+                phone=args.phone,
+                lang=args.lang,
+                replace=args.update,
+            )
+            await record_cli_change(
+                conn,
+                action="staff_update" if args.update else "staff_add",
+                target=args.username,
+                detail=f"role={member.role.value} units={len(member.units)}",
+            )
     except StaffError as exc:
         print(str(exc), file=sys.stderr)
         return 1

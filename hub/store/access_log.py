@@ -7,11 +7,12 @@ append-only for the hub (docs/privacy.md).
 
 from __future__ import annotations
 
-import getpass
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+
+from hub.store.audit import operator
 
 _INSERT = (
     "INSERT INTO resident_access_log (at, staff_id, relative_id, role, site, resident_id, purpose, address)"
@@ -66,7 +67,7 @@ async def record_operator_read(conn: asyncpg.Connection, *, at: datetime, reside
             site=site,
             resident_id=resident_id,
             what=what,
-            address=f"cli:{getpass.getuser()}",
+            address=operator(),
         )
 
 

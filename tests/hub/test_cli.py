@@ -13,9 +13,10 @@ import asyncpg
 from tests.conftest import PG_DSN
 
 
-def vaka(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def vaka(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hub.cli", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
@@ -125,3 +126,49 @@ async def test_a_nurse_marks_a_resident_away_and_a_device_in_maintenance(
     now = datetime.now(UTC)
     fall = Event(ts=now, site=site, device_id=f"{site}-r1-radar", kind=EventKind.FALL_DETECTED, resident_id="r-0001")
     assert engine.feed(fall, now) == []
+
+
+async def test_changes_at_the_command_line_are_audited_as_the_admin_pages_are(
+    db_schema: str, unique: str, tmp_path: Path
+) -> None:
+    """Away, maintenance, a rule profile, an account and a duty sign-on changed with `vaka`: each is a row of the
+    append-only admin_audit_log with the operator's login as the actor (no staff account), as the admin page's
+    changes are; a command that changes nothing writes nothing."""
+    import getpass
+
+    site = f"s{unique}"
+    env = {"VAKA_DB__DSN": PG_DSN, "VAKA_DB__DB_SCHEMA": db_schema}
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(INVENTORY.format(site=site))
+    assert vaka("site", "load", str(inventory), env=env).returncode == 0
+    nurse = f"nurse-{unique}"
+    steps = [
+        ("resident", "away", "r-0001", "on"),
+        ("device", "maintenance", f"{site}-hall-door", "on"),
+        ("resident", "profile", "r-0002", "wanders_at_night"),
+        ("staff", "add", nurse, "--role", "nurse", "--unit", f"{site}/east", "--password-stdin"),
+        ("staff", "duty", nurse, "on", "--hours", "8"),
+        ("resident", "away", "r-9999", "on"),  # no such resident: refused, not audited
+    ]
+    for step in steps:
+        result = vaka(*step, env=env, stdin="a long enough password\n")
+        assert result.returncode == (1 if "r-9999" in step else 0), result.stdout + result.stderr
+
+    conn = await asyncpg.connect(PG_DSN, server_settings={"search_path": db_schema})
+    try:
+        rows = await conn.fetch("SELECT staff_id, actor, action, target, detail FROM admin_audit_log ORDER BY seq")
+        set_by = await conn.fetchval("SELECT set_by FROM resident_rule_profiles WHERE resident_id = 'r-0002'")
+    finally:
+        await conn.close()
+    operator = f"cli:{getpass.getuser()}"
+    assert [(r["staff_id"], r["actor"], r["action"], r["target"]) for r in rows] == [
+        (None, operator, "resident_away", "r-0001"),
+        (None, operator, "device_maintenance", f"{site}-hall-door"),
+        (None, operator, "resident_profile", "r-0002"),
+        (None, operator, "staff_add", nurse),
+        (None, operator, "staff_duty", nurse),
+    ]
+    assert rows[2]["detail"] == "profile=wanders_at_night was=none"
+    assert rows[3]["detail"] == "role=nurse units=1"
+    assert rows[4]["detail"].startswith("on until ")
+    assert set_by == operator

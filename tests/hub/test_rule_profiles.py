@@ -5,6 +5,7 @@ in another process takes it away again the same way. And `vaka resident profile`
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import subprocess
@@ -144,9 +145,10 @@ async def test_a_nurses_profile_applies_to_the_residents_events_at_once_and_the_
         assert not {k for k in open_keys() if k.startswith("camera_person")}
 
     async with migrated_database(hub_settings, Metrics()) as db, db.acquire() as conn:
-        audit = await conn.fetch("SELECT action, target, detail FROM admin_audit_log ORDER BY seq")
-    assert [(r["action"], r["target"], r["detail"]) for r in audit] == [
-        ("resident_profile", r1, "profile=camera_always was=none")
+        audit = await conn.fetch("SELECT actor, action, target, detail FROM admin_audit_log ORDER BY seq")
+    assert [(r["actor"], r["action"], r["target"], r["detail"]) for r in audit] == [
+        ("", "resident_profile", r1, "profile=camera_always was=none"),  # the page: its staff_id says who
+        (f"cli:{getpass.getuser()}", "resident_profile", r1, "profile=none was=camera_always"),
     ]
 
 
