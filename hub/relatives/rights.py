@@ -10,7 +10,6 @@ is kept in `resident_erasures` under the id's hash, never the id itself.
 from __future__ import annotations
 
 import argparse
-import getpass
 import hashlib
 import json
 import logging
@@ -23,6 +22,7 @@ import asyncpg
 from hub.relatives import RelativesError
 from hub.relatives.consent import consents_for
 from hub.store.access_log import access_log
+from hub.store.audit import operator
 
 if TYPE_CHECKING:
     from hub.settings import Settings
@@ -216,7 +216,7 @@ async def main(args: argparse.Namespace, settings: Settings, conn: asyncpg.Conne
     from hub.store.access_log import record_read
 
     now = datetime.now(UTC)
-    by = args.by or f"cli:{getpass.getuser()}"
+    by = args.by or operator()
     staff = None
     if args.by:
         staff = await conn.fetchrow("SELECT id, role FROM staff WHERE username = $1 AND active", args.by)
@@ -235,7 +235,7 @@ async def main(args: argparse.Namespace, settings: Settings, conn: asyncpg.Conne
                 site=site,
                 resident_id=args.id,
                 what="export",
-                address=f"cli:{getpass.getuser()}",
+                address=operator(),
             )
         out = Path(args.out)
         tmp = out.with_name(out.name + ".tmp")

@@ -202,6 +202,17 @@ async def test_a_night_of_check_ins_on_two_phones_through_a_hub_restart(night: N
         await page.goto(f"{url}/staff/checkins")
         await expect(page.locator(".no-checkins")).to_be_visible()
 
+    async def look(card: str) -> None:
+        """Anna looks: the live view comes from the gateway."""
+        await anna.locator(card).get_by_role("button", name="Look", exact=True).click()
+        await expect(anna.frame_locator("iframe.live-view").locator("body")).to_have_text(n.gateway.frame)
+
+    async def not_visible(card: str) -> None:
+        """Anna looks and taps "Not visible", back on the list."""
+        await look(card)
+        await anna.get_by_role("button", name="Not visible").click()
+        await anna.wait_for_url(f"{url}/staff/checkins")
+
     # 22:46: the 23:00 slot's window (±15 min) is open: the task is on both phones without a reload
     await n.clock_to(datetime(2026, 11, 26, 21, 46, tzinfo=UTC))
     first = n.task("2300")
@@ -212,8 +223,7 @@ async def test_a_night_of_check_ins_on_two_phones_through_a_hub_restart(night: N
         await expect(item.locator(".mode")).to_have_text("Camera")
 
     # a look inside the slot: the live view straight from the gateway, until its token expires
-    await anna.locator(f"#checkin-{first}").get_by_role("button", name="Look", exact=True).click()
-    await expect(anna.frame_locator("iframe.live-view").locator("body")).to_have_text(n.gateway.frame)
+    await look(f"#checkin-{first}")
     await expect(anna.locator(".look-ended")).to_be_visible(timeout=(TOKEN_S + 10) * 1000)
     await expect(anna.locator("iframe.live-view")).to_have_count(0)
     await expect(anna.get_by_role("button", name="Look again")).to_be_visible()
@@ -235,16 +245,10 @@ async def test_a_night_of_check_ins_on_two_phones_through_a_hub_restart(night: N
     second = n.task("0200")
     for page in phones:
         await expect(page.locator(f"#checkin-{second}")).to_contain_text("02:00", timeout=WAIT_MS)
-    await anna.locator(f"#checkin-{second}").get_by_role("button", name="Look", exact=True).click()
-    await expect(anna.frame_locator("iframe.live-view").locator("body")).to_have_text(n.gateway.frame)
-    await anna.get_by_role("button", name="Not visible").click()
-    await anna.wait_for_url(f"{url}/staff/checkins")
+    await not_visible(f"#checkin-{second}")
     for page in phones:
         await expect(page.locator(f"#checkin-{second}-2")).to_contain_text("Second look", timeout=WAIT_MS)
-    await anna.locator(f"#checkin-{second}-2").get_by_role("button", name="Look", exact=True).click()
-    await expect(anna.frame_locator("iframe.live-view").locator("body")).to_have_text(n.gateway.frame)
-    await anna.get_by_role("button", name="Not visible").click()
-    await anna.wait_for_url(f"{url}/staff/checkins")
+    await not_visible(f"#checkin-{second}-2")
     for page in phones:
         visit = page.locator(f"#checkin-{second}-visit")
         await expect(visit.locator(".mode")).to_have_text("Visit", timeout=WAIT_MS)
