@@ -5,7 +5,10 @@ it only once the message's events are durable (committed or spooled). A message 
 its ack is not acked on the new connection (its packet id belongs to the old one): the broker re-delivers it, and
 the store's unique key makes the second copy harmless.
 
-The session persists: fixed client id, clean_start false, a session expiry. When the broker answers CONNACK without
+The session persists: fixed client id, clean_start false, a session expiry. A connection is up, and acks flow, from
+the CONNACK on: with a session present the broker sends what it queued for us before it answers the SUBSCRIBE, and a
+connection that waited for the SUBACK before acking stopped at its own limit of unacknowledged messages, never read the
+SUBACK, reconnected and was sent the same backlog again, forever (issue 22.1; tests/hub/test_backlog.py). When the broker answers CONNACK without
 a session, anything queued for us while we were away is gone: that is counted and logged as a possible loss window.
 
 Flow control is also the hub's own, not only the broker's. The hub asks for a Receive Maximum, but Mosquitto 2.0.11
@@ -186,7 +189,8 @@ class MqttConnection:
         self._on_message = on_message
         self._session_marker = session_marker
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._connected = asyncio.Event()
+        self._connected = asyncio.Event()  # CONNACK received: the session is ours, acks may flow
+        self._ready = asyncio.Event()  # and subscribed (at the SUBACK, or at once when the session kept them)
         self._disconnected = asyncio.Event()
         self._misc_task: asyncio.Task[None] | None = None
         self._buffered: _BufferedSocket | None = None
@@ -236,12 +240,12 @@ class MqttConnection:
     @property
     def connected(self) -> bool:
         """True while connected and subscribed."""
-        return self._connected.is_set()
+        return self._ready.is_set()
 
     async def wait_connected(self, timeout_s: float) -> None:
-        """Wait until connected, or raise TimeoutError."""
+        """Wait until connected and subscribed, or raise TimeoutError."""
         async with asyncio.timeout(timeout_s):
-            await self._connected.wait()
+            await self._ready.wait()
 
     def ack(self, msg: Message) -> None:
         """PUBACK `msg` if it arrived on the current connection; otherwise the broker will re-deliver it."""
@@ -306,7 +310,10 @@ class MqttConnection:
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             msg = f"connect returned {rc}"
             raise MqttError(msg)
-        await self.wait_connected(timeout_s=10.0)
+        # up at the CONNACK, not the SUBACK: with a session present the broker sends its backlog first, and the SUBACK
+        # comes only once the store has acked enough of it for this connection to read on (issue 22.1)
+        async with asyncio.timeout(10.0):
+            await self._connected.wait()
 
     def _force_close(self) -> None:
         sock = self._client.socket()
@@ -345,6 +352,7 @@ class MqttConnection:
         self.generation += 1
         self._unacked = 0  # what the old connection held comes again from the broker; its acks are not sent
         self.session_present = flags.session_present
+        self._connected.set()
         self._metrics.mqtt_reconnects.labels(self.name).inc()
         self._metrics.mqtt_connected.labels(self.name).set(1)
         # a new session is expected only the first time this client id ever connects (the marker file says whether
@@ -367,9 +375,11 @@ class MqttConnection:
         )
         opts = SubscribeOptions(qos=1, noLocal=True)
         if self._subscriptions:
+            # again even when the session kept them, so a changed configuration applies; but a kept session is
+            # subscribed already, and its backlog may arrive long before the SUBACK
             client.subscribe([(topic, opts) for topic in self._subscriptions])
-        else:
-            self._connected.set()
+        if flags.session_present or not self._subscriptions:
+            self._ready.set()
 
     def _handle_subscribe(
         self,
@@ -382,7 +392,7 @@ class MqttConnection:
         refused = [str(rc) for rc in reason_codes if rc.is_failure]
         if refused:
             logger.error("mqtt %s broker refused subscriptions: %s", self.name, ", ".join(refused))
-        self._connected.set()
+        self._ready.set()
 
     def _handle_disconnect(
         self,
@@ -398,6 +408,7 @@ class MqttConnection:
 
     def _mark_down(self) -> None:
         self._connected.clear()
+        self._ready.clear()
         self._metrics.mqtt_connected.labels(self.name).set(0)
         self._disconnected.set()
 

@@ -43,8 +43,9 @@ def event_key(i: int) -> tuple[str, datetime, int]:
 class Ledger:
     """Publishes a burst of QoS 1 events and records which ones the broker acknowledged."""
 
-    def __init__(self, broker: PrivateMosquitto, site: str) -> None:
+    def __init__(self, broker: PrivateMosquitto, site: str, channel: str = "event") -> None:
         self.site = site
+        self.channel = channel
         # event index by packet id, and the packet ids the broker acknowledged (fewer than 65,536 per test, so
         # paho's ids do not wrap); no lock is held around paho's own calls, which take paho's locks
         self._index_by_mid: dict[int, int] = {}
@@ -75,8 +76,9 @@ class Ledger:
         t0 = time.monotonic()
         for i in range(start, stop):
             device, ts, seq = event_key(i)
-            payload = json.dumps({"ts": ts.isoformat(), "kind": "motion", "seq": seq}).encode()
-            info = self._client.publish(f"vaka/v1/{self.site}/{device}/event", payload, qos=1)
+            kind = "motion" if self.channel == "event" else "heartbeat"
+            payload = json.dumps({"ts": ts.isoformat(), "kind": kind, "seq": seq}).encode()
+            info = self._client.publish(f"vaka/v1/{self.site}/{device}/{self.channel}", payload, qos=1)
             self._index_by_mid[info.mid] = i
             ahead_s = (i - start + 1) / rate_per_s - (time.monotonic() - t0)
             if ahead_s > 0:
@@ -154,6 +156,21 @@ class HubProcess:
         assert self._proc is not None
         self._proc.send_signal(signal.SIGKILL)
         self._proc.wait(timeout=10)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process is frozen, its sockets stay open (a hung hub, a VM paused)."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
+    @property
+    def log(self) -> str:
+        """What the hub logged so far."""
+        return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -17,6 +17,7 @@ from hub.settings import MqttSettings
 from hub.tasks import Spawner
 from tests.conftest import MQTT_PORT
 from tests.mqtt_probe import Probe
+from tests.services import PrivateMosquitto
 
 LIMIT = 20
 SENT = 200
@@ -60,14 +61,8 @@ def connection(
 
 
 async def publish(topic: str, count: int, devices: int) -> None:
-    """`count` messages, the payload their number, acknowledged by the broker one by one."""
-    publisher = Probe(MQTT_PORT, client_id=f"{topic.replace('/', '-')}-pub")
-    await asyncio.to_thread(publisher.connect)
-    try:
-        for i in range(count):
-            await asyncio.to_thread(publisher.publish, f"{topic}/d{i % devices}", str(i).encode())
-    finally:
-        await asyncio.to_thread(publisher.close)
+    """`count` messages to the shared broker, the payload their number, acknowledged by the broker one by one."""
+    await publish_to(MQTT_PORT, topic, count, devices)
 
 
 async def test_a_connection_holds_no_more_than_its_limit_and_loses_nothing(
@@ -114,3 +109,62 @@ async def test_without_a_limit_a_connection_reads_whatever_the_broker_sends(
     await held.until(LIMIT * 3)
     assert conn.reading
     assert conn.unacked == LIMIT * 3
+
+
+BACKLOG = 5000
+
+
+async def test_a_session_backlog_larger_than_the_limit_is_all_delivered_after_a_gap(
+    mqtt_settings: MqttSettings, metrics: Metrics, unique: str
+) -> None:
+    """Issue 22.1: with thousands queued for the session, the broker sends the backlog before the SUBACK.
+
+    The connection must count as up at the CONNACK and ack what the store made durable; on the old main it waited for
+    a SUBACK it never read (its own limit stopped the reading), timed out, reconnected, and got the same backlog again.
+    """
+    topic = f"vaka-test/{unique}/backlog"
+    with PrivateMosquitto() as broker:
+        settings = mqtt_settings.model_copy(update={"port": broker.port, "reconnect_max_s": 0.5})
+        async with Spawner(metrics) as first:  # subscribe once: the broker keeps the session while the hub is away
+            conn, _held = connection(settings, metrics, first, topic, name="telemetry", max_unacked=LIMIT * 5)
+            await conn.wait_connected(10)
+        await publish_to(broker.port, topic, BACKLOG, devices=11)  # all queued for the absent session
+
+        acked: set[int] = set()
+        all_acked = asyncio.Event()
+
+        def store(msg: Message) -> None:  # acks as the store does once the rows are durable: here at once
+            acked.add(int(msg.payload))
+            msg.ack()
+            if len(acked) == BACKLOG:
+                all_acked.set()
+
+        async with Spawner(metrics) as second:
+            again = MqttConnection(
+                settings,
+                metrics,
+                name="telemetry",
+                client_id=settings.client_id,
+                subscriptions=[f"{topic}/#"],
+                on_message=store,
+                spawner=second,
+                max_unacked=LIMIT * 5,
+            )
+            second.spawn(again.run_loop(), name="test.mqtt")
+            async with asyncio.timeout(60):
+                await all_acked.wait()
+            assert again.connected
+            assert again.generation == 1, "the connection was dropped and made again while draining the backlog"
+            assert again.session_present is True
+        assert acked == set(range(BACKLOG))
+
+
+async def publish_to(port: int, topic: str, count: int, devices: int) -> None:
+    """`count` messages to a broker on `port`, each acknowledged by it before the next."""
+    publisher = Probe(port, client_id=f"{topic.replace('/', '-')}-pub")
+    await asyncio.to_thread(publisher.connect)
+    try:
+        for i in range(count):
+            await asyncio.to_thread(publisher.publish, f"{topic}/d{i % devices}", str(i).encode())
+    finally:
+        await asyncio.to_thread(publisher.close)
