@@ -99,6 +99,7 @@ class Hub:
         self.freeze_heap = False
         self._profiles: dict[str, str] = {}  # resident id -> rule profile name (resident_rule_profiles)
         self._profiles_version: tuple[object, ...] | None = None
+        self._local_faults: list[tuple[str, OSError]] = []  # refused writes before the desk could raise them
         self._start_error: VakaError | None = (
             None  # a database the hub must not run on (schema behind, role too strong)
         )
@@ -137,7 +138,9 @@ class Hub:
         self.spool = Spool(s.spool, self.metrics, spawner=self.spawner)
         stack.push_async_callback(self.spool.close)
         await self.spool.open()
-        self.writer = Writer(self.db, self.spool, s.db, self.metrics, spawner=self.spawner)
+        self.writer = Writer(
+            self.db, self.spool, s.db, self.metrics, spawner=self.spawner, on_deferred_recovered=self._ask_again
+        )
         stack.push_async_callback(self.writer.close)
 
         rules = self.rules = load_rules(s.rules.packs or [default_pack_path()])
@@ -169,7 +172,7 @@ class Hub:
         if snapshot:
             self.gate.restore(snapshot.get("gate"))
         self._exported: dict[str, int] = {}
-        stack.callback(lambda: snapshots.save_local(s.spool.directory, self._encode_snapshot()))
+        stack.callback(self._save_snapshot_at_exit)
 
         # the canary speaks as a device of its own (the hub's connections do not hear their own publishes)
         self.canary_conn = MqttConnection(
@@ -215,6 +218,9 @@ class Hub:
         )
         stack.push_async_callback(self.desk.aclose)  # after the loops stop, before the database closes
         self.spawner.on_failure = self.desk.background_task_failed  # a failed task: a technical alarm for operations
+        for what, exc in self._local_faults:  # writes refused before the desk existed (a full disk at start)
+            self.desk.local_write_failed(what, exc)
+        self._local_faults.clear()
         gateway = (
             HttpCameraGateway(
                 s.checkins.gateway_url,
@@ -235,7 +241,7 @@ class Hub:
         if snapshot is not None and "replay_from" in snapshot:
             await self._recover(datetime.fromtimestamp(float(snapshot["replay_from"]), UTC))
         if s.clock.mode == "wall":
-            await asyncio.to_thread(snapshots.save_local, s.spool.directory, self._encode_snapshot())
+            await self._write_local("engine_snapshot", snapshots.save_local, s.spool.directory, self._encode_snapshot())
         self.ingest = Ingest(
             self.metrics,
             self.writer,
@@ -422,6 +428,34 @@ class Hub:
 
     # --- housekeeping: inventory, snapshots, partitions -------------------------------------------------------------
 
+    async def _write_local(self, what: str, write: Callable[..., None], *args: Any) -> None:
+        """Write a piece of the hub's local state in a thread; a disk that refuses it (full) is a state, not a
+        crash: logged, counted, raised to operations as `hub_disk_failure`, and the hub goes on (issue 22.2)."""
+        try:
+            await asyncio.to_thread(write, *args)
+        except OSError as exc:
+            self._local_write_failed(what, exc)
+
+    def _local_write_failed(self, what: str, exc: OSError) -> None:
+        logger.error("local state not written what=%s: %s; the hub goes on", what, exc)
+        if hasattr(self, "desk"):
+            self.desk.local_write_failed(what, exc)
+        else:
+            self.metrics.local_write_failures.labels(what).inc()
+            self._local_faults.append((what, exc))
+
+    def _save_snapshot_at_exit(self) -> None:
+        try:
+            snapshots.save_local(self.settings.spool.directory, self._encode_snapshot())
+        except OSError as exc:
+            logger.error("engine snapshot not written at shutdown: %s (the next start replays from the last one)", exc)
+
+    def _ask_again(self) -> None:
+        """The store takes rows again after a full spool: the connections drop what they left unacknowledged and
+        reconnect, so the broker sends it now (hub/store/writer.py)."""
+        for conn in self._connections:
+            conn.reconnect()
+
     async def _housekeeping_loop(self) -> None:
         last_snapshot = last_db_snapshot = last_inventory = last_maintenance = time.monotonic()
         while True:
@@ -437,7 +471,9 @@ class Hub:
                 last_snapshot = now
                 # taken on the loop (a few ms), encoded in a thread in small pieces (docs/performance.md)
                 snapshot_json = await asyncio.to_thread(snapshots.encode, self._take_snapshot())
-                await asyncio.to_thread(snapshots.save_local, self.settings.spool.directory, snapshot_json)
+                await self._write_local(
+                    "engine_snapshot", snapshots.save_local, self.settings.spool.directory, snapshot_json
+                )
                 if now - last_db_snapshot >= DB_SNAPSHOT_INTERVAL_S and self.db.up:
                     last_db_snapshot = now
                     await self._db_call(save_engine_state, snapshot_json, default=None)
@@ -479,7 +515,7 @@ class Hub:
             cached = snapshots.load_inventory(self.settings.spool.directory)
             logger.warning("database away at start: using the cached inventory (%s sites)", len(cached))
             return cached
-        snapshots.save_inventory(self.settings.spool.directory, sites)
+        await self._write_local("inventory", snapshots.save_inventory, self.settings.spool.directory, sites)
         return sites
 
     async def _refresh_inventory(self) -> None:
@@ -493,7 +529,7 @@ class Hub:
         self._inventory_version = version
         self._sites = sites
         self.desk.set_sites(sites)
-        await asyncio.to_thread(snapshots.save_inventory, self.settings.spool.directory, sites)
+        await self._write_local("inventory", snapshots.save_inventory, self.settings.spool.directory, sites)
         profiles = await self._db_call(rule_profiles, default=None)
         if profiles is not None:
             self._profiles = profiles
@@ -510,7 +546,7 @@ class Hub:
         profiles = await self._db_call(rule_profiles, default=None)
         if profiles is None:
             return snapshots.load_profiles(self.settings.spool.directory)
-        snapshots.save_profiles(self.settings.spool.directory, profiles)
+        await self._write_local("profiles", snapshots.save_profiles, self.settings.spool.directory, profiles)
         return profiles
 
     async def _refresh_profiles(self) -> None:
@@ -525,7 +561,7 @@ class Hub:
             return
         self._profiles_version, self._profiles = version, profiles
         try:
-            await asyncio.to_thread(snapshots.save_profiles, self.settings.spool.directory, profiles)
+            await self._write_local("profiles", snapshots.save_profiles, self.settings.spool.directory, profiles)
             if self.settings.clock.mode == "wall" or self._simulation_started:
                 self.engine.set_directory(self._directory(), self.clock.now())
         except Exception:  # the housekeeping loop (and the alarm path beside it) must go on: tried at the next change

@@ -71,8 +71,16 @@ class Metrics:
             "vaka_spool_oldest_age_seconds", "Age of the oldest event waiting in the spool", registry=r
         )
         self.events_spooled = Counter("vaka_events_spooled", "Events appended to the spool", registry=r)
-        self.events_shed = Counter(
-            "vaka_events_shed", "Telemetry events dropped because the spool was full", registry=r
+        self.events_deferred = Counter(
+            "vaka_events_deferred",
+            "Telemetry events left unacknowledged in the broker because the spool was full (they come again)",
+            registry=r,
+        )
+        self.local_write_failures = Counter(
+            "vaka_local_write_failures",
+            "Writes of the hub's local state that the disk refused (engine snapshot, inventory, journal, marker)",
+            ["what"],
+            registry=r,
         )
         # alarms
         self.rule_evaluation = Histogram(

@@ -258,6 +258,13 @@ class MqttConnection:
         if msg.mid % _ACK_SAMPLE_EVERY == 0:  # a histogram observation costs microseconds: one ack in eight
             self._metrics.ack_latency.observe(time.monotonic() - msg.received_mono)
 
+    def reconnect(self) -> None:
+        """Drop the connection now (the run loop makes a new one): the broker then sends again whatever this one
+        left unacknowledged, instead of waiting for the keepalive of a connection that stopped reading."""
+        if self._client.socket() is not None:
+            logger.info("mqtt %s reconnecting to be sent again what it left unacknowledged", self.name)
+            self._force_close()
+
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         """Queue a publish; never blocks. paho keeps it and sends it once connected."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
@@ -365,7 +372,11 @@ class MqttConnection:
                 self.name,
             )
         if self._session_marker is not None and not self._session_marker.exists():
-            self._session_marker.touch()
+            try:
+                self._session_marker.touch()
+            except OSError as exc:  # a full disk: the marker is written on a later connection
+                self._metrics.local_write_failures.labels("session_marker").inc()
+                logger.warning("mqtt %s cannot write its session marker: %s", self.name, exc)
         logger.info(
             "mqtt %s connected to %s:%s session_present=%s",
             self.name,

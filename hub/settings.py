@@ -180,7 +180,15 @@ class DbSettings(_Section):
 
 class SpoolSettings(_Section):
     directory: Path = Field(default=Path("var/spool"), description="local append-only spool for database outages")
-    max_bytes: int = Field(default=1 << 30, ge=1 << 20, description="past this, telemetry is shed; care events never")
+    max_bytes: int = Field(
+        default=1 << 30, ge=1 << 20, description="past this, telemetry is left in the broker (not acknowledged)"
+    )
+    disk_reserve_bytes: int = Field(
+        default=64 << 20,
+        ge=0,
+        description="free disk kept for the desk's journal and the hub's state: below it the spool takes no telemetry,"
+        " below half of it no care events either (both then wait in the broker, unacknowledged)",
+    )
     fsync_interval_s: float = Field(default=0.01, ge=0, le=1, description="group-commit window for spool appends")
 
 

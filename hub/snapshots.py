@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,20 @@ _sites_adapter = TypeAdapter(list[Site])
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    """Write `path` whole or not at all; raises OSError (a full disk) and leaves no temporary file behind.
+
+    The temporary name is unique: a shutdown save and a housekeeping save in a worker thread may overlap."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def encode_engine(engine: Engine, extra: dict[str, Any] | None = None) -> bytes:

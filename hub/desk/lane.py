@@ -67,6 +67,7 @@ _SHUTDOWN_FLUSH_S = 2.0  # what the desk still owes the database is written with
 _ESCALATION_RETRY_S = 30.0
 _METRIC_SAMPLE_EVERY = 8  # the rule evaluation histogram times one event in eight: it costs microseconds
 FAILURE_RULE = "alarm_lane_failure"
+DISK_FAILURE_RULE = "hub_disk_failure"  # the hub's disk refused a write of its state (hub/app.py, persistence.py)
 TASK_FAILURE_RULE = "hub_task_failure"  # a background task failed (hub/tasks.py): raised on every site, once while open
 
 # If the rule engine itself fails on one of these, the alarm still goes out through a fallback decision.
@@ -129,7 +130,11 @@ class Desk:
         self.hub.clock_info = lambda: {"now": self.clock.now().isoformat(), "rate": self.clock_rate()}
         chosen = list(notifiers) if notifiers is not None else build_notifiers(settings, db)
         self.dispatcher = Dispatcher(chosen, metrics, spawner=spawner)
-        self.store = DeskStore(db, DeskJournal(journal_dir) if journal_dir is not None else None)
+        self.store = DeskStore(
+            db,
+            DeskJournal(journal_dir) if journal_dir is not None else None,
+            on_journal_failed=lambda exc: self.local_write_failed("desk_journal", exc),
+        )
         self._shutdown_deadline_s = shutdown_deadline_s
         self.fanout = FanOut(
             directory=self.directory,
@@ -248,10 +253,20 @@ class Desk:
     def background_task_failed(self, task: str) -> None:
         """A background task failed (hub/tasks.py logged and counted it): every site gets the technical alarm
         `hub_task_failure` for operations, once while it is open (a task failing again does not ring it again)."""
-        reason = f"a background task of the hub failed ({task}): check the hub log"
+        self.hub_fault(TASK_FAILURE_RULE, f"a background task of the hub failed ({task}): check the hub log")
+
+    def local_write_failed(self, what: str, exc: OSError) -> None:
+        """The hub's disk refused a write of its own state (full, read-only): counted, and every site gets the
+        technical alarm `hub_disk_failure` once while it is open. The hub goes on; see docs/reliability.md."""
+        self.metrics.local_write_failures.labels(what).inc()
+        reason = f"the hub's disk refused a write ({what}: {exc.strerror or exc}): free space on the hub's disk"
+        self.hub_fault(DISK_FAILURE_RULE, reason)
+
+    def hub_fault(self, rule: str, reason: str) -> None:
+        """A fault of the hub itself: every site gets the technical alarm `rule`, once while it is open."""
         for site in self.directory.site_ids():
-            if not self.machine.has_open(f"{TASK_FAILURE_RULE}:{site}"):
-                self._raise_technical(TASK_FAILURE_RULE, site, reason)
+            if not self.machine.has_open(f"{rule}:{site}"):
+                self._raise_technical(rule, site, reason)
 
     def _raise_technical(self, rule: str, site: str, reason: str) -> None:
         """Raise (or ring again) the site's technical alarm `rule` about the hub itself; never raises."""

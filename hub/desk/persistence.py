@@ -17,6 +17,7 @@ import os
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,11 +127,11 @@ class DeskJournal:
         return list(self._files)
 
     async def append(self, batch: list[Row]) -> None:
-        """Write one batch to disk; returns once it is on stable storage."""
+        """Write one batch to disk; returns once it is on stable storage (raises OSError, leaving nothing)."""
         path = self.directory / f"{self._next:012d}{_JOURNAL_SUFFIX}"
-        self._next += 1
         data = frame(self._encoder.encode(batch), len(batch), time.time())
         await asyncio.to_thread(_write_durably, path, data)
+        self._next += 1
         self._files.append(path)
 
     async def read(self, path: Path) -> list[Row]:
@@ -151,11 +152,15 @@ class DeskJournal:
 
 def _write_durably(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -166,9 +171,15 @@ def _write_durably(path: Path, data: bytes) -> None:
 class DeskStore:
     """Ordered, never-blocking, durable persistence for the desk (see the module docstring)."""
 
-    def __init__(self, db: Database, journal: DeskJournal | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        journal: DeskJournal | None = None,
+        on_journal_failed: Callable[[OSError], None] | None = None,
+    ) -> None:
         self._db = db
         self._journal = journal
+        self._on_journal_failed = on_journal_failed
         self._queue: deque[Row] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -276,11 +287,18 @@ class DeskStore:
                 logger.info("desk journal written back file=%s rows=%s", path.name, len(rows))
 
     async def _to_journal(self) -> int:
-        """Move everything queued to the journal (fsynced); returns how many rows moved."""
+        """Move everything queued to the journal (fsynced); returns how many rows moved. A disk that refuses it
+        (full) leaves the rows queued for the next attempt: counted, raised to operations, never a crash."""
         if self._journal is None or not self._queue:
             return 0
         batch = list(self._queue)
-        await self._journal.append(batch)
+        try:
+            await self._journal.append(batch)
+        except OSError as exc:
+            logger.error("desk journal not written rows=%s: %s (kept queued; free the disk)", len(batch), exc)
+            if self._on_journal_failed is not None:
+                self._on_journal_failed(exc)
+            return 0
         for _ in batch:
             self._queue.popleft()
         return len(batch)

@@ -34,6 +34,9 @@ MAX_RECORD_BYTES = 256 << 20
 SUFFIX = ".seg"
 
 
+_FREE_CHECK_S = 0.2
+
+
 class SpoolError(VakaError):
     """The spool cannot take a record (disk full, I/O error); nothing was acknowledged."""
 
@@ -134,6 +137,8 @@ class Spool:
         self._next_number = 1
         self._bytes = 0
         self._events = 0
+        self._free = 0
+        self._free_checked_at = -_FREE_CHECK_S
         self._scan()
 
     @property
@@ -158,8 +163,26 @@ class Spool:
 
     @property
     def full(self) -> bool:
-        """True at or past `max_bytes`: telemetry is shed, care events are still appended."""
-        return self._bytes >= self._settings.max_bytes
+        """True at or past `max_bytes`, or with less free disk than the reserve: telemetry is then left in the
+        broker, unacknowledged; care events are still appended while half the reserve is free (`takes_care`)."""
+        return self._bytes >= self._settings.max_bytes or self._free_bytes() < self._settings.disk_reserve_bytes
+
+    @property
+    def takes_care(self) -> bool:
+        """False once less than half the disk reserve is free: the rest is kept for the desk's journal."""
+        return self._free_bytes() >= self._settings.disk_reserve_bytes // 2
+
+    def _free_bytes(self) -> int:
+        """Free bytes on the spool's filesystem for an unprivileged writer (statvfs, at most every 0.2 s)."""
+        now = time.monotonic()
+        if now - self._free_checked_at >= _FREE_CHECK_S:
+            try:
+                st = os.statvfs(self._dir)
+                self._free = st.f_bavail * st.f_frsize
+            except OSError:
+                self._free = 0
+            self._free_checked_at = now
+        return self._free
 
     def oldest_age_s(self, now_s: float | None = None) -> float:
         """Age of the oldest waiting record (0 when empty)."""

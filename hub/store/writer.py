@@ -83,7 +83,16 @@ class _Submission:
 class Writer:
     """Batches submissions into the database, or the spool while it is away; see the module docstring."""
 
-    def __init__(self, db: Database, spool: Spool, settings: DbSettings, metrics: Metrics, *, spawner: Spawner) -> None:
+    def __init__(
+        self,
+        db: Database,
+        spool: Spool,
+        settings: DbSettings,
+        metrics: Metrics,
+        *,
+        spawner: Spawner,
+        on_deferred_recovered: Callable[[], None] | None = None,
+    ) -> None:
         self._db = db
         self._spawner = spawner
         self._spool = spool
@@ -98,6 +107,8 @@ class Writer:
         self._drain_task: asyncio.Task[None] | None = None
         self._state: WriterState = "ok"
         self._retry = Backoff(RETRY_MIN_S, RETRY_MAX_S)
+        self._deferred = False  # messages were left unacknowledged because the spool was full
+        self.on_deferred_recovered = on_deferred_recovered
 
     @property
     def state(self) -> WriterState:
@@ -266,25 +277,48 @@ class Writer:
         self._metrics.write_latency.observe(time.perf_counter() - started)
         self._metrics.write_batches.labels(outcome="ok").inc()
         self._count_written(len(rows), inserted)
+        self._stored_again()
         for sub in batch:
             _call(sub.on_durable)
 
     async def _to_spool(self, batch: list[_Submission]) -> None:
+        """Append the batch and acknowledge it; with the spool full, only care messages go in. The rest is not
+        acknowledged: it waits in the broker (the telemetry connection stops reading at its limit) and comes again
+        on the next connection, which the writer asks for once it can store again (`on_deferred_recovered`)."""
+        deferred: list[_Submission] = []
+        if self._spool.full:
+            kept = [sub for sub in batch if sub.rows and all(row_is_care(row) for row in sub.rows)]
+            deferred = [sub for sub in batch if not (sub.rows and all(row_is_care(row) for row in sub.rows))]
+            batch = kept
+            if batch and not self._spool.takes_care:
+                msg = "the spool's disk is down to the desk's reserve"
+                raise SpoolError(msg)
         rows = [row for sub in batch for row in sub.rows]
         rejections = [rej for sub in batch for rej in sub.rejections]
-        shed = 0
-        if self._spool.full:
-            kept = [row for row in rows if row_is_care(row)]
-            shed = len(rows) - len(kept) + len(rejections)
-            rows, rejections = kept, []
         if rows or rejections:
             await self._spool.append(encode_batch(rows, rejections), len(rows))
-        if shed:
-            self._metrics.events_shed.inc(shed)
-            logger.warning("spool full: %s telemetry events and rejections shed", shed)
+        if deferred:
+            count = sum(sub.size for sub in deferred)
+            self._metrics.events_deferred.inc(count)
+            if not self._deferred:
+                logger.warning("spool full: telemetry left in the broker, not acknowledged (first %s rows)", count)
+            self._deferred = True
         self._metrics.write_batches.labels(outcome="spooled").inc()
         for sub in batch:
             _call(sub.on_durable)
+
+    def _stored_again(self) -> None:
+        """The store takes rows again: what was left in the broker meanwhile is asked for now, not at the next
+        keepalive timeout of a connection that stopped reading."""
+        if not self._deferred:
+            return
+        self._deferred = False
+        logger.info("store takes rows again: asking the broker for the telemetry left with it")
+        if self.on_deferred_recovered is not None:
+            try:
+                self.on_deferred_recovered()
+            except Exception:
+                logger.exception("could not ask the broker for the telemetry left with it")
 
     def _count_written(self, rows: int, inserted: int) -> None:
         self._metrics.events_written.inc(inserted)
@@ -345,6 +379,7 @@ class Writer:
                 if self._state == "draining":
                     self._state = "ok"
                     logger.info("writer state ok: spool drained")
+                self._stored_again()
                 return
             await asyncio.sleep(0.01)  # appends arrived while draining: go round again
 

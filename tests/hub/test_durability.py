@@ -168,6 +168,11 @@ class HubProcess:
         self._proc.send_signal(signal.SIGCONT)
 
     @property
+    def running(self) -> bool:
+        """True while the process lives."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
     def log(self) -> str:
         """What the hub logged so far."""
         return self.log_path.read_text(errors="replace")
@@ -183,8 +188,8 @@ class HubProcess:
         self._proc = None
 
 
-async def _stored(dsn: str, site: str) -> list[tuple[str, datetime, int]]:
-    conn = await asyncpg.connect(dsn)
+async def _stored(dsn: str, site: str, schema: str = "public") -> list[tuple[str, datetime, int]]:
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
     try:
         rows = await conn.fetch("SELECT device_id, ts, seq FROM events WHERE site = $1", site)
     finally:
@@ -192,13 +197,15 @@ async def _stored(dsn: str, site: str) -> list[tuple[str, datetime, int]]:
     return [(r["device_id"], r["ts"], r["seq"]) for r in rows]
 
 
-def assert_ledger_stored_once(pg: PrivatePostgres, ledger: Ledger, timeout_s: float = 60.0) -> None:
+def assert_ledger_stored_once(
+    pg: PrivatePostgres, ledger: Ledger, timeout_s: float = 60.0, schema: str = "public"
+) -> None:
     """Every acknowledged publish is in the database, and no event is stored twice."""
     expected = {event_key(i) for i in ledger.acked}
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            rows = asyncio.run(_stored(pg.dsn, ledger.site))
+            rows = asyncio.run(_stored(pg.dsn, ledger.site, schema))
         except (OSError, asyncpg.PostgresError):
             rows = []
         missing = expected - set(rows)

@@ -103,5 +103,5 @@ async def test_database_stopped_mid_stream_loses_nothing_and_duplicates_nothing(
     assert acks.all_once()
     assert len(acks.calls) == total // 20 + 1
     assert metrics.events_spooled._value.get() > 0
-    assert metrics.events_shed._value.get() == 0
+    assert metrics.events_deferred._value.get() == 0
     assert segment_files(tmp_path / "spool") == []
