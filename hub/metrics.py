@@ -76,6 +76,12 @@ class Metrics:
             "Telemetry events left unacknowledged in the broker because the spool was full (they come again)",
             registry=r,
         )
+        self.desk_rows_refused = Counter(
+            "vaka_desk_rows_refused",
+            "Rows of the desk the database refused for their content, set aside in desk_refused_rows",
+            ["kind"],
+            registry=r,
+        )
         self.local_write_failures = Counter(
             "vaka_local_write_failures",
             "Writes of the hub's local state that the disk refused (engine snapshot, inventory, journal, marker)",

@@ -67,6 +67,7 @@ _SHUTDOWN_FLUSH_S = 2.0  # what the desk still owes the database is written with
 _ESCALATION_RETRY_S = 30.0
 _METRIC_SAMPLE_EVERY = 8  # the rule evaluation histogram times one event in eight: it costs microseconds
 FAILURE_RULE = "alarm_lane_failure"
+ROW_REFUSED_RULE = "desk_row_refused"  # the database refused a desk row for its content (persistence.py)
 DISK_FAILURE_RULE = "hub_disk_failure"  # the hub's disk refused a write of its state (hub/app.py, persistence.py)
 TASK_FAILURE_RULE = "hub_task_failure"  # a background task failed (hub/tasks.py): raised on every site, once while open
 
@@ -134,6 +135,7 @@ class Desk:
             db,
             DeskJournal(journal_dir) if journal_dir is not None else None,
             on_journal_failed=lambda exc: self.local_write_failed("desk_journal", exc),
+            on_row_refused=self._row_refused,
         )
         self._shutdown_deadline_s = shutdown_deadline_s
         self.fanout = FanOut(
@@ -261,6 +263,12 @@ class Desk:
         self.metrics.local_write_failures.labels(what).inc()
         reason = f"the hub's disk refused a write ({what}: {exc.strerror or exc}): free space on the hub's disk"
         self.hub_fault(DISK_FAILURE_RULE, reason)
+
+    def _row_refused(self, kind: str) -> None:
+        """PostgreSQL refused one of the desk's rows for its content; it was set aside (desk_refused_rows)."""
+        self.metrics.desk_rows_refused.labels(kind).inc()
+        reason = f"the database refused a row of the alarm log ({kind}); it is kept in desk_refused_rows"
+        self.hub_fault(ROW_REFUSED_RULE, reason)
 
     def hub_fault(self, rule: str, reason: str) -> None:
         """A fault of the hub itself: every site gets the technical alarm `rule`, once while it is open."""

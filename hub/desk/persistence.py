@@ -28,6 +28,7 @@ import msgspec
 from hub.backoff import Backoff
 from hub.desk.alarm import Alarm
 from hub.model import AlarmCategory, AlarmState, Outcome, Severity, VakaError
+from hub.store.db import is_connection_error
 from hub.store.spool import frame, parse_segment
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ _ACCESS = (
     "INSERT INTO resident_access_log (at, staff_id, role, site, resident_id, purpose, entry_id, address)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7::uuid, $8) ON CONFLICT (entry_id) DO NOTHING"
 )
+_REFUSED = "INSERT INTO desk_refused_rows (kind, row_text, error) VALUES ($1, $2, $3)"
 _DB_ERRORS = (TimeoutError, OSError, VakaError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _JOURNAL_SUFFIX = ".jnl"
 Row = tuple[str, Any]
@@ -70,6 +72,13 @@ _DUTY = (
     "INSERT INTO staff_duty (staff_id, since, until) VALUES ($1, $2, $3)"
     " ON CONFLICT (staff_id) DO UPDATE SET since = EXCLUDED.since, until = EXCLUDED.until"
 )
+
+
+def _refused_for_content(exc: Exception) -> bool:
+    """True when the database (or asyncpg's encoder) refused a row for what it holds, not for being away."""
+    if is_connection_error(exc):
+        return False
+    return isinstance(exc, asyncpg.PostgresError | ValueError)
 
 
 def _snapshot(a: Alarm) -> tuple[Any, ...]:
@@ -176,10 +185,12 @@ class DeskStore:
         db: Database,
         journal: DeskJournal | None = None,
         on_journal_failed: Callable[[OSError], None] | None = None,
+        on_row_refused: Callable[[str], None] | None = None,
     ) -> None:
         self._db = db
         self._journal = journal
         self._on_journal_failed = on_journal_failed
+        self._on_row_refused = on_row_refused
         self._queue: deque[Row] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -329,6 +340,32 @@ class DeskStore:
             logger.error("desk persistence lost rows=%s at shutdown: no journal", len(self._queue))
 
     async def _write(self, batch: list[Row]) -> None:
+        """Write the batch in one transaction; when PostgreSQL refuses it for its content (not its absence), row by
+        row, setting aside each row it refuses (desk_refused_rows), so one bad row never holds the rest back."""
+        try:
+            await self._write_rows(batch)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if not _refused_for_content(exc):
+                raise
+            logger.error("desk persistence batch refused (%s): writing its %s rows one by one", exc, len(batch))
+            for row in batch:
+                try:
+                    await self._write_rows([row])
+                except (asyncpg.PostgresError, asyncpg.InterfaceError) as row_exc:
+                    if not _refused_for_content(row_exc):
+                        raise
+                    await self._set_aside(row, row_exc)
+
+    async def _set_aside(self, row: Row, exc: Exception) -> None:
+        kind, values = row
+        text = repr(values).replace("\x00", "\\x00")
+        async with self._db.acquire() as conn:
+            await conn.execute(_REFUSED, kind, text[:20000], f"{type(exc).__name__}: {exc}"[:1000])
+        logger.error("desk persistence row set aside kind=%s error=%s (table desk_refused_rows)", kind, exc)
+        if self._on_row_refused is not None:
+            self._on_row_refused(kind)
+
+    async def _write_rows(self, batch: list[Row]) -> None:
         latest: dict[str, tuple[Any, ...]] = {}
         logs: list[tuple[Any, ...]] = []
         accesses: list[tuple[Any, ...]] = []

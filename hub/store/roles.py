@@ -25,7 +25,7 @@ from hub.settings import DbSettings
 logger = logging.getLogger(__name__)
 
 # the audit trail: the runtime role may INSERT and SELECT, nothing else (a table that does not exist yet is skipped)
-APPEND_ONLY_TABLES = ("resident_access_log", "desk_alarm_log", "admin_audit_log", "checkin_log")
+APPEND_ONLY_TABLES = ("resident_access_log", "desk_alarm_log", "admin_audit_log", "checkin_log", "desk_refused_rows")
 READ_ONLY_FOR_RUNTIME = ("schema_migrations",)
 RUNTIME_FUNCTIONS = ("vaka_maintain_partitions(date, integer, integer, integer)",)
 # What the read-only role (Grafana's SQL panels, reports) may read: an allow-list, so a table added later stays
@@ -61,6 +61,7 @@ NOT_READABLE: dict[str, str] = {
     "login_throttle": "who failed to log in from where",
     "resident_access_log": "who read whose data: the privacy audit trail, read with `vaka access-log`",
     "admin_audit_log": "nurses' changes, free text",
+    "desk_refused_rows": "desk rows the database refused, whole: notes and log details people typed",
     "resident_directory": "names, addresses, door codes, contacts",
     "relatives": "relatives' identities",
     "relative_invitations": "invitation token hashes",

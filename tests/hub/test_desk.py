@@ -408,3 +408,28 @@ async def test_open_alarms_come_back_once_the_database_answers_again(
         assert {a.id for a in after.desk.open_alarms_for(staff["anna"])} == {new.id, old.id}
     finally:
         await after.stop()
+
+
+async def test_a_row_the_database_refuses_is_set_aside_and_the_rows_behind_it_are_written(
+    world: World, unique: str, staff: dict[str, StaffMember], db: Database
+) -> None:
+    """Issue 22.7: a note with NUL (the desk took it; PostgreSQL cannot store it) stopped every later row for good."""
+    desk = world.desk
+    first = desk.apply(decision(unique))
+    assert first is not None
+    anna = staff["anna"]
+    desk.resolve(first.id, anna, Outcome.ASSISTED, "helped\x00 up")  # as a caller that did not clean the text
+    second = desk.apply(decision(unique, rule_id="alarm_button", device="button1"))
+    assert second is not None
+    await world.settle()
+
+    async with db.acquire() as conn:
+        refused = await conn.fetch("SELECT kind, row_text FROM desk_refused_rows")
+        raised = await conn.fetchval("SELECT count(*) FROM desk_alarms WHERE id = $1", second.id)
+        logged = await conn.fetchval("SELECT count(*) FROM desk_alarm_log WHERE alarm_id = $1", second.id)
+    assert raised == 1, "the alarm after the refused row was never stored"
+    assert logged >= 1
+    assert refused, "the refused row was dropped, not set aside"
+    assert all("\\x00" in r["row_text"] for r in refused)
+    assert sum(s.samples[0].value for s in desk.metrics.desk_rows_refused.collect() if s.samples) >= 1
+    assert desk.machine.has_open(f"desk_row_refused:{unique}")

@@ -28,11 +28,21 @@ async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | bytear
 
 
 def field(form: MultiDictProxy[str | bytes | bytearray | web.FileField], name: str, limit: int) -> str:
-    """A text field cut to `limit` characters; a file or bytes where text belongs is a 400."""
+    """A text field cut to `limit` characters, without what PostgreSQL cannot store (NUL) or a page cannot show
+    (other control characters but tab and newline); a file or bytes where text belongs is a 400."""
     value = form.get(name, "")
     if not isinstance(value, str):
         raise web.HTTPBadRequest(text=f"form field {name!r} must be text")
-    return value[:limit]
+    return clean_text(value)[:limit]
+
+
+_CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n")
+_CONTROL[0x7F] = None
+
+
+def clean_text(value: str) -> str:
+    """Text from a form without NUL and control characters (tab and newline kept, CR LF made LF)."""
+    return value.replace("\r\n", "\n").translate(_CONTROL)
 
 
 async def read_json_object(request: web.Request, max_bytes: int = 16 * 1024) -> dict[str, Any]:

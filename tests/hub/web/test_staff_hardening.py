@@ -138,3 +138,20 @@ async def test_alarms_sent_again_on_reconnect_are_logged_reads(
 
 def _anna(site: StaffSite) -> int:
     return site.staff["anna"].id
+
+
+@pytest.mark.parametrize(
+    ("typed", "kept"),
+    [
+        ("helped\x00 up", "helped up"),
+        ("line one\r\nline two\tend", "line one\nline two\tend"),
+        ("bell\x07\x7f", "bell"),
+    ],
+)
+def test_form_text_loses_what_postgresql_cannot_store(typed: str, kept: str) -> None:
+    """Issue 22.7: a staff note with NUL was accepted by the page's form and then refused by PostgreSQL."""
+    from multidict import MultiDict, MultiDictProxy
+
+    from hub.web.staff.bodies import field
+
+    assert field(MultiDictProxy(MultiDict({"note": typed})), "note", 4000) == kept
