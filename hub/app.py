@@ -215,6 +215,7 @@ class Hub:
             gate=self.gate,
             tick_s=SIMULATED_TICK_S if s.clock.mode == "simulated" else TICK_S,
             journal_dir=s.spool.directory / "desk-journal",
+            local_dir=s.spool.directory,
         )
         stack.push_async_callback(self.desk.aclose)  # after the loops stop, before the database closes
         self.spawner.on_failure = self.desk.background_task_failed  # a failed task: a technical alarm for operations

@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import asyncpg
 
 from alarms.gate import Gate, as_seen
+from hub.desk import local_state
 from hub.desk.alarm import Alarm
 from hub.desk.directory import DeskDirectory
 from hub.desk.fanout import FanOut, Publish, alarm_view
 from hub.desk.machine import NOBODY_REACHED, Change, ChangeKind, DeskError, DeskMachine, HandoverError
-from hub.desk.persistence import DeskJournal, DeskStore, alarm_from_row
+from hub.desk.persistence import DeskJournal, DeskStore, alarm_from_row, snapshot_row
 from hub.metrics import Metrics
 from hub.model import (
     AlarmCategory,
@@ -61,6 +62,7 @@ __all__ = ["NOBODY_REACHED", "Desk", "DeskError", "HandoverError"]
 logger = logging.getLogger(__name__)
 
 TICK_S = 0.25
+_LOCAL_SAVE_EVERY_S = 1.0  # the desk's own copy is written at most this often while it changes
 SHUTDOWN_FLUSH_S = 3.0  # what is still queued for the database is written, or journaled, within this
 _RESTORE_RETRY_S = 2.0
 _SHUTDOWN_FLUSH_S = 2.0  # what the desk still owes the database is written within this on shutdown
@@ -115,6 +117,7 @@ class Desk:
         notifiers: Iterable[Notifier] | None = None,
         tick_s: float = TICK_S,
         journal_dir: Path | None = None,
+        local_dir: Path | None = None,
         shutdown_deadline_s: float = SHUTDOWN_FLUSH_S,
     ) -> None:
         self.settings = settings
@@ -150,6 +153,9 @@ class Desk:
         self._restore_pending = False
         self._restore_late = False
         self._fed = 0
+        self._local_dir = local_dir  # the desk's own copy for a start without the database (local_state.py)
+        self._local_dirty = asyncio.Event()
+        self._closed_here: set[str] = set()  # closed since this start: a late database restore never reopens them
 
     # --- the lane: events and ticks in, changes out ----------------------------------------------------------
 
@@ -227,8 +233,12 @@ class Desk:
         self._deliver(self.machine.escalate(alarm, now))
 
     def _deliver(self, changes: Sequence[Change]) -> None:
+        if changes:
+            self._local_dirty.set()
         for change in changes:
             alarm = change.alarm
+            if change.kind is ChangeKind.CLOSE:
+                self._closed_here.add(alarm.id)
             self._guarded("fanout", alarm.id, alarm.site, partial(self.fanout.deliver, change))
             if change.kind is ChangeKind.CLOSE and self.engine is not None:
                 close = partial(self.engine.alarm_closed, alarm.key, change.at)
@@ -338,6 +348,7 @@ class Desk:
         until = now + timedelta(hours=hours or self.settings.patrol.shift_hours)
         self.directory.duty[staff.id] = until
         self.store.duty(staff.id, now, until)
+        self._local_dirty.set()
         logger.info("staff on duty staff=%s until=%s", staff.id, until.isoformat())
         return until
 
@@ -345,6 +356,7 @@ class Desk:
         """`staff` is off duty from now."""
         if self.directory.duty.pop(staff.id, None) is not None:
             self.store.duty(staff.id, self.clock.now(), None)
+            self._local_dirty.set()
             logger.info("staff off duty staff=%s", staff.id)
 
     def on_duty(self, staff: StaffMember) -> datetime | None:
@@ -385,6 +397,7 @@ class Desk:
             duty = await conn.fetch("SELECT staff_id, until FROM staff_duty")
         self.set_staff(staff)
         self.directory.set_duty({r["staff_id"]: r["until"] for r in duty})
+        self._local_dirty.set()
 
     # --- reading ----------------------------------------------------------------------------------------------
 
@@ -456,21 +469,32 @@ class Desk:
         """
         if sites is not None:
             self.set_sites(sites)
+        staff_loaded = True
         try:
             await self.refresh(sites=sites is None)
         except (TimeoutError, OSError, VakaError, asyncpg.PostgresError, ImportError) as exc:
             logger.warning("desk could not load inventory/staff: %s", exc)
+            staff_loaded = False
         try:
             await self.store.drain_journal()  # alarms raised during an outage are in the journal, not yet stored
             rows = await self.store.load_open()
         except (TimeoutError, OSError, VakaError, asyncpg.PostgresError) as exc:
             logger.warning("desk could not restore open alarms yet, retrying in the background: %s", exc)
+            if not self._restore_pending:
+                await self._resume_locally(staff_loaded=staff_loaded)
             self._restore_pending = True
             return
         self._restore_pending = False
         restored = 0
         for row in rows:
             alarm = alarm_from_row(row)
+            if alarm.id in self._closed_here:
+                continue  # closed here while the database was away: its closing row follows in the queue
+            held = self.machine.get_open_by_key(alarm.key)
+            if held is not None and held.id != alarm.id:
+                logger.warning(
+                    "desk restore: %s open twice (%s here, %s stored); keeping both", alarm.key, held.id, alarm.id
+                )
             if not self.machine.restore(alarm):
                 continue
             restored += 1
@@ -481,6 +505,50 @@ class Desk:
             "desk restored open_alarms=%s staff=%s sites=%s", restored, len(self.staff), self.directory.site_count
         )
 
+    async def _resume_locally(self, *, staff_loaded: bool) -> None:
+        """A start with the database away: open alarms, staff and duty from the desk's own copy and its journal, so
+        nothing is raised twice and escalation reaches the people on duty (issue 22.3)."""
+        if self._local_dir is None:
+            return
+        state = await asyncio.to_thread(local_state.load, self._local_dir) or local_state.DeskState()
+        try:
+            state.take_newer(await self.store.journaled_alarms())
+        except (OSError, ValueError, TypeError) as exc:
+            logger.warning("desk journal cannot be read for the local restore: %s", exc)
+        if not staff_loaded and state.staff:
+            self.set_staff(state.staff)
+            self.directory.set_duty(state.duty)
+        restored = 0
+        for alarm in state.alarms.values():
+            if self.machine.restore(alarm):
+                restored += 1
+                self.fanout.count_open(alarm)
+        logger.info(
+            "desk resumed from its local copy (database away): open_alarms=%s staff=%s on_duty=%s",
+            restored,
+            len(self.staff),
+            len(self.directory.duty),
+        )
+
+    async def save_local(self) -> None:
+        """Write the desk's own copy now (open alarms, staff, duty); a refused write is counted and raised."""
+        if self._local_dir is None:
+            return
+        self._local_dirty.clear()
+        data = local_state.encode(
+            [snapshot_row(a) for a in self.machine.open_alarms()], self.staff, self.directory.duty
+        )
+        try:
+            await asyncio.to_thread(local_state.save, self._local_dir, data)
+        except OSError as exc:
+            self.local_write_failed("desk_state", exc)
+
+    async def _local_state_loop(self) -> None:
+        while True:
+            await self._local_dirty.wait()
+            await self.save_local()
+            await asyncio.sleep(_LOCAL_SAVE_EVERY_S)
+
     def loops(self) -> dict[str, Coroutine[Any, Any, None]]:
         """The lane's forever-loops by task name: its clock, persistence and the staff refresh (the hub runs them in
         its one TaskGroup; `aclose` follows once they are cancelled)."""
@@ -488,10 +556,12 @@ class Desk:
             "vaka.lane.tick": self._tick_loop(),
             "vaka.desk.persist": self.store.write_loop(),
             "vaka.desk.refresh": self._refresh_loop(),
+            "vaka.desk.local_state": self._local_state_loop(),
         }
 
     async def aclose(self) -> None:
         """After the loops: what is queued for the database written or journaled, channels and pages closed."""
+        await self.save_local()
         await self.store.close(self._shutdown_deadline_s)
         await self.store.write_remaining(_SHUTDOWN_FLUSH_S)  # nothing left after close; kept as a last guard
         await self.dispatcher.aclose()

@@ -81,7 +81,8 @@ def _refused_for_content(exc: Exception) -> bool:
     return isinstance(exc, asyncpg.PostgresError | ValueError)
 
 
-def _snapshot(a: Alarm) -> tuple[Any, ...]:
+def snapshot_row(a: Alarm) -> tuple[Any, ...]:
+    """The alarm as one `desk_alarms` row, in the columns' order (the journal and the desk's local copy keep it)."""
     return (
         a.id,
         a.key,
@@ -209,7 +210,7 @@ class DeskStore:
 
     def save(self, alarm: Alarm, actor: str, action: str, detail: str, at: datetime) -> None:
         """Queue the alarm's current state and one alarm log line."""
-        self._queue.append(("alarm", _snapshot(alarm)))
+        self._queue.append(("alarm", snapshot_row(alarm)))
         log = (alarm.id, at, actor, action, alarm.state.value, detail[:1000], str(uuid.uuid4()))
         self._queue.append(("log", log))
         self._kick()
@@ -284,6 +285,15 @@ class DeskStore:
                 await backoff.sleep()
                 continue
             backoff.reset()
+
+    async def journaled_alarms(self) -> list[tuple[Any, ...]]:
+        """The alarm snapshot rows waiting in the journal, oldest first (a start with the database away)."""
+        if self._journal is None:
+            return []
+        rows: list[tuple[Any, ...]] = []
+        for path in self._journal.files:
+            rows.extend(tuple(row) for kind, row in await self._journal.read(path) if kind == "alarm")
+        return rows
 
     async def drain_journal(self) -> None:
         """Write the journaled batches to the database, oldest first; raises when it does not answer."""

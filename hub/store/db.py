@@ -62,6 +62,10 @@ class VakaConnection(asyncpg.Connection):
         self._vaka_staging_ready = ready
 
 
+DATABASE_AWAY: tuple[type[BaseException], ...] = (*_CONNECTION_ERRORS, DatabaseUnavailableError)
+"""What a caller catches to go on without the database (a page that says so instead of a 500)."""
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """True when `exc` means the database is unreachable or too slow, not that the statement was wrong."""
     if isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError | TypeError):

@@ -93,7 +93,12 @@ def setup_staff(
         extensions=["jinja2.ext.i18n"],
     )
     push = next((n for n in desk.dispatcher.notifiers if isinstance(n, WebPushNotifier)), None)
-    sessions = SessionStore(db, settings.http.session_idle_s, spawner=spawner)
+    sessions = SessionStore(
+        db,
+        settings.http.session_idle_s,
+        spawner=spawner,
+        local_path=settings.spool.directory / "staff_sessions.msgpack",
+    )
     ctx = StaffContext(desk, db, settings, metrics, sessions, jinja, push, spawner)
     sub = web.Application(
         middlewares=[

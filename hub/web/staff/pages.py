@@ -18,6 +18,7 @@ from hub.notify.push_guard import PushEndpointError
 from hub.notify.webpush import PushSubscription
 from hub.resident_directory import read_homes
 from hub.staff import Role, StaffMember
+from hub.store.db import DATABASE_AWAY
 from hub.store.pool import Database
 from hub.store.staff import authenticate
 from hub.web.degraded import alarm_system_degraded
@@ -134,6 +135,18 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     username = field(form, "username", 64).strip()
     password = field(form, "password", 256)
     address = request.remote or "?"  # the client, also behind a trusted proxy (throttle.forwarded_client)
+    assert ctx.throttle is not None
+    try:
+        return await _check_and_sign_in(request, ctx, lang, username, password, address)
+    except DATABASE_AWAY as exc:  # a restart during an outage: say so, never a 500 (issue 22.3)
+        logger.warning("staff login impossible: database away (%s)", type(exc).__name__)
+        ctx.metrics.logins.labels("unavailable").inc()
+        return _login_form(request, lang, "login.database_away", status=503)
+
+
+async def _check_and_sign_in(
+    request: web.Request, ctx: StaffContext, lang: str, username: str, password: str, address: str
+) -> web.StreamResponse:
     assert ctx.throttle is not None
     wait_s = await ctx.throttle.wait_s(username, address)
     if wait_s > 0:

@@ -6,21 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import msgspec
 
 from hub.model import VakaError
-from hub.staff import StaffMember
+from hub.staff import Role, StaffMember
+from hub.store.db import DATABASE_AWAY
 from hub.store.staff import member_from_row
 
 if TYPE_CHECKING:
     from hub.store.pool import Database
     from hub.tasks import Spawner
+
+logger = logging.getLogger(__name__)
 
 _LAST_SEEN_WRITE_S = 60.0
 _DB_CHECK_TIMEOUT_S = 1.0
@@ -49,12 +56,15 @@ def session_key(token: str) -> str:
 class SessionStore:
     """Login sessions in memory, mirrored to `staff_sessions`; a session idle longer than `idle_s` is gone."""
 
-    def __init__(self, db: Database, idle_s: float, *, spawner: Spawner) -> None:
+    def __init__(self, db: Database, idle_s: float, *, spawner: Spawner, local_path: Path | None = None) -> None:
         self._db = db
         self._spawner = spawner
         self._idle_s = idle_s
         self._sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # the hub's own copy (token hashes, never tokens): a restart while the database is away logs nobody out
+        self._local_path = local_path
+        self._local: dict[str, Session] | None = None
 
     async def create(self, staff: StaffMember) -> tuple[str, Session]:
         """Start a session; returns the cookie token (never stored in clear) and the session."""
@@ -62,6 +72,7 @@ class SessionStore:
         now = time.time()
         session = Session(staff, secrets.token_urlsafe(32), now, now, now)
         self._sessions[_token_hash(token)] = session
+        self._save_local()
         async with self._db.acquire() as conn:
             await conn.execute(
                 "INSERT INTO staff_sessions (token_sha256, staff_id, csrf_token, created_at, last_seen)"
@@ -136,6 +147,8 @@ class SessionStore:
                 ended += 1
             else:
                 session.staff = member
+        if ended:
+            self._save_local()
         return ended
 
     async def drop_idle(self) -> int:
@@ -153,10 +166,39 @@ class SessionStore:
         """Log out."""
         key = _token_hash(token)
         self._sessions.pop(key, None)
+        if self._local is not None:
+            self._local.pop(key, None)
+        self._save_local()
         async with self._db.acquire() as conn:
             await conn.execute("DELETE FROM staff_sessions WHERE token_sha256 = $1", key)
 
     async def _load(self, key: str) -> Session | None:
+        try:
+            return await self._load_stored(key)
+        except DATABASE_AWAY:
+            return await self._load_local(key)
+
+    async def _load_local(self, key: str) -> Session | None:
+        """A session from the hub's own copy while the database is away (a restart during an outage)."""
+        if self._local_path is None:
+            return None
+        if self._local is None:
+            self._local = await asyncio.to_thread(_read_local, self._local_path)
+        return self._local.pop(key, None)
+
+    def _save_local(self) -> None:
+        if self._local_path is not None:
+            self._spawn(self._write_local(self._local_path))
+
+    async def _write_local(self, path: Path) -> None:
+        """Sessions of this run and those of earlier runs not yet used since, without the idle ones."""
+        if self._local is None:
+            self._local = await asyncio.to_thread(_read_local, path)
+        now = time.time()
+        known = {k: s for k, s in {**self._local, **self._sessions}.items() if now - s.last_seen_s <= self._idle_s}
+        await asyncio.to_thread(_write_local, path, known)
+
+    async def _load_stored(self, key: str) -> Session | None:
         async with self._db.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT s.*, extract(epoch FROM ss.created_at) AS created_s, extract(epoch FROM ss.last_seen) AS seen_s,"
@@ -196,3 +238,52 @@ class SessionStore:
         task: asyncio.Task[Any] = self._spawner.spawn(coro, name="vaka.staff.session.touch")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _write_local(path: Path, sessions: dict[str, Session]) -> None:
+    """Write the sessions (token hashes, who, CSRF token, times) whole or not at all; a full disk is logged only."""
+    rows = [
+        (
+            key,
+            (s.staff.id, s.staff.username, s.staff.role.value, sorted(s.staff.units), s.staff.display_name,
+             s.staff.phone, s.staff.lang),
+            s.csrf_token,
+            s.created_s,
+            s.last_seen_s,
+        )
+        for key, s in sessions.items()
+    ]  # fmt: skip
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(msgspec.msgpack.encode(rows))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        logger.warning("staff sessions' local copy not written: %s", exc)
+
+
+def _read_local(path: Path) -> dict[str, Session]:
+    try:
+        rows = msgspec.msgpack.decode(path.read_bytes())
+        sessions = {}
+        for key, (sid, username, role, units, display_name, phone, lang), csrf, created_s, seen_s in rows:
+            member = StaffMember(
+                id=int(sid),
+                username=str(username),
+                role=Role(role),
+                units=frozenset((str(site), str(unit)) for site, unit in units),
+                display_name=str(display_name),
+                phone=phone,
+                lang=str(lang),
+            )
+            sessions[str(key)] = Session(member, str(csrf), float(created_s), float(seen_s), float(seen_s))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError, msgspec.DecodeError) as exc:
+        logger.warning("staff sessions' local copy cannot be read: %s", exc)
+        return {}
+    return sessions

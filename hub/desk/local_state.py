@@ -1,0 +1,156 @@
+"""The desk's own copy of what it needs to resume without the database: its open alarms, the staff directory and
+who is on duty (issue 22.3).
+
+Written atomically to the spool directory at most once a second while something changed, and at shutdown. At a
+start with the database away the desk takes its open alarms back from here (and from its journal, newer versions
+winning), so the engine's open alarms find theirs at the desk (none is raised again under a new id), escalation
+reaches the people on duty, and once the database answers its rows merge by alarm id. A missing or damaged file
+means the database's copy is the only one, as before. Residents are pseudonymous here as in the database; the file
+holds no password hashes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from hub.desk.alarm import Alarm
+from hub.model import AlarmCategory, AlarmState, Outcome, Severity
+from hub.staff import Role, StaffMember
+
+logger = logging.getLogger(__name__)
+
+FILE = "desk_state.msgpack"
+_VERSION = 1
+
+# the order of `persistence._snapshot`, which the journal's alarm rows share
+SNAPSHOT_COLUMNS = (
+    "id", "key", "rule_id", "category", "severity", "site", "unit", "resident_id", "device_id", "reason",
+    "unregistered", "state", "outcome", "note", "count", "raised_at", "updated_at", "accepted_at", "accepted_by",
+    "closed_at", "next_tier", "next_escalation_at", "version", "condition_ended_at", "condition_note",
+    "ringing_since", "accepted_by_id", "incidents", "unreached",
+)  # fmt: skip
+_OPEN = frozenset({AlarmState.RAISED, AlarmState.ACCEPTED, AlarmState.EN_ROUTE, AlarmState.ON_SITE})
+
+
+@dataclass
+class DeskState:
+    """What a desk resumes from: open alarms by id, the staff directory, duty (staff id -> until)."""
+
+    alarms: dict[str, Alarm] = field(default_factory=dict)
+    staff: list[StaffMember] = field(default_factory=list)
+    duty: dict[int, datetime] = field(default_factory=dict)
+
+    def take_newer(self, rows: list[tuple[Any, ...]]) -> int:
+        """Apply alarm snapshot rows (the journal's), a higher version winning; a closed one leaves. Returns how
+        many changed what the desk will resume."""
+        changed = 0
+        for row in rows:
+            alarm = alarm_from_snapshot(row)
+            held = self.alarms.get(alarm.id)
+            if held is not None and held.version >= alarm.version:
+                continue
+            changed += 1
+            if alarm.state in _OPEN:
+                self.alarms[alarm.id] = alarm
+            else:
+                self.alarms.pop(alarm.id, None)
+        return changed
+
+
+def alarm_from_snapshot(row: tuple[Any, ...] | list[Any]) -> Alarm:
+    """An alarm from the tuple `persistence._snapshot` made of it (the journal's and this file's form)."""
+    r = dict(zip(SNAPSHOT_COLUMNS, row, strict=True))
+    return Alarm(
+        id=r["id"],
+        key=r["key"],
+        rule_id=r["rule_id"],
+        category=AlarmCategory(r["category"]),
+        severity=Severity(r["severity"]),
+        site=r["site"],
+        unit=r["unit"],
+        resident_id=r["resident_id"],
+        device_id=r["device_id"],
+        reason=r["reason"],
+        unregistered=r["unregistered"],
+        raised_at=r["raised_at"],
+        updated_at=r["updated_at"],
+        state=AlarmState(r["state"]),
+        count=r["count"],
+        outcome=Outcome(r["outcome"]) if r["outcome"] else None,
+        note=r["note"],
+        accepted_at=r["accepted_at"],
+        accepted_by=r["accepted_by"],
+        accepted_by_id=r["accepted_by_id"],
+        condition_ended_at=r["condition_ended_at"],
+        condition_note=r["condition_note"],
+        ringing_since=r["ringing_since"],
+        incidents=r["incidents"],
+        unreached=r["unreached"],
+        next_tier=r["next_tier"],
+        next_escalation_at=r["next_escalation_at"],
+        version=r["version"],
+        closed_at=r["closed_at"],
+    )
+
+
+def encode(alarms: list[tuple[Any, ...]], staff: list[StaffMember], duty: dict[int, datetime]) -> bytes:
+    """The file's bytes: alarm snapshot tuples, staff members and duty."""
+    people = [(m.id, m.username, m.role.value, sorted(m.units), m.display_name, m.phone, m.lang) for m in staff]
+    return msgspec.msgpack.encode(
+        {"version": _VERSION, "alarms": alarms, "staff": people, "duty": [(k, v) for k, v in duty.items()]}
+    )
+
+
+def save(directory: Path, data: bytes) -> None:
+    """Write the file whole or not at all (temp file, fsync, rename); raises OSError (a full disk)."""
+    path = directory / FILE
+    fd, name = tempfile.mkstemp(dir=directory, prefix=f".{FILE}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load(directory: Path) -> DeskState | None:
+    """The last saved state, or None when there is none or it cannot be read (logged)."""
+    path = directory / FILE
+    try:
+        raw = msgspec.msgpack.decode(path.read_bytes())
+        if raw.get("version") != _VERSION:
+            logger.warning("desk local state %s has version %s: not used", path, raw.get("version"))
+            return None
+        state = DeskState()
+        state.take_newer([tuple(row) for row in raw["alarms"]])
+        state.staff = [
+            StaffMember(
+                id=int(sid),
+                username=str(username),
+                role=Role(role),
+                units=frozenset((str(site), str(unit)) for site, unit in units),
+                display_name=str(display_name),
+                phone=phone,
+                lang=str(lang),
+            )
+            for sid, username, role, units, display_name, phone, lang in raw["staff"]
+        ]
+        state.duty = {int(k): v for k, v in raw["duty"]}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
+        logger.warning("desk local state %s cannot be read (%s): the database's copy is the only one", path, exc)
+        return None
+    return state
