@@ -64,6 +64,10 @@ class DeskDirectory:
         """A resident of the inventory."""
         return self._residents.get((site, resident_id)) if resident_id else None
 
+    def resident_of_device(self, site: str, device_id: str) -> str | None:
+        """The id of the resident a device belongs to (None: a shared or unknown device)."""
+        return self._device_resident.get((site, device_id))
+
     def knows_device(self, site: str, device_id: str) -> bool:
         """True when the device is in the inventory."""
         return (site, device_id) in self._device_resident

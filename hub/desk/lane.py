@@ -24,10 +24,11 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from alarms.gate import Gate, as_seen
+from alarms.gate import Gate, Verdict, as_seen
 from hub.desk import local_state
 from hub.desk.alarm import Alarm
 from hub.desk.directory import DeskDirectory
@@ -74,6 +75,8 @@ DISK_FAILURE_RULE = "hub_disk_failure"  # the hub's disk refused a write of its 
 TASK_FAILURE_RULE = "hub_task_failure"  # a background task failed (hub/tasks.py): raised on every site, once while open
 
 # If the rule engine itself fails on one of these, the alarm still goes out through a fallback decision.
+LATE_CARE_RULE = "late_care_event"  # a care event that arrived past its rule's freshness window (issue 22.8)
+LATE_CARE_REASON = "late: {rule} at {at}, arrived {arrived}"
 _FALLBACK_KINDS = {
     EventKind.FALL_DETECTED: "fall detected",
     EventKind.FALL_CONFIRMED: "fall detected",
@@ -187,11 +190,41 @@ class Desk:
         assert self.engine is not None
         if self.gate is None:
             return self.engine.feed(event, now)
-        seen = as_seen(event, self.gate.admit(event, now), now)
+        verdict = self.gate.admit(event, now)
+        seen = as_seen(event, verdict, now)
         if seen is None:
             return ()
         late_s = (now - event.ts).total_seconds()
-        return self.engine.feed(seen, now, late_s=late_s if late_s > 0 else 0.0)
+        decisions = self.engine.feed(seen, now, late_s=late_s if late_s > 0 else 0.0)
+        late_care = verdict is Verdict.LATE and event.kind in _FALLBACK_KINDS
+        if late_care and not any(d.action is DecisionAction.RAISE for d in decisions):
+            return [*decisions, self._late_care(event, now)]
+        return decisions
+
+    def _late_care(self, event: Event, now: datetime) -> AlarmDecision:
+        """A care event that arrived too late for its rule (buffered in a gateway) still reaches a person, as a late
+        alarm: "alarm button at 02:14, arrived 05:14". Only when it is the device's newest word: an older one than
+        what the device said since is news the situation has moved on (the gate's verdict STALE), shown to nobody.
+        """
+        zone = ZoneInfo(self.directory.zone(event.site))
+        resident = event.resident_id or self.directory.resident_of_device(event.site, event.device_id)
+        subject = resident or event.device_id
+        return AlarmDecision(
+            action=DecisionAction.RAISE,
+            key=f"{LATE_CARE_RULE}:{subject}",
+            rule_id=LATE_CARE_RULE,
+            category=AlarmCategory.CARE,
+            severity=Severity.HIGH,
+            site=event.site,
+            at=now,
+            reason=LATE_CARE_REASON.format(
+                rule=event.kind.value,
+                at=event.ts.astimezone(zone).strftime("%H:%M"),
+                arrived=now.astimezone(zone).strftime("%H:%M"),
+            ),
+            resident_id=resident,
+            device_id=event.device_id,
+        )
 
     def tick(self) -> datetime:
         """The clock: fire the engine's due timers and the desk's due escalations; never raises. Returns the time it

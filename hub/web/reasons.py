@@ -18,7 +18,13 @@ from alarms.rules import RulesError, default_pack_path, load_rules
 from hub.web.i18n import translator
 
 # reasons the desk writes itself (hub/desk.py `_raise_nobody_reached`), most specific first
-DESK_REASONS = {"nobody_reached": ("nobody reached: {rule} room {room}", "nobody reached: {rule}")}
+DESK_REASONS = {
+    "nobody_reached": ("nobody reached: {rule} room {room}", "nobody reached: {rule}"),
+    "late_care_event": (
+        "late: {rule} at {at}, arrived {arrived} room {room}",
+        "late: {rule} at {at}, arrived {arrived}",
+    ),
+}
 
 
 @functools.cache

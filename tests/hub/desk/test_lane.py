@@ -11,16 +11,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from alarms.engine import Engine
+from alarms.gate import CARE_FRESHNESS_S, TECHNICAL_FRESHNESS_S, Gate, GateLimits, freshness_by_kind, rule_freshness
 from alarms.rules import default_pack_path, load_rules
 from hub.desk import machine as desk_machine
 from hub.desk.alarm import Alarm
-from hub.desk.lane import FAILURE_RULE, TASK_FAILURE_RULE, Desk
+from hub.desk.lane import FAILURE_RULE, LATE_CARE_RULE, TASK_FAILURE_RULE, Desk
 from hub.inventory import build_directory
 from hub.metrics import Metrics
 from hub.model import AlarmDecision, AlarmState, Event, EventKind
 from hub.settings import Settings
 from hub.staff import Role, StaffMember
 from hub.tasks import Spawner
+from hub.web.reasons import reason_text
 from tests.hub.desk_support import FakeClock, RecordingNotifier, sites_for
 
 SITE = "s1"
@@ -186,3 +188,54 @@ async def test_a_failed_background_task_raises_one_technical_alarm_per_site_for_
     assert "vaka.test.broken" in alarm.reason
     assert alarm.incidents == 1  # raised once while it is open: a task failing again does not ring it again
     assert lane.metrics.background_task_failures.labels("vaka.test.broken")._value.get() == 2
+
+
+@pytest.fixture
+async def gated_lane(settings: Settings, metrics: Metrics, spawner: Spawner) -> AsyncIterator[Lane]:
+    """A lane with the real engine behind the gate, freshness windows as `vaka serve` sets them."""
+    clock = FakeClock(datetime(2026, 11, 26, 4, 14, tzinfo=UTC))
+    rules = load_rules([default_pack_path()])
+    engine = Engine(rules, build_directory(sites_for(SITE)))
+    limits = GateLimits(CARE_FRESHNESS_S, TECHNICAL_FRESHNESS_S, {})
+    engine.freshness_s = rule_freshness(rules, limits)
+    desk = Desk(
+        settings,
+        None,  # type: ignore[arg-type]  # no database: nothing here waits for persistence
+        metrics,
+        publish=lambda topic, payload, *, qos=1, retain=False: None,
+        clock=clock,
+        spawner=spawner,
+        engine=engine,
+        gate=Gate(freshness_by_kind(rules, limits)),
+        notifiers=[RecordingNotifier()],
+    )
+    desk.set_sites(sites_for(SITE))
+    desk.set_staff([ANNA])
+    desk.sign_on(ANNA)
+    yield Lane(desk, engine, clock, metrics)  # type: ignore[arg-type]
+    await desk.dispatcher.aclose()
+
+
+async def test_a_care_event_that_arrives_hours_late_still_reaches_a_person(gated_lane: Lane) -> None:
+    """Issue 22.8: a press buffered in a gateway for 3 h was stored, counted `late`, and shown to nobody."""
+    pressed = gated_lane.clock.now() - timedelta(hours=3)
+    gated_lane.desk.feed(Event(ts=pressed, site=SITE, device_id=f"{SITE}-button3", kind=EventKind.ALARM_BUTTON, seq=7))
+    (late,) = gated_lane.open(LATE_CARE_RULE)
+    assert late.resident_id == f"{SITE}-r3"
+    assert late.category.value == "care"
+    assert late.reason == "late: alarm_button at 02:14, arrived 05:14"  # the site's zone (Stockholm, UTC+1)
+    assert reason_text("sv", LATE_CARE_RULE, late.reason) == "Sent larm: Larmknapp kl. 02:14, kom fram kl. 05:14"
+
+
+async def test_a_late_care_event_older_than_what_the_device_said_since_raises_nothing(gated_lane: Lane) -> None:
+    """The situation has moved on: the device spoke after it (a cancel at the button), so the old press is news."""
+    now = gated_lane.clock.now()
+    button = f"{SITE}-button3"
+    gated_lane.desk.feed(
+        Event(ts=now - timedelta(minutes=170), site=SITE, device_id=button, kind=EventKind.ALARM_BUTTON_CANCEL, seq=8)
+    )
+    gated_lane.desk.feed(
+        Event(ts=now - timedelta(hours=3), site=SITE, device_id=button, kind=EventKind.ALARM_BUTTON, seq=7)
+    )
+    assert gated_lane.open(LATE_CARE_RULE) == []
+    assert gated_lane.open("alarm_button") == []
