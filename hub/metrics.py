@@ -76,6 +76,12 @@ class Metrics:
             "Telemetry events left unacknowledged in the broker because the spool was full (they come again)",
             registry=r,
         )
+        self.alarm_output_failures = Counter(
+            "vaka_alarm_output_failures",
+            "Deliveries of an alarm change that one output (persistence, pages, mqtt, channels, log, gauges) failed",
+            ["output"],
+            registry=r,
+        )
         self.desk_rows_refused = Counter(
             "vaka_desk_rows_refused",
             "Rows of the desk the database refused for their content, set aside in desk_refused_rows",

@@ -1,8 +1,12 @@
-"""The fan-out: where a desk change goes. Staff pages, the MQTT alarm topic, the notification channels, the
-`ALARM` log line, the open-alarm gauges and persistence, in that order; none of them is awaited.
+"""The fan-out: where a desk change goes. An ordered list of small outputs, each with one method: persistence
+first, then the staff pages, the MQTT alarm topic, the notification channels, the `ALARM` log line and the gauges;
+none of them is awaited.
 
-Each output is guarded on its own, so a broken channel or a full MQTT queue never keeps a change from the pages or
-from the alarm log (and `deliver` itself never raises for one of them).
+Each output runs under its own guard: one that raises is logged with the alarm id, counted in
+`vaka_alarm_output_failures_total{output}` and reported (`on_failure`: the lane raises the technical alarm
+`alarm_output_failure`), and every other output still gets the change. The report is delivered through the same
+outputs once the change is through all of them; the failing output fails on it too, the others carry it, and a
+failure while reporting is only logged and counted, so a broken output can never loop (issue 23).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -63,74 +67,47 @@ def alarm_view(alarm: Alarm, directory: DeskDirectory, now: datetime) -> dict[st
     return data
 
 
-class FanOut:
-    """Delivers desk changes to every output; see the module docstring."""
+class Output(Protocol):
+    """One place a desk change goes."""
 
-    def __init__(
-        self,
-        *,
-        directory: DeskDirectory,
-        pages: WebSocketHub,
-        publish: Publish,
-        dispatcher: Dispatcher,
-        store: DeskStore,
-        metrics: Metrics,
-        unreached_log_interval_s: float = 60.0,
-    ) -> None:
-        self.directory = directory
-        self.pages = pages
-        self._publish = publish
-        self.dispatcher = dispatcher
-        self.store = store
-        self.metrics = metrics
-        self._counted: dict[str, tuple[str, str]] = {}
-        self._open_counts: dict[tuple[str, str], int] = {}
-        self._unreached_log_interval_s = unreached_log_interval_s
-        self._unreached_log: dict[str, tuple[float, int]] = {}  # site -> (last line, monotonic s; lines held back)
+    name: str
 
     def deliver(self, change: Change) -> None:
-        """Send one change everywhere it goes."""
-        alarm = change.alarm
-        if change.kind is ChangeKind.ESCALATE:
-            self._escalate(change)
-            return
-        if change.kind is ChangeKind.NOBODY_REACHED:
-            self._nobody_reached(change)
-            return
-        m = self.metrics
-        if change.kind is ChangeKind.RAISE:
-            m.alarms_raised.labels(alarm.category.value, alarm.severity.name.lower()).inc()
-        elif change.kind is ChangeKind.REPEAT:
-            m.alarm_repeats.labels(alarm.category.value).inc()
-        elif change.kind is ChangeKind.TAKEN_OVER:
-            m.alarm_handovers.inc()
-        if change.transition is not None:
-            m.alarm_transitions.labels(alarm.category.value, change.transition.value).inc()
-        if change.accept_latency_s is not None:
-            m.alarm_accept_latency.observe(change.accept_latency_s)
-        self.show(alarm, closed=change.kind is ChangeKind.CLOSE, read_at=change.at)
-        if change.notify:
-            public = alarm.public()
-            try:
-                self._publish(
-                    f"vaka/v1/{alarm.site}/alarms/{alarm.id}", json.dumps(public).encode(), qos=1, retain=False
-                )
-            except Exception:
-                logger.exception("alarm publish failed id=%s", alarm.id)
-            self.dispatcher.dispatch(Notification(id=f"{alarm.id}:{alarm.version}", event="state", alarm=public))
-        logger.info(
-            "ALARM id=%s state=%s action=%s site=%s rule=%s category=%s severity=%s actor=%s",
-            alarm.id,
-            alarm.state.value,
-            change.action,
-            alarm.site,
-            alarm.rule_id,
-            alarm.category.value,
-            alarm.severity.name.lower(),
-            change.actor,
-        )
-        self.store.save(alarm, change.actor, change.action, change.detail, change.at)
-        self.count_open(alarm)
+        """Take one change; may raise (the fan-out guards each output on its own)."""
+
+
+_SILENT = frozenset({ChangeKind.ESCALATE, ChangeKind.NOBODY_REACHED})  # no page, MQTT or state notification
+
+
+def _is_state(change: Change) -> bool:
+    return change.kind not in _SILENT
+
+
+class Persistence:
+    """Every change into the alarm log and the alarm's row (queued; written by the desk's persistence loop)."""
+
+    name = "persistence"
+
+    def __init__(self, store: DeskStore) -> None:
+        self.store = store
+
+    def deliver(self, change: Change) -> None:
+        self.store.save(change.alarm, change.actor, change.action, change.detail, change.at)
+
+
+class Pages:
+    """The alarm on the staff pages of everyone who sees it; each reader's seeing it is a resident read."""
+
+    name = "pages"
+
+    def __init__(self, directory: DeskDirectory, pages: WebSocketHub, reads: ResidentReads) -> None:
+        self.directory = directory
+        self.pages = pages
+        self.reads = reads
+
+    def deliver(self, change: Change) -> None:
+        if _is_state(change):
+            self.show(change.alarm, closed=change.kind is ChangeKind.CLOSE, read_at=change.at)
 
     def show(self, alarm: Alarm, *, closed: bool, read_at: datetime) -> None:
         """Put the alarm on the pages of everyone who sees it; their reading it is logged as a resident read."""
@@ -143,35 +120,97 @@ class FanOut:
         )
         if alarm.resident_id is not None:
             for member in readers:
-                self.record_reads(member, [(alarm.site, alarm.resident_id)], "alarm_push", read_at)
+                self.reads.record(member, [(alarm.site, alarm.resident_id)], "alarm_push", read_at)
 
-    def _escalate(self, change: Change) -> None:
+
+class MqttAlarms:
+    """State changes on `vaka/v1/{site}/alarms/{id}` for integrations (never blocks: paho queues it)."""
+
+    name = "mqtt"
+
+    def __init__(self, publish: Publish) -> None:
+        self._publish = publish
+
+    def deliver(self, change: Change) -> None:
+        if _is_state(change) and change.notify:
+            alarm = change.alarm
+            topic = f"vaka/v1/{alarm.site}/alarms/{alarm.id}"
+            self._publish(topic, json.dumps(alarm.public()).encode(), qos=1, retain=False)
+
+
+class Channels:
+    """Web Push, webhook and SMS: state notifications, and each escalation tier to its recipients."""
+
+    name = "channels"
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    def deliver(self, change: Change) -> None:
         alarm = change.alarm
-        self.metrics.escalations.labels(alarm.category.value).inc()
-        self.dispatcher.dispatch(
-            Notification(
-                id=f"{alarm.id}:tier{change.tier}",
-                event="escalation",
-                alarm=alarm.public(),
-                recipients=change.recipients,
-                tier=change.tier,
-                audience=change.audience,
-                ring=alarm.wakes_patrol,
-                phones=change.phones,
+        if change.kind is ChangeKind.ESCALATE:
+            self.dispatcher.dispatch(
+                Notification(
+                    id=f"{alarm.id}:tier{change.tier}",
+                    event="escalation",
+                    alarm=alarm.public(),
+                    recipients=change.recipients,
+                    tier=change.tier,
+                    audience=change.audience,
+                    ring=alarm.wakes_patrol,
+                    phones=change.phones,
+                )
             )
-        )
-        if change.recipients or change.phones:
-            logger.info(
-                "ALARM id=%s escalated tier=%s audience=%s recipients=%s",
+        elif _is_state(change) and change.notify:
+            self.dispatcher.dispatch(
+                Notification(id=f"{alarm.id}:{alarm.version}", event="state", alarm=alarm.public())
+            )
+
+
+class LogLine:
+    """One fixed, greppable `ALARM` line per change (escalations that reached nobody: one per site per interval)."""
+
+    name = "log"
+
+    def __init__(self, unreached_log_interval_s: float = 60.0) -> None:
+        self._unreached_log_interval_s = unreached_log_interval_s
+        self._unreached_log: dict[str, tuple[float, int]] = {}  # site -> (last line, monotonic s; lines held back)
+
+    def deliver(self, change: Change) -> None:
+        alarm = change.alarm
+        if change.kind is ChangeKind.ESCALATE:
+            if change.recipients or change.phones:
+                logger.info(
+                    "ALARM id=%s escalated tier=%s audience=%s recipients=%s",
+                    alarm.id,
+                    change.tier,
+                    change.audience,
+                    len(change.recipients),
+                )
+            else:
+                self._log_unreached(change)
+            return
+        if change.kind is ChangeKind.NOBODY_REACHED:
+            logger.warning(
+                "ALARM id=%s nobody reached site=%s rule=%s audience=%s fallback=%s",
                 alarm.id,
-                change.tier,
+                alarm.site,
+                alarm.rule_id,
                 change.audience,
-                len(change.recipients),
+                "yes" if change.phones else "none configured",
             )
-        else:
-            self.metrics.escalations_unreached.labels(alarm.category.value).inc()
-            self._log_unreached(change)
-        self.store.save(alarm, change.actor, change.action, change.detail, change.at)
+            return
+        logger.info(
+            "ALARM id=%s state=%s action=%s site=%s rule=%s category=%s severity=%s actor=%s",
+            alarm.id,
+            alarm.state.value,
+            change.action,
+            alarm.site,
+            alarm.rule_id,
+            alarm.category.value,
+            alarm.severity.name.lower(),
+            change.actor,
+        )
 
     def _log_unreached(self, change: Change) -> None:
         """One line per site per `unreached_log_interval_s` at most; the lines held back are counted in the next."""
@@ -191,34 +230,39 @@ class FanOut:
             held,
         )
 
-    def _nobody_reached(self, change: Change) -> None:
-        origin = change.alarm
-        self.metrics.nobody_reached.inc()
-        logger.warning(
-            "ALARM id=%s nobody reached site=%s rule=%s audience=%s fallback=%s",
-            origin.id,
-            origin.site,
-            origin.rule_id,
-            change.audience,
-            "yes" if change.phones else "none configured",
-        )
-        self.store.save(origin, change.actor, change.action, change.detail, change.at)
 
-    def record_reads(
-        self,
-        staff: StaffMember,
-        residents: Iterable[tuple[str, str]],
-        purpose: str,
-        at: datetime,
-        address: str | None = None,
-    ) -> None:
-        """Log that a person saw these residents' data (`(site, resident_id)`); persisted in the background."""
-        n = 0
-        for site, resident_id in set(residents):
-            self.store.access(at, staff.id, staff.role.value, site, resident_id, purpose, address)
-            n += 1
-        if n:
-            self.metrics.resident_reads.labels(staff.role.value).inc(n)
+class Gauges:
+    """The alarm counters and the open-alarm gauges (O(1) per change)."""
+
+    name = "gauges"
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._counted: dict[str, tuple[str, str]] = {}
+        self._open_counts: dict[tuple[str, str], int] = {}
+
+    def deliver(self, change: Change) -> None:
+        alarm = change.alarm
+        m = self.metrics
+        if change.kind is ChangeKind.ESCALATE:
+            m.escalations.labels(alarm.category.value).inc()
+            if not (change.recipients or change.phones):
+                m.escalations_unreached.labels(alarm.category.value).inc()
+            return
+        if change.kind is ChangeKind.NOBODY_REACHED:
+            m.nobody_reached.inc()
+            return
+        if change.kind is ChangeKind.RAISE:
+            m.alarms_raised.labels(alarm.category.value, alarm.severity.name.lower()).inc()
+        elif change.kind is ChangeKind.REPEAT:
+            m.alarm_repeats.labels(alarm.category.value).inc()
+        elif change.kind is ChangeKind.TAKEN_OVER:
+            m.alarm_handovers.inc()
+        if change.transition is not None:
+            m.alarm_transitions.labels(alarm.category.value, change.transition.value).inc()
+        if change.accept_latency_s is not None:
+            m.alarm_accept_latency.observe(change.accept_latency_s)
+        self.count_open(alarm)
 
     def count_open(self, alarm: Alarm) -> None:
         """Move the alarm between the open-alarm gauges: O(1), it runs on every change."""
@@ -232,3 +276,120 @@ class FanOut:
             if labels is not None:
                 self._open_counts[labels] = self._open_counts.get(labels, 0) + delta
                 self.metrics.alarms_open.labels(*labels).set(self._open_counts[labels])
+
+
+class ResidentReads:
+    """Logs that a person saw residents' data (the access log), persisted in the background."""
+
+    def __init__(self, store: DeskStore, metrics: Metrics) -> None:
+        self.store = store
+        self.metrics = metrics
+
+    def record(
+        self,
+        staff: StaffMember,
+        residents: Iterable[tuple[str, str]],
+        purpose: str,
+        at: datetime,
+        address: str | None = None,
+    ) -> None:
+        """One access-log row per resident seen."""
+        n = 0
+        for site, resident_id in set(residents):
+            self.store.access(at, staff.id, staff.role.value, site, resident_id, purpose, address)
+            n += 1
+        if n:
+            self.metrics.resident_reads.labels(staff.role.value).inc(n)
+
+
+def standard_outputs(
+    *,
+    directory: DeskDirectory,
+    pages: WebSocketHub,
+    publish: Publish,
+    dispatcher: Dispatcher,
+    store: DeskStore,
+    metrics: Metrics,
+    unreached_log_interval_s: float = 60.0,
+) -> list[Output]:
+    """The outputs of a desk change, in order: persistence, pages, MQTT, channels, the log line, the gauges."""
+    return [
+        Persistence(store),
+        Pages(directory, pages, ResidentReads(store, metrics)),
+        MqttAlarms(publish),
+        Channels(dispatcher),
+        LogLine(unreached_log_interval_s),
+        Gauges(metrics),
+    ]
+
+
+class FanOut:
+    """Delivers desk changes to every output, each under its own guard; see the module docstring."""
+
+    def __init__(
+        self,
+        outputs: Sequence[Output],
+        metrics: Metrics,
+        reads: ResidentReads,
+        on_failure: Callable[[str, Alarm], None] | None = None,
+    ) -> None:
+        self.outputs = list(outputs)
+        self.metrics = metrics
+        self.reads = reads
+        self.on_failure = on_failure
+        self._reporting = False
+        for output in self.outputs:
+            metrics.alarm_output_failures.labels(output.name)  # present at 0 for dashboards and alerts
+        self._pages = next((o for o in _unwrapped(self.outputs) if isinstance(o, Pages)), None)
+        self._gauges = next((o for o in _unwrapped(self.outputs) if isinstance(o, Gauges)), None)
+
+    def deliver(self, change: Change) -> None:
+        """Send one change to every output; never raises for one of them."""
+        failed: list[str] = []
+        for output in self.outputs:
+            try:
+                output.deliver(change)
+            except Exception:
+                logger.exception("alarm output=%s failed for %s (%s)", output.name, change.alarm.id, change.kind.value)
+                self.metrics.alarm_output_failures.labels(output.name).inc()
+                failed.append(output.name)
+        if not failed or self._reporting or self.on_failure is None:
+            return
+        self._reporting = True  # the report goes through the same outputs; its own failures are not reported again
+        try:
+            for name in failed:
+                self.on_failure(name, change.alarm)
+        except Exception:
+            logger.exception("could not report the failed alarm outputs %s for %s", failed, change.alarm.id)
+        finally:
+            self._reporting = False
+
+    def show(self, alarm: Alarm, *, closed: bool, read_at: datetime) -> None:
+        """Put the alarm on the staff pages (a restore after the database came back)."""
+        if self._pages is not None:
+            self._pages.show(alarm, closed=closed, read_at=read_at)
+
+    def record_reads(
+        self,
+        staff: StaffMember,
+        residents: Iterable[tuple[str, str]],
+        purpose: str,
+        at: datetime,
+        address: str | None = None,
+    ) -> None:
+        """Log that a person saw these residents' data (`(site, resident_id)`); persisted in the background."""
+        self.reads.record(staff, residents, purpose, at, address)
+
+    def count_open(self, alarm: Alarm) -> None:
+        """Count a restored open alarm in the gauges."""
+        if self._gauges is not None:
+            self._gauges.count_open(alarm)
+
+
+def _unwrapped(outputs: Iterable[Output]) -> Iterable[Output]:
+    """The outputs, and what a wrapper (a test's recorder) holds as `inner`."""
+    for output in outputs:
+        yield output
+        inner = getattr(output, "inner", None)
+        if inner is not None:
+            yield inner

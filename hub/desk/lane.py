@@ -32,7 +32,7 @@ from alarms.gate import Gate, Verdict, as_seen
 from hub.desk import local_state
 from hub.desk.alarm import Alarm
 from hub.desk.directory import DeskDirectory
-from hub.desk.fanout import FanOut, Publish, alarm_view
+from hub.desk.fanout import FanOut, Output, Publish, ResidentReads, alarm_view, standard_outputs
 from hub.desk.machine import NOBODY_REACHED, Change, ChangeKind, DeskError, DeskMachine, HandoverError
 from hub.desk.persistence import DeskJournal, DeskStore, alarm_from_row, snapshot_row
 from hub.metrics import Metrics
@@ -70,6 +70,7 @@ _SHUTDOWN_FLUSH_S = 2.0  # what the desk still owes the database is written with
 _ESCALATION_RETRY_S = 30.0
 _METRIC_SAMPLE_EVERY = 8  # the rule evaluation histogram times one event in eight: it costs microseconds
 FAILURE_RULE = "alarm_lane_failure"
+OUTPUT_FAILURE_RULE = "alarm_output_failure"  # one output of the fan-out failed on a change (fanout.py)
 ROW_REFUSED_RULE = "desk_row_refused"  # the database refused a desk row for its content (persistence.py)
 DISK_FAILURE_RULE = "hub_disk_failure"  # the hub's disk refused a write of its state (hub/app.py, persistence.py)
 TASK_FAILURE_RULE = "hub_task_failure"  # a background task failed (hub/tasks.py): raised on every site, once while open
@@ -122,6 +123,7 @@ class Desk:
         journal_dir: Path | None = None,
         local_dir: Path | None = None,
         shutdown_deadline_s: float = SHUTDOWN_FLUSH_S,
+        outputs: Callable[[list[Output]], Sequence[Output]] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -144,7 +146,7 @@ class Desk:
             on_row_refused=self._row_refused,
         )
         self._shutdown_deadline_s = shutdown_deadline_s
-        self.fanout = FanOut(
+        standard = standard_outputs(
             directory=self.directory,
             pages=self.hub,
             publish=publish,
@@ -152,6 +154,12 @@ class Desk:
             store=self.store,
             metrics=metrics,
             unreached_log_interval_s=settings.patrol.unreached_log_interval_s,
+        )
+        self.fanout = FanOut(
+            outputs(standard) if outputs is not None else standard,
+            metrics,
+            ResidentReads(self.store, metrics),
+            on_failure=self._output_failed,
         )
         self._restore_pending = False
         self._restore_late = False
@@ -294,6 +302,14 @@ class Desk:
             return
         reason = f"alarm processing failed ({step}): check the hub log; open alarms may need a physical round"
         self._raise_technical(FAILURE_RULE, site, reason)
+
+    def _output_failed(self, output: str, alarm: Alarm) -> None:
+        """One output failed on a change (fanout.py logged and counted it): the site's technical alarm
+        `alarm_output_failure` for operations, once while it is open. It goes out through the other outputs."""
+        key = f"{OUTPUT_FAILURE_RULE}:{alarm.site}"
+        if not self.machine.has_open(key):
+            reason = f"an alarm output failed ({output}) on {alarm.id}: check the hub log; the other outputs went on"
+            self._raise_technical(OUTPUT_FAILURE_RULE, alarm.site, reason)
 
     def background_task_failed(self, task: str) -> None:
         """A background task failed (hub/tasks.py logged and counted it): every site gets the technical alarm

@@ -15,7 +15,9 @@ from alarms.gate import CARE_FRESHNESS_S, TECHNICAL_FRESHNESS_S, Gate, GateLimit
 from alarms.rules import default_pack_path, load_rules
 from hub.desk import machine as desk_machine
 from hub.desk.alarm import Alarm
-from hub.desk.lane import FAILURE_RULE, LATE_CARE_RULE, TASK_FAILURE_RULE, Desk
+from hub.desk.fanout import Output
+from hub.desk.lane import FAILURE_RULE, LATE_CARE_RULE, OUTPUT_FAILURE_RULE, TASK_FAILURE_RULE, Desk
+from hub.desk.machine import Change
 from hub.inventory import build_directory
 from hub.metrics import Metrics
 from hub.model import AlarmDecision, AlarmState, Event, EventKind
@@ -159,17 +161,85 @@ async def test_a_closed_alarm_reaches_the_engine_even_when_a_delivery_fails(
 ) -> None:
     lane.event("button3", EventKind.ALARM_BUTTON)
     (button,) = lane.open("alarm_button")
+    (pages,) = [o for o in lane.desk.fanout.outputs if o.name == "pages"]
 
     def broken_pages(*args: object, **kwargs: object) -> None:
         msg = "page view broke"
         raise ValueError(msg)
 
-    monkeypatch.setattr(lane.desk.fanout, "show", broken_pages)
+    monkeypatch.setattr(pages, "show", broken_pages)
     lane.desk.accept(button.id, ANNA)
     assert button.state is AlarmState.ACCEPTED
     lane.desk.resolve(button.id, ANNA, desk_machine.Outcome.ASSISTED)
     assert lane.engine.closed == [button.key]  # the engine starts the rule's cooldown: no back edge, one call
-    assert lane.failures("fanout") == 2
+    # accept, resolve, and the technical alarm about the failure (its own page delivery failed too, uncounted loop)
+    assert lane.metrics.alarm_output_failures.labels("pages")._value.get() == 3
+
+
+class Recorder:
+    """Wraps one output: records every change it took (alarm id, rule), or fails every time when `broken`."""
+
+    def __init__(self, inner: Output, taken: dict[str, list[tuple[str, str]]], broken: bool) -> None:
+        self.inner, self.name, self.broken = inner, inner.name, broken
+        self.taken = taken.setdefault(inner.name, [])
+
+    def deliver(self, change: Change) -> None:
+        if self.broken:
+            msg = f"{self.name} broke"
+            raise RuntimeError(msg)
+        self.inner.deliver(change)
+        self.taken.append((change.alarm.id, change.alarm.rule_id))
+
+
+OUTPUTS = ["persistence", "pages", "mqtt", "channels", "log", "gauges"]
+
+
+@pytest.mark.parametrize("broken", OUTPUTS)
+async def test_one_failing_output_never_silences_the_others(
+    broken: str, settings: Settings, metrics: Metrics, spawner: Spawner
+) -> None:
+    """Issue 23.1: only the MQTT publish had its own guard; a failing page output silenced MQTT, the channels and the
+    alarm log, and the technical alarm about the failure broke on the same output."""
+    taken: dict[str, list[tuple[str, str]]] = {}
+    clock = FakeClock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
+    published: list[str] = []
+    notifier = RecordingNotifier()
+    desk = Desk(
+        settings,
+        None,  # type: ignore[arg-type]  # persistence only queues here
+        metrics,
+        publish=lambda topic, payload, *, qos=1, retain=False: published.append(topic),
+        clock=clock,
+        spawner=spawner,
+        engine=FlakyEngine(clock.now()),
+        notifiers=[notifier],
+        outputs=lambda standard: [Recorder(o, taken, o.name == broken) for o in standard],
+    )
+    desk.set_sites(sites_for(SITE))
+    desk.set_staff([ANNA])
+    desk.sign_on(ANNA)
+    try:
+        desk.feed(Event(ts=clock.now(), site=SITE, device_id=f"{SITE}-button3", kind=EventKind.ALARM_BUTTON))
+        (button,) = [a for a in desk.open_alarms() if a.rule_id == "alarm_button"]
+        (failure,) = [a for a in desk.open_alarms() if a.rule_id == OUTPUT_FAILURE_RULE]
+        assert failure.category.value == "technical"
+        for name in OUTPUTS:
+            if name == broken:
+                assert taken[name] == []
+                continue
+            rules = {rule for alarm_id, rule in taken[name] if alarm_id in (button.id, failure.id)}
+            assert rules == {"alarm_button", OUTPUT_FAILURE_RULE}, f"{name} missed a change when {broken} failed"
+        other = next(name for name in OUTPUTS if name != broken)
+        # it failed on every change the others took: the press, its escalation, the report and its escalation
+        assert metrics.alarm_output_failures.labels(broken)._value.get() == len(taken[other]) >= 2
+        desk.feed(Event(ts=clock.now(), site=SITE, device_id=f"{SITE}-radar1", kind=EventKind.FALL_DETECTED))
+        assert len([a for a in desk.open_alarms() if a.rule_id == OUTPUT_FAILURE_RULE]) == 1  # once while open
+        if broken != "mqtt":
+            assert f"vaka/v1/{SITE}/alarms/{failure.id}" in published
+        if broken != "persistence":
+            assert desk.store.backlog >= 4  # rows of both alarms queued for the database
+    finally:
+        await desk.dispatcher.aclose()
 
 
 async def test_a_failed_background_task_raises_one_technical_alarm_per_site_for_operations(lane: Lane) -> None:
