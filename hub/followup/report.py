@@ -16,7 +16,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from hub.followup import charts
-from hub.followup.indicators import BY_ID, INDICATORS, Period, Result, Scope, compute
+from hub.followup.indicators import BY_ID, CATEGORY_SQL, INDICATORS, Period, Result, Scope, compute
 from hub.followup.rollup import ZONE
 
 Format = Literal["json", "html", "pdf"]
@@ -86,13 +86,13 @@ class Report:
 _NIGHTS_SQL = f"""
 SELECT (((raised_at AT TIME ZONE '{ZONE}') - INTERVAL '12 hours'))::date AS night, count(*) AS n
 FROM desk_alarms
-WHERE site = $1 AND ($2::text IS NULL OR unit = $2) AND raised_at >= $3 AND raised_at < $4 AND category = 'care'
+WHERE site = $1 AND ($2::text IS NULL OR unit = $2) AND raised_at >= $3 AND raised_at < $4 AND {CATEGORY_SQL} = 'care'
 GROUP BY 1
 """
-_ACCEPT_SQL = """
+_ACCEPT_SQL = f"""
 WITH a AS (
     SELECT id, raised_at FROM desk_alarms
-    WHERE site = $1 AND ($2::text IS NULL OR unit = $2) AND raised_at >= $3 AND raised_at < $4 AND category = 'care'
+    WHERE site = $1 AND ($2::text IS NULL OR unit = $2) AND raised_at >= $3 AND raised_at < $4 AND {CATEGORY_SQL} = 'care'
 )
 SELECT extract(epoch FROM min(l.at) - min(a.raised_at))::float8 AS s
 FROM a JOIN desk_alarm_log l ON l.alarm_id = a.id
@@ -102,11 +102,17 @@ GROUP BY a.id
 
 
 async def build(
-    conn: asyncpg.Connection, scope: Scope, period: Period, now: datetime, *, accept_policy_s: float = 300.0
+    conn: asyncpg.Connection,
+    scope: Scope,
+    period: Period,
+    now: datetime,
+    *,
+    accept_policy_s: float = 300.0,
+    last_tiers: dict[str, int] | None = None,
 ) -> Report:
     """Compute the report for `scope` and `period` (and the period before it)."""
-    current = await compute(conn, scope, period, accept_policy_s=accept_policy_s)
-    previous = await compute(conn, scope, period.previous(), accept_policy_s=accept_policy_s)
+    current = await compute(conn, scope, period, accept_policy_s=accept_policy_s, last_tiers=last_tiers)
+    previous = await compute(conn, scope, period.previous(), accept_policy_s=accept_policy_s, last_tiers=last_tiers)
     start_ts, end_ts = period.bounds()
     # a night is named by the date it began: an alarm at 02:14 on the 11th belongs to the night of the 10th
     counts = {r["night"]: int(r["n"]) for r in await conn.fetch(_NIGHTS_SQL, scope.site, scope.unit, start_ts, end_ts)}
