@@ -56,6 +56,8 @@ def add_commands(sub: Any) -> None:
     archive = sub.add_parser("archive", help="e-archive").add_subparsers(dest="archive_command", required=True)
     p = archive.add_parser("export", help="an archival information package (E-ARK CSIP / FGS) of the logs before DATE")
     p.add_argument("--before", required=True, type=date.fromisoformat, help="export records older than this day")
+    p.add_argument("--after", type=date.fromisoformat,
+                   help="export records from this day on (default: where the latest package ended)")  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="directory to write the package into")
     p.add_argument("--purge", action="store_true",
                    help="after the package is written and verified, delete the exported rows past retention")  # fmt: skip
