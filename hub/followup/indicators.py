@@ -325,14 +325,16 @@ def dims_order(key: tuple[tuple[str, str], ...]) -> tuple[tuple[int, float, str]
 
 _DEVICES_SQL = """
 WITH inv AS (
-    -- installed at some time in the period: installed before it ended, not removed before it began
+    -- installed at some time in the period: installed before it ended, not removed before it began. A device that
+    -- reported before its recorded installation (an inventory loaded after the devices were in use) was installed
+    -- from the first month it reported
     SELECT d.id, d.kind AS device_class, d.resident
     FROM devices d LEFT JOIN residents r ON r.id = d.resident
+         LEFT JOIN (SELECT device_id, min(month) AS first_month FROM followup_device_month WHERE site = $1
+                    GROUP BY device_id) f ON f.device_id = d.id
     WHERE d.site = $1 AND ($2::text IS NULL OR r.unit = $2)
       AND (d.removed_on IS NULL OR d.removed_on > $3)
-      -- a device that reported before its recorded installation (inventory loaded late) was installed all the same
-      AND (d.installed_on < $4 OR EXISTS (SELECT 1 FROM followup_device_day f
-                                          WHERE f.device_id = d.id AND f.day < $4 AND f.day >= $3))
+      AND LEAST(d.installed_on, f.first_month) < $4
 ), used AS (
     SELECT device_id, sum(events) AS events, sum(activity_events) AS activity,
            sum(med_due) AS med_due, sum(med_taken) AS med_taken, sum(med_missed) AS med_missed,
