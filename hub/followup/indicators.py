@@ -312,14 +312,23 @@ class Result:
         return out
 
 
+# values that have an order of their own: statistics, dose statuses, answers
+_ORDERED = {v: n for group in (("p50", "p90", "max"), ("due", "taken", "missed", "late"),
+                               ("answered", "unanswered", "withdrawn")) for n, v in enumerate(group)}  # fmt: skip
+
+
 def dims_order(key: tuple[tuple[str, str], ...]) -> tuple[tuple[int, float, str], ...]:
-    """A sort key for a breakdown: numbers as numbers (tier 2 before tier 10), then text."""
+    """A sort key for a breakdown: numbers as numbers (tier 2 before tier 10), statistics as p50, p90, max (and
+    doses, answers in their order), then text."""
     out = []
     for _, value in key:
+        if value in _ORDERED:
+            out.append((1, float(_ORDERED[value]), ""))
+            continue
         try:
             out.append((0, float(value), ""))
         except ValueError:
-            out.append((1, 0.0, value))
+            out.append((2, 0.0, value))
     return tuple(out)
 
 

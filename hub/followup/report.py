@@ -257,7 +257,9 @@ _COMPACT: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
 }
 
 
-_NOT_ADDITIVE = ("tech.residents_with",)
+# totals that would mean nothing: a resident with two kinds of technology is one resident; doses due are the doses
+# taken and missed again
+_NOT_ADDITIVE = ("tech.residents_with", "medication.doses")
 
 
 def _compact(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -298,7 +300,6 @@ def _table_rows(report: Report, lang: str) -> list[tuple[str, str, str, str]]:
         for row in mine:
             out.append((ind.title(lang), labels.breakdown(row["dims"], lang),
                         format_value(ind.id, row["value"], lang), format_value(ind.id, row["previous"], lang)))  # fmt: skip
-        # a resident with two kinds of technology is one resident: residents per class do not add up
         if ind.unit == "count" and ind.dims and len(mine) > 1 and ind.id not in _NOT_ADDITIVE:
             out.append((ind.title(lang), text("total", lang), format_value(ind.id, report.current.total(ind.id), lang),
                         format_value(ind.id, report.previous.total(ind.id), lang)))  # fmt: skip

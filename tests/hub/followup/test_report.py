@@ -60,6 +60,9 @@ async def test_words_for_every_id_and_totals(known_month: asyncpg.Connection, tm
     assert ("Larm", "", "", "") in rows  # the section heading
     en = report._table_rows(built, "en")
     assert any(r[1] == "Care alarms · Alarm button" for r in en)
+    assert "Doser" not in totals
+    assert "Brukare med tekniken" not in totals
+    assert [r[1] for r in rows if r[0] == "Tid till kvittens"] == ["median", "90:e percentil", "längst"]
     # escalations: tiers in words, as numbers in order
     tiers = [r[1] for r in rows if r[0] == "Larm efter högsta eskaleringsnivå"]
     assert tiers[:2] == ["nivå 2", "nivå 4"]
