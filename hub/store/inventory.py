@@ -70,8 +70,12 @@ async def fetch_sites(conn: asyncpg.Connection) -> list[Site]:
     for row in await conn.fetch("SELECT id, site, room, unit, away FROM residents ORDER BY id"):
         residents[row["site"]].append(Resident(id=row["id"], room=row["room"], unit=row["unit"], away=row["away"]))
     devices: dict[str, list[Device]] = defaultdict(list)
+    # a device taken away (removed_on today or earlier, in the follow-up zone) is no longer in the inventory the hub
+    # supervises: its silence is not a fault
     for row in await conn.fetch(
-        "SELECT id, site, kind, vendor, resident, supervision_interval_s, safety, maintenance FROM devices ORDER BY id"
+        "SELECT id, site, kind, vendor, resident, supervision_interval_s, safety, maintenance "
+        "FROM devices WHERE removed_on IS NULL OR removed_on > (now() AT TIME ZONE 'Europe/Stockholm')::date "
+        "ORDER BY id"
     ):
         devices[row["site"]].append(
             Device(
