@@ -312,6 +312,8 @@ def write_package(
         # both days included
         "temporal": {"start": period.start.isoformat(), "end": last_day.isoformat()},
         "partial": partial_until is not None,
+        # how often a package like this one is published: a month's monthly, a quarter's quarterly, a year's yearly
+        "frequency": "QUARTERLY" if "-Q" in period.label else "MONTHLY" if len(period.label) == 7 else "ANNUAL",
         "sites": sites,
         "resources": resources,
     }
@@ -393,7 +395,7 @@ def _dcat(package: dict[str, Any], pub: Publication, now: datetime) -> dict[str,
         "dct:temporal": {"@type": "dct:PeriodOfTime",
                          "dcat:startDate": {"@type": "xsd:date", "@value": package["temporal"]["start"]},
                          "dcat:endDate": {"@type": "xsd:date", "@value": package["temporal"]["end"]}},
-        "dct:accrualPeriodicity": _concept(f"{_EU}/frequency/QUARTERLY", "dct:Frequency"),
+        "dct:accrualPeriodicity": _concept(f"{_EU}/frequency/{package['frequency']}", "dct:Frequency"),
         "dct:accessRights": _concept(f"{_EU}/access-right/PUBLIC", "dct:RightsStatement"),
         "dcat:distribution": [
             {"@id": pub.url(r["path"]), "@type": "dcat:Distribution",

@@ -74,6 +74,7 @@ async def test_what_the_swedish_portal_asks_for(known_month: asyncpg.Connection,
     assert all("2026-Q4" in t["@value"] for t in dataset["dct:title"])
     assert dataset["dct:spatial"]["dct:identifier"] == "0999"
     assert {lang["@id"].rsplit("/", 1)[1] for lang in dataset["dct:language"]} == {"SWE", "ENG"}
+    assert dataset["dct:accrualPeriodicity"]["@id"].endswith("/frequency/QUARTERLY")
     # the quarter's last day, included
     assert dataset["dct:temporal"]["dcat:endDate"]["@value"] == "2026-12-31"
 
