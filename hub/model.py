@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -287,6 +287,17 @@ class Device(BaseModel):
     safety: bool = Field(
         default=False, description="a safety device (fall radar, alarm button, smoke): its silence may wake the patrol"
     )
+    installed: date | None = Field(
+        default=None, description="the day it was installed (default: the day it first enters the inventory)"
+    )
+    removed: date | None = Field(default=None, description="the day it was taken away: not counted as installed after")
+
+    @model_validator(mode="after")
+    def _removed_after_installed(self) -> Device:
+        if self.installed and self.removed and self.removed < self.installed:
+            msg = f"device {self.id}: removed {self.removed} is before installed {self.installed}"
+            raise ValueError(msg)
+        return self
 
 
 class Gateway(BaseModel):

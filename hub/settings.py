@@ -410,6 +410,38 @@ class FollowupSettings(_Section):
     archive_retention_days: int = Field(
         default=730, ge=1, description="archive --purge deletes exported log rows only when older than this"
     )
+    percentile_min_answered: int = Field(
+        default=5, ge=5, description="open data: a response-time percentile needs at least this many answered alarms"
+    )
+    publisher: str = Field(default="", max_length=200, description="open data: the publishing municipality's name")
+    publisher_uri: str = Field(
+        default="", description="open data: the publisher's URI (dct:publisher), e.g. the municipality's web address"
+    )
+    publisher_type: str = Field(
+        default="http://purl.org/adms/publishertype/LocalAuthority",
+        description="open data: the publisher's type (ADMS publisher type vocabulary)",
+    )
+    contact_email: str = Field(default="", description="open data: the contact point's e-mail (dcat:contactPoint)")
+    municipality_code: str = Field(
+        default="", pattern=r"^(\d{4})?$", description="open data: the municipality's four-digit code (dct:spatial)"
+    )
+    spatial_uri: str = Field(
+        default="", description="open data: a URI for the municipality as a place (e.g. its Geonames URI), optional"
+    )
+    base_url: str = Field(
+        default="", description="open data: where the package is published; every URL in the metadata starts here"
+    )
+    archive_creator: str = Field(default="", description="archive: the archive creator (arkivbildare), by name")
+    archive_creator_id: str = Field(
+        default="", description="archive: the archive creator's identifier (organisationsnummer)"
+    )
+    archive_owner: str = Field(default="", description="archive: the records' owner (arkivägare), by name")
+    archive_submitter: str = Field(
+        default="", description="archive: who submits the package (levererande organisation)"
+    )
+    submission_agreement: str = Field(
+        default="", description="archive: the submission agreement's reference (leveransöverenskommelse)"
+    )
 
 
 class CheckinSettings(_Section):

@@ -45,6 +45,14 @@ def tier_at(policy: EscalationPolicy, tier: int) -> EscalationTier:
     return policy.tiers[min(tier, len(policy.tiers) - 1)]
 
 
+def escalation_detail(settings: DeskSettings, alarm: Alarm, tier_no: int, audience: str, recipients: int) -> str:
+    """The alarm log's line for one escalation step: the tier reached (past the last tier: the last one, and how
+    many times it has now been repeated), whom it reached and how many people."""
+    last = len(policy_for(settings, alarm.site, alarm.category).tiers) - 1
+    repeat = f" repeat={tier_no - last}" if tier_no > last else ""
+    return f"tier={min(tier_no, last)} audience={audience} n={recipients}{repeat}"
+
+
 def is_night(settings: DeskSettings, at: datetime, zone: str) -> bool:
     """True when `at` falls in the night hours of the site's time zone (DST-safe: wall-clock comparison)."""
     local = at.astimezone(ZoneInfo(zone)).time()

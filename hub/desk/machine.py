@@ -16,7 +16,7 @@ from datetime import datetime
 
 from hub.desk.alarm import NEXT_STATES, Alarm
 from hub.desk.directory import DeskDirectory
-from hub.desk.escalation import escalation_step, next_escalation_at, policy_for
+from hub.desk.escalation import escalation_detail, escalation_step, next_escalation_at, policy_for
 from hub.model import AlarmCategory, AlarmDecision, AlarmState, DecisionAction, Outcome, Severity, VakaError
 from hub.settings import DeskSettings, PatrolSettings
 from hub.staff import StaffMember
@@ -340,7 +340,7 @@ class DeskMachine:
                 alarm=alarm,
                 actor="desk",
                 action="escalated",
-                detail=f"tier={tier_no} audience={audience} n={len(recipients)}",
+                detail=escalation_detail(self.settings, alarm, tier_no, audience, len(recipients)),
                 at=now,
                 tier=tier_no,
                 audience=audience,

@@ -43,11 +43,21 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--period", required=True, help="quarter 2026-Q4, month 2026-11 or year 2026")
     p.add_argument("--site", action="append", help="only these sites (default: all)")
     p.add_argument("--out", type=Path, required=True, help="directory to write the package to")
-    p.add_argument("--publisher", default="", help="the publishing organisation's name (dct:publisher)")
+    p.add_argument("--publisher", help="the publishing municipality's name (default: followup.publisher)")
+    p.add_argument("--publisher-uri", help="the publisher's URI (default: followup.publisher_uri)")
+    p.add_argument("--contact-email", help="the contact point's e-mail (default: followup.contact_email)")
+    p.add_argument(
+        "--municipality-code", help="the municipality's four-digit code (default: followup.municipality_code)"
+    )
+    p.add_argument("--base-url", help="where the package will be published (default: followup.base_url)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="export a period not yet over, marked as preliminary in every title")  # fmt: skip
 
     archive = sub.add_parser("archive", help="e-archive").add_subparsers(dest="archive_command", required=True)
     p = archive.add_parser("export", help="an archival information package (E-ARK CSIP / FGS) of the logs before DATE")
     p.add_argument("--before", required=True, type=date.fromisoformat, help="export records older than this day")
+    p.add_argument("--after", type=date.fromisoformat,
+                   help="export records from this day on (default: where the latest package ended)")  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="directory to write the package into")
     p.add_argument("--purge", action="store_true",
                    help="after the package is written and verified, delete the exported rows past retention")  # fmt: skip
@@ -61,7 +71,7 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
     now = datetime.now(UTC)
     if args.command == "indicators":
         from hub.followup import rollup
-        from hub.followup.indicators import Scope, compute, parse_period
+        from hub.followup.indicators import Scope, compute, last_tiers, parse_period
 
         period = parse_period(args.period)
         periods = list(period.split(args.by)) if args.by else [period]
@@ -71,7 +81,8 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
             rows = []
             for part in periods:
                 result = await compute(conn, Scope(args.site, args.unit), part,
-                                       accept_policy_s=settings.followup.accept_policy_s)  # fmt: skip
+                                       accept_policy_s=settings.followup.accept_policy_s,
+                                       last_tiers=last_tiers(settings.desk))  # fmt: skip
                 rows += [{"site": args.site, "unit": args.unit or "", "period": part.label, **r} for r in result.rows()]
             return rows
 
@@ -87,7 +98,7 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "report":
         from hub.followup import report, rollup
-        from hub.followup.indicators import Scope, month
+        from hub.followup.indicators import Scope, last_tiers, month
 
         period = month(args.month)
         out = args.out or Path(f"report-{args.site}{'-' + args.unit if args.unit else ''}-{period.label}.{args.format}")
@@ -95,7 +106,8 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
         async def build(conn: VakaConnection) -> report.Report:
             await rollup.refresh(conn, now)
             return await report.build(conn, Scope(args.site, args.unit), period, now,
-                                      accept_policy_s=settings.followup.accept_policy_s)  # fmt: skip
+                                      accept_policy_s=settings.followup.accept_policy_s,
+                                      last_tiers=last_tiers(settings.desk))  # fmt: skip
 
         built = await _with_database(settings, "report", build)
         if built is None:

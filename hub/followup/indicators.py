@@ -18,6 +18,7 @@ import asyncpg
 
 from hub.followup.rollup import ZONE
 from hub.model import VakaError
+from hub.settings import DeskSettings
 
 Unit = Literal["count", "share", "seconds", "per_resident_night"]
 
@@ -80,6 +81,14 @@ INDICATORS: tuple[Indicator, ...] = (
         ("device_class",),
     ),
     Indicator(
+        "tech.residents_with",
+        "technology",
+        "Brukare med tekniken",
+        "Residents with the technology",
+        "count",
+        ("device_class",),
+    ),
+    Indicator(
         "tech.unused_share",
         "technology",
         "Andel oanvända enheter",
@@ -100,7 +109,37 @@ INDICATORS: tuple[Indicator, ...] = (
     Indicator("response.accept_s", "response", "Tid till kvittens", "Time to accept", "seconds", ("stat",)),
     Indicator("response.on_site_s", "response", "Tid till på plats", "Time to on site", "seconds", ("stat",)),
     Indicator("response.resolve_s", "response", "Tid till avslutat", "Time to resolved", "seconds", ("stat",)),
-    Indicator("response.escalations", "response", "Eskaleringar", "Escalations", "count", ("tier",)),
+    Indicator(
+        "response.accept_by_rule_s",
+        "response",
+        "Tid till kvittens per larmtyp",
+        "Time to accept per alarm type",
+        "seconds",
+        ("rule", "stat"),
+    ),
+    Indicator(
+        "response.care_alarms_answered",
+        "response",
+        "Trygghetslarm besvarade",
+        "Care alarms answered",
+        "count",
+        ("rule", "status"),
+    ),
+    Indicator(
+        "response.escalation_tier_reached",
+        "response",
+        "Larm efter högsta eskaleringsnivå",
+        "Alarms by highest escalation tier reached",
+        "count",
+        ("tier",),
+    ),
+    Indicator(
+        "response.escalation_repeats",
+        "response",
+        "Upprepade aviseringar på sista nivån",
+        "Repeated notifications at the last tier",
+        "count",
+    ),
     Indicator(
         "response.not_accepted_in_policy",
         "response",
@@ -118,6 +157,21 @@ INDICATORS: tuple[Indicator, ...] = (
     ),
     Indicator("technical.battery_replacements", "technical", "Batteribyten", "Battery replacements", "count"),
     Indicator("medication.doses", "medication", "Doser", "Doses", "count", ("status",)),
+    Indicator("checkins.planned", "checkins", "Planerade tillsyner", "Check-ins planned", "count"),
+    Indicator(
+        "checkins.planned_done",
+        "checkins",
+        "Planerade tillsyner som genomförts",
+        "Planned check-ins carried out",
+        "count",
+    ),
+    Indicator(
+        "checkins.done_rate",
+        "checkins",
+        "Andel planerade tillsyner som genomförts",
+        "Share of planned check-ins carried out",
+        "share",
+    ),
     Indicator("checkins.done", "checkins", "Genomförda tillsyner", "Check-ins done", "count", ("mode",)),
     Indicator("checkins.second_looks", "checkins", "Andra tittningar", "Second looks", "count"),
     Indicator("checkins.overdue", "checkins", "Försenade tillsyner", "Check-ins overdue", "count"),
@@ -127,6 +181,12 @@ INDICATORS: tuple[Indicator, ...] = (
 BY_ID = {i.id: i for i in INDICATORS}
 
 REPAIR_RULES = ("device_silent", "battery_low", "camera_offline")
+# alarms about the staff's own process, not about a resident or a device: kept apart from care and technical alarms
+STAFF_PROCESS_RULES = ("checkin_overdue", "nobody_reached")
+CATEGORIES = ("care", "technical", "staff_process")
+# the follow-up category of an alarm row (the desk routes staff-process alarms as care alarms; the follow-up does not
+# count them as such)
+CATEGORY_SQL = "(CASE WHEN rule_id IN ('checkin_overdue', 'nobody_reached') THEN 'staff_process' ELSE category END)"
 SILENT_RULES = ("device_silent", "camera_offline")
 
 
@@ -247,16 +307,43 @@ class Result:
         """Flat rows: indicator, dims, value (the JSON and CSV form)."""
         out = []
         for ind in INDICATORS:
-            for key, value in sorted(self.values.get(ind.id, {}).items()):
+            for key, value in sorted(self.values.get(ind.id, {}).items(), key=lambda kv: dims_order(kv[0])):
                 out.append({"indicator": ind.id, **dict(key), "value": value})
         return out
 
 
+# values that have an order of their own: statistics, dose statuses, answers
+_ORDERED = {v: n for group in (("p50", "p90", "max"), ("due", "taken", "missed", "late"),
+                               ("answered", "unanswered", "withdrawn")) for n, v in enumerate(group)}  # fmt: skip
+
+
+def dims_order(key: tuple[tuple[str, str], ...]) -> tuple[tuple[int, float, str], ...]:
+    """A sort key for a breakdown: numbers as numbers (tier 2 before tier 10), statistics as p50, p90, max (and
+    doses, answers in their order), then text."""
+    out = []
+    for _, value in key:
+        if value in _ORDERED:
+            out.append((1, float(_ORDERED[value]), ""))
+            continue
+        try:
+            out.append((0, float(value), ""))
+        except ValueError:
+            out.append((2, 0.0, value))
+    return tuple(out)
+
+
 _DEVICES_SQL = """
 WITH inv AS (
-    SELECT d.id, d.kind AS device_class
+    -- installed at some time in the period: installed before it ended, not removed before it began. A device that
+    -- reported before its recorded installation (an inventory loaded after the devices were in use) was installed
+    -- from the first month it reported
+    SELECT d.id, d.kind AS device_class, d.resident
     FROM devices d LEFT JOIN residents r ON r.id = d.resident
+         LEFT JOIN (SELECT device_id, min(month) AS first_month FROM followup_device_month WHERE site = $1
+                    GROUP BY device_id) f ON f.device_id = d.id
     WHERE d.site = $1 AND ($2::text IS NULL OR r.unit = $2)
+      AND (d.removed_on IS NULL OR d.removed_on > $3)
+      AND LEAST(d.installed_on, f.first_month) < $4
 ), used AS (
     SELECT device_id, sum(events) AS events, sum(activity_events) AS activity,
            sum(med_due) AS med_due, sum(med_taken) AS med_taken, sum(med_missed) AS med_missed,
@@ -265,7 +352,8 @@ WITH inv AS (
       AND ($2::text IS NULL OR device_id IN (SELECT id FROM inv))
     GROUP BY device_id
 ), alarmed AS (
-    SELECT device_id, bool_or(rule_id = ANY($7::text[])) AS silent, bool_or(category = 'care') AS care
+    SELECT device_id, bool_or(rule_id = ANY($7::text[])) AS silent,
+           bool_or(category = 'care' AND NOT rule_id = ANY($8::text[])) AS care
     FROM desk_alarms
     WHERE site = $1 AND raised_at >= $5 AND raised_at < $6 AND device_id IS NOT NULL AND NOT unregistered
     GROUP BY device_id
@@ -276,6 +364,7 @@ SELECT inv.device_class,
        count(*) FILTER (WHERE used.activity > 0 OR alarmed.care) AS active,
        count(alarmed.device_id) AS alarming,
        count(*) FILTER (WHERE alarmed.silent) AS silent,
+       count(DISTINCT inv.resident) AS residents,
        coalesce(sum(used.med_due), 0) AS med_due, coalesce(sum(used.med_taken), 0) AS med_taken,
        coalesce(sum(used.med_missed), 0) AS med_missed, coalesce(sum(used.med_late), 0) AS med_late
 FROM inv LEFT JOIN used ON used.device_id = inv.id LEFT JOIN alarmed ON alarmed.device_id = inv.id
@@ -293,7 +382,7 @@ def devices_sql(period: Period) -> str:
 _ALARMS_WHERE = "site = $1 AND ($2::text IS NULL OR unit = $2) AND raised_at >= $3 AND raised_at < $4"
 
 _ALARM_COUNTS_SQL = f"""
-SELECT category, rule_id, severity,
+SELECT {CATEGORY_SQL} AS category, rule_id, severity,
        coalesce(outcome, CASE WHEN state = 'cancelled' THEN 'cancelled' WHEN closed_at IS NULL THEN 'open'
                               ELSE state END) AS outcome,
        unregistered, count(*) AS n
@@ -304,8 +393,8 @@ GROUP BY 1, 2, 3, 4, 5
 # time to accept = the first staff action on the alarm (accept, on my way, on site or a resolve straight away)
 _RESPONSE_SQL = f"""
 WITH a AS (
-    SELECT a.id, a.raised_at, a.state, a.closed_at
-    FROM desk_alarms a WHERE {_ALARMS_WHERE} AND category = 'care'
+    SELECT a.id, a.rule_id, a.raised_at, a.state, a.closed_at
+    FROM desk_alarms a WHERE {_ALARMS_WHERE} AND {CATEGORY_SQL} = 'care'
 ), l AS (
     -- one pass over the log rows of those alarms (written when or after they were raised: from the period's start)
     SELECT l.alarm_id, min(l.at) FILTER (WHERE l.actor LIKE 'staff:%') AS first_staff,
@@ -314,7 +403,8 @@ WITH a AS (
     WHERE l.at >= $3
     GROUP BY l.alarm_id
 ), t AS (
-    SELECT extract(epoch FROM l.first_staff - a.raised_at)::float8 AS accept_s,
+    SELECT a.rule_id, a.state, l.first_staff IS NOT NULL AS answered,
+           extract(epoch FROM l.first_staff - a.raised_at)::float8 AS accept_s,
            extract(epoch FROM l.on_site - a.raised_at)::float8 AS on_site_s,
            CASE WHEN a.state = 'resolved' THEN extract(epoch FROM a.closed_at - a.raised_at)::float8 END AS resolve_s,
            (l.first_staff IS NULL AND a.state <> 'cancelled')
@@ -333,13 +423,35 @@ SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY accept_s) AS accept_p50,
        count(*) FILTER (WHERE late) AS late
 FROM t
 """
+_RESPONSE_BY_RULE_SQL = (
+    _RESPONSE_SQL[: _RESPONSE_SQL.rindex("SELECT percentile_cont")]
+    + """
+SELECT rule_id,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY accept_s) AS accept_p50,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY accept_s) AS accept_p90,
+       max(accept_s) AS accept_max,
+       count(*) FILTER (WHERE answered) AS answered,
+       count(*) FILTER (WHERE NOT answered AND state <> 'cancelled') AS unanswered,
+       count(*) FILTER (WHERE NOT answered AND state = 'cancelled') AS withdrawn
+FROM t GROUP BY rule_id ORDER BY rule_id
+"""
+)
 
+# a tier past the policy's last one is that last tier notified again (a repeat), never a tier of its own: the tier
+# number is capped at the last tier of the alarm's category ($5 categories, $6 their last tier numbers)
 _ESCALATIONS_SQL = f"""
-SELECT substring(l.detail FROM 'tier=([0-9]+)')::int AS tier, count(*) AS n
-FROM desk_alarm_log l JOIN desk_alarms a ON a.id = l.alarm_id
-WHERE l.action = 'escalated' AND l.at >= $3
-  AND a.{_ALARMS_WHERE.replace(" unit", " a.unit").replace("raised_at", "a.raised_at")}
-GROUP BY 1 ORDER BY 1
+WITH steps AS (
+    SELECT l.alarm_id,
+           LEAST(substring(l.detail FROM 'tier=([0-9]+)')::int,
+                 coalesce((SELECT t.last FROM unnest($5::text[], $6::int[]) AS t(category, last)
+                           WHERE t.category = a.category), 2147483647)) AS tier
+    FROM desk_alarm_log l JOIN desk_alarms a ON a.id = l.alarm_id
+    WHERE l.action = 'escalated' AND l.at >= $3
+      AND a.{_ALARMS_WHERE.replace(" unit", " a.unit").replace("raised_at", "a.raised_at")}
+), per_alarm AS (
+    SELECT alarm_id, max(tier) AS reached, count(*) - count(DISTINCT tier) AS repeats FROM steps GROUP BY alarm_id
+)
+SELECT reached AS tier, count(*) AS alarms, sum(repeats) AS repeats FROM per_alarm GROUP BY reached ORDER BY reached
 """
 
 _REPAIR_SQL = """
@@ -352,7 +464,17 @@ GROUP BY rule_id ORDER BY rule_id
 
 # a camera look that settled the check-in ("seen, calm") replaced a visit: a journey there and back avoided
 _CHECKINS_SQL = """
-SELECT count(*) FILTER (WHERE c.state = 'done' AND c.mode = 'camera' AND c.outcome LIKE 'seen%') AS camera,
+WITH RECURSIVE chain AS (
+    -- every planned slot with the tasks that followed it (second look, visit), however deep
+    SELECT c.id AS slot, c.id, c.state FROM checkins c
+    WHERE c.parent_id IS NULL AND c.site = $1 AND ($2::text IS NULL OR c.unit = $2) AND c.due_at >= $3 AND c.due_at < $4
+    UNION ALL
+    SELECT chain.slot, f.id, f.state FROM checkins f JOIN chain ON f.parent_id = chain.id
+), slots AS (
+    SELECT slot, bool_or(state = 'done') AS carried_out FROM chain GROUP BY slot
+)
+SELECT (SELECT count(*) FROM slots) AS planned, (SELECT count(*) FILTER (WHERE carried_out) FROM slots) AS planned_done,
+       count(*) FILTER (WHERE c.state = 'done' AND c.mode = 'camera' AND c.outcome LIKE 'seen%') AS camera,
        count(*) FILTER (WHERE c.state = 'done' AND c.mode = 'physical') AS physical,
        count(*) FILTER (WHERE c.attempt = 2 AND c.mode = 'camera') AS second_looks,
        count(*) FILTER (WHERE c.overdue_alarmed) AS overdue,
@@ -366,15 +488,43 @@ WHERE c.site = $1 AND ($2::text IS NULL OR c.unit = $2) AND c.due_at >= $3 AND c
 _RESIDENTS_SQL = "SELECT count(*) FROM residents WHERE site = $1 AND ($2::text IS NULL OR unit = $2)"
 
 
-async def compute(conn: asyncpg.Connection, scope: Scope, period: Period, *, accept_policy_s: float = 300.0) -> Result:
-    """Every indicator for `scope` over `period`, computed in the database."""
+def last_tiers(desk: DeskSettings) -> dict[str, int]:
+    """The number of the last escalation tier per alarm category (the highest any policy of the category has)."""
+    out = {}
+    for category in ("care", "technical"):
+        lasts = [len(p.tiers) - 1 for p in desk.policies if p.category in (category, "*")]
+        out[category] = max(lasts, default=0)
+    return out
+
+
+async def compute(
+    conn: asyncpg.Connection,
+    scope: Scope,
+    period: Period,
+    *,
+    accept_policy_s: float = 300.0,
+    last_tiers: dict[str, int] | None = None,
+) -> Result:
+    """Every indicator for `scope` over `period`, computed in the database.
+
+    `last_tiers` is the number of the last escalation tier per alarm category (settings: `last_escalation_tiers`):
+    a tier number past it is a repeat of that last tier.
+    """
     result = Result(scope, period)
     start_ts, end_ts = period.bounds()
     site, unit = scope.site, scope.unit
 
     med = {"due": 0, "taken": 0, "missed": 0, "late": 0}
     for row in await conn.fetch(
-        devices_sql(period), site, unit, period.start, period.end, start_ts, end_ts, list(SILENT_RULES)
+        devices_sql(period),
+        site,
+        unit,
+        period.start,
+        period.end,
+        start_ts,
+        end_ts,
+        list(SILENT_RULES),
+        list(STAFF_PROCESS_RULES),
     ):
         cls = row["device_class"]
         installed = int(row["installed"])
@@ -383,6 +533,7 @@ async def compute(conn: asyncpg.Connection, scope: Scope, period: Period, *, acc
         result.add("tech.devices_active", int(row["active"]), device_class=cls)
         result.add("tech.devices_alarming", int(row["alarming"]), device_class=cls)
         result.add("tech.devices_silent", int(row["silent"]), device_class=cls)
+        result.add("tech.residents_with", int(row["residents"]), device_class=cls)
         unused = (installed - int(row["reporting"])) / installed if installed else None
         result.add("tech.unused_share", unused, device_class=cls)
         for status in med:
@@ -418,8 +569,20 @@ async def compute(conn: asyncpg.Connection, scope: Scope, period: Period, *, acc
         for stat in ("p50", "p90", "max"):
             result.add(f"response.{name}_s", resp[f"{name}_{stat}"], stat=stat)
     result.add("response.not_accepted_in_policy", int(resp["late"]))
-    for esc in await conn.fetch(_ESCALATIONS_SQL, site, unit, start_ts, end_ts):
-        result.add("response.escalations", int(esc["n"]), tier=esc["tier"])
+    for by_rule in await conn.fetch(_RESPONSE_BY_RULE_SQL, site, unit, start_ts, end_ts, accept_policy_s):
+        rule = by_rule["rule_id"]
+        for stat in ("p50", "p90", "max"):
+            result.add("response.accept_by_rule_s", by_rule[f"accept_{stat}"], rule=rule, stat=stat)
+        for status in ("answered", "unanswered", "withdrawn"):
+            result.add("response.care_alarms_answered", int(by_rule[status]), rule=rule, status=status)
+    tiers = last_tiers or {}
+    repeats = 0
+    for esc in await conn.fetch(
+        _ESCALATIONS_SQL, site, unit, start_ts, end_ts, list(tiers), [int(v) for v in tiers.values()]
+    ):
+        result.add("response.escalation_tier_reached", int(esc["alarms"]), tier=esc["tier"])
+        repeats += int(esc["repeats"])
+    result.add("response.escalation_repeats", repeats)
 
     replaced = 0
     for rep in await conn.fetch(_REPAIR_SQL, site, unit, start_ts, end_ts, list(REPAIR_RULES)):
@@ -430,6 +593,10 @@ async def compute(conn: asyncpg.Connection, scope: Scope, period: Period, *, acc
     if await conn.fetchval("SELECT to_regclass('checkins') IS NOT NULL"):
         ci = await conn.fetchrow(_CHECKINS_SQL, site, unit, start_ts, end_ts)
         assert ci is not None
+        planned = int(ci["planned"])
+        result.add("checkins.planned", planned)
+        result.add("checkins.planned_done", int(ci["planned_done"]))
+        result.add("checkins.done_rate", int(ci["planned_done"]) / planned if planned else None)
         result.add("checkins.done", int(ci["camera"]), mode="camera")
         result.add("checkins.done", int(ci["physical"]), mode="physical")
         result.add("checkins.second_looks", int(ci["second_looks"]))

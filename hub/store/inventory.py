@@ -19,7 +19,7 @@ async def load_inventory(conn: asyncpg.Connection, inventory: Inventory) -> dict
     sites = [(s.id, s.name, s.timezone) for s in inventory.sites]
     residents = [(r.id, s.id, r.room, r.unit) for s in inventory.sites for r in s.residents]
     devices = [
-        (d.id, s.id, d.kind, d.vendor, d.resident, d.supervision_interval_s, d.safety)
+        (d.id, s.id, d.kind, d.vendor, d.resident, d.supervision_interval_s, d.safety, d.installed, d.removed)
         for s in inventory.sites
         for d in s.devices
     ]
@@ -44,15 +44,20 @@ async def load_inventory(conn: asyncpg.Connection, inventory: Inventory) -> dict
         )
         await conn.executemany(
             """
-            INSERT INTO devices (id, site, kind, vendor, resident, supervision_interval_s, safety)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            INSERT INTO devices (id, site, kind, vendor, resident, supervision_interval_s, safety, installed_on,
+                                 removed_on)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, (now() AT TIME ZONE 'Europe/Stockholm')::date), $9)
             ON CONFLICT (id) DO UPDATE SET site = EXCLUDED.site, kind = EXCLUDED.kind, vendor = EXCLUDED.vendor,
                 resident = EXCLUDED.resident, supervision_interval_s = EXCLUDED.supervision_interval_s,
-                safety = EXCLUDED.safety, updated_at = now()
+                safety = EXCLUDED.safety,
+                -- a file without dates keeps the history already recorded
+                installed_on = coalesce($8, devices.installed_on), removed_on = coalesce($9, devices.removed_on),
+                updated_at = now()
             WHERE (devices.site, devices.kind, devices.vendor, devices.resident, devices.supervision_interval_s,
-                   devices.safety)
+                   devices.safety, devices.installed_on, devices.removed_on)
                 IS DISTINCT FROM (EXCLUDED.site, EXCLUDED.kind, EXCLUDED.vendor, EXCLUDED.resident,
-                   EXCLUDED.supervision_interval_s, EXCLUDED.safety)
+                   EXCLUDED.supervision_interval_s, EXCLUDED.safety, coalesce($8, devices.installed_on),
+                   coalesce($9, devices.removed_on))
             """,
             devices,
         )
@@ -65,8 +70,12 @@ async def fetch_sites(conn: asyncpg.Connection) -> list[Site]:
     for row in await conn.fetch("SELECT id, site, room, unit, away FROM residents ORDER BY id"):
         residents[row["site"]].append(Resident(id=row["id"], room=row["room"], unit=row["unit"], away=row["away"]))
     devices: dict[str, list[Device]] = defaultdict(list)
+    # a device taken away (removed_on today or earlier, in the follow-up zone) is no longer in the inventory the hub
+    # supervises: its silence is not a fault
     for row in await conn.fetch(
-        "SELECT id, site, kind, vendor, resident, supervision_interval_s, safety, maintenance FROM devices ORDER BY id"
+        "SELECT id, site, kind, vendor, resident, supervision_interval_s, safety, maintenance "
+        "FROM devices WHERE removed_on IS NULL OR removed_on > (now() AT TIME ZONE 'Europe/Stockholm')::date "
+        "ORDER BY id"
     ):
         devices[row["site"]].append(
             Device(

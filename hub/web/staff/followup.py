@@ -14,7 +14,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from hub.followup import report
-from hub.followup.indicators import Period, PeriodError, Scope, month
+from hub.followup.indicators import Period, PeriodError, Scope, last_tiers, month
 from hub.staff import ALL_UNITS, Role, StaffMember
 from hub.web.staff.pages import _ctx, _session, render
 
@@ -55,7 +55,14 @@ async def _build(request: web.Request, action: str) -> tuple[report.Report, str]
     scope, period, key = _chosen(request, staff)
     now = ctx.desk.clock.now()
     async with ctx.db.acquire() as conn:
-        built = await report.build(conn, scope, period, now, accept_policy_s=ctx.settings.followup.accept_policy_s)
+        built = await report.build(
+            conn,
+            scope,
+            period,
+            now,
+            accept_policy_s=ctx.settings.followup.accept_policy_s,
+            last_tiers=last_tiers(ctx.settings.desk),
+        )
         if action:
             await conn.execute(
                 "INSERT INTO admin_audit_log (at, staff_id, action, target, detail) VALUES ($1, $2, $3, $4, $5)",

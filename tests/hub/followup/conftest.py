@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -24,6 +24,7 @@ def ts(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
+INSTALLED = date(2026, 1, 15)
 INVENTORY = Inventory(
     sites=[
         Site(
@@ -34,12 +35,18 @@ INVENTORY = Inventory(
                 Resident(id="r-3", room="Lgh-1201", unit="B"),
             ],
             devices=[
-                Device(id="radar1", kind="fall_radar", resident="r-1"),
-                Device(id="btn1", kind="alarm_button", resident="r-1"),
-                Device(id="radar2", kind="fall_radar", resident="r-2"),
-                Device(id="robot1", kind="medication_robot", resident="r-2"),
-                Device(id="door3", kind="door_sensor", resident="r-3"),
-                Device(id="drawer", kind="alarm_button", resident="r-3"),
+                Device(id="radar1", kind="fall_radar", resident="r-1", installed=INSTALLED),
+                Device(id="btn1", kind="alarm_button", resident="r-1", installed=INSTALLED),
+                Device(id="radar2", kind="fall_radar", resident="r-2", installed=INSTALLED),
+                Device(id="robot1", kind="medication_robot", resident="r-2", installed=INSTALLED),
+                Device(id="door3", kind="door_sensor", resident="r-3", installed=INSTALLED),
+                Device(id="drawer", kind="alarm_button", resident="r-3", installed=INSTALLED),
+                # installed half-way through November: not in October's inventory
+                Device(id="bed2", kind="bed_sensor", resident="r-2", installed=date(2026, 11, 16)),
+                # taken away in October: in October's inventory, not in November's
+                Device(
+                    id="oldbtn", kind="alarm_button", resident="r-2", installed=INSTALLED, removed=date(2026, 10, 20)
+                ),
             ],
         )
     ]
@@ -142,6 +149,35 @@ _ALARMS = [
         "2026-10-31T22:30:00",
         "2026-10-31T23:00:00",
     ),
+    # staff-process alarms: a check-in not done in its window, and an alarm that reached nobody
+    (
+        "a8",
+        "checkin_overdue",
+        "care",
+        3,
+        "A",
+        "r-2",
+        None,
+        False,
+        "resolved",
+        "assisted",
+        "2026-11-20T22:00:00",
+        "2026-11-20T22:30:00",
+    ),
+    (
+        "a9",
+        "nobody_reached",
+        "care",
+        4,
+        "A",
+        None,
+        None,
+        False,
+        "resolved",
+        "no_action",
+        "2026-11-20T22:05:00",
+        "2026-11-20T22:40:00",
+    ),
     (
         "a7",
         "alarm_button",
@@ -165,9 +201,28 @@ _LOG = [
     ("a1", "2026-11-10T03:10:00", "staff:1", "on_site", "on_site", ""),
     ("a1", "2026-11-10T03:20:00", "staff:1", "resolved", "resolved", ""),
     ("a2", "2026-11-12T02:00:00", "rule", "raised", "raised", ""),
+    # the default care policy has tiers 0-3; the log of an older hub numbered the repeats of tier 3 on (4, 5)
+    ("a2", "2026-11-12T02:00:01", "desk", "escalated", "raised", "tier=0 audience=unit n=2"),
+    ("a2", "2026-11-12T02:01:00", "desk", "escalated", "raised", "tier=1 audience=unit n=2"),
+    ("a2", "2026-11-12T02:03:00", "desk", "escalated", "raised", "tier=2 audience=nurse n=1"),
+    ("a2", "2026-11-12T02:05:00", "desk", "escalated", "raised", "tier=3 audience=lead n=1"),
+    ("a2", "2026-11-12T02:07:00", "desk", "escalated", "raised", "tier=4 audience=lead n=1"),
+    ("a2", "2026-11-12T02:09:00", "desk", "escalated", "raised", "tier=3 audience=lead n=1 repeat=2"),
     ("a2", "2026-11-12T02:10:00", "staff:2", "accepted", "accepted", ""),
     ("a2", "2026-11-12T02:30:00", "staff:2", "resolved", "resolved", ""),
     ("a5", "2026-11-25T01:00:00", "rule", "raised", "raised", ""),
+    ("a8", "2026-11-20T22:00:00", "checkins", "raised", "raised", ""),
+    ("a8", "2026-11-20T22:01:00", "staff:1", "accepted", "accepted", ""),
+    ("a8", "2026-11-20T22:30:00", "staff:1", "resolved", "resolved", ""),
+    ("a9", "2026-11-20T22:05:00", "desk", "raised", "raised", ""),
+    ("a9", "2026-11-20T22:40:00", "staff:1", "resolved", "resolved", ""),
+]
+# id, resident, unit, mode, attempt, parent, state, outcome, due, overdue_alarmed: the night of 20 November
+_CHECKINS = [
+    ("c1", "r-1", "A", "camera", 1, None, "done", "seen_calm", "2026-11-20T21:00:00", False),
+    ("c2", "r-2", "A", "camera", 1, None, "open", None, "2026-11-20T21:00:00", False),
+    ("c2b", "r-2", "A", "physical", 1, "c2", "done", "visited", "2026-11-20T21:15:00", False),
+    ("c3", "r-3", "B", "physical", 1, None, "open", None, "2026-11-20T21:00:00", True),
 ]
 
 
@@ -194,6 +249,12 @@ async def load_known_month(conn: asyncpg.Connection) -> None:
     await conn.executemany(
         "INSERT INTO desk_alarm_log (alarm_id, at, actor, action, state, detail) VALUES ($1, $2, $3, $4, $5, $6)",
         [(a, ts(at), actor, action, state, detail) for a, at, actor, action, state, detail in _LOG],
+    )
+    await conn.executemany(
+        "INSERT INTO checkins (id, site, unit, resident_id, mode, attempt, parent_id, state, outcome, due_at, "
+        "window_start, window_end, created_at, overdue_alarmed) "
+        "VALUES ($1, 'fu', $3, $2, $4, $5, $6, $7, $8, $9::timestamptz, $9, $9::timestamptz + interval '30 minutes', $9, $10)",
+        [(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], ts(c[8]), c[9]) for c in _CHECKINS],
     )
 
 
