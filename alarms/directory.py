@@ -50,7 +50,3 @@ class Directory:
     site_zones: dict[str, str] = field(default_factory=dict)
     devices: dict[str, DeviceInfo] = field(default_factory=dict)
     residents: dict[str, ResidentProfile] = field(default_factory=dict)
-
-    def zone_of(self, site: str) -> str:
-        """The IANA zone of a site, Europe/Stockholm when not given."""
-        return self.site_zones.get(site, DEFAULT_ZONE)

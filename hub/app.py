@@ -27,7 +27,7 @@ from alarms.directory import Directory
 from alarms.engine import Engine
 from alarms.gate import Gate, GateLimits, Verdict, freshness_by_kind, rule_freshness
 from alarms.rules import default_pack_path, load_rules
-from hub import heap, recovery, snapshots
+from hub import heap, paho_speed, recovery, snapshots
 from hub.canary import TOPIC as CANARY_TOPIC
 from hub.canary import Canary
 from hub.checkins.gateway import HttpCameraGateway
@@ -120,6 +120,7 @@ class Hub:
     async def _start(self) -> None:
         s = self.settings
         stack = self._stack
+        paho_speed.install()  # lean MQTT 5 properties in paho's packet parser, or stock paho with a warning
         s.spool.directory.mkdir(parents=True, exist_ok=True)
         # first in, last out: every component hands its background tasks to it, and has stopped them before it closes
         self.spawner = Spawner(self.metrics)

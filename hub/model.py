@@ -139,11 +139,6 @@ class Event:
     # the topic the event came on: lets the store lane tell care events from telemetry
     topic: str = field(default="", compare=False)
 
-    @property
-    def is_care(self) -> bool:
-        """True for events that may raise a care alarm; they are never shed."""
-        return self.kind in CARE_KINDS
-
 
 CARE_KINDS: frozenset[EventKind] = frozenset(
     {

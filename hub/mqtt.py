@@ -53,44 +53,7 @@ logger = logging.getLogger(__name__)
 
 _MISC_INTERVAL_S = 1.0
 _ACK_SAMPLE_EVERY = 8
-_READ_CHUNK_BYTES = 65536
 _PACKETS_PER_READ = 64  # then yield to the loop, so one busy connection cannot starve the other
-
-
-paho_speed.install()  # lean MQTT 5 properties in paho's packet parser, or stock paho with a warning
-
-
-class _BufferedSocket:
-    """The broker socket with a read buffer: paho reads each packet in three or more tiny `recv` calls.
-
-    One `recv` of up to 64 KiB here serves many of those; `pending` says whether whole packets may still wait in
-    the buffer (the socket itself then no longer looks readable to the event loop). Everything else is the socket's.
-    """
-
-    __slots__ = ("_data", "_pos", "_sock")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._data = b""
-        self._pos = 0
-
-    @property
-    def buffered(self) -> bool:
-        """True while received bytes wait in the buffer."""
-        return self._pos < len(self._data)
-
-    def recv(self, size: int) -> bytes:
-        if self._pos >= len(self._data):
-            data = self._sock.recv(_READ_CHUNK_BYTES)  # BlockingIOError when nothing is there: paho expects it
-            if not data:
-                return b""
-            self._data, self._pos = data, 0
-        chunk = self._data[self._pos : self._pos + size]
-        self._pos += len(chunk)
-        return chunk
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
 
 
 class MqttError(VakaError):
@@ -193,7 +156,7 @@ class MqttConnection:
         self._ready = asyncio.Event()  # and subscribed (at the SUBACK, or at once when the session kept them)
         self._disconnected = asyncio.Event()
         self._misc_task: asyncio.Task[None] | None = None
-        self._buffered: _BufferedSocket | None = None
+        self._buffered: paho_speed.BufferedSocket | None = None
         self.generation = 0
         self._max_unacked = max_unacked
         self._resume_at = 0 if max_unacked is None else max_unacked // 2
@@ -427,7 +390,7 @@ class MqttConnection:
         try:
             topic = message.topic
         except UnicodeDecodeError:
-            topic = bytes(message._topic).decode("utf-8", "replace")
+            topic = paho_speed.raw_topic(message)
         msg = Message(
             topic=topic,
             payload=bytes(message.payload),
@@ -449,9 +412,7 @@ class MqttConnection:
 
     def _socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         assert self._loop is not None
-        if isinstance(sock, socket.socket):
-            self._buffered = _BufferedSocket(sock)
-            client._sock = self._buffered  # paho calls recv/send on its _sock: give it the buffered one
+        self._buffered = paho_speed.buffer_reads(client, sock)
         self._paused = False
         self._loop.add_reader(sock, self._read)
         if self._misc_task is None:

@@ -1,4 +1,7 @@
-"""The one patch of paho-mqtt's internals: lean MQTT 5 properties for received packets.
+"""Every use of paho-mqtt's private surface, in one place: lean MQTT 5 properties for received packets, a read
+buffer under paho's socket, and the raw topic of a message whose topic is not UTF-8.
+
+`install()` (called once by the hub at start-up, never on import) patches the packet parser:
 
 paho builds two dictionaries of ~27 entries in `Properties.__init__` and walks them again in `unpack`, for every
 packet: about half of paho's cost per received message. `install()` replaces the `Properties` paho's packet parser
@@ -12,12 +15,15 @@ from __future__ import annotations
 
 import importlib
 import logging
+import socket
 from typing import Any
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 logger = logging.getLogger(__name__)
+
+_READ_CHUNK_BYTES = 65536
 
 TESTED_ON = ("2.2",)  # paho-mqtt minor versions whose internals this patch was checked against
 
@@ -92,3 +98,51 @@ def active() -> bool:
     """Whether paho's packet parser uses LeanProperties."""
     module = _packet_module()
     return module is not None and getattr(module, "Properties", None) is LeanProperties
+
+
+class BufferedSocket:
+    """The broker socket with a read buffer: paho reads each packet in three or more tiny `recv` calls.
+
+    One `recv` of up to 64 KiB here serves many of those; `pending` says whether whole packets may still wait in
+    the buffer (the socket itself then no longer looks readable to the event loop). Everything else is the socket's.
+    """
+
+    __slots__ = ("_data", "_pos", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._data = b""
+        self._pos = 0
+
+    @property
+    def buffered(self) -> bool:
+        """True while received bytes wait in the buffer."""
+        return self._pos < len(self._data)
+
+    def recv(self, size: int) -> bytes:
+        if self._pos >= len(self._data):
+            data = self._sock.recv(_READ_CHUNK_BYTES)  # BlockingIOError when nothing is there: paho expects it
+            if not data:
+                return b""
+            self._data, self._pos = data, 0
+        chunk = self._data[self._pos : self._pos + size]
+        self._pos += len(chunk)
+        return chunk
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def buffer_reads(client: Any, sock: socket.socket | Any) -> BufferedSocket | None:
+    """Give paho a read buffer under its socket (paho calls `recv`/`send` on its private `_sock`); None for anything
+    that is not a socket (paho then reads as it always does)."""
+    if not isinstance(sock, socket.socket):
+        return None
+    buffered = BufferedSocket(sock)
+    client._sock = buffered
+    return buffered
+
+
+def raw_topic(message: Any) -> str:
+    """A message's topic when paho cannot decode it as UTF-8 (its private bytes, replaced where invalid)."""
+    return bytes(message._topic).decode("utf-8", "replace")

@@ -44,14 +44,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def encode_engine(engine: Engine, extra: dict[str, Any] | None = None) -> bytes:
-    """The engine's snapshot as JSON, all at once (start-up and shutdown; while serving see `take` and `encode`).
-
-    `extra` goes into the same document (the gate's marks and the replay point: hub/recovery.py), so engine and
-    gate are always restored from the same instant."""
-    return encode(take(engine, extra))
-
-
 def take(engine: Engine, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The snapshot as a dict that shares nothing mutable with the engine: take it where `feed` runs (the loop), then
     `encode` it anywhere."""

@@ -66,7 +66,6 @@ TICK_S = 0.25
 _LOCAL_SAVE_EVERY_S = 1.0  # the desk's own copy is written at most this often while it changes
 SHUTDOWN_FLUSH_S = 3.0  # what is still queued for the database is written, or journaled, within this
 _RESTORE_RETRY_S = 2.0
-_SHUTDOWN_FLUSH_S = 2.0  # what the desk still owes the database is written within this on shutdown
 _ESCALATION_RETRY_S = 30.0
 _METRIC_SAMPLE_EVERY = 8  # the rule evaluation histogram times one event in eight: it costs microseconds
 FAILURE_RULE = "alarm_lane_failure"
@@ -612,7 +611,7 @@ class Desk:
         """After the loops: what is queued for the database written or journaled, channels and pages closed."""
         await self.save_local()
         await self.store.close(self._shutdown_deadline_s)
-        await self.store.write_remaining(_SHUTDOWN_FLUSH_S)  # nothing left after close; kept as a last guard
+        await self.store.write_remaining(self._shutdown_deadline_s)  # nothing left after close; a last guard
         await self.dispatcher.aclose()
         await self.hub.aclose()
 

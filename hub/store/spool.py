@@ -147,11 +147,6 @@ class Spool:
         return self._dir
 
     @property
-    def size_bytes(self) -> int:
-        """Bytes in the spool (all segments, including records being drained)."""
-        return self._bytes
-
-    @property
     def events(self) -> int:
         """Events waiting in the spool."""
         return self._events

@@ -17,7 +17,7 @@ from typing import Any
 from alarms.rules import RulesError, default_pack_path, load_rules
 from hub.web.i18n import translator
 
-# reasons the desk writes itself (hub/desk.py `_raise_nobody_reached`), most specific first
+# reasons the desk writes itself (hub/desk/machine.py `_nobody_reached`, hub/desk/lane.py `_late_care`), most specific first
 DESK_REASONS = {
     "nobody_reached": ("nobody reached: {rule} room {room}", "nobody reached: {rule}"),
     "late_care_event": (

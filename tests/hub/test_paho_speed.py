@@ -18,6 +18,7 @@ PACKET = importlib.import_module("paho.mqtt._packet")
 
 
 def test_the_patch_is_active_on_the_paho_this_project_installs() -> None:
+    assert paho_speed.install()
     assert paho_speed.active()
     assert PACKET.Properties is paho_speed.LeanProperties
 

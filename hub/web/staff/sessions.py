@@ -116,15 +116,6 @@ class SessionStore:
             self._spawn(self._touch(key, now))
         return session
 
-    def peek(self, token: str | None) -> Session | None:
-        """The in-memory session without touching it (WebSocket upgrade checks)."""
-        if not token:
-            return None
-        session = self._sessions.get(_token_hash(token))
-        if session is None or time.time() - session.last_seen_s > self._idle_s:
-            return None
-        return session
-
     def live(self, key: str) -> Session | None:
         """The in-memory session stored under `key` (see `session_key`) while it is neither ended nor idle too long.
 
