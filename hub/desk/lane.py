@@ -52,6 +52,8 @@ from hub.model import (
 from hub.notify import Dispatcher, Notifier, build_notifiers
 from hub.notify.websocket import WebSocketHub
 from hub.staff import StaffMember
+from hub.store.inventory import fetch_sites
+from hub.store.staff import load_duty, load_staff
 from hub.tasks import Spawner
 
 if TYPE_CHECKING:
@@ -435,16 +437,13 @@ class Desk:
 
         After start the hub hands inventory changes over with `set_sites`; it is the one place that re-reads them.
         """
-        from hub.store.inventory import fetch_sites
-        from hub.store.staff import load_staff
-
         async with self.db.acquire() as conn:
             if sites:
                 self.set_sites(await fetch_sites(conn))
             staff = await load_staff(conn)
-            duty = await conn.fetch("SELECT staff_id, until FROM staff_duty")
+            duty = await load_duty(conn)
         self.set_staff(staff)
-        self.directory.set_duty({r["staff_id"]: r["until"] for r in duty})
+        self.directory.set_duty(duty)
         self._local_dirty.set()
 
     # --- reading ----------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Iterable
+from datetime import datetime
 
 import asyncpg
 from argon2 import PasswordHasher
@@ -118,6 +119,11 @@ async def load_staff(conn: asyncpg.Connection) -> list[StaffMember]:
     for u in unit_rows:
         units.setdefault(u["staff_id"], set()).add((u["site"], u["unit"]))
     return [member_from_row(r, units.get(r["id"], ())) for r in rows]
+
+
+async def load_duty(conn: asyncpg.Connection) -> dict[int, datetime]:
+    """Who is signed on to a shift: staff id -> when it ends."""
+    return {r["staff_id"]: r["until"] for r in await conn.fetch("SELECT staff_id, until FROM staff_duty")}
 
 
 async def authenticate(conn: asyncpg.Connection, username: str, password: str) -> StaffMember | None:
