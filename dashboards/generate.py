@@ -100,6 +100,217 @@ def base(uid: str, title: str, description: str, time_from: str) -> dashboard.Da
     )
 
 
+def alarm_path() -> dashboard.Dashboard:
+    """The on-call overview: do alarms reach people right now? Every alert's runbook names one of its panels."""
+    d = base(
+        "vaka-alarm-path",
+        "Vaka · alarm path",
+        "Do alarms reach people right now? Device to broker to hub to staff page, and what it stands on"
+        " (each alert's runbook in docs/operations.md names its panel here)",
+        "now-6h",
+    )
+    d = d.with_variable(site_variable())
+    d = d.with_row(dashboard.Row("Is the path alive?"))
+    for title, description, expr in (
+        ("Hub scraped", "1 while Prometheus can scrape the hub (VakaHubDown)", 'min(up{job="vaka-hub"})'),
+        (
+            "Engine loop",
+            "Seconds since the rule engine's loop last ran (VakaHubStalled past 60 s)",
+            "time() - max(vaka_hub_heartbeat_timestamp_seconds)",
+        ),
+        ("Broker connected", "1 while every hub connection to the broker is up (VakaBrokerUnreachable)",
+         "min(vaka_mqtt_connected)"),
+        ("Database up", "1 while the hub's database answers; 0: events go to the spool (VakaDatabaseDown)",
+         "min(vaka_database_up)"),
+        ("Canary failing", "1 while the hub's own test event does not make the round trip (VakaCanaryFailing)",
+         "max(vaka_canary_failing)"),
+        ("Supervision blind", "1 while device silence cannot be judged: broker away or just back"
+         " (VakaSupervisionBlind)", "max(vaka_supervision_blind)"),
+    ):  # fmt: skip
+        unit = "s" if title == "Engine loop" else "short"
+        d = d.with_panel(number(title, description, unit).datasource(PROM).with_target(promql(expr, instant=True)))
+    d = d.with_row(dashboard.Row("Alarms reach people"))
+    d = d.with_panel(
+        graph(
+            "Alarms raised, accepted, nobody reached",
+            "Per hour: alarms raised, accepted by staff, and those whose escalation found nobody on duty"
+            " (VakaAlarmReachedNobody)",
+            "short",
+            span=8,
+        )
+        .datasource(PROM)
+        .with_target(promql("sum(increase(vaka_alarms_raised_total[1h]))", "raised"))
+        .with_target(promql('sum(increase(vaka_alarm_transitions_total{state="accepted"}[1h]))', "accepted", "B"))
+        .with_target(promql("sum(increase(vaka_alarms_nobody_reached_total[1h]))", "nobody reached", "C"))
+    )
+    d = d.with_panel(
+        graph(
+            "Time to accept",
+            "Raised to accepted over the last hour (p50, p90), and the oldest open alarm nobody accepted"
+            " (VakaAlarmNotAccepted past 5 min for care)",
+            "s",
+            span=8,
+        )
+        .datasource(PROM)
+        .with_target(
+            promql("histogram_quantile(0.5, sum by (le) (increase(vaka_alarm_accept_seconds_bucket[1h])))", "p50")
+        )
+        .with_target(
+            promql("histogram_quantile(0.9, sum by (le) (increase(vaka_alarm_accept_seconds_bucket[1h])))", "p90", "B")
+        )
+        .with_target(
+            promql("max by (category) (vaka_alarm_oldest_unaccepted_seconds)", "oldest unaccepted {{category}}", "C")
+        )
+    )
+    d = d.with_panel(
+        graph(
+            "Staff pages connected",
+            "Staff phone pages holding a live connection to the hub: 0 at night means nobody hears an alarm ring",
+            "short",
+            span=8,
+        )
+        .datasource(PROM)
+        .with_target(promql("sum(vaka_websocket_clients)", "pages"))
+    )
+    d = d.with_panel(
+        graph(
+            "Notifications per channel",
+            "Per hour and channel: confirmed by the staff page (delivered), handed to the push/webhook/SMS service"
+            " (sent), failed",
+            "short",
+            span=12,
+        )
+        .datasource(PROM)
+        .with_target(
+            promql("sum by (channel) (increase(vaka_notifications_delivered_total[1h]))", "{{channel}} delivered")
+        )
+        .with_target(promql("sum by (channel) (increase(vaka_notifications_sent_total[1h]))", "{{channel}} sent", "B"))
+        .with_target(
+            promql("sum by (channel) (increase(vaka_notifications_failed_total[1h]))", "{{channel}} failed", "C")
+        )
+    )
+    d = d.with_panel(
+        graph(
+            "Canary round trip",
+            "The hub's test event from publish to the rule engine (p50, p99), and seconds since it last made it"
+            " (VakaCanaryFailing)",
+            "s",
+            span=12,
+        )
+        .datasource(PROM)
+        .with_target(
+            promql("histogram_quantile(0.5, sum by (le) (rate(vaka_canary_round_trip_seconds_bucket[5m])))", "p50")
+        )
+        .with_target(
+            promql(
+                "histogram_quantile(0.99, sum by (le) (rate(vaka_canary_round_trip_seconds_bucket[5m])))", "p99", "B"
+            )
+        )
+        .with_target(promql("time() - max(vaka_canary_last_success_timestamp_seconds)", "since last success", "C"))
+    )
+    d = d.with_row(dashboard.Row("Supervision per site"))
+    d = d.with_panel(
+        listing(
+            "Supervision per site",
+            "In the range: supervision-lost alarms (the hub blind to the broker past reliability.blind_alarm_after_s),"
+            " still blind at the end, canary failures (VakaSupervisionBlind, VakaCanaryFailing)",
+        )
+        .datasource(DB)
+        .with_target(Sql(sql.SUPERVISION_BY_SITE, "table"))
+    )
+    d = d.with_panel(
+        graph(
+            "Silent devices per site",
+            "Share of a site's devices with an open silence alarm (VakaDevicesSilentEnMasse past 10 % and 5 devices)",
+            "percentunit",
+        )
+        .datasource(PROM)
+        .with_target(
+            promql(
+                "sum by (site) (vaka_devices_silent) / clamp_min(sum by (site) (vaka_devices_installed), 1)",
+                "{{site}}",
+            )
+        )
+    )
+    d = d.with_row(dashboard.Row("Intake and store"))
+    d = d.with_panel(
+        graph(
+            "Telemetry connection",
+            "Unacknowledged messages the telemetry connection holds (mqtt.receive_maximum is its limit) and its read"
+            " pauses per hour at that limit (VakaTelemetryBehind); care events use the events connection",
+            "short",
+            span=8,
+        )
+        .datasource(PROM)
+        .with_target(promql('max(vaka_mqtt_unacked{connection="telemetry"})', "unacked"))
+        .with_target(promql('sum(increase(vaka_mqtt_read_paused_total{connection="telemetry"}[1h]))', "pauses", "B"))
+    )
+    d = d.with_panel(
+        graph(
+            "Spool",
+            "Events waiting in the hub's local spool for the database, and the oldest one's age in seconds"
+            " (VakaSpoolGrowing, VakaSpoolOld past 15 min)",
+            "short",
+            span=8,
+        )
+        .datasource(PROM)
+        .with_target(promql("sum(vaka_spool_events)", "events"))
+        .with_target(promql("max(vaka_spool_oldest_age_seconds)", "oldest (s)", "B"))
+    )
+    d = d.with_panel(
+        graph(
+            "Rejected share",
+            "Share of device messages rejected instead of becoming events (VakaRejectedMessagesSpike past 1 %)",
+            "percentunit",
+            span=8,
+        )
+        .datasource(PROM)
+        .with_target(
+            promql(
+                f"sum(rate(vaka_messages_rejected_total[{RATE}])) / clamp_min(sum(rate(vaka_messages_rejected_total"
+                f"[{RATE}])) + sum(rate(vaka_events_ingested_total[{RATE}])), 1e-9)",
+                "rejected",
+            )
+        )
+    )
+    d = d.with_panel(
+        graph(
+            "Hub process",
+            "Event-loop lag (VakaEventLoopLag past 0.5 s), MQTT sessions the broker had lost per hour"
+            " (VakaMqttSessionLost), background tasks failed per hour (VakaBackgroundTaskFailed)",
+            "short",
+            span=12,
+        )
+        .datasource(PROM)
+        .with_target(promql("max(vaka_event_loop_lag_seconds)", "loop lag (s)"))
+        .with_target(promql("sum(increase(vaka_mqtt_session_lost_total[1h]))", "sessions lost", "B"))
+        .with_target(promql("sum(increase(vaka_background_task_failures_total[1h])) or vector(0)", "tasks failed", "C"))
+    )
+    d = d.with_panel(
+        graph(
+            "Disk free",
+            "Free share of each filesystem the node exporter sees (VakaDiskFilling below 15 %, VakaDiskAlmostFull"
+            " below 5 %)",
+            "percentunit",
+            span=12,
+        )
+        .datasource(PROM)
+        .with_target(
+            promql(
+                'min by (mountpoint) (node_filesystem_avail_bytes{fstype!~"tmpfs|overlay|squashfs"}'
+                ' / node_filesystem_size_bytes{fstype!~"tmpfs|overlay|squashfs"})',
+                "{{mountpoint}}",
+            )
+        )
+    )
+    d = d.with_panel(
+        listing("Firing alerts", "What Prometheus is alerting on now (the Watchdog always fires)", span=24)
+        .datasource(PROM)
+        .with_target(promql('ALERTS{alertstate="firing"}', "{{alertname}}", instant=True))
+    )
+    return d
+
+
 def hub_health() -> dashboard.Dashboard:
     d = base(
         "vaka-hub-health", "Vaka · hub health", "Is the hub taking in, storing and deciding? (Prometheus)", "now-6h"
@@ -414,7 +625,13 @@ def follow_up() -> dashboard.Dashboard:
     return d
 
 
-DASHBOARDS = {"hub-health": hub_health, "alarm-flow": alarm_flow, "devices": devices, "follow-up": follow_up}
+DASHBOARDS = {
+    "alarm-path": alarm_path,
+    "hub-health": hub_health,
+    "alarm-flow": alarm_flow,
+    "devices": devices,
+    "follow-up": follow_up,
+}
 
 
 def render() -> dict[str, str]:
@@ -422,6 +639,9 @@ def render() -> dict[str, str]:
     out = {}
     for name, make in DASHBOARDS.items():
         model: Any = make().build()
+        # fixed panel ids, so a runbook's link (/d/<uid>?viewPanel=<id>) opens the panel it names
+        for panel_id, panel in enumerate(model.panels, start=1):
+            panel.id_val = panel_id
         out[f"{name}.json"] = json.dumps(model, cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
     return out
 

@@ -94,6 +94,26 @@ GROUP BY 1
 ORDER BY 2 DESC
 """
 
+# --- alarm path -------------------------------------------------------------------------------------------------
+
+# Per site, over the range: the alarms that say a site's devices were not supervised (the hub blind to the broker
+# for longer than reliability.blind_alarm_after_s) or the alarm path failed its self-test, and whether one was still
+# open at the end of the range. Every selected site has a row, so "0" reads as "seen", not as "no data".
+SUPERVISION_BY_SITE = """
+SELECT s.id AS site,
+       count(a.id) FILTER (WHERE a.rule_id = 'supervision_lost') AS supervision_lost,
+       count(a.id) FILTER (WHERE a.rule_id = 'supervision_lost'
+                           AND (a.closed_at IS NULL OR a.closed_at > $__timeTo())) AS blind_at_end,
+       count(a.id) FILTER (WHERE a.rule_id = 'canary_failed') AS canary_failed
+FROM sites s
+LEFT JOIN desk_alarms a
+       ON a.site = s.id AND a.rule_id IN ('supervision_lost', 'canary_failed')
+      AND a.raised_at <= $__timeTo() AND (a.closed_at IS NULL OR a.closed_at >= $__timeFrom())
+WHERE s.id IN ($site)
+GROUP BY s.id
+ORDER BY s.id
+"""
+
 # --- devices --------------------------------------------------------------------------------------------------------
 
 _LAST_HEARD = f"""

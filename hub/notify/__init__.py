@@ -70,6 +70,10 @@ class Dispatcher:
         self._spawner = spawner
         self._deadline_s = deadline_s
         self._tasks: set[asyncio.Task[None]] = set()
+        for notifier in self.notifiers:
+            # each channel's series from the start: a dashboard reads 0, not "no data", before the first alarm
+            metrics.notifications_sent.labels(notifier.channel)
+            metrics.notifications_failed.labels(notifier.channel)
 
     def dispatch(self, notification: Notification) -> None:
         """Start delivery on every channel that wants it; returns at once."""

@@ -72,6 +72,8 @@ class WebSocketHub:
 
     def __init__(self, metrics: Metrics, *, spawner: Spawner) -> None:
         self._metrics = metrics
+        # the staff pages' series from the start: a dashboard reads 0 delivered, not "no data"
+        metrics.notifications_delivered.labels(CHANNEL)
         self._spawner = spawner
         self._clients: set[StaffClient] = set()
         self._pending: dict[int, dict[str, _Pending]] = {}

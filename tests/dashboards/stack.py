@@ -68,6 +68,7 @@ class NightStack:
     start: datetime = field(default_factory=lambda: datetime.now(UTC))
     end: datetime = field(default_factory=lambda: datetime.now(UTC))
     http_port: int = 0
+    wall_port: int = 0
     prom_port: int = 0
 
     @property
@@ -77,6 +78,10 @@ class NightStack:
     @property
     def schema(self) -> str:
         return f"night_{self.token}"
+
+    @property
+    def wall_schema(self) -> str:
+        return f"wall_{self.token}"
 
     @property
     def reader(self) -> str:
@@ -140,11 +145,13 @@ class NightStack:
             stdin=NURSE_PASSWORD,
         )
         self._start_hub()
+        self.wall_port = free_port()
         self._start_prometheus()
         self.vaka(*sim, "--port", str(self.broker.port), "--speed", "0", "--quiet", "--client-id", f"sim-{self.token}")
         self.end = self.start + timedelta(hours=13)
         self._wait_stored()
         asyncio.run(self._night_nurse())
+        self._start_wall_hub()  # after the night: it hears none of it
         for payload in (b"{not json", b'{"kind": "no_such_kind"}', b"\xff\xfe"):
             publish.single(
                 f"vaka/v1/{self.site}/{self.site}-r0001-bed/event", payload, qos=1, hostname="127.0.0.1",
@@ -163,6 +170,7 @@ class NightStack:
             if TIMESCALE_DSN:
                 await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb SCHEMA public")
             await conn.execute(f"CREATE SCHEMA {self.schema}")
+            await conn.execute(f"CREATE SCHEMA {self.wall_schema}")
             await conn.execute(f"CREATE ROLE {self.reader} NOLOGIN")
         finally:
             await conn.close()
@@ -175,7 +183,6 @@ class NightStack:
             "VAKA_MQTT__HOST": "127.0.0.1",
             "VAKA_MQTT__PORT": str(self.broker.port),
             "VAKA_MQTT__CLIENT_ID": f"hub-{self.token}",
-            "VAKA_MQTT__TELEMETRY_CONNECTION": "false",
             "VAKA_SPOOL__DIRECTORY": str(self.workdir / "spool"),
             "VAKA_HTTP__PORT": str(self.http_port),
             "VAKA_HTTP__COOKIE_SECURE": "false",
@@ -190,14 +197,42 @@ class NightStack:
         )
         wait_until("the hub to be ready", lambda: self._ready(), timeout_s=60)
 
-    def _ready(self) -> bool:
+    def _start_wall_hub(self) -> None:
+        """A second hub on the wall clock, in a schema of its own, beside the simulated one.
+
+        A simulated clock runs one connection and no canary, and never judges silence; what the alarm path
+        dashboard shows of those (the canary's round trip, the telemetry connection, supervision) comes from this
+        hub, as it would from a production one.
+        """
+        assert self.broker is not None
+        env = {**self.env(), "VAKA_DB__DB_SCHEMA": self.wall_schema}
+        self.vaka("migrate", env={"VAKA_DB__DB_SCHEMA": self.wall_schema})
+        env.update(
+            VAKA_MQTT__HOST="127.0.0.1",
+            VAKA_MQTT__PORT=str(self.broker.port),
+            VAKA_MQTT__CLIENT_ID=f"wall-{self.token}",
+            VAKA_SPOOL__DIRECTORY=str(self.workdir / "wall-spool"),
+            VAKA_HTTP__PORT=str(self.wall_port),
+            VAKA_HTTP__COOKIE_SECURE="false",
+            # the canary every 2 s: its round trip is on the alarm path dashboard
+            VAKA_RELIABILITY__CANARY_INTERVAL_S="2",
+        )
+        log = (self.workdir / "hub.log").open("ab")
+        self.procs.append(
+            subprocess.Popen([sys.executable, "-m", "hub.cli", "serve"], env=env, stdout=log, stderr=log, cwd=REPO)
+        )
+        wait_until("the wall-clock hub to be ready", lambda: self._ready(self.wall_port), timeout_s=60)
+
+    def _ready(self, port: int = 0) -> bool:
         if self.procs[-1].poll() is not None:
             msg = f"hub exited: {self.hub_log()}"
             raise RuntimeError(msg)
         try:
             return (
                 '"ready"'
-                in urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2).read().decode()
+                in urllib.request.urlopen(f"http://127.0.0.1:{port or self.http_port}/readyz", timeout=2)
+                .read()
+                .decode()
             )
         except OSError:
             return False
@@ -208,13 +243,36 @@ class NightStack:
     def metrics_text(self) -> str:
         return urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5).read().decode()
 
+    def _start_node_exporter(self) -> int:
+        """Debian's node exporter, filesystems only: the disk panels and alerts read it as in the compose stack."""
+        port = free_port()
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    "prometheus-node-exporter",
+                    "--collector.disable-defaults",
+                    "--collector.filesystem",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(self.workdir / "node-exporter.log").open("ab"),
+            )
+        )
+        wait_for_port(port, timeout_s=30)
+        return port
+
     def _start_prometheus(self) -> None:
+        node_port = self._start_node_exporter()
         self.prom_port = free_port()
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RULES)],
             "scrape_configs": [
-                {"job_name": "vaka-hub", "static_configs": [{"targets": [f"127.0.0.1:{self.http_port}"]}]},
+                {
+                    "job_name": "vaka-hub",
+                    "static_configs": [{"targets": [f"127.0.0.1:{self.http_port}", f"127.0.0.1:{self.wall_port}"]}],
+                },
+                {"job_name": "node", "static_configs": [{"targets": [f"127.0.0.1:{node_port}"]}]},
             ],
         }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -325,6 +383,7 @@ class NightStack:
         wait_until("accepts in Prometheus", lambda: self.prom("vaka_alarm_accept_seconds_count > 0"), timeout_s=30)
         wait_until("rejections in Prometheus", lambda: self.prom("vaka_messages_rejected_total"), timeout_s=30)
         wait_until("rules evaluated", lambda: self.prom('ALERTS{alertname="Watchdog"}'), timeout_s=30)
+        wait_until("canary round trips", lambda: self.prom("increase(vaka_canary_round_trip_seconds_count[1m]) > 0"))
         time.sleep(3)  # a few more scrapes for rate() windows
 
     # --- taking it down ---------------------------------------------------------------------------------------------
@@ -347,6 +406,7 @@ class NightStack:
         conn = await asyncpg.connect(self.dsn)
         try:
             await conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+            await conn.execute(f"DROP SCHEMA IF EXISTS {self.wall_schema} CASCADE")
             if await conn.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", self.reader):
                 await conn.execute(f"DROP OWNED BY {self.reader}")
                 await conn.execute(f"DROP ROLE {self.reader}")

@@ -2,8 +2,8 @@
 
 The slow test runs a simulated night through a real hub (private Mosquitto, the test database — TimescaleDB when
 VAKA_TEST_TIMESCALE_DSN is set), with a night nurse accepting and resolving some alarms over HTTP, a webhook channel
-that fails and a few malformed messages. A private Prometheus (Debian's) scrapes the hub with the repository's alert
-rules. Then every SQL panel runs (Grafana's macros expanded as its PostgreSQL data source expands them) as a role
+that fails and a few malformed messages, and a second hub on the wall clock (its canary and telemetry connection).
+A private Prometheus (Debian's) scrapes both hubs and Debian's node exporter with the repository's alert rules. Then every SQL panel runs (Grafana's macros expanded as its PostgreSQL data source expands them) as a role
 that may only SELECT, and every PromQL target runs against that Prometheus; each must return data.
 """
 
@@ -80,6 +80,24 @@ def test_the_four_dashboards_cover_what_operations_asked_for() -> None:
         assert needle in text["devices"], needle
     for needle in ("followup_device_day", "unused share", "false_alarm", "med_taken"):
         assert needle in text["follow-up"], needle
+
+
+def test_the_alarm_path_dashboard_comes_first_and_answers_do_alarms_reach_people() -> None:
+    from dashboards.generate import DASHBOARDS
+
+    assert next(iter(DASHBOARDS)) == "alarm-path"
+    compose = (REPO / "docker-compose.yml").read_text()
+    # Grafana opens on it: the on-call's first screen
+    assert "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH: /var/lib/grafana/dashboards/vaka/alarm-path.json" in compose
+    text = (JSON_DIR / "alarm-path.json").read_text()
+    for needle in ("vaka_canary_round_trip_seconds", "vaka_canary_failing", "vaka_supervision_blind",
+                   "supervision_lost", "vaka_alarms_raised_total", 'state=\\"accepted\\"',
+                   "vaka_alarms_nobody_reached_total", "vaka_alarm_accept_seconds_bucket",
+                   "vaka_alarm_oldest_unaccepted_seconds", "vaka_websocket_clients",
+                   "vaka_notifications_delivered_total", "vaka_notifications_failed_total",
+                   'vaka_mqtt_unacked{connection=\\"telemetry\\"}',
+                   'vaka_mqtt_read_paused_total{connection=\\"telemetry\\"}'):  # fmt: skip
+        assert needle in text, needle
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -66,6 +67,22 @@ def test_every_alert_has_a_unit_test_a_severity_and_a_runbook_entry() -> None:
         anchor = rule["annotations"]["runbook"].split("#")[1]
         assert anchor == name.lower()
         assert f"### {name}" in operations, f"docs/operations.md has no runbook entry for {name}"
+
+
+def test_every_alert_opens_a_panel_of_the_alarm_path_dashboard_that_its_runbook_names() -> None:
+    dashboard = json.loads((REPO / "dashboards" / "json" / "alarm-path.json").read_text())
+    titles = {p["id"]: p["title"] for p in dashboard["panels"] if p["type"] != "row"}
+    operations = (REPO / "docs" / "operations.md").read_text()
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    for rule in (r for g in groups for r in g["rules"] if "alert" in r):
+        name = rule["alert"]
+        link = rule["annotations"].get("dashboard", "")
+        found = re.fullmatch(r"/d/vaka-alarm-path\?viewPanel=(\d+)", link)
+        assert found, f"{name} has no link to the alarm path dashboard: {link!r}"
+        title = titles.get(int(found.group(1)))
+        assert title, f"{name} links panel {found.group(1)}, which the alarm path dashboard does not have"
+        runbook = operations.split(f"### {name}\n", 1)[1].split("\n### ", 1)[0]
+        assert f"Panel: **Alarm path › {title}** (Grafana `{link}`)" in runbook, f"{name}'s runbook names not {title}"
 
 
 def test_the_watchdog_always_fires() -> None:

@@ -148,6 +148,26 @@ async def test_a_failing_channel_is_counted_and_does_not_block_the_others(
     assert metrics.notifications_sent.labels("sms")._value.get() == 1
 
 
+async def test_every_channel_shows_zero_before_its_first_alarm(metrics: Metrics, spawner: Spawner) -> None:
+    # the alarm path dashboard's "Notifications per channel" reads 0 on a quiet night, not "no data"
+    from prometheus_client import generate_latest
+
+    from hub.notify.websocket import WebSocketHub
+
+    cfg = NotifySettings(webhook_urls=["http://127.0.0.1:1/x"], sms_gateway_url="http://127.0.0.1:1/sms")
+    Dispatcher([WebhookNotifier(cfg), SmsNotifier(cfg)], metrics, spawner=spawner)
+    WebSocketHub(metrics, spawner=spawner)
+    text = generate_latest(metrics.registry).decode()
+    for line in (
+        'vaka_notifications_sent_total{channel="webhook"} 0.0',
+        'vaka_notifications_failed_total{channel="webhook"} 0.0',
+        'vaka_notifications_sent_total{channel="sms"} 0.0',
+        'vaka_notifications_failed_total{channel="sms"} 0.0',
+        'vaka_notifications_delivered_total{channel="websocket"} 0.0',
+    ):
+        assert line in text.splitlines(), line
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
