@@ -160,6 +160,12 @@ class DbSettings(_Section):
         description="refuse to serve as a role that could rewrite the audit logs (superuser, owner); set in production",
     )
     db_schema: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="schema for Vaka's tables")
+    storage: Literal["auto", "timescaledb"] = Field(
+        default="auto",
+        description="events storage intended: auto (a TimescaleDB hypertable when the extension can be had, else "
+        "native partitions); timescaledb (`vaka migrate` and `vaka serve` refuse a database where events is not, "
+        "or would not become, a hypertable: set it wherever TimescaleDB is deployed, as the compose stack does)",
+    )
     pool_min: int = Field(default=1, ge=0)
     pool_max: int = Field(default=8, ge=1)
     command_timeout_s: float = Field(default=5.0, gt=0, description="no database call waits longer")

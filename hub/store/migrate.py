@@ -54,6 +54,10 @@ class MigrationError(VakaError):
     """A migration file is malformed, changed after it was applied, or failed."""
 
 
+class StorageError(MigrationError):
+    """The database cannot hold events the way `db.storage` says they must be held (TimescaleDB intended, absent)."""
+
+
 class SchemaBehindError(MigrationError):
     """The schema needs migrations the connected (runtime) role may not run, and no owner DSN is configured."""
 
@@ -95,6 +99,11 @@ async def migrate(conn: asyncpg.Connection, settings: DbSettings) -> list[str]:
     await conn.execute("SELECT set_config('search_path', $1, false)", schema)
     await conn.execute("SELECT pg_advisory_lock(hashtext('vaka.migrate.' || $1))", schema)
     try:
+        if settings.storage == "timescaledb" and await storage_mode(conn, schema) is None:
+            # refused before any table exists: the database is left as it was
+            info = await timescale.ensure_extension(conn)
+            if info is None:
+                raise StorageError(_storage_problem(None, schema))
         applied = await _apply_files(conn)
         mode = await setup_events_storage(conn, settings)
         await rollup.ensure(conn, mode)
@@ -146,9 +155,35 @@ async def migrate_as_owner(settings: DbSettings) -> list[str]:
         await conn.close()
 
 
+def _storage_problem(mode: StorageMode | None, schema: str) -> str:
+    if mode == "native":
+        return (
+            f"db.storage is timescaledb but events in schema {schema!r} is a native partitioned table (it was "
+            "created without TimescaleDB and is never converted): restore a backup into a TimescaleDB database "
+            "(docs/operations.md, Backup and restore), or set db.storage=auto to run on native partitions"
+        )
+    return (
+        "db.storage is timescaledb but this database has no timescaledb extension (plain PostgreSQL, or TimescaleDB "
+        "not in shared_preload_libraries, or created by no superuser): run the database image's init "
+        "(deploy/timescaledb/vaka-init.sh creates it) or, as a superuser, CREATE EXTENSION timescaledb; "
+        "or set db.storage=auto to run on native partitions"
+    )
+
+
+async def check_storage(conn: asyncpg.Connection, settings: DbSettings) -> None:
+    """For `vaka serve`: raise StorageError when `db.storage` says TimescaleDB and events is not a hypertable."""
+    if settings.storage != "timescaledb":
+        return
+    mode = await storage_mode(conn, settings.db_schema)
+    if mode == "native" or (mode is None and await timescale.installed(conn) is None):
+        raise StorageError(_storage_problem(mode, settings.db_schema))
+
+
 async def ensure_current(conn: asyncpg.Connection, settings: DbSettings) -> list[str]:
     """For `vaka serve`: nothing when the schema is current; else migrate as the owner when `owner_dsn` is set,
-    else raise SchemaBehindError saying to run `vaka migrate`. The runtime role itself never migrates."""
+    else raise SchemaBehindError saying to run `vaka migrate`. The runtime role itself never migrates. Raises
+    StorageError first when events is not stored as `db.storage` says (the hub refuses to start then)."""
+    await check_storage(conn, settings)
     behind = await pending_migrations(conn, settings)
     if not behind:
         return []
@@ -216,6 +251,9 @@ async def setup_events_storage(conn: asyncpg.Connection, settings: DbSettings) -
     schema = settings.db_schema
     mode = await storage_mode(conn, schema)
     info = await timescale.ensure_extension(conn) if mode != "native" else None
+    if settings.storage == "timescaledb" and (mode == "native" or info is None):
+        # before anything is created: a native events table made now is never converted later
+        raise StorageError(_storage_problem(mode, schema))
     if mode is None:
         async with conn.transaction():
             if info is not None:

@@ -185,6 +185,6 @@ def test_alertmanager_and_grafana_find_their_secrets_where_they_are_mounted(comp
     datasources = (REPO / "deploy/grafana/provisioning/datasources/vaka.yml").read_text()
     for path in re.findall(r"\$__file\{(/run/secrets/[^}]+)\}", datasources):
         assert path.removeprefix("/run/secrets/") in services["grafana"]["secrets"]
-    init = (REPO / "deploy/timescaledb/initdb.d/10-vaka-roles.sh").read_text()
+    init = (REPO / "deploy/timescaledb/vaka-init.sh").read_text()
     for path in re.findall(r"/run/secrets/(\w+)", init):
         assert path in services["timescaledb"]["secrets"]

@@ -24,7 +24,7 @@ from tests.conftest import MQTT_HOST, MQTT_PORT
 from tests.services import PG_BIN, PrivatePostgres, _as_postgres, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-ROLES_SCRIPT = REPO / "deploy" / "timescaledb" / "initdb.d" / "10-vaka-roles.sh"
+ROLES_SCRIPT = REPO / "deploy" / "timescaledb" / "vaka-init.sh"
 ENTRYPOINT = REPO / "deploy" / "docker" / "entrypoint.sh"
 PASSWORDS = {"owner": "owner-Secret-1", "hub": "hub-Secret-2", "grafana": "grafana-Secret-3"}
 
@@ -69,15 +69,9 @@ def get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(180)
-async def test_migrations_run_as_owner_and_the_hub_serves_as_the_runtime_role(
-    scram_postgres: PrivatePostgres, tmp_path: Path, unique: str
-) -> None:
-    port = scram_postgres.port
-    secrets = secret_files(tmp_path)
-    roles = await asyncio.to_thread(
-        subprocess.run,
+def run_init(port: int, secrets: dict[str, Path]) -> None:
+    """The database image's init script (deploy/timescaledb/vaka-init.sh) against the private cluster."""
+    roles = subprocess.run(
         ["sh", str(ROLES_SCRIPT)],
         env={
             **os.environ,
@@ -85,6 +79,9 @@ async def test_migrations_run_as_owner_and_the_hub_serves_as_the_runtime_role(
             "PGPORT": str(port),
             "POSTGRES_USER": "postgres",
             "POSTGRES_DB": "vaka",
+            # plain PostgreSQL here: the init without the extension (tests/deploy/test_timescale_init.py runs it
+            # with TimescaleDB)
+            "VAKA_STORAGE": "native",
             "VAKA_OWNER_PASSWORD_FILE": str(secrets["owner"]),
             "VAKA_HUB_PASSWORD_FILE": str(secrets["hub"]),
             "VAKA_GRAFANA_PASSWORD_FILE": str(secrets["grafana"]),
@@ -96,8 +93,9 @@ async def test_migrations_run_as_owner_and_the_hub_serves_as_the_runtime_role(
     )
     assert roles.returncode == 0, roles.stderr
 
-    http_port = free_port()
-    # the hub service's environment from docker-compose.yml, pointed at this machine's services
+
+def compose_hub_env(port: int, secrets: dict[str, Path], tmp_path: Path, unique: str, http_port: int) -> dict[str, str]:
+    """The hub service's environment from docker-compose.yml, pointed at this machine's services."""
     hub_service = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["hub"]
     secret_paths = {"db_hub_password": secrets["hub"], "db_owner_password": secrets["owner"]}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAKA_", "PG"))}
@@ -108,6 +106,7 @@ async def test_migrations_run_as_owner_and_the_hub_serves_as_the_runtime_role(
         if not key.startswith("VAKA_MQTT__") and "${" not in value:
             env[key] = value
     assert env["VAKA_DB__REQUIRE_LEAST_PRIVILEGE"] == "true"
+    assert env["VAKA_DB__STORAGE"] == "timescaledb"
     env.update(
         PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
         VAKA_DB__RETENTION_DAYS="90",
@@ -120,6 +119,49 @@ async def test_migrations_run_as_owner_and_the_hub_serves_as_the_runtime_role(
         VAKA_HTTP__PORT=str(http_port),
         VAKA_HTTP__COOKIE_SECURE="false",
     )
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_the_hub_refuses_plain_postgresql_when_the_stack_intends_timescaledb(
+    scram_postgres: PrivatePostgres, tmp_path: Path, unique: str
+) -> None:
+    port = scram_postgres.port
+    secrets = secret_files(tmp_path)
+    await asyncio.to_thread(run_init, port, secrets)
+    env = compose_hub_env(port, secrets, tmp_path, unique, free_port())
+    log = (tmp_path / "hub.log").open("w")
+    hub = subprocess.Popen(["sh", str(ENTRYPOINT), "serve"], env=env, stdout=log, stderr=log, cwd=tmp_path)  # noqa: ASYNC220
+    try:
+        returncode = await asyncio.to_thread(hub.wait, 90)
+    finally:
+        if hub.poll() is None:
+            hub.kill()
+            hub.wait(timeout=10)
+        log.close()
+    output = (tmp_path / "hub.log").read_text()
+    assert returncode != 0, output[-3000:]
+    assert "db.storage is timescaledb but this database has no timescaledb extension" in output
+    owner = await asyncpg.connect(f"postgresql://vaka_owner@127.0.0.1:{port}/vaka", password=PASSWORDS["owner"])
+    try:
+        # nothing made that would later stand in TimescaleDB's way
+        assert await owner.fetchval("SELECT to_regclass('public.events')") is None
+    finally:
+        await owner.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_migrations_run_as_owner_and_the_hub_serves_as_the_runtime_role(
+    scram_postgres: PrivatePostgres, tmp_path: Path, unique: str
+) -> None:
+    port = scram_postgres.port
+    secrets = secret_files(tmp_path)
+    await asyncio.to_thread(run_init, port, secrets)
+    http_port = free_port()
+    env = compose_hub_env(port, secrets, tmp_path, unique, http_port)
+    env["VAKA_DB__STORAGE"] = "auto"  # plain PostgreSQL: native partitions (the refusal is the test above)
     log = (tmp_path / "hub.log").open("w")
     hub = subprocess.Popen(["sh", str(ENTRYPOINT), "serve"], env=env, stdout=log, stderr=log, cwd=tmp_path)  # noqa: ASYNC220
     try:
