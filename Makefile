@@ -24,12 +24,15 @@ URL = http://$(VAKA_HTTP__HOST):$(VAKA_HTTP__PORT)
 # demo accounts: user, role, password (the password is the user name + "-demo")
 DEMO_ACCOUNTS := natt1:staff natt2:staff sjuksk1:nurse ledare1:admin
 
-.PHONY: run test services venv lint typecheck clean i18n-extract
+.PHONY: run test services venv lint typecheck clean i18n-extract lock
 
-$(BIN)/vaka: pyproject.toml
+# The dependencies exactly as locked (requirements/README.md), every file checked against its hash; then Vaka itself
+# with the locked build backend, and nothing else resolved.
+$(BIN)/vaka: pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $(BIN)/vaka
 
 venv: $(BIN)/vaka
@@ -81,3 +84,14 @@ i18n-extract: venv
 		-o $(LOCALE)/messages.pot .
 	$(BIN)/pybabel update -i $(LOCALE)/messages.pot -d $(LOCALE) -D messages --no-fuzzy-matching \
 		--ignore-pot-creation-date
+
+# Re-make the lock files from pyproject.toml and requirements/build.in with uv (requirements/README.md). Pins already in
+# a lock file are kept; bump with UPGRADE=--upgrade (everything) or UPGRADE='--upgrade-package aiohttp'.
+UV ?= uv
+UPGRADE ?=
+LOCK = $(UV) pip compile --universal --python-version 3.11 --generate-hashes --quiet --no-config \
+	--custom-compile-command 'make lock' $(UPGRADE)
+lock:
+	$(LOCK) pyproject.toml -o requirements/hub.lock
+	$(LOCK) requirements/build.in -o requirements/build.lock
+	$(LOCK) pyproject.toml requirements/build.in --extra dev -o requirements/dev.lock

@@ -4,9 +4,12 @@ knows, and every file the stack mounts present in the repository."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ from hub.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 SCHEMA = Path(__file__).with_name("compose-spec.json")
-_VAR = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?::-(?P<default>[^}]*))?\}")
+_VAR = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?::-(?P<default>[^}]*)|:\?(?P<required>[^}]*))?\}")
 
 
 def env_example() -> dict[str, str]:
@@ -32,14 +35,15 @@ def env_example() -> dict[str, str]:
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:
-    """Compose's `${VAR:-default}`: the .env value, else the default; a variable with neither is an error."""
+    """Compose's `${VAR:-default}` and `${VAR:?message}`: the .env value, else the default; a variable with neither
+    is an error (compose stops with the message)."""
 
     def value(match: re.Match[str]) -> str:
         name, default = match.group("name"), match.group("default")
         if name in env:
             return env[name]
         if default is None:
-            msg = f"${{{name}}} has no default and is not in .env.example"
+            msg = f"${{{name}}} has no default and is not in .env.example: {match.group('required') or ''}"
             raise AssertionError(msg)
         return default
 
@@ -77,12 +81,66 @@ def test_the_stack_has_its_services_from_the_agreed_images(compose: dict[str, An
     services = compose["services"]
     assert {"timescaledb", "mosquitto", "hub", "prometheus", "alertmanager", "grafana"} <= services.keys()
     assert re.fullmatch(r"timescale/timescaledb:[\w.]+-pg17", services["timescaledb"]["image"])
-    assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
+    assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:2.")
     assert services["grafana"]["image"].startswith("grafana/grafana-oss:")
-    assert services["hub"]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
-    for name, service in services.items():
-        image = service.get("image", "")
-        assert not image.endswith(":latest") or name == "hub", f"{name}: pin the image version"
+    assert services["hub"]["build"]["context"] == "."
+    assert services["hub"]["build"]["dockerfile"] == "Dockerfile"
+
+
+# name:version with a full version (2.28.3, v2.53.4, 3.11.13; a suffix such as -pg17 allowed), optionally @digest
+EXACT = re.compile(r"[a-z0-9./-]+:v?\d+\.\d+\.\d+[\w.-]*(@sha256:[0-9a-f]{64})?")
+
+
+def test_every_image_is_an_exact_version_set_in_one_place() -> None:
+    text = COMPOSE.read_text()
+    images = {k: v for k, v in env_example().items() if k.endswith("_IMAGE")}
+    assert images.keys() >= {"TIMESCALEDB_IMAGE", "MOSQUITTO_IMAGE", "PYTHON_IMAGE", "VAKA_IMAGE", "GRAFANA_IMAGE"}
+    for name, ref in images.items():
+        assert EXACT.fullmatch(ref), f"{name}={ref}: an exact version (not :2, :latest)"
+        # no fallback in the compose file: a missing .env line stops compose instead of pulling something else
+        assert f"${{{name}:?" in text, f"{name} must be required in docker-compose.yml"
+    assert not re.search(r"\$\{\w+_IMAGE:-", text)
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert f"ARG PYTHON_IMAGE={images['PYTHON_IMAGE']}\n" in dockerfile
+    assert re.findall(r"^FROM (\S+)", dockerfile, re.M) == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert images["VAKA_IMAGE"] == f"vaka-hub:{version}"
+
+
+def test_pin_images_adds_each_digest_and_keeps_everything_else(tmp_path: Path) -> None:
+    # a stand-in for `docker buildx imagetools inspect` (the registry is outside this machine): one digest per tag
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(
+        "#!/bin/sh\n"
+        '[ "$1 $2 $3" = "buildx imagetools inspect" ] || exit 9\n'
+        'echo "Name:      $4"\necho "MediaType: application/vnd.oci.image.index.v1+json"\n'
+        'echo "Digest:    sha256:$(printf %s "$4" | sha256sum | cut -c1-64)"\n'
+    )
+    (bin_dir / "docker").chmod(0o755)
+    env_file = tmp_path / ".env"
+    env_file.write_text((REPO / ".env.example").read_text())
+    pinned_before = "GRAFANA_IMAGE=grafana/grafana-oss:11.6.0@sha256:" + "a" * 64
+    env_file.write_text(env_file.read_text().replace("GRAFANA_IMAGE=grafana/grafana-oss:11.6.0", pinned_before))
+    run = subprocess.run(
+        [str(REPO / "deploy" / "pin-images.sh"), str(env_file)],
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    before = (REPO / ".env.example").read_text().splitlines()
+    after = env_file.read_text().splitlines()
+    assert len(after) == len(before)
+    for old, new in zip(before, after, strict=True):
+        name, _, ref = old.partition("=")
+        if name.endswith("_IMAGE") and name not in {"VAKA_IMAGE", "GRAFANA_IMAGE"}:
+            digest = hashlib.sha256(ref.encode()).hexdigest()
+            assert new == f"{old}@sha256:{digest}"
+            assert EXACT.fullmatch(new.partition("=")[2])
+        elif name == "GRAFANA_IMAGE":
+            assert new == pinned_before  # already pinned: kept
+        else:
+            assert new == old
 
 
 def test_every_service_has_a_healthcheck_and_waits_for_what_it_needs(compose: dict[str, Any]) -> None:
@@ -188,3 +246,25 @@ def test_alertmanager_and_grafana_find_their_secrets_where_they_are_mounted(comp
     init = (REPO / "deploy/timescaledb/vaka-init.sh").read_text()
     for path in re.findall(r"/run/secrets/(\w+)", init):
         assert path in services["timescaledb"]["secrets"]
+
+
+def test_first_start_file_modes_keep_the_secret_directories_traversable(tmp_path: Path) -> None:
+    # the file-mode lines of docs/operations.md's "First start", run on a secrets tree as the steps before make it
+    operations = (REPO / "docs" / "operations.md").read_text()
+    block = operations.split("### First start", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    modes = [line.split("#")[0].strip() for line in block.splitlines() if re.match(r"(chmod|find secrets)\b", line)]
+    assert modes
+    for path in ("secrets/tls/ca.crt", "secrets/mqtt/passwd", "secrets/db_hub_password"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x\n")
+        (tmp_path / path).chmod(0o600)
+    result = subprocess.run(["sh", "-ec", "\n".join(modes)], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    for path in (tmp_path / "secrets").rglob("*"):
+        mode = path.stat().st_mode & 0o777
+        if path.is_dir():
+            assert mode & 0o100, f"{path.relative_to(tmp_path)} ({oct(mode)}): not traversable"
+            assert not mode & 0o007, f"{path.relative_to(tmp_path)} ({oct(mode)}): open to everyone"
+        else:
+            assert mode & 0o004, f"{path.relative_to(tmp_path)} ({oct(mode)}): the hub's uid cannot read it"
+    assert (tmp_path / "secrets" / "tls").stat().st_mode & 0o100

@@ -12,6 +12,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
@@ -28,7 +31,9 @@ def instructions() -> list[list[tuple[str, str]]]:
         word, _, rest = line.partition(" ")
         if word.upper() == "FROM":
             stages.append([])
-        assert stages, "the Dockerfile must start with FROM"
+        if not stages and word.upper() == "ARG":
+            continue  # a global ARG (the base image) before the first FROM
+        assert stages, "the Dockerfile must start with FROM (after global ARGs)"
         stages[-1].append((word.upper(), rest.strip()))
     return stages
 
@@ -72,6 +77,55 @@ def test_the_image_is_built_from_pyproject_and_installs_offline() -> None:
                 for source in args.split()[:-1]:
                     if not source.startswith("--"):
                         assert (REPO / source).exists(), f"COPY {source}: not in the repository"
+
+
+def locked(path: Path) -> dict[str, str]:
+    """name -> version of the entries of a lock file that apply to Python 3.11 on Linux (the image, CI)."""
+    found = {}
+    for match in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+?)(?: ;(.*?))? \\$", path.read_text(), re.M):
+        name, version, marker = match.groups()
+        if marker is None or Marker(marker).evaluate({"python_full_version": "3.11.13", "sys_platform": "linux"}):
+            found[canonicalize_name(name)] = version
+    return found
+
+
+def test_the_image_installs_only_what_the_lock_file_pins() -> None:
+    build, final = instructions()[0], instructions()[-1]
+    runs = " ".join(args for word, args in build if word == "RUN")
+    assert "pip install --no-cache-dir --require-hashes -r requirements/build.lock" in runs
+    assert "pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements/hub.lock" in runs
+    assert "--no-deps --no-build-isolation --wheel-dir /wheels ." in runs  # Vaka itself: nothing resolved
+    installs = [args for word, args in final if word == "RUN" and "pip install" in args]
+    assert len(installs) == 1
+    assert "--no-index --no-deps /tmp/wheels/*.whl" in installs[0]
+    assert "pip check" in installs[0]
+
+
+def test_the_lock_files_hold_every_dependency_within_pyproject_and_agree() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    hub, dev = locked(REPO / "requirements" / "hub.lock"), locked(REPO / "requirements" / "dev.lock")
+    build = locked(REPO / "requirements" / "build.lock")
+    for lock, wanted in (
+        (hub, project["dependencies"]),
+        (dev, project["dependencies"] + project["optional-dependencies"]["dev"]),
+    ):
+        for line in wanted:
+            requirement = Requirement(line)
+            name = canonicalize_name(requirement.name)
+            assert name in lock, f"{name} is not locked: run `make lock` (requirements/README.md)"
+            assert requirement.specifier.contains(lock[name], prereleases=True), (
+                f"{name}=={lock[name]} is outside pyproject's {requirement.specifier}: run `make lock`"
+            )
+    # CI tests what the image runs: the same version of every package both hold
+    assert {n: v for n, v in dev.items() if n in hub} == hub
+    assert {n: v for n, v in dev.items() if n in build} == build
+    backend = Requirement(tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"][0])
+    assert backend.specifier.contains(build[canonicalize_name(backend.name)])
+    for path in (REPO / "requirements").glob("*.lock"):
+        entries = re.findall(r"^[A-Za-z0-9_.-]+==\S+(?: ;.*?)? \\\n((?:    --hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)",
+                             path.read_text(), re.M)  # fmt: skip
+        pins = re.findall(r"^[A-Za-z0-9_.-]+==", path.read_text(), re.M)
+        assert len(entries) == len(pins), f"{path.name}: an entry without its hashes"
 
 
 def test_no_secret_is_baked_into_the_image() -> None:
