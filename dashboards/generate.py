@@ -308,6 +308,64 @@ def alarm_path() -> dashboard.Dashboard:
         .datasource(PROM)
         .with_target(promql('ALERTS{alertstate="firing"}', "{{alertname}}", instant=True))
     )
+    # appended, never inserted: the alerts link these panels by id
+    d = d.with_row(dashboard.Row("What it stands on"))
+    d = d.with_panel(
+        graph(
+            "Backups",
+            "Seconds since the last good database backup and since a backup was last restored and checked"
+            " (deploy/backup; VakaBackupStale past 26 h, VakaBackupRestoreTestFailing past 8 days)",
+            "s",
+            span=6,
+        )
+        .datasource(PROM)
+        .with_target(promql("time() - max(vaka_backup_last_success_timestamp_seconds)", "since backup"))
+        .with_target(
+            promql("time() - max(vaka_backup_restore_test_last_success_timestamp_seconds)", "since test restore", "B")
+        )
+    )
+    d = d.with_panel(
+        graph(
+            "Broker certificate",
+            "Time left on the broker's TLS certificate, from a verified handshake by the blackbox exporter"
+            " (VakaBrokerCertificateExpiring under 21 days; no value while the handshake fails: VakaBrokerTlsFailing)",
+            "s",
+            span=6,
+        )
+        .datasource(PROM)
+        .with_target(
+            promql('min by (instance) (probe_ssl_earliest_cert_expiry{job="broker-tls"}) - time()', "{{instance}}")
+        )
+    )
+    d = d.with_panel(
+        graph(
+            "PostgreSQL",
+            "From postgres_exporter: 1 while it reaches the database, and the connections per database"
+            " (VakaExporterDown when the exporter itself is gone)",
+            "short",
+            span=6,
+        )
+        .datasource(PROM)
+        .with_target(promql("min(pg_up)", "up"))
+        .with_target(
+            promql(
+                'sum by (datname) (pg_stat_database_numbackends{datname!~"template.*|postgres"})',
+                "{{datname}} connections",
+                "B",
+            )
+        )
+    )
+    d = d.with_panel(
+        graph(
+            "Mosquitto",
+            "From the broker's $SYS topics (mosquitto-exporter): clients connected, messages received per second",
+            "short",
+            span=6,
+        )
+        .datasource(PROM)
+        .with_target(promql("max(broker_clients_connected)", "clients"))
+        .with_target(promql(f"sum(rate(broker_messages_received[{RATE}]))", "received/s", "B"))
+    )
     return d
 
 

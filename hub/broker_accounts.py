@@ -30,7 +30,7 @@ from hub.model import Inventory, VakaError
 
 logger = logging.getLogger(__name__)
 
-Role = Literal["hub", "tools", "device", "gateway", "integration"]
+Role = Literal["hub", "tools", "monitor", "device", "gateway", "integration"]
 
 TOPIC_ROOT = "vaka/v1"
 # second-level topics under a site that belong to the hub: a device with one of these ids would own them
@@ -39,6 +39,9 @@ TELEMETRY_SUFFIX = "-telemetry"
 # `vaka vendor check`, `vaka site discover`: read-only, so they never take the hub's session (as hub.mqtt.TOOL_LOGINS)
 TOOL_LOGINS = ("tools", "tools-snapshot")
 CANARY_SUFFIX = "-canary"  # the hub's self-test device (hub/canary.py): may publish its one topic, nothing else
+# the broker's own statistics for the stack's mosquitto-exporter: reads $SYS, nothing else
+MONITOR_SUFFIX = "-monitor"
+MONITOR_ENV_FILE = "monitor.env"
 PASSWORD_FILE = "passwd"
 ACL_FILE = "acl"
 SECRETS_FILE = "credentials.secret"
@@ -78,8 +81,9 @@ def accounts_for(inventory: Inventory, hub_user: str = "vaka-hub") -> list[Accou
       a client id of their own, so running one never takes over the hub's session;
     - a native device: publishes and reads only under `vaka/v1/{site}/{device_id}/`;
     - a gateway: reads and publishes its own vendor topics only;
-    - an integration: reads the alarm states and hub status of its sites only.
-    Nobody else publishes alarm states, reads `#` or `$SYS`.
+    - an integration: reads the alarm states and hub status of its sites only;
+    - the broker's monitor (`hub_user-monitor`, the stack's mosquitto-exporter): reads `$SYS/#` only.
+    Nobody else publishes alarm states or reads `#`; nobody else reads `$SYS`.
     """
     if not _USER.match(hub_user):
         msg = f"hub user name {hub_user!r} must be letters, digits, '_', '.', '-'"
@@ -92,6 +96,7 @@ def accounts_for(inventory: Inventory, hub_user: str = "vaka-hub") -> list[Accou
         Account(hub_user + TELEMETRY_SUFFIX, "hub", hub_acl),
         Account(hub_user + CANARY_SUFFIX, "hub", (f"topic write {CANARY_TOPIC}",)),
         *(Account(f"{hub_user}-{login}", "tools", tools_acl) for login in TOOL_LOGINS),
+        Account(hub_user + MONITOR_SUFFIX, "monitor", ("topic read $SYS/#",)),
     ]
     site_ids = {site.id for site in inventory.sites}
     for site in inventory.sites:
@@ -187,6 +192,10 @@ def write_credentials(
     secret_lines += [f"{a.name}:{passwords[a.name]}" for a in accounts]
     _write_private(out_dir / SECRETS_FILE, "\n".join(secret_lines) + "\n", 0o600)
     _write_private(out_dir / f"{hub_user}.password", hub_password + "\n", 0o600)
+    # the exporter's image has no shell to read a password file: compose hands it this env_file
+    monitor = hub_user + MONITOR_SUFFIX
+    monitor_env = f"MQTT_USER={monitor}\nMQTT_PASS={passwords[monitor]}\nMQTT_CLIENT_ID={monitor}\n"
+    _write_private(out_dir / MONITOR_ENV_FILE, monitor_env, 0o600)
     # the broker drops root and reads these as its own user: hashes and rules only, no secret in them
     hashed = "".join(f"{a.name}:{hash_password(passwords[a.name])}\n" for a in accounts)
     _write_private(out_dir / PASSWORD_FILE, hashed, 0o644)

@@ -26,7 +26,7 @@ from tests.services import PG_BIN, PrivatePostgres, _as_postgres, free_port
 REPO = Path(__file__).resolve().parents[2]
 ROLES_SCRIPT = REPO / "deploy" / "timescaledb" / "vaka-init.sh"
 ENTRYPOINT = REPO / "deploy" / "docker" / "entrypoint.sh"
-PASSWORDS = {"owner": "owner-Secret-1", "hub": "hub-Secret-2", "grafana": "grafana-Secret-3"}
+PASSWORDS = {"owner": "owner-Secret-1", "hub": "hub-Secret-2", "grafana": "grafana-Secret-3", "monitor": "mon-Secret-4"}
 
 
 @pytest.fixture
@@ -85,6 +85,7 @@ def run_init(port: int, secrets: dict[str, Path]) -> None:
             "VAKA_OWNER_PASSWORD_FILE": str(secrets["owner"]),
             "VAKA_HUB_PASSWORD_FILE": str(secrets["hub"]),
             "VAKA_GRAFANA_PASSWORD_FILE": str(secrets["grafana"]),
+            "VAKA_MONITOR_PASSWORD_FILE": str(secrets["monitor"]),
         },
         capture_output=True,
         text=True,

@@ -82,7 +82,7 @@ def test_every_alert_opens_a_panel_of_the_alarm_path_dashboard_that_its_runbook_
         title = titles.get(int(found.group(1)))
         assert title, f"{name} links panel {found.group(1)}, which the alarm path dashboard does not have"
         runbook = operations.split(f"### {name}\n", 1)[1].split("\n### ", 1)[0]
-        assert f"Panel: **Alarm path › {title}** (Grafana `{link}`)" in runbook, f"{name}'s runbook names not {title}"
+        assert f"Panel: **Alarm path › {title}** (Grafana `{link}`" in runbook, f"{name}'s runbook names not {title}"
 
 
 def test_the_watchdog_always_fires() -> None:
@@ -104,6 +104,9 @@ def test_prometheus_configuration_is_valid_with_its_rules(tmp_path: Path) -> Non
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["vaka-hub"]["static_configs"][0]["targets"] == ["hub:8080"]
     assert "node" in jobs  # the disk alerts need node-exporter
+    # the exporters VakaExporterDown watches, each scraped
+    assert {"postgres", "mosquitto", "broker-tls"} <= jobs.keys()
+    assert jobs["broker-tls"]["params"] == {"module": ["broker_tls"]}
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
 
 

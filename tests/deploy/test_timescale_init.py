@@ -27,7 +27,7 @@ INIT = REPO / "deploy" / "timescaledb" / "vaka-init.sh"
 TIMESCALE_DSN = os.environ.get("VAKA_TEST_TIMESCALE_DSN", "")
 # the image's own scripts (timescale/timescaledb-docker, docker-entrypoint-initdb.d), run before ours
 IMAGE_SCRIPTS = ("000_install_timescaledb.sh", "001_timescaledb_tune.sh")
-ROLES = ("vaka_grafana", "vaka_readonly", "vaka_hub", "vaka_owner")
+ROLES = ("vaka_monitor", "vaka_grafana", "vaka_readonly", "vaka_hub", "vaka_owner")
 
 needs_timescale = pytest.mark.skipif(
     not TIMESCALE_DSN,
@@ -97,7 +97,7 @@ def run_init(database: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """The script as docker-entrypoint.sh's docker_process_init_files runs it: executed, superuser, no password."""
     parts = urlsplit(TIMESCALE_DSN)
     secrets = {}
-    for role in ("owner", "hub", "grafana"):
+    for role in ("owner", "hub", "grafana", "monitor"):
         secrets[role] = tmp_path / f"db_{role}_password"
         secrets[role].write_text(f"{role}-Secret-{database}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAKA_", "PG"))}
@@ -110,6 +110,7 @@ def run_init(database: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
         VAKA_OWNER_PASSWORD_FILE=str(secrets["owner"]),
         VAKA_HUB_PASSWORD_FILE=str(secrets["hub"]),
         VAKA_GRAFANA_PASSWORD_FILE=str(secrets["grafana"]),
+        VAKA_MONITOR_PASSWORD_FILE=str(secrets["monitor"]),
     )
     if parts.password:
         env["PGPASSWORD"] = parts.password
@@ -186,6 +187,7 @@ async def test_the_init_fails_loudly_where_timescaledb_is_not_preloaded(tmp_path
         VAKA_OWNER_PASSWORD_FILE=os.devnull,
         VAKA_HUB_PASSWORD_FILE=os.devnull,
         VAKA_GRAFANA_PASSWORD_FILE=os.devnull,
+        VAKA_MONITOR_PASSWORD_FILE=os.devnull,
     )
     result = await asyncio.to_thread(
         subprocess.run, [str(INIT)], env=env, capture_output=True, text=True, timeout=60, check=False

@@ -48,6 +48,7 @@ def test_onboarding_is_one_command_and_prints_no_password(tmp_path: Path) -> Non
         "vaka-hub",
         "vaka-hub-telemetry",
         "vaka-hub-canary",
+        "vaka-hub-monitor",
         *tools,
         "north-radar-1",
         "north-bed-1",
@@ -61,7 +62,14 @@ def test_onboarding_is_one_command_and_prints_no_password(tmp_path: Path) -> Non
     assert stat.S_IMODE((out / "credentials.secret").stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "vaka-hub.password").stat().st_mode) == 0o600
     assert (out / "vaka-hub.password").read_text().strip() == secrets["vaka-hub"]
-    assert "9 (9 new, 0 kept, 0 removed)" in result.stdout
+    assert "10 (10 new, 0 kept, 0 removed)" in result.stdout
+    # the stack's mosquitto-exporter gets its account from an env_file (its image has no shell to read a file)
+    assert stat.S_IMODE((out / "monitor.env").stat().st_mode) == 0o600
+    assert (out / "monitor.env").read_text().splitlines() == [
+        "MQTT_USER=vaka-hub-monitor",
+        f"MQTT_PASS={secrets['vaka-hub-monitor']}",
+        "MQTT_CLIENT_ID=vaka-hub-monitor",
+    ]
 
     # a new device: one more run; everyone else keeps their password, the removed device loses its account
     devices = [{"id": "north-radar-1", "kind": "fall_radar"}, {"id": "north-door-2", "kind": "door"}]

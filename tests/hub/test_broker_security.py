@@ -17,6 +17,7 @@ import json
 import shutil
 import ssl
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -491,3 +492,31 @@ def test_the_hub_will_not_send_its_password_in_plain_text_across_the_network() -
         MqttSettings(host="10.0.0.5", password="night")  # type: ignore[arg-type]
     MqttSettings(host="127.0.0.1", password="night")  # type: ignore[arg-type]  # loopback: never leaves the machine
     MqttSettings(host="10.0.0.5", password="night", allow_plaintext_password=True)  # type: ignore[arg-type]
+
+
+def test_the_monitor_reads_the_brokers_statistics_and_nothing_else(secured: SecuredBroker) -> None:
+    # as the stack's mosquitto-exporter connects: plain MQTT over the broker's loopback listener, its own client id
+    hub = secured.connected("vaka-hub", V5, client_id="vaka-hub")
+    device = secured.connected("s1-bed", V5)
+    monitor = secured.connected("vaka-hub-monitor", V311, client_id="vaka-hub-monitor")
+    try:
+        assert not hub.subscribe("vaka/v1/#").is_failure
+        _subscribe_or_refused(monitor, "vaka/v1/#")
+        assert not monitor.subscribe("$SYS/broker/clients/connected").is_failure
+        # the broker's count of clients (it publishes $SYS every sys_interval): these three at least
+        deadline = time.monotonic() + 30
+        connected = 0
+        while connected < 3 and time.monotonic() < deadline:
+            connected = int(monitor.drain_until("$SYS/broker/clients/connected", timeout_s=30)[-1].payload)
+        assert connected >= 3
+        # it may not publish (a forged alarm state): the hub sees only the device's message after it
+        monitor.publish("vaka/v1/s1/alarms/a-2", b'{"state":"closed"}')
+        assert_hub_gets_only_the_allowed(hub, device, "vaka/v1/s1/s1-bed/status")
+        # and it read nothing of what devices and the hub sent meanwhile
+        time.sleep(1)  # a message that should not arrive has no event to wait for
+        while not monitor.messages.empty():
+            topic = monitor.messages.get_nowait().topic
+            assert topic.startswith("$SYS/"), f"the monitor read {topic}"
+    finally:
+        for probe in (hub, device, monitor):
+            probe.close()
