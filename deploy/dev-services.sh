@@ -11,12 +11,14 @@ command -v psql >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgres >/dev/n
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 if [ "${VAKA_WITH_BROWSER:-0}" = "1" ] && ! [ -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
 # the test suite's real peers: sipp for SCAIP, prometheus/promtool and amtool for the alert rules and dashboards,
-# the node exporter for the dashboards' disk panel
+# the node, postgres and blackbox exporters for the dashboards' operations panels
 if [ "${VAKA_WITH_BROWSER:-0}" = "1" ]; then
     command -v sipp >/dev/null 2>&1 || need_apt+=(sip-tester)
     command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
     command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
     command -v prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-node-exporter)
+    command -v prometheus-postgres-exporter >/dev/null 2>&1 || need_apt+=(prometheus-postgres-exporter)
+    command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need_apt+=(prometheus-blackbox-exporter)
     command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -31,6 +31,7 @@ import yaml
 from hub.followup import rollup
 from tests.conftest import PG_DSN
 from tests.services import PrivateMosquitto, free_port, wait_for_port
+from tests.tls_certs import TestPki
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy" / "prometheus" / "rules" / "vaka.yml"
@@ -64,6 +65,8 @@ class NightStack:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vaka-night-")))
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     broker: PrivateMosquitto | None = None
+    tls_port: int = 0
+    pki_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vaka-night-tls-")))
     timescale: bool = False
     start: datetime = field(default_factory=lambda: datetime.now(UTC))
     end: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -78,6 +81,10 @@ class NightStack:
     @property
     def schema(self) -> str:
         return f"night_{self.token}"
+
+    @property
+    def backup_db(self) -> str:
+        return f"nightbk_{self.token}"
 
     @property
     def wall_schema(self) -> str:
@@ -116,7 +123,13 @@ class NightStack:
 
     def up(self) -> None:
         """Everything, in order; raises with the hub's log when a step fails."""
-        self.broker = PrivateMosquitto()
+        # the broker gets a TLS listener too: the blackbox exporter's handshake reads its certificate's expiry
+        self.pki_dir.chmod(0o755)  # the broker drops root before it reads these
+        pki = TestPki(self.pki_dir)
+        cert, key = pki.server("broker", ["127.0.0.1", "localhost"])
+        self.tls_port = free_port()
+        tls = f"listener {self.tls_port} 127.0.0.1\ncafile {pki.ca_file}\ncertfile {cert}\nkeyfile {key}\n"
+        self.broker = PrivateMosquitto(extra_conf=tls)
         self.broker.start()
         yesterday = datetime.now(ZONE).date() - timedelta(days=1)
         self.start = datetime(yesterday.year, yesterday.month, yesterday.day, 20, 0, tzinfo=ZONE)
@@ -244,7 +257,7 @@ class NightStack:
         return urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5).read().decode()
 
     def _start_node_exporter(self) -> int:
-        """Debian's node exporter, filesystems only: the disk panels and alerts read it as in the compose stack."""
+        """Debian's node exporter, filesystems and the textfile collector (the backups' metrics), as in the stack."""
         port = free_port()
         self.procs.append(
             subprocess.Popen(
@@ -252,6 +265,8 @@ class NightStack:
                     "prometheus-node-exporter",
                     "--collector.disable-defaults",
                     "--collector.filesystem",
+                    "--collector.textfile",
+                    f"--collector.textfile.directory={self.workdir / 'textfile'}",
                     f"--web.listen-address=127.0.0.1:{port}",
                 ],
                 stdout=subprocess.DEVNULL,
@@ -261,8 +276,78 @@ class NightStack:
         wait_for_port(port, timeout_s=30)
         return port
 
+    def _backup(self) -> None:
+        """deploy/backup's nightly backup and test restore, for real, of a small migrated database of the night's."""
+        asyncio.run(self._create_backup_db())
+        parts = urllib.parse.urlsplit(self.dsn)
+        backup_dsn = urllib.parse.urlunsplit(parts._replace(path=f"/{self.backup_db}"))
+        self.vaka("migrate", env={"VAKA_DB__DSN": backup_dsn, "VAKA_DB__DB_SCHEMA": "public"})  # as in the stack
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAKA_", "PG"))}
+        env.update(
+            PGHOST=parts.hostname or "127.0.0.1", PGPORT=str(parts.port or 5432), PGUSER=parts.username or "postgres",
+            VAKA_DB=self.backup_db, BACKUP_DIR=str(self.workdir / "backups"),
+            BACKUP_METRICS_DIR=str(self.workdir / "textfile"), VAKA_RESTORE_TEST_DB=f"{self.backup_db}_rt",
+            VAKA_RESTORE_ROLE=parts.username or "postgres",
+        )  # fmt: skip
+        for script in ("vaka-backup.sh", "vaka-restore-test.sh"):
+            done = subprocess.run([str(REPO / "deploy" / "backup" / script)], env=env, capture_output=True, text=True,
+                                  timeout=120, check=False)  # fmt: skip
+            assert done.returncode == 0, f"{script}: {done.stdout}{done.stderr}"
+
+    async def _create_backup_db(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute(f"CREATE DATABASE {self.backup_db}")
+        finally:
+            await conn.close()
+
+    def _start_postgres_exporter(self) -> int:
+        """Debian's postgres_exporter on the night's database server."""
+        port = free_port()
+        parts = urllib.parse.urlsplit(self.dsn)
+        dsn = urllib.parse.urlunsplit(parts._replace(query="sslmode=disable"))
+        self.procs.append(
+            subprocess.Popen(
+                ["prometheus-postgres-exporter", f"--web.listen-address=127.0.0.1:{port}"],
+                env={**os.environ, "DATA_SOURCE_NAME": dsn},
+                stdout=subprocess.DEVNULL,
+                stderr=(self.workdir / "postgres-exporter.log").open("ab"),
+            )
+        )
+        wait_for_port(port, timeout_s=30)
+        return port
+
+    def _start_blackbox_exporter(self) -> int:
+        """Debian's blackbox exporter with deploy/blackbox/blackbox.yml, pointed at the night's CA and broker name."""
+        port = free_port()
+        config = yaml.safe_load((REPO / "deploy" / "blackbox" / "blackbox.yml").read_text())
+        tls = config["modules"]["broker_tls"]["tcp"]["tls_config"]
+        tls.update(ca_file=str(self.pki_dir / "ca.crt"), server_name="localhost")
+        (self.workdir / "blackbox.yml").write_text(yaml.safe_dump(config))
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    "prometheus-blackbox-exporter",
+                    f"--config.file={self.workdir / 'blackbox.yml'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(self.workdir / "blackbox.log").open("ab"),
+            )
+        )
+        wait_for_port(port, timeout_s=30)
+        return port
+
     def _start_prometheus(self) -> None:
+        self._backup()
         node_port = self._start_node_exporter()
+        postgres_port = self._start_postgres_exporter()
+        blackbox_port = self._start_blackbox_exporter()
+        # the compose stack's broker-tls job (deploy/prometheus/prometheus.yml), its target this broker's TLS port
+        stack_jobs = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+        broker_tls = next(j for j in stack_jobs if j["job_name"] == "broker-tls")
+        broker_tls["static_configs"] = [{"targets": [f"127.0.0.1:{self.tls_port}"]}]
+        broker_tls["relabel_configs"][-1]["replacement"] = f"127.0.0.1:{blackbox_port}"
         self.prom_port = free_port()
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -273,6 +358,8 @@ class NightStack:
                     "static_configs": [{"targets": [f"127.0.0.1:{self.http_port}", f"127.0.0.1:{self.wall_port}"]}],
                 },
                 {"job_name": "node", "static_configs": [{"targets": [f"127.0.0.1:{node_port}"]}]},
+                {"job_name": "postgres", "static_configs": [{"targets": [f"127.0.0.1:{postgres_port}"]}]},
+                broker_tls,
             ],
         }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -401,12 +488,15 @@ class NightStack:
             self.broker.cleanup()
         asyncio.run(self._drop())
         shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.pki_dir, ignore_errors=True)
 
     async def _drop(self) -> None:
         conn = await asyncpg.connect(self.dsn)
         try:
             await conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
             await conn.execute(f"DROP SCHEMA IF EXISTS {self.wall_schema} CASCADE")
+            await conn.execute(f"DROP DATABASE IF EXISTS {self.backup_db} WITH (FORCE)")
+            await conn.execute(f"DROP DATABASE IF EXISTS {self.backup_db}_rt WITH (FORCE)")
             if await conn.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", self.reader):
                 await conn.execute(f"DROP OWNED BY {self.reader}")
                 await conn.execute(f"DROP ROLE {self.reader}")
