@@ -273,3 +273,38 @@ def test_first_start_file_modes_keep_the_secret_directories_traversable(tmp_path
         else:
             assert mode & 0o004, f"{path.relative_to(tmp_path)} ({oct(mode)}): the hub's uid cannot read it"
     assert (tmp_path / "secrets" / "tls").stat().st_mode & 0o100
+
+
+def test_prometheus_reaches_every_exporter_where_compose_runs_it(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    jobs = {
+        j["job_name"]: j
+        for j in yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())["scrape_configs"]
+    }
+    assert jobs["postgres"]["static_configs"][0]["targets"] == ["postgres-exporter:9187"]
+    # the Mosquitto exporter shares the broker's network namespace, so it answers at the broker's name
+    assert services["mosquitto-exporter"]["network_mode"] == "service:mosquitto"
+    assert services["mosquitto-exporter"]["environment"]["BIND_ADDRESS"].endswith(":9234")
+    assert jobs["mosquitto"]["static_configs"][0]["targets"] == ["mosquitto:9234"]
+    assert services["mosquitto-exporter"]["environment"]["BROKER_ENDPOINT"] == "tcp://127.0.0.1:1883"
+    assert "listener 1883 127.0.0.1" in (REPO / "deploy/mosquitto/mosquitto.conf").read_text()
+    # the blackbox exporter probes the broker's TLS port with the stack's CA, as a device would
+    assert jobs["broker-tls"]["static_configs"][0]["targets"] == ["mosquitto:8883"]
+    assert jobs["broker-tls"]["relabel_configs"][-1]["replacement"] == "blackbox-exporter:9115"
+    blackbox = yaml.safe_load((REPO / "deploy/blackbox/blackbox.yml").read_text())["modules"]["broker_tls"]["tcp"]
+    assert blackbox["tls"] is True
+    assert {"source": "mqtt_ca_cert", "target": blackbox["tls_config"]["ca_file"]} in services["blackbox-exporter"][
+        "secrets"
+    ]
+    assert blackbox["tls_config"]["server_name"] == "mosquitto"
+    # the backups' metrics: written under ./backups/metrics in the database container, read by node-exporter
+    assert "./backups:/backups" in services["timescaledb"]["volumes"]
+    assert "./backups/metrics:/textfile:ro" in services["node-exporter"]["volumes"]
+    assert "--collector.textfile.directory=/textfile" in services["node-exporter"]["command"]
+    assert "BACKUP_METRICS_DIR:-$dir/metrics" in (REPO / "deploy/backup/vaka-backup.sh").read_text()
+    assert "BACKUP_DIR:-/backups" in (REPO / "deploy/backup/vaka-backup.sh").read_text()
+    # postgres_exporter's role: created by the init with its own secret, pg_monitor only
+    init = (REPO / "deploy/timescaledb/vaka-init.sh").read_text()
+    assert "CREATE ROLE vaka_monitor LOGIN" in init
+    assert "IN ROLE pg_monitor" in init
+    assert services["postgres-exporter"]["environment"]["DATA_SOURCE_USER"] == "vaka_monitor"
