@@ -159,3 +159,34 @@ def test_the_wheel_the_image_installs_holds_everything_the_hub_reads_at_run_time
     assert any(n.startswith("hub/store/migrations/") and n.endswith(".sql") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "vaka = hub.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_images_install_steps_work_outside_docker(tmp_path: Path) -> None:
+    # the RUN lines test_the_image_installs_only_what_the_lock_file_pins reads, in two fresh venvs of this Python:
+    # the build stage's (locked build backend, every dependency from hub.lock by hash, Vaka's wheel) and the final
+    # stage's (those wheels only, offline); then the hub's command answers
+    build, final, wheels = tmp_path / "build", tmp_path / "final", tmp_path / "wheels"
+    for venv in (build, final):
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    steps = [
+        [build / "bin/pip", "install", "--no-cache-dir", "--require-hashes", "-r", REPO / "requirements/build.lock"],
+        [build / "bin/pip", "wheel", "--no-cache-dir", "--require-hashes", "--wheel-dir", wheels,
+         "-r", REPO / "requirements/hub.lock"],
+        [build / "bin/pip", "wheel", "--no-cache-dir", "--no-deps", "--no-build-isolation", "--wheel-dir", wheels, REPO],
+    ]  # fmt: skip
+    for step in steps:
+        done = subprocess.run([str(a) for a in step], capture_output=True, text=True, timeout=400, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+    built = sorted(wheels.glob("*.whl"))
+    locked_names = {canonicalize_name(n) for n in locked(REPO / "requirements" / "hub.lock")}
+    assert {canonicalize_name(w.name.split("-")[0]) for w in built} == locked_names | {"vaka"}
+    install = [str(final / "bin/pip"), "install", "--no-cache-dir", "--no-index", "--no-deps", *map(str, built)]
+    done = subprocess.run(install, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    check = subprocess.run([str(final / "bin/pip"), "check"], capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout
+    vaka = subprocess.run([str(final / "bin/vaka"), "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert vaka.returncode == 0
+    assert "serve" in vaka.stdout
