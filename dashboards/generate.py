@@ -277,7 +277,9 @@ def alarm_path() -> dashboard.Dashboard:
         graph(
             "Hub process",
             "Event-loop lag (VakaEventLoopLag past 0.5 s), MQTT sessions the broker had lost per hour"
-            " (VakaMqttSessionLost), background tasks failed per hour (VakaBackgroundTaskFailed)",
+            " (VakaMqttSessionLost), background tasks failed per hour (VakaBackgroundTaskFailed), writes of the hub's"
+            " state its disk refused (VakaLocalDiskRefusing), alarm outputs failed (VakaAlarmOutputFailing), desk"
+            " rows the database refused (VakaDeskRowRefused), telemetry left in the broker for a full spool",
             "short",
             span=12,
         )
@@ -285,6 +287,10 @@ def alarm_path() -> dashboard.Dashboard:
         .with_target(promql("max(vaka_event_loop_lag_seconds)", "loop lag (s)"))
         .with_target(promql("sum(increase(vaka_mqtt_session_lost_total[1h]))", "sessions lost", "B"))
         .with_target(promql("sum(increase(vaka_background_task_failures_total[1h])) or vector(0)", "tasks failed", "C"))
+        .with_target(promql("sum(increase(vaka_local_write_failures_total[1h])) or vector(0)", "disk refused", "D"))
+        .with_target(promql("sum(increase(vaka_alarm_output_failures_total[1h]))", "outputs failed", "E"))
+        .with_target(promql("sum(increase(vaka_desk_rows_refused_total[1h])) or vector(0)", "rows refused", "F"))
+        .with_target(promql("sum(increase(vaka_events_deferred_total[1h]))", "telemetry deferred", "G"))
     )
     d = d.with_panel(
         graph(
