@@ -3,8 +3,10 @@
 `authorize()` answers, on every request, from the database: the scopes live for this relative and resident now,
 or `NotPermittedError` (the resident is known but nothing is consented to this relative now: HTTP 403) or
 `UnknownResidentError` (no such resident: HTTP 404). `resident_status()` builds exactly the consented fields.
-Alarms are shown only once handled (closed), and only by time and category: never the rule, the reason, the note,
-the device or who handled it.
+Alarms are shown only once a person has handled them (closed as resolved), and only by time and category: never the
+rule, the reason, the note, the device or who handled it. While any alarm of the resident is open, nothing says
+"calm" or "handled": the night's state is `open` (staff have been alerted and are on it) and `alarm_open` is true. A
+technical alarm that ended by itself (the device came back: state `cancelled`) was handled by nobody and is not shown.
 """
 
 from __future__ import annotations
@@ -82,12 +84,26 @@ async def _site_zone(conn: asyncpg.Connection, resident_id: str) -> ZoneInfo:
     return ZoneInfo(tz or "Europe/Stockholm")
 
 
-async def night_summary(conn: asyncpg.Connection, resident_id: str, at: datetime, hours: NightHours) -> dict[str, Any]:
-    """Last night: calm, restless, or alarms handled (local time and category of each), handled alarms only."""
+async def alarm_open(conn: asyncpg.Connection, resident_id: str, at: datetime) -> bool:
+    """Whether any alarm of the resident (care or technical, raised at any time) is open at `at`."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM desk_alarms WHERE resident_id = $1 AND raised_at <= $2"
+        " AND (closed_at IS NULL OR closed_at > $2))",
+        resident_id,
+        at,
+    )
+    return found
+
+
+async def night_summary(
+    conn: asyncpg.Connection, resident_id: str, at: datetime, hours: NightHours, *, open_now: bool
+) -> dict[str, Any]:
+    """Last night: `open` while an alarm is open, else alarms handled by a person (local time and category of
+    each), restless or calm; the handled ones are listed in every state."""
     zone = await _site_zone(conn, resident_id)
     start, end, night = last_night(at.astimezone(zone), hours)
     rows = await conn.fetch(
-        "SELECT rule_id, category, closed_at FROM desk_alarms WHERE resident_id = $1 AND category = 'care'"
+        "SELECT rule_id, category, closed_at FROM desk_alarms WHERE resident_id = $1 AND state = 'resolved'"
         " AND raised_at >= $2 AND raised_at < $3 AND closed_at IS NOT NULL AND closed_at <= $4 ORDER BY closed_at",
         resident_id,
         start,
@@ -100,15 +116,16 @@ async def night_summary(conn: asyncpg.Connection, resident_id: str, at: datetime
         if r["rule_id"] not in RESTLESS_RULES
     ]
     restless = any(r["rule_id"] in RESTLESS_RULES for r in rows)
-    state = "alarms" if handled else "restless" if restless else "calm"
+    state = "open" if open_now else "alarms" if handled else "restless" if restless else "calm"
     return {"night": night.isoformat(), "state": state, "alarms_handled": handled}
 
 
 async def alarm_notices(conn: asyncpg.Connection, resident_id: str, at: datetime) -> list[dict[str, str]]:
-    """Alarms for the resident handled in the last 24 hours: when (the site's time), and the category only."""
+    """Alarms a person handled for the resident in the last 24 hours: when (the site's time), and the category only."""
     zone = await _site_zone(conn, resident_id)
     rows = await conn.fetch(
-        "SELECT category, closed_at FROM desk_alarms WHERE resident_id = $1 AND closed_at IS NOT NULL"
+        "SELECT category, closed_at FROM desk_alarms WHERE resident_id = $1 AND state = 'resolved'"
+        " AND closed_at IS NOT NULL"
         " AND closed_at > $2 AND closed_at <= $3 ORDER BY closed_at DESC",
         resident_id,
         at - NOTICE_WINDOW,
@@ -135,8 +152,10 @@ async def resident_status(
 ) -> dict[str, Any]:
     """Exactly the consented fields of the resident's status (a key per live scope, nothing else)."""
     status: dict[str, Any] = {"resident": resident_id, "scopes": sorted(s.value for s in scopes)}
+    if Scope.NIGHT_SUMMARY in scopes or Scope.ALARM_NOTICE in scopes:
+        status["alarm_open"] = await alarm_open(conn, resident_id, at)
     if Scope.NIGHT_SUMMARY in scopes:
-        status["night_summary"] = await night_summary(conn, resident_id, at, hours)
+        status["night_summary"] = await night_summary(conn, resident_id, at, hours, open_now=status["alarm_open"])
     if Scope.ALARM_NOTICE in scopes:
         status["alarm_notices"] = await alarm_notices(conn, resident_id, at)
     if Scope.DEVICE_HEALTH in scopes:

@@ -63,6 +63,7 @@ RELATIVES = [
     N_("relatives.night.calm"),
     N_("relatives.night.restless"),
     N_("relatives.night.alarms"),
+    N_("relatives.night.open"),
     N_("relatives.category.care"),
     N_("relatives.category.technical"),
     N_("relatives.devices.ok"),
@@ -112,6 +113,7 @@ CHECKINS = [
     N_("checkins.refusal.no_consent"),
     N_("checkins.refusal.no_gateway"),
     N_("checkins.refusal.gateway_failed"),
+    N_("checkins.refusal.away"),
     N_("rule.checkin_overdue"),
 ]
 # the desk's own alarm: escalation reached nobody
