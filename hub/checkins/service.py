@@ -3,6 +3,10 @@ a physical visit when the look is not enough, and raised as an alarm (the desk's
 
 Every task and every step is written to the database before it is shown or published (the task survives a restart);
 every look is one row in `checkin_looks` and one in `resident_access_log`; refused looks are logged too.
+
+A resident marked away or in hospital (`vaka resident away`, the admin page) gets no check-in: no task is created
+while the mark is set, the next tick closes the open ones with the outcome `away`, and a look or an outcome for one
+is refused and logged.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ REFUSALS = {
     "no_consent": "no live camera consent",
     "no_gateway": "no camera gateway is configured (checkins.gateway_url)",
     "gateway_failed": "the camera gateway gave no view",
+    "away": "the resident is marked away or in hospital",
 }
 
 
@@ -109,6 +114,7 @@ def _task(row: asyncpg.Record) -> Task:
 
 
 _COLUMNS = ", ".join(Task.__dataclass_fields__)
+_C_COLUMNS = ", ".join(f"c.{column}" for column in Task.__dataclass_fields__)
 
 
 class CheckinService:
@@ -175,13 +181,16 @@ class CheckinService:
         async with self.db.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT p.resident_id, p.site, p.consent_ref, p.care_decision_ref, p.camera_device_id, p.travel_minutes, "
-                "p.opt_out_nights, p.slots, r.unit, s.timezone FROM checkin_plans p JOIN residents r ON r.id = p.resident_id "
+                "p.opt_out_nights, p.slots, r.unit, r.away, s.timezone FROM checkin_plans p JOIN residents r ON r.id = p.resident_id "
                 "JOIN sites s ON s.id = p.site ORDER BY p.resident_id"
             )  # fmt: skip
             now = self.desk.tick()
             down = {site: self.desk.device_faults(site) for site in {row["site"] for row in rows}}
             changed: list[Task] = []
+            changed += await self._close_away(conn, now)
             for row in rows:
+                if row["away"]:
+                    continue
                 plan = plan_of(row)
                 for slot in due(plan, now, ZoneInfo(row["timezone"])):
                     mode, reason = slot.slot.mode, ""
@@ -216,6 +225,21 @@ class CheckinService:
         for task in changed:
             self._publish(task)
         return changed
+
+    async def _close_away(self, conn: asyncpg.Connection, now: datetime) -> list[Task]:
+        """Open tasks of residents marked away or in hospital: closed as `away` (nobody is home to look at)."""
+        async with conn.transaction():
+            rows = await conn.fetch(
+                "UPDATE checkins c SET state = 'done', outcome = 'away', done_at = $1 FROM residents r "
+                f"WHERE r.id = c.resident_id AND r.away AND c.state = 'open' RETURNING {_C_COLUMNS}",
+                now,
+            )
+            closed = sorted(map(_task, rows), key=lambda t: (t.due_at, t.id))
+            for task in closed:
+                await self._log(conn, task.id, now, "hub", "done", "away: the resident is marked away or in hospital")
+        for task in closed:
+            logger.info("CHECKIN id=%s closed: resident away", task.id)
+        return closed
 
     async def _camera_down(self, conn: asyncpg.Connection, now: datetime, cameras: set[str]) -> list[Task]:
         """Open camera tasks in their window whose camera is down (silent, offline): a visit now, the same task."""
@@ -285,6 +309,7 @@ class CheckinService:
                     "JOIN sites s ON s.id = p.site WHERE p.resident_id = $1",
                     task.resident_id,
                 )
+                away = await _is_away(conn, task.resident_id)
                 night = (
                     (task.due_at.astimezone(ZoneInfo(plan["timezone"])) - timedelta(hours=12)).date() if plan else None
                 )
@@ -293,7 +318,9 @@ class CheckinService:
                     and plan["camera_device_id"] == task.camera_device_id
                     and night not in plan["opt_out_nights"]
                 )
-                if task.state != "open" or task.mode != "camera":
+                if away:
+                    refusal = "away"
+                elif task.state != "open" or task.mode != "camera":
                     refusal = "not_open_camera"
                 elif not task.window_start <= now < task.window_end:
                     refusal = "outside_slot"
@@ -337,6 +364,11 @@ class CheckinService:
             msg = f"outcome {outcome!r} does not fit this check-in"
             raise CheckinError(msg)
         follow: Task | None = None
+        async with self.db.acquire() as conn:
+            if await _is_away(conn, task.resident_id):
+                await self._log(conn, task_id, now, f"staff:{staff.id}", "outcome_refused", REFUSALS["away"])
+                logger.warning("CHECKIN id=%s outcome refused staff=%s: resident away", task_id, staff.id)
+                raise CheckinError(REFUSALS["away"], "away")
         async with self.db.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE checkins SET state = 'done', outcome = $2, done_at = $3, done_by = $4 WHERE id = $1",
@@ -379,6 +411,11 @@ class CheckinService:
             self.publish(f"vaka/v1/{task.site}/checkins/{task.id}", json.dumps(task.public()).encode(), qos=1)
         except Exception:  # the broker connection is the integration's, not the patrol's: never stop a check-in
             logger.exception("check-in %s not published", task.id)
+
+
+async def _is_away(conn: asyncpg.Connection, resident_id: str) -> bool:
+    away: bool | None = await conn.fetchval("SELECT away FROM residents WHERE id = $1", resident_id)
+    return bool(away)
 
 
 def plan_of(row: asyncpg.Record) -> Plan:

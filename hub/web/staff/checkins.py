@@ -130,7 +130,8 @@ async def checkin_look(request: web.Request) -> web.StreamResponse:
             task = await _service(request).get(request.match_info["task_id"], staff)
         except CheckinError:
             task = None
-        fallback = task if task is not None and task.state == "open" and task.mode == "camera" else None
+        camera_task = task is not None and task.state == "open" and task.mode == "camera"
+        fallback = task if camera_task and exc.code != "away" else None  # nobody home: not a visit either
         return render(request, "staff/checkin_refused.html", staff.lang, status=403, staff=staff,
                       csrf=session.csrf_token, page="checkins", reason=str(exc), code=exc.code,
                       fallback=fallback)  # fmt: skip
