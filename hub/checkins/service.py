@@ -7,6 +7,11 @@ every look is one row in `checkin_looks` and one in `resident_access_log`; refus
 A resident marked away or in hospital (`vaka resident away`, the admin page) gets no check-in: no task is created
 while the mark is set, the next tick closes the open ones with the outcome `away`, and a look or an outcome for one
 is refused and logged.
+
+An overdue task does not stay on the list for ever: a person may close it with what truly happened (visited instead,
+not needed, other with a note), and at the end of its night (`desk.night_end`, or when its window closed if that is
+later) the hub closes it as `missed`, with the staff on duty for its unit when the window closed. An overdue second
+look becomes a visit at once.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -35,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 OUTCOMES = ("seen_calm", "seen_needs_visit", "not_visible", "camera_not_working")
 PHYSICAL_OUTCOMES = ("visited", "visited_needs_help")
+# an overdue task, closed by a person with what truly happened ("other" needs a note)
+OVERDUE_OUTCOMES = ("visited_instead", "not_needed", "other")
+NOTE_MAX = 200
+VISIT_MIN = 30
 SECOND_LOOK_MIN = 20
 LOOK_TTL_S = 45
 OVERDUE_RULE = "checkin_overdue"
@@ -121,13 +130,14 @@ class CheckinService:
     """Creates due tasks on each tick and carries out the patrol's actions."""
 
     def __init__(self, db: Pool, desk: Desk, publish: Publish, clock: Clock, gateway: CameraGateway | None,
-                 *, overdue_after_s: float = 0.0) -> None:  # fmt: skip
+                 *, overdue_after_s: float = 0.0, night_end: time = time(7, 0)) -> None:  # fmt: skip
         self.db = db
         self.desk = desk
         self.publish = publish
         self.clock = clock
         self.gateway = gateway
         self.overdue_after = timedelta(seconds=overdue_after_s)
+        self.night_end = night_end
         # the pages' version of the task list: new with every hub start, moved on by every change a page shows
         self._epoch = secrets.token_hex(4)
         self._serial = 0
@@ -216,6 +226,9 @@ class CheckinService:
                     reason=f"{task.mode} check-in not done in its window", resident_id=task.resident_id,
                     device_id=task.camera_device_id,
                 ))  # fmt: skip
+                if task.mode == "camera" and task.attempt > 1:
+                    changed += await self._second_look_overdue(conn, task, now)
+            changed += await self._close_missed(conn, now)
             overdue_now = await conn.fetchval(
                 "SELECT count(*) FROM checkins WHERE state = 'open' AND window_end <= $1", now
             )
@@ -225,6 +238,53 @@ class CheckinService:
         for task in changed:
             self._publish(task)
         return changed
+
+    async def _second_look_overdue(self, conn: asyncpg.Connection, task: Task, now: datetime) -> list[Task]:
+        """A second look nobody took in its window: missed, and a visit now (the resident was not seen)."""
+        async with conn.transaction():
+            missed = await self._miss(conn, task, now)
+            visit = await self._create(conn, f"{task.id.removesuffix('-2')}-visit", task.site, task.unit,
+                                       task.resident_id, None, "physical", task.attempt + 1, task.id,
+                                       "second_look_overdue", now, now, now + timedelta(minutes=VISIT_MIN), now)  # fmt: skip
+        return [missed] if visit is None else [missed, visit]
+
+    def _night_over(self, task: Task, zone: ZoneInfo) -> datetime:
+        """When the night the task belongs to has ended (not before its window closed and the overdue grace)."""
+        night = (task.due_at.astimezone(zone) - timedelta(hours=12)).date()
+        end = datetime.combine(night + timedelta(days=1), self.night_end, tzinfo=zone)
+        return max(end, task.window_end + self.overdue_after)
+
+    async def _close_missed(self, conn: asyncpg.Connection, now: datetime) -> list[Task]:
+        """Overdue tasks whose night is over: closed as `missed`, with who was on duty (they leave the list)."""
+        rows = await conn.fetch(
+            f"SELECT {_C_COLUMNS}, s.timezone FROM checkins c JOIN sites s ON s.id = c.site "
+            "WHERE c.state = 'open' AND c.window_end <= $1",
+            now,
+        )
+        over = [_task(row) for row in rows if now >= self._night_over(_task(row), ZoneInfo(row["timezone"]))]
+        closed = []
+        for task in sorted(over, key=lambda t: (t.due_at, t.id)):
+            async with conn.transaction():
+                closed.append(await self._miss(conn, task, now))
+        return closed
+
+    async def _miss(self, conn: asyncpg.Connection, task: Task, now: datetime) -> Task:
+        on_duty = await conn.fetchval(
+            "SELECT coalesce(array_agg(DISTINCT d.staff_id ORDER BY d.staff_id), '{}') FROM staff_duty d "
+            "JOIN staff_units u ON u.staff_id = d.staff_id WHERE d.since <= $1 AND d.until > $1 AND u.site = $2 "
+            "AND ($3::text IS NULL OR u.unit IN ($3, '*'))",
+            task.window_end, task.site, task.unit,
+        )  # fmt: skip
+        row = await conn.fetchrow(
+            f"UPDATE checkins SET state = 'done', outcome = 'missed', done_at = $2, on_duty = $3 WHERE id = $1 "
+            f"RETURNING {_COLUMNS}",
+            task.id, now, on_duty,
+        )  # fmt: skip
+        assert row is not None  # the task is open and this transaction holds it
+        who = ",".join(f"staff:{i}" for i in on_duty) or "nobody"
+        await self._log(conn, task.id, now, "hub", "done", f"missed: not done in its window; on duty: {who}")
+        logger.info("CHECKIN id=%s closed: missed (on duty: %s)", task.id, who)
+        return _task(row)
 
     async def _close_away(self, conn: asyncpg.Connection, now: datetime) -> list[Task]:
         """Open tasks of residents marked away or in hospital: closed as `away` (nobody is home to look at)."""
@@ -355,14 +415,24 @@ class CheckinService:
                                 f"until={grant.expires_at.isoformat()}")  # fmt: skip
         return task, grant.url, grant.expires_at
 
-    async def record(self, task_id: str, staff: StaffMember, outcome: str) -> tuple[Task, Task | None]:
-        """The outcome of a look or a visit; returns the task and the follow-up task it made, if any."""
+    async def record(self, task_id: str, staff: StaffMember, outcome: str, note: str = "") -> tuple[Task, Task | None]:
+        """The outcome of a look or a visit, with an optional short note; an overdue task may instead be closed with
+        what truly happened (OVERDUE_OUTCOMES, "other" with a note). Returns the task and its follow-up, if any."""
         now = self.clock.now()
         task = await self.get(task_id, staff)
+        note = " ".join(note.split())
         allowed = OUTCOMES if task.mode == "camera" else PHYSICAL_OUTCOMES
+        if task.overdue(now):
+            allowed = (*allowed, *OVERDUE_OUTCOMES)
         if task.state != "open" or outcome not in allowed:
             msg = f"outcome {outcome!r} does not fit this check-in"
             raise CheckinError(msg)
+        if len(note) > NOTE_MAX:
+            msg = f"the note is longer than {NOTE_MAX} characters"
+            raise CheckinError(msg, "note_long")
+        if outcome == "other" and not note:
+            msg = "say in a note what happened"
+            raise CheckinError(msg, "note_needed")
         follow: Task | None = None
         async with self.db.acquire() as conn:
             if await _is_away(conn, task.resident_id):
@@ -371,13 +441,13 @@ class CheckinService:
                 raise CheckinError(REFUSALS["away"], "away")
         async with self.db.acquire() as conn, conn.transaction():
             await conn.execute(
-                "UPDATE checkins SET state = 'done', outcome = $2, done_at = $3, done_by = $4 WHERE id = $1",
-                task_id, outcome, now, staff.id,
+                "UPDATE checkins SET state = 'done', outcome = $2, done_at = $3, done_by = $4, note = $5 WHERE id = $1",
+                task_id, outcome, now, staff.id, note or None,
             )  # fmt: skip
             await conn.execute(
                 "UPDATE checkin_looks SET outcome = $2 WHERE checkin_id = $1 AND outcome IS NULL", task_id, outcome
             )
-            await self._log(conn, task_id, now, f"staff:{staff.id}", "done", outcome)
+            await self._log(conn, task_id, now, f"staff:{staff.id}", "done", f"{outcome}: {note}" if note else outcome)
             if outcome == "not_visible" and task.attempt == 1:
                 window = timedelta(minutes=SECOND_LOOK_MIN)
                 follow = await self._create(conn, f"{task_id}-2", task.site, task.unit, task.resident_id,

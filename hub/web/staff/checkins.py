@@ -14,7 +14,9 @@ from aiohttp import web
 
 from hub.checkins.plan import PlanError, dump_plans, parse_plans
 from hub.checkins.service import (
+    NOTE_MAX,
     OUTCOMES,
+    OVERDUE_OUTCOMES,
     OVERDUE_RULE,
     PHYSICAL_OUTCOMES,
     CheckinError,
@@ -31,6 +33,7 @@ from hub.web.staff.pages import _ctx, _session, _wants_json, render, safe_back
 from hub.web.staff.security import CSP, SESSION_COOKIE, add_security_headers
 
 EVENTS_HEARTBEAT_S = 15.0
+CAMERA_FAILED = ("no_gateway", "gateway_failed")
 EVENTS_RETRY_MS = 1000
 # set when the web server shuts down: every open list's event stream ends, so shutdown does not wait for them
 STREAMS_CLOSING = web.AppKey("checkin_streams_closing", asyncio.Event)
@@ -82,6 +85,8 @@ async def checkins_page(request: web.Request) -> web.StreamResponse:
         now=now,
         outcomes=OUTCOMES,
         physical_outcomes=PHYSICAL_OUTCOMES,
+        overdue_outcomes=OVERDUE_OUTCOMES,
+        note_max=NOTE_MAX,
         clock=_clock(request),
         alarms=alarms,
         can_plan=staff.role in (Role.NURSE, Role.ADMIN),
@@ -131,7 +136,9 @@ async def checkin_look(request: web.Request) -> web.StreamResponse:
         except CheckinError:
             task = None
         camera_task = task is not None and task.state == "open" and task.mode == "camera"
-        fallback = task if camera_task and exc.code != "away" else None  # nobody home: not a visit either
+        # only where the camera truly cannot show: not for a slot that is over (the list offers its true endings)
+        # and not for a resident who is away (nobody home: no visit either)
+        fallback = task if camera_task and exc.code in CAMERA_FAILED else None
         return render(request, "staff/checkin_refused.html", staff.lang, status=403, staff=staff,
                       csrf=session.csrf_token, page="checkins", reason=str(exc), code=exc.code,
                       fallback=fallback)  # fmt: skip
@@ -141,7 +148,7 @@ async def checkin_look(request: web.Request) -> web.StreamResponse:
     expires_in_ms = max(0, round((expires_at - datetime.now(UTC)).total_seconds() * 1000))
     response = render(request, "staff/checkin_look.html", staff.lang, staff=staff, csrf=session.csrf_token,
                       page="checkins", task=task, url=url, expires_at=expires_at, expires_in_ms=expires_in_ms,
-                      outcomes=OUTCOMES, clock=_clock(request))  # fmt: skip
+                      outcomes=OUTCOMES, clock=_clock(request), note_max=NOTE_MAX)  # fmt: skip
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
     response.headers["Content-Security-Policy"] = f"{CSP}; frame-src {origin}"
     response.headers["Cache-Control"] = "no-store"
@@ -153,11 +160,14 @@ async def checkin_outcome(request: web.Request) -> web.StreamResponse:
     staff = _session(request).staff
     form = await read_form(request)
     try:
-        done, follow = await _service(request).record(request.match_info["task_id"], staff, field(form, "outcome", 64))
+        done, follow = await _service(request).record(
+            request.match_info["task_id"], staff, field(form, "outcome", 64), field(form, "note", 10 * NOTE_MAX)
+        )
     except CheckinError as exc:
+        status = 400 if exc.code.startswith("note_") else 409  # a note to fix: nothing was recorded
         if _wants_json(request):
-            return web.json_response({"error": str(exc)}, status=409)
-        raise web.HTTPConflict(text=str(exc)) from exc
+            return web.json_response({"error": str(exc)}, status=status)
+        raise (web.HTTPBadRequest if status == 400 else web.HTTPConflict)(text=str(exc)) from exc
     if _wants_json(request):
         return web.json_response({"task": done.public(), "follow_up": follow.public() if follow else None})
     # back to the page it was done from: the check-in list, or the patrol's route for a visit
