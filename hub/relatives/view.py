@@ -147,11 +147,42 @@ async def device_health(conn: asyncpg.Connection, resident_id: str) -> dict[str,
     return {"state": "needs_service" if needs else "ok"}
 
 
+async def resident_name(conn: asyncpg.Connection, resident_id: str) -> str | None:
+    """The name the resident's care team recorded in the resident directory, or None."""
+    name: str | None = await conn.fetchval(
+        "SELECT nullif(btrim(display_name), '') FROM resident_directory WHERE resident_id = $1", resident_id
+    )
+    return name
+
+
+async def unit_phone(conn: asyncpg.Connection, resident_id: str, phones: dict[str, str]) -> str | None:
+    """The number relatives may call for the resident's unit: `site/unit`, else `site`, else `*` in `phones`."""
+    row = await conn.fetchrow("SELECT site, unit FROM residents WHERE id = $1", resident_id)
+    if row is None:
+        return None
+    for key in (f"{row['site']}/{row['unit']}", row["site"], "*"):
+        if phones.get(key):
+            return phones[key]
+    return None
+
+
 async def resident_status(
-    conn: asyncpg.Connection, resident_id: str, scopes: frozenset[Scope], at: datetime, hours: NightHours
+    conn: asyncpg.Connection,
+    resident_id: str,
+    scopes: frozenset[Scope],
+    at: datetime,
+    hours: NightHours,
+    *,
+    unit_phones: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Exactly the consented fields of the resident's status (a key per live scope, nothing else)."""
-    status: dict[str, Any] = {"resident": resident_id, "scopes": sorted(s.value for s in scopes)}
+    """Exactly the consented fields of the resident's status (a key per live scope, nothing else), with the name the
+    care team recorded and the unit's phone number (any live consent shows these two)."""
+    status: dict[str, Any] = {
+        "resident": resident_id,
+        "name": await resident_name(conn, resident_id),
+        "unit_phone": await unit_phone(conn, resident_id, unit_phones or {}),
+        "scopes": sorted(s.value for s in scopes),
+    }
     if Scope.NIGHT_SUMMARY in scopes or Scope.ALARM_NOTICE in scopes:
         status["alarm_open"] = await alarm_open(conn, resident_id, at)
     if Scope.NIGHT_SUMMARY in scopes:

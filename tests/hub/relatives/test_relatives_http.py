@@ -69,10 +69,13 @@ async def test_only_the_consented_fields_of_consented_residents(
 
     await relatives_site.grant(DAUGHTER, r1, Scope.NIGHT_SUMMARY, Scope.DEVICE_HEALTH)
     status, listed = await daughter.get_json("/relative/api/v1/residents")
-    assert (status, listed) == (200, {"residents": [{"id": r1, "scopes": ["device_health", "night_summary"]}]})
+    assert (status, listed) == (
+        200,
+        {"residents": [{"id": r1, "name": None, "scopes": ["device_health", "night_summary"]}]},
+    )
     status, body = await daughter.get_json(f"/relative/api/v1/residents/{r1}/status")
     assert status == 200
-    assert set(body) == {"resident", "scopes", "alarm_open", "night_summary", "device_health"}
+    assert set(body) == {"resident", "name", "unit_phone", "scopes", "alarm_open", "night_summary", "device_health"}
     assert body["device_health"] == {"state": "ok"}
 
     status, body = await daughter.get_json(f"/relative/api/v1/residents/{r2}/status")
@@ -82,7 +85,7 @@ async def test_only_the_consented_fields_of_consented_residents(
 
     await relatives_site.revoke(DAUGHTER, r1, Scope.DEVICE_HEALTH)
     status, body = await daughter.get_json(f"/relative/api/v1/residents/{r1}/status")
-    assert set(body) == {"resident", "scopes", "alarm_open", "night_summary"}
+    assert set(body) == {"resident", "name", "unit_phone", "scopes", "alarm_open", "night_summary"}
     await relatives_site.revoke(DAUGHTER, r1)
     assert (await daughter.get_json(f"/relative/api/v1/residents/{r1}/status"))[0] == 403
     page = await daughter.http.get(f"/relative/residents/{r1}?lang=en")
