@@ -353,7 +353,7 @@ class CheckinService:
             raise CheckinError(msg)
         return _task(row)
 
-    async def look(self, task_id: str, staff: StaffMember) -> tuple[Task, str, datetime]:
+    async def look(self, task_id: str, staff: StaffMember, address: str | None = None) -> tuple[Task, str, datetime]:
         """A viewing URL for the task's camera, for this staff member, for LOOK_TTL_S; refused (and logged) outside
         the slot's window, without a live consent, for another unit's camera or a physical task."""
         now = self.clock.now()
@@ -407,9 +407,9 @@ class CheckinService:
                     task_id, staff.id, task.resident_id, task.camera_device_id, now, grant.expires_at,
                 )  # fmt: skip
                 await conn.execute(
-                    "INSERT INTO resident_access_log (at, staff_id, role, site, resident_id, purpose) "
-                    "VALUES ($1, $2, $3, $4, $5, 'camera_look')",
-                    now, staff.id, staff.role.value, task.site, task.resident_id,
+                    "INSERT INTO resident_access_log (at, staff_id, role, site, resident_id, purpose, address) "
+                    "VALUES ($1, $2, $3, $4, $5, 'camera_look', $6)",
+                    now, staff.id, staff.role.value, task.site, task.resident_id, address,
                 )  # fmt: skip
                 await self._log(conn, task_id, now, f"staff:{staff.id}", "look", f"camera={task.camera_device_id} "
                                 f"until={grant.expires_at.isoformat()}")  # fmt: skip

@@ -26,6 +26,7 @@ from hub.checkins.service import (
 )
 from hub.desk.alarm import Alarm
 from hub.desk.fanout import local_hm
+from hub.resident_directory import read_homes
 from hub.staff import Role
 from hub.web.staff import CONTEXT
 from hub.web.staff.bodies import field, read_form
@@ -63,7 +64,12 @@ async def checkins_page(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     staff = session.staff
     tasks = await _service(request).open_for(staff)
-    ctx.desk.log_resident_reads(staff, ((t.site, t.resident_id) for t in tasks), "checkin_list")
+    async with ctx.db.acquire() as conn:
+        homes = await read_homes(conn, staff, sorted({t.resident_id for t in tasks}))
+    # the name from the directory, else the pseudonym; the room from the inventory
+    names = {rid: home.name for rid, home in homes.items() if home.name}
+    rooms = {t.resident_id: r.room for t in tasks if (r := ctx.desk.resident(t.site, t.resident_id)) is not None}
+    ctx.desk.log_resident_reads(staff, ((t.site, t.resident_id) for t in tasks), "checkin_list", request.remote)
     now = ctx.desk.clock.now()
     # an alarm of the resident raised during the slot's window belongs with the check-in (a fall at 02:05); another
     # check-in's overdue alarm does not
@@ -89,6 +95,8 @@ async def checkins_page(request: web.Request) -> web.StreamResponse:
         note_max=NOTE_MAX,
         clock=_clock(request),
         alarms=alarms,
+        names=names,
+        rooms=rooms,
         can_plan=staff.role in (Role.NURSE, Role.ADMIN),
         version=_service(request).version,
     )
@@ -126,7 +134,7 @@ async def checkin_look(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     staff = session.staff
     try:
-        task, url, expires_at = await _service(request).look(request.match_info["task_id"], staff)
+        task, url, expires_at = await _service(request).look(request.match_info["task_id"], staff, request.remote)
     except CheckinError as exc:
         if _wants_json(request):
             return web.json_response({"error": str(exc), "code": exc.code}, status=403)
