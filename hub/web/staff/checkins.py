@@ -203,7 +203,9 @@ async def _plans(request: web.Request, text: str | None, message: str, status: i
     if text is None:
         async with ctx.db.acquire() as conn:
             rows = [r for r in await conn.fetch(_PLANS_SQL) if staff.sees(r["site"], r["unit"])]
-        ctx.desk.log_resident_reads(staff, ((r["site"], r["resident_id"]) for r in rows), "checkin_plans")
+        ctx.desk.log_resident_reads(
+            staff, ((r["site"], r["resident_id"]) for r in rows), "checkin_plans", request.remote
+        )
         text = dump_plans([plan_of(r) for r in rows]) if rows else "plans: []\n"
     return render(request, "staff/checkin_plans.html", staff.lang, status=status, staff=staff,
                   csrf=session.csrf_token, page="checkins", text=text, message=message)  # fmt: skip

@@ -51,3 +51,28 @@ async def test_the_list_names_the_resident_and_room_and_every_read_has_its_addre
     }
     assert note == "asleep in the armchair, lamp on"
     assert logged == "seen_calm: asleep in the armchair, lamp on"
+
+
+async def test_plans_night_log_and_home_reads_carry_the_address(checkin_site: CheckinSite) -> None:
+    from tests.hub.desk_support import decision
+
+    s = checkin_site
+    await on_the_route(s)
+    s.site.staff_app[CONTEXT].checkins = s.service
+    alarm = s.site.desk.apply(decision(s.site.site, at=s.site.clock.now()))  # a fall of r1
+    assert alarm is not None
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+        await login(client, s.site.url, f"nils-{s.site.site}")
+        for path in ("/staff/checkins/plans", "/staff/log", f"/staff/alarms/{alarm.id}/home"):
+            async with client.get(f"{s.site.url}{path}") as page:
+                assert page.status == 200, path
+    await s.site.desk.store.flushed()
+    async with s.site.db.acquire() as conn:
+        reads = await conn.fetch(
+            "SELECT purpose, address FROM resident_access_log WHERE purpose IN ('checkin_plans', 'night_log', 'home')"
+        )
+    assert {(r["purpose"], r["address"]) for r in reads} == {
+        ("checkin_plans", "127.0.0.1"),
+        ("night_log", "127.0.0.1"),
+        ("home", "127.0.0.1"),
+    }
