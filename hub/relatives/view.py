@@ -22,6 +22,8 @@ from hub.relatives import RelativesError
 from hub.relatives.consent import Scope, consents_of_relative
 
 RESTLESS_RULES = frozenset({"restless_night"})
+# an alarm is the resident's when it names her, or one of her devices (a device's technical alarm may name no one)
+OF_RESIDENT = "(resident_id = $1 OR device_id IN (SELECT id FROM devices WHERE resident = $1))"
 NOTICE_WINDOW = timedelta(hours=24)
 
 
@@ -87,7 +89,7 @@ async def _site_zone(conn: asyncpg.Connection, resident_id: str) -> ZoneInfo:
 async def alarm_open(conn: asyncpg.Connection, resident_id: str, at: datetime) -> bool:
     """Whether any alarm of the resident (care or technical, raised at any time) is open at `at`."""
     found: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM desk_alarms WHERE resident_id = $1 AND raised_at <= $2"
+        "SELECT EXISTS (SELECT 1 FROM desk_alarms WHERE " + OF_RESIDENT + " AND raised_at <= $2"
         " AND (closed_at IS NULL OR closed_at > $2))",
         resident_id,
         at,
@@ -103,7 +105,7 @@ async def night_summary(
     zone = await _site_zone(conn, resident_id)
     start, end, night = last_night(at.astimezone(zone), hours)
     rows = await conn.fetch(
-        "SELECT rule_id, category, closed_at FROM desk_alarms WHERE resident_id = $1 AND state = 'resolved'"
+        "SELECT rule_id, category, closed_at FROM desk_alarms WHERE " + OF_RESIDENT + " AND state = 'resolved'"
         " AND raised_at >= $2 AND raised_at < $3 AND closed_at IS NOT NULL AND closed_at <= $4 ORDER BY closed_at",
         resident_id,
         start,
@@ -124,7 +126,7 @@ async def alarm_notices(conn: asyncpg.Connection, resident_id: str, at: datetime
     """Alarms a person handled for the resident in the last 24 hours: when (the site's time), and the category only."""
     zone = await _site_zone(conn, resident_id)
     rows = await conn.fetch(
-        "SELECT category, closed_at FROM desk_alarms WHERE resident_id = $1 AND state = 'resolved'"
+        "SELECT category, closed_at FROM desk_alarms WHERE " + OF_RESIDENT + " AND state = 'resolved'"
         " AND closed_at IS NOT NULL"
         " AND closed_at > $2 AND closed_at <= $3 ORDER BY closed_at DESC",
         resident_id,

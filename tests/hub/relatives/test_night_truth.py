@@ -29,6 +29,7 @@ class Alarm:
     state: str = "raised"  # raised / accepted (open), resolved (a person), cancelled (the device or rule)
     closed: tuple[int, str] | None = None
     condition_ended: tuple[int, str] | None = None
+    device_only: bool = False  # a device's technical alarm naming no resident: hers through her device
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,14 @@ CASES = {
         open=True,
     ),
     "technical alarm open": Case([Alarm("technical", (0, "01:00"))], "open", open=True),
+    "technical alarm of her radar, naming no resident, open": Case(
+        [Alarm("technical", (0, "01:00"), device_only=True)], "open", open=True
+    ),
+    "technical alarm of her radar, naming no resident, closed by a person": Case(
+        [Alarm("technical", (0, "01:00"), "resolved", (0, "01:40"), device_only=True)],
+        "alarms",
+        [("01:40", "technical")],
+    ),
     "technical alarm the device ended itself": Case(
         [Alarm("technical", (0, "01:00"), "cancelled", (0, "01:20"))], "calm"
     ),
@@ -104,7 +113,7 @@ async def _store(site: RelativesSite, resident: str, morning: datetime, alarm: A
             rule,
             alarm.category,
             site.home.site,
-            resident,
+            None if alarm.device_only else resident,
             f"{site.home.site}-radar1",
             alarm.state,
             "assisted" if alarm.state == "resolved" else None,
