@@ -21,6 +21,7 @@ from hub.checkins.service import (
     PHYSICAL_OUTCOMES,
     CheckinError,
     CheckinService,
+    Task,
     plan_of,
     save_plans,
 )
@@ -139,24 +140,28 @@ async def checkin_look(request: web.Request) -> web.StreamResponse:
         if _wants_json(request):
             return web.json_response({"error": str(exc), "code": exc.code}, status=403)
         # an open camera task of my units the camera cannot show now: one tap makes it a visit
+        refused: Task | None
         try:
-            task = await _service(request).get(request.match_info["task_id"], staff)
+            refused = await _service(request).get(request.match_info["task_id"], staff)
         except CheckinError:
-            task = None
-        camera_task = task is not None and task.state == "open" and task.mode == "camera"
+            refused = None
+        camera_task = refused is not None and refused.state == "open" and refused.mode == "camera"
         # only where the camera truly cannot show: not for a slot that is over (the list offers its true endings)
         # and not for a resident who is away (nobody home: no visit either)
-        fallback = task if camera_task and exc.code in CAMERA_FAILED else None
+        fallback = refused if camera_task and exc.code in CAMERA_FAILED else None
         return render(request, "staff/checkin_refused.html", staff.lang, status=403, staff=staff,
                       csrf=session.csrf_token, page="checkins", reason=str(exc), code=exc.code,
                       fallback=fallback)  # fmt: skip
     if _wants_json(request):
         return web.json_response({"url": url, "expires_at": expires_at.isoformat()})
+    async with _ctx(request).db.acquire() as conn:  # the look's access-log row (camera_look) covers the name
+        home = (await read_homes(conn, staff, [task.resident_id])).get(task.resident_id)
     # the gateway's token runs on the wall clock (also in a simulation): the page ends the view when it expires
     expires_in_ms = max(0, round((expires_at - datetime.now(UTC)).total_seconds() * 1000))
     response = render(request, "staff/checkin_look.html", staff.lang, staff=staff, csrf=session.csrf_token,
                       page="checkins", task=task, url=url, expires_at=expires_at, expires_in_ms=expires_in_ms,
-                      outcomes=OUTCOMES, clock=_clock(request), note_max=NOTE_MAX)  # fmt: skip
+                      outcomes=OUTCOMES, clock=_clock(request), note_max=NOTE_MAX,
+                      name=home.name if home is not None and home.name else task.resident_id)  # fmt: skip
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
     response.headers["Content-Security-Policy"] = f"{CSP}; frame-src {origin}"
     response.headers["Cache-Control"] = "no-store"

@@ -29,7 +29,9 @@ async def test_the_list_names_the_resident_and_room_and_every_read_has_its_addre
         assert csrf is not None
         async with client.post(f"{s.site.url}/staff/checkins/{task.id}/look", data={"csrf": csrf.group(1)}) as look:
             assert look.status == 200
-            assert 'name="note"' in await look.text()
+            looked = await look.text()
+            assert 'name="note"' in looked
+            assert "Look: Karin Berg</h1>" in looked
         form = {"csrf": csrf.group(1), "outcome": "seen_calm", "note": "asleep in the armchair, lamp on"}
         async with client.post(
             f"{s.site.url}/staff/checkins/{task.id}/outcome", data=form, allow_redirects=False
