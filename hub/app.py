@@ -238,6 +238,7 @@ class Hub:
             self.clock,
             gateway,
             overdue_after_s=s.checkins.overdue_after_s,
+            night_end=s.desk.night_end,
         )
         await self.desk.restore(self._sites)  # with the database away it starts empty and restores once it answers
         if snapshot is not None and "replay_from" in snapshot:

@@ -397,6 +397,10 @@ class RelativesSettings(_Section):
         default=20.0, gt=0, le=60, description="an open relatives page re-checks its consent this often"
     )
     session_idle_s: int = Field(default=7 * 86400, ge=60, description="a relative idle longer is logged out")
+    unit_phones: dict[str, str] = Field(
+        default_factory=dict,
+        description="'site/unit', site id or * -> the unit's phone number, shown on the relatives page",
+    )
 
 
 class FollowupSettings(_Section):

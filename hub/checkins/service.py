@@ -3,6 +3,15 @@ a physical visit when the look is not enough, and raised as an alarm (the desk's
 
 Every task and every step is written to the database before it is shown or published (the task survives a restart);
 every look is one row in `checkin_looks` and one in `resident_access_log`; refused looks are logged too.
+
+A resident marked away or in hospital (`vaka resident away`, the admin page) gets no check-in: no task is created
+while the mark is set, the next tick closes the open ones with the outcome `away`, and a look or an outcome for one
+is refused and logged.
+
+An overdue task does not stay on the list for ever: a person may close it with what truly happened (visited instead,
+not needed, other with a note), and at the end of its night (`desk.night_end`, or when its window closed if that is
+later) the hub closes it as `missed`, with the staff on duty for its unit when the window closed. An overdue second
+look becomes a visit at once.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -31,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 OUTCOMES = ("seen_calm", "seen_needs_visit", "not_visible", "camera_not_working")
 PHYSICAL_OUTCOMES = ("visited", "visited_needs_help")
+# an overdue task, closed by a person with what truly happened ("other" needs a note)
+OVERDUE_OUTCOMES = ("visited_instead", "not_needed", "other")
+NOTE_MAX = 200
+VISIT_MIN = 30
 SECOND_LOOK_MIN = 20
 LOOK_TTL_S = 45
 OVERDUE_RULE = "checkin_overdue"
@@ -54,6 +67,7 @@ REFUSALS = {
     "no_consent": "no live camera consent",
     "no_gateway": "no camera gateway is configured (checkins.gateway_url)",
     "gateway_failed": "the camera gateway gave no view",
+    "away": "the resident is marked away or in hospital",
 }
 
 
@@ -109,19 +123,21 @@ def _task(row: asyncpg.Record) -> Task:
 
 
 _COLUMNS = ", ".join(Task.__dataclass_fields__)
+_C_COLUMNS = ", ".join(f"c.{column}" for column in Task.__dataclass_fields__)
 
 
 class CheckinService:
     """Creates due tasks on each tick and carries out the patrol's actions."""
 
     def __init__(self, db: Pool, desk: Desk, publish: Publish, clock: Clock, gateway: CameraGateway | None,
-                 *, overdue_after_s: float = 0.0) -> None:  # fmt: skip
+                 *, overdue_after_s: float = 0.0, night_end: time = time(7, 0)) -> None:  # fmt: skip
         self.db = db
         self.desk = desk
         self.publish = publish
         self.clock = clock
         self.gateway = gateway
         self.overdue_after = timedelta(seconds=overdue_after_s)
+        self.night_end = night_end
         # the pages' version of the task list: new with every hub start, moved on by every change a page shows
         self._epoch = secrets.token_hex(4)
         self._serial = 0
@@ -175,13 +191,16 @@ class CheckinService:
         async with self.db.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT p.resident_id, p.site, p.consent_ref, p.care_decision_ref, p.camera_device_id, p.travel_minutes, "
-                "p.opt_out_nights, p.slots, r.unit, s.timezone FROM checkin_plans p JOIN residents r ON r.id = p.resident_id "
+                "p.opt_out_nights, p.slots, r.unit, r.away, s.timezone FROM checkin_plans p JOIN residents r ON r.id = p.resident_id "
                 "JOIN sites s ON s.id = p.site ORDER BY p.resident_id"
             )  # fmt: skip
             now = self.desk.tick()
             down = {site: self.desk.device_faults(site) for site in {row["site"] for row in rows}}
             changed: list[Task] = []
+            changed += await self._close_away(conn, now)
             for row in rows:
+                if row["away"]:
+                    continue
                 plan = plan_of(row)
                 for slot in due(plan, now, ZoneInfo(row["timezone"])):
                     mode, reason = slot.slot.mode, ""
@@ -207,6 +226,9 @@ class CheckinService:
                     reason=f"{task.mode} check-in not done in its window", resident_id=task.resident_id,
                     device_id=task.camera_device_id,
                 ))  # fmt: skip
+                if task.mode == "camera" and task.attempt > 1:
+                    changed += await self._second_look_overdue(conn, task, now)
+            changed += await self._close_missed(conn, now)
             overdue_now = await conn.fetchval(
                 "SELECT count(*) FROM checkins WHERE state = 'open' AND window_end <= $1", now
             )
@@ -216,6 +238,68 @@ class CheckinService:
         for task in changed:
             self._publish(task)
         return changed
+
+    async def _second_look_overdue(self, conn: asyncpg.Connection, task: Task, now: datetime) -> list[Task]:
+        """A second look nobody took in its window: missed, and a visit now (the resident was not seen)."""
+        async with conn.transaction():
+            missed = await self._miss(conn, task, now)
+            visit = await self._create(conn, f"{task.id.removesuffix('-2')}-visit", task.site, task.unit,
+                                       task.resident_id, None, "physical", task.attempt + 1, task.id,
+                                       "second_look_overdue", now, now, now + timedelta(minutes=VISIT_MIN), now)  # fmt: skip
+        return [missed] if visit is None else [missed, visit]
+
+    def _night_over(self, task: Task, zone: ZoneInfo) -> datetime:
+        """When the night the task belongs to has ended (not before its window closed and the overdue grace)."""
+        night = (task.due_at.astimezone(zone) - timedelta(hours=12)).date()
+        end = datetime.combine(night + timedelta(days=1), self.night_end, tzinfo=zone)
+        return max(end, task.window_end + self.overdue_after)
+
+    async def _close_missed(self, conn: asyncpg.Connection, now: datetime) -> list[Task]:
+        """Overdue tasks whose night is over: closed as `missed`, with who was on duty (they leave the list)."""
+        rows = await conn.fetch(
+            f"SELECT {_C_COLUMNS}, s.timezone FROM checkins c JOIN sites s ON s.id = c.site "
+            "WHERE c.state = 'open' AND c.window_end <= $1",
+            now,
+        )
+        over = [_task(row) for row in rows if now >= self._night_over(_task(row), ZoneInfo(row["timezone"]))]
+        closed = []
+        for task in sorted(over, key=lambda t: (t.due_at, t.id)):
+            async with conn.transaction():
+                closed.append(await self._miss(conn, task, now))
+        return closed
+
+    async def _miss(self, conn: asyncpg.Connection, task: Task, now: datetime) -> Task:
+        on_duty = await conn.fetchval(
+            "SELECT coalesce(array_agg(DISTINCT d.staff_id ORDER BY d.staff_id), '{}') FROM staff_duty d "
+            "JOIN staff_units u ON u.staff_id = d.staff_id WHERE d.since <= $1 AND d.until > $1 AND u.site = $2 "
+            "AND ($3::text IS NULL OR u.unit IN ($3, '*'))",
+            task.window_end, task.site, task.unit,
+        )  # fmt: skip
+        row = await conn.fetchrow(
+            f"UPDATE checkins SET state = 'done', outcome = 'missed', done_at = $2, on_duty = $3 WHERE id = $1 "
+            f"RETURNING {_COLUMNS}",
+            task.id, now, on_duty,
+        )  # fmt: skip
+        assert row is not None  # the task is open and this transaction holds it
+        who = ",".join(f"staff:{i}" for i in on_duty) or "nobody"
+        await self._log(conn, task.id, now, "hub", "done", f"missed: not done in its window; on duty: {who}")
+        logger.info("CHECKIN id=%s closed: missed (on duty: %s)", task.id, who)
+        return _task(row)
+
+    async def _close_away(self, conn: asyncpg.Connection, now: datetime) -> list[Task]:
+        """Open tasks of residents marked away or in hospital: closed as `away` (nobody is home to look at)."""
+        async with conn.transaction():
+            rows = await conn.fetch(
+                "UPDATE checkins c SET state = 'done', outcome = 'away', done_at = $1 FROM residents r "
+                f"WHERE r.id = c.resident_id AND r.away AND c.state = 'open' RETURNING {_C_COLUMNS}",
+                now,
+            )
+            closed = sorted(map(_task, rows), key=lambda t: (t.due_at, t.id))
+            for task in closed:
+                await self._log(conn, task.id, now, "hub", "done", "away: the resident is marked away or in hospital")
+        for task in closed:
+            logger.info("CHECKIN id=%s closed: resident away", task.id)
+        return closed
 
     async def _camera_down(self, conn: asyncpg.Connection, now: datetime, cameras: set[str]) -> list[Task]:
         """Open camera tasks in their window whose camera is down (silent, offline): a visit now, the same task."""
@@ -269,7 +353,7 @@ class CheckinService:
             raise CheckinError(msg)
         return _task(row)
 
-    async def look(self, task_id: str, staff: StaffMember) -> tuple[Task, str, datetime]:
+    async def look(self, task_id: str, staff: StaffMember, address: str | None = None) -> tuple[Task, str, datetime]:
         """A viewing URL for the task's camera, for this staff member, for LOOK_TTL_S; refused (and logged) outside
         the slot's window, without a live consent, for another unit's camera or a physical task."""
         now = self.clock.now()
@@ -285,6 +369,7 @@ class CheckinService:
                     "JOIN sites s ON s.id = p.site WHERE p.resident_id = $1",
                     task.resident_id,
                 )
+                away = await _is_away(conn, task.resident_id)
                 night = (
                     (task.due_at.astimezone(ZoneInfo(plan["timezone"])) - timedelta(hours=12)).date() if plan else None
                 )
@@ -293,7 +378,9 @@ class CheckinService:
                     and plan["camera_device_id"] == task.camera_device_id
                     and night not in plan["opt_out_nights"]
                 )
-                if task.state != "open" or task.mode != "camera":
+                if away:
+                    refusal = "away"
+                elif task.state != "open" or task.mode != "camera":
                     refusal = "not_open_camera"
                 elif not task.window_start <= now < task.window_end:
                     refusal = "outside_slot"
@@ -320,32 +407,47 @@ class CheckinService:
                     task_id, staff.id, task.resident_id, task.camera_device_id, now, grant.expires_at,
                 )  # fmt: skip
                 await conn.execute(
-                    "INSERT INTO resident_access_log (at, staff_id, role, site, resident_id, purpose) "
-                    "VALUES ($1, $2, $3, $4, $5, 'camera_look')",
-                    now, staff.id, staff.role.value, task.site, task.resident_id,
+                    "INSERT INTO resident_access_log (at, staff_id, role, site, resident_id, purpose, address) "
+                    "VALUES ($1, $2, $3, $4, $5, 'camera_look', $6)",
+                    now, staff.id, staff.role.value, task.site, task.resident_id, address,
                 )  # fmt: skip
                 await self._log(conn, task_id, now, f"staff:{staff.id}", "look", f"camera={task.camera_device_id} "
                                 f"until={grant.expires_at.isoformat()}")  # fmt: skip
         return task, grant.url, grant.expires_at
 
-    async def record(self, task_id: str, staff: StaffMember, outcome: str) -> tuple[Task, Task | None]:
-        """The outcome of a look or a visit; returns the task and the follow-up task it made, if any."""
+    async def record(self, task_id: str, staff: StaffMember, outcome: str, note: str = "") -> tuple[Task, Task | None]:
+        """The outcome of a look or a visit, with an optional short note; an overdue task may instead be closed with
+        what truly happened (OVERDUE_OUTCOMES, "other" with a note). Returns the task and its follow-up, if any."""
         now = self.clock.now()
         task = await self.get(task_id, staff)
+        note = " ".join(note.split())
         allowed = OUTCOMES if task.mode == "camera" else PHYSICAL_OUTCOMES
+        if task.overdue(now):
+            allowed = (*allowed, *OVERDUE_OUTCOMES)
         if task.state != "open" or outcome not in allowed:
             msg = f"outcome {outcome!r} does not fit this check-in"
             raise CheckinError(msg)
+        if len(note) > NOTE_MAX:
+            msg = f"the note is longer than {NOTE_MAX} characters"
+            raise CheckinError(msg, "note_long")
+        if outcome == "other" and not note:
+            msg = "say in a note what happened"
+            raise CheckinError(msg, "note_needed")
         follow: Task | None = None
+        async with self.db.acquire() as conn:
+            if await _is_away(conn, task.resident_id):
+                await self._log(conn, task_id, now, f"staff:{staff.id}", "outcome_refused", REFUSALS["away"])
+                logger.warning("CHECKIN id=%s outcome refused staff=%s: resident away", task_id, staff.id)
+                raise CheckinError(REFUSALS["away"], "away")
         async with self.db.acquire() as conn, conn.transaction():
             await conn.execute(
-                "UPDATE checkins SET state = 'done', outcome = $2, done_at = $3, done_by = $4 WHERE id = $1",
-                task_id, outcome, now, staff.id,
+                "UPDATE checkins SET state = 'done', outcome = $2, done_at = $3, done_by = $4, note = $5 WHERE id = $1",
+                task_id, outcome, now, staff.id, note or None,
             )  # fmt: skip
             await conn.execute(
                 "UPDATE checkin_looks SET outcome = $2 WHERE checkin_id = $1 AND outcome IS NULL", task_id, outcome
             )
-            await self._log(conn, task_id, now, f"staff:{staff.id}", "done", outcome)
+            await self._log(conn, task_id, now, f"staff:{staff.id}", "done", f"{outcome}: {note}" if note else outcome)
             if outcome == "not_visible" and task.attempt == 1:
                 window = timedelta(minutes=SECOND_LOOK_MIN)
                 follow = await self._create(conn, f"{task_id}-2", task.site, task.unit, task.resident_id,
@@ -379,6 +481,11 @@ class CheckinService:
             self.publish(f"vaka/v1/{task.site}/checkins/{task.id}", json.dumps(task.public()).encode(), qos=1)
         except Exception:  # the broker connection is the integration's, not the patrol's: never stop a check-in
             logger.exception("check-in %s not published", task.id)
+
+
+async def _is_away(conn: asyncpg.Connection, resident_id: str) -> bool:
+    away: bool | None = await conn.fetchval("SELECT away FROM residents WHERE id = $1", resident_id)
+    return bool(away)
 
 
 def plan_of(row: asyncpg.Record) -> Plan:

@@ -16,6 +16,10 @@ check-in log are cut by their own times.
 The data files are a function of the data: exporting the same period again gives the same bytes; METS and PREMIS
 also carry the time the package was made. `--purge` deletes exported rows past retention only after the package on
 disk has been verified, in one transaction, and records what it deleted in `archive_exports`.
+
+An export is a read of every resident whose data the package holds: `vaka archive export` writes one access-log row
+per such resident (role `operator`, purpose `archive_export`, from `cli:<login name>`), so the resident's own
+export and `vaka access-log` show it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import asyncpg
 from hub.followup.rollup import ZONE
 from hub.model import VakaError
 from hub.settings import FollowupSettings, Settings
+from hub.store.access_log import record_operator_read
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +151,32 @@ class Agents:
 def _cutoff(day: date) -> datetime:
     """The start of local `day` (the follow-up zone) as an instant."""
     return datetime.combine(day, time(), tzinfo=ZoneInfo(ZONE)).astimezone(UTC)
+
+
+# the residents whose rows a package holds, cut as RECORDS are: alarms closed in the window (with their log), the
+# access log and the check-in log's tasks by their own times
+_RESIDENTS_SQL = (
+    f"SELECT resident_id FROM desk_alarms WHERE id IN ({_CLOSED}) "
+    "UNION SELECT resident_id FROM resident_access_log WHERE at < $2 AND ($1::timestamptz IS NULL OR at >= $1)"
+)
+_CHECKIN_RESIDENTS_SQL = (
+    " UNION SELECT c.resident_id FROM checkin_log l JOIN checkins c ON c.id = l.checkin_id"
+    " WHERE l.at < $2 AND ($1::timestamptz IS NULL OR l.at >= $1)"
+)
+
+
+async def log_export_reads(conn: asyncpg.Connection, after: date | None, before: date, at: datetime) -> list[str]:
+    """One access-log row per resident the package from `after` to `before` holds (an export reads their data);
+    returns them."""
+    sql = _RESIDENTS_SQL
+    if await conn.fetchval("SELECT to_regclass('checkin_log') IS NOT NULL"):
+        sql += _CHECKIN_RESIDENTS_SQL
+    rows = await conn.fetch(f"SELECT DISTINCT resident_id FROM ({sql}) r WHERE resident_id IS NOT NULL ORDER BY 1",
+                            _cutoff(after) if after else None, _cutoff(before))  # fmt: skip
+    residents = [r["resident_id"] for r in rows]
+    for resident_id in residents:
+        await record_operator_read(conn, at=at, resident_id=resident_id, what="archive_export")
+    return residents
 
 
 def _cell(value: Any) -> str:
@@ -553,6 +584,7 @@ async def export_main(args: argparse.Namespace, settings: Settings) -> int:
     async def work(conn: VakaConnection) -> tuple[Path, dict[str, int], dict[str, int] | None]:
         after = args.after if args.after is not None else await lower_bound(conn, args.before)
         root, counts = await export(conn, args.before, args.out, after=after, agents=agents, created=now)
+        await log_export_reads(conn, after, args.before, now)
         mets_sha = _sha256((root / "METS.xml").read_bytes())
         await conn.execute(
             "INSERT INTO archive_exports (package_id, after, before, mets_sha256, rows_exported) "

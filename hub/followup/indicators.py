@@ -175,6 +175,7 @@ INDICATORS: tuple[Indicator, ...] = (
     Indicator("checkins.done", "checkins", "Genomförda tillsyner", "Check-ins done", "count", ("mode",)),
     Indicator("checkins.second_looks", "checkins", "Andra tittningar", "Second looks", "count"),
     Indicator("checkins.overdue", "checkins", "Försenade tillsyner", "Check-ins overdue", "count"),
+    Indicator("checkins.missed", "checkins", "Missade tillsyner", "Check-ins missed", "count"),
     Indicator("checkins.journeys_avoided", "checkins", "Undvikna resor", "Journeys avoided", "count"),
     Indicator("checkins.travel_minutes_saved", "checkins", "Sparad restid (min)", "Travel time saved (min)", "count"),
 )
@@ -466,18 +467,23 @@ GROUP BY rule_id ORDER BY rule_id
 _CHECKINS_SQL = """
 WITH RECURSIVE chain AS (
     -- every planned slot with the tasks that followed it (second look, visit), however deep
-    SELECT c.id AS slot, c.id, c.state FROM checkins c
+    SELECT c.id AS slot, c.id, c.state, c.outcome FROM checkins c
     WHERE c.parent_id IS NULL AND c.site = $1 AND ($2::text IS NULL OR c.unit = $2) AND c.due_at >= $3 AND c.due_at < $4
     UNION ALL
-    SELECT chain.slot, f.id, f.state FROM checkins f JOIN chain ON f.parent_id = chain.id
+    SELECT chain.slot, f.id, f.state, f.outcome FROM checkins f JOIN chain ON f.parent_id = chain.id
 ), slots AS (
-    SELECT slot, bool_or(state = 'done') AS carried_out FROM chain GROUP BY slot
+    -- carried out: someone saw the resident (a look or a visit); missed, not needed or other is not; a slot closed
+    -- because the resident was away or in hospital was not due after all
+    SELECT slot, bool_or(state = 'done' AND outcome IN ('seen_calm', 'seen_needs_visit', 'visited',
+                                                        'visited_needs_help', 'visited_instead')) AS carried_out
+    FROM chain GROUP BY slot HAVING NOT bool_or(outcome IS NOT DISTINCT FROM 'away')
 )
 SELECT (SELECT count(*) FROM slots) AS planned, (SELECT count(*) FILTER (WHERE carried_out) FROM slots) AS planned_done,
        count(*) FILTER (WHERE c.state = 'done' AND c.mode = 'camera' AND c.outcome LIKE 'seen%') AS camera,
-       count(*) FILTER (WHERE c.state = 'done' AND c.mode = 'physical') AS physical,
+       count(*) FILTER (WHERE c.state = 'done' AND c.outcome LIKE 'visited%') AS physical,
        count(*) FILTER (WHERE c.attempt = 2 AND c.mode = 'camera') AS second_looks,
        count(*) FILTER (WHERE c.overdue_alarmed) AS overdue,
+       count(*) FILTER (WHERE c.outcome = 'missed') AS missed,
        count(*) FILTER (WHERE c.state = 'done' AND c.mode = 'camera' AND c.outcome = 'seen_calm') AS avoided,
        coalesce(sum(2 * p.travel_minutes) FILTER (WHERE c.state = 'done' AND c.mode = 'camera'
                                                   AND c.outcome = 'seen_calm'), 0) AS minutes
@@ -601,6 +607,7 @@ async def compute(
         result.add("checkins.done", int(ci["physical"]), mode="physical")
         result.add("checkins.second_looks", int(ci["second_looks"]))
         result.add("checkins.overdue", int(ci["overdue"]))
+        result.add("checkins.missed", int(ci["missed"]))
         result.add("checkins.journeys_avoided", int(ci["avoided"]))
         result.add("checkins.travel_minutes_saved", int(ci["minutes"]))
     return result

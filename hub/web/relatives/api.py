@@ -20,7 +20,12 @@ async def residents(request: web.Request) -> web.StreamResponse:
     """The residents consented to me now, with the scopes."""
     found = await read_residents(request, "api_residents")
     return web.json_response(
-        {"residents": [{"id": r, "scopes": sorted(s.value for s in scopes)} for r, scopes in found.items()]}
+        {
+            "residents": [
+                {"id": r, "name": name, "scopes": sorted(s.value for s in scopes)}
+                for r, (scopes, name) in found.items()
+            ]
+        }
     )
 
 

@@ -22,11 +22,13 @@ from hub.relatives.view import (
     UnknownResidentError,
     authorize,
     live_residents,
+    resident_name,
     resident_status,
 )
 from hub.store.access_log import record_relative_read
 from hub.web.i18n import RELATIVE_LANGS, pick_lang, text_direction, translations
 from hub.web.relatives import CONTEXT, RelativesContext
+from hub.web.relatives.dates import clock_time, moment, night_date
 from hub.web.staff.security import Handler, origin_allowed, tokens_match
 
 logger = logging.getLogger(__name__)
@@ -115,6 +117,9 @@ def render(request: web.Request, template: str, lang: str, status: int = 200, **
             dir=text_direction(lang),
             langs=RELATIVE_LANGS,
             path=request.path,
+            night_date=lambda iso: night_date(iso, lang),
+            clock_time=lambda hhmm: clock_time(hhmm, lang),
+            moment=lambda iso: moment(iso, lang),
             **values,
         )
     )
@@ -141,25 +146,29 @@ async def read_status(request: web.Request, resident_id: str, what: str) -> tupl
             raise web.HTTPForbidden(text="not shared with you (no live consent)") from exc
         except UnknownResidentError as exc:
             raise web.HTTPNotFound(text="no such resident") from exc
-        status = await resident_status(conn, resident_id, scopes, now, hours)
+        status = await resident_status(
+            conn, resident_id, scopes, now, hours, unit_phones=ctx.settings.relatives.unit_phones
+        )
         await record_relative_read(
             conn, at=now, relative_id=relative.id, resident_id=resident_id, what=what, address=address(request)
         )
     return scopes, status
 
 
-async def read_residents(request: web.Request, what: str) -> dict[str, frozenset[Scope]]:
-    """The residents consented to this relative now, each listed one logged as read."""
+async def read_residents(request: web.Request, what: str) -> dict[str, tuple[frozenset[Scope], str | None]]:
+    """The residents consented to this relative now (scopes, and the name their care team recorded), each listed one
+    logged as read."""
     ctx = _ctx(request)
     relative = _session(request).relative
     now = ctx.now()
     async with ctx.db.acquire() as conn, conn.transaction():
         residents = await live_residents(conn, relative.id, now)
+        found = {r: (scopes, await resident_name(conn, r)) for r, scopes in residents.items()}
         for resident_id in residents:
             await record_relative_read(
                 conn, at=now, relative_id=relative.id, resident_id=resident_id, what=what, address=address(request)
             )
-    return residents
+    return found
 
 
 async def _page_lang(request: web.Request) -> str:
@@ -290,7 +299,10 @@ async def home_page(request: web.Request) -> web.StreamResponse:
         request,
         "relatives/home.html",
         lang,
-        residents=[{"id": r, "scopes": sorted(s.value for s in scopes)} for r, scopes in residents.items()],
+        residents=[
+            {"id": r, "name": name, "scopes": sorted(s.value for s in scopes)}
+            for r, (scopes, name) in residents.items()
+        ],
         csrf=_session(request).csrf_token,
         welcome=request.query.get("welcome") == "1",
     )

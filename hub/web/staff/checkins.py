@@ -14,16 +14,20 @@ from aiohttp import web
 
 from hub.checkins.plan import PlanError, dump_plans, parse_plans
 from hub.checkins.service import (
+    NOTE_MAX,
     OUTCOMES,
+    OVERDUE_OUTCOMES,
     OVERDUE_RULE,
     PHYSICAL_OUTCOMES,
     CheckinError,
     CheckinService,
+    Task,
     plan_of,
     save_plans,
 )
 from hub.desk.alarm import Alarm
 from hub.desk.fanout import local_hm
+from hub.resident_directory import read_homes
 from hub.staff import Role
 from hub.web.staff import CONTEXT
 from hub.web.staff.bodies import field, read_form
@@ -31,6 +35,7 @@ from hub.web.staff.pages import _ctx, _session, _wants_json, render, safe_back
 from hub.web.staff.security import CSP, SESSION_COOKIE, add_security_headers
 
 EVENTS_HEARTBEAT_S = 15.0
+CAMERA_FAILED = ("no_gateway", "gateway_failed")
 EVENTS_RETRY_MS = 1000
 # set when the web server shuts down: every open list's event stream ends, so shutdown does not wait for them
 STREAMS_CLOSING = web.AppKey("checkin_streams_closing", asyncio.Event)
@@ -60,7 +65,12 @@ async def checkins_page(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     staff = session.staff
     tasks = await _service(request).open_for(staff)
-    ctx.desk.log_resident_reads(staff, ((t.site, t.resident_id) for t in tasks), "checkin_list")
+    async with ctx.db.acquire() as conn:
+        homes = await read_homes(conn, staff, sorted({t.resident_id for t in tasks}))
+    # the name from the directory, else the pseudonym; the room from the inventory
+    names = {rid: home.name for rid, home in homes.items() if home.name}
+    rooms = {t.resident_id: r.room for t in tasks if (r := ctx.desk.resident(t.site, t.resident_id)) is not None}
+    ctx.desk.log_resident_reads(staff, ((t.site, t.resident_id) for t in tasks), "checkin_list", request.remote)
     now = ctx.desk.clock.now()
     # an alarm of the resident raised during the slot's window belongs with the check-in (a fall at 02:05); another
     # check-in's overdue alarm does not
@@ -82,8 +92,12 @@ async def checkins_page(request: web.Request) -> web.StreamResponse:
         now=now,
         outcomes=OUTCOMES,
         physical_outcomes=PHYSICAL_OUTCOMES,
+        overdue_outcomes=OVERDUE_OUTCOMES,
+        note_max=NOTE_MAX,
         clock=_clock(request),
         alarms=alarms,
+        names=names,
+        rooms=rooms,
         can_plan=staff.role in (Role.NURSE, Role.ADMIN),
         version=_service(request).version,
     )
@@ -121,26 +135,33 @@ async def checkin_look(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     staff = session.staff
     try:
-        task, url, expires_at = await _service(request).look(request.match_info["task_id"], staff)
+        task, url, expires_at = await _service(request).look(request.match_info["task_id"], staff, request.remote)
     except CheckinError as exc:
         if _wants_json(request):
             return web.json_response({"error": str(exc), "code": exc.code}, status=403)
         # an open camera task of my units the camera cannot show now: one tap makes it a visit
+        refused: Task | None
         try:
-            task = await _service(request).get(request.match_info["task_id"], staff)
+            refused = await _service(request).get(request.match_info["task_id"], staff)
         except CheckinError:
-            task = None
-        fallback = task if task is not None and task.state == "open" and task.mode == "camera" else None
+            refused = None
+        camera_task = refused is not None and refused.state == "open" and refused.mode == "camera"
+        # only where the camera truly cannot show: not for a slot that is over (the list offers its true endings)
+        # and not for a resident who is away (nobody home: no visit either)
+        fallback = refused if camera_task and exc.code in CAMERA_FAILED else None
         return render(request, "staff/checkin_refused.html", staff.lang, status=403, staff=staff,
                       csrf=session.csrf_token, page="checkins", reason=str(exc), code=exc.code,
                       fallback=fallback)  # fmt: skip
     if _wants_json(request):
         return web.json_response({"url": url, "expires_at": expires_at.isoformat()})
+    async with _ctx(request).db.acquire() as conn:  # the look's access-log row (camera_look) covers the name
+        home = (await read_homes(conn, staff, [task.resident_id])).get(task.resident_id)
     # the gateway's token runs on the wall clock (also in a simulation): the page ends the view when it expires
     expires_in_ms = max(0, round((expires_at - datetime.now(UTC)).total_seconds() * 1000))
     response = render(request, "staff/checkin_look.html", staff.lang, staff=staff, csrf=session.csrf_token,
                       page="checkins", task=task, url=url, expires_at=expires_at, expires_in_ms=expires_in_ms,
-                      outcomes=OUTCOMES, clock=_clock(request))  # fmt: skip
+                      outcomes=OUTCOMES, clock=_clock(request), note_max=NOTE_MAX,
+                      name=home.name if home is not None and home.name else task.resident_id)  # fmt: skip
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
     response.headers["Content-Security-Policy"] = f"{CSP}; frame-src {origin}"
     response.headers["Cache-Control"] = "no-store"
@@ -152,11 +173,14 @@ async def checkin_outcome(request: web.Request) -> web.StreamResponse:
     staff = _session(request).staff
     form = await read_form(request)
     try:
-        done, follow = await _service(request).record(request.match_info["task_id"], staff, field(form, "outcome", 64))
+        done, follow = await _service(request).record(
+            request.match_info["task_id"], staff, field(form, "outcome", 64), field(form, "note", 10 * NOTE_MAX)
+        )
     except CheckinError as exc:
+        status = 400 if exc.code.startswith("note_") else 409  # a note to fix: nothing was recorded
         if _wants_json(request):
-            return web.json_response({"error": str(exc)}, status=409)
-        raise web.HTTPConflict(text=str(exc)) from exc
+            return web.json_response({"error": str(exc)}, status=status)
+        raise (web.HTTPBadRequest if status == 400 else web.HTTPConflict)(text=str(exc)) from exc
     if _wants_json(request):
         return web.json_response({"task": done.public(), "follow_up": follow.public() if follow else None})
     # back to the page it was done from: the check-in list, or the patrol's route for a visit
@@ -184,7 +208,9 @@ async def _plans(request: web.Request, text: str | None, message: str, status: i
     if text is None:
         async with ctx.db.acquire() as conn:
             rows = [r for r in await conn.fetch(_PLANS_SQL) if staff.sees(r["site"], r["unit"])]
-        ctx.desk.log_resident_reads(staff, ((r["site"], r["resident_id"]) for r in rows), "checkin_plans")
+        ctx.desk.log_resident_reads(
+            staff, ((r["site"], r["resident_id"]) for r in rows), "checkin_plans", request.remote
+        )
         text = dump_plans([plan_of(r) for r in rows]) if rows else "plans: []\n"
     return render(request, "staff/checkin_plans.html", staff.lang, status=status, staff=staff,
                   csrf=session.csrf_token, page="checkins", text=text, message=message)  # fmt: skip

@@ -46,7 +46,9 @@ async def night_log_page(request: web.Request) -> web.StreamResponse:
     names = {s.id: s.label for s in desk.staff}
     async with ctx.db.acquire() as conn:
         alarms = await night_log(conn, staff, now, zones, names=names, hours=NIGHT_LOG_HOURS)
-    desk.log_resident_reads(staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "night_log")
+    desk.log_resident_reads(
+        staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "night_log", request.remote
+    )
     rooms = {a.id: (r.room if (r := desk.resident(a.site, a.resident_id)) is not None else None) for a in alarms}
     lang = staff.lang
     return render(
@@ -81,7 +83,7 @@ async def alarm_home(request: web.Request) -> web.StreamResponse:
     home = homes.get(rid)
     if home is None:
         return web.json_response({"home": None})
-    ctx.desk.log_resident_reads(staff, [(alarm.site, rid)], "home_access" if on_the_way else "home")
+    ctx.desk.log_resident_reads(staff, [(alarm.site, rid)], "home_access" if on_the_way else "home", request.remote)
     return web.json_response(
         {
             "home": {

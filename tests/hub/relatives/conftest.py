@@ -4,6 +4,7 @@ running relatives page."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -141,3 +143,51 @@ async def relatives_site(home: Home) -> AsyncIterator[RelativesSite]:
         yield RelativesSite(home, home.settings.http.public_url, clock, app)
     finally:
         await runner.cleanup()
+
+
+PASSWORD = "mammas natt 2026"
+DAUGHTER = "dotter@example.se"
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+class Relative:
+    """A relative's browser without the browser: a cookie jar and our Origin on every POST."""
+
+    def __init__(self, site: RelativesSite) -> None:
+        self.site = site
+        self.http = aiohttp.ClientSession(
+            base_url=site.url, cookie_jar=aiohttp.CookieJar(unsafe=True), headers={"Origin": site.url}
+        )
+
+    async def accept(self, link: str, password: str = PASSWORD, again: str | None = None) -> aiohttp.ClientResponse:
+        page = await self.http.get(link)
+        if page.status != 200:
+            return page
+        form = {"csrf": csrf_of(await page.text()), "password": password, "password2": again or password, "lang": "en"}
+        return await self.http.post(link, data=form, allow_redirects=False)
+
+    async def login(self, email: str = DAUGHTER, password: str = PASSWORD) -> aiohttp.ClientResponse:
+        page = await self.http.get("/relative/login?lang=en")
+        form = {"csrf": csrf_of(await page.text()), "email": email, "password": password, "lang": "en"}
+        return await self.http.post("/relative/login", data=form, allow_redirects=False)
+
+    async def get_json(self, path: str) -> tuple[int, dict[str, object]]:
+        response = await self.http.get(path)
+        return response.status, await response.json()
+
+
+@pytest.fixture
+async def daughter(relatives_site: RelativesSite) -> AsyncIterator[Relative]:
+    relative = Relative(relatives_site)
+    link = await relatives_site.invite(DAUGHTER, relatives_site.home.resident(1))
+    response = await relative.accept(link)
+    assert response.status == 303, await response.text()
+    try:
+        yield relative
+    finally:
+        await relative.http.close()
