@@ -7,7 +7,8 @@ as `at`, not the time `tick` happened to be called.
 
 Alarm lifetime: an alarm is open from RAISE until the engine CANCELs it (device-side cancel) or the hub calls
 `alarm_closed` (the desk resolved or cancelled it, also after a CLEAR). While open, repeats are UPDATEs; those that
-are a new incident carry `repeat` (the desk rings again). A CLEAR or CANCEL never closes a care alarm at the desk: it
+are a new incident carry `repeat` (the desk rings again): for care rules a new press, fall or dose (a new `ref`); for
+technical rules only a fault after the rule's clear, never a fault that simply continues. A CLEAR or CANCEL never closes a care alarm at the desk: it
 stays until a person resolves it; `auto_close` on the decision says a technical rule allows closing itself.
 """
 
@@ -213,6 +214,10 @@ class Engine:
             # a new incident (another press, another missed dose) rings again; a radar repeating the same fall (same
             # ref) or a condition that still holds (sustained, count, baseline) only updates the card
             repeat = (qualified is None or qualified not in alarm.refs) and compiled.rule.type in _INCIDENT_TYPES
+            if not compiled.care:
+                # a technical fault reported again (a camera still at 0 fps in every stats message) is the same
+                # incident; only a fault after the rule's clear (the device was fine in between) is a new one
+                repeat = repeat and alarm.cleared
             alarm.cleared = False
             if qualified is not None:
                 alarm.refs.add(qualified)

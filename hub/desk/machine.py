@@ -42,8 +42,8 @@ class ChangeKind(enum.StrEnum):
     """What happened to an alarm."""
 
     RAISE = "raise"  # a new alarm
-    UPDATE = "update"  # the condition still holds (count): pages only
-    REPEAT = "repeat"  # a new incident on an open alarm: it rings again
+    UPDATE = "update"  # the condition still holds, or a technical fault continues (count, updated_at): pages only
+    REPEAT = "repeat"  # a new incident on an open alarm (a care repeat, a technical fault after a clear): it rings
     CONDITION_ENDED = "condition_ended"  # a clear or device cancel: shown, the alarm stays until a person closes it
     STEP = "step"  # staff moved it on (accepted, en route, on site)
     TAKEN_OVER = "taken_over"  # a colleague took it over: pages only
@@ -97,7 +97,7 @@ class DeskMachine:
             alarm.severity = max(alarm.severity, decision.severity)
             alarm.reason = decision.reason or alarm.reason
             alarm.updated_at = now
-            if decision.action is DecisionAction.RAISE or decision.repeat:
+            if (decision.action is DecisionAction.RAISE or decision.repeat) and self._new_incident(alarm):
                 return self._ring_again(alarm, now, decision.reason)
             detail = f"count={alarm.count} {decision.reason}"
             return [self._change(ChangeKind.UPDATE, alarm, "rule", "updated", detail, now, notify=False)]
@@ -111,6 +111,13 @@ class DeskMachine:
         alarm.condition_note = decision.reason
         alarm.updated_at = now
         return [self._change(ChangeKind.CONDITION_ENDED, alarm, actor, "condition_ended", decision.reason, now)]
+
+    @staticmethod
+    def _new_incident(alarm: Alarm) -> bool:
+        """Whether a repeat on this open alarm is a new incident that rings: every care repeat (another press,
+        another fall); for a technical alarm only a fault after the device said it was fine again, since a fault
+        that simply continues (Frigate's stats every minute with the camera at 0 fps) is the same incident."""
+        return alarm.category is AlarmCategory.CARE or alarm.condition_ended_at is not None
 
     def _ring_again(self, alarm: Alarm, now: datetime, reason: str) -> list[Change]:
         """A new incident on an open alarm: it rings again, also when someone holds it (even "On site")."""
