@@ -49,8 +49,11 @@ class Engine:
         for rule in rules.live:  # a rule off in the pack but on in a profile is compiled, off by default
             self.compiled[rule.id] = compile_rule(rule, rules.schedules)
         self._by_kind: dict[EventKind, tuple[Compiled, ...]] = {}
+        self._liveness: dict[EventKind, tuple[Compiled, ...]] = {}
         for kind in EventKind:
             self._by_kind[kind] = tuple(c for c in self.compiled.values() if c.listens is None or kind in c.listens)
+            # a device repeating its state is alive, and nothing more: only device supervision hears it
+            self._liveness[kind] = tuple(c for c in self._by_kind[kind] if getattr(c, "supervision", False))
         # technical rules that say a device is gone (silence supervision, a device's own "offline"): one fault of a
         # device gives one alarm, whichever of them sees it first
         self._absence_rules = frozenset(
@@ -72,6 +75,8 @@ class Engine:
         self._clock = 0.0  # the latest time seen, epoch seconds
         self.withdrawals_unmatched = 0  # cancels that named no alarm of theirs (counted by the hub)
         self.freshness_s: dict[str, float] = {}  # rule id -> how late an event may arrive and still reach it
+        # "{site}/{device}/{property}" -> the state last reported (kind and value) by a state-style device
+        self.states: dict[str, str] = {}
         self._apply_directory(directory)
 
     # --- directory ----------------------------------------------------------------------------------------------
@@ -130,6 +135,10 @@ class Engine:
         rid = event.resident_id
         if rid is None and dev is not None:
             rid = dev.resident_id
+        if event.attrs and "property" in event.attrs and self._same_state(event):
+            for compiled in self._liveness[event.kind]:
+                compiled.on_event(self, event, t, dev, rid)
+            return out
         if late_s:
             fresh = self.freshness_s
             for compiled in self._by_kind[event.kind]:
@@ -139,6 +148,17 @@ class Engine:
         for compiled in self._by_kind[event.kind]:
             compiled.on_event(self, event, t, dev, rid)
         return out
+
+    def _same_state(self, event: Event) -> bool:
+        """Whether a state-style event (`attrs.property`, e.g. Zigbee2MQTT's `water_leak`) repeats the state its
+        device last reported: with `cache_state` every message repeats the whole state, and a door still open or a
+        floor still wet is not a new incident. Remembers the state otherwise."""
+        key = f"{event.site}/{event.device_id}/{event.attrs['property']}"
+        state = f"{event.kind.value}:{event.value}"
+        if self.states.get(key) == state:
+            return True
+        self.states[key] = state
+        return False
 
     def tick(self, now: datetime) -> list[AlarmDecision]:
         """Fire every timer due at or before `now`."""
@@ -383,6 +403,7 @@ class Engine:
             "clock": self._clock,
             "open": {key: alarm.to_json() for key, alarm in self.open.items()},
             "cooldown_until": dict(self.cooldown_until),
+            "states": dict(self.states),
             "timers": self.timers.to_json(),
             "rules": {rule_id: compiled.state_to_json() for rule_id, compiled in self.compiled.items()},
         }
@@ -399,6 +420,7 @@ class Engine:
             key: OpenAlarm.from_json(data) for key, data in snapshot.get("open", {}).items() if data["rule_id"] in known
         }
         engine.cooldown_until = {str(k): float(v) for k, v in snapshot.get("cooldown_until", {}).items()}
+        engine.states = {str(k): str(v) for k, v in snapshot.get("states", {}).items()}
         engine.timers = TimerHeap.from_json(snapshot.get("timers", []), known)
         for rule_id, state in snapshot.get("rules", {}).items():
             if rule_id in engine.compiled:

@@ -54,7 +54,9 @@ class EventKind(enum.StrEnum):
     MOTION = "motion"
     PRESENCE = "presence"
     WATER_LEAK = "water_leak"
+    WATER_LEAK_ENDED = "water_leak_ended"
     SMOKE = "smoke"
+    SMOKE_ENDED = "smoke_ended"
     TEMPERATURE = "temperature"
     HUMIDITY = "humidity"
     # medication robots and care robots
@@ -93,7 +95,9 @@ EVENT_KIND_DOCS: dict[EventKind, str] = {
     EventKind.MOTION: "a motion sensor saw movement",
     EventKind.PRESENCE: "presence in a room; value 1 present, 0 empty",
     EventKind.WATER_LEAK: "a water leak sensor is wet",
+    EventKind.WATER_LEAK_ENDED: "the water leak sensor is dry again: the condition ended (the alarm stays with staff)",
     EventKind.SMOKE: "a smoke detector is in alarm",
+    EventKind.SMOKE_ENDED: "the smoke detector no longer senses smoke: the condition ended (the alarm stays with staff)",
     EventKind.TEMPERATURE: "room temperature; value in unit `Cel`",
     EventKind.HUMIDITY: "relative humidity; value in unit `%`",
     EventKind.MEDICATION_TAKEN: "the medication robot handed out a dose and it was taken",

@@ -142,6 +142,8 @@ ENDED = [
     N_("ended.device_silent.clear"),
     N_("ended.battery_low.clear"),
     N_("ended.camera_offline.clear"),
+    N_("ended.water_leak.clear"),
+    N_("ended.smoke.clear"),
 ]
 # the night log: who did what (hub/night_log.py)
 LOG_ACTIONS = [
