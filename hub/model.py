@@ -47,6 +47,7 @@ class EventKind(enum.StrEnum):
     FALL_FINISHED = "fall_finished"
     ALARM_BUTTON = "alarm_button"
     ALARM_BUTTON_CANCEL = "alarm_button_cancel"
+    ALARM_RESET = "alarm_reset"
     BED_EXIT = "bed_exit"
     BED_ENTRY = "bed_entry"
     DOOR_OPEN = "door_open"
@@ -88,6 +89,10 @@ EVENT_KIND_DOCS: dict[EventKind, str] = {
     EventKind.FALL_FINISHED: "the device's fall lifecycle ended: nobody on the floor any more (same `ref`)",
     EventKind.ALARM_BUTTON: "the resident pressed the alarm button",
     EventKind.ALARM_BUTTON_CANCEL: "the resident cancelled the alarm at the button",
+    EventKind.ALARM_RESET: (
+        "a person reset the alarm at the unit, e.g. a presence or reset button (same `ref`; SCAIP `RE`); "
+        "the alarm stays with staff, marked reset"
+    ),
     EventKind.BED_EXIT: "the bed sensor saw the resident leave the bed",
     EventKind.BED_ENTRY: "the bed sensor saw the resident return to bed",
     EventKind.DOOR_OPEN: "a door contact opened",

@@ -142,6 +142,7 @@ ENDED = [
     N_("ended.device_silent.clear"),
     N_("ended.battery_low.clear"),
     N_("ended.camera_offline.clear"),
+    N_("ended.reset"),
     N_("ended.water_leak.clear"),
     N_("ended.smoke.clear"),
 ]
