@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 TOPIC_ROOT = "vaka/v1"
 MAX_PAYLOAD_BYTES = 64 * 1024
+# the contract's rate limit: messages one device may publish in any one second (events, telemetry and status together)
+MAX_MESSAGES_PER_S = 10
 MAX_FUTURE_SKEW = timedelta(hours=1)
 EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 
