@@ -33,6 +33,18 @@ logger = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 1
 # rule types whose UPDATE is a new incident (rings again); the others update a condition that still holds
 _INCIDENT_TYPES = frozenset({"instant", "absence", "sequence"})
+# kinds of a two-valued state a device may repeat unchanged (`attrs.property` names the state); never a press or a fall
+STATE_KINDS = frozenset(
+    {
+        EventKind.DOOR_OPEN,
+        EventKind.DOOR_CLOSED,
+        EventKind.PRESENCE,
+        EventKind.WATER_LEAK,
+        EventKind.WATER_LEAK_ENDED,
+        EventKind.SMOKE,
+        EventKind.SMOKE_ENDED,
+    }
+)
 
 
 def device_ref(device_id: str | None, ref: str) -> str:
@@ -135,7 +147,7 @@ class Engine:
         rid = event.resident_id
         if rid is None and dev is not None:
             rid = dev.resident_id
-        if event.attrs and "property" in event.attrs and self._same_state(event):
+        if event.kind in STATE_KINDS and event.attrs and "property" in event.attrs and self._same_state(event):
             for compiled in self._liveness[event.kind]:
                 compiled.on_event(self, event, t, dev, rid)
             return out

@@ -13,9 +13,9 @@ import msgspec
 
 from adapters import zigbee2mqtt
 from alarms.engine import Engine
-from hub.model import AlarmDecision
+from hub.model import AlarmDecision, DecisionAction, EventKind
 from tests.adapters.support import fixture
-from tests.alarms.home import PACK, SITE, directory, fresh, local
+from tests.alarms.home import PACK, SITE, directory, ev, fresh, local
 
 
 def report(engine: Engine, device: str, name: str, at: datetime) -> list[tuple[str, str, bool]]:
@@ -84,3 +84,15 @@ def test_the_last_state_survives_a_restart() -> None:
     stored = msgspec.json.decode(msgspec.json.encode(engine.snapshot()))
     restored = Engine.restore(PACK, directory(), stored)
     assert report(restored, "water", "water_leak.json", t + timedelta(minutes=10)) == []
+
+
+def test_a_second_press_is_a_new_press_whatever_its_attributes_say() -> None:
+    t = local("2026-11-26 03:00")
+    engine = fresh(t - timedelta(hours=1))
+    press = {"property": "action"}  # only two-valued states are told apart; a press never is
+    first = engine.feed(ev(t, "button", EventKind.ALARM_BUTTON, attrs=press), t)
+    again = engine.feed(ev(t + timedelta(minutes=1), "button", EventKind.ALARM_BUTTON, attrs=press), t)
+    assert [(d.action, d.repeat) for d in first + again] == [
+        (DecisionAction.RAISE, False),
+        (DecisionAction.UPDATE, True),
+    ]
