@@ -69,7 +69,8 @@ async def test_real_payloads_give_one_alarm_per_fault_one_ring_per_technical_fau
         await asyncio.to_thread(publish_all, [(f"f{unique}/stats", stats(0.0)) for _ in range(11)])
         assert await wait_until(lambda: (a := open_alarm(hub, "camera_offline")) is not None and a.count == 11)
         camera = open_alarm(hub, "camera_offline")
-        assert camera is not None and (camera.incidents, camera.state) == (1, AlarmState.RAISED)
+        assert camera is not None
+        assert (camera.incidents, camera.state) == (1, AlarmState.RAISED)
 
         # a leak, repeated with every battery report (Zigbee2MQTT's cache_state), then dry
         wet, dry = fixture("zigbee2mqtt", "water_leak.json"), fixture("zigbee2mqtt", "water_dry.json")
@@ -80,7 +81,8 @@ async def test_real_payloads_give_one_alarm_per_fault_one_ring_per_technical_fau
             lambda: (a := open_alarm(hub, "water_leak")) is not None and a.condition_note is not None
         )
         leak = open_alarm(hub, "water_leak")
-        assert leak is not None and (leak.incidents, leak.condition_note) == (1, "the leak sensor is dry again")
+        assert leak is not None
+        assert (leak.incidents, leak.condition_note) == (1, "the leak sensor is dry again")
 
         # a social alarm unit's alarm and its reset at the unit, relayed over MQTT
         body = ALARM.replace(b"{ref}", ref.encode()).replace(b"{cid}", cid.encode())
@@ -91,7 +93,8 @@ async def test_real_payloads_give_one_alarm_per_fault_one_ring_per_technical_fau
             lambda: (a := open_alarm(hub, "alarm_button")) is not None and a.condition_note is not None
         )
         button = open_alarm(hub, "alarm_button")
-        assert button is not None and button.condition_note == "reset at the alarm unit"
+        assert button is not None
+        assert button.condition_note == "reset at the alarm unit"
         assert button.state is AlarmState.RAISED, "a care alarm stays with staff"
 
         # the camera works again while nobody has taken its alarm: it closes itself
