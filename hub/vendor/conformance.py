@@ -239,7 +239,8 @@ def _judge_device(report: Report, device_id: str, summary: DeviceSummary, seen: 
     elif unretained := [o for o in statuses if not o.retain and not o.at_subscribe]:
         find("retained_status", f"{len(unretained)} status message(s) published without the retain flag")
 
-    retained = [o for o in seen if o.retain and not o.topic.endswith("/status")]
+    # (an empty retained message is how a retained one is cleared: the fix, not the defect)
+    retained = [o for o in seen if o.retain and o.payload and not o.topic.endswith("/status")]
     if retained:
         channels = sorted({o.topic.rsplit("/", 1)[1] for o in retained})
         find(

@@ -108,3 +108,8 @@ def test_a_clock_behind_is_a_defect_even_in_the_freshest_message() -> None:
     ahead = [message(t, seq=i, ts_at=t + 120) for i, t in enumerate(range(0, 600, 50))]
     report = judge([status(0), *ahead], SITE, START, END, {"d1": 60})
     assert findings(report, "clock") == ["timestamps +120.0 s ahead of the hub's clock: keep the device clock on NTP"]
+
+
+def test_clearing_a_retained_event_is_not_a_defect() -> None:
+    cleared = Observation(START + timedelta(seconds=5), f"vaka/v1/{SITE}/d1/event", b"", 1, True)
+    assert findings(report_of(cleared), "retained_events") == []
