@@ -345,17 +345,29 @@ class Engine:
         )
 
     def cancel(
-        self, compiled: Compiled, subject: str, at: datetime, ref: str | None, reason: str, device_id: str | None = None
+        self,
+        compiled: Compiled,
+        subject: str,
+        at: datetime,
+        ref: str | None,
+        reason: str,
+        device_id: str | None = None,
+        *,
+        reset: bool = False,
     ) -> None:
         """A device-side withdrawal: only of the alarm it refers to, and only from the device that raised it.
 
         An alarm raised with refs is withdrawn by the same device naming one of them (and only once none is left
         standing); one raised without a ref by its own device sending none. Anything else (no ref, a foreign
         device, an unknown ref) leaves the alarm as it is and is counted in `withdrawals_unmatched`.
+        A `reset` at a unit (SCAIP `RE`) reaches every rule of the kinds a unit raises: another device's alarm under
+        one of them (the radar's fall while the button is reset) is simply not the reset's, and is not counted.
         """
         key = f"{compiled.id}:{subject}"
         alarm = self.open.get(key)
         if alarm is None:
+            return
+        if reset and device_id != alarm.device_id:
             return
         qualified = None if ref is None else device_ref(device_id, ref)
         if alarm.refs:

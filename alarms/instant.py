@@ -66,8 +66,9 @@ class InstantEval(Compiled):
                 self.waiting.pop(subject, None)
             ctx.clear(self, subject, event.ts)
         elif self.cancel is not None and self.cancel.test(event, dev):
-            reason = RESET_REASON if event.kind is EventKind.ALARM_RESET else self.cancel_reason
-            ctx.cancel(self, subject, event.ts, event.ref, reason, event.device_id)
+            reset = event.kind is EventKind.ALARM_RESET
+            reason = RESET_REASON if reset else self.cancel_reason
+            ctx.cancel(self, subject, event.ts, event.ref, reason, event.device_id, reset=reset)
 
     def on_timer(self, ctx: RuleContext, subject: str, anchor: float, due: float) -> None:
         """The schedule began while the condition still held: raise now."""
