@@ -8,8 +8,10 @@ as `at`, not the time `tick` happened to be called.
 Alarm lifetime: an alarm is open from RAISE until the engine CANCELs it (device-side cancel) or the hub calls
 `alarm_closed` (the desk resolved or cancelled it, also after a CLEAR). While open, repeats are UPDATEs; those that
 are a new incident carry `repeat` (the desk rings again): for care rules a new press, fall or dose (a new `ref`); for
-technical rules only a fault after the rule's clear, never a fault that simply continues. A CLEAR or CANCEL never closes a care alarm at the desk: it
-stays until a person resolves it; `auto_close` on the decision says a technical rule allows closing itself.
+technical rules only a fault after the rule's clear, never a fault that simply continues. A CLEAR or CANCEL never
+closes a care alarm at the desk: it stays until a person resolves it, except a CANCEL with `by_person`
+(`alarm_reset`: a person reset that very alarm at the unit); `auto_close` on the decision says a technical rule
+allows closing itself.
 """
 
 from __future__ import annotations
@@ -398,6 +400,7 @@ class Engine:
                 count=alarm.count,
                 unregistered=alarm.unregistered,
                 auto_close=compiled.rule.auto_close,
+                by_person=reset,
             )
         )
 

@@ -92,8 +92,8 @@ EVENT_KIND_DOCS: dict[EventKind, str] = {
     EventKind.ALARM_BUTTON: "the resident pressed the alarm button",
     EventKind.ALARM_BUTTON_CANCEL: "the resident cancelled the alarm at the button",
     EventKind.ALARM_RESET: (
-        "a person reset the alarm at the unit, e.g. a presence or reset button (same `ref`; SCAIP `RE`); "
-        "the alarm stays with staff, marked reset"
+        "a person reset the alarm at the unit with a reset or presence button (same `ref`; SCAIP `RE`): a person "
+        "ended it there, so it closes; send it only for that, a resident's cancel is `alarm_button_cancel`"
     ),
     EventKind.BED_EXIT: "the bed sensor saw the resident leave the bed",
     EventKind.BED_ENTRY: "the bed sensor saw the resident return to bed",
@@ -477,3 +477,4 @@ class AlarmDecision:
     unregistered: bool = False
     repeat: bool = False  # UPDATE: a new incident (button pressed again, another missed dose): it rings again
     auto_close: bool = False  # CLEAR/CANCEL of a technical rule that may close itself while nobody has taken it
+    by_person: bool = False  # CANCEL: a person ended it at the device (a reset or presence button at the unit)

@@ -49,7 +49,9 @@ class ChangeKind(enum.StrEnum):
     TAKEN_OVER = "taken_over"  # a colleague took it over: pages only
     ESCALATE = "escalate"  # a tier fell due: channels to the tier's recipients
     NOBODY_REACHED = "nobody_reached"  # escalation ran out of people: logged, counted, persisted (no page change)
-    CLOSE = "close"  # resolved or cancelled: everywhere, and the engine forgets it
+    CLOSE = (
+        "close"  # resolved, reset at the unit by a person, or a technical self-close: everywhere; the engine forgets it
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,11 +104,18 @@ class DeskMachine:
             detail = f"count={alarm.count} {decision.reason}"
             return [self._change(ChangeKind.UPDATE, alarm, "rule", "updated", detail, now, notify=False)]
         actor = "device" if decision.action is DecisionAction.CANCEL else "rule"
+        if decision.action is DecisionAction.CANCEL and decision.by_person:
+            # a person ended it at the device (reset at the alarm unit, a presence button): a person closed it, and
+            # the card and the log say how; whoever held it sees it closed
+            alarm.condition_ended_at = now
+            alarm.condition_note = decision.reason
+            return [self._close(alarm, AlarmState.CANCELLED, actor, now, decision.reason, action="reset")]
         if decision.auto_close and alarm.category is AlarmCategory.TECHNICAL and alarm.state is AlarmState.RAISED:
             alarm.note = decision.reason
             return [self._close(alarm, AlarmState.CANCELLED, actor, now, decision.reason)]
-        # a care alarm is closed by a person: the condition ended (door closed, button cancelled), help may still be
-        # needed, so the alarm stays (and keeps ringing when nobody has taken it) until someone resolves it
+        # a care alarm is closed by a person: the condition ended (door closed, radar withdrew, the resident cancelled
+        # at the button), help may still be needed, so the alarm stays (and keeps ringing when nobody has taken it)
+        # until someone resolves it
         alarm.condition_ended_at = now
         alarm.condition_note = decision.reason
         alarm.updated_at = now
@@ -276,6 +285,7 @@ class DeskMachine:
         detail: str,
         *,
         accept_latency_s: float | None = None,
+        action: str | None = None,
     ) -> Change:
         alarm.state = state
         alarm.updated_at = now
@@ -288,7 +298,7 @@ class DeskMachine:
             ChangeKind.CLOSE,
             alarm,
             actor,
-            state.value,
+            action or state.value,
             detail,
             now,
             transition=state,

@@ -1,8 +1,9 @@
 """How each vendor's messages end an alarm: one row per message in docs/vendors.md ("Endings"), one case per row.
 
 Real payload shapes (tests/adapters/fixtures) through the adapter, the rule engine with the default pack and the desk's
-state machine. Three kinds of ending, one rule for all of them: a care alarm stays with staff and shows the ending in
-words; only a technical alarm nobody has taken closes itself when its condition ends.
+state machine. Three kinds of ending: the condition ended and the sender withdrew its detection leave a care alarm with
+staff, saying so in words; a person who ended it at the device (a reset at the unit) closed it. A technical alarm
+nobody has taken closes itself when its condition ends.
 """
 
 from __future__ import annotations
@@ -109,14 +110,7 @@ ROWS = {
         "the fall radar sees nobody on the floor any more",
         "rule",
     ),
-    # scaip: a person ended it at the unit
-    "scaip-reset": Ending(
-        [("scaip/u1", ALARM)],
-        ("scaip/u1", ALARM.replace(b"<mty>ME</mty>", b"<mty>RE</mty>")),
-        "alarm_button",
-        "reset at the alarm unit",
-        "device",
-    ),
+    # scaip: the resident cancelled at the unit (help may still be needed: it stays)
     "scaip-cancelled-at-unit": Ending(
         [("scaip/u1", ALARM)],
         ("scaip/u1", ALARM.replace(b"<stc>10</stc>", b"<stc>19</stc>")),
@@ -162,6 +156,25 @@ def test_a_technical_alarm_nobody_took_closes_itself_when_the_device_is_fine_aga
     alarm, changes = desk_after(row)
     assert changes == [(ChangeKind.CLOSE, "rule", "camera back online")]
     assert alarm.state is AlarmState.CANCELLED
+
+
+@pytest.mark.parametrize("accepted", [False, True])
+def test_a_reset_at_the_unit_is_a_person_ending_the_alarm_there_and_closes_it(accepted: bool) -> None:
+    row = Ending(
+        [("scaip/u1", ALARM)],
+        ("scaip/u1", ALARM.replace(b"<mty>ME</mty>", b"<mty>RE</mty>")),
+        "alarm_button",
+        "reset at the alarm unit",
+        "device",
+        accepted=accepted,
+    )
+    alarm, changes = desk_after(row)
+    assert changes == [(ChangeKind.CLOSE, "device", "reset at the alarm unit")]
+    assert (alarm.is_open, alarm.state, alarm.condition_note) == (
+        False,
+        AlarmState.CANCELLED,
+        "reset at the alarm unit",
+    )
 
 
 def test_messages_that_end_nothing_leave_the_alarm_as_it_was() -> None:
