@@ -137,6 +137,28 @@ async def test_a_technical_fault_reported_again_stays_taken_and_says_how_often(
     await expect(card.locator(".still")).to_contain_text("4 times")
 
 
+async def test_an_alarm_reset_at_the_unit_closes_and_the_night_log_says_a_person_did_it_there(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    staff_site.clock.t = NIGHT
+    page = await open_page(browser, staff_site, "anna")
+    await pages_connected(staff_site, 1)
+    press = decision(staff_site.site, rule_id="alarm_button", device="plug2", subject="r2", resident="r2")
+    alarm = staff_site.desk.apply(press)
+    assert alarm is not None
+    card = page.locator(f"#alarm-{alarm.id}")
+    await expect(card).to_be_visible(timeout=1000)
+    staff_site.clock.advance(4 * 60)
+    reset = replace(press, action=DecisionAction.CANCEL, reason="reset at the alarm unit", by_person=True)
+    staff_site.desk.apply(reset)
+    await expect(card).to_have_count(0, timeout=1000)
+    await staff_site.desk.store.flushed()
+    await page.get_by_role("link", name="Night log").click()
+    entry = page.locator(f"#log-{alarm.id}")
+    await expect(entry.locator(".step-reset")).to_contain_text("02:18")
+    await expect(entry.locator(".step-reset")).to_contain_text("reset at the alarm unit, closed by a person there")
+
+
 async def test_acting_on_a_colleagues_alarm_asks_to_take_over_and_the_card_shows_who_has_it(
     browser: Browser, staff_site: StaffSite
 ) -> None:
