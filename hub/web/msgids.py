@@ -25,7 +25,7 @@ OUTCOMES = [N_("outcome.assisted"), N_("outcome.false_alarm"), N_("outcome.techn
 SEVERITIES = [N_("severity.low"), N_("severity.medium"), N_("severity.high"), N_("severity.critical")]
 # Not on a page at the moment, kept so their translations stay while the staff page's wording is reworked.
 KEPT = [N_("alarm.count"), N_("device.ok")]
-ERRORS = [N_("login.failed"), N_("login.limited"), N_("error.state"), N_("error.handover")]
+ERRORS = [N_("login.failed"), N_("login.limited"), N_("login.database_away"), N_("error.state"), N_("error.handover")]
 RULES = [
     N_("rule.fall"),
     N_("rule.fall_detected"),
