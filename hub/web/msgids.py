@@ -114,8 +114,8 @@ CHECKINS = [
     N_("checkins.refusal.gateway_failed"),
     N_("rule.checkin_overdue"),
 ]
-# the desk's own alarm: escalation reached nobody
-DESK_RULES = [N_("rule.nobody_reached")]
+# the desk's own alarms: escalation reached nobody; a care event that arrived past its freshness window
+DESK_RULES = [N_("rule.nobody_reached"), N_("rule.late_care_event")]
 # reason lines with fields, filled by hub/web/reasons.py (rules whose reason only restates the title have none)
 REASONS = [
     N_("reason.bed_exit_no_return"),
@@ -126,6 +126,8 @@ REASONS = [
     N_("reason.frequent_bathroom_visits"),
     N_("reason.nobody_reached"),
     N_("reason.nobody_reached.room"),
+    N_("reason.late_care_event"),
+    N_("reason.late_care_event.room"),
 ]
 # "condition ended" notes: a rule's clear_reason / cancel_reason
 ENDED = [
