@@ -49,9 +49,7 @@ class ChangeKind(enum.StrEnum):
     TAKEN_OVER = "taken_over"  # a colleague took it over: pages only
     ESCALATE = "escalate"  # a tier fell due: channels to the tier's recipients
     NOBODY_REACHED = "nobody_reached"  # escalation ran out of people: logged, counted, persisted (no page change)
-    CLOSE = (
-        "close"  # resolved, reset at the unit by a person, or a technical self-close: everywhere; the engine forgets it
-    )
+    CLOSE = "close"  # resolved, reset by a person at the unit, a technical self-close: everywhere; engine forgets
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
