@@ -39,12 +39,6 @@ STATUS_KINDS: dict[int, EventKind] = {
     19: EventKind.ALARM_BUTTON_CANCEL,  # cancelled at the unit
     102: EventKind.HEARTBEAT,  # test transmission, primary channel
 }
-# the kind a reset (RE) of an alarm of this kind becomes, so that the rule's cancel matches by ref
-CANCEL_OF: dict[EventKind, EventKind] = {
-    EventKind.ALARM_BUTTON: EventKind.ALARM_BUTTON_CANCEL,
-    EventKind.FALL_DETECTED: EventKind.FALL_CANCELLED,
-    EventKind.FALL_CONFIRMED: EventKind.FALL_CANCELLED,
-}
 
 
 class StatusNumber(enum.IntEnum):
@@ -129,11 +123,12 @@ def event_kind(request: ScaipRequest, status_kinds: dict[int, EventKind] | None 
     """The kind of event a request is: by its message type, then its status code (site overrides first)."""
     if request.mty == "PI":
         return EventKind.HEARTBEAT
-    codes = STATUS_KINDS if status_kinds is None else {**STATUS_KINDS, **status_kinds}
-    kind = codes.get(request.stc or -1, EventKind.ALARM_BUTTON)
     if request.mty == "RE":
-        return CANCEL_OF.get(kind, EventKind.ALARM_BUTTON_CANCEL)
-    return kind
+        # the alarm was reset at the unit (whatever its kind): a person there ended it; the rules of the alarm kinds
+        # a unit raises (alarm button, fall) take it as their cancel under the alarm's ref
+        return EventKind.ALARM_RESET
+    codes = STATUS_KINDS if status_kinds is None else {**STATUS_KINDS, **status_kinds}
+    return codes.get(request.stc or -1, EventKind.ALARM_BUTTON)
 
 
 def events_for(

@@ -4,8 +4,10 @@ The base topic is the first topic level (Zigbee2MQTT's `mqtt.base_topic`, `zigbe
 name is everything after it and may itself contain `/`. The device id is the friendly name made inventory-safe
 (`device_id_from_name`). A state message is one JSON object of the device's exposes; each known property becomes an
 Event, unknown ones (linkquality, voltage, …) are ignored. With Zigbee2MQTT's default `cache_state: true` every
-message repeats the whole state, so a door still open is reported again with the next battery report: set
-`advanced.cache_state: false` so that only changed properties arrive (see docs/vendors.md).
+message repeats the whole state, so a door still open is reported again with the next battery report. The events of
+a two-valued state (`contact`, `presence`, `water_leak`, `smoke`) carry the property's name in `attrs.property`: the
+rule engine then tells a repeat of the same state from a change (alarms.engine), and a change back (`water_leak`
+false, `smoke` false) ends the condition.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ SOS_ACTIONS = frozenset({"emergency", "sos", "panic", "alarm", "sos_alarm"})
 # ignored sub-topics: commands to the device, not reports from it
 _COMMAND_SUFFIXES = ("/set", "/get")
 _LOW_BATTERY_PERCENT = 10.0
+_WATER = {"property": "water_leak"}
+_SMOKE = {"property": "smoke"}
 
 
 class _State(msgspec.Struct):
@@ -109,17 +113,19 @@ def _state(device_id: str, state: _State, received_at: datetime, topic: str) -> 
     # other actions (single, double, hold of ordinary remotes) are not events of care
     contact = state.contact
     if isinstance(contact, bool):  # Zigbee2MQTT: contact true means closed
-        out.append((EventKind.DOOR_CLOSED if contact else EventKind.DOOR_OPEN, None, None, {}))
+        out.append((EventKind.DOOR_CLOSED if contact else EventKind.DOOR_OPEN, None, None, {"property": "contact"}))
     occupancy = state.occupancy
-    if occupancy is True:
+    if occupancy is True:  # each report of movement is news (false is the sensor's own timeout, not an event)
         out.append((EventKind.MOTION, None, None, {}))
     presence = state.presence
     if isinstance(presence, bool):
-        out.append((EventKind.PRESENCE, 1.0 if presence else 0.0, None, {}))
-    if state.water_leak is True:
-        out.append((EventKind.WATER_LEAK, None, None, {}))
-    if state.smoke is True and state.test is not True:
-        out.append((EventKind.SMOKE, None, None, {}))
+        out.append((EventKind.PRESENCE, 1.0 if presence else 0.0, None, {"property": "presence"}))
+    water_leak = state.water_leak
+    if isinstance(water_leak, bool):
+        out.append((EventKind.WATER_LEAK if water_leak else EventKind.WATER_LEAK_ENDED, None, None, _WATER))
+    smoke = state.smoke
+    if isinstance(smoke, bool) and state.test is not True:
+        out.append((EventKind.SMOKE if smoke else EventKind.SMOKE_ENDED, None, None, _SMOKE))
     if state.tamper is True:
         out.append((EventKind.TAMPER, None, None, {}))
     temperature = number(state.temperature)

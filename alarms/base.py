@@ -253,5 +253,13 @@ class RuleContext(Protocol):
     ) -> None: ...
     def clear(self, rule: Compiled, subject: str, at: datetime) -> None: ...
     def cancel(
-        self, rule: Compiled, subject: str, at: datetime, ref: str | None, reason: str, device_id: str | None = None
+        self,
+        rule: Compiled,
+        subject: str,
+        at: datetime,
+        ref: str | None,
+        reason: str,
+        device_id: str | None = None,
+        *,
+        reset: bool = False,
     ) -> None: ...

@@ -7,8 +7,11 @@ as `at`, not the time `tick` happened to be called.
 
 Alarm lifetime: an alarm is open from RAISE until the engine CANCELs it (device-side cancel) or the hub calls
 `alarm_closed` (the desk resolved or cancelled it, also after a CLEAR). While open, repeats are UPDATEs; those that
-are a new incident carry `repeat` (the desk rings again). A CLEAR or CANCEL never closes a care alarm at the desk: it
-stays until a person resolves it; `auto_close` on the decision says a technical rule allows closing itself.
+are a new incident carry `repeat` (the desk rings again): for care rules a new press, fall or dose (a new `ref`); for
+technical rules only a fault after the rule's clear, never a fault that simply continues. A CLEAR or CANCEL never
+closes a care alarm at the desk: it stays until a person resolves it, except a CANCEL with `by_person`
+(`alarm_reset`: a person reset that very alarm at the unit); `auto_close` on the decision says a technical rule
+allows closing itself.
 """
 
 from __future__ import annotations
@@ -32,6 +35,18 @@ logger = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 1
 # rule types whose UPDATE is a new incident (rings again); the others update a condition that still holds
 _INCIDENT_TYPES = frozenset({"instant", "absence", "sequence"})
+# kinds of a two-valued state a device may repeat unchanged (`attrs.property` names the state); never a press or a fall
+STATE_KINDS = frozenset(
+    {
+        EventKind.DOOR_OPEN,
+        EventKind.DOOR_CLOSED,
+        EventKind.PRESENCE,
+        EventKind.WATER_LEAK,
+        EventKind.WATER_LEAK_ENDED,
+        EventKind.SMOKE,
+        EventKind.SMOKE_ENDED,
+    }
+)
 
 
 def device_ref(device_id: str | None, ref: str) -> str:
@@ -48,8 +63,11 @@ class Engine:
         for rule in rules.live:  # a rule off in the pack but on in a profile is compiled, off by default
             self.compiled[rule.id] = compile_rule(rule, rules.schedules)
         self._by_kind: dict[EventKind, tuple[Compiled, ...]] = {}
+        self._liveness: dict[EventKind, tuple[Compiled, ...]] = {}
         for kind in EventKind:
             self._by_kind[kind] = tuple(c for c in self.compiled.values() if c.listens is None or kind in c.listens)
+            # a device repeating its state is alive, and nothing more: only device supervision hears it
+            self._liveness[kind] = tuple(c for c in self._by_kind[kind] if getattr(c, "supervision", False))
         # technical rules that say a device is gone (silence supervision, a device's own "offline"): one fault of a
         # device gives one alarm, whichever of them sees it first
         self._absence_rules = frozenset(
@@ -71,6 +89,8 @@ class Engine:
         self._clock = 0.0  # the latest time seen, epoch seconds
         self.withdrawals_unmatched = 0  # cancels that named no alarm of theirs (counted by the hub)
         self.freshness_s: dict[str, float] = {}  # rule id -> how late an event may arrive and still reach it
+        # "{site}/{device}/{property}" -> the state last reported (kind and value) by a state-style device
+        self.states: dict[str, str] = {}
         self._apply_directory(directory)
 
     # --- directory ----------------------------------------------------------------------------------------------
@@ -129,6 +149,10 @@ class Engine:
         rid = event.resident_id
         if rid is None and dev is not None:
             rid = dev.resident_id
+        if event.kind in STATE_KINDS and event.attrs and "property" in event.attrs and self._same_state(event):
+            for compiled in self._liveness[event.kind]:
+                compiled.on_event(self, event, t, dev, rid)
+            return out
         if late_s:
             fresh = self.freshness_s
             for compiled in self._by_kind[event.kind]:
@@ -138,6 +162,17 @@ class Engine:
         for compiled in self._by_kind[event.kind]:
             compiled.on_event(self, event, t, dev, rid)
         return out
+
+    def _same_state(self, event: Event) -> bool:
+        """Whether a state-style event (`attrs.property`, e.g. Zigbee2MQTT's `water_leak`) repeats the state its
+        device last reported: with `cache_state` every message repeats the whole state, and a door still open or a
+        floor still wet is not a new incident. Remembers the state otherwise."""
+        key = f"{event.site}/{event.device_id}/{event.attrs['property']}"
+        state = f"{event.kind.value}:{event.value}"
+        if self.states.get(key) == state:
+            return True
+        self.states[key] = state
+        return False
 
     def tick(self, now: datetime) -> list[AlarmDecision]:
         """Fire every timer due at or before `now`."""
@@ -213,6 +248,10 @@ class Engine:
             # a new incident (another press, another missed dose) rings again; a radar repeating the same fall (same
             # ref) or a condition that still holds (sustained, count, baseline) only updates the card
             repeat = (qualified is None or qualified not in alarm.refs) and compiled.rule.type in _INCIDENT_TYPES
+            if not compiled.care:
+                # a technical fault reported again (a camera still at 0 fps in every stats message) is the same
+                # incident; only a fault after the rule's clear (the device was fine in between) is a new one
+                repeat = repeat and alarm.cleared
             alarm.cleared = False
             if qualified is not None:
                 alarm.refs.add(qualified)
@@ -308,17 +347,29 @@ class Engine:
         )
 
     def cancel(
-        self, compiled: Compiled, subject: str, at: datetime, ref: str | None, reason: str, device_id: str | None = None
+        self,
+        compiled: Compiled,
+        subject: str,
+        at: datetime,
+        ref: str | None,
+        reason: str,
+        device_id: str | None = None,
+        *,
+        reset: bool = False,
     ) -> None:
         """A device-side withdrawal: only of the alarm it refers to, and only from the device that raised it.
 
         An alarm raised with refs is withdrawn by the same device naming one of them (and only once none is left
         standing); one raised without a ref by its own device sending none. Anything else (no ref, a foreign
         device, an unknown ref) leaves the alarm as it is and is counted in `withdrawals_unmatched`.
+        A `reset` at a unit (SCAIP `RE`) reaches every rule of the kinds a unit raises: another device's alarm under
+        one of them (the radar's fall while the button is reset) is simply not the reset's, and is not counted.
         """
         key = f"{compiled.id}:{subject}"
         alarm = self.open.get(key)
         if alarm is None:
+            return
+        if reset and device_id != alarm.device_id:
             return
         qualified = None if ref is None else device_ref(device_id, ref)
         if alarm.refs:
@@ -349,6 +400,7 @@ class Engine:
                 count=alarm.count,
                 unregistered=alarm.unregistered,
                 auto_close=compiled.rule.auto_close,
+                by_person=reset,
             )
         )
 
@@ -378,6 +430,7 @@ class Engine:
             "clock": self._clock,
             "open": {key: alarm.to_json() for key, alarm in self.open.items()},
             "cooldown_until": dict(self.cooldown_until),
+            "states": dict(self.states),
             "timers": self.timers.to_json(),
             "rules": {rule_id: compiled.state_to_json() for rule_id, compiled in self.compiled.items()},
         }
@@ -394,6 +447,7 @@ class Engine:
             key: OpenAlarm.from_json(data) for key, data in snapshot.get("open", {}).items() if data["rule_id"] in known
         }
         engine.cooldown_until = {str(k): float(v) for k, v in snapshot.get("cooldown_until", {}).items()}
+        engine.states = {str(k): str(v) for k, v in snapshot.get("states", {}).items()}
         engine.timers = TimerHeap.from_json(snapshot.get("timers", []), known)
         for rule_id, state in snapshot.get("rules", {}).items():
             if rule_id in engine.compiled:

@@ -9,6 +9,9 @@ from alarms.directory import DeviceInfo
 from alarms.spec import InstantRule, ScheduleSpec
 from hub.model import Event, EventKind
 
+# what the card says when a person reset the alarm at the unit (SCAIP `RE`), whichever rule's alarm it was
+RESET_REASON = "reset at the alarm unit"
+
 
 class InstantEval(Compiled):
     """Raise on match; clear on `clear`; device-side cancel on `cancel`."""
@@ -63,7 +66,9 @@ class InstantEval(Compiled):
                 self.waiting.pop(subject, None)
             ctx.clear(self, subject, event.ts)
         elif self.cancel is not None and self.cancel.test(event, dev):
-            ctx.cancel(self, subject, event.ts, event.ref, self.cancel_reason, event.device_id)
+            reset = event.kind is EventKind.ALARM_RESET
+            reason = RESET_REASON if reset else self.cancel_reason
+            ctx.cancel(self, subject, event.ts, event.ref, reason, event.device_id, reset=reset)
 
     def on_timer(self, ctx: RuleContext, subject: str, anchor: float, due: float) -> None:
         """The schedule began while the condition still held: raise now."""

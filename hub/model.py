@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 TOPIC_ROOT = "vaka/v1"
 MAX_PAYLOAD_BYTES = 64 * 1024
+# the contract's rate limit: messages one device may publish in any one second (events, telemetry and status together)
+MAX_MESSAGES_PER_S = 10
 MAX_FUTURE_SKEW = timedelta(hours=1)
 EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -47,6 +49,7 @@ class EventKind(enum.StrEnum):
     FALL_FINISHED = "fall_finished"
     ALARM_BUTTON = "alarm_button"
     ALARM_BUTTON_CANCEL = "alarm_button_cancel"
+    ALARM_RESET = "alarm_reset"
     BED_EXIT = "bed_exit"
     BED_ENTRY = "bed_entry"
     DOOR_OPEN = "door_open"
@@ -54,7 +57,9 @@ class EventKind(enum.StrEnum):
     MOTION = "motion"
     PRESENCE = "presence"
     WATER_LEAK = "water_leak"
+    WATER_LEAK_ENDED = "water_leak_ended"
     SMOKE = "smoke"
+    SMOKE_ENDED = "smoke_ended"
     TEMPERATURE = "temperature"
     HUMIDITY = "humidity"
     # medication robots and care robots
@@ -86,6 +91,10 @@ EVENT_KIND_DOCS: dict[EventKind, str] = {
     EventKind.FALL_FINISHED: "the device's fall lifecycle ended: nobody on the floor any more (same `ref`)",
     EventKind.ALARM_BUTTON: "the resident pressed the alarm button",
     EventKind.ALARM_BUTTON_CANCEL: "the resident cancelled the alarm at the button",
+    EventKind.ALARM_RESET: (
+        "a person reset the alarm at the unit with a reset or presence button (same `ref`; SCAIP `RE`): a person "
+        "ended it there, so it closes; send it only for that, a resident's cancel is `alarm_button_cancel`"
+    ),
     EventKind.BED_EXIT: "the bed sensor saw the resident leave the bed",
     EventKind.BED_ENTRY: "the bed sensor saw the resident return to bed",
     EventKind.DOOR_OPEN: "a door contact opened",
@@ -93,7 +102,9 @@ EVENT_KIND_DOCS: dict[EventKind, str] = {
     EventKind.MOTION: "a motion sensor saw movement",
     EventKind.PRESENCE: "presence in a room; value 1 present, 0 empty",
     EventKind.WATER_LEAK: "a water leak sensor is wet",
+    EventKind.WATER_LEAK_ENDED: "the water leak sensor is dry again: the condition ended (the alarm stays with staff)",
     EventKind.SMOKE: "a smoke detector is in alarm",
+    EventKind.SMOKE_ENDED: "the smoke detector no longer senses smoke: the condition ended (the alarm stays with staff)",
     EventKind.TEMPERATURE: "room temperature; value in unit `Cel`",
     EventKind.HUMIDITY: "relative humidity; value in unit `%`",
     EventKind.MEDICATION_TAKEN: "the medication robot handed out a dose and it was taken",
@@ -466,3 +477,4 @@ class AlarmDecision:
     unregistered: bool = False
     repeat: bool = False  # UPDATE: a new incident (button pressed again, another missed dose): it rings again
     auto_close: bool = False  # CLEAR/CANCEL of a technical rule that may close itself while nobody has taken it
+    by_person: bool = False  # CANCEL: a person ended it at the device (a reset or presence button at the unit)

@@ -42,14 +42,14 @@ class ChangeKind(enum.StrEnum):
     """What happened to an alarm."""
 
     RAISE = "raise"  # a new alarm
-    UPDATE = "update"  # the condition still holds (count): pages only
-    REPEAT = "repeat"  # a new incident on an open alarm: it rings again
+    UPDATE = "update"  # the condition still holds, or a technical fault continues (count, updated_at): pages only
+    REPEAT = "repeat"  # a new incident on an open alarm (a care repeat, a technical fault after a clear): it rings
     CONDITION_ENDED = "condition_ended"  # a clear or device cancel: shown, the alarm stays until a person closes it
     STEP = "step"  # staff moved it on (accepted, en route, on site)
     TAKEN_OVER = "taken_over"  # a colleague took it over: pages only
     ESCALATE = "escalate"  # a tier fell due: channels to the tier's recipients
     NOBODY_REACHED = "nobody_reached"  # escalation ran out of people: logged, counted, persisted (no page change)
-    CLOSE = "close"  # resolved or cancelled: everywhere, and the engine forgets it
+    CLOSE = "close"  # resolved, reset by a person at the unit, a technical self-close: everywhere; engine forgets
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,20 +97,34 @@ class DeskMachine:
             alarm.severity = max(alarm.severity, decision.severity)
             alarm.reason = decision.reason or alarm.reason
             alarm.updated_at = now
-            if decision.action is DecisionAction.RAISE or decision.repeat:
+            if (decision.action is DecisionAction.RAISE or decision.repeat) and self._new_incident(alarm):
                 return self._ring_again(alarm, now, decision.reason)
             detail = f"count={alarm.count} {decision.reason}"
             return [self._change(ChangeKind.UPDATE, alarm, "rule", "updated", detail, now, notify=False)]
         actor = "device" if decision.action is DecisionAction.CANCEL else "rule"
+        if decision.action is DecisionAction.CANCEL and decision.by_person:
+            # a person ended it at the device (reset at the alarm unit, a presence button): a person closed it, and
+            # the card and the log say how; whoever held it sees it closed
+            alarm.condition_ended_at = now
+            alarm.condition_note = decision.reason
+            return [self._close(alarm, AlarmState.CANCELLED, actor, now, decision.reason, action="reset")]
         if decision.auto_close and alarm.category is AlarmCategory.TECHNICAL and alarm.state is AlarmState.RAISED:
             alarm.note = decision.reason
             return [self._close(alarm, AlarmState.CANCELLED, actor, now, decision.reason)]
-        # a care alarm is closed by a person: the condition ended (door closed, button cancelled), help may still be
-        # needed, so the alarm stays (and keeps ringing when nobody has taken it) until someone resolves it
+        # a care alarm is closed by a person: the condition ended (door closed, radar withdrew, the resident cancelled
+        # at the button), help may still be needed, so the alarm stays (and keeps ringing when nobody has taken it)
+        # until someone resolves it
         alarm.condition_ended_at = now
         alarm.condition_note = decision.reason
         alarm.updated_at = now
         return [self._change(ChangeKind.CONDITION_ENDED, alarm, actor, "condition_ended", decision.reason, now)]
+
+    @staticmethod
+    def _new_incident(alarm: Alarm) -> bool:
+        """Whether a repeat on this open alarm is a new incident that rings: every care repeat (another press,
+        another fall); for a technical alarm only a fault after the device said it was fine again, since a fault
+        that simply continues (Frigate's stats every minute with the camera at 0 fps) is the same incident."""
+        return alarm.category is AlarmCategory.CARE or alarm.condition_ended_at is not None
 
     def _ring_again(self, alarm: Alarm, now: datetime, reason: str) -> list[Change]:
         """A new incident on an open alarm: it rings again, also when someone holds it (even "On site")."""
@@ -269,6 +283,7 @@ class DeskMachine:
         detail: str,
         *,
         accept_latency_s: float | None = None,
+        action: str | None = None,
     ) -> Change:
         alarm.state = state
         alarm.updated_at = now
@@ -281,7 +296,7 @@ class DeskMachine:
             ChangeKind.CLOSE,
             alarm,
             actor,
-            state.value,
+            action or state.value,
             detail,
             now,
             transition=state,

@@ -17,19 +17,40 @@ from typing import Any
 import msgspec
 
 from adapters import native
-from hub.model import KIND_BY_VALUE, PayloadError
+from hub.model import KIND_BY_VALUE, MAX_MESSAGES_PER_S, PayloadError
 
 CHECKS: dict[str, str] = {
     "qos": "events, telemetry and status published with QoS 1",
     "retained_status": "a retained status on …/status",
+    "retained_events": "events and telemetry published without the retain flag",
+    "rate": f"at most {MAX_MESSAGES_PER_S} messages per device in any one second",
     "last_will": "a Last Will that says offline when the device is lost",
     "heartbeat": "reports at least once per declared supervision interval",
-    "clock": "timestamps within 30 s of the hub's clock",
+    "clock": "timestamps within 30 s of the hub's clock (messages buffered while offline are welcome, not a defect)",
     "kinds": "only documented event kinds",
     "payloads": "every payload accepted",
-    "seq": "seq counts up by one, no gaps or repeats",
+    "seq": "care events carry seq; seq counts up by one, no gaps or repeats",
     "lifecycle": "every incident that starts also ends (same ref)",
 }
+# events that raise or end a care alarm: a re-delivery of one must be told from a new incident (seq)
+CARE_KINDS = frozenset(
+    {
+        "fall_detected",
+        "fall_confirmed",
+        "fall_cancelled",
+        "fall_finished",
+        "alarm_button",
+        "alarm_button_cancel",
+        "alarm_reset",
+        "bed_exit",
+        "bed_entry",
+        "door_open",
+        "door_closed",
+        "water_leak",
+        "smoke",
+        "medication_missed",
+    }
+)
 MAX_SKEW_S = 30.0
 DEFAULT_INTERVAL_S = 3600
 # a kind that opens an incident, and the kinds that end it (same ref)
@@ -76,6 +97,9 @@ class DeviceSummary:
     max_gap_s: float = 0.0
     median_skew_s: float | None = None
     last_will: str = "not observed"
+    peak_per_s: int = 0  # the most messages seen within one second
+    late_messages: int = 0  # sent while offline and delivered later (ts well behind the device's own clock)
+    max_late_s: float = 0.0
 
 
 @dataclass
@@ -120,6 +144,9 @@ class Report:
                     "longest_silence_s": round(s.max_gap_s, 1),
                     "median_clock_skew_s": None if s.median_skew_s is None else round(s.median_skew_s, 3),
                     "last_will": s.last_will,
+                    "peak_messages_per_s": s.peak_per_s,
+                    "late_messages": s.late_messages,
+                    "latest_late_s": round(s.max_late_s, 1),
                     "failed": sorted({f.check for f in self.findings if f.device_id == device_id}),
                 }
                 for device_id, s in sorted(self.devices.items())
@@ -155,9 +182,16 @@ class Report:
         for device_id, s in sorted(self.devices.items()):
             skew = "n/a" if s.median_skew_s is None else f"{s.median_skew_s:+.1f} s"
             declared = "inventory" if s.interval_declared else "default, not in the inventory"
+            late = (
+                f", {s.late_messages} message(s) delivered late (buffered while offline, up to {s.max_late_s:.0f} s; "
+                "welcome)"
+                if s.late_messages
+                else ""
+            )
             lines.append(
                 f"- `{device_id}`: supervision interval {s.interval_s} s ({declared}), longest silence "
-                f"{s.max_gap_s:.1f} s, median clock skew {skew}, Last Will {s.last_will}"
+                f"{s.max_gap_s:.1f} s, clock skew {skew}, at most {s.peak_per_s} message(s) in one second, "
+                f"Last Will {s.last_will}{late}"
             )
         return "\n".join(lines) + "\n"
 
@@ -205,6 +239,26 @@ def _judge_device(report: Report, device_id: str, summary: DeviceSummary, seen: 
     elif unretained := [o for o in statuses if not o.retain and not o.at_subscribe]:
         find("retained_status", f"{len(unretained)} status message(s) published without the retain flag")
 
+    # (an empty retained message is how a retained one is cleared: the fix, not the defect)
+    retained = [o for o in seen if o.retain and o.payload and not o.topic.endswith("/status")]
+    if retained:
+        channels = sorted({o.topic.rsplit("/", 1)[1] for o in retained})
+        find(
+            "retained_events",
+            f"{len(retained)} message(s) on {' and '.join(channels)} published with the retain flag: the broker "
+            "hands a retained message to every new subscriber as if it had just happened (an old fall after each "
+            "restart of the hub); publish events and telemetry without retain",
+        )
+
+    peak = _peak_per_second(live)
+    summary.peak_per_s = peak
+    if peak > MAX_MESSAGES_PER_S:
+        find(
+            "rate",
+            f"published {peak} messages within one second; the contract allows {MAX_MESSAGES_PER_S} per device: a "
+            "flood delays every other device's alarms on the same hub, so send readings less often or in one message",
+        )
+
     if any(state == "offline" and not o.at_subscribe for o, state in states):
         summary.last_will = "seen (offline published when the device was lost)"
 
@@ -231,6 +285,7 @@ def _judge_device(report: Report, device_id: str, summary: DeviceSummary, seen: 
     unknown: set[str] = set()
     rejected: dict[str, int] = defaultdict(int)
     lifecycle_without_ref: set[str] = set()
+    care_without_seq: dict[str, int] = defaultdict(int)
     for obs in live:
         if obs.topic.endswith("/status"):
             if obs.payload and _status_state(obs.payload) is None:
@@ -250,7 +305,10 @@ def _judge_device(report: Report, device_id: str, summary: DeviceSummary, seen: 
             continue
         summary.events += 1
         skews.append((event.ts - obs.received_at).total_seconds())
-        seqs.append((event.seq, event.kind.value, event.ts))
+        if event.kind.value in CARE_KINDS and not _has_field(obs.payload, "seq"):
+            care_without_seq[event.kind.value] += 1
+        else:
+            seqs.append((event.seq, event.kind.value, event.ts))
         if event.kind.value in LIFECYCLES or event.kind.value in _ENDINGS:
             if event.ref is None:
                 lifecycle_without_ref.add(event.kind.value)
@@ -259,22 +317,62 @@ def _judge_device(report: Report, device_id: str, summary: DeviceSummary, seen: 
             elif event.ref in open_incidents and event.kind.value in LIFECYCLES[open_incidents[event.ref][0]]:
                 del open_incidents[event.ref]
     if skews:
-        summary.median_skew_s = statistics.median(skews)
-        worst = max(skews, key=abs)
-        if abs(summary.median_skew_s) > MAX_SKEW_S or abs(worst) > 2 * MAX_SKEW_S:
-            find(
-                "clock",
-                f"clock off by {summary.median_skew_s:+.1f} s (median), worst {worst:+.1f} s: keep it on NTP",
-            )
+        _judge_clock(summary, skews, find)
     if unknown:
         find("kinds", "undocumented kind(s): " + ", ".join(sorted(unknown)))
     for reason, n in sorted(rejected.items()):
         find("payloads", f"{n} payload(s) rejected: {reason}")
+    for kind, n in sorted(care_without_seq.items()):
+        find(
+            "seq",
+            f"{n} {kind} event(s) without seq: a care event sent again after a reconnect cannot be told from a new "
+            "one (a second alarm, or a lost one); give every message its own seq",
+        )
     _judge_seq(seqs, find)
     for ref, (kind, at) in sorted(open_incidents.items()):
         find("lifecycle", f"{kind} ref {ref!r} at {at.isoformat(timespec='seconds')} never ended")
     for kind in sorted(lifecycle_without_ref):
-        find("lifecycle", f"{kind} without a ref: its ending cannot be matched")
+        find(
+            "lifecycle",
+            f"{kind} without a ref: Vaka cannot tell which alarm its ending (or its start) belongs to; send the same "
+            "ref with every stage of one incident",
+        )
+
+
+def _judge_clock(summary: DeviceSummary, skews: list[float], find: Any) -> None:
+    """Clock skew apart from buffering: a device that sent messages while offline delivers them late, but its
+    freshest message shows its clock. The least-late message is the clock's measure; the rest are late, not wrong."""
+    summary.median_skew_s = statistics.median(skews)
+    clock = max(skews)  # ahead: the worst; behind: even its freshest message is behind
+    if clock > 2 * MAX_SKEW_S or (clock > MAX_SKEW_S and summary.median_skew_s > MAX_SKEW_S):
+        find("clock", f"timestamps {clock:+.1f} s ahead of the hub's clock: keep the device clock on NTP")
+    elif clock < -MAX_SKEW_S:
+        find(
+            "clock",
+            f"even the freshest message is {-clock:.1f} s behind the hub's clock: keep the device clock on NTP",
+        )
+    late = [clock - s for s in skews if clock - s > MAX_SKEW_S]
+    summary.late_messages = len(late)
+    summary.max_late_s = max(late, default=0.0)
+
+
+def _peak_per_second(seen: list[Observation]) -> int:
+    """The most messages received within any one second."""
+    times = sorted(o.received_at.timestamp() for o in seen)
+    peak, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= 1.0:
+            start += 1
+        peak = max(peak, end - start + 1)
+    return peak
+
+
+def _has_field(payload: bytes, name: str) -> bool:
+    try:
+        data = _probe.decode(payload)
+    except msgspec.DecodeError:
+        return False
+    return isinstance(data, dict) and name in data
 
 
 def _judge_seq(seqs: list[tuple[int, str, datetime]], find: Any) -> None:

@@ -25,7 +25,7 @@ OUTCOMES = [N_("outcome.assisted"), N_("outcome.false_alarm"), N_("outcome.techn
 SEVERITIES = [N_("severity.low"), N_("severity.medium"), N_("severity.high"), N_("severity.critical")]
 # Not on a page at the moment, kept so their translations stay while the staff page's wording is reworked.
 KEPT = [N_("alarm.count"), N_("device.ok")]
-ERRORS = [N_("login.failed"), N_("login.limited"), N_("error.state"), N_("error.handover")]
+ERRORS = [N_("login.failed"), N_("login.limited"), N_("login.database_away"), N_("error.state"), N_("error.handover")]
 RULES = [
     N_("rule.fall"),
     N_("rule.fall_detected"),
@@ -120,8 +120,8 @@ CHECKINS = [
     N_("checkins.refusal.away"),
     N_("rule.checkin_overdue"),
 ]
-# the desk's own alarm: escalation reached nobody
-DESK_RULES = [N_("rule.nobody_reached")]
+# the desk's own alarms: escalation reached nobody; a care event that arrived past its freshness window
+DESK_RULES = [N_("rule.nobody_reached"), N_("rule.late_care_event")]
 # reason lines with fields, filled by hub/web/reasons.py (rules whose reason only restates the title have none)
 REASONS = [
     N_("reason.bed_exit_no_return"),
@@ -132,6 +132,8 @@ REASONS = [
     N_("reason.frequent_bathroom_visits"),
     N_("reason.nobody_reached"),
     N_("reason.nobody_reached.room"),
+    N_("reason.late_care_event"),
+    N_("reason.late_care_event.room"),
 ]
 # "condition ended" notes: a rule's clear_reason / cancel_reason
 ENDED = [
@@ -148,6 +150,9 @@ ENDED = [
     N_("ended.device_silent.clear"),
     N_("ended.battery_low.clear"),
     N_("ended.camera_offline.clear"),
+    N_("ended.reset"),
+    N_("ended.water_leak.clear"),
+    N_("ended.smoke.clear"),
 ]
 # the night log: who did what (hub/night_log.py)
 LOG_ACTIONS = [
@@ -158,6 +163,7 @@ LOG_ACTIONS = [
     N_("log.action.resolved"),
     N_("log.action.cancelled"),
     N_("log.action.condition_ended"),
+    N_("log.action.reset"),
     N_("log.action.repeated"),
     N_("log.action.taken_over"),
     N_("log.action.nobody_reached"),

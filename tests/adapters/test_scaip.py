@@ -27,7 +27,8 @@ TEST_CALL = b"<mrq><ref>00001A85</ref><cha>0</cha><mty>ME</mty><cid>26317</cid><
         (ALARM_SHORT, EventKind.ALARM_BUTTON, "10149471"),
         (HEARTBEAT, EventKind.HEARTBEAT, "10149471"),
         (TEST_CALL, EventKind.HEARTBEAT, "26317"),
-        (ALARM_SHORT.replace(b"<mty>ME</mty>", b"<mty>RE</mty>"), EventKind.ALARM_BUTTON_CANCEL, "10149471"),
+        (ALARM_SHORT.replace(b"<mty>ME</mty>", b"<mty>RE</mty>"), EventKind.ALARM_RESET, "10149471"),
+        (ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>19</stc>"), EventKind.ALARM_BUTTON_CANCEL, "10149471"),
         (ALARM_SHORT.replace(b"<mty>ME</mty>", b"<mty>IN</mty>"), EventKind.ALARM_BUTTON, "10149471"),
         (ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>0067</stc>"), EventKind.ALARM_BUTTON, "10149471"),
     ],
@@ -50,7 +51,7 @@ def test_a_site_may_name_its_vendors_codes() -> None:
     request = read_request(ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>31</stc>"))
     assert event_kind(request, {31: EventKind.FALL_DETECTED}) is EventKind.FALL_DETECTED
     reset = read_request(ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>31</stc>").replace(b"ME", b"RE"))
-    assert event_kind(reset, {31: EventKind.FALL_DETECTED}) is EventKind.FALL_CANCELLED
+    assert event_kind(reset, {31: EventKind.FALL_DETECTED}) is EventKind.ALARM_RESET  # a reset, whatever the alarm
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,13 @@ Z = "zigbee2mqtt"
         ("zigbee2mqtt/badrum/pir", "occupancy.json", [(EventKind.MOTION, None), (EventKind.BATTERY, 100.0)]),
         ("zigbee2mqtt/badrum/pir", "occupancy_cleared.json", [(EventKind.BATTERY, 100.0)]),
         ("zigbee2mqtt/kok/vatten", "water_leak.json", [(EventKind.WATER_LEAK, None), (EventKind.BATTERY, 100.0)]),
+        (
+            "zigbee2mqtt/kok/vatten",
+            "water_dry.json",
+            [(EventKind.WATER_LEAK_ENDED, None), (EventKind.BATTERY, 100.0)],
+        ),
         ("zigbee2mqtt/brand", "smoke.json", [(EventKind.SMOKE, None), (EventKind.BATTERY, 83.0)]),
+        ("zigbee2mqtt/brand", "smoke_cleared.json", [(EventKind.SMOKE_ENDED, None), (EventKind.BATTERY, 83.0)]),
         ("zigbee2mqtt/brand", "smoke_test_button.json", [(EventKind.BATTERY, 83.0)]),
         ("zigbee2mqtt/lgh 12/knapp", "sos_button.json", [(EventKind.ALARM_BUTTON, None), (EventKind.BATTERY, 100.0)]),
         ("zigbee2mqtt/fjarr", "remote_single.json", [(EventKind.BATTERY, 80.0)]),
@@ -48,6 +54,24 @@ def test_device_state_becomes_events(topic: str, name: str, expected: list[tuple
     assert [(ev.kind, ev.value) for ev in events] == expected
     assert len({(ev.device_id, ev.ts, ev.seq) for ev in events}) == len(events), "each event must be stored"
     assert all(ev.site == "" for ev in events), "the route gives the site"
+
+
+@pytest.mark.parametrize(
+    ("name", "prop"),
+    [
+        ("door_open.json", "contact"),
+        ("door_closed.json", "contact"),
+        ("water_leak.json", "water_leak"),
+        ("water_dry.json", "water_leak"),
+        ("smoke.json", "smoke"),
+        ("smoke_cleared.json", "smoke"),
+    ],
+)
+def test_a_two_valued_state_names_its_property_so_a_repeat_can_be_told_from_a_change(name: str, prop: str) -> None:
+    (state, _battery) = zigbee2mqtt.parse("zigbee2mqtt/x", fixture(Z, name), RECEIVED)
+    assert state.attrs["property"] == prop
+    (motion, _) = zigbee2mqtt.parse("zigbee2mqtt/x", fixture(Z, "occupancy.json"), RECEIVED)
+    assert "property" not in motion.attrs  # every report of movement is news
 
 
 def test_friendly_names_with_slashes_and_swedish_letters_become_one_stable_device_id() -> None:

@@ -45,3 +45,20 @@ def test_a_button_cancel_from_another_device_does_not_withdraw_the_press() -> No
     assert "alarm_button:r1" in engine.open
     mine = ev(T + timedelta(seconds=6), "button", EventKind.ALARM_BUTTON_CANCEL)
     assert actions(deliver(engine, mine)) == [("cancel", "alarm_button")]
+
+
+def test_a_reset_at_the_unit_ends_its_own_alarm_and_leaves_another_kind_of_alarm_alone_uncounted() -> None:
+    # the resident is on the floor (the radar's fall) and pressed the button too; staff reset the button at the unit
+    engine = fresh(T, directory())
+    deliver(engine, ev(T, "radar", EventKind.FALL_DETECTED, ref="f1"))
+    deliver(engine, ev(T + timedelta(seconds=2), "button", EventKind.ALARM_BUTTON, ref="b1"))
+    reset = ev(T + timedelta(seconds=60), "button", EventKind.ALARM_RESET, ref="b1")
+    decisions = deliver(engine, reset)
+    assert [(d.action.value, d.rule_id, d.reason) for d in decisions] == [
+        ("cancel", "alarm_button", "reset at the alarm unit")
+    ]
+    assert "fall:r1" in engine.open
+    assert engine.withdrawals_unmatched == 0, "a reset of the button is no stray withdrawal of the fall"
+    stray = ev(T + timedelta(seconds=70), "button", EventKind.ALARM_RESET, ref="nothing-of-mine")
+    assert deliver(engine, stray) == []
+    assert "fall:r1" in engine.open

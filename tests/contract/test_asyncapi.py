@@ -14,7 +14,7 @@ import yaml
 
 from hub.cli import main
 from hub.desk.alarm import Alarm
-from hub.model import AlarmCategory, AlarmMessage, AlarmState, EventKind, Severity
+from hub.model import MAX_MESSAGES_PER_S, AlarmCategory, AlarmMessage, AlarmState, EventKind, Severity
 from hub.vendor.contract import asyncapi_document, asyncapi_yaml
 
 HERE = Path(__file__).parent
@@ -105,3 +105,40 @@ def test_the_alarm_message_schema_is_what_the_desk_publishes() -> None:
     )
     published = json.dumps(alarm.public()).encode()
     msgspec.json.decode(published, type=AlarmMessage)  # raises if the desk publishes what the contract does not say
+
+
+def test_the_servers_say_how_a_device_connects_and_tls_is_secure_mqtt() -> None:
+    servers = asyncapi_document()["servers"]
+    assert {(s["protocol"], s["host"].rsplit(":", 1)[1]) for s in servers.values()} == {
+        ("secure-mqtt", "8883"),
+        ("mqtt", "1883"),
+    }
+    for server in servers.values():
+        mqtt = server["bindings"]["mqtt"]
+        assert mqtt["lastWill"] == {
+            "topic": "vaka/v1/{site}/{device_id}/status",
+            "qos": 1,
+            "message": '{"state": "offline"}',
+            "retain": True,
+        }
+        assert (mqtt["cleanSession"], mqtt["sessionExpiryInterval"] >= 3600) == (False, True)
+        assert server["x-max-messages-per-second-per-device"] == MAX_MESSAGES_PER_S
+    operations = asyncapi_document()["operations"]
+    assert {
+        name: (op["bindings"]["mqtt"]["qos"], op["bindings"]["mqtt"]["retain"]) for name, op in operations.items()
+    } == {
+        "receiveDeviceEvent": (1, False),
+        "receiveDeviceTelemetry": (1, False),
+        "receiveDeviceStatus": (1, True),
+        "sendAlarmState": (1, False),
+    }
+
+
+def test_the_parser_checks_the_mqtt_bindings(asyncapi_parser: Path, tmp_path: Path) -> None:
+    broken = asyncapi_document()
+    broken["servers"]["site-broker"]["bindings"]["mqtt"]["lastWill"]["qos"] = 3
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(broken))))
+    result = validate(asyncapi_parser, path)
+    problems = [d for d in result["diagnostics"] if d["severity"] == "error"]  # type: ignore[attr-defined]
+    assert result["valid"] is False or problems, result

@@ -78,7 +78,7 @@ def open_alarm_of(hub: Hub, device_id: str) -> list[str]:
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_an_alarm_is_acknowledged_once_durable_and_its_reset_marks_it_ended(
+async def test_an_alarm_is_acknowledged_once_durable_and_its_reset_at_the_unit_closes_it(
     hub: Hub, settings: Settings, unique: str, transport: str, tmp_path: Path
 ) -> None:
     cid, ref = f"u{unique}", f"r{unique}"
@@ -91,10 +91,11 @@ async def test_an_alarm_is_acknowledged_once_durable_and_its_reset_marks_it_ende
     assert alarm.unregistered, "a unit unknown to the inventory still raises its alarm"
 
     await run_sipp("reset.xml", hub, transport, tmp_path, cid=cid, ref=ref)
-    # the unit withdrew it: the care alarm says "condition ended" and waits for the staff to close it
+    # a person reset it at the unit: a person ended it there, so it closes, and the log says how
     assert await wait_until(lambda: alarm.condition_ended_at is not None)
     kinds = await fetch(settings.db.db_schema, "SELECT kind FROM events WHERE device_id = $1 ORDER BY ts", cid)
-    assert [r["kind"] for r in kinds] == ["alarm_button", "alarm_button_cancel"]
+    assert [r["kind"] for r in kinds] == ["alarm_button", "alarm_reset"]
+    assert (alarm.condition_note, alarm.state.value) == ("reset at the alarm unit", "cancelled")
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -87,12 +88,17 @@ class Vendors:
         c.publish(f"{topic}/event", event("heartbeat", 2, skew_s=120), qos=0)  # QoS 0
         c.publish(f"{topic}/event", event("teleport", 3, skew_s=120), qos=1)  # undocumented kind
         c.publish(f"{topic}/event", b"{oops", qos=1)  # not JSON
-        seq = 5  # 4 is missing
+        c.publish(f"{topic}/event", event("door_open", 4, skew_s=120), qos=1, retain=True)  # a retained event
+        c.publish(f"{topic}/event", json.dumps({"ts": datetime.now(UTC).isoformat(), "kind": "alarm_button"}), qos=1)
+        for n in range(300):  # a flood: 300 readings at once
+            c.publish(f"{topic}/telemetry", event("temperature", 1000 + n, skew_s=120), qos=1)
+        seq = 1300  # 5 … 999 are missing
         while not self.stop.wait(0.5):
             c.publish(f"{topic}/event", event("heartbeat", seq, skew_s=120), qos=1)
-            if seq == 6:
+            if seq == 1301:
                 c.publish(f"{topic}/event", event("heartbeat", seq, skew_s=121), qos=1)  # re-used seq
             seq += 1
+        c.publish(f"{topic}/event", b"", qos=1, retain=True).wait_for_publish(5)  # the broker forgets it again
         c.disconnect()
         c.loop_stop()
 
@@ -172,5 +178,8 @@ async def test_a_well_behaved_vendor_is_clean_and_a_misbehaving_one_has_every_de
     assert "seq number(s) missing" in details
     assert "re-used" in details
     assert "'x'" in details, "the fall without an end is named by its ref"
+    assert "1 alarm_button event(s) without seq" in details
+    assert re.search(r"published \d{3} messages within one second; the contract allows 10", details), details
+    assert "1 message(s) on event published with the retain flag" in details
     assert "| `b1` |" in found_md
     assert "✗" in found_md

@@ -25,6 +25,7 @@ from hub.web.i18n import (
     translations,
     translator,
 )
+from hub.web.reasons import note_text
 
 ROOT = Path(__file__).resolve().parents[3]
 RELATIVES_SOURCES = ("hub/web/templates/relatives/", "hub/web/relatives/")
@@ -144,3 +145,16 @@ def test_every_catalogue_is_well_formed(path: Path) -> None:
 def test_counts_take_the_languages_plural(lang: str, one: str, five: str) -> None:
     ngettext = translations(lang).ngettext
     assert [ngettext("device.ok_count", "device.ok_count.plural", n) % {"num": n} for n in (1, 5)] == [one, five]
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "note", "swedish"),
+    [
+        ("alarm_button", "reset at the alarm unit", "återställt vid larmenheten"),
+        ("fall", "reset at the alarm unit", "återställt vid larmenheten"),
+        ("water_leak", "the leak sensor is dry again", "läckagesensorn är torr igen"),
+        ("smoke", "the smoke detector no longer senses smoke", "brandvarnaren känner inte längre rök"),
+    ],
+)
+def test_how_an_alarm_ended_reads_in_swedish_on_the_card(rule_id: str, note: str, swedish: str) -> None:
+    assert note_text("sv", rule_id, note) == swedish

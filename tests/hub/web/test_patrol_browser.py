@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import Browser, Dialog, Page, expect
 
 from hub.desk.machine import NOBODY_REACHED
-from hub.model import AlarmDecision, Contact, DecisionAction, DirectoryEntry, Severity
+from hub.model import AlarmCategory, AlarmDecision, Contact, DecisionAction, DirectoryEntry, Severity
 from hub.resident_directory import store_entries
 from tests.hub.desk_support import RecordingNotifier, decision
 from tests.hub.web.conftest import CHROMIUM, StaffSite, staff_page
@@ -108,6 +108,55 @@ async def test_a_repeat_rings_again_on_an_alarm_left_on_site(browser: Browser, s
     await expect(card.locator(".state")).to_have_text("New")
     await expect(page.locator("body")).to_have_class(re.compile(r"\bis-ringing\b"))
     await expect(card.locator(".accepted-by")).to_have_text("Anna")
+
+
+async def test_a_technical_fault_reported_again_stays_taken_and_says_how_often(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    """A camera still at 0 fps in every stats message: the taken alarm stays taken, the card counts the reports."""
+    staff_site.clock.t = NIGHT
+    page = await open_page(browser, staff_site, "anna")
+    await pages_connected(staff_site, 1)
+    cam = {"rule_id": "camera_offline", "category": AlarmCategory.TECHNICAL, "severity": Severity.MEDIUM}
+    fault = decision(staff_site.site, subject="plug2", device="plug2", resident="r2", **cam)
+    alarm = staff_site.desk.apply(fault)
+    assert alarm is not None
+    card = page.locator(f"#alarm-{alarm.id}")
+    await card.get_by_role("button", name="Accept").click()
+    await expect(card.locator(".state")).to_have_text("Accepted")
+    await expect(card.locator(".still")).to_be_hidden()
+    for _ in range(3):  # a stats message a minute
+        staff_site.clock.advance(60)
+        staff_site.desk.apply(replace(fault, action=DecisionAction.RAISE, at=staff_site.clock.now()))
+    await expect(card.locator(".still")).to_have_text(
+        "Fault reported 4 times – the same fault, it does not ring again", timeout=1000
+    )
+    await expect(card.locator(".state")).to_have_text("Accepted")
+    await expect(card.locator(".repeat")).to_be_hidden()
+    await page.reload()
+    await expect(card.locator(".still")).to_contain_text("4 times")
+
+
+async def test_an_alarm_reset_at_the_unit_closes_and_the_night_log_says_a_person_did_it_there(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    staff_site.clock.t = NIGHT
+    page = await open_page(browser, staff_site, "anna")
+    await pages_connected(staff_site, 1)
+    press = decision(staff_site.site, rule_id="alarm_button", device="plug2", subject="r2", resident="r2")
+    alarm = staff_site.desk.apply(press)
+    assert alarm is not None
+    card = page.locator(f"#alarm-{alarm.id}")
+    await expect(card).to_be_visible(timeout=1000)
+    staff_site.clock.advance(4 * 60)
+    reset = replace(press, action=DecisionAction.CANCEL, reason="reset at the alarm unit", by_person=True)
+    staff_site.desk.apply(reset)
+    await expect(card).to_have_count(0, timeout=1000)
+    await staff_site.desk.store.flushed()
+    await page.get_by_role("link", name="Night log").click()
+    entry = page.locator(f"#log-{alarm.id}")
+    await expect(entry.locator(".step-reset")).to_contain_text("02:18")
+    await expect(entry.locator(".step-reset")).to_contain_text("reset at the alarm unit, closed by a person there")
 
 
 async def test_acting_on_a_colleagues_alarm_asks_to_take_over_and_the_card_shows_who_has_it(

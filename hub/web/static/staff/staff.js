@@ -98,6 +98,9 @@
     const incidents = a.incidents || 1;
     setText(el, ".repeat", cfg.repeat.replace("{nth}", ordinal(incidents)).replace("{time}", a.raised_hm || ""));
     show(el, ".repeat", incidents > 1);
+    // a technical fault that continues: one incident, reported again (it does not ring again)
+    setText(el, ".still", cfg.still.replace("{count}", String(a.count || 1)));
+    show(el, ".still", a.category === "technical" && (a.count || 1) > 1);
     setText(el, ".ended", cfg.ended.replace("{time}", a.condition_ended_hm || "").replace("{note}", noteText(a)));
     show(el, ".ended", !!a.condition_ended_hm);
     setText(el, ".resident", a.resident_id || "");
