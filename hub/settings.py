@@ -370,6 +370,12 @@ class ReliabilitySettings(_Section):
     rule_freshness_s: dict[str, float] = Field(
         default_factory=dict, description="per-rule freshness windows by rule id, overriding the two above"
     )
+    late_care_window_s: float = Field(
+        default=86400.0,
+        ge=0,
+        description="a care event older than its rule's window but younger than this (buffered in a gateway) raises a"
+        " late care alarm; an older one is a clock fault: stored and counted, shown to nobody (0: never)",
+    )
     max_future_skew_s: float = Field(
         default=60.0, gt=0, le=86400, description="events dated further ahead of the hub's clock are rejected"
     )

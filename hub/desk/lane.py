@@ -205,7 +205,11 @@ class Desk:
             return ()
         late_s = (now - event.ts).total_seconds()
         decisions = self.engine.feed(seen, now, late_s=late_s if late_s > 0 else 0.0)
-        late_care = verdict is Verdict.LATE and event.kind in _FALLBACK_KINDS
+        late_care = (
+            verdict is Verdict.LATE
+            and event.kind in _FALLBACK_KINDS
+            and late_s <= self.settings.reliability.late_care_window_s
+        )
         if late_care and not any(d.action is DecisionAction.RAISE for d in decisions):
             return [*decisions, self._late_care(event, now)]
         return decisions

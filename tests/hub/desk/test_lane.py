@@ -309,3 +309,17 @@ async def test_a_late_care_event_older_than_what_the_device_said_since_raises_no
     )
     assert gated_lane.open(LATE_CARE_RULE) == []
     assert gated_lane.open("alarm_button") == []
+
+
+async def test_a_care_event_from_a_clock_years_off_raises_no_late_alarm(gated_lane: Lane) -> None:
+    """Past `reliability.late_care_window_s` (a day) a care event is a clock fault, not a buffered press."""
+    gated_lane.desk.feed(
+        Event(
+            ts=datetime(2001, 1, 1, 3, tzinfo=UTC),
+            site=SITE,
+            device_id=f"{SITE}-button3",
+            kind=EventKind.ALARM_BUTTON,
+            seq=1,
+        )
+    )
+    assert gated_lane.open(LATE_CARE_RULE) == []
