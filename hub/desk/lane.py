@@ -49,7 +49,8 @@ from hub.model import (
     Site,
     VakaError,
 )
-from hub.notify import Dispatcher, Notifier, build_notifiers
+from hub.notify import Dispatcher, Notifier
+from hub.notify.channels import build_notifiers
 from hub.notify.websocket import WebSocketHub
 from hub.staff import StaffMember
 from hub.store.inventory import fetch_sites

@@ -11,16 +11,12 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from hub.metrics import Metrics
 from hub.model import VakaError
 from hub.staff import StaffMember
 from hub.tasks import Spawner
-
-if TYPE_CHECKING:
-    from hub.settings import Settings
-    from hub.store.pool import Database
 
 logger = logging.getLogger(__name__)
 
@@ -125,21 +121,3 @@ class Dispatcher:
                     await close()
                 except Exception:
                     logger.exception("notify channel=%s did not close", notifier.channel)
-
-
-def build_notifiers(settings: Settings, db: Database) -> list[Notifier]:
-    """The channels the settings switch on: webhook when URLs are set, SMS with a gateway, Web Push with VAPID keys."""
-    from hub.notify.sms import SmsNotifier
-    from hub.notify.webhook import WebhookNotifier
-    from hub.notify.webpush import WebPushNotifier, load_vapid_key
-
-    notifiers: list[Notifier] = []
-    cfg = settings.notify
-    if cfg.webhook_urls:
-        notifiers.append(WebhookNotifier(cfg))
-    if cfg.sms_gateway_url:
-        notifiers.append(SmsNotifier(cfg))
-    vapid = load_vapid_key(cfg)
-    if vapid is not None:
-        notifiers.append(WebPushNotifier(cfg, vapid, db))
-    return notifiers
