@@ -7,12 +7,14 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hub.model import Inventory, VakaError
 from hub.settings import Settings, load_settings
+from hub.store.oneshot import as_owner as _as_owner
+from hub.store.oneshot import with_database as _with_database
 
 if TYPE_CHECKING:
     from hub.store.db import VakaConnection
@@ -23,35 +25,6 @@ T = TypeVar("T")
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-
-
-async def _with_database(
-    settings: Settings, command: str, work: Callable[[VakaConnection], Awaitable[T]], wait_s: float = 10.0
-) -> T | None:
-    """Run `work(conn)` on a migrated-or-not database connection; None (after saying so) when it does not answer."""
-    from hub.metrics import Metrics
-    from hub.store.db import Database
-    from hub.tasks import Spawner
-
-    metrics = Metrics()
-    async with Spawner(metrics) as spawner:
-        db = Database(settings.db, metrics, spawner=spawner)
-        await db.open()
-        try:
-            if not await db.wait_up(timeout_s=wait_s):
-                print(f"vaka {command}: the database did not answer within {wait_s:.0f} s; is PostgreSQL running?")
-                return None
-            async with db.acquire() as conn:
-                return await work(conn)
-        finally:
-            await db.close()
-
-
-def _as_owner(settings: Settings) -> Settings:
-    """The settings with `db.dsn` replaced by `db.owner_dsn` (when set): for migrations and other owner's work."""
-    if settings.db.owner_dsn is None:
-        return settings
-    return settings.model_copy(update={"db": settings.db.model_copy(update={"dsn": settings.db.owner_dsn})})
 
 
 async def _db_roles(args: argparse.Namespace, settings: Settings) -> int:

@@ -23,8 +23,8 @@ def add_commands(sub: Any) -> None:
 async def main(args: argparse.Namespace, settings: Settings) -> int:
     """Run `vaka checkin plan`."""
     from hub.checkins.service import CheckinError, save_plans
-    from hub.cli import _with_database
     from hub.store.db import VakaConnection
+    from hub.store.oneshot import with_database as _with_database
 
     try:
         plans = load_plans(args.file)

@@ -571,8 +571,9 @@ async def purge(
 
 async def export_main(args: argparse.Namespace, settings: Settings) -> int:
     """`vaka archive export --before DATE [--after DATE] --out DIR [--purge]`."""
-    from hub.cli import _as_owner, _with_database
     from hub.store.db import VakaConnection
+    from hub.store.oneshot import as_owner as _as_owner
+    from hub.store.oneshot import with_database as _with_database
 
     now = datetime.now(UTC)
     agents = Agents.from_settings(settings.followup)

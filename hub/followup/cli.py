@@ -65,8 +65,8 @@ def add_commands(sub: Any) -> None:
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
     """Run one follow-up command."""
-    from hub.cli import _with_database
     from hub.store.db import VakaConnection
+    from hub.store.oneshot import with_database as _with_database
 
     now = datetime.now(UTC)
     if args.command == "indicators":

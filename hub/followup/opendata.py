@@ -445,8 +445,8 @@ def _dcat(package: dict[str, Any], pub: Publication, now: datetime) -> dict[str,
 
 async def export_main(args: argparse.Namespace, settings: Settings, now: datetime) -> int:
     """`vaka opendata export --period P --out DIR [--allow-partial]`."""
-    from hub.cli import _with_database
     from hub.store.db import VakaConnection
+    from hub.store.oneshot import with_database as _with_database
 
     try:
         period = parse_period(args.period)

@@ -198,7 +198,8 @@ async def _access_log(args: argparse.Namespace, conn: VakaConnection) -> int:
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
     """Run one of the commands; returns the exit code."""
-    from hub.cli import _as_owner, _with_database
+    from hub.store.oneshot import as_owner as _as_owner
+    from hub.store.oneshot import with_database as _with_database
 
     async def work(conn: VakaConnection) -> int:
         try:
