@@ -56,6 +56,44 @@ class StaffMember:
             return any(s == site for s, _ in self.units)
         return (site, unit) in self.units or (site, ALL_UNITS) in self.units
 
+    def holds(self, site: str, unit: str) -> bool:
+        """True when (site, unit) lies within the units this person holds; unit `*` (the whole site) only when she
+        holds the whole site. The one authorisation rule: a person grants, sees or acts only within what she holds."""
+        if unit == ALL_UNITS:
+            return (site, ALL_UNITS) in self.units
+        return (site, unit) in self.units or (site, ALL_UNITS) in self.units
+
+    def within_mine(self, wanted: frozenset[tuple[str, str]]) -> frozenset[tuple[str, str]]:
+        """The units asked for, each within mine: a wildcard `site/*` is expanded against my own units of that site
+        (never the site's); StaffError for anything outside them, so nothing is widened by writing `*`."""
+        out: set[tuple[str, str]] = set()
+        for site, unit in wanted:
+            if self.holds(site, unit):
+                out.add((site, unit))
+                continue
+            mine = {(s, u) for s, u in self.units if s == site} if unit == ALL_UNITS else set()
+            if not mine:
+                msg = f"{site}/{unit} is not one of your units"
+                raise StaffError(msg)
+            out |= mine
+        return frozenset(out)
+
+    def may_manage(self, other_units: frozenset[tuple[str, str]], other_role: Role) -> bool:
+        """A nurse manages staff and nurses whose every unit she holds; an admin anyone whose every unit he holds;
+        an admin or manager account takes an admin. Managers and staff manage no one."""
+        if self.role not in (Role.NURSE, Role.ADMIN):
+            return False
+        if other_role in (Role.ADMIN, Role.MANAGER) and self.role is not Role.ADMIN:
+            return False
+        return bool(other_units) and all(self.holds(site, unit) for site, unit in other_units)
+
+    def shares_a_unit(self, other_units: frozenset[tuple[str, str]]) -> bool:
+        """True when the other person works in one of my units (she is listed on my admin page)."""
+        return any(
+            self.holds(site, unit) or (unit == ALL_UNITS and any(s == site for s, _ in self.units))
+            for site, unit in other_units
+        )
+
     @property
     def sites(self) -> frozenset[str]:
         """Sites this person works at."""

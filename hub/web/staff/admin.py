@@ -3,8 +3,9 @@
 Staff accounts of my sites (add, disable/enable, reset password, units), residents away or in hospital, devices in
 maintenance, residents' rule profiles. Every change is a row in the append-only `admin_audit_log` (who, what, on whom,
 when) and one log line; the desk re-reads staff at once, the hub picks up away/maintenance with its inventory refresh
-and a rule profile within a second. A nurse manages staff and nurse accounts of the units she works in; creating or
-changing an admin or manager takes an admin.
+and a rule profile within a second. One rule decides who may do what (`StaffMember.holds`, docs/security.md): a nurse
+manages staff and nurse accounts whose every unit she holds and grants only units she holds (`north/*` from a nurse of
+north/night means north/night); creating or changing an admin or manager takes an admin.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import asyncpg
 from aiohttp import web
 
 from alarms.spec import RuleProfile
-from hub.staff import ALL_UNITS, Role, StaffError, StaffMember
+from hub.staff import Role, StaffError, StaffMember
 from hub.store.inventory import set_device_maintenance, set_resident_away, set_rule_profile
 from hub.store.staff import create_staff, hash_password
 from hub.web.i18n import rule_label, translator
@@ -42,13 +43,6 @@ def _admin(request: web.Request) -> Session:
     if session.staff.role not in _ADMIN_ROLES:
         raise web.HTTPForbidden(text="the admin page is for nurses and team leads")
     return session
-
-
-def _may_manage(me: StaffMember, other_units: frozenset[tuple[str, str]], other_role: Role) -> bool:
-    """A nurse: staff and nurses of her units; an admin: anyone of his sites."""
-    if other_role in (Role.ADMIN, Role.MANAGER) and me.role is not Role.ADMIN:
-        return False
-    return bool(other_units) and all(me.sees(site, None if unit == ALL_UNITS else unit) for site, unit in other_units)
 
 
 def _units(text: str) -> frozenset[tuple[str, str]]:
@@ -88,10 +82,10 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
             "role": r["role"],
             "active": r["active"],
             "units": " ".join(f"{s}/{u}" for s, u in units.get(r["id"], [])),
-            "manageable": _may_manage(me, frozenset(units.get(r["id"], [])), Role(r["role"])),
+            "manageable": me.may_manage(frozenset(units.get(r["id"], [])), Role(r["role"])),
         }
         for r in rows
-        if any(site in me.sites for site, _ in units.get(r["id"], []))
+        if me.shares_a_unit(frozenset(units.get(r["id"], [])))
     ]
     residents = [(site.id, r) for site, r in ctx.desk.residents_for(me)]
     devices: list[dict[str, Any]] = [
@@ -163,8 +157,8 @@ async def _change(
 ) -> str:
     if action == "staff-add":
         role = Role(field(form, "role", 16) or "staff")
-        units = _units(field(form, "units", 500))
-        if not _may_manage(me, units, role):
+        units = me.within_mine(_units(field(form, "units", 500)))
+        if not me.may_manage(units, role):
             msg = "you may only add accounts to your own units (an admin or manager account takes an admin)"
             raise StaffError(msg)
         username = field(form, "username", 64).strip()
@@ -189,7 +183,7 @@ async def _change(
             (u["site"], u["unit"])
             for u in await conn.fetch("SELECT site, unit FROM staff_units WHERE staff_id = $1", row["id"])
         )
-        if not _may_manage(me, current, Role(row["role"])) or (row["id"] == me.id and action == "staff-disable"):
+        if not me.may_manage(current, Role(row["role"])) or (row["id"] == me.id and action == "staff-disable"):
             msg = f"you may not change {username!r}"
             raise StaffError(msg)
         if action in ("staff-disable", "staff-enable"):
@@ -206,8 +200,8 @@ async def _change(
             await conn.execute("DELETE FROM staff_sessions WHERE staff_id = $1", row["id"])
             await _audit(conn, me, now, "staff_password", username, "sessions ended")
             return f"new password for {username}"
-        units = _units(field(form, "units", 500))
-        if not units or not _may_manage(me, units, Role(row["role"])):
+        units = me.within_mine(_units(field(form, "units", 500)))
+        if not units or not me.may_manage(units, Role(row["role"])):
             msg = "units must be your own units"
             raise StaffError(msg)
         async with conn.transaction():
