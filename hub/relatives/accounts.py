@@ -50,10 +50,36 @@ def _relative(row: asyncpg.Record) -> Relative:
     return Relative(row["id"], row["email"], row["lang"])
 
 
+async def has_live_consent(conn: asyncpg.Connection, email: str, resident_id: str, at: datetime) -> bool:
+    """True when the relative of this e-mail has a live consent for the resident (a nurse invites only then)."""
+    return bool(
+        await conn.fetchval(
+            "SELECT true FROM consents c JOIN relatives r ON r.id = c.relative_id WHERE lower(r.email) = lower($1)"
+            " AND c.resident_id = $2 AND c.revoked_at IS NULL AND (c.valid_until IS NULL OR c.valid_until > $3)"
+            " LIMIT 1",
+            email.strip(),
+            resident_id,
+            at,
+        )
+    )
+
+
+async def has_password(conn: asyncpg.Connection, email: str) -> bool:
+    """True when an account of this e-mail is in use (its invitation links ask its owner to sign in, never set a
+    password)."""
+    return bool(
+        await conn.fetchval(
+            "SELECT true FROM relatives WHERE lower(email) = lower($1) AND password_hash IS NOT NULL", email.strip()
+        )
+    )
+
+
 async def invite(
     conn: asyncpg.Connection, *, email: str, resident_id: str, created_by: str, at: datetime
 ) -> tuple[str, int]:
-    """A one-time invitation token for the relative (created if new); only its hash is stored."""
+    """A one-time invitation token for the relative (created if new); only its hash is stored. For an account that
+    already has a password the link only asks its owner to sign in and accept it (`accept_link`): no link ever sets
+    the password of an account in use."""
     if not await resident_known(conn, resident_id):
         msg = f"no resident {resident_id!r} in the inventory (see `vaka site load`)"
         raise RelativesError(msg)
@@ -76,39 +102,64 @@ async def invite(
 
 
 async def invitation_usable(conn: asyncpg.Connection, token: str, at: datetime) -> str:
-    """`ok`, `used`, `expired` or `unknown` for an invitation link."""
+    """`ok` (choose a password), `account` (the account is in use: its owner signs in to accept), `used`, `expired`
+    or `unknown` for an invitation link."""
     row = await conn.fetchrow(
-        "SELECT used_at, expires_at FROM relative_invitations WHERE token_sha256 = $1", token_hash(token)
+        "SELECT i.used_at, i.expires_at, r.password_hash IS NOT NULL AS in_use FROM relative_invitations i"
+        " JOIN relatives r ON r.id = i.relative_id WHERE i.token_sha256 = $1",
+        token_hash(token),
     )
     if row is None:
         return "unknown"
     if row["used_at"] is not None:
         return "used"
-    return "expired" if at >= row["expires_at"] else "ok"
+    if at >= row["expires_at"]:
+        return "expired"
+    return "account" if row["in_use"] else "ok"
+
+
+async def _use(conn: asyncpg.Connection, token: str, at: datetime, relative_id: int | None = None) -> int:
+    """Mark the link used (once, in time, and for `relative_id` when given); its relative's id."""
+    used = await conn.fetchval(
+        "UPDATE relative_invitations SET used_at = $2 WHERE token_sha256 = $1 AND used_at IS NULL"
+        " AND expires_at > $2 AND ($3::bigint IS NULL OR relative_id = $3) RETURNING relative_id",
+        token_hash(token),
+        at,
+        relative_id,
+    )
+    if used is None:
+        state = await invitation_usable(conn, token, at)
+        msg = f"invitation {'for another account' if state in ('ok', 'account') else state}"
+        raise RelativesError(msg)
+    return int(used)
+
+
+async def accept_link(conn: asyncpg.Connection, token: str, relative: Relative, at: datetime) -> None:
+    """The signed-in owner of an account in use accepts a link to it (the password stays hers); RelativesError when
+    the link is for another account, used, expired or unknown."""
+    async with conn.transaction():
+        await _use(conn, token, at, relative.id)
+    logger.info("relative invitation accepted by its signed-in owner relative=%s", relative.id)
 
 
 async def accept_invitation(conn: asyncpg.Connection, token: str, password: str, at: datetime) -> Relative:
-    """Use the link once: set the relative's password; RelativesError when used, expired, unknown or too short."""
+    """Use the link once: set the password of a new account; RelativesError when used, expired, unknown, too short
+    or when the account already has a password (then only its owner, signed in, accepts the link)."""
     try:
         password_hash = await asyncio.to_thread(hash_password, password)
     except StaffError as exc:
         raise RelativesError(str(exc)) from exc
     async with conn.transaction():
-        relative_id = await conn.fetchval(
-            "UPDATE relative_invitations SET used_at = $2 WHERE token_sha256 = $1 AND used_at IS NULL"
-            " AND expires_at > $2 RETURNING relative_id",
-            token_hash(token),
-            at,
-        )
-        if relative_id is None:
-            msg = f"invitation {await invitation_usable(conn, token, at)}"
-            raise RelativesError(msg)
+        relative_id = await _use(conn, token, at)
         row = await conn.fetchrow(
-            "UPDATE relatives SET password_hash = $2, active = true WHERE id = $1 RETURNING *",
+            "UPDATE relatives SET password_hash = $2, active = true WHERE id = $1 AND password_hash IS NULL"
+            " RETURNING *",
             relative_id,
             password_hash,
         )
-        assert row is not None
+        if row is None:  # rolls the link's use back with the transaction
+            msg = "invitation account"
+            raise RelativesError(msg)
         await conn.execute("DELETE FROM relative_sessions WHERE relative_id = $1", relative_id)
     logger.info("relative invitation accepted relative=%s", relative_id)
     return _relative(row)

@@ -69,7 +69,9 @@ def add_arguments(sub: Any, resident: Any) -> None:
     p = relative.add_parser("invite", help="print a one-time link (valid 72 h) for a relative to set a password")
     p.add_argument("email")
     p.add_argument("--resident", required=True, help="the resident they are invited for")
-    p.add_argument("--by", default="cli", metavar="STAFF", help="staff user name sending the invitation")
+    p.add_argument(
+        "--by", default=None, metavar="STAFF", help="nurse or admin of the resident's unit sending it (default: you)"
+    )
     p = relative.add_parser("disable", help="close a relative's account: sessions end now, unused links die")
     p.add_argument("email")
     p = resident.add_parser("export", help="everything Vaka holds on a resident, as one JSON file")
@@ -86,9 +88,22 @@ def add_arguments(sub: Any, resident: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
-async def _staff_exists(conn: VakaConnection, username: str) -> None:
-    if not await conn.fetchval("SELECT true FROM staff WHERE username = $1 AND active", username):
-        msg = f"no active staff member {username!r} (--recorded-by names the person recording it)"
+async def _nurse_of(conn: VakaConnection, username: str, resident_id: str, option: str) -> None:
+    """The person named records consents or invites for this resident only as a nurse or admin holding the
+    resident's unit (the one authorisation rule, docs/security.md)."""
+    from hub.staff import Role
+    from hub.store.staff import staff_member
+
+    member = await staff_member(conn, username)
+    if member is None:
+        msg = f"no active staff member {username!r} ({option} names the person recording it)"
+        raise RelativesError(msg)
+    row = await conn.fetchrow("SELECT site, unit FROM residents WHERE id = $1", resident_id)
+    if row is None:
+        msg = f"no resident {resident_id!r} in the inventory (see `vaka site load`)"
+        raise RelativesError(msg)
+    if member.role not in (Role.NURSE, Role.ADMIN) or not member.holds(row["site"], row["unit"]):
+        msg = f"{username!r} is not a nurse or admin of {resident_id}'s unit ({option} names one)"
         raise RelativesError(msg)
 
 
@@ -111,7 +126,7 @@ async def _consent(args: argparse.Namespace, settings: Settings, conn: VakaConne
                 f"\ttext {k.text_version}\tuntil {until}{revoked_note}"
             )
         return 0
-    await _staff_exists(conn, args.recorded_by)
+    await _nurse_of(conn, args.recorded_by, args.resident, "--recorded-by")
     if args.consent_command == "grant":
         made = await c.grant(
             conn,
@@ -145,22 +160,22 @@ async def _consent(args: argparse.Namespace, settings: Settings, conn: VakaConne
 
 
 async def _invite(args: argparse.Namespace, settings: Settings, conn: VakaConnection) -> int:
-    from hub.relatives.accounts import INVITATION_VALID, invite
+    from hub.relatives.accounts import INVITATION_VALID, has_live_consent, has_password, invite
+    from hub.store.audit import operator
 
     now = datetime.now(UTC)
-    token, _ = await invite(conn, email=args.email, resident_id=args.resident, created_by=args.by, at=now)
+    if args.by is not None:
+        await _nurse_of(conn, args.by, args.resident, "--by")
+    if not await has_live_consent(conn, args.email, args.resident, now):
+        msg = f"no live consent for {args.email} to see {args.resident}: `vaka consent grant {args.resident} …` first"
+        raise RelativesError(msg)
+    in_use = await has_password(conn, args.email)
+    token, _ = await invite(conn, email=args.email, resident_id=args.resident, created_by=args.by or operator(), at=now)
     link = f"{settings.http.public_url.rstrip('/')}/relative/invite/{token}"
     expires = (now + INVITATION_VALID).astimezone(LOCAL_ZONE).isoformat(timespec="minutes")
     print(f"send this link to {args.email}; it works once, until {expires}:\n{link}")
-    live = await conn.fetchval(
-        "SELECT count(*) FROM consents c JOIN relatives r ON r.id = c.relative_id WHERE lower(r.email) = lower($1)"
-        " AND c.resident_id = $2 AND c.revoked_at IS NULL AND (c.valid_until IS NULL OR c.valid_until > $3)",
-        args.email,
-        args.resident,
-        now,
-    )
-    if not live:
-        print(f"note: no consent is recorded yet; they will see nothing until `vaka consent grant {args.resident} …`")
+    if in_use:
+        print("they already have an account: the link asks them to sign in to accept it and never changes the password")
     return 0
 
 

@@ -126,6 +126,15 @@ async def load_duty(conn: asyncpg.Connection) -> dict[int, datetime]:
     return {r["staff_id"]: r["until"] for r in await conn.fetch("SELECT staff_id, until FROM staff_duty")}
 
 
+async def staff_member(conn: asyncpg.Connection, username: str) -> StaffMember | None:
+    """The active staff member of this user name with her units, or None."""
+    row = await conn.fetchrow("SELECT * FROM staff WHERE username = $1 AND active", username)
+    if row is None:
+        return None
+    unit_rows = await conn.fetch("SELECT site, unit FROM staff_units WHERE staff_id = $1", row["id"])
+    return member_from_row(row, ((u["site"], u["unit"]) for u in unit_rows))
+
+
 async def authenticate(conn: asyncpg.Connection, username: str, password: str) -> StaffMember | None:
     """The staff member when user name and password match, else None (in about the same time either way)."""
     row = await conn.fetchrow("SELECT * FROM staff WHERE username = $1 AND active", username)

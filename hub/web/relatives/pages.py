@@ -251,7 +251,7 @@ async def invite_page(request: web.Request) -> web.StreamResponse:
     lang = _lang(request)
     async with ctx.db.acquire() as conn:
         state = await acc.invitation_usable(conn, token, ctx.now())
-    if state != "ok":
+    if state not in ("ok", "account"):
         return render(request, "relatives/invite.html", lang, status=410, state=state, csrf="", error=None)
     csrf = secrets.token_urlsafe(24)
     response = render(request, "relatives/invite.html", lang, state=state, csrf=csrf, error=None)
@@ -269,6 +269,9 @@ async def invite_submit(request: web.Request) -> web.StreamResponse:
     if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, ""), csrf):
         raise web.HTTPForbidden(text="CSRF token missing or wrong")
     password = str(form.get("password", ""))[:256]
+    async with ctx.db.acquire() as conn:
+        if await acc.invitation_usable(conn, token, ctx.now()) == "account":
+            return await _accept_link(request, token, form, lang, csrf)
     if password != str(form.get("password2", ""))[:256]:
         return render(
             request, "relatives/invite.html", lang, 400, state="ok", csrf=csrf, error="relatives.invite.differ"
@@ -286,6 +289,33 @@ async def invite_submit(request: web.Request) -> web.StreamResponse:
             return render(request, "relatives/invite.html", lang, status=410, state=state, csrf="", error=None)
         await acc.set_lang(conn, relative.id, lang)
     return await start_session(request, relative, "/relative/?welcome=1")
+
+
+async def _accept_link(request: web.Request, token: str, form: Any, lang: str, csrf: str) -> web.StreamResponse:
+    """An account in use: its owner signs in (throttled like the login) to accept the link; the password stays hers,
+    and anyone else, the inviter included, gets the sign-in error."""
+    ctx = _ctx(request)
+    email = str(form.get("email", "")).strip()[:254]
+    wait_s = ctx.limiter.blocked(email, address(request))
+    if wait_s > 0:
+        response = render(request, "relatives/invite.html", lang, 429, state="account", csrf=csrf,
+                          error="relatives.login.limited")  # fmt: skip
+        response.headers["Retry-After"] = str(int(wait_s) + 1)
+        return response
+    async with ctx.db.acquire() as conn:
+        relative = await acc.authenticate(conn, email, str(form.get("password", ""))[:256])
+        if relative is not None:
+            try:
+                await acc.accept_link(conn, token, relative, ctx.now())
+            except RelativesError as exc:
+                logger.info("relative invitation refused: %s", exc)
+                relative = None
+    if relative is None:
+        ctx.limiter.failed(email, address(request))
+        return render(request, "relatives/invite.html", lang, 401, state="account", csrf=csrf,
+                      error="relatives.login.failed")  # fmt: skip
+    ctx.limiter.succeeded(email)
+    return await start_session(request, relative, "/relative/")
 
 
 # --- what the relative sees ---------------------------------------------------------------------------------------

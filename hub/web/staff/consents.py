@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from hub.relatives import RelativesError
-from hub.relatives.accounts import INVITATION_VALID, invite
+from hub.relatives.accounts import INVITATION_VALID, has_live_consent, invite
 from hub.relatives.consent import GivenBy, Scope, consents_for, grant, parse_scopes, revoke
 from hub.staff import Role
 from hub.store.access_log import record_read
@@ -132,6 +132,9 @@ async def consents_change(request: web.Request) -> web.StreamResponse:
                 )  # fmt: skip
                 return await consents_page(request, notice="consents.revoked")
             if action == "invite":
+                if not await has_live_consent(conn, email, resident_id, now):
+                    msg = "an invitation needs the relative's live consent for this resident: record it first"
+                    raise RelativesError(msg)
                 token, _ = await invite(conn, email=email, resident_id=resident_id, created_by=staff.username, at=now)
                 link = f"{ctx.settings.http.public_url.rstrip('/')}/relative/invite/{token}"
                 return await consents_page(request, notice="consents.invited", link=link)
