@@ -92,6 +92,7 @@ class Hub:
         self.loops: list[asyncio.Task[None]] = []  # the forever-loops in the one TaskGroup (a failure stops the hub)
         self._connections: list[MqttConnection] = []
         self._sites: list[Site] = []
+        self.scaip: ScaipReceiver | None = None
         self.http_port = 0
         self._simulation_started = False
         self._inventory_version: tuple[object, ...] | None = None
@@ -255,7 +256,8 @@ class Hub:
         )
         self.ingest.set_devices(devices_by_id(self._sites))
         if s.scaip.enabled:  # social alarms over SIP: answered once their event is durable (hub/scaip/receiver.py)
-            self.scaip = ScaipReceiver(s.scaip, self.ingest, self.metrics, spawner=self.spawner)
+            self.scaip = ScaipReceiver(s.scaip, self.ingest, self.metrics, spawner=self.spawner, db=self.db)
+            self.scaip.set_sites(self._sites)
             await self.scaip.start()
             stack.push_async_callback(self.scaip.close)
         connections = self._connections = [self.events_conn]
@@ -539,6 +541,8 @@ class Hub:
         if self.settings.clock.mode == "wall" or self._simulation_started:
             self.engine.set_directory(self._directory(), self.clock.now())
         self.ingest.set_devices(devices_by_id(sites))
+        if self.scaip is not None:
+            self.scaip.set_sites(sites)
         if self.freeze_heap:
             heap.freeze_long_lived()
         logger.info("inventory reloaded: %s sites", len(sites))

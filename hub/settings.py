@@ -352,6 +352,30 @@ class ScaipSettings(_Section):
     status_codes: dict[int, EventKind] = Field(
         default_factory=dict, description="status code (stc) → event kind, for a vendor's own codes; see adapters/scaip"
     )
+    senders: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "who may send: source address or network (CIDR) → the inventory's SCAIP device ids (vendor scaip, this"
+            " site) it speaks for, `*` for all of them; anything else is refused (docs/security.md, SCAIP senders)"
+        ),
+    )
+    rate_per_source_s: float = Field(
+        default=2.0, gt=0, le=1000, description="messages per second one source address may send, on average"
+    )
+    burst_per_source: int = Field(default=20, ge=1, le=10000, description="messages one source may send at once")
+
+    @model_validator(mode="after")
+    def _senders_are_networks(self) -> ScaipSettings:
+        for network, devices in self.senders.items():
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                msg = f"scaip.senders: {network!r} is not an address or network (192.0.2.10, 10.20.0.0/16)"
+                raise ValueError(msg) from exc
+            if not devices:
+                msg = f"scaip.senders: {network!r} speaks for no device (list device ids, or `*`)"
+                raise ValueError(msg)
+        return self
 
 
 class RuleSettings(_Section):

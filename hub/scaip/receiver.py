@@ -12,6 +12,15 @@ Contract, in the order a request meets it:
   (same `ref`) gets the first time it was seen as the event time, so it is stored once and rings no second time.
 - Heartbeats (mty PI) are device events like any other, so they feed supervision; each response asks the unit for
   heartbeats every `heartbeat_interval_s` (`<hbi>`).
+- Only listed senders are heard (`scaip.senders`, hub/scaip/senders.py): a source address not on the list gets SIP
+  403 and nothing else; a listed source speaks only for the site's inventory devices of vendor `scaip` named for it
+  (any other `cid`, the reserved `hub` included, is refused with status 3 and kept as `unknown_device`), so an `RE`
+  can only withdraw its own unit's alarms. Each source may send `burst_per_source` at once and `rate_per_source_s`
+  a second; beyond that it gets SIP 503 with Retry-After, and the unit sends again.
+- The first time a (unit, ref, type) was seen is kept in the database (`scaip_first_seen`), so a resend after a
+  restart is still stored once and rings no second time; a database that does not answer within a second counts
+  the message as new (ring rather than drop).
+- A refused body is logged as its length and the reason only; the answer's `<ref>` has identity numbers masked.
 """
 
 from __future__ import annotations
@@ -25,21 +34,32 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from adapters._common import device_id_from_name
 from adapters.scaip import ScaipError, StatusNumber, events_for, read_request, response_body
 from hub.metrics import Metrics
-from hub.model import Event
+from hub.model import Event, Site
+from hub.redact import mask_identity_numbers
 from hub.scaip import sip
+from hub.scaip.senders import Senders, SourceRate
 from hub.settings import ScaipSettings
 from hub.tasks import Spawner
+
+if TYPE_CHECKING:
+    from hub.store.pool import Database
 
 logger = logging.getLogger(__name__)
 
 TRANSACTION_TTL_S = 64.0  # RFC 3261 timer J for UDP: 64 × T1
 MAX_TRANSACTIONS = 20_000
 MAX_FIRST_SEEN = 50_000
-_LOG_BODY_BYTES = 256
+FIRST_SEEN_TIMEOUT_S = 1.0
+_PRUNE = "DELETE FROM scaip_first_seen WHERE site = $1 AND first_seen < now() - interval '7 days'"
+_FIRST_SEEN = (
+    "INSERT INTO scaip_first_seen (site, device_id, ref, mty, first_seen) VALUES ($1, $2, $3, $4, $5)"
+    " ON CONFLICT (site, device_id, ref, mty) DO UPDATE SET site = EXCLUDED.site RETURNING first_seen"
+)
 
 
 class IngestLane(Protocol):
@@ -75,8 +95,12 @@ class ScaipReceiver:
         now: Callable[[], datetime] | None = None,
         *,
         spawner: Spawner,
+        db: Database | None = None,
     ) -> None:
         self._settings = settings
+        self._db = db
+        self._senders = Senders(settings.senders, settings.site)
+        self._rate = SourceRate(settings.rate_per_source_s, settings.burst_per_source)
         self._ingest = ingest
         self._metrics = metrics
         self._spawner = spawner
@@ -89,10 +113,20 @@ class ScaipReceiver:
         self.udp_port = 0
         self.tcp_port = 0
 
+    def set_sites(self, sites: Sequence[Site]) -> None:
+        """The inventory: only the receiving site's devices of vendor `scaip` are heard."""
+        self._senders.set_sites(sites)
+
     async def start(self) -> None:
         """Bind the configured transports (port 0: any free port, see `udp_port` and `tcp_port`)."""
         loop = asyncio.get_running_loop()
         s = self._settings
+        if self._db is not None:
+            with contextlib.suppress(Exception):  # a database away at start: pruned next time
+                async with asyncio.timeout(5.0), self._db.acquire() as conn:
+                    await conn.execute(_PRUNE, s.site)
+        if not s.senders:
+            logger.warning("scaip receiver: no senders listed (scaip.senders): every request will be refused")
         if "udp" in s.transports:
             transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self), local_addr=(s.host, s.port))
             self._udp = transport
@@ -174,12 +208,20 @@ class ScaipReceiver:
         if request.method != "MESSAGE":
             self._metrics.scaip_requests.labels("sip_error").inc()
             return sip.response(request, 405)
+        if not self._senders.known(peer):
+            self._metrics.scaip_requests.labels("unknown_source").inc()
+            logger.info("scaip refused peer=%s reason=unknown_source length=%d", peer, len(request.body))
+            return sip.response(request, 403)
         key = request.transaction_key
         self._expire_transactions()
         known = self._transactions.get(key)
         if known is not None:
             self._metrics.scaip_requests.labels("retransmission").inc()
             return await asyncio.shield(known[1])
+        if not self._rate.take(peer, time.monotonic()):
+            self._metrics.scaip_requests.labels("rate_limited").inc()
+            logger.info("scaip refused peer=%s reason=rate_limited length=%d", peer, len(request.body))
+            return sip.response(request, 503, extra=[("Retry-After", "1")])
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._transactions[key] = (time.monotonic() + TRANSACTION_TTL_S, answer)
         try:
@@ -203,17 +245,20 @@ class ScaipReceiver:
             scaip = read_request(request.body)
         except ScaipError as exc:
             self._metrics.scaip_requests.labels(exc.reason).inc()
+            # the body may carry anything a unit put in it (a personnummer in <ref>): its length and the reason only
             logger.info(
-                "scaip request refused peer=%s snu=%s reason=%s detail=%s body=%r",
-                peer,
-                int(exc.snu),
-                exc.reason,
-                exc.detail,
-                request.body[:_LOG_BODY_BYTES],
+                "scaip refused peer=%s snu=%s reason=%s length=%d", peer, int(exc.snu), exc.reason, len(request.body)
             )
-            await self._keep(peer, request.body, received_at, exc.reason, exc.detail)
-            return sip.response(request, 200, response_body(exc.ref, exc.snu, exc.reason))
-        ts = self._first_time(scaip.cid, scaip.ref, scaip.mty, received_at)
+            await self._keep(peer, request.body, received_at, exc.reason, mask_identity_numbers(exc.detail))
+            return sip.response(request, 200, response_body(mask_identity_numbers(exc.ref), exc.snu, exc.reason))
+        device_id = device_id_from_name(scaip.cid)
+        if not self._senders.may_send_for(peer, device_id):
+            self._metrics.scaip_requests.labels("unknown_device").inc()
+            logger.info("scaip refused peer=%s reason=unknown_device length=%d", peer, len(request.body))
+            await self._keep(peer, request.body, received_at, "unknown_device", "not a scaip device of this sender")
+            ref = mask_identity_numbers(scaip.ref)
+            return sip.response(request, 200, response_body(ref, StatusNumber.CONTENT_ERROR, "unknown unit"))
+        ts = await self._first_time(device_id, scaip.ref, scaip.mty, received_at)
         events = [
             dataclasses.replace(ev, site=self._settings.site)
             for ev in events_for(scaip, ts, f"scaip/{scaip.cid}", dict(self._settings.status_codes))
@@ -234,7 +279,7 @@ class ScaipReceiver:
             logger.warning(
                 "scaip event not durable in %.1f s ref=%s: answered not treated",
                 self._settings.durable_timeout_s,
-                scaip.ref,
+                mask_identity_numbers(scaip.ref),
             )
             return sip.response(request, 200, response_body(scaip.ref, StatusNumber.NOT_TREATED, "not stored yet"))
         self._metrics.scaip_requests.labels("ok").inc()
@@ -248,16 +293,25 @@ class ScaipReceiver:
             async with asyncio.timeout(self._settings.durable_timeout_s):
                 await asyncio.shield(kept.kept)
 
-    def _first_time(self, cid: str, ref: str, mty: str, received_at: datetime) -> datetime:
-        """When this unit's message (ref, type) was first seen: a resend keeps the first time, so it is stored once."""
-        key = (cid, ref, mty)
+    async def _first_time(self, device_id: str, ref: str, mty: str, received_at: datetime) -> datetime:
+        """When this unit's message (ref, type) was first seen: a resend keeps the first time, so it is stored once;
+        remembered in the database too, so a resend after a restart is recognised."""
+        key = (device_id, ref, mty)
         first = self._first_seen.get(key)
         if first is not None:
             return first
-        self._first_seen[key] = received_at
+        first = received_at
+        if self._db is not None:
+            try:
+                async with asyncio.timeout(FIRST_SEEN_TIMEOUT_S), self._db.acquire() as conn:
+                    first = await conn.fetchval(_FIRST_SEEN, self._settings.site, device_id, ref, mty, received_at)
+            except Exception as exc:  # a missing database must not stop an alarm: count it as new
+                logger.warning("scaip first-seen not read (%s): counted as new", type(exc).__name__)
+                first = received_at
+        self._first_seen[key] = first
         while len(self._first_seen) > MAX_FIRST_SEEN:
             self._first_seen.popitem(last=False)
-        return received_at
+        return first
 
     def _expire_transactions(self) -> None:
         now = time.monotonic()

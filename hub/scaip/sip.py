@@ -11,6 +11,7 @@ MAX_MESSAGE_BYTES = 16384
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    403: "Forbidden",
     405: "Method Not Allowed",
     413: "Request Entity Too Large",
     415: "Unsupported Media Type",
@@ -110,8 +111,14 @@ def split_stream(buffer: bytearray) -> bytes | None:
     return message
 
 
-def response(request: SipRequest, status: int, body: bytes = b"", content_type: str = "application/scaip+xml") -> bytes:
-    """The response to `request`: its Via, From, Call-ID and CSeq, its To with our tag, and the body."""
+def response(
+    request: SipRequest,
+    status: int,
+    body: bytes = b"",
+    content_type: str = "application/scaip+xml",
+    extra: list[tuple[str, str]] | None = None,
+) -> bytes:
+    """The response to `request`: its Via, From, Call-ID and CSeq, its To with our tag, `extra` headers, the body."""
     lines = [f"SIP/2.0 {status} {_REASONS.get(status, 'Error')}"]
     lines += [f"Via: {value}" for key, value in request.headers if key == "via"]
     lines.append(f"From: {request.header('from')}")
@@ -123,6 +130,7 @@ def response(request: SipRequest, status: int, body: bytes = b"", content_type: 
     lines.append(f"Call-ID: {request.header('call-id')}")
     lines.append(f"CSeq: {request.header('cseq')}")
     lines.append("Server: Vaka SCAIP receiver")
+    lines += [f"{name}: {value}" for name, value in extra or []]
     if body:
         lines.append(f"Content-Type: {content_type}")
     lines.append(f"Content-Length: {len(body)}")

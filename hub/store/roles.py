@@ -75,6 +75,7 @@ NOT_READABLE: dict[str, str] = {
     "checkin_log": "every step of every check-in, with who did it",
     "checkin_looks": "who looked at whose camera when",
     "resident_rule_profiles": "each resident's rule profile: it tells of their care needs",
+    "scaip_first_seen": "when each social alarm unit sent which alarm: the SCAIP receiver's duplicate check",
 }
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SAFE_ROLE_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"

@@ -6,10 +6,25 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from hub.metrics import Metrics
-from hub.model import Event
+from hub.model import Device, Event, Site
 from hub.scaip.receiver import ScaipReceiver
 from hub.settings import ScaipSettings
 from hub.tasks import Spawner
+
+SITE = Site(id="default", devices=[Device(id="u1", kind="alarm_button", vendor="scaip")])
+
+
+def receiver_for(store: HeldStore, metrics: Metrics, spawner: Spawner, **settings: object) -> ScaipReceiver:
+    """A receiver that hears unit u1 from 127.0.0.1."""
+    receiver = ScaipReceiver(
+        ScaipSettings(senders={"127.0.0.1": ["u1"]}, **settings),  # type: ignore[arg-type]
+        store,
+        metrics,
+        spawner=spawner,
+    )
+    receiver.set_sites([SITE])
+    return receiver
+
 
 BODY = b"<mrq><ref>r1</ref><cid>u1</cid><dty>2</dty><mty>ME</mty><stc>10</stc></mrq>"
 REQUEST = (
@@ -38,7 +53,7 @@ class HeldStore:
 
 async def test_no_status_zero_before_the_event_is_durable(metrics: Metrics, spawner: Spawner) -> None:
     store = HeldStore()
-    receiver = ScaipReceiver(ScaipSettings(durable_timeout_s=5), store, metrics, spawner=spawner)
+    receiver = receiver_for(store, metrics, spawner, durable_timeout_s=5)
     answer = asyncio.create_task(receiver.handle(REQUEST, "127.0.0.1"))
     await store.accepted.wait()
     await asyncio.sleep(0.05)  # time for an eager answer to show itself; there is no event for "not yet"
@@ -50,7 +65,7 @@ async def test_no_status_zero_before_the_event_is_durable(metrics: Metrics, spaw
 
 async def test_a_store_that_does_not_answer_in_time_earns_not_treated(metrics: Metrics, spawner: Spawner) -> None:
     store = HeldStore()
-    receiver = ScaipReceiver(ScaipSettings(durable_timeout_s=0.1), store, metrics, spawner=spawner)
+    receiver = receiver_for(store, metrics, spawner, durable_timeout_s=0.1)
     answer = await receiver.handle(REQUEST, "127.0.0.1")
     assert b"SIP/2.0 200 OK" in answer
     assert b"<snu>5</snu>" in answer
