@@ -560,7 +560,8 @@ async def purge(
             )
             purged["alarms"] = int(status.split()[-1])
             await conn.execute(
-                "UPDATE archive_exports SET rows_purged = $2::jsonb, purged_at = $3 WHERE package_id = $1",
+                "UPDATE archive_exports SET rows_purged = $2::jsonb, purged_at = $3"
+                " WHERE id = (SELECT max(id) FROM archive_exports WHERE package_id = $1)",
                 root.name, json.dumps(purged), now,
             )  # fmt: skip
     except asyncpg.InsufficientPrivilegeError as exc:
@@ -588,10 +589,9 @@ async def export_main(args: argparse.Namespace, settings: Settings) -> int:
         await log_export_reads(conn, after, args.before, now)
         mets_sha = _sha256((root / "METS.xml").read_bytes())
         await conn.execute(
+            # each run is a row of its own: the runtime role adds records and never rewrites one (migration 346)
             "INSERT INTO archive_exports (package_id, after, before, mets_sha256, rows_exported) "
-            "VALUES ($1, $2, $3, $4, $5::jsonb) "
-            "ON CONFLICT (package_id) DO UPDATE SET mets_sha256 = EXCLUDED.mets_sha256, "
-            "rows_exported = EXCLUDED.rows_exported, exported_at = now()",
+            "VALUES ($1, $2, $3, $4, $5::jsonb)",
             root.name, after, args.before, mets_sha, json.dumps(counts),
         )  # fmt: skip
         purged = None

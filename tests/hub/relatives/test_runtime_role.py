@@ -13,7 +13,7 @@ from aiohttp import web
 from hub.metrics import Metrics
 from hub.model import Inventory
 from hub.relatives.accounts import accept_invitation, invite
-from hub.relatives.consent import GivenBy, Scope, grant
+from hub.relatives.consent import GivenBy, Scope, grant, revoke
 from hub.settings import Settings
 from hub.store.db import Database
 from hub.store.inventory import load_inventory
@@ -102,3 +102,62 @@ async def test_relatives_run_as_the_runtime_role_and_cannot_rewrite_their_reads(
     assert "db.owner_dsn" in refused.stdout
     erased = vaka("resident", "erase", f"{site}-r2", env=role_env(migrated, db_schema))
     assert erased.returncode == 0, erased.stdout + erased.stderr
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE consents SET revoked_at = NULL, revoked_by = NULL",  # un-revoke: the reproduction
+        "UPDATE consents SET valid_until = now() + interval '10 years'",
+        "UPDATE consents SET relative_id = relative_id, scope = 'device_health' WHERE revoked_at IS NULL",
+        "DELETE FROM consents",
+        "UPDATE relative_invitations SET used_at = NULL",
+        "UPDATE relative_invitations SET expires_at = now() + interval '1 year'",
+        "DELETE FROM relative_invitations",
+        "UPDATE resident_erasures SET erased_by = 'someone else'",
+        "DELETE FROM resident_erasures",
+        "UPDATE archive_exports SET rows_exported = '{}'::jsonb",
+        "DELETE FROM archive_exports",
+    ],
+)
+async def test_the_runtime_role_keeps_consents_invitations_erasures_and_exports(
+    migrated: DbRoles, db_schema: str, unique: str, statement: str
+) -> None:
+    """The runtime role adds these records and makes their one-way changes (revoke, use a link); it rewrites nothing."""
+    site, r1 = unique, f"{unique}-r1"
+    now = datetime.now(UTC)
+    runtime = await asyncpg.connect(migrated.runtime_dsn, server_settings={"search_path": db_schema})
+    try:
+        await load_inventory(runtime, Inventory(sites=sites_for(site)))
+        for scope in (Scope.NIGHT_SUMMARY, Scope.ALARM_NOTICE):
+            await grant(
+                runtime, resident_id=r1, relative_email="dotter@example.se", scopes=[scope],
+                given_by=GivenBy.RESIDENT, recorded_by="nils", text_version="2026-1", at=now,
+            )  # fmt: skip
+        await revoke(
+            runtime, resident_id=r1, relative_email="dotter@example.se", scopes=[Scope.NIGHT_SUMMARY],
+            recorded_by="nils", at=now,
+        )  # fmt: skip
+        token, _ = await invite(runtime, email="dotter@example.se", resident_id=r1, created_by="nils", at=now)
+        await accept_invitation(runtime, token, PASSWORD, now)  # the one-way changes the hub makes still work
+        await runtime.execute(
+            "INSERT INTO resident_erasures (resident_hash, erased_at, erased_by, counts) VALUES ('h', now(), 'x', '{}')"
+        )
+        await runtime.execute(
+            "INSERT INTO archive_exports (package_id, before, mets_sha256, rows_exported)"
+            " VALUES ('p', '2026-12-01', 's', '{\"events\": 5}')"
+        )
+        before = await _records(runtime)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await runtime.execute(statement)
+        assert await _records(runtime) == before
+        assert await runtime.fetchval("SELECT count(*) FROM consents WHERE revoked_at IS NULL") == 1
+    finally:
+        await runtime.close()
+
+
+async def _records(conn: asyncpg.Connection) -> list[object]:
+    return [
+        [tuple(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY 1")]
+        for table in ("consents", "relative_invitations", "resident_erasures", "archive_exports")
+    ]
