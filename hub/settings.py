@@ -217,6 +217,12 @@ class HttpSettings(_Section):
     login_max_delay_s: float = Field(
         default=600.0, gt=0, description="the longest wait one account and address can earn"
     )
+    login_account_free_failures: int = Field(
+        default=20, ge=1, le=1000, description="wrong passwords per account, from all addresses, before the slow path"
+    )
+    login_account_delay_s: float = Field(
+        default=10.0, gt=0, le=300, description="the slow path: one attempt per account per this many seconds"
+    )
 
 
 class EscalationTier(_Section):

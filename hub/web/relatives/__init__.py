@@ -9,7 +9,7 @@ Origin and header rules apply only here. See docs/relatives.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,9 @@ import jinja2
 from aiohttp import web
 
 from hub.web.staff import STATIC_DIR, TEMPLATES_DIR
-from hub.web.staff.security import LoginLimiter, security_headers
+from hub.web.staff.bodies import well_formed_bodies
+from hub.web.staff.security import security_headers
+from hub.web.staff.throttle import LoginThrottle, forwarded_client, login_policy
 
 if TYPE_CHECKING:
     from hub.settings import Settings
@@ -40,9 +42,10 @@ class RelativesContext:
     settings: Settings
     jinja: jinja2.Environment
     challenges: Challenges
+    # the staff login's throttle: per (account, address), and a per-account cap with a slow path across addresses;
+    # a relative's account is `relative:<e-mail>` in it
+    throttle: LoginThrottle
     now: Callable[[], datetime] = wall_clock
-    # per account and per address, like the staff login (sec-web's (account, address) throttle can replace it)
-    limiter: LoginLimiter = field(default_factory=LoginLimiter)
 
 
 CONTEXT = web.AppKey("vaka_relatives", RelativesContext)
@@ -60,8 +63,18 @@ def setup_relatives(
         undefined=jinja2.StrictUndefined,
         extensions=["jinja2.ext.i18n"],
     )
-    ctx = RelativesContext(db, settings, jinja, passkeys.Challenges(), now)
-    sub = web.Application(middlewares=[pages.same_origin_referrer, security_headers, pages.session_middleware])
+    ctx = RelativesContext(
+        db, settings, jinja, passkeys.Challenges(), LoginThrottle(db, login_policy(settings.http)), now
+    )
+    sub = web.Application(
+        middlewares=[
+            pages.same_origin_referrer,
+            security_headers,
+            forwarded_client(settings.http),
+            well_formed_bodies,
+            pages.session_middleware,
+        ]
+    )
     sub[CONTEXT] = ctx
     pages.add_routes(sub)
     api.add_routes(sub)

@@ -50,8 +50,13 @@ def _session(request: web.Request) -> acc.RelativeSession:
 
 
 def address(request: web.Request) -> str:
-    """Where a request came from, as the access log records it."""
+    """Where a request came from, as the access log records it (the client behind a trusted proxy)."""
     return request.remote or "?"
+
+
+def throttle_key(email: str) -> str:
+    """A relative's account in the login throttle (shared with staff user names)."""
+    return f"relative:{email.strip().lower()}"
 
 
 def set_cookie(response: web.StreamResponse, name: str, value: str, *, secure: bool) -> None:
@@ -219,7 +224,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(text="CSRF token missing or wrong")
     email = str(form.get("email", "")).strip()[:254]
     password = str(form.get("password", ""))[:256]
-    wait_s = ctx.limiter.blocked(email, address(request))
+    wait_s = await ctx.throttle.wait_s(throttle_key(email), address(request))
     if wait_s > 0:
         response = _login_form(request, lang, "relatives.login.limited", status=429)
         response.headers["Retry-After"] = str(int(wait_s) + 1)
@@ -227,10 +232,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     async with ctx.db.acquire() as conn:
         relative = await acc.authenticate(conn, email, password)
     if relative is None:
-        ctx.limiter.failed(email, address(request))
+        await ctx.throttle.failed(throttle_key(email), address(request))
         logger.info("relative login failed")
         return _login_form(request, lang, "relatives.login.failed", status=401)
-    ctx.limiter.succeeded(email)
+    await ctx.throttle.succeeded(throttle_key(email), address(request))
     return await start_session(request, relative)
 
 
@@ -296,7 +301,7 @@ async def _accept_link(request: web.Request, token: str, form: Any, lang: str, c
     and anyone else, the inviter included, gets the sign-in error."""
     ctx = _ctx(request)
     email = str(form.get("email", "")).strip()[:254]
-    wait_s = ctx.limiter.blocked(email, address(request))
+    wait_s = await ctx.throttle.wait_s(throttle_key(email), address(request))
     if wait_s > 0:
         response = render(request, "relatives/invite.html", lang, 429, state="account", csrf=csrf,
                           error="relatives.login.limited")  # fmt: skip
@@ -311,10 +316,10 @@ async def _accept_link(request: web.Request, token: str, form: Any, lang: str, c
                 logger.info("relative invitation refused: %s", exc)
                 relative = None
     if relative is None:
-        ctx.limiter.failed(email, address(request))
+        await ctx.throttle.failed(throttle_key(email), address(request))
         return render(request, "relatives/invite.html", lang, 401, state="account", csrf=csrf,
                       error="relatives.login.failed")  # fmt: skip
-    ctx.limiter.succeeded(email)
+    await ctx.throttle.succeeded(throttle_key(email), address(request))
     return await start_session(request, relative, "/relative/")
 
 

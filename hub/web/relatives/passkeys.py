@@ -27,7 +27,7 @@ from webauthn.helpers.structs import (
 
 from hub.relatives import accounts as acc
 from hub.web.relatives import CONTEXT, RelativesContext
-from hub.web.relatives.pages import COOKIE_PATH, _session, address, set_cookie, start_session
+from hub.web.relatives.pages import COOKIE_PATH, _session, address, set_cookie, start_session, throttle_key
 from hub.web.staff.security import origin_of
 
 logger = logging.getLogger(__name__)
@@ -146,11 +146,11 @@ async def login(request: web.Request) -> web.StreamResponse:
             raw_id,
         )
     account = row["email"] if row else ""
-    if ctx.limiter.blocked(account, where) > 0:
+    if await ctx.throttle.wait_s(throttle_key(account), where) > 0:
         return web.json_response({"ok": False, "error": "too many attempts"}, status=429)
     challenge = ctx.challenges.take(f"login:{request.cookies.get(CHALLENGE_COOKIE, '')}")
     if row is None or challenge is None:
-        ctx.limiter.failed(account, where)
+        await ctx.throttle.failed(throttle_key(account), where)
         return web.json_response({"ok": False, "error": "unknown passkey or expired challenge"}, status=401)
     try:
         verified = webauthn.verify_authentication_response(
@@ -162,7 +162,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             credential_current_sign_count=row["sign_count"],
         )
     except (InvalidAuthenticationResponse, ValueError, KeyError) as exc:
-        ctx.limiter.failed(account, where)
+        await ctx.throttle.failed(throttle_key(account), where)
         logger.info("relative passkey login refused: %s", exc)
         return web.json_response({"ok": False, "error": "the passkey could not be verified"}, status=401)
     now: datetime = ctx.now()
@@ -176,7 +176,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         relative = await acc.relative_by_id(conn, row["relative_id"])
     if relative is None:
         return web.json_response({"ok": False, "error": "account disabled"}, status=401)
-    ctx.limiter.succeeded(account)
+    await ctx.throttle.succeeded(throttle_key(account), where)
     started = await start_session(request, relative)
     response = web.json_response({"ok": True, "location": "/relative/"})
     for name, morsel in started.cookies.items():

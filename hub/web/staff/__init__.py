@@ -16,7 +16,7 @@ from aiohttp import web
 
 from hub.web.staff.bodies import well_formed_bodies
 from hub.web.staff.security import security_headers
-from hub.web.staff.throttle import LoginThrottle, ThrottlePolicy, forwarded_client
+from hub.web.staff.throttle import LoginThrottle, forwarded_client, login_policy
 
 if TYPE_CHECKING:
     from alarms.rules import RuleSet
@@ -111,9 +111,7 @@ def setup_staff(
     ctx.checkins = checkins
     ctx.rules = rules if rules is not None else load_rules(settings.rules.packs or [default_pack_path()])
     http = settings.http
-    ctx.throttle = LoginThrottle(
-        db, ThrottlePolicy(http.login_free_failures, http.login_first_delay_s, http.login_max_delay_s)
-    )
+    ctx.throttle = LoginThrottle(db, login_policy(http))
     sub[CONTEXT] = ctx
     sub.router.add_get("/", alarms_page, name="alarms")
     sub.router.add_get("/health", health)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from urllib.parse import urlsplit
 
@@ -24,43 +22,6 @@ CSP = (
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class LoginLimiter:
-    """At most `max_failures` failed logins per user name and per client address within `window_s`."""
-
-    def __init__(self, max_failures: int = 5, window_s: float = 300.0) -> None:
-        self.max_failures = max_failures
-        self.window_s = window_s
-        self._failures: dict[str, deque[float]] = {}
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
-        while times and now - times[0] > self.window_s:
-            times.popleft()
-        return times
-
-    def blocked(self, username: str, address: str) -> float:
-        """Seconds to wait before another attempt is allowed (0 when allowed)."""
-        now = time.monotonic()
-        wait = 0.0
-        for key in (f"u:{username.lower()}", f"a:{address}"):
-            times = self._recent(key, now)
-            if len(times) >= self.max_failures:
-                wait = max(wait, self.window_s - (now - times[0]))
-        return wait
-
-    def failed(self, username: str, address: str) -> None:
-        """Count one failed attempt."""
-        now = time.monotonic()
-        for key in (f"u:{username.lower()}", f"a:{address}"):
-            self._recent(key, now).append(now)
-        if len(self._failures) > 10_000:
-            self._failures = {k: v for k, v in self._failures.items() if v and now - v[-1] <= self.window_s}
-
-    def succeeded(self, username: str) -> None:
-        """Forget failures of a user name after a good login."""
-        self._failures.pop(f"u:{username.lower()}", None)
 
 
 def tokens_match(expected: str, given: str | None) -> bool:

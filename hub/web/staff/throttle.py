@@ -7,6 +7,11 @@ shared NAT or reverse proxy) log in as usual, so nobody can lock the night staff
 `forget_after_s` are forgotten; a good login clears the pair. The state lives in `login_throttle` (migration 106)
 and survives a restart.
 
+Many addresses guessing at one account (a botnet) are held by a cap per account: past `account_free_failures`
+failures from all addresses together, the account takes the slow path, one attempt per `account_delay_s` from
+anywhere (kept as the pseudo-address `*`), so guessing slows to a crawl while the real person still gets in within
+seconds. The relatives' login uses the same throttle, its accounts under `relative:<e-mail>`.
+
 The address is the TCP peer, or — only when that peer is one of `http.trusted_proxies` — the nearest
 `X-Forwarded-For` entry that is not itself a trusted proxy.
 """
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+ACCOUNT = "*"  # the pseudo-address of an account's slow path
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -66,12 +72,25 @@ class ThrottlePolicy:
     first_delay_s: float = 2.0
     max_delay_s: float = 600.0
     forget_after_s: float = 3600.0
+    account_free_failures: int = 20
+    account_delay_s: float = 10.0
 
     def delay_after(self, failures: int) -> float:
         """Seconds the pair waits after its `failures`-th failure in a row."""
         if failures <= self.free_failures:
             return 0.0
         return float(min(self.max_delay_s, self.first_delay_s * 2 ** (failures - self.free_failures - 1)))
+
+
+def login_policy(http: HttpSettings) -> ThrottlePolicy:
+    """The throttle the settings ask for (staff and relatives alike)."""
+    return ThrottlePolicy(
+        http.login_free_failures,
+        http.login_first_delay_s,
+        http.login_max_delay_s,
+        account_free_failures=http.login_account_free_failures,
+        account_delay_s=http.login_account_delay_s,
+    )
 
 
 class LoginThrottle:
@@ -82,12 +101,13 @@ class LoginThrottle:
         self.policy = policy or ThrottlePolicy()
 
     async def wait_s(self, username: str, address: str) -> float:
-        """Seconds this pair must still wait before a password is even checked (0: go ahead)."""
+        """Seconds this pair (or the account on its slow path) must still wait before a password is even checked."""
         async with self._db.acquire() as conn:
             until = await conn.fetchval(
-                "SELECT blocked_until FROM login_throttle WHERE username = $1 AND address = $2",
+                "SELECT max(blocked_until) FROM login_throttle WHERE username = $1 AND address IN ($2, $3)",
                 username.lower(),
                 address,
+                ACCOUNT,
             )
         if until is None:
             return 0.0
@@ -116,6 +136,27 @@ class LoginThrottle:
                 address,
                 now + timedelta(seconds=delay_s),
             )
+            total = await conn.fetchval(
+                "SELECT coalesce(sum(failures), 0) FROM login_throttle WHERE username = $1 AND address <> $2"
+                " AND last_failure >= $3",
+                username.lower(),
+                ACCOUNT,
+                forget_before,
+            )
+            if total > self.policy.account_free_failures:
+                await conn.execute(
+                    "INSERT INTO login_throttle (username, address, failures, last_failure, blocked_until)"
+                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username, address) DO UPDATE SET"
+                    " failures = EXCLUDED.failures, last_failure = EXCLUDED.last_failure,"
+                    " blocked_until = EXCLUDED.blocked_until",
+                    username.lower(),
+                    ACCOUNT,
+                    int(total),
+                    now,
+                    now + timedelta(seconds=self.policy.account_delay_s),
+                )
+                logger.info("login account on the slow path failures=%s", total)
+                delay_s = max(delay_s, self.policy.account_delay_s)
             await conn.execute("DELETE FROM login_throttle WHERE last_failure < $1", forget_before)
         if delay_s:
             logger.info("staff login throttled failures=%s delay_s=%s", failures, delay_s)

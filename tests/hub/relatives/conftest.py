@@ -75,7 +75,7 @@ class RelativesSite:
     home: Home
     url: str
     clock: HeldClock
-    app: web.Application
+    app: web.Application  # the relatives' sub-application (its CONTEXT)
 
     async def invite(self, email: str, resident: str, at: datetime | None = None) -> str:
         """The invitation link for `email` (as `vaka relative invite` prints it)."""
@@ -135,12 +135,12 @@ async def relatives_site(home: Home) -> AsyncIterator[RelativesSite]:
     home.settings.http.public_url = f"http://localhost:{port}"
     clock = HeldClock()
     app = web.Application()
-    setup_relatives(app, db=home.db, settings=home.settings, now=clock)
+    sub = setup_relatives(app, db=home.db, settings=home.settings, now=clock)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield RelativesSite(home, home.settings.http.public_url, clock, app)
+        yield RelativesSite(home, home.settings.http.public_url, clock, sub)
     finally:
         await runner.cleanup()
 

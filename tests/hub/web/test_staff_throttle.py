@@ -141,3 +141,27 @@ async def test_behind_a_trusted_proxy_the_access_log_records_the_client_not_the_
     async with staff_site.db.acquire() as conn:
         addresses = await conn.fetch("SELECT DISTINCT address FROM resident_access_log WHERE purpose = 'resident_list'")
     assert [str(r["address"]) for r in addresses] == ["198.51.100.23"]
+
+
+async def test_many_addresses_guessing_at_one_account_take_the_slow_path(
+    staff_site: StaffSite, client: aiohttp.ClientSession
+) -> None:
+    """90 wrong passwords from 30 addresses (3 each: every pair stays free) used to meet no 429 at all; past the
+    per-account cap every address, the real one included, gets one attempt per `account_delay_s`."""
+    from hub.web.staff import CONTEXT
+
+    staff_site.settings.http.trusted_proxies = PROXY  # type: ignore[assignment]
+    ctx = staff_site.staff_app[CONTEXT]
+    assert ctx.throttle is not None
+    ctx.throttle.policy = ThrottlePolicy(first_delay_s=60.0, account_free_failures=20, account_delay_s=30.0)
+    statuses = [
+        (await login_from(client, staff_site, "bo", f"203.0.113.{n}", "guess")).status
+        for n in range(30)
+        for _ in range(3)
+    ]
+    assert statuses[:20] == [401] * 20
+    assert statuses.count(429) >= 60
+    resp = await login_from(client, staff_site, "bo", "198.51.100.7")
+    assert resp.status == 429
+    assert int(resp.headers["Retry-After"]) <= 31  # a short wait, never a lock-out
+    assert (await login_from(client, staff_site, "anna", "203.0.113.1")).status == 303  # other accounts: as usual
