@@ -53,13 +53,14 @@ async def live_residents(conn: asyncpg.Connection, relative_id: int, at: datetim
 
 
 async def authorize(conn: asyncpg.Connection, relative_id: int, resident_id: str, at: datetime) -> frozenset[Scope]:
-    """The scopes this relative may read of this resident at `at`; raises NotPermittedError or UnknownResidentError."""
+    """The scopes this relative may read of this resident at `at`; raises NotPermittedError when she once had a consent
+    for the resident (it ended or was revoked: she knows the resident), else UnknownResidentError, the same for a
+    resident of Vaka she was never given and an id Vaka does not know, so ids cannot be enumerated."""
     scopes = (await live_residents(conn, relative_id, at)).get(resident_id)
     if scopes:
         return scopes
     known = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM residents WHERE id = $1) OR EXISTS (SELECT 1 FROM consents WHERE resident_id = $1)",
-        resident_id,
+        "SELECT EXISTS (SELECT 1 FROM consents WHERE resident_id = $1 AND relative_id = $2)", resident_id, relative_id
     )
     if known:
         msg = "no live consent for this resident"

@@ -1,8 +1,8 @@
 """JSON for other front ends: `GET /relative/api/v1/residents` and `GET /relative/api/v1/residents/{id}/status`.
 
 Both go through the same authorization and access log as the HTML (`pages.read_status`, `pages.read_residents`):
-exactly the consented fields; 401 without a session, 403 for a known resident not (or no longer) consented to this
-relative, 404 for an id Vaka does not know.
+exactly the consented fields; 401 without a session, 403 for a resident this relative had a consent for that ended or
+was revoked, 404 for every other id (a resident never shared with her and an unknown id alike: no enumeration).
 """
 
 from __future__ import annotations

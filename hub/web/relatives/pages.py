@@ -1,7 +1,7 @@
 """Relatives page handlers: invitation, login, logout, language, the residents list and one resident's status.
 
 `read_status()` is the single authorization and read path for the HTML and the JSON: session → live consent for
-this resident now (403 when known but not consented, 404 when unknown) → exactly the consented fields → one
+this resident now (403 when her consent ended or was revoked, 404 for any other id) → exactly the consented fields → one
 access-log row, in one transaction.
 """
 
