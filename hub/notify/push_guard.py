@@ -1,14 +1,14 @@
 """Web Push endpoints limited to the push services, so a subscription cannot make the hub call anything else.
 
 A browser's subscription names the URL the hub will POST to. Left open, that is a server-side request forgery:
-any staff member could point the hub at an internal address. So an endpoint must be https, on a host of
+any staff member could point the hub at an internal address. So an endpoint must be https on port 443, on a host of
 `notify.push_allowed_hosts` (the big push services by default; `*.example` matches subdomains) and must resolve
 only to public addresses. The check runs at subscribe and again at send, and the send's own connection resolves
 through `GuardedResolver`, which drops private, loopback, link-local and other non-public addresses, so a name
 that answers differently the second time (DNS rebinding) still reaches no internal host.
 
 `notify.push_allowed_networks` lets a deployment (or a test's local push service) permit specific non-public
-networks, and `notify.push_allow_http` plain http; both are off by default.
+networks, and `notify.push_allow_http` plain http on any port (tests only); both are off by default.
 """
 
 from __future__ import annotations
@@ -84,6 +84,10 @@ def check_endpoint(url: str, settings: NotifySettings) -> tuple[str, int]:
         literal = None
     if literal is not None and not address_allowed(literal, settings.push_allowed_networks):
         msg = "push endpoint is a private, loopback or link-local address"
+        raise PushEndpointError(msg)
+    if not settings.push_allow_http and port not in (None, 443):
+        # the push services all listen on 443; another port on their host is not a push endpoint
+        msg = "push endpoint must use port 443"
         raise PushEndpointError(msg)
     return host, port or (443 if parts.scheme == "https" else 80)
 

@@ -44,6 +44,9 @@ from tests.hub.web.test_staff_http import allow_local_push_service, csrf_of, log
         ("https://localhost/x", "not a known push service"),
         ("file:///etc/passwd", "https"),
         ("https://fcm.googleapis.com:99999/x", "not a valid URL"),
+        ("https://fcm.googleapis.com:443/fcm/send/abc", None),
+        ("https://fcm.googleapis.com:8443/fcm/send/abc", "port 443"),
+        ("https://updates.push.services.mozilla.com:22/wpush/v2/abc", "port 443"),
     ],
 )
 def test_only_https_endpoints_on_the_push_services_pass(url: str, refusal: str | None) -> None:
