@@ -282,6 +282,7 @@ class Hub:
                 broker_connected=lambda: all(c.connected for c in connections),
                 store_state=lambda: self.writer.state,
             ),
+            s.http,
         )
         app[DEGRADED] = self._degraded
         setup_staff(

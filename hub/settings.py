@@ -204,6 +204,12 @@ class HttpSettings(_Section):
     public_url: str = Field(default="http://127.0.0.1:8080", description="URL staff open; its origin is allowed")
     cookie_secure: bool = Field(default=True, description="Secure flag on the session cookie (off only for http dev)")
     session_idle_s: int = Field(default=8 * 3600, ge=60, description="a session idle longer is logged out")
+    metrics_token_file: Path | None = Field(
+        default=None,
+        description=(
+            "file with the bearer token Prometheus must send for /metrics; unset: /metrics answers only on loopback"
+        ),
+    )
     trusted_proxies: list[IPvAnyNetwork] = Field(
         default_factory=list,
         description="reverse proxies whose X-Forwarded-For is believed (CIDR); empty: the TCP peer is the client",

@@ -1,14 +1,25 @@
-"""Operations endpoints: /metrics (Prometheus), /healthz (the process lives), /readyz (database and broker state)."""
+"""Operations endpoints: /metrics (Prometheus), /healthz (the process lives), /readyz (database and broker state).
+
+/metrics tells how busy each unit's night is and when the staff answer: it takes a bearer token
+(`http.metrics_token_file`, Prometheus's `authorization.credentials_file`), or without one answers only on loopback.
+"""
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from hub.metrics import Metrics
+from hub.model import VakaError
+
+if TYPE_CHECKING:
+    from hub.settings import HttpSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +49,36 @@ def readiness_report(probes: Readiness) -> tuple[int, dict[str, str]]:
     return code, {"status": status, "database": db, "broker": broker, "store": store}
 
 
-def add_ops_routes(app: web.Application, metrics: Metrics, probes: Readiness) -> None:
-    """Mount /metrics, /healthz and /readyz."""
+def metrics_token(http: HttpSettings | None) -> str | None:
+    """The bearer token /metrics asks for (`http.metrics_token_file`), or None (then loopback only)."""
+    if http is None or http.metrics_token_file is None:
+        return None
+    token = http.metrics_token_file.read_text().strip()
+    if not token:
+        msg = f"http.metrics_token_file {http.metrics_token_file} is empty"
+        raise VakaError(msg)
+    return token
+
+
+def _loopback(peer: str | None) -> bool:
+    try:
+        return peer is not None and ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        return False
+
+
+def add_ops_routes(app: web.Application, metrics: Metrics, probes: Readiness, *, token: str | None = None) -> None:
+    """Mount /metrics (with `token`: only for `Authorization: Bearer <token>`; without: only from loopback),
+    /healthz and /readyz."""
+    exposition = make_aiohttp_handler(metrics.registry)
+
+    async def metrics_page(request: web.Request) -> web.StreamResponse:
+        if token is None:
+            if not _loopback(request.remote):  # the TCP peer: no proxy header is believed here
+                raise web.HTTPForbidden(text="/metrics: set http.metrics_token_file to scrape from another host")
+        elif not hmac.compare_digest(request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()):
+            raise web.HTTPUnauthorized(text="/metrics needs its bearer token", headers={"WWW-Authenticate": "Bearer"})
+        return await exposition(request)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
@@ -48,6 +87,6 @@ def add_ops_routes(app: web.Application, metrics: Metrics, probes: Readiness) ->
         code, body = readiness_report(probes)
         return web.json_response(body, status=code)
 
-    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
+    app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -96,12 +96,17 @@ def test_prometheus_configuration_is_valid_with_its_rules(tmp_path: Path) -> Non
     config = yaml.safe_load((PROM / "prometheus.yml").read_text())
     assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]  # where docker-compose.yml mounts them
     config["rule_files"] = [str(PROM / "rules" / "*.yml")]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    # the hub's /metrics takes the compose secret as a bearer token; promtool wants the file to exist
+    assert jobs["vaka-hub"]["authorization"] == {"type": "Bearer", "credentials_file": "/run/secrets/metrics_token"}
+    token = tmp_path / "metrics_token"
+    token.write_text("token\n")
+    jobs["vaka-hub"]["authorization"]["credentials_file"] = str(token)
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     result = run("promtool", "check", "config", path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(alert_names())} rules found" in result.stdout
-    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["vaka-hub"]["static_configs"][0]["targets"] == ["hub:8080"]
     assert "node" in jobs  # the disk alerts need node-exporter
     # the exporters VakaExporterDown watches, each scraped
