@@ -31,6 +31,7 @@ from hub.web.staff.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     Handler,
+    origin_allowed,
     set_cookie,
     tokens_match,
 )
@@ -68,10 +69,13 @@ def _wants_json(request: web.Request) -> bool:
 
 @web.middleware
 async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every staff route but login and static files needs a live session; every POST its CSRF token."""
+    """Every POST comes from our own Origin (a browser always sends it; another site's page or none is refused);
+    every staff route but login and static files needs a live session; every POST its CSRF token."""
+    ctx = _ctx(request)
+    if request.method == "POST" and not origin_allowed(request, ctx.settings.http.public_url):
+        raise web.HTTPForbidden(text="cross-origin request refused")
     if request.path.startswith(_PUBLIC):
         return await handler(request)
-    ctx = _ctx(request)
     session = await ctx.sessions.get(request.cookies.get(SESSION_COOKIE))
     if session is None:
         if request.method == "GET" and request.path != "/staff/ws":

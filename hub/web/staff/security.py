@@ -50,7 +50,9 @@ def add_security_headers(headers: MutableMapping[str, str]) -> None:
     """CSP and friends, where the response does not set its own."""
     headers.setdefault("Content-Security-Policy", CSP)
     headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # same-origin, not no-referrer: under no-referrer a browser's POST says `Origin: null`, and every staff POST must
+    # show our Origin; other sites still get no referrer
+    headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Cache-Control", "no-store")
 

@@ -223,3 +223,24 @@ async def test_the_admin_page_lists_only_accounts_of_my_units(
     assert f"anna-{site}" in text
     assert f"carl-{site}" not in text
     assert f"away-{site}" not in text
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [("{url}", 303), ("https://evil.example", 403), ("null", 403), (None, 403)],
+    ids=["ours", "foreign", "null", "none"],
+)
+async def test_a_staff_post_needs_our_origin_even_with_a_valid_csrf_token(
+    staff_site: StaffSite, nurse: aiohttp.ClientSession, origin: str | None, status: int
+) -> None:
+    async with nurse.get(f"{staff_site.url}/staff/admin") as page:
+        token = csrf_of(await page.text())
+    headers = {} if origin is None else {"Origin": origin.format(url=staff_site.url)}
+    nurse.headers.pop("Origin", None)
+    form = {"csrf": token, "id": f"{staff_site.site}-r1", "state": "on"}
+    async with nurse.post(f"{staff_site.url}/staff/admin/resident-away", data=form, headers=headers,
+                          allow_redirects=False) as resp:  # fmt: skip
+        assert resp.status == status
+    async with staff_site.db.acquire() as conn:
+        changed = await conn.fetchval("SELECT count(*) FROM admin_audit_log WHERE action = 'resident_away'")
+    assert changed == (1 if status == 303 else 0)

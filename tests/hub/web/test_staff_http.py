@@ -16,6 +16,7 @@ from tests.hub.web.conftest import StaffSite
 async def login(
     session: aiohttp.ClientSession, url: str, username: str, password: str = PASSWORD
 ) -> aiohttp.ClientResponse:
+    session.headers["Origin"] = url  # as a browser does on every POST (the hub refuses another Origin, or none)
     async with session.get(f"{url}/staff/login") as resp:
         token = re.search(r'name="csrf" value="([^"]+)"', await resp.text())
     assert token is not None
@@ -27,8 +28,11 @@ async def login(
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+async def client(staff_site: StaffSite) -> AsyncIterator[aiohttp.ClientSession]:
+    """A browser without the browser: its cookies, and our Origin on every request (a browser sends it on POSTs)."""
+    async with aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True), headers={"Origin": staff_site.url}
+    ) as session:
         yield session
 
 

@@ -69,6 +69,7 @@ async def login_from(
     """Log in as if from `address` behind the test's reverse proxy (127.0.0.1, configured as trusted)."""
     client.cookie_jar.clear()
     base = url or site.url
+    client.headers["Origin"] = base
     async with client.get(f"{base}/staff/login") as form:
         token = re.search(r'name="csrf" value="([^"]+)"', await form.text())
     assert token is not None
