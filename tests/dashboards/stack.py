@@ -29,6 +29,7 @@ import paho.mqtt.publish as publish
 import yaml
 
 from hub.followup import rollup
+from hub.settings import HttpSettings
 from tests.conftest import PG_DSN
 from tests.services import PrivateMosquitto, free_port, wait_for_port
 from tests.tls_certs import TestPki
@@ -437,7 +438,9 @@ class NightStack:
             await conn.close()
         assert len(open_ids) >= 2, f"the night raised too few care alarms to handle: {self.hub_log()}"
         url = f"http://127.0.0.1:{self.http_port}"
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        async with aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True), headers={"Origin": HttpSettings().public_url}
+        ) as session:
             async with session.get(f"{url}/staff/login") as resp:
                 token = re.search(r'name="csrf" value="([^"]+)"', await resp.text())
             assert token is not None

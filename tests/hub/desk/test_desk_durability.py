@@ -16,7 +16,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.model import Device, Inventory
-from hub.settings import DbSettings
+from hub.settings import DbSettings, HttpSettings
 from hub.staff import Role
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
@@ -81,7 +81,9 @@ async def test_a_restart_during_a_database_outage_loses_no_row_the_desk_owes(tmp
             hub.start()
             await asyncio.to_thread(hub.wait_status, "ready")
             url = f"http://127.0.0.1:{hub.http_port}"
-            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+            async with aiohttp.ClientSession(
+                cookie_jar=aiohttp.CookieJar(unsafe=True), headers={"Origin": HttpSettings().public_url}
+            ) as client:
                 csrf, _ = await _csrf(client, f"{url}/staff/login")
                 form = {"csrf": csrf, "username": f"anna-{site}", "password": PASSWORD}
                 async with client.post(f"{url}/staff/login", data=form, allow_redirects=False) as resp:
