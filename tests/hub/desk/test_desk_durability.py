@@ -178,7 +178,9 @@ async def test_a_restart_with_the_database_away_resumes_the_desk(tmp_path: Path,
             hub.start()
             await asyncio.to_thread(hub.wait_status, "ready")
             url = f"http://127.0.0.1:{hub.http_port}"
-            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+            async with aiohttp.ClientSession(
+                cookie_jar=aiohttp.CookieJar(unsafe=True), headers={"Origin": HttpSettings().public_url}
+            ) as client:
                 csrf, _ = await _csrf(client, f"{url}/staff/login")
                 form = {"csrf": csrf, "username": f"anna-{site}", "password": PASSWORD}
                 async with client.post(f"{url}/staff/login", data=form, allow_redirects=False) as resp:
@@ -203,7 +205,9 @@ async def test_a_restart_with_the_database_away_resumes_the_desk(tmp_path: Path,
                     html = await resp.text()
                 assert a_id in html, "the open alarm from before the restart is not on the page"
                 assert b_id not in html
-                async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as fresh:
+                async with aiohttp.ClientSession(
+                    cookie_jar=aiohttp.CookieJar(unsafe=True), headers={"Origin": HttpSettings().public_url}
+                ) as fresh:
                     csrf, _ = await _csrf(fresh, f"{url}/staff/login")
                     form = {"csrf": csrf, "username": f"anna-{site}", "password": PASSWORD}
                     async with fresh.post(f"{url}/staff/login", data=form, allow_redirects=False) as resp:
