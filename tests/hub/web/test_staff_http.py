@@ -14,9 +14,10 @@ from tests.hub.web.conftest import StaffSite
 
 
 async def login(
-    session: aiohttp.ClientSession, url: str, username: str, password: str = PASSWORD
+    session: aiohttp.ClientSession, url: str, username: str, password: str = PASSWORD, *, origin: str | None = None
 ) -> aiohttp.ClientResponse:
-    session.headers["Origin"] = url  # as a browser does on every POST (the hub refuses another Origin, or none)
+    # a browser's Origin on every POST: the page's (http.public_url), which is `url` unless told otherwise
+    session.headers["Origin"] = origin or url
     async with session.get(f"{url}/staff/login") as resp:
         token = re.search(r'name="csrf" value="([^"]+)"', await resp.text())
     assert token is not None

@@ -125,7 +125,7 @@ async def test_the_throttle_survives_a_restart(staff_site: StaffSite, client: ai
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         client.cookie_jar.clear()
-        resp = await login(client, f"http://127.0.0.1:{port}", f"bo-{staff_site.site}")
+        resp = await login(client, f"http://127.0.0.1:{port}", f"bo-{staff_site.site}", origin=staff_site.url)
         assert resp.status == 429
     finally:
         await runner.cleanup()
