@@ -124,7 +124,7 @@ async def test_a_broker_outage_blinds_supervision_once_and_a_flushed_backlog_doe
             await wait_until("the dead device is found silent", lambda: alarms("device_silent") == [f"{site}-dead"])
             [dead_alarm] = [a.id for a in hub.desk.open_alarms() if a.rule_id == "device_silent" and a.site == site]
             await wait_until("the canary came round", lambda: hub.metrics.canary_last_success._value.get() > 0)
-            assert (await login(web, url, f"nina-{site}")).status in (302, 303)
+            assert (await login(web, url, f"nina-{site}", origin=hub_settings.http.public_url)).status in (302, 303)
             async with web.get(f"{url}/staff/health") as resp:
                 assert (await resp.json()) == {"degraded": False}
 
