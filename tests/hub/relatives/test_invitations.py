@@ -7,8 +7,7 @@ from __future__ import annotations
 import re
 
 from hub.relatives.consent import Scope
-from tests.hub.relatives.conftest import Home, RelativesSite
-from tests.hub.relatives.test_relatives_http import DAUGHTER, PASSWORD, Relative, csrf_of
+from tests.hub.relatives.conftest import DAUGHTER, PASSWORD, Home, Relative, RelativesSite, csrf_of
 
 ATTACKER_PASSWORD = "the nurse's choice 1"
 

@@ -11,10 +11,7 @@ import aiohttp
 import pytest
 
 from hub.web.staff.throttle import ThrottlePolicy
-from tests.hub.relatives.conftest import RelativesSite
-from tests.hub.relatives.test_relatives_http import DAUGHTER, PASSWORD, Relative, daughter
-
-__all__ = ["daughter"]  # the fixture, used by name below
+from tests.hub.relatives.conftest import DAUGHTER, PASSWORD, Relative, RelativesSite
 
 MALFORMED = [
     ("application/x-www-form-urlencoded; charset=no-such-charset", b"email=a&password=b"),
