@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from alarms.base import Compiled, Matcher, Params, RuleContext, Where, utc
@@ -21,6 +22,10 @@ class SilenceEval(Compiled):
     evidence of absence: the device is silent once `offline_grace_s` has passed without a newer sign of life. While
     the hub cannot see its devices (`supervision_suspended`), silence is not judged: due subjects wait in `deferred`
     and are judged on their events' own times when the hub calls `resume`.
+
+    Only a fresh sign of life ends a silence (issue 22.5): one newer than the device's latest (its high-water mark),
+    newer than the silence alarm itself, and recent enough that its own deadline has not passed by the engine's
+    clock. An older event (a gateway's buffer, a late replay) is noted as what it is and changes no alarm.
     """
 
     def __init__(self, rule: AbsenceRule, schedules: dict[str, ScheduleSpec]) -> None:
@@ -34,6 +39,7 @@ class SilenceEval(Compiled):
         self.where: dict[str, Where] = {}
         self.armed: set[str] = set()
         self.silent: set[str] = set()
+        self.silent_at: dict[str, float] = {}  # subject -> when its silence alarm was raised (or adopted)
         self.offline: dict[str, float] = {}  # subject -> when it said offline (newer than its last sign of life)
         self.deferred: set[str] = set()
 
@@ -49,6 +55,7 @@ class SilenceEval(Compiled):
             return
         subject = event.device_id if self.by_device or rid is None else rid
         last = self.last.get(subject)
+        fresh = last is None or t > last
         if self.supervision and event.kind is EventKind.DEVICE_OFFLINE:
             if last is None or t >= last:
                 self.offline[subject] = t
@@ -66,9 +73,12 @@ class SilenceEval(Compiled):
                 self.where[subject] = Where(event.site, rid, event.device_id)
                 self.armed.add(subject)
                 ctx.timers.push(t + interval, self.id, subject, 0.0)
-        if subject in self.silent:
-            self.silent.discard(subject)
-            ctx.clear(self, subject, event.ts)
+        if subject in self.silent and fresh and t > self.silent_at.get(subject, -math.inf):
+            interval = self._interval_s(ctx, subject, rid)
+            if interval is None or t + interval > ctx.clock_s:
+                self.silent.discard(subject)
+                self.silent_at.pop(subject, None)
+                ctx.clear(self, subject, event.ts)
 
     def arm(self, ctx: RuleContext, t: float) -> None:
         """Supervise every device of the directory from `t` on (devices already supervised keep their timers)."""
@@ -112,11 +122,17 @@ class SilenceEval(Compiled):
             return  # already alarmed (a second offline of the same absence)
         if ctx.may_raise(self, rid, dev, self.params(rid)):
             self.silent.add(subject)
+            self.silent_at[subject] = due
             ctx.raise_or_update(self, subject, t=due, at=utc(due), where=where, dev=dev, ref=None, reason=self.reason())
         elif not anchor:
             # silenced (maintenance, away): keep watching so the alarm comes once the device is back in service
             self.armed.add(subject)
             ctx.timers.push(due + interval, self.id, subject, 0.0)
+
+    def adopt(self, ctx: RuleContext, subject: str, t: float) -> None:
+        """The desk holds this subject's silence open and the engine had lost it (a restart): silent since `t`."""
+        self.silent.add(subject)
+        self.silent_at[subject] = t
 
     def resume(self, ctx: RuleContext, t: float) -> None:
         """The hub sees again: every subject whose silence came due while it was blind is judged now."""
@@ -133,6 +149,7 @@ class SilenceEval(Compiled):
             "where": dict(self.where),  # immutable tuples: shared, not copied
             "armed": list(self.armed),
             "silent": list(self.silent),
+            "silent_at": dict(self.silent_at),
             "offline": dict(self.offline),
             "deferred": list(self.deferred),
         }
@@ -144,6 +161,7 @@ class SilenceEval(Compiled):
         self.where = {str(k): Where(str(v[0]), v[1], v[2]) for k, v in data.get("where", {}).items()}
         self.armed = set(data.get("armed", ()))
         self.silent = set(data.get("silent", ()))
+        self.silent_at = {str(k): float(v) for k, v in data.get("silent_at", {}).items()}
         self.offline = {str(k): float(v) for k, v in data.get("offline", {}).items()}
         self.deferred = set(data.get("deferred", ()))
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from alarms.base import Compiled, Params, Where
@@ -28,7 +29,7 @@ from alarms.registry import compile_rule
 from alarms.rules import RuleSet
 from alarms.schedule import LocalClock
 from alarms.state import OpenAlarm, TimerHeap
-from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Event, EventKind
+from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Event, EventKind, Severity
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,33 @@ STATE_KINDS = frozenset(
         EventKind.SMOKE_ENDED,
     }
 )
+
+
+class HeldAlarm(Protocol):
+    """What reconciliation reads of an alarm the desk holds open (hub.desk.alarm.Alarm)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def rule_id(self) -> str: ...
+    @property
+    def site(self) -> str: ...
+    @property
+    def resident_id(self) -> str | None: ...
+    @property
+    def device_id(self) -> str | None: ...
+    @property
+    def category(self) -> AlarmCategory: ...
+    @property
+    def severity(self) -> Severity: ...
+    @property
+    def raised_at(self) -> datetime: ...
+    @property
+    def condition_ended_at(self) -> datetime | None: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def unregistered(self) -> bool: ...
 
 
 def device_ref(device_id: str | None, ref: str) -> str:
@@ -201,6 +229,11 @@ class Engine:
             resume = getattr(compiled, "resume", None)
             if resume is not None:
                 resume(self, t)
+
+    @property
+    def clock_s(self) -> float:
+        """The latest time the engine has seen (events' own times and ticks), epoch seconds."""
+        return self._clock
 
     @property
     def pending_timers(self) -> int:
@@ -415,6 +448,47 @@ class Engine:
         compiled = self.compiled.get(rule_id)
         if compiled is not None and compiled.cooldown_s > 0:
             self.cooldown_until[key] = at.timestamp() + compiled.cooldown_s
+
+    def reconcile(self, held: Iterable[HeldAlarm], at: datetime) -> list[AlarmDecision]:
+        """Agree with the alarms the desk holds open, by key (at start-up: the desk and the engine are restored from
+        different places, the database and a snapshot, and a replay may have moved the engine on).
+
+        An open alarm of one of the engine's rules whose condition goes on and that the engine does not hold is adopted
+        (its rule told, so a fresh sign of life clears it and the ongoing condition raises nothing twice); one the
+        engine holds as cleared while the desk never heard the clear is cleared at the desk. An alarm whose condition
+        ended waits for staff and needs nothing of the engine. An alarm the engine holds and the desk does not is the
+        recovery's to raise (hub/recovery.py). Returns the decisions for the desk.
+        """
+        out = self._out = []
+        for alarm in held:
+            compiled = self.compiled.get(alarm.rule_id)
+            prefix = f"{alarm.rule_id}:"
+            if compiled is None or not alarm.key.startswith(prefix):
+                continue  # the hub's own alarms (supervision lost, canary) and rules no longer in the pack
+            subject = alarm.key[len(prefix) :]
+            mine = self.open.get(alarm.key)
+            ended = alarm.condition_ended_at is not None
+            if mine is None and not ended:
+                self.open[alarm.key] = OpenAlarm(
+                    rule_id=alarm.rule_id,
+                    subject=subject,
+                    site=alarm.site,
+                    category=alarm.category,
+                    severity=alarm.severity,
+                    resident_id=alarm.resident_id,
+                    device_id=alarm.device_id,
+                    opened_at=alarm.raised_at.timestamp(),
+                    count=alarm.count,
+                    unregistered=alarm.unregistered,
+                )
+                adopt = getattr(compiled, "adopt", None)
+                if adopt is not None:
+                    adopt(self, subject, alarm.raised_at.timestamp())
+                logger.info("alarm adopted key=%s: open at the desk, unknown to the engine", alarm.key)
+            elif mine is not None and mine.cleared and not ended:
+                mine.cleared = False
+                self.clear(compiled, subject, at)  # the desk never heard it
+        return out
 
     # --- persistence --------------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from alarms.engine import Engine
 from alarms.gate import Gate, GateLimits, Verdict, freshness_by_kind, rule_freshness
 from alarms.rules import default_pack_path, load_rules
 from hub import heap, paho_speed, recovery, snapshots
+from hub.canary import TELEMETRY_TOPIC as CANARY_TELEMETRY_TOPIC
 from hub.canary import TOPIC as CANARY_TOPIC
 from hub.canary import Canary
 from hub.checkins.gateway import HttpCameraGateway
@@ -165,6 +166,7 @@ class Hub:
             [site.id for site in self._sites],
             time.monotonic(),
             downtime_s,
+            gap_s=s.reliability.input_gap_s,
         )
         # a simulation runs far faster than the wall clock the sight measures in: it is never blind
         watch_sight = s.clock.mode == "wall"
@@ -193,7 +195,9 @@ class Hub:
             lambda: [site.id for site in self._sites],
             interval_s=s.reliability.canary_interval_s,
             timeout_s=s.reliability.canary_timeout_s,
+            can_send=lambda: self.canary_conn.connected and self.events_conn.connected,
         )
+        self._canaries = [self.canary]  # and the telemetry path's, once its connection exists
         self.events_conn = MqttConnection(
             s.mqtt,
             self.metrics,
@@ -211,7 +215,13 @@ class Hub:
             publish=self.events_conn.publish,
             clock=self.clock,
             spawner=self.spawner,
-            engine=SupervisedEngine(self.engine, self.sight, lambda: self._connections, self._blind)
+            engine=SupervisedEngine(
+                self.engine,
+                self.sight,
+                lambda: self._connections,
+                self._blind,
+                input_lag_s=lambda: max(c.lag_s() for c in self._canaries),
+            )
             if watch_sight
             else self.engine,
             gate=self.gate,
@@ -244,6 +254,7 @@ class Hub:
         await self.desk.restore(self._sites)  # with the database away it starts empty and restores once it answers
         if snapshot is not None and "replay_from" in snapshot:
             await self._recover(datetime.fromtimestamp(float(snapshot["replay_from"]), UTC))
+        self._reconcile()
         if s.clock.mode == "wall":
             await self._write_local("engine_snapshot", snapshots.save_local, s.spool.directory, self._encode_snapshot())
         self.ingest = Ingest(
@@ -268,12 +279,25 @@ class Hub:
                 name="telemetry",
                 client_id=f"{s.mqtt.client_id}-telemetry",
                 subscriptions=[TELEMETRY_FILTER],
-                on_message=self.ingest.handle,
+                on_message=self._on_telemetry_message,
                 spawner=self.spawner,
                 session_marker=s.spool.directory / f"{s.mqtt.client_id}-telemetry.session",
                 max_unacked=s.mqtt.receive_maximum,  # the broker's flow control is not enough (hub/mqtt.py)
             )
             connections.append(self.telemetry_conn)
+            telemetry_conn = self.telemetry_conn
+            self._canaries.append(
+                Canary(
+                    self.canary_conn.publish,
+                    lambda decision: self.desk.apply(decision),
+                    self.metrics,
+                    lambda: [site.id for site in self._sites],
+                    interval_s=s.reliability.canary_interval_s,
+                    timeout_s=s.reliability.canary_timeout_s,
+                    path="telemetry",
+                    can_send=lambda: self.canary_conn.connected and telemetry_conn.connected,
+                )
+            )
 
         app = create_app(
             self.metrics,
@@ -318,7 +342,9 @@ class Hub:
         )
         if watch_sight:
             tasks.append(group.create_task(self.canary_conn.run_loop(), name="vaka.mqtt.canary"))
-            tasks.append(group.create_task(self.canary.run_loop(), name="vaka.canary"))
+            for canary in self._canaries:
+                name = "vaka.canary" if canary.path == "events" else f"vaka.canary.{canary.path}"
+                tasks.append(group.create_task(canary.run_loop(), name=name))
         tasks.append(
             group.create_task(
                 rollup.refresh_loop(
@@ -371,6 +397,17 @@ class Hub:
             report.seconds,
         )
 
+    def _reconcile(self) -> None:
+        """The engine and the desk agree by key on what is open (issue 22.5; alarms/engine.py `reconcile`)."""
+        decisions = self.engine.reconcile(self.desk.open_alarms(), self.clock.now())
+        for decision in decisions:
+            self.desk.apply(decision)
+        logger.info(
+            "engine and desk reconciled: open at the desk=%s cleared now=%s",
+            len(self.desk.open_alarms()),
+            len(decisions),
+        )
+
     def _desk_open_alarm(self, key: str) -> tuple[datetime, datetime] | None:
         """When the desk's open alarm of this key was raised and last changed; None when it holds none."""
         alarm = self.desk.get_open_by_key(key)
@@ -394,7 +431,7 @@ class Hub:
 
     def _degraded(self) -> bool:
         """The staff page's "go to physical rounds": the broker is away or the canary fails."""
-        return not all(c.connected for c in self._connections) or self.canary.failing
+        return not all(c.connected for c in self._connections) or any(c.failing for c in self._canaries)
 
     def _on_event_message(self, msg: Message) -> None:
         self.sight.message(time.monotonic())
@@ -412,6 +449,13 @@ class Hub:
             if not self._simulation_started and self.clock.synced:
                 self._simulation_started = True
                 self.engine.set_directory(self._directory(), self.clock.now())
+            return
+        self.ingest.handle(msg)
+
+    def _on_telemetry_message(self, msg: Message) -> None:
+        if msg.topic == CANARY_TELEMETRY_TOPIC and len(self._canaries) > 1:
+            # read, parsed, through the alarm lane and into the store: the round trip ends at the ack (hub/canary.py)
+            self._canaries[1].on_message(msg, self.desk.feed, self.writer.submit)
             return
         self.ingest.handle(msg)
 

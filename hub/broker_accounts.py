@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from hub.canary import TELEMETRY_TOPIC as CANARY_TELEMETRY_TOPIC
 from hub.canary import TOPIC as CANARY_TOPIC
 from hub.model import Inventory, VakaError
 
@@ -38,7 +39,7 @@ RESERVED_IDS = frozenset({"hub", "alarms", "checkins", "_sim"})
 TELEMETRY_SUFFIX = "-telemetry"
 # `vaka vendor check`, `vaka site discover`: read-only, so they never take the hub's session (as hub.mqtt.TOOL_LOGINS)
 TOOL_LOGINS = ("tools", "tools-snapshot")
-CANARY_SUFFIX = "-canary"  # the hub's self-test device (hub/canary.py): may publish its one topic, nothing else
+CANARY_SUFFIX = "-canary"  # the hub's self-test device (hub/canary.py): may publish its two topics, nothing else
 # the broker's own statistics for the stack's mosquitto-exporter: reads $SYS, nothing else
 MONITOR_SUFFIX = "-monitor"
 MONITOR_ENV_FILE = "monitor.env"
@@ -76,7 +77,7 @@ def accounts_for(inventory: Inventory, hub_user: str = "vaka-hub") -> list[Accou
 
     - the hub (two users: `hub_user` for events and `hub_user-telemetry`, like its two client ids): reads and
       publishes everything under `vaka/v1/`, reads the gateways' vendor topics; its canary (`hub_user-canary`)
-      publishes the canary's one topic;
+      publishes the canary's two topics;
     - the hub's tools (`hub_user-tools`, `hub_user-tools-snapshot`, same password: `vaka vendor check`, `vaka site discover`): read only, with
       a client id of their own, so running one never takes over the hub's session;
     - a native device: publishes and reads only under `vaka/v1/{site}/{device_id}/`;
@@ -94,7 +95,11 @@ def accounts_for(inventory: Inventory, hub_user: str = "vaka-hub") -> list[Accou
     accounts = [
         Account(hub_user, "hub", hub_acl),
         Account(hub_user + TELEMETRY_SUFFIX, "hub", hub_acl),
-        Account(hub_user + CANARY_SUFFIX, "hub", (f"topic write {CANARY_TOPIC}",)),
+        Account(
+            hub_user + CANARY_SUFFIX,
+            "hub",
+            (f"topic write {CANARY_TOPIC}", f"topic write {CANARY_TELEMETRY_TOPIC}"),
+        ),
         *(Account(f"{hub_user}-{login}", "tools", tools_acl) for login in TOOL_LOGINS),
         Account(hub_user + MONITOR_SUFFIX, "monitor", ("topic read $SYS/#",)),
     ]

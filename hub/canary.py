@@ -1,11 +1,18 @@
-"""The canary: a dead man's switch for the alarm path itself.
+"""The canary: a dead man's switch for the alarm path itself, one per path into the hub.
 
-Every `canary_interval_s` the hub publishes a heartbeat of its own synthetic device (`vaka/v1/vaka-canary/canary/event`,
-QoS 1, with a fresh random nonce) to the broker, and waits for it to come back the way every device's event comes:
-the subscription, the native parser, the gate, the rule engine and the desk (it is not stored). Its round trip is recorded
-(`vaka_canary_round_trip_seconds`, `vaka_canary_last_success_timestamp_seconds`). A round trip missing or slower
-than `canary_timeout_s` sets `vaka_canary_failing` and raises one technical alarm per site ("canary_failed"),
-cleared when a round trip succeeds again. Only a nonce the hub sent counts: a forged canary proves nothing.
+Every `canary_interval_s` the hub publishes a heartbeat of its own synthetic device (QoS 1, with a fresh random nonce)
+to the broker, and waits for it to come back the way every device's message comes:
+- path "events" (`vaka/v1/vaka-canary/canary/event`): the events connection, the native parser, the gate, the rule
+  engine and the desk; it is not stored, and the round trip ends there;
+- path "telemetry" (`vaka/v1/vaka-canary/canary/telemetry`, issue 22.6): the telemetry connection's read, the
+  parser, the alarm lane and the store; the round trip ends when the row is durable and the message acknowledged, so a
+  telemetry connection that stopped reading or acknowledging, or a store that takes nothing, turns it red.
+Its round trip is recorded (`vaka_canary_round_trip_seconds{path}`, `vaka_canary_last_success_timestamp_seconds{path}`).
+A round trip missing or slower than `canary_timeout_s` sets `vaka_canary_failing{path}` and raises one technical alarm
+per site ("canary_failed"; the telemetry path's key is `canary_failed:telemetry:{site}`), cleared when a round trip
+succeeds again. Only a nonce the hub sent counts: a forged canary proves nothing. While the connections a path needs
+are down nothing is sent (the outage is its own alarm; a probe queued meanwhile would measure the outage, not the
+path). The oldest round trip under way is the hub's measured receive lag (`lag_s`, hub/supervision.py).
 """
 
 from __future__ import annotations
@@ -15,8 +22,9 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from adapters import native
 from hub.ingest import Received
@@ -28,11 +36,17 @@ logger = logging.getLogger(__name__)
 SITE = "vaka-canary"
 DEVICE = "canary"
 TOPIC = f"vaka/v1/{SITE}/{DEVICE}/event"
+TELEMETRY_TOPIC = f"vaka/v1/{SITE}/{DEVICE}/telemetry"
 RULE_ID = "canary_failed"
 REASON = "the alarm path failed its self-test (canary): alarms may not arrive, go to physical rounds"
+TELEMETRY_REASON = (
+    "the telemetry path failed its self-test (canary): heartbeats and readings are not read or stored,"
+    " device supervision is blind"
+)
 CLEAR_REASON = "the canary made the round trip again"
 
 Publish = Callable[..., None]
+Store = Callable[[Sequence[Event], Sequence[Any], Callable[[], None]], None]
 
 
 class Canary:
@@ -47,13 +61,21 @@ class Canary:
         *,
         interval_s: float,
         timeout_s: float,
+        path: str = "events",
+        can_send: Callable[[], bool] | None = None,
     ) -> None:
         self._publish = publish
         self._decide = decide
-        self._metrics = metrics
         self._sites = sites
         self.interval_s = interval_s
         self.timeout_s = timeout_s
+        self.path = path
+        self.topic = TOPIC if path == "events" else TELEMETRY_TOPIC
+        self._can_send = can_send
+        self._round_trip = metrics.canary_round_trip.labels(path)
+        self._last_success = metrics.canary_last_success.labels(path)
+        self._failing_gauge = metrics.canary_failing.labels(path)
+        self._failing_gauge.set(0)
         self._pending: dict[str, float] = {}  # nonce -> monotonic send time
         self._seq = 0
         self.failing = False
@@ -65,16 +87,34 @@ class Canary:
         """Whether an event is the canary's (cheap: runs for every event)."""
         return event.device_id == DEVICE and event.site == SITE
 
-    def on_message(self, msg: Received, lane: Callable[[Event], object]) -> None:
-        """A message on the canary's topic: parsed as any device's, run through the alarm lane, then recognised."""
+    def on_message(self, msg: Received, lane: Callable[[Event], object], store: Store | None = None) -> None:
+        """A message on the canary's topic: parsed as any device's, run through the alarm lane, then recognised;
+        with `store` (the telemetry path) only once its row is durable and the message acknowledged."""
         try:
-            for event in native.parse(msg.topic, msg.payload, msg.received_at):
+            events = native.parse(msg.topic, msg.payload, msg.received_at)
+            for event in events:
                 lane(event)
-                if self.is_canary(event):
-                    self.arrived(event)
         except Exception:
             logger.exception("canary message could not be processed")
-        msg.ack()
+            msg.ack()
+            return
+        mine = [event for event in events if self.is_canary(event)]
+
+        def done() -> None:
+            msg.ack()
+            for event in mine:
+                self.arrived(event)
+
+        if store is None:
+            done()
+        else:
+            store(events, (), done)
+
+    def lag_s(self) -> float:
+        """How long the oldest canary under way has been under way: how far behind this path is at least."""
+        if not self._pending:
+            return 0.0
+        return time.monotonic() - min(self._pending.values())
 
     def arrived(self, event: Event) -> None:
         """The canary came back through the whole alarm path."""
@@ -85,18 +125,20 @@ class Canary:
         now = time.monotonic()
         round_trip = now - sent
         self.last_round_trip_s = round_trip
-        self._metrics.canary_round_trip.observe(round_trip)
+        self._round_trip.observe(round_trip)
         for nonce in [n for n, at in self._pending.items() if at <= sent]:
             del self._pending[nonce]  # older ones are moot: the path works, or this one says it is slow
         if round_trip <= self.timeout_s:
             self._last_ok = now
-            self._metrics.canary_last_success.set(time.time())
+            self._last_success.set(time.time())
             self._set_failing(False)
         else:
             self._set_failing(True)
 
-    def send(self) -> None:
-        """Publish one canary (the broker may be away: paho keeps it until it is back)."""
+    def send(self) -> bool:
+        """Publish one canary, unless the connections its path needs are down (then False)."""
+        if self._can_send is not None and not self._can_send():
+            return False
         nonce = secrets.token_hex(8)
         self._seq += 1
         payload = {
@@ -107,9 +149,10 @@ class Canary:
         }
         self._pending[nonce] = time.monotonic()
         try:
-            self._publish(TOPIC, json.dumps(payload).encode(), qos=1, retain=False)
+            self._publish(self.topic, json.dumps(payload).encode(), qos=1, retain=False)
         except Exception:
             logger.exception("canary publish failed")
+        return True
 
     def check(self) -> None:
         """No good round trip for longer than an interval and the timeout: the alarm path is failing."""
@@ -124,8 +167,7 @@ class Canary:
         next_send = time.monotonic()
         while True:
             now = time.monotonic()
-            if now >= next_send:
-                self.send()
+            if now >= next_send and self.send():
                 next_send = now + self.interval_s
             self.check()
             await asyncio.sleep(min(1.0, self.timeout_s / 4, self.interval_s))
@@ -134,19 +176,24 @@ class Canary:
         if failing == self.failing:
             return
         self.failing = failing
-        self._metrics.canary_failing.set(1 if failing else 0)
+        self._failing_gauge.set(1 if failing else 0)
         now = datetime.now(UTC)
         if failing:
-            logger.warning("canary failing: no round trip within %s s; the alarm path is degraded", self.timeout_s)
+            logger.warning(
+                "canary failing path=%s: no round trip within %s s; the alarm path is degraded",
+                self.path,
+                self.timeout_s,
+            )
             self._alarmed_sites = sorted(self._sites())
-            action, reason, sites = DecisionAction.RAISE, REASON, self._alarmed_sites
+            action, sites = DecisionAction.RAISE, self._alarmed_sites
+            reason = REASON if self.path == "events" else TELEMETRY_REASON
         else:
-            logger.info("canary round trip succeeded again (%.3f s)", self.last_round_trip_s or 0.0)
+            logger.info("canary round trip succeeded again path=%s (%.3f s)", self.path, self.last_round_trip_s or 0.0)
             action, reason, sites = DecisionAction.CLEAR, CLEAR_REASON, self._alarmed_sites
         for site in sites:
             decision = AlarmDecision(
                 action=action,
-                key=f"{RULE_ID}:{site}",
+                key=f"{RULE_ID}:{site}" if self.path == "events" else f"{RULE_ID}:{self.path}:{site}",
                 rule_id=RULE_ID,
                 category=AlarmCategory.TECHNICAL,
                 severity=Severity.HIGH,

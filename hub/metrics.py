@@ -185,18 +185,27 @@ class Metrics:
             "vaka_engine_replayed_events", "Stored events replayed into the engine after a restart", registry=r
         )
         self.supervision_blind = Gauge(
-            "vaka_supervision_blind", "1 while device silence cannot be judged (broker away, or just back)", registry=r
+            "vaka_supervision_blind",
+            "1 while device silence cannot be judged (broker away, the hub's own input stalled or behind, or just back)",
+            registry=r,
         )
+        # per path: "events" (the events connection, rules, desk) and "telemetry" (the telemetry connection's read,
+        # the store and the acknowledgement)
         self.canary_last_success = Gauge(
             "vaka_canary_last_success_timestamp_seconds",
-            "When the canary event last made the round trip MQTT, ingest, rules",
+            "When the canary event last made the round trip of its path",
+            ["path"],
             registry=r,
         )
         self.canary_failing = Gauge(
-            "vaka_canary_failing", "1 while the canary round trip is missing or slow", registry=r
+            "vaka_canary_failing", "1 while the canary round trip of a path is missing or slow", ["path"], registry=r
         )
         self.canary_round_trip = Histogram(
-            "vaka_canary_round_trip_seconds", "Canary publish to rule engine", buckets=_LATENCY_BUCKETS_S, registry=r
+            "vaka_canary_round_trip_seconds",
+            "Canary publish to the end of its path (rule engine; or stored and acknowledged)",
+            ["path"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
         )
         # operations (issue 12): what the alert rules (deploy/prometheus/rules) and dashboards watch besides the above;
         # kept current by hub/ops_gauges.py

@@ -427,6 +427,11 @@ class ReliabilitySettings(_Section):
     blind_alarm_after_s: float = Field(
         default=30.0, ge=0, description="broker connection away this long: one supervision-lost alarm per site"
     )
+    input_gap_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="the hub's own input stalled, paused or behind longer than this: it is blind (issue 22.4)",
+    )
     canary_interval_s: float = Field(default=60.0, gt=0, description="the canary event is sent this often")
     canary_timeout_s: float = Field(default=10.0, gt=0, description="a canary round trip slower than this fails")
 

@@ -123,7 +123,9 @@ async def test_a_broker_outage_blinds_supervision_once_and_a_flushed_backlog_doe
 
             await wait_until("the dead device is found silent", lambda: alarms("device_silent") == [f"{site}-dead"])
             [dead_alarm] = [a.id for a in hub.desk.open_alarms() if a.rule_id == "device_silent" and a.site == site]
-            await wait_until("the canary came round", lambda: hub.metrics.canary_last_success._value.get() > 0)
+            await wait_until(
+                "the canary came round", lambda: hub.metrics.canary_last_success.labels("events")._value.get() > 0
+            )
             assert (await login(web, url, f"nina-{site}", origin=hub_settings.http.public_url)).status in (302, 303)
             async with web.get(f"{url}/staff/health") as resp:
                 assert (await resp.json()) == {"degraded": False}
@@ -138,7 +140,7 @@ async def test_a_broker_outage_blinds_supervision_once_and_a_flushed_backlog_doe
             assert banner is not None
             assert "hidden" not in banner.group(0)  # shown, not merely in the page
             assert "go to physical rounds" in banner.group(1)
-            await wait_until("the canary fails", lambda: hub.metrics.canary_failing._value.get() == 1)
+            await wait_until("the canary fails", lambda: hub.metrics.canary_failing.labels("events")._value.get() == 1)
             await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))
             assert alarms("device_silent") == [f"{site}-dead"]  # longer than supervision, and yet: blind, not silent
             broker.start()
@@ -149,7 +151,9 @@ async def test_a_broker_outage_blinds_supervision_once_and_a_flushed_backlog_doe
             assert [a.id for a in hub.desk.open_alarms() if a.rule_id == "device_silent" and a.site == site] == [
                 dead_alarm
             ]
-            await wait_until("the canary recovers", lambda: hub.metrics.canary_failing._value.get() == 0)
+            await wait_until(
+                "the canary recovers", lambda: hub.metrics.canary_failing.labels("events")._value.get() == 0
+            )
             async with web.get(f"{url}/staff/health") as resp:
                 assert (await resp.json()) == {"degraded": False}
             await hub.desk.store.flushed()
