@@ -46,6 +46,7 @@ TELEMETRY_REASON = (
 CLEAR_REASON = "the canary made the round trip again"
 
 Publish = Callable[..., None]
+_STALL_S = 2.0  # the run loop wakes at least every second: a longer gap is the hub's own
 Store = Callable[[Sequence[Event], Sequence[Any], Callable[[], None]], None]
 
 
@@ -82,6 +83,7 @@ class Canary:
         self._alarmed_sites: list[str] = []
         self.last_round_trip_s: float | None = None
         self._last_ok = time.monotonic()  # the first round trip is owed one interval and timeout after start
+        self._alive_at = self._last_ok  # when this canary last ran (its loop wakes at least every second)
 
     def is_canary(self, event: Event) -> bool:
         """Whether an event is the canary's (cheap: runs for every event)."""
@@ -118,6 +120,7 @@ class Canary:
 
     def arrived(self, event: Event) -> None:
         """The canary came back through the whole alarm path."""
+        self._alive(time.monotonic())
         sent = self._pending.pop(str(event.attrs.get("nonce", "")), None)
         if sent is None:
             logger.warning("canary event with an unknown nonce ignored (not sent by this hub)")
@@ -139,6 +142,7 @@ class Canary:
         """Publish one canary, unless the connections its path needs are down (then False)."""
         if self._can_send is not None and not self._can_send():
             return False
+        self._alive(time.monotonic())
         nonce = secrets.token_hex(8)
         self._seq += 1
         payload = {
@@ -157,6 +161,7 @@ class Canary:
     def check(self) -> None:
         """No good round trip for longer than an interval and the timeout: the alarm path is failing."""
         now = time.monotonic()
+        self._alive(now)
         if now - self._last_ok > self.interval_s + self.timeout_s:
             self._set_failing(True)
         for nonce in [n for n, at in self._pending.items() if now - at > 10 * (self.interval_s + self.timeout_s)]:
@@ -171,6 +176,16 @@ class Canary:
                 next_send = now + self.interval_s
             self.check()
             await asyncio.sleep(min(1.0, self.timeout_s / 4, self.interval_s))
+
+    def _alive(self, now: float) -> None:
+        """Time the hub itself stood still (a stall, SIGSTOP) is not held against the path: that gap is the hub's
+        sight's to report (supervision_lost, hub/supervision.py), not a failing canary that clears a moment later."""
+        gap = now - self._alive_at
+        self._alive_at = now
+        if gap > max(self.timeout_s, _STALL_S):
+            self._last_ok += gap
+            for nonce in self._pending:
+                self._pending[nonce] += gap
 
     def _set_failing(self, failing: bool) -> None:
         if failing == self.failing:
