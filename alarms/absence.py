@@ -134,6 +134,10 @@ class SilenceEval(Compiled):
         self.silent.add(subject)
         self.silent_at[subject] = t
 
+    def holds(self, subject: str) -> bool:
+        """Whether the subject is silent now, by this rule's own state."""
+        return subject in self.silent
+
     def resume(self, ctx: RuleContext, t: float) -> None:
         """The hub sees again: every subject whose silence came due while it was blind is judged now."""
         for subject in sorted(self.deferred):

@@ -453,22 +453,27 @@ class Engine:
         """Agree with the alarms the desk holds open, by key (at start-up: the desk and the engine are restored from
         different places, the database and a snapshot, and a replay may have moved the engine on).
 
-        An open alarm of one of the engine's rules whose condition goes on and that the engine does not hold is adopted
-        (its rule told, so a fresh sign of life clears it and the ongoing condition raises nothing twice); one the
-        engine holds as cleared while the desk never heard the clear is cleared at the desk. An alarm whose condition
-        ended waits for staff and needs nothing of the engine. An alarm the engine holds and the desk does not is the
-        recovery's to raise (hub/recovery.py). Returns the decisions for the desk.
+        Only rules that keep a state of their own per subject take part (silence supervision: `adopt`, `holds`): an
+        open alarm whose condition goes on and that the engine does not hold is adopted (its rule told, so a fresh sign
+        of life clears it and the ongoing silence raises nothing twice); one the engine holds as cleared, whose rule
+        says the subject is fine, while the desk never heard the clear, is cleared at the desk. Care rules are left
+        alone: an event the hub decided on but had not made durable before a crash comes again from the broker, and
+        the engine, behind the desk until then, catches up by itself. An alarm the engine holds and the desk does not
+        is the recovery's to raise (hub/recovery.py). Returns the decisions for the desk.
         """
         out = self._out = []
         for alarm in held:
             compiled = self.compiled.get(alarm.rule_id)
             prefix = f"{alarm.rule_id}:"
-            if compiled is None or not alarm.key.startswith(prefix):
-                continue  # the hub's own alarms (supervision lost, canary) and rules no longer in the pack
+            adopt = getattr(compiled, "adopt", None)
+            holds = getattr(compiled, "holds", None)
+            if compiled is None or adopt is None or holds is None or not alarm.key.startswith(prefix):
+                continue  # the hub's own alarms (supervision lost, canary), care rules, rules no longer in the pack
+            if alarm.condition_ended_at is not None:
+                continue  # waits for staff: nothing of the engine's
             subject = alarm.key[len(prefix) :]
             mine = self.open.get(alarm.key)
-            ended = alarm.condition_ended_at is not None
-            if mine is None and not ended:
+            if mine is None:
                 self.open[alarm.key] = OpenAlarm(
                     rule_id=alarm.rule_id,
                     subject=subject,
@@ -481,11 +486,9 @@ class Engine:
                     count=alarm.count,
                     unregistered=alarm.unregistered,
                 )
-                adopt = getattr(compiled, "adopt", None)
-                if adopt is not None:
-                    adopt(self, subject, alarm.raised_at.timestamp())
+                adopt(self, subject, alarm.raised_at.timestamp())
                 logger.info("alarm adopted key=%s: open at the desk, unknown to the engine", alarm.key)
-            elif mine is not None and mine.cleared and not ended:
+            elif mine.cleared and not holds(subject):
                 mine.cleared = False
                 self.clear(compiled, subject, at)  # the desk never heard it
         return out

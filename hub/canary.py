@@ -78,6 +78,8 @@ class Canary:
         self._failing_gauge = metrics.canary_failing.labels(path)
         self._failing_gauge.set(0)
         self._pending: dict[str, float] = {}  # nonce -> monotonic send time
+        self._unread: dict[str, float] = {}  # the same, until the hub has read it (the round trip may go on: the store)
+        self._read_once = False  # this path has delivered a canary since start: its lag can be trusted
         self._seq = 0
         self.failing = False
         self._alarmed_sites: list[str] = []
@@ -101,6 +103,8 @@ class Canary:
             msg.ack()
             return
         mine = [event for event in events if self.is_canary(event)]
+        for event in mine:
+            self._read(event)
 
         def done() -> None:
             msg.ack()
@@ -113,10 +117,21 @@ class Canary:
             store(events, (), done)
 
     def lag_s(self) -> float:
-        """How long the oldest canary under way has been under way: how far behind this path is at least."""
-        if not self._pending:
+        """How long the oldest canary not yet read has been under way: how far behind the hub's reading of this path
+        is at least. Zero until the path has delivered one canary since start: a path that never worked (a broker
+        ACL without the canary's topic) is the canary's alarm, not evidence that the hub is behind."""
+        if not self._unread or not self._read_once:
             return 0.0
-        return time.monotonic() - min(self._pending.values())
+        return time.monotonic() - min(self._unread.values())
+
+    def _read(self, event: Event) -> None:
+        self._alive(time.monotonic())
+        sent = self._unread.pop(str(event.attrs.get("nonce", "")), None)
+        if sent is None:
+            return
+        self._read_once = True
+        for nonce in [n for n, at in self._unread.items() if at <= sent]:
+            del self._unread[nonce]  # lost on the way (a broker that lost its queue): the path reads again
 
     def arrived(self, event: Event) -> None:
         """The canary came back through the whole alarm path."""
@@ -151,7 +166,7 @@ class Canary:
             "seq": self._seq,
             "attrs": {"nonce": nonce},
         }
-        self._pending[nonce] = time.monotonic()
+        self._pending[nonce] = self._unread[nonce] = time.monotonic()
         try:
             self._publish(self.topic, json.dumps(payload).encode(), qos=1, retain=False)
         except Exception:
@@ -164,8 +179,9 @@ class Canary:
         self._alive(now)
         if now - self._last_ok > self.interval_s + self.timeout_s:
             self._set_failing(True)
-        for nonce in [n for n, at in self._pending.items() if now - at > 10 * (self.interval_s + self.timeout_s)]:
-            del self._pending[nonce]
+        for under_way in (self._pending, self._unread):
+            for nonce in [n for n, at in under_way.items() if now - at > 10 * (self.interval_s + self.timeout_s)]:
+                del under_way[nonce]
 
     async def run_loop(self) -> None:
         """Send a canary every interval and check the ones under way, until cancelled."""
@@ -184,8 +200,9 @@ class Canary:
         self._alive_at = now
         if gap > max(self.timeout_s, _STALL_S):
             self._last_ok += gap
-            for nonce in self._pending:
-                self._pending[nonce] += gap
+            for under_way in (self._pending, self._unread):
+                for nonce in under_way:
+                    under_way[nonce] += gap
 
     def _set_failing(self, failing: bool) -> None:
         if failing == self.failing:

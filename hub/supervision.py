@@ -241,7 +241,7 @@ class SupervisedEngine:
         """As Engine.feed; the first event after a gap in the hub's own running moves the sight first."""
         mono = time.monotonic()
         alive_at, self._alive_at = self._alive_at, mono
-        self.sight.last_message_at = mono
+        self.sight.message(mono)
         if alive_at is not None and mono - alive_at > self.sight.gap_s:
             out = self._observe(now, mono, alive_at)
             return [*out, *self.engine.feed(event, now, late_s=late_s)]
@@ -257,12 +257,11 @@ class SupervisedEngine:
         return [*out, *self.engine.tick(now)]
 
     def _observe(self, now: datetime, mono: float, alive_at: float | None) -> list[AlarmDecision]:
-        stall = f"the hub did not run for {mono - alive_at:.1f} s" if alive_at is not None else None
+        stall = None
         if alive_at is not None and mono - alive_at > self.sight.gap_s:
+            stall = f"the hub did not run for {mono - alive_at:.1f} s"
             logger.warning("hub input gap: %s", stall)
             self.sight.stalled(alive_at, mono)
-        else:
-            stall = None
         conns = self._connections()
         connected = bool(conns) and all(c.connected for c in conns)
         reading = all(c.reading for c in conns)

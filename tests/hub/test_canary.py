@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -46,21 +47,40 @@ def back(payload: bytes) -> Event:
     )
 
 
-def test_a_slow_round_trip_fails_and_its_lag_is_the_oldest_under_way(monkeypatch: pytest.MonkeyPatch) -> None:
+class Message:
+    """A received canary: acknowledged once the store says it is durable."""
+
+    def __init__(self, topic: str, payload: bytes) -> None:
+        self.topic, self.payload, self.received_at = topic, payload, datetime.now(UTC)
+        self.acked = False
+
+    def ack(self) -> None:
+        self.acked = True
+
+
+def test_the_telemetry_round_trip_ends_at_the_ack_and_its_lag_is_the_oldest_not_yet_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     clock = Clock(monkeypatch)
     c, sent, decided = canary("telemetry")
     assert c.topic == TELEMETRY_TOPIC
-    assert c.send()
-    clock.now += 1.0
+    stored: list[Callable[[], None]] = []
+    c.send()
+    clock.now += 2.0
+    assert c.lag_s() == 0.0  # the path has not delivered one yet: no evidence that the hub is behind
+    c.on_message(Message(TELEMETRY_TOPIC, sent[0]), lambda event: None, lambda ev, rej, done: stored.append(done))
+    assert c.lag_s() == 0.0  # read
+    clock.now += 2.0
     c.check()
-    assert c.lag_s() == pytest.approx(1.0)
-    clock.now += 1.0
-    c.check()
-    clock.now += 2.5
-    c.arrived(back(sent[0]))  # 4.5 s: slower than the timeout
+    [durable] = stored
+    durable()  # 4 s after it was sent: slower than the timeout
     assert c.failing
     assert [d.key for d in decided] == ["canary_failed:telemetry:north"]
-    assert c.lag_s() == 0.0
+    c.send()
+    for _ in range(7):  # its loop checks every second
+        clock.now += 1.0
+        c.check()
+    assert c.lag_s() == pytest.approx(7.0)  # not read for 7 s: the hub's reading of telemetry is behind
 
 
 def test_a_stall_of_the_hub_itself_is_not_held_against_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
