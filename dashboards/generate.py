@@ -192,21 +192,26 @@ def alarm_path() -> dashboard.Dashboard:
     d = d.with_panel(
         graph(
             "Canary round trip",
-            "The hub's test event from publish to the rule engine (p50, p99), and seconds since it last made it"
-            " (VakaCanaryFailing)",
+            "The hub's test events per path (p50, p99): events, publish to the rule engine; telemetry, publish to"
+            " stored and acknowledged; and seconds since the staler path last made it (VakaCanaryFailing)",
             "s",
             span=12,
         )
         .datasource(PROM)
         .with_target(
-            promql("histogram_quantile(0.5, sum by (le) (rate(vaka_canary_round_trip_seconds_bucket[5m])))", "p50")
+            promql(
+                "histogram_quantile(0.5, sum by (le, path) (rate(vaka_canary_round_trip_seconds_bucket[5m])))",
+                "{{path}} p50",
+            )
         )
         .with_target(
             promql(
-                "histogram_quantile(0.99, sum by (le) (rate(vaka_canary_round_trip_seconds_bucket[5m])))", "p99", "B"
+                "histogram_quantile(0.99, sum by (le, path) (rate(vaka_canary_round_trip_seconds_bucket[5m])))",
+                "{{path}} p99",
+                "B",
             )
         )
-        .with_target(promql("time() - max(vaka_canary_last_success_timestamp_seconds)", "since last success", "C"))
+        .with_target(promql("time() - min(vaka_canary_last_success_timestamp_seconds)", "since last success", "C"))
     )
     d = d.with_row(dashboard.Row("Supervision per site"))
     d = d.with_panel(
