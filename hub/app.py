@@ -255,6 +255,8 @@ class Hub:
         if snapshot is not None and "replay_from" in snapshot:
             await self._recover(datetime.fromtimestamp(float(snapshot["replay_from"]), UTC))
         self._reconcile()
+        # durable before the new snapshot says "replay from now", and before the hub takes events
+        await self.desk.settle_recovery()
         if s.clock.mode == "wall":
             await self._write_local("engine_snapshot", snapshots.save_local, s.spool.directory, self._encode_snapshot())
         self.ingest = Ingest(

@@ -582,6 +582,13 @@ class Desk:
             len(self.directory.duty),
         )
 
+    async def settle_recovery(self) -> None:
+        """After start-up recovery and before the hub takes events: what recovery changed is written (or journaled)
+        now, not once the loops run a second or two later; a second crash in that window lost the rows, and the
+        next start applied the same decisions again (`tests/hub/test_crash_recovery.py`)."""
+        await self.store.close(self._shutdown_deadline_s)
+        await self.save_local()
+
     async def save_local(self) -> None:
         """Write the desk's own copy now (open alarms, staff, duty); a refused write is counted and raised."""
         if self._local_dir is None:

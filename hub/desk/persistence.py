@@ -325,7 +325,8 @@ class DeskStore:
         return len(batch)
 
     async def close(self, deadline_s: float = 3.0) -> None:
-        """Shutdown: what is still queued goes to the database within half the deadline, else to the journal."""
+        """Shutdown (and the end of start-up recovery, `Desk.settle_recovery`): what is still queued goes to the
+        database within half the deadline, else to the journal."""
         if not self._queue:
             return
         try:
