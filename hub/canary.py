@@ -29,7 +29,7 @@ from typing import Any
 from adapters import native
 from hub.ingest import Received
 from hub.metrics import Metrics
-from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Event, Severity
+from hub.model import AlarmDecision, DecisionAction, Event, hub_alarm
 
 logger = logging.getLogger(__name__)
 
@@ -223,17 +223,8 @@ class Canary:
             logger.info("canary round trip succeeded again path=%s (%.3f s)", self.path, self.last_round_trip_s or 0.0)
             action, reason, sites = DecisionAction.CLEAR, CLEAR_REASON, self._alarmed_sites
         for site in sites:
-            decision = AlarmDecision(
-                action=action,
-                key=f"{RULE_ID}:{site}" if self.path == "events" else f"{RULE_ID}:{self.path}:{site}",
-                rule_id=RULE_ID,
-                category=AlarmCategory.TECHNICAL,
-                severity=Severity.HIGH,
-                site=site,
-                at=now,
-                reason=reason,
-                auto_close=action is DecisionAction.CLEAR,
-            )
+            key = f"{RULE_ID}:{site}" if self.path == "events" else f"{RULE_ID}:{self.path}:{site}"
+            decision = hub_alarm(action, RULE_ID, site, now, reason, key=key)
             try:
                 self._decide(decision)
             except Exception:

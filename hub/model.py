@@ -478,3 +478,21 @@ class AlarmDecision:
     repeat: bool = False  # UPDATE: a new incident (button pressed again, another missed dose): it rings again
     auto_close: bool = False  # CLEAR/CANCEL of a technical rule that may close itself while nobody has taken it
     by_person: bool = False  # CANCEL: a person ended it at the device (a reset or presence button at the unit)
+
+
+def hub_alarm(
+    action: DecisionAction, rule_id: str, site: str, at: datetime, reason: str, key: str | None = None
+) -> AlarmDecision:
+    """A decision about the hub itself (its lane, disk, canary, supervision): technical, high, per site, keyed
+    `{rule_id}:{site}` unless given; a CLEAR closes it while nobody has taken it. The one constructor of them all."""
+    return AlarmDecision(
+        action=action,
+        key=key if key is not None else f"{rule_id}:{site}",
+        rule_id=rule_id,
+        category=AlarmCategory.TECHNICAL,
+        severity=Severity.HIGH,
+        site=site,
+        at=at,
+        reason=reason,
+        auto_close=action is DecisionAction.CLEAR,
+    )

@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Protocol
 
 from alarms.engine import Engine
-from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Event, Severity
+from hub.model import AlarmDecision, DecisionAction, Event, hub_alarm
 
 logger = logging.getLogger(__name__)
 
@@ -196,20 +196,7 @@ class Sight:
         return out
 
     def _decisions(self, action: DecisionAction, now: datetime, reason: str) -> list[AlarmDecision]:
-        return [
-            AlarmDecision(
-                action=action,
-                key=f"{RULE_ID}:{site}",
-                rule_id=RULE_ID,
-                category=AlarmCategory.TECHNICAL,
-                severity=Severity.HIGH,
-                site=site,
-                at=now,
-                reason=reason,
-                auto_close=action is DecisionAction.CLEAR,
-            )
-            for site in self.sites
-        ]
+        return [hub_alarm(action, RULE_ID, site, now, reason) for site in self.sites]
 
 
 class SupervisedEngine:

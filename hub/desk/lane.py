@@ -48,6 +48,7 @@ from hub.model import (
     Severity,
     Site,
     VakaError,
+    hub_alarm,
 )
 from hub.notify import Dispatcher, Notifier
 from hub.notify.channels import build_notifiers
@@ -344,16 +345,7 @@ class Desk:
     def _raise_technical(self, rule: str, site: str, reason: str) -> None:
         """Raise (or ring again) the site's technical alarm `rule` about the hub itself; never raises."""
         now = self.clock.now()
-        decision = AlarmDecision(
-            action=DecisionAction.RAISE,
-            key=f"{rule}:{site}",
-            rule_id=rule,
-            category=AlarmCategory.TECHNICAL,
-            severity=Severity.HIGH,
-            site=site,
-            at=now,
-            reason=reason,
-        )
+        decision = hub_alarm(DecisionAction.RAISE, rule, site, now, reason)
         try:
             for change in self.machine.apply(decision, now):
                 self.fanout.deliver(change)
