@@ -298,7 +298,8 @@ async def _staff_duty(args: argparse.Namespace, settings: Settings) -> int:
     if result is None:
         print(f"vaka staff duty: no active account {args.username!r} (or the database did not answer)")
         return 1
-    print(f"{args.username} on duty until {result}" if on else f"{args.username} off duty")
+    done = f"{args.username} on duty until {result}" if on else f"{args.username} off duty"
+    print(f"{done} (a running hub applies it within a second)")
     return 0
 
 

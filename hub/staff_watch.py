@@ -4,7 +4,10 @@ Every change to an account, its units or its sessions bumps `staff.generation` (
 `vaka staff add --update` in another process and an administrator's SQL count too). `watch_loop()` compares the
 generations every `poll_s` and, for each account that changed or vanished, re-reads it and its live sessions:
 sessions no longer in the database end in memory, open staff pages of a disabled, removed or re-assigned person
-close, and the desk's staff directory (recipients of alarms and escalations) is replaced. Each pass also ends idle
+close, and the desk's staff directory (recipients of alarms and escalations) is replaced. Each pass also reads who is
+on duty (`staff_duty`, a handful of rows) and applies what changed since the last pass, so a roster or
+`vaka staff duty X off` in another process reaches escalation within `poll_s`, not at the next inventory refresh.
+Each pass also ends idle
 sessions and closes the pages of sessions that ended here (logout). With the database away nothing is revoked
 (nobody is logged out by an outage) and idle expiry still applies.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -41,6 +45,7 @@ class StaffWatch:
         self._desk = desk
         self._poll_s = poll_s
         self._generations: dict[int, int] | None = None
+        self._duty: dict[int, datetime] | None = None
         self._db_failing = False
         desk.hub.session_alive = lambda key: sessions.live(key) is not None
 
@@ -74,6 +79,8 @@ class StaffWatch:
 
     async def _apply_changes(self) -> None:
         async with self._db.acquire() as conn:
+            duty = {r["staff_id"]: r["until"] for r in await conn.fetch("SELECT staff_id, until FROM staff_duty")}
+            self._apply_duty(duty)
             rows = await conn.fetch("SELECT id, generation FROM staff")
             now = {r["id"]: r["generation"] for r in rows}
             before, self._generations = self._generations, now
@@ -101,3 +108,22 @@ class StaffWatch:
                 pages_closed,
             )
         self._desk.set_staff(members.values())
+
+    def _apply_duty(self, duty: dict[int, datetime]) -> None:
+        """Apply the duty rows that changed since the last pass (a sign-on on the page, kept in memory before it is
+        stored, is not undone by a pass that read the table a moment before)."""
+        before, self._duty = self._duty, duty
+        if before is None:
+            before = dict(self._desk.directory.duty)  # the first pass: what the desk read at start
+        if before == duty:
+            return
+        shifts = self._desk.directory.duty
+        for staff_id in before.keys() | duty.keys():
+            until = duty.get(staff_id)
+            if until == before.get(staff_id):
+                continue
+            if until is None:
+                shifts.pop(staff_id, None)
+            else:
+                shifts[staff_id] = until
+            logger.info("staff duty changed staff=%s until=%s", staff_id, until.isoformat() if until else "off")

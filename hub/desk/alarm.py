@@ -8,6 +8,9 @@ from typing import Any
 
 from hub.model import OPEN_STATES, AlarmCategory, AlarmState, Outcome, Severity
 
+# someone has the alarm
+HELD_STATES = frozenset({AlarmState.ACCEPTED, AlarmState.EN_ROUTE, AlarmState.ON_SITE})
+
 # the states a staff action may start from
 NEXT_STATES: dict[AlarmState, frozenset[AlarmState]] = {
     AlarmState.ACCEPTED: frozenset({AlarmState.RAISED}),
@@ -55,11 +58,25 @@ class Alarm:
     incidents: int = 1
     # a tier found nobody to reach: the site's "nobody reached" alarm was raised for it
     unreached: bool = False
+    # the latest incident (press, fall ...) when there were several; not stored: after a restart, `ring_base`
+    last_incident_at: datetime | None = None
+    # a repeat while held rang past the holder (she did not answer it in time): colleagues' pages ring too
+    repeat_escalated: bool = False
 
     @property
     def ring_base(self) -> datetime:
         """Escalation tiers count from here: the latest time the alarm began ringing."""
         return self.ringing_since or self.raised_at
+
+    @property
+    def repeat_pending(self) -> bool:
+        """A new incident while someone holds the alarm, not yet answered by the holder: it rings for her."""
+        return self.state in HELD_STATES and self.next_escalation_at is not None
+
+    @property
+    def rings(self) -> bool:
+        """Whether the staff pages ring for it: nobody has taken it, or its holder has not answered a repeat."""
+        return self.wakes_patrol and (self.state is AlarmState.RAISED or self.repeat_pending)
 
     @property
     def is_open(self) -> bool:
@@ -85,5 +102,5 @@ class Alarm:
         }
 
     def urgency(self) -> tuple[int, int, datetime]:
-        """Sort key: not yet accepted first, then most severe, then oldest."""
-        return (0 if self.state is AlarmState.RAISED else 1, -int(self.severity), self.raised_at)
+        """Sort key: not yet accepted (or a repeat its holder has not answered) first, then most severe, then oldest."""
+        return (0 if self.state is AlarmState.RAISED or self.repeat_pending else 1, -int(self.severity), self.raised_at)

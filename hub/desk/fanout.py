@@ -24,7 +24,6 @@ from hub.desk.directory import DeskDirectory
 from hub.desk.machine import Change, ChangeKind
 from hub.desk.persistence import DeskStore
 from hub.metrics import Metrics
-from hub.model import AlarmState
 from hub.notify import Dispatcher, Notification
 from hub.notify.websocket import WebSocketHub
 from hub.staff import StaffMember
@@ -54,10 +53,13 @@ def alarm_view(alarm: Alarm, directory: DeskDirectory, now: datetime) -> dict[st
         unit=alarm.unit,
         reason=alarm.reason,
         unregistered=alarm.unregistered,
-        ring=alarm.wakes_patrol and alarm.state is AlarmState.RAISED,
+        ring=alarm.rings,
         outcome=alarm.outcome.value if alarm.outcome else None,
         severity_level=int(alarm.severity),
         raised_hm=local_hm(alarm.raised_at, zone),
+        latest_hm=local_hm(alarm.last_incident_at or alarm.ring_base, zone),
+        repeat_pending=alarm.repeat_pending,  # a repeat its holder has not answered: it rings for her
+        repeat_escalated=alarm.repeat_escalated and alarm.repeat_pending,  # ... and for colleagues too
         ringing_since=alarm.ring_base.isoformat(),
         condition_ended_hm=local_hm(alarm.condition_ended_at, zone) if alarm.condition_ended_at else None,
         condition_note=alarm.condition_note,

@@ -127,13 +127,21 @@ class DeskMachine:
         return alarm.category is AlarmCategory.CARE or alarm.condition_ended_at is not None
 
     def _ring_again(self, alarm: Alarm, now: datetime, reason: str) -> list[Change]:
-        """A new incident on an open alarm: it rings again, also when someone holds it (even "On site")."""
+        """A new incident on an open alarm: it rings again, also when someone holds it (even "On site").
+
+        A care alarm someone holds stays hers: it rings for her first (her page and her phone), keeps its state (so
+        the way in stays on her page) and reaches the next tiers only when she does not answer it in time.
+        """
         alarm.incidents += 1
         alarm.condition_ended_at = None
         alarm.condition_note = None
+        alarm.last_incident_at = now
         held = alarm.state is not AlarmState.RAISED
+        holder = self._holder(alarm, now) if held else None
+        if holder is not None:
+            return self._ring_holder(alarm, holder, now, reason)
         if held:
-            # the holder stays on record: whoever takes it now is asked to take it over
+            # the holder is gone (or it is not a care alarm): whoever takes it now is asked to take it over
             alarm.state = AlarmState.RAISED
             alarm.ringing_since = now
             alarm.next_tier = 0
@@ -155,6 +163,40 @@ class DeskMachine:
         if held and alarm.next_escalation_at is not None and alarm.next_escalation_at <= now:
             changes.extend(self.escalate(alarm, now))
         return changes
+
+    def _holder(self, alarm: Alarm, now: datetime) -> StaffMember | None:
+        """The person who holds a care alarm, while she still sees it (and, where duty counts, is on duty)."""
+        if alarm.category is not AlarmCategory.CARE or not alarm.wakes_patrol or alarm.accepted_by_id is None:
+            return None
+        for member in self.directory.staff:
+            if member.id == alarm.accepted_by_id and member.sees(alarm.site, alarm.unit):
+                if self.patrol.duty_required and not self.directory.on_duty(member, now):
+                    return None
+                return member
+        return None
+
+    def _ring_holder(self, alarm: Alarm, holder: StaffMember, now: datetime, reason: str) -> list[Change]:
+        """A repeat of a held care alarm: her page and phone ring; tiers due at once are hers, the later ones follow
+        when she does not answer (`advance` to her own state, or her next step)."""
+        policy = policy_for(self.settings, alarm.site, alarm.category)
+        alarm.ringing_since = now
+        alarm.next_tier = next((i for i, t in enumerate(policy.tiers) if t.after_s > 0), len(policy.tiers))
+        alarm.next_escalation_at = next_escalation_at(policy, now, alarm.next_tier, now)
+        alarm.repeat_escalated = False
+        detail = f"incidents={alarm.incidents} held_by=staff:{holder.id} {reason}"
+        repeat = self._change(ChangeKind.REPEAT, alarm, "rule", "repeated", detail, now)
+        ring = Change(
+            kind=ChangeKind.ESCALATE,
+            alarm=alarm,
+            actor="desk",
+            action="escalated",
+            detail="tier=0 audience=holder n=1",
+            at=now,
+            tier=0,
+            audience="holder",
+            recipients=(holder,),
+        )
+        return [repeat, ring]
 
     def _raise(self, d: AlarmDecision, now: datetime) -> list[Change]:
         unit = self.directory.unit_of(d.site, d.resident_id, d.device_id)
@@ -207,13 +249,25 @@ class DeskMachine:
         alarm = self._check(alarm_id, staff, to, take_over)
         changes: list[Change] = []
         latency: float | None = None
+        answered = alarm.state is to  # the holder's "got it" for a repeat (`_check` allowed it)
         if alarm.state is AlarmState.RAISED or alarm.accepted_by_id != staff.id:
             latency = self._take(alarm, staff, now, changes)
+            answered = False
+        alarm.next_escalation_at = None
+        alarm.next_tier = 0
+        alarm.repeat_escalated = False
         alarm.state = to
         alarm.updated_at = now
         changes.append(
             self._change(
-                ChangeKind.STEP, alarm, f"staff:{staff.id}", to.value, "", now, transition=to, accept_latency_s=latency
+                ChangeKind.STEP,
+                alarm,
+                f"staff:{staff.id}",
+                "repeat_answered" if answered else to.value,
+                "",
+                now,
+                transition=None if answered else to,
+                accept_latency_s=latency,
             )
         )
         return alarm, changes
@@ -248,7 +302,8 @@ class DeskMachine:
         if alarm is None or not staff.sees(alarm.site, alarm.unit):
             msg = "no such open alarm in your units"
             raise DeskError(msg)
-        if alarm.state not in NEXT_STATES[to]:
+        answering = alarm.state is to and alarm.repeat_pending  # the holder's "got it" for a repeat
+        if alarm.state not in NEXT_STATES[to] and not answering:
             msg = f"alarm is {alarm.state.value}, cannot become {to.value}"
             raise DeskError(msg)
         holder = self.holder_other_than(alarm, staff)
@@ -332,11 +387,13 @@ class DeskMachine:
     # --- escalation -------------------------------------------------------------------------------------------
 
     def due(self, now: datetime) -> list[Alarm]:
-        """Alarms nobody has taken whose next escalation tier is due at `now`."""
+        """Alarms nobody has taken (or whose holder has not answered a repeat) with an escalation tier due at `now`."""
         return [
             a
             for a in self._alarms.values()
-            if a.state is AlarmState.RAISED and a.next_escalation_at is not None and a.next_escalation_at <= now
+            if (a.state is AlarmState.RAISED or a.repeat_pending)
+            and a.next_escalation_at is not None
+            and a.next_escalation_at <= now
         ]
 
     def escalate(self, alarm: Alarm, now: datetime) -> list[Change]:
@@ -363,6 +420,11 @@ class DeskMachine:
                 phones=phones,
             )
         ]
+        if alarm.repeat_pending and not alarm.repeat_escalated:
+            # the holder did not answer the repeat: colleagues' pages ring too (she still holds it)
+            alarm.repeat_escalated = True
+            alarm.updated_at = now
+            changes.append(self._change(ChangeKind.UPDATE, alarm, "desk", "repeat_unanswered", "", now, notify=False))
         if not recipients and alarm.wakes_patrol and not alarm.unreached and alarm.rule_id != NOBODY_REACHED:
             alarm.unreached = True
             changes.extend(self._nobody_reached(alarm, now, audience))
@@ -407,6 +469,8 @@ class DeskMachine:
         if alarm.id in self._alarms:
             return False
         alarm.wakes_patrol = self.wakes_patrol(alarm)
+        alarm.last_incident_at = alarm.last_incident_at or (alarm.ring_base if alarm.incidents > 1 else None)
+        alarm.repeat_escalated = alarm.repeat_pending and alarm.next_tier > 1  # past the holder's own tier
         self._alarms[alarm.id] = alarm
         self._by_key.setdefault(alarm.key, alarm.id)
         return True

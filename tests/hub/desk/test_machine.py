@@ -90,21 +90,64 @@ def test_a_clear_marks_a_care_alarm_condition_ended_and_only_a_technical_one_clo
     assert machine.get(low.id) is None
 
 
-def test_a_new_incident_on_an_alarm_someone_holds_rings_again_from_the_first_tier(machine: DeskMachine) -> None:
+def test_a_new_incident_on_an_alarm_someone_holds_stays_hers_and_rings_for_her_first(machine: DeskMachine) -> None:
+    alarm = machine.apply(decision(SITE), T0)[0].alarm
+    machine.advance(alarm.id, ANNA, AlarmState.EN_ROUTE, T0)
+    changes = machine.apply(decision(SITE, DecisionAction.UPDATE), T0 + timedelta(minutes=2))
+    assert changes == [] or changes[0].kind is ChangeKind.UPDATE  # the same condition: no ringing
+    again = T0 + timedelta(minutes=3)
+    changes = machine.apply(replace(decision(SITE, DecisionAction.UPDATE), repeat=True), again)
+    assert [(c.kind, c.transition) for c in changes] == [(ChangeKind.REPEAT, None), (ChangeKind.ESCALATE, None)]
+    assert (changes[1].audience, [s.username for s in changes[1].recipients]) == ("holder", ["anna"])
+    # still hers and still on the way (her page keeps the way in), ringing for her, the latest time on the card
+    assert (alarm.state, alarm.incidents, alarm.accepted_by) == (AlarmState.EN_ROUTE, 2, "Anna")
+    assert (alarm.repeat_pending, alarm.rings, alarm.last_incident_at) == (True, True, again)
+    assert machine.open_alarms()[0] is alarm
+    # a colleague is still asked before taking it over
+    with pytest.raises(HandoverError):
+        machine.advance(alarm.id, NILS, AlarmState.ON_SITE, again)
+    # her "got it" (her own step again) stops the ringing; nothing moves on, nothing is taken over
+    _, changes = machine.advance(alarm.id, ANNA, AlarmState.EN_ROUTE, again + timedelta(seconds=5))
+    assert [(c.kind, c.action, c.transition) for c in changes] == [(ChangeKind.STEP, "repeat_answered", None)]
+    assert (alarm.state, alarm.repeat_pending, alarm.rings) == (AlarmState.EN_ROUTE, False, False)
+    assert machine.due(again + timedelta(hours=1)) == []
+    with pytest.raises(DeskError):
+        machine.advance(alarm.id, ANNA, AlarmState.EN_ROUTE, again + timedelta(seconds=9))  # nothing left to answer
+
+
+def test_a_repeat_the_holder_does_not_answer_goes_on_to_the_next_tiers_and_colleagues_pages(
+    machine: DeskMachine,
+) -> None:
     alarm = machine.apply(decision(SITE), T0)[0].alarm
     machine.advance(alarm.id, ANNA, AlarmState.ON_SITE, T0)
-    changes = machine.apply(decision(SITE, DecisionAction.UPDATE), T0 + timedelta(days=2))
-    assert changes == [] or changes[0].kind is ChangeKind.UPDATE  # the same condition: no ringing
-    changes = machine.apply(replace(decision(SITE, DecisionAction.UPDATE), repeat=True), T0 + timedelta(days=2))
+    again = T0 + timedelta(minutes=5)
+    machine.apply(replace(decision(SITE, DecisionAction.UPDATE), repeat=True), again)
+    assert machine.due(again + timedelta(seconds=9)) == []
+    assert machine.due(again + timedelta(seconds=10)) == [alarm]
+    changes = machine.escalate(alarm, again + timedelta(seconds=10))
+    assert [(c.kind, c.action) for c in changes] == [
+        (ChangeKind.ESCALATE, "escalated"),
+        (ChangeKind.UPDATE, "repeat_unanswered"),
+    ]
+    assert [s.username for s in changes[0].recipients] == ["nils"]
+    assert (alarm.state, alarm.accepted_by, alarm.repeat_escalated) == (AlarmState.ON_SITE, "Anna", True)
+    # her next step answers it too
+    _, changes = machine.resolve(alarm.id, ANNA, Outcome.ASSISTED, "", again + timedelta(seconds=20))
+    assert changes[-1].kind is ChangeKind.CLOSE
+
+
+def test_a_repeat_of_an_alarm_whose_holder_went_off_duty_rings_everyone_again(machine: DeskMachine) -> None:
+    machine.patrol = PatrolSettings(duty_required=True)
+    machine.directory.duty = {ANNA.id: T0 + timedelta(hours=1), NILS.id: T0 + timedelta(hours=8)}
+    alarm = machine.apply(decision(SITE), T0)[0].alarm
+    machine.advance(alarm.id, ANNA, AlarmState.ACCEPTED, T0)
+    changes = machine.apply(replace(decision(SITE, DecisionAction.UPDATE), repeat=True), T0 + timedelta(hours=2))
     assert [(c.kind, c.transition) for c in changes] == [
         (ChangeKind.REPEAT, AlarmState.RAISED),
         (ChangeKind.ESCALATE, None),
     ]
-    assert (alarm.state, alarm.incidents, alarm.accepted_by) == (AlarmState.RAISED, 2, "Anna")
-    with pytest.raises(HandoverError):
-        machine.advance(alarm.id, NILS, AlarmState.ACCEPTED, T0 + timedelta(days=2))
-    _, changes = machine.advance(alarm.id, NILS, AlarmState.ACCEPTED, T0 + timedelta(days=2), take_over=True)
-    assert [c.kind for c in changes] == [ChangeKind.TAKEN_OVER, ChangeKind.STEP]
+    assert [s.username for s in changes[1].recipients] == ["nils"]
+    assert (alarm.state, alarm.accepted_by) == (AlarmState.RAISED, "Anna")
 
 
 def test_an_alarm_that_reaches_nobody_raises_the_sites_nobody_reached_alarm(machine: DeskMachine) -> None:

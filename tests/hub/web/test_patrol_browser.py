@@ -87,7 +87,8 @@ async def test_a_wandering_night_keeps_the_alarm_until_resolved(browser: Browser
 
 
 async def test_a_repeat_rings_again_on_an_alarm_left_on_site(browser: Browser, staff_site: StaffSite) -> None:
-    """Three missed doses: the alarm left "On site" rings again and says "3rd time since 02:14"."""
+    """Three missed doses: the alarm left "On site" rings again for its holder, says "3rd time since 02:14 · latest
+    17:14" and stays hers and on site."""
     staff_site.clock.t = NIGHT
     page = await open_page(browser, staff_site, "anna")
     await pages_connected(staff_site, 1)
@@ -104,8 +105,9 @@ async def test_a_repeat_rings_again_on_an_alarm_left_on_site(browser: Browser, s
         staff_site.clock.t = NIGHT.replace(hour=1 + hours)
         repeat = replace(decision(staff_site.site, DecisionAction.UPDATE, subject="r2", **med), repeat=True)
         staff_site.desk.apply(repeat)
-    await expect(card.locator(".repeat")).to_have_text("3rd time since 02:14", timeout=1000)
-    await expect(card.locator(".state")).to_have_text("New")
+    await expect(card.locator(".repeat")).to_have_text("3rd time since 02:14 · latest 18:14", timeout=1000)
+    await expect(card.locator(".again")).to_have_text("Alarming again 18:14")
+    await expect(card.locator(".state")).to_have_text("On site")
     await expect(page.locator("body")).to_have_class(re.compile(r"\bis-ringing\b"))
     await expect(card.locator(".accepted-by")).to_have_text("Anna")
 
@@ -157,6 +159,55 @@ async def test_an_alarm_reset_at_the_unit_closes_and_the_night_log_says_a_person
     entry = page.locator(f"#log-{alarm.id}")
     await expect(entry.locator(".step-reset")).to_contain_text("02:18")
     await expect(entry.locator(".step-reset")).to_contain_text("reset at the alarm unit, closed by a person there")
+
+
+async def test_a_repeat_while_on_the_way_stays_with_the_holder_and_keeps_the_way_in(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    """Finding 2: a second press while Anna is on her way rings for her, not for Bo; her card stays "On my way" with
+    the key box code, says "Alarming again 02:31"; "Got it" stops the ringing and nothing else changes."""
+    r1 = f"{staff_site.site}-r1"
+    async with staff_site.db.acquire() as conn:
+        await store_entries(
+            conn, [DirectoryEntry(resident=r1, name="Karin Berg", address="Storgatan 1", access="Nyckelbox, kod 4411")]
+        )
+    await staff_site.desk.refresh(sites=True)
+    staff_site.clock.t = NIGHT
+    anna = await open_page(browser, staff_site, "anna")
+    bo = await open_page(browser, staff_site, "bo")
+    await pages_connected(staff_site, 2)
+    alarm = staff_site.desk.apply(decision(staff_site.site))
+    assert alarm is not None
+    card = anna.locator(f"#alarm-{alarm.id}")
+    await card.get_by_role("button", name="Accept").click()
+    await card.get_by_role("button", name="On my way").click()
+    await expect(card.locator(".home-access")).to_have_text("Nyckelbox, kod 4411", timeout=2000)
+    await expect(anna.locator("body")).not_to_have_class(re.compile(r"\bis-ringing\b"))
+    staff_site.clock.advance(17 * 60)
+    staff_site.desk.apply(replace(decision(staff_site.site, DecisionAction.UPDATE), repeat=True))
+    await expect(card.locator(".again")).to_have_text("Alarming again 02:31", timeout=1000)
+    await expect(card.locator(".repeat")).to_have_text("2nd time since 02:14 · latest 02:31")
+    await expect(card.locator(".state")).to_have_text("On the way")
+    await expect(card.get_by_role("button", name="Accept")).to_be_hidden()
+    await expect(card.locator(".home-access")).to_have_text("Nyckelbox, kod 4411")
+    await expect(anna.locator("body")).to_have_class(re.compile(r"\bis-ringing\b"))
+    colleague = bo.locator(f"#alarm-{alarm.id}")
+    await expect(colleague.locator(".again")).to_have_text("Alarming again 02:31")
+    await expect(colleague.get_by_role("button", name="Got it")).to_be_hidden()
+    assert not await bo.evaluate("document.body.classList.contains('is-ringing')")
+    channel = staff_site.desk.dispatcher.notifiers[0]
+    assert isinstance(channel, RecordingNotifier)
+    await staff_site.desk.dispatcher.drain()
+    assert [e for e in channel.escalations() if e[1] == "holder"] == [
+        (0, "holder", [f"anna-{staff_site.site}"])
+    ]  # her phone
+
+    await card.get_by_role("button", name="Got it").click()
+    await expect(card.locator(".again")).to_be_hidden(timeout=1000)
+    await expect(anna.locator("body")).not_to_have_class(re.compile(r"\bis-ringing\b"))
+    await expect(card.locator(".state")).to_have_text("On the way")
+    await expect(card.locator(".home-access")).to_have_text("Nyckelbox, kod 4411")
+    await expect(card.locator(".accepted-by")).to_have_text("Anna")
 
 
 async def test_acting_on_a_colleagues_alarm_asks_to_take_over_and_the_card_shows_who_has_it(

@@ -10,7 +10,9 @@ import aiohttp
 import pytest
 
 from hub.notify.websocket import SESSION_ENDED, STAFF_CHANGED
-from tests.hub.desk_support import decision
+from tests.conftest import PG_DSN
+from tests.hub.desk_support import RecordingNotifier, decision
+from tests.hub.test_cli import vaka
 from tests.hub.web.conftest import StaffSite
 from tests.hub.web.test_staff_http import login
 
@@ -117,3 +119,28 @@ async def test_unconfirmed_alarms_of_a_unit_one_has_left_are_not_sent_again(
     with pytest.raises(TimeoutError):
         await ws.receive_json(timeout=0.5)
     await ws.close()
+
+
+async def test_a_roster_signing_someone_off_reaches_the_running_hubs_escalation_within_seconds(
+    staff_site: StaffSite, db_schema: str
+) -> None:
+    """Issue 28, finding 4: `vaka staff duty bo off` in another process; the hub's next alarm no longer reaches Bo
+    (it used to, until the 30 s staff refresh)."""
+    bo = staff_site.staff["bo"]
+    assert staff_site.desk.on_duty(bo) is not None
+    env = {"VAKA_DB__DSN": PG_DSN, "VAKA_DB__DB_SCHEMA": db_schema}
+    done = await asyncio.to_thread(vaka, "staff", "duty", f"bo-{staff_site.site}", "off", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "a running hub applies it within a second" in done.stdout
+    deadline = time.monotonic() + 3.0
+    while staff_site.desk.on_duty(bo) is not None:
+        assert time.monotonic() < deadline, "the running hub still has Bo on duty"
+        await asyncio.sleep(0.05)
+    channel = staff_site.desk.dispatcher.notifiers[0]
+    assert isinstance(channel, RecordingNotifier)
+    alarm = staff_site.desk.apply(decision(staff_site.site))
+    assert alarm is not None
+    await staff_site.desk.dispatcher.drain()
+    reached = [names for tier, _, names in channel.escalations() if tier == 0]
+    assert reached[0], "the alarm reached nobody"
+    assert f"bo-{staff_site.site}" not in reached[0]

@@ -82,9 +82,12 @@
     el.dataset.severity = String(a.severity_level);
     el.dataset.raisedAt = a.raised_at;
     el.dataset.ringingSince = a.ringing_since || a.raised_at;
-    el.dataset.ring = a.ring ? "true" : "false";
+    // a repeat of an alarm someone holds rings for her, and for colleagues only once she has not answered in time
+    const mine = String(a.accepted_by_id) === String(cfg.staff_id);
+    const ring = !!a.ring && (a.state === "raised" || mine || !!a.repeat_escalated);
+    el.dataset.ring = ring ? "true" : "false";
     el.dataset.holderId = a.accepted_by_id === null || a.accepted_by_id === undefined ? "" : String(a.accepted_by_id);
-    el.className = "alarm sev-" + a.severity_level + " state-" + a.state + " cat-" + a.category + (a.ring ? " ringing" : "") +
+    el.className = "alarm sev-" + a.severity_level + " state-" + a.state + " cat-" + a.category + (ring ? " ringing" : "") +
       (a.rule_id === "nobody_reached" ? " nobody-reached" : "");
     setText(el, ".what", ruleLabel(a.rule_id));
     setText(el, ".room", a.room || "");
@@ -96,11 +99,20 @@
     if (clockEl) { clockEl.textContent = a.raised_hm || ""; clockEl.setAttribute("datetime", a.raised_at); }
     setText(el, ".ago", agoText(a.raised_at));
     const incidents = a.incidents || 1;
-    setText(el, ".repeat", cfg.repeat.replace("{nth}", ordinal(incidents)).replace("{time}", a.raised_hm || ""));
+    setText(el, ".repeat-count", cfg.repeat.replace("{nth}", ordinal(incidents)).replace("{time}", a.raised_hm || ""));
+    setText(el, ".latest", cfg.latest.replace("{time}", a.latest_hm || ""));
     show(el, ".repeat", incidents > 1);
     // a technical fault that continues: one incident, reported again (it does not ring again)
     setText(el, ".still", cfg.still.replace("{count}", String(a.count || 1)));
     show(el, ".still", a.category === "technical" && (a.count || 1) > 1);
+    setText(el, ".again", cfg.again.replace("{time}", a.latest_hm || ""));
+    show(el, ".again", !!a.repeat_pending);
+    const answer = el.querySelector("form.answer");
+    if (answer) {
+      const step = { accepted: "accept", en_route: "en_route", on_site: "on_site" }[a.state];
+      answer.hidden = !(a.repeat_pending && mine && step);
+      if (step) answer.action = "/staff/alarms/" + encodeURIComponent(a.id) + "/" + step;
+    }
     setText(el, ".ended", cfg.ended.replace("{time}", a.condition_ended_hm || "").replace("{note}", noteText(a)));
     show(el, ".ended", !!a.condition_ended_hm);
     setText(el, ".resident", a.resident_id || "");
