@@ -16,6 +16,7 @@ from hub.clock import CLOCK_TOPIC
 from hub.simulation.checkins import write_checkin_plans
 from hub.simulation.config import IncidentRates, SimConfig, SimulationError
 from hub.simulation.devices import write_inventory
+from hub.simulation.directory import write_directory
 from hub.simulation.runner import run
 from hub.simulation.shards import run_sharded
 from hub.simulation.stream import Simulation
@@ -47,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit", type=float, help="at most this many messages per second (load tests)")
     parser.add_argument("--truth", type=Path, help="write the ground truth here, as JSON lines")
     parser.add_argument("--inventory", type=Path, help="write the site inventory here, as YAML")
+    parser.add_argument(
+        "--directory",
+        type=Path,
+        help="write a fictional resident directory here (names, homes, access) for `vaka resident import-csv`",
+    )
     parser.add_argument(
         "--checkin-share", type=float, default=0.0, help="share of residents with a night check-in plan (default 0)"
     )
@@ -116,6 +122,8 @@ async def main(args: argparse.Namespace) -> int:
         return 2
     if args.inventory is not None:
         write_inventory(sim.inventory(), args.inventory)
+    if args.directory is not None:
+        write_directory(sim.residents, args.directory)
     if args.checkin_plans is not None:
         write_checkin_plans(sim.checkin_plans(), args.checkin_plans)
     if args.checkin_truth is not None:
@@ -126,7 +134,8 @@ async def main(args: argparse.Namespace) -> int:
         f"simulating site {config.site}: {config.residents} residents, {len(sim.devices)} devices, "
         f"{sim.start.isoformat()} → {sim.end.isoformat()}, speed {config.speed:g}, seed {config.seed}, "
         f"{len(sim.incidents())} incidents planned"
-        + (f", {len(sim.checkin_truth())} check-ins planned" if config.checkin_share > 0 else ""),
+        + (f", {len(sim.checkin_truth())} check-ins planned" if config.checkin_share > 0 else "")
+        + (f"; {wall_time_text((sim.end - sim.start).total_seconds(), config.speed)}" if config.speed > 0 else ""),
         file=out,
     )
     if args.write_only:
@@ -170,6 +179,15 @@ async def main(args: argparse.Namespace) -> int:
         file=out,
     )
     return 0
+
+
+def wall_time_text(simulated_s: float, speed: float) -> str:
+    """How long the simulated span takes on the wall clock at `speed`: "about 5 h 17 min of wall time"."""
+    wall_s = round(simulated_s / speed)
+    if wall_s < 120:
+        return f"about {wall_s} s of wall time"
+    hours, minutes = divmod(round(wall_s / 60), 60)
+    return f"about {hours} h {minutes} min of wall time" if hours else f"about {minutes} min of wall time"
 
 
 def _first_error(exc: Exception) -> str:

@@ -28,6 +28,8 @@ from adapters import native
 from alarms.engine import Engine
 from alarms.rules import default_pack_path, load_rules
 from hub.inventory import build_directory
+from hub.resident_directory import parse_csv
+from hub.simulation.cli import wall_time_text
 from hub.model import AlarmDecision, DecisionAction, Inventory, NativePayload, NativeStatus
 from hub.simulation import (
     IncidentRates,
@@ -428,6 +430,36 @@ async def test_cli_writes_inventory_and_truth(tmp_path: Path) -> None:
     now = parser.parse_args(["--start", "now", "--hours", "1", "--residents", "1", "--write-only"])
     assert await main(now) == 0
     assert abs(config_from_args(now).start - datetime.now(UTC)) < timedelta(seconds=5)  # type: ignore[operator]
+
+
+async def test_the_demo_gets_a_fictional_directory_and_says_how_long_it_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 28, findings 5 and 10: names and how to get in for every simulated resident, and the wall time."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    where = tmp_path / "directory.csv"
+    args = parser.parse_args(
+        ["--site", "demo-dir", "--residents", "12", "--nights", "1", "--speed", "300", "--directory", str(where),
+         "--inventory", str(tmp_path / "inv.yaml"), "--write-only", "--quiet"]
+    )  # fmt: skip
+    assert await main(args) == 0
+    assert "about 3 min of wall time" in capsys.readouterr().err  # 14.5 simulated hours at 300x: 174 s
+    entries = parse_csv(where.read_text(encoding="utf-8"))
+    inv = Inventory.model_validate(yaml.safe_load((tmp_path / "inv.yaml").read_text()))
+    assert sorted(e.resident for e in entries) == sorted(r.id for r in inv.sites[0].residents)
+    assert all(e.name and e.address and e.access and e.contacts for e in entries)
+    assert len({e.name for e in entries}) == 12
+    assert all(e.latitude is not None for e in entries)  # the route page can order them
+
+
+@pytest.mark.parametrize(
+    ("nights", "speed", "text"),
+    [(7, 30, "about 5 h 17 min"), (7, 300, "about 32 min"), (1, 300, "about 3 min"), (1, 3000, "about 17 s")],
+)
+def test_wall_time_of_the_readme_figures(nights: int, speed: float, text: str) -> None:
+    simulated_s = (nights - 1) * 86400 + 14.5 * 3600  # 20:00 to 10:30 on the last morning
+    assert wall_time_text(simulated_s, speed) == f"{text} of wall time"
 
 
 def free_port() -> int:
