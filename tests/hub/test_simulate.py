@@ -28,9 +28,8 @@ from adapters import native
 from alarms.engine import Engine
 from alarms.rules import default_pack_path, load_rules
 from hub.inventory import build_directory
-from hub.resident_directory import parse_csv
-from hub.simulation.cli import wall_time_text
 from hub.model import AlarmDecision, DecisionAction, Inventory, NativePayload, NativeStatus
+from hub.resident_directory import parse_csv
 from hub.simulation import (
     IncidentRates,
     SimConfig,
@@ -43,6 +42,7 @@ from hub.simulation import (
     run,
     run_sharded,
 )
+from hub.simulation.cli import wall_time_text
 from tests.conftest import MQTT_HOST, MQTT_PORT
 
 ZONE = ZoneInfo("Europe/Stockholm")
