@@ -28,15 +28,20 @@ SELECT l.alarm_id, l.at, l.actor, l.action, l.state, l.detail, s.display_name, s
 FROM desk_alarm_log l
 LEFT JOIN staff s ON l.actor LIKE 'staff:%' AND s.id::text = substr(l.actor, 7)
 WHERE l.alarm_id = ANY($1::text[])
-ORDER BY l.seq
+ORDER BY l.at, l.seq
 """
 # the steps a person reads; escalation lines are summed up instead ("escalated 3 times")
-_QUIET = frozenset({"updated", "escalated"})
+_QUIET = frozenset({"updated", "escalated", "repeat_unanswered"})
+# alarms a person raises herself (a press of her alarm button), and the hub's own alarms, by rule
+RESIDENT_RULES = frozenset({"alarm_button"})
+SYSTEM_RULES = frozenset({"nobody_reached", "alarm_lane_failure", "hub_task_failure", "fallback"})
+# who did it, as the page names them: the resident, a device (a sensor or a device's own cancel), the system (Vaka)
+ACTORS = ("resident", "device", "system")
 
 
 @dataclass(slots=True)
 class LogStep:
-    """One thing that happened to an alarm: at (local "02:14"), who ("Anna", "sensor", "Vaka"), what (action)."""
+    """One thing that happened to an alarm: at (local "02:14"), who ("Anna", or one of `ACTORS`), what (action)."""
 
     at: datetime
     hm: str
@@ -65,14 +70,25 @@ class LoggedAlarm:
     raised_hm: str
     closed_hm: str | None
     incidents: int
-    escalations: int = 0
+    escalations: int = 0  # tiers past the first ring (the first ring and a holder's own ring are not "onward")
     steps: list[LogStep] = field(default_factory=list)
 
 
-def _who(actor: str, display_name: str | None, username: str | None) -> str:
+def _who(actor: str, rule_id: str, display_name: str | None, username: str | None) -> str:
+    """A person's name, or who else it was: the resident (her own press), a device, or the system itself."""
     if actor.startswith("staff:"):
         return display_name or username or actor
-    return {"rule": "rule", "device": "device", "desk": "desk"}.get(actor, actor)
+    if actor == "desk" or rule_id in SYSTEM_RULES:
+        return "system"
+    if actor == "rule" and rule_id in RESIDENT_RULES:
+        return "resident"
+    return "device"
+
+
+def _escalated_onward(detail: str) -> bool:
+    """An escalation line past the first tier, not a holder's own ring ("tier=2 audience=nurse n=1")."""
+    fields = dict(part.split("=", 1) for part in detail.split() if "=" in part)
+    return fields.get("audience") != "holder" and fields.get("tier", "0") not in ("0", "")
 
 
 async def night_log(
@@ -115,7 +131,7 @@ async def night_log(
         return []
     for r in await conn.fetch(_LOG, list(alarms)):
         alarm = alarms[r["alarm_id"]]
-        if r["action"] == "escalated":
+        if r["action"] == "escalated" and _escalated_onward(r["detail"] or ""):
             alarm.escalations += 1
         if r["action"] in _QUIET:
             continue
@@ -129,7 +145,7 @@ async def night_log(
             LogStep(
                 at=r["at"],
                 hm=r["at"].astimezone(zone).strftime("%H:%M"),
-                who=_who(r["actor"], r["display_name"], r["username"]),
+                who=_who(r["actor"], alarm.rule_id, r["display_name"], r["username"]),
                 action=r["action"],
                 detail=detail,
             )

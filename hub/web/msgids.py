@@ -167,7 +167,8 @@ LOG_ACTIONS = [
     N_("log.action.repeated"),
     N_("log.action.taken_over"),
     N_("log.action.nobody_reached"),
+    N_("log.action.repeat_answered"),
 ]
-LOG_WHO = [N_("log.who.rule"), N_("log.who.device"), N_("log.who.desk")]
+LOG_WHO = [N_("log.who.resident"), N_("log.who.device"), N_("log.who.system")]
 # roles on the admin page
 ROLES = [N_("role.staff"), N_("role.nurse"), N_("role.admin"), N_("role.manager")]

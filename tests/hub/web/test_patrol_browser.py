@@ -500,3 +500,43 @@ async def test_a_nurse_gives_a_resident_a_rule_profile_in_the_browser_in_both_la
     async with staff_site.db.acquire() as conn:
         audit = [(r["action"], r["target"]) for r in await conn.fetch("SELECT action, target FROM admin_audit_log")]
     assert audit == [("resident_profile", f"{site}-r1"), ("resident_profile", f"{site}-r2")]
+
+
+async def test_the_night_log_counts_onward_rings_names_who_did_it_and_says_one_time_in_swedish(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    """Finding 6: the first ring is not "larmade vidare"; one onward ring is "1 gång"; a resident's own press is
+    "Boende", the desk's "Larmet når ingen" is "Vaka", a door is "Enhet"."""
+    staff_site.clock.t = NIGHT
+    page = await open_page(browser, staff_site, "anna")
+    await pages_connected(staff_site, 1)
+    press = staff_site.desk.apply(
+        decision(staff_site.site, rule_id="alarm_button", device="button1", reason="alarm button pressed")
+    )
+    assert press is not None
+    staff_site.clock.advance(61)  # nobody took it: the second tier rings on
+    staff_site.desk.escalate_due()
+    taken_at_once = staff_site.desk.apply(door(staff_site))
+    assert taken_at_once is not None
+    for alarm in (press, taken_at_once):
+        card = page.locator(f"#alarm-{alarm.id}")
+        await card.get_by_role("button", name="Accept").click()
+        await expect(card.locator(".state")).to_have_text("Accepted")
+    staff_site.desk.directory.set_duty({})  # everyone went home: the next alarm reaches nobody
+    staff_site.desk.apply(decision(staff_site.site, subject="r2", resident="r2"))
+    await staff_site.desk.store.flushed()
+    await page.get_by_role("link", name="Night log").click()
+    one = page.locator(f"#log-{press.id} .log-state")
+    await expect(one).to_contain_text("escalated 1 time")
+    await expect(one).not_to_contain_text("times")
+    await page.get_by_role("button", name="Svenska").click()
+    await expect(page.get_by_role("heading", name="Nattlogg", exact=True)).to_be_visible()
+    pressed = page.locator(f"#log-{press.id}")
+    await expect(pressed.locator(".log-state")).to_contain_text("larmade vidare 1 gång")
+    await expect(pressed.locator(".log-state")).not_to_contain_text("gånger")
+    await expect(pressed.locator(".step-raised .who")).to_have_text("Boende")
+    await expect(page.locator(f"#log-{taken_at_once.id} .log-state")).not_to_contain_text("larmade vidare")
+    await expect(page.locator(f"#log-{taken_at_once.id} .step-raised .who")).to_have_text("Enhet")
+    nobody = staff_site.desk.get_open_by_key(f"{NOBODY_REACHED}:{staff_site.site}")
+    assert nobody is not None
+    await expect(page.locator(f"#log-{nobody.id} .step-raised .who")).to_have_text("Vaka")
