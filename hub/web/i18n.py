@@ -77,6 +77,13 @@ def rule_label(lang: str, rule_id: str) -> str:
     return rule_id.replace("_", " ").capitalize() if text == msgid else text
 
 
+def device_kind_label(lang: str, kind: str) -> str:
+    """A kind of device in words ("Larmknapp"), or its id made readable for a kind the catalogue does not know."""
+    msgid = f"device_kind.{kind}"
+    text: str = translations(lang).gettext(msgid)
+    return kind.replace("_", " ").capitalize() if text == msgid else text
+
+
 def rule_labels(lang: str) -> dict[str, str]:
     """Every rule the catalogue names, id → label in `lang` (for the page's script)."""
     ids = {m for m in _ids("sv") | _ids(lang) if m.startswith("rule.")}

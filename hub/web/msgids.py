@@ -172,3 +172,56 @@ LOG_ACTIONS = [
 LOG_WHO = [N_("log.who.resident"), N_("log.who.device"), N_("log.who.system")]
 # roles on the admin page
 ROLES = [N_("role.staff"), N_("role.nurse"), N_("role.admin"), N_("role.manager")]
+# the kinds of device, by name (hub/web/i18n.device_kind_label); unknown kinds show their id made readable
+DEVICE_KINDS = [
+    N_("device_kind.bed_sensor"),
+    N_("device_kind.motion_bedroom"),
+    N_("device_kind.motion_bathroom"),
+    N_("device_kind.motion_hall"),
+    N_("device_kind.presence_bathroom"),
+    N_("device_kind.door_entrance"),
+    N_("device_kind.fall_radar"),
+    N_("device_kind.alarm_button"),
+    N_("device_kind.thermometer"),
+    N_("device_kind.camera"),
+    N_("device_kind.medication_robot"),
+    N_("device_kind.water_sensor"),
+    N_("device_kind.smoke_detector"),
+]
+# the admin page: what it did, and why it refused (hub/web/staff/admin.py DONE and REFUSED)
+ADMIN_DONE = [
+    N_("admin.done.staff_added"),
+    N_("admin.done.staff_enabled"),
+    N_("admin.done.staff_disabled"),
+    N_("admin.done.staff_password"),
+    N_("admin.done.staff_units"),
+    N_("admin.done.resident_away"),
+    N_("admin.done.resident_home"),
+    N_("admin.done.device_maintenance"),
+    N_("admin.done.device_in_service"),
+    N_("admin.done.profile_set"),
+    N_("admin.done.profile_cleared"),
+]
+ADMIN_REFUSED = [
+    N_("admin.error.units_format"),
+    N_("admin.error.not_your_units"),
+    N_("admin.error.no_account"),
+    N_("admin.error.may_not_change"),
+    N_("admin.error.not_in_your_units"),
+    N_("admin.error.no_profile"),
+    N_("admin.error.password_short"),
+    N_("admin.error.needs_unit"),
+    N_("admin.error.username_taken"),
+    N_("admin.error.refused"),
+]
+# refusals of a request, in the person's language (hub/web/staff/pages.refusal)
+ERRORS = [
+    N_("error.login_required"),
+    N_("error.csrf"),
+    N_("error.admin_only"),
+    N_("error.consents_nurses"),
+    N_("error.no_resident"),
+    N_("error.followup_managers"),
+    N_("error.not_your_unit"),
+    N_("error.checkin_plans_nurses"),
+]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,13 +26,54 @@ from hub.store.staff import create_staff, hash_password
 from hub.web.i18n import rule_label, translator
 from hub.web.staff import CONTEXT, StaffContext
 from hub.web.staff.bodies import field, read_form
-from hub.web.staff.pages import SESSION, redirect, render
+from hub.web.staff.pages import SESSION, forbidden, redirect, render
 from hub.web.staff.sessions import Session
 
 logger = logging.getLogger(__name__)
 
 _ADMIN_ROLES = (Role.NURSE, Role.ADMIN)
 _AUDIT = "INSERT INTO admin_audit_log (at, staff_id, action, target, detail) VALUES ($1, $2, $3, $4, $5)"
+
+
+# what the page says after a change, and why it refused one: fixed message ids, never text from the query string;
+# the one name a message may carry is shown only when it is an account, resident, device or profile of the page
+DONE = frozenset(
+    {
+        "staff_added", "staff_enabled", "staff_disabled", "staff_password", "staff_units", "resident_away",
+        "resident_home", "device_maintenance", "device_in_service", "profile_set", "profile_cleared",
+    }
+)  # fmt: skip
+REFUSED = frozenset(
+    {
+        "units_format", "not_your_units", "no_account", "may_not_change", "not_in_your_units", "no_profile",
+        "password_short", "needs_unit", "username_taken", "refused",
+    }
+)  # fmt: skip
+
+
+class AdminRefusal(StaffError):
+    """A change the admin page refuses: `code` names the page's message (admin.error.<code>), `name` what it was."""
+
+    def __init__(self, code: str, name: str = "", detail: str = "") -> None:
+        super().__init__(detail or f"{code} {name}".strip())
+        self.code = code
+        self.name = name
+
+
+def _refusal(exc: StaffError, form: Any) -> AdminRefusal:
+    """The page's message for a refusal from the staff store (whose texts are for the command line)."""
+    if isinstance(exc, AdminRefusal):
+        return exc
+    text = str(exc)
+    for prefix, code in (
+        ("password must", "password_short"),
+        ("a staff member needs", "needs_unit"),
+        ("staff user name", "username_taken"),
+        ("no staff member", "no_account"),
+    ):
+        if text.startswith(prefix):
+            return AdminRefusal(code, field(form, "username", 64), text)
+    return AdminRefusal("refused", "", text)
 
 
 def _ctx(request: web.Request) -> StaffContext:
@@ -41,7 +83,7 @@ def _ctx(request: web.Request) -> StaffContext:
 def _admin(request: web.Request) -> Session:
     session: Session = request[SESSION]
     if session.staff.role not in _ADMIN_ROLES:
-        raise web.HTTPForbidden(text="the admin page is for nurses and team leads")
+        raise forbidden(request, "error.admin_only")
     return session
 
 
@@ -50,8 +92,7 @@ def _units(text: str) -> frozenset[tuple[str, str]]:
     for part in text.replace(",", " ").split():
         site, sep, unit = part.partition("/")
         if not sep or not site or not unit:
-            msg = f"unit {part!r}: write SITE/UNIT (UNIT may be *)"
-            raise StaffError(msg)
+            raise AdminRefusal("units_format", "", f"unit {part!r}: write SITE/UNIT (UNIT may be *)")
         units.add((site, unit))
     return frozenset(units)
 
@@ -100,6 +141,12 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
         assigned = await _assigned_profiles(conn, [r.id for _, r in residents])
     ctx.desk.log_resident_reads(me, [(s, r.id) for s, r in residents], "admin", request.remote)
     profiles = ctx.rules.profiles if ctx.rules is not None else {}
+    names = (
+        {a["username"] for a in accounts}
+        | {r.id for _, r in residents}
+        | {str(d["id"]) for d in devices}
+        | set(profiles)
+    )
     return render(
         request,
         "staff/admin.html",
@@ -121,8 +168,8 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
             for name, profile in sorted(profiles.items())
         ],
         assigned=assigned,
-        done=request.query.get("done", ""),
-        error=request.query.get("error", ""),
+        done=_message(request.query, "done", DONE, names),
+        error=_message(request.query, "error", REFUSED, names),
     )
 
 
@@ -136,31 +183,42 @@ async def admin_submit(request: web.Request) -> web.StreamResponse:
     now = ctx.desk.clock.now()
     try:
         async with ctx.db.acquire() as conn:
-            done = await _change(conn, me, action, form, now, ctx)
+            done, name = await _change(conn, me, action, form, now, ctx)
     except StaffError as exc:
         logger.info("admin refused action=%s staff=%s: %s", action, me.id, exc)
-        raise web.HTTPSeeOther("/staff/admin?" + _query("error", str(exc))) from exc
+        refusal = _refusal(exc, form)
+        raise web.HTTPSeeOther("/staff/admin?" + _query("error", refusal.code, refusal.name)) from exc
     # the page shows the change at once; the rule engine gets away/maintenance with the hub's inventory refresh, a
     # rule profile within a second (the hub follows resident_rule_profiles)
     await ctx.desk.refresh(sites=action in ("resident-away", "device-maintenance"))
-    return redirect("/staff/admin?" + _query("done", done))
+    return redirect("/staff/admin?" + _query("done", done, name))
 
 
-def _query(key: str, value: str) -> str:
+def _query(key: str, code: str, name: str) -> str:
     from urllib.parse import urlencode
 
-    return urlencode({key: value[:200]})
+    return urlencode({key: code, "name": name[:64]})
+
+
+def _message(query: Mapping[str, str], key: str, codes: frozenset[str], names: set[str]) -> tuple[str, str] | None:
+    """(code, name) of the page's done or error message from the query string: a known code, and the name only when
+    it is something the page shows."""
+    code = query.get(key, "")
+    if code not in codes:
+        return None
+    name = query.get("name", "")
+    return code, name if name in names else ""
 
 
 async def _change(
     conn: asyncpg.Connection, me: StaffMember, action: str, form: Any, now: datetime, ctx: StaffContext
-) -> str:
+) -> tuple[str, str]:
+    """Make one change; returns what the page says of it (a DONE code and the name it concerns)."""
     if action == "staff-add":
         role = Role(field(form, "role", 16) or "staff")
         units = me.within_mine(_units(field(form, "units", 500)))
         if not me.may_manage(units, role):
-            msg = "you may only add accounts to your own units (an admin or manager account takes an admin)"
-            raise StaffError(msg)
+            raise AdminRefusal("not_your_units")
         username = field(form, "username", 64).strip()
         member = await create_staff(
             conn,
@@ -172,20 +230,18 @@ async def _change(
             lang=field(form, "lang", 8) or "sv",
         )
         await _audit(conn, me, now, "staff_add", username, f"role={role.value} units={len(units)}")
-        return f"added {member.username}"
+        return "staff_added", member.username
     if action in ("staff-disable", "staff-enable", "staff-password", "staff-units"):
         username = field(form, "username", 64)
         row = await conn.fetchrow("SELECT id, role FROM staff WHERE username = $1", username)
         if row is None:
-            msg = f"no account {username!r}"
-            raise StaffError(msg)
+            raise AdminRefusal("no_account", username)
         current = frozenset(
             (u["site"], u["unit"])
             for u in await conn.fetch("SELECT site, unit FROM staff_units WHERE staff_id = $1", row["id"])
         )
         if not me.may_manage(current, Role(row["role"])) or (row["id"] == me.id and action == "staff-disable"):
-            msg = f"you may not change {username!r}"
-            raise StaffError(msg)
+            raise AdminRefusal("may_not_change", username)
         if action in ("staff-disable", "staff-enable"):
             active = action == "staff-enable"
             await conn.execute("UPDATE staff SET active = $2 WHERE id = $1", row["id"], active)
@@ -193,17 +249,16 @@ async def _change(
                 await conn.execute("DELETE FROM staff_sessions WHERE staff_id = $1", row["id"])
                 await conn.execute("DELETE FROM staff_duty WHERE staff_id = $1", row["id"])
             await _audit(conn, me, now, action.replace("-", "_"), username, "")
-            return f"{username} {'enabled' if active else 'disabled'}"
+            return ("staff_enabled" if active else "staff_disabled"), username
         if action == "staff-password":
             password_hash = await asyncio.to_thread(hash_password, field(form, "password", 256))
             await conn.execute("UPDATE staff SET password_hash = $2 WHERE id = $1", row["id"], password_hash)
             await conn.execute("DELETE FROM staff_sessions WHERE staff_id = $1", row["id"])
             await _audit(conn, me, now, "staff_password", username, "sessions ended")
-            return f"new password for {username}"
+            return "staff_password", username
         units = me.within_mine(_units(field(form, "units", 500)))
         if not units or not me.may_manage(units, Role(row["role"])):
-            msg = "units must be your own units"
-            raise StaffError(msg)
+            raise AdminRefusal("not_your_units")
         async with conn.transaction():
             await conn.execute("DELETE FROM staff_units WHERE staff_id = $1", row["id"])
             await conn.executemany(
@@ -211,7 +266,7 @@ async def _change(
                 [(row["id"], s, u) for s, u in sorted(units)],
             )
         await _audit(conn, me, now, "staff_units", username, " ".join(f"{s}/{u}" for s, u in sorted(units)))
-        return f"units of {username} changed"
+        return "staff_units", username
     if action in ("resident-away", "device-maintenance"):
         target = field(form, "id", 64)
         on = field(form, "state", 4) == "on"
@@ -229,32 +284,32 @@ async def _change(
             )
             change = set_device_maintenance
         if not allowed or not await change(conn, target, on):
-            msg = f"no {target!r} in your units"
-            raise StaffError(msg)
+            raise AdminRefusal("not_in_your_units", target)
         await _audit(conn, me, now, action.replace("-", "_"), target, "on" if on else "off")
-        return f"{target}: {'on' if on else 'off'}"
+        if action == "resident-away":
+            return ("resident_away" if on else "resident_home"), target
+        return ("device_maintenance" if on else "device_in_service"), target
     if action == "resident-profile":
         return await _set_profile(conn, me, form, now, ctx)
     raise web.HTTPNotFound
 
 
-async def _set_profile(conn: asyncpg.Connection, me: StaffMember, form: Any, now: datetime, ctx: StaffContext) -> str:
+async def _set_profile(
+    conn: asyncpg.Connection, me: StaffMember, form: Any, now: datetime, ctx: StaffContext
+) -> tuple[str, str]:
     """A resident of my units gets one of the loaded packs' rule profiles, or none (the pack's values)."""
     target = field(form, "id", 64)
     name = field(form, "profile", 64).strip() or None
     known = ctx.rules.profiles if ctx.rules is not None else {}
     if name is not None and name not in known:
-        msg = f"no rule profile {name!r} in the loaded rule packs (known: {', '.join(sorted(known)) or 'none'})"
-        raise StaffError(msg)
+        raise AdminRefusal("no_profile", name)
     if not any(r.id == target for _, r in ctx.desk.residents_for(me)):
-        msg = f"no {target!r} in your units"
-        raise StaffError(msg)
+        raise AdminRefusal("not_in_your_units", target)
     found, before = await set_rule_profile(conn, target, name, f"staff:{me.id}", now)
     if not found:
-        msg = f"no {target!r} in your units"
-        raise StaffError(msg)
+        raise AdminRefusal("not_in_your_units", target)
     await _audit(conn, me, now, "resident_profile", target, f"profile={name or 'none'} was={before or 'none'}")
-    return f"{target}: {name or 'no profile'}"
+    return ("profile_set" if name else "profile_cleared"), target
 
 
 async def _assigned_profiles(conn: asyncpg.Connection, resident_ids: list[str]) -> dict[str, str]:

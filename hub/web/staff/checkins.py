@@ -31,7 +31,7 @@ from hub.resident_directory import read_homes
 from hub.staff import Role
 from hub.web.staff import CONTEXT
 from hub.web.staff.bodies import field, read_form
-from hub.web.staff.pages import _ctx, _session, _wants_json, render, safe_back
+from hub.web.staff.pages import _ctx, _session, _wants_json, forbidden, render, safe_back
 from hub.web.staff.security import CSP, SESSION_COOKIE, add_security_headers
 
 EVENTS_HEARTBEAT_S = 15.0
@@ -204,7 +204,7 @@ async def _plans(request: web.Request, text: str | None, message: str, status: i
     session = _session(request)
     staff = session.staff
     if staff.role not in (Role.NURSE, Role.ADMIN):
-        raise web.HTTPForbidden(text="check-in plans are kept by nurses")
+        raise forbidden(request, "error.checkin_plans_nurses")
     if text is None:
         async with ctx.db.acquire() as conn:
             rows = [r for r in await conn.fetch(_PLANS_SQL) if staff.sees(r["site"], r["unit"])]
@@ -221,7 +221,7 @@ async def plans_submit(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     staff = _session(request).staff
     if staff.role not in (Role.NURSE, Role.ADMIN):
-        raise web.HTTPForbidden(text="check-in plans are kept by nurses")
+        raise forbidden(request, "error.checkin_plans_nurses")
     text = field(await read_form(request), "plans", 100_000)
     try:
         plans = parse_plans(text, "plans")

@@ -17,7 +17,7 @@ from hub.relatives.consent import GivenBy, Scope, consents_for, grant, parse_sco
 from hub.staff import Role
 from hub.store.access_log import record_read
 from hub.web.relatives import wall_clock
-from hub.web.staff.pages import _ctx, _session, redirect, render
+from hub.web.staff.pages import _ctx, _session, forbidden, redirect, refusal, render
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +29,12 @@ def _resident_of_my_units(request: web.Request) -> tuple[str, str, str]:
     ctx = _ctx(request)
     staff = _session(request).staff
     if staff.role not in CONSENT_ROLES:
-        raise web.HTTPForbidden(text="consents are recorded by nurses and admins")
+        raise forbidden(request, "error.consents_nurses")
     wanted = request.match_info["resident_id"]
     for site, resident in ctx.desk.residents_for(staff):
         if resident.id == wanted:
             return site.id, resident.id, resident.unit
-    raise web.HTTPNotFound(text="no such resident in your units")
+    raise refusal(request, web.HTTPNotFound, "error.no_resident")
 
 
 async def consents_page(request: web.Request, *, notice: str | None = None, link: str | None = None,

@@ -16,7 +16,7 @@ from aiohttp import web
 from hub.followup import report
 from hub.followup.indicators import Period, PeriodError, Scope, last_tiers, month
 from hub.staff import ALL_UNITS, Role, StaffMember
-from hub.web.staff.pages import _ctx, _session, render
+from hub.web.staff.pages import _ctx, _session, forbidden, render
 
 ROLES = frozenset({Role.MANAGER, Role.ADMIN})
 CHARTS = ("nights", "response", "devices")
@@ -30,12 +30,12 @@ def _scopes(staff: StaffMember) -> list[tuple[str, str]]:
 def _chosen(request: web.Request, staff: StaffMember) -> tuple[Scope, Period, str]:
     """The scope and month asked for, checked against the person's units (403 for anything else)."""
     if staff.role not in ROLES:
-        raise web.HTTPForbidden(text="the follow-up page is for managers")
+        raise forbidden(request, "error.followup_managers")
     scopes = _scopes(staff)
     key = request.query.get("scope") or f"{scopes[0][0]}/{scopes[0][1]}"
     site, _, unit = key.partition("/")
     if (site, unit) not in scopes:
-        raise web.HTTPForbidden(text="not one of your units")
+        raise forbidden(request, "error.not_your_unit")
     text = request.query.get("month")
     if text:
         try:

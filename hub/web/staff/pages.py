@@ -22,7 +22,7 @@ from hub.store.db import DATABASE_AWAY
 from hub.store.pool import Database
 from hub.store.staff import authenticate
 from hub.web.degraded import alarm_system_degraded
-from hub.web.i18n import local_clock, pick_lang, rule_label, rule_labels, translations
+from hub.web.i18n import device_kind_label, local_clock, pick_lang, rule_label, rule_labels, translations
 from hub.web.reasons import note_text, page_texts, reason_text
 from hub.web.staff import CONTEXT, STATIC_DIR, StaffContext
 from hub.web.staff.bodies import field, read_form, read_json_object
@@ -42,6 +42,27 @@ logger = logging.getLogger(__name__)
 _PUBLIC = ("/staff/login", "/staff/static/", "/staff/sw.js")
 _ACTIONS = ("accept", "en_route", "on_site", "resolve")
 SESSION = web.RequestKey("vaka_staff_session", Session)
+
+
+def page_lang(request: web.Request, session: Session | None = None) -> str:
+    """The language of the person asking: her account's, else her browser's."""
+    session = session or request.get(SESSION)
+    if session is not None:
+        return session.staff.lang
+    return pick_lang(request.headers.get("Accept-Language"), request.query.get("lang"))
+
+
+def refusal(
+    request: web.Request, kind: type[web.HTTPException], msgid: str, session: Session | None = None
+) -> web.HTTPException:
+    """An HTTP error whose text is the catalogue's `msgid` in the person's language (never English on a Swedish
+    page): raise it."""
+    return kind(text=translations(page_lang(request, session)).gettext(msgid))
+
+
+def forbidden(request: web.Request, msgid: str) -> web.HTTPException:
+    """403 with the catalogue's `msgid` in the person's language."""
+    return refusal(request, web.HTTPForbidden, msgid)
 
 
 def redirect(location: str) -> web.Response:
@@ -80,13 +101,13 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     if session is None:
         if request.method == "GET" and request.path != "/staff/ws":
             raise web.HTTPSeeOther("/staff/login")
-        raise web.HTTPUnauthorized(text="login required")
+        raise refusal(request, web.HTTPUnauthorized, "error.login_required")
     if request.method == "POST":
         given = request.headers.get("X-CSRF-Token")
         if given is None and request.content_type == "application/x-www-form-urlencoded":
             given = field(await read_form(request), "csrf", 256)
         if not tokens_match(session.csrf_token, given):
-            raise web.HTTPForbidden(text="CSRF token missing or wrong")
+            raise refusal(request, web.HTTPForbidden, "error.csrf", session)
     request[SESSION] = session
     return await handler(request)
 
@@ -110,6 +131,7 @@ def render(request: web.Request, template: str, lang: str, status: int = 200, **
             ngettext=catalogue.ngettext,
             lang=lang,
             rule_label=lambda r: rule_label(lang, r),
+            kind_label=lambda k: device_kind_label(lang, k),
             **values,
         )
     )
@@ -135,7 +157,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     lang = pick_lang(request.headers.get("Accept-Language"), field(form, "lang", 16) or None)
     if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, ""), field(form, "csrf", 256)):
-        raise web.HTTPForbidden(text="CSRF token missing or wrong")
+        raise web.HTTPForbidden(text=translations(lang).gettext("error.csrf"))
     username = field(form, "username", 64).strip()
     password = field(form, "password", 256)
     address = request.remote or "?"  # the client, also behind a trusted proxy (throttle.forwarded_client)

@@ -398,7 +398,7 @@ async def test_a_nurse_manages_accounts_residents_away_and_devices_in_the_browse
     await add.get_by_label("Units (site/unit)").fill(f"{site}/A")
     await add.get_by_label("Password").fill("ulla-natt-2026")
     await add.get_by_role("button", name="Add account").click()
-    await expect(nils.locator("p.done")).to_contain_text(f"added ulla-{site}")
+    await expect(nils.locator("p.done")).to_contain_text(f"Account ulla-{site} created")
     await expect(nils.locator(f"#account-ulla-{site}")).to_contain_text("Ulla")
     await expect(nils.locator(f"#account-lisa-{site} form")).to_have_count(0)  # an admin's account is not hers
 
@@ -480,7 +480,7 @@ async def test_a_nurse_gives_a_resident_a_rule_profile_in_the_browser_in_both_la
     row = nils.locator(f"#admin-profile-{site}-r1")
     await row.get_by_label(f"Room 101 ({site}-r1)").select_option("wanders_at_night")
     await row.get_by_role("button", name="Save profile").click()
-    await expect(nils.locator("p.done")).to_contain_text(f"{site}-r1: wanders_at_night")
+    await expect(nils.locator("p.done")).to_contain_text(f"Rule profile of {site}-r1 saved")
     await expect(nils.locator(f"#admin-profile-{site}-r1 select")).to_have_value("wanders_at_night")
     await expect(nils.locator(f"#admin-profile-{site}-r3")).to_have_count(0)  # unit B is not hers
 
