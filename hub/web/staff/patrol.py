@@ -158,11 +158,12 @@ async def patrol_page(request: web.Request) -> web.StreamResponse:
     rows: list[dict[str, Any]] = []
     for a in alarms:
         home = homes.get(a.resident_id or "")
-        rows.append({"kind": "alarm", "alarm": desk.view(a), "home": home, "minutes": minutes_to(home)})
+        rows.append({"kind": "alarm", "alarm": desk.view(a), "home": home, "minutes": minutes_to(home),
+                     "located": _where(home) is not None})  # fmt: skip
     for task in visits:  # earliest due first (open_for's order): the overdue ones lead among equals
         home = homes.get(task.resident_id)
         rows.append({"kind": "visit", "task": task, "home": home, "minutes": minutes_to(home),
-                     "room": room(task.site, task.resident_id), "due": clock(task.site, task.due_at),
+                     "located": _where(home) is not None, "room": room(task.site, task.resident_id), "due": clock(task.site, task.due_at),
                      "overdue": task.overdue(now)})  # fmt: skip
     # by travel time; at equal time (or none known) alarms before visits, each in its own order
     order = {id(r): i for i, r in enumerate(rows)}

@@ -463,6 +463,34 @@ async def test_the_route_orders_open_alarms_by_travel_time_from_where_i_am(
     assert found == [], [(v["id"], v["help"]) for v in found]
 
 
+async def test_the_route_without_a_start_point_says_no_coordinates_only_for_homes_without_them(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    """Finding 3: with no start point every stop used to say "the address has no coordinates"."""
+    site = staff_site.site
+    async with staff_site.db.acquire() as conn:
+        await store_entries(
+            conn,
+            [
+                DirectoryEntry(
+                    resident=f"{site}-r1", name="Mapped", address="Ytterby 1", latitude=63.9, longitude=20.4
+                ),
+                DirectoryEntry(resident=f"{site}-r2", name="Unmapped", address="Okänd väg"),
+            ],
+        )
+    mapped = staff_site.desk.apply(decision(site))
+    unmapped = staff_site.desk.apply(
+        decision(site, rule_id="alarm_button", subject="r2", resident="r2", device="plug2")
+    )
+    assert mapped is not None
+    assert unmapped is not None
+    page = await open_page(browser, staff_site, "anna")
+    await page.goto(f"{staff_site.url}/staff/patrol")
+    await expect(page.locator(".patrol-from")).to_contain_text("No starting point")
+    await expect(page.locator(f"#stop-{mapped.id} .no-coordinates")).to_have_count(0)
+    await expect(page.locator(f"#stop-{unmapped.id} .no-coordinates")).to_be_visible()
+
+
 async def test_a_nurse_gives_a_resident_a_rule_profile_in_the_browser_in_both_languages(
     browser: Browser, staff_site: StaffSite
 ) -> None:
