@@ -21,7 +21,7 @@ _LABELS = {
     "night": {"sv": "Natt (dag i månaden då natten började)", "en": "Night (day of the month it began)"},
     "alarms": {"sv": "Larm", "en": "Alarms"},
     "partial": {"sv": "natt som periodens gräns delar", "en": "night cut by the period's edge"},
-    "response": {"sv": "Tid från larm till kvittens", "en": "Time from alarm to accept"},
+    "response": {"sv": "Tid från larm tills någon tog det", "en": "Time from alarm to accept"},
     "minutes": {"sv": "Minuter", "en": "Minutes"},
     "share": {"sv": "Andel av besvarade larm", "en": "Share of answered alarms"},
     "devices": {"sv": "Enheter som rapporterat av installerade", "en": "Devices reporting of installed"},

@@ -97,7 +97,7 @@ INDICATORS: tuple[Indicator, ...] = (
         ("device_class",),
     ),
     Indicator("alarms.count", "alarms", "Larm", "Alarms", "count", ("category", "rule", "severity")),
-    Indicator("alarms.outcome", "alarms", "Larmens utfall", "Alarm outcomes", "count", ("category", "outcome")),
+    Indicator("alarms.outcome", "alarms", "Larmens resultat", "Alarm outcomes", "count", ("category", "outcome")),
     Indicator(
         "alarms.false_per_resident_night",
         "alarms",
@@ -106,13 +106,13 @@ INDICATORS: tuple[Indicator, ...] = (
         "per_resident_night",
     ),
     Indicator("alarms.unregistered", "alarms", "Larm från okända enheter", "Alarms from unregistered devices", "count"),
-    Indicator("response.accept_s", "response", "Tid till kvittens", "Time to accept", "seconds", ("stat",)),
+    Indicator("response.accept_s", "response", "Tid tills larmet togs", "Time to accept", "seconds", ("stat",)),
     Indicator("response.on_site_s", "response", "Tid till på plats", "Time to on site", "seconds", ("stat",)),
     Indicator("response.resolve_s", "response", "Tid till avslutat", "Time to resolved", "seconds", ("stat",)),
     Indicator(
         "response.accept_by_rule_s",
         "response",
-        "Tid till kvittens per larmtyp",
+        "Tid tills larmet togs, per larmtyp",
         "Time to accept per alarm type",
         "seconds",
         ("rule", "stat"),
@@ -143,7 +143,7 @@ INDICATORS: tuple[Indicator, ...] = (
     Indicator(
         "response.not_accepted_in_policy",
         "response",
-        "Larm ej kvitterade inom policy",
+        "Larm som ingen tog inom policyns tid",
         "Alarms not accepted within policy",
         "count",
     ),

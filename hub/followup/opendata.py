@@ -136,8 +136,8 @@ def build_tables(
          "constraints": {"minimum": 0}},
         {"name": "withdrawn", "type": "integer", "title": "Återkallade / Withdrawn by the device before an answer",
          "constraints": {"minimum": 0}},
-        {"name": "accept_p50_min", "type": "number", "title": "Median tid till kvittens (min) / Median time to accept (min)"},
-        {"name": "accept_p90_min", "type": "number", "title": "90:e percentil tid till kvittens (min) / 90th percentile time to accept (min)"},
+        {"name": "accept_p50_min", "type": "number", "title": "Median tid tills larmet togs (min) / Median time to accept (min)"},
+        {"name": "accept_p90_min", "type": "number", "title": "90:e percentil tid tills larmet togs (min) / 90th percentile time to accept (min)"},
         {"name": "on_site_p50_min", "type": "number", "title": "Median tid till på plats (min) / Median time to on site (min)"},
     ])  # fmt: skip
     for (site, month_label), by_unit in sorted(results.items()):
@@ -331,7 +331,7 @@ _TITLES = {
 _DESCRIPTIONS = {
     "alarm_outcomes": "Antal larm per avdelning, månad och utfall. / Alarms per care unit, month and outcome.",
     "devices": "Enheter per typ: installerade, som rapporterat, i aktiv användning. / Devices per class: installed, reported, in active use.",
-    "response_times": "Tid från larm till kvittens och till på plats, i minuter. / Time from alarm to accept and to on site, in minutes.",
+    "response_times": "Tid från larm tills någon tog det och till på plats, i minuter. / Time from alarm to accept and to on site, in minutes.",
 }
 
 
