@@ -259,7 +259,13 @@ def add_staff_arguments(parser: argparse.ArgumentParser) -> None:
     from hub.staff import Role
 
     parser.add_argument("username", help="login name")
-    parser.add_argument("--role", choices=[r.value for r in Role], default=Role.STAFF.value)
+    parser.add_argument(
+        "--role",
+        choices=[r.value for r in Role],
+        default=Role.STAFF.value,
+        help="staff: the night patrol; nurse: also the admin page of her units; admin: of the whole site;"
+        " manager: follow-up only (default staff)",
+    )
     parser.add_argument(
         "--unit",
         action="append",
@@ -270,7 +276,7 @@ def add_staff_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--name", default="", help="name shown to colleagues on alarms they take")
     parser.add_argument("--phone", default=None, help="number for the SMS gateway channel")
-    parser.add_argument("--lang", choices=["sv", "en"], default="sv")
+    parser.add_argument("--lang", choices=["sv", "en"], default="sv", help="the pages' language (default sv)")
     parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     parser.add_argument("--update", action="store_true", help="replace an existing account (password, role, units)")
 
@@ -425,11 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clear", action="store_true", help="no profile: the pack's values")
     p = resident.add_parser("away", help="mark a resident away or in hospital (on) or back home (off)")
     p.add_argument("id", help="pseudonymous resident id")
-    p.add_argument("state", choices=["on", "off"])
+    p.add_argument("state", choices=["on", "off"], help="on: away or in hospital (no alarms from home); off: back home")
     device = sub.add_parser("device", help="devices").add_subparsers(dest="device_command", required=True)
     p = device.add_parser("maintenance", help="take a device out for service (on) or put it back (off)")
     p.add_argument("id", help="device id")
-    p.add_argument("state", choices=["on", "off"])
+    p.add_argument(
+        "state", choices=["on", "off"], help="on: out for service (its silence and faults do not ring); off: back"
+    )
     vendor = sub.add_parser("vendor", help="for vendors and integrators").add_subparsers(
         dest="vendor_command", required=True
     )
@@ -444,7 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readonly-role", help="a SELECT-only role, e.g. for Grafana (default: db.readonly_role)")
     p.add_argument("--apply", action="store_true", help="run it, connected as db.owner_dsn (or db.dsn)")
     p = sub.add_parser("schema", help="print a JSON Schema")
-    p.add_argument("what", choices=["event", "rules", "inventory", "asyncapi"])
+    p.add_argument(
+        "what",
+        choices=["event", "rules", "inventory", "asyncapi"],
+        help="event: a device's MQTT payload; rules: a rule pack; inventory: a site file; asyncapi: the MQTT API",
+    )
     p.add_argument("--output", type=Path, help="write to this file instead of printing")
     from hub.simulation import add_arguments as add_simulate_arguments
 
@@ -469,7 +481,21 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.checkins.cli import add_commands as add_checkin_commands
 
     add_checkin_commands(sub)
+    describe(parser)
     return parser
+
+
+def describe(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand's `--help` opens with what it is for: its one-line help as the description, where it has
+    none of its own (argparse prints only the usage otherwise)."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, child in action.choices.items():
+            if child.description is None and helps.get(name):
+                child.description = str(helps[name])[:1].upper() + str(helps[name])[1:] + "."
+            describe(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,9 @@ import asyncpg
 def add_duty_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vaka staff duty`."""
     parser.add_argument("username", help="login name")
-    parser.add_argument("state", choices=["on", "off"])
+    parser.add_argument(
+        "state", choices=["on", "off"], help="on: on duty for --hours from --from; off: off duty now (applies at once)"
+    )
     parser.add_argument("--hours", type=float, default=10.0, help="length of the shift (default %(default)s)")
     parser.add_argument(
         "--from", dest="start", default=None, help="start of the shift, ISO 8601 with offset (default: now)"

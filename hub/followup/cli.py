@@ -23,7 +23,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--unit", help="one care unit (default: the whole site)")
     p.add_argument("--period", required=True, help="month 2026-11, quarter 2026-Q4 or year 2026")
     p.add_argument("--by", choices=["day", "week", "month"], help="break the period down")
-    p.add_argument("--format", choices=["csv", "json"], default="csv")
+    p.add_argument("--format", choices=["csv", "json"], default="csv", help="csv (default) or json")
     p.add_argument("--out", type=Path, help="file to write (default: standard output)")
     p.add_argument("--refresh-from", type=date.fromisoformat, metavar="DATE",
                    help="recompute the daily rollup from this day (events that arrived after their day was final)")  # fmt: skip
@@ -32,8 +32,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--site", required=True)
     p.add_argument("--unit", help="one care unit (default: the whole site)")
     p.add_argument("--month", required=True, help="e.g. 2026-11")
-    p.add_argument("--format", choices=["html", "pdf", "json"], default="html")
-    p.add_argument("--lang", choices=["sv", "en"], default="sv")
+    p.add_argument("--format", choices=["html", "pdf", "json"], default="html", help="html (default), pdf or json")
+    p.add_argument("--lang", choices=["sv", "en"], default="sv", help="the report's language (default sv)")
     p.add_argument("--out", type=Path, help="file to write (default: report-SITE-MONTH.FORMAT)")
 
     opendata = sub.add_parser("opendata", help="open data").add_subparsers(dest="opendata_command", required=True)

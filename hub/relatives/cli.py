@@ -59,7 +59,14 @@ def add_arguments(sub: Any, resident: Any) -> None:
     p = consent.add_parser("revoke", help="revoke a relative's consent (all scopes, or those named)")
     p.add_argument("resident")
     p.add_argument("--relative", required=True, metavar="EMAIL")
-    p.add_argument("--scope", nargs="+", choices=[s.value for s in Scope], default=None)
+    p.add_argument(
+        "--scope",
+        nargs="+",
+        choices=[s.value for s in Scope],
+        default=None,
+        help="night_summary: calm night or not; alarm_notice: an alarm was handled; device_health: devices work"
+        " (default: all)",
+    )
     p.add_argument("--recorded-by", required=True, metavar="STAFF")
     p = consent.add_parser("list", help="every consent recorded for a resident, live or not")
     p.add_argument("resident")

@@ -49,3 +49,24 @@ def test_simulate_help_from_the_shell_shows_the_rate_with_its_percent_sign() -> 
     )
     assert result.returncode == 0, result.stderr
     assert "below 15 %" in result.stdout
+
+
+@pytest.mark.parametrize("path", [p for p in PATHS if p], ids=" ".join)
+def test_help_says_what_the_command_is_for_and_what_each_choice_means(
+    path: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 28, finding 10: `vaka serve --help` printed only its usage; `{on,off}` was not explained."""
+    with pytest.raises(SystemExit):
+        main([*path, "--help"])
+    out = capsys.readouterr().out
+    usage, _, rest = out.partition("\n\n")
+    description = rest.split("\n\n")[0].strip()
+    assert description, f"vaka {' '.join(path)} --help has no description"
+    assert not description.startswith(("positional arguments", "options")), description
+    parser = build_parser()
+    for name in path:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    for action in parser._actions:
+        if action.choices and not isinstance(action, argparse._SubParsersAction):
+            assert action.help, f"vaka {' '.join(path)}: {action.dest} {sorted(action.choices)} has no explanation"
