@@ -59,7 +59,7 @@ def test_help_says_what_the_command_is_for_and_what_each_choice_means(
     with pytest.raises(SystemExit):
         main([*path, "--help"])
     out = capsys.readouterr().out
-    usage, _, rest = out.partition("\n\n")
+    _usage, _, rest = out.partition("\n\n")
     description = rest.split("\n\n")[0].strip()
     assert description, f"vaka {' '.join(path)} --help has no description"
     assert not description.startswith(("positional arguments", "options")), description

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 from aiohttp import web
@@ -32,6 +33,7 @@ from hub.web.staff.sessions import Session
 logger = logging.getLogger(__name__)
 
 _ADMIN_ROLES = (Role.NURSE, Role.ADMIN)
+ADMIN_PAGE_SIZE = 20  # residents per page of the admin page
 _AUDIT = "INSERT INTO admin_audit_log (at, staff_id, action, target, detail) VALUES ($1, $2, $3, $4, $5)"
 
 
@@ -128,23 +130,43 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
         for r in rows
         if me.shares_a_unit(frozenset(units.get(r["id"], [])))
     ]
-    residents = [(site.id, r) for site, r in ctx.desk.residents_for(me)]
-    devices: list[dict[str, Any]] = [
-        {"id": d.id, "kind": d.kind, "site": site_id, "room": r.room, "maintenance": d.maintenance}
-        for site_id, r in residents
+    # a unit has a hundred devices and more: the page lists residents a page at a time (searchable), and one chosen
+    # resident's devices, not a form for every device
+    query = request.query.get("q", "").strip()[:64]
+    needle = query.casefold()
+    mine = [(site.id, r) for site, r in ctx.desk.residents_for(me)]
+    every_device = [
+        {"id": d.id, "kind": d.kind, "site": site_id, "room": r.room, "resident": r.id, "maintenance": d.maintenance}
+        for site_id, r in mine
         for site in [ctx.desk.directory.site(site_id)]
         if site is not None
         for d in site.devices
         if d.resident == r.id
     ]
+    found = [(s, r) for s, r in mine if not needle or needle in r.id.casefold() or needle in (r.room or "").casefold()]
+    if needle:
+        accounts = [a for a in accounts if needle in a["username"].casefold() or needle in (a["name"] or "").casefold()]
+    pages = max(1, -(-len(found) // ADMIN_PAGE_SIZE))
+    try:
+        page_no = min(max(1, int(request.query.get("page", "1"))), pages)
+    except ValueError:
+        page_no = 1
+    residents = found[(page_no - 1) * ADMIN_PAGE_SIZE : page_no * ADMIN_PAGE_SIZE]
+    chosen = request.query.get("resident", "")
+    if chosen not in {r.id for _, r in residents}:
+        chosen = ""
+    devices = [d for d in every_device if d["resident"] == chosen]
+    device_counts: dict[str, int] = {}
+    for d in every_device:
+        device_counts[str(d["resident"])] = device_counts.get(str(d["resident"]), 0) + 1
     async with ctx.db.acquire() as conn:
         assigned = await _assigned_profiles(conn, [r.id for _, r in residents])
     ctx.desk.log_resident_reads(me, [(s, r.id) for s, r in residents], "admin", request.remote)
     profiles = ctx.rules.profiles if ctx.rules is not None else {}
     names = (
         {a["username"] for a in accounts}
-        | {r.id for _, r in residents}
-        | {str(d["id"]) for d in devices}
+        | {r.id for _, r in mine}
+        | {str(d["id"]) for d in every_device}
         | set(profiles)
     )
     return render(
@@ -157,6 +179,12 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
         accounts=accounts,
         residents=residents,
         devices=devices,
+        device_counts=device_counts,
+        chosen=chosen,
+        query=query,
+        page_no=page_no,
+        pages=pages,
+        found=len(found),
         roles=[r.value for r in Role if me.role is Role.ADMIN or r in (Role.STAFF, Role.NURSE)],
         profiles=[
             {
@@ -191,7 +219,9 @@ async def admin_submit(request: web.Request) -> web.StreamResponse:
     # the page shows the change at once; the rule engine gets away/maintenance with the hub's inventory refresh, a
     # rule profile within a second (the hub follows resident_rule_profiles)
     await ctx.desk.refresh(sites=action in ("resident-away", "device-maintenance"))
-    return redirect("/staff/admin?" + _query("done", done, name))
+    where = field(form, "resident", 64)  # a device change: back to that resident's devices
+    back = f"&resident={quote(where)}#admin-resident-{quote(where)}" if where else ""
+    return redirect("/staff/admin?" + _query("done", done, name) + back)
 
 
 def _query(key: str, code: str, name: str) -> str:

@@ -119,9 +119,15 @@ def render(request: web.Request, template: str, lang: str, status: int = 200, **
     if staff is not None and "duty_hm" not in values:
         desk = _ctx(request).desk
         until = desk.on_duty(staff)
-        zone = ZoneInfo(desk.directory.zone(next(iter(sorted(staff.sites)), "")))
+        zone_name = desk.directory.zone(next(iter(sorted(staff.sites)), ""))
+        zone = ZoneInfo(zone_name)
         values["duty_hm"] = local_hm(until, zone) if until else None
         values.setdefault("back", request.path)
+        now = desk.clock.now()  # the header's clock: the hub's time, as the alarms' ages are
+        values.setdefault("now_iso", now.isoformat())
+        values.setdefault("now_hm", local_hm(now, zone))
+        values.setdefault("zone_name", zone_name)
+        values.setdefault("clock_rate", desk.clock_rate())
     html = (
         _ctx(request)
         .jinja.get_template(template)
@@ -200,9 +206,11 @@ async def _check_and_sign_in(
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    """End the session and the shift; this session's open pages (other tabs, other phones) close now."""
+    """End the session, and the shift unless the person chose to stay on duty (a nurse on call from home keeps
+    getting escalations on her phone); this session's open pages (other tabs, other phones) close now."""
     ctx = _ctx(request)
-    ctx.desk.sign_off(_session(request).staff)
+    if field(await read_form(request), "end_duty", 8) != "no":
+        ctx.desk.sign_off(_session(request).staff)
     await ctx.sessions.delete(request.cookies.get(SESSION_COOKIE, ""))
     ctx.desk.hub.close_ended_sessions()
     response = redirect("/staff/login")

@@ -290,13 +290,26 @@
   let ws = null;
   let lastHeard = 0;
   let retryMs = 500;
-  function lost() { banner.hidden = false; document.body.classList.add("offline"); }
+  const savedRate = { rate: null };
+  function lost() {
+    banner.hidden = false;
+    document.body.classList.add("offline");
+    // the hub's clock is not known while it is out of reach: ages stop (they are shown again on reconnect)
+    if (clock.rate !== 0) { savedRate.rate = clock.rate; clock.hub = hubNow(); clock.local = performance.now(); clock.rate = 0; }
+    list.querySelectorAll(".actions button, form.answer button").forEach(function (b) { b.disabled = true; });
+  }
+  function back() {
+    if (savedRate.rate !== null && clock.rate === 0) { clock.rate = savedRate.rate; clock.local = performance.now(); }
+    savedRate.rate = null;
+    list.querySelectorAll(".actions button, form.answer button").forEach(function (b) { b.disabled = false; });
+  }
   function connect() {
     const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/staff/ws";
     ws = new WebSocket(url);
     ws.onopen = function () { retryMs = 500; lastHeard = Date.now(); };
     ws.onmessage = function (ev) {
       lastHeard = Date.now();
+      if (document.body.classList.contains("offline")) back();
       banner.hidden = true;
       document.body.classList.remove("offline");
       const msg = JSON.parse(ev.data);
