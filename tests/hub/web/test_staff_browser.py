@@ -75,6 +75,31 @@ async def test_page_says_plainly_when_the_connection_is_lost(browser: Browser, s
     await expect(page.locator("#conn-lost")).to_be_hidden()
 
 
+async def test_a_page_whose_hub_stopped_stops_its_clock_and_its_buttons(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    """Issue 28, finding 5: with the hub gone the page's ages kept counting (at 30x in the demo) and "Accept" stayed
+    clickable; now the clock stands still and nothing can be pressed until the hub answers again."""
+    alarm = staff_site.desk.apply(decision(staff_site.site))
+    assert alarm is not None
+    page = await staff_page(browser, staff_site.url, staff_site.site, "anna")
+    await pages_connected(staff_site, 1)
+    accept = page.locator(f"#alarm-{alarm.id}").get_by_role("button", name="Accept")
+    await expect(accept).to_be_enabled()
+    await staff_site.stop_serving()
+    await expect(page.locator("#conn-lost")).to_be_visible(timeout=3000)
+    await expect(accept).to_be_disabled()
+    stood = await page.evaluate("window.vakaHubNow()")
+    await page.wait_for_timeout(300)  # the clock would have moved 300 ms of hub time (rate 1) by now
+    assert await page.evaluate("window.vakaHubNow()") == stood
+    await staff_site.start_serving()
+    await expect(page.locator("#conn-lost")).to_be_hidden(timeout=5000)
+    await expect(accept).to_be_enabled()
+    moving = await page.evaluate("window.vakaHubNow()")
+    await page.wait_for_timeout(300)
+    assert await page.evaluate("window.vakaHubNow()") > moving  # it runs again from the hub's time
+
+
 async def axe_violations(page: Page) -> list[dict[str, Any]]:
     if not AXE.exists():
         pytest.fail(f"{AXE} is missing: vendor it with `npm pack axe-core` (package/axe.min.js)")
