@@ -47,7 +47,7 @@ services:
 	VAKA_WITH_BROWSER=$(WITH_BROWSER) bash deploy/dev-services.sh
 
 run: services venv
-	@$(MAKE) --no-print-directory demo-clean DEMO_OWNS_DB=$(DEMO_OWNS_DB)
+	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) demo-clean DEMO_OWNS_DB=$(DEMO_OWNS_DB)
 	@if [ -n "$(DEMO_OWNS_DB)" ]; then echo "A fresh demo: a new database '$(DEMO_DB)'; the last run's alarms are gone"; \
 		psql -h 127.0.0.1 -U postgres -d postgres -q -v ON_ERROR_STOP=1 -c 'CREATE DATABASE "$(DEMO_DB)"'; fi
 	mkdir -p var
@@ -107,7 +107,7 @@ test: services venv lint typecheck
 
 # everything `make run` and `make venv` made, the demo database included
 clean:
-	-@$(MAKE) --no-print-directory demo-clean DEMO_OWNS_DB=$(DEMO_OWNS_DB)
+	-@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) demo-clean DEMO_OWNS_DB=$(DEMO_OWNS_DB)
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 
 # Re-extract the web pages' message ids (templates, hub/web/*.py) and merge them into every .po (docs/i18n.md).
