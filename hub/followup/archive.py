@@ -80,7 +80,7 @@ class Record:
 # the alarms closed in the window; their log and escalations go with them, whole
 _CLOSED = "SELECT id FROM desk_alarms WHERE closed_at < $2 AND ($1::timestamptz IS NULL OR closed_at >= $1)"
 RECORDS = (
-    Record("alarms", "Larm och utfall / Alarms and outcomes",
+    Record("alarms", "Larm och resultat / Alarms and outcomes",
            "SELECT id, rule_id, category, severity, site, unit, resident_id, device_id, reason, unregistered, state, "
            "outcome, note, count, raised_at, accepted_at, accepted_by, closed_at FROM desk_alarms "
            f"WHERE id IN ({_CLOSED}) ORDER BY raised_at, id",

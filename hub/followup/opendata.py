@@ -324,12 +324,12 @@ def write_package(
 
 
 _TITLES = {
-    "alarm_outcomes": "Larm efter utfall / Alarms by outcome",
+    "alarm_outcomes": "Larm efter resultat / Alarms by outcome",
     "devices": "Installerad och använd välfärdsteknik / Welfare technology installed and in use",
     "response_times": "Svarstider för trygghetslarm / Response times to care alarms",
 }
 _DESCRIPTIONS = {
-    "alarm_outcomes": "Antal larm per avdelning, månad och utfall. / Alarms per care unit, month and outcome.",
+    "alarm_outcomes": "Antal larm per avdelning, månad och resultat. / Alarms per care unit, month and outcome.",
     "devices": "Enheter per typ: installerade, som rapporterat, i aktiv användning. / Devices per class: installed, reported, in active use.",
     "response_times": "Tid från larm tills någon tog det och till på plats, i minuter. / Time from alarm to accept and to on site, in minutes.",
 }

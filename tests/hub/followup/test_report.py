@@ -62,7 +62,7 @@ async def test_words_for_every_id_and_totals(known_month: asyncpg.Connection, tm
     assert any(r[1] == "Care alarms · Alarm button" for r in en)
     assert "Doser" not in totals
     assert "Brukare med tekniken" not in totals
-    assert [r[1] for r in rows if r[0] == "Tid till kvittens"] == ["median", "90:e percentil", "längst"]
+    assert [r[1] for r in rows if r[0] == "Tid tills larmet togs"] == ["median", "90:e percentil", "längst"]
     # escalations: tiers in words, as numbers in order
     tiers = [r[1] for r in rows if r[0] == "Larm efter högsta eskaleringsnivå"]
     assert tiers[:2] == ["nivå 2", "nivå 4"]
