@@ -99,3 +99,31 @@ async def test_the_residents_page_names_kinds_of_device_in_swedish(
         shown = text_of(await page.text())
     assert "fall_radar" not in shown
     assert f"Fallradar {site}-radar1 : fel" in shown
+
+
+async def test_activity_at_home_of_a_resident_marked_away_is_remarked_on(
+    swedish: StaffSite, anna: aiohttp.ClientSession
+) -> None:
+    """Finding 10: "Senaste aktivitet: 23:21 (nyss)" for someone away, with no remark."""
+    site = swedish.site
+    now = swedish.clock.now()
+    async with swedish.db.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO events (ts, site, device_id, resident_id, kind) VALUES ($1, $2, $3, $4, 'motion')",
+            now,
+            site,
+            f"{site}-plug2",
+            f"{site}-r2",
+        )
+        await conn.execute("UPDATE residents SET away = true WHERE id = $1", f"{site}-r2")
+    await swedish.desk.refresh(sites=True)
+    async with anna.get(f"{swedish.url}/staff/residents") as page:
+        html = await page.text()
+    away = re.search(rf'id="resident-{site}-r2">(.*?)</li>\s*</ul>\s*</li>', html, re.S) or re.search(
+        rf'id="resident-{site}-r2">(.*)', html, re.S
+    )
+    assert away is not None
+    shown = text_of(away.group(1))
+    assert "Senaste aktivitet" in shown
+    assert "stämmer markeringen?" in shown
+    assert "stämmer markeringen?" not in text_of(html.split(f'id="resident-{site}-r2"')[0])  # r1 is home
