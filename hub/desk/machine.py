@@ -95,7 +95,8 @@ class DeskMachine:
         if decision.action in (DecisionAction.RAISE, DecisionAction.UPDATE):
             alarm.count = max(alarm.count + 1, decision.count)
             alarm.severity = max(alarm.severity, decision.severity)
-            alarm.reason = decision.reason or alarm.reason
+            if alarm.rule_id != NOBODY_REACHED:  # "nobody reached" keeps naming the first alarm, the longest waiting
+                alarm.reason = decision.reason or alarm.reason
             alarm.updated_at = now
             if (decision.action is DecisionAction.RAISE or decision.repeat) and self._new_incident(alarm):
                 return self._ring_again(alarm, now, decision.reason)

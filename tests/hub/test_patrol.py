@@ -186,7 +186,7 @@ async def test_a_technical_alarm_closes_itself_only_when_its_rule_allows_and_nob
 
 
 async def test_a_repeat_rings_again_even_on_an_alarm_held_on_site(patrol: Patrol, unique: str) -> None:
-    """Three missed doses: each rings; the one left "On site" comes back to ringing, escalation starts over."""
+    """Three missed doses: each rings; the one left "On site" rings again for Anna, who keeps it (issue 28)."""
     desk = patrol.desk
     anna = patrol.staff["anna"]
     med = {"rule_id": "medication_missed", "severity": Severity.MEDIUM, "device": "plug2", "resident": "r2"}
@@ -202,13 +202,14 @@ async def test_a_repeat_rings_again_even_on_an_alarm_held_on_site(patrol: Patrol
         desk.apply(replace(decision(unique, DecisionAction.UPDATE, subject="r2", **med), repeat=True))  # type: ignore[arg-type]
         assert alarm.incidents == n
         view = desk.view(alarm)
-        assert view["ring"] is True
-        assert view["state"] == "raised"
-        assert view["accepted_by"] == "Anna"  # who had it stays on the card until someone takes it
-        desk.accept(alarm.id, anna)  # Anna again: no take-over question
+        assert (view["ring"], view["repeat_pending"]) == (True, True)
+        assert view["state"] == "on_site"  # still hers, still where she is
+        assert view["accepted_by"] == "Anna"
+        desk.on_site(alarm.id, anna)  # "Got it": her own step again
+        assert desk.view(alarm)["ring"] is False
     await patrol.settle()
-    tiers = [t for t, _, _ in patrol.channel.escalations()]
-    assert tiers == [0, 0, 0]  # raised, and each repeat rang the unit again
+    rings = [(t, audience) for t, audience, _ in patrol.channel.escalations()]
+    assert rings == [(0, "unit"), (0, "holder"), (0, "holder")]  # raised for the unit, each repeat for Anna
     assert desk.metrics.alarm_repeats.labels("care")._value.get() == 2
 
 

@@ -161,6 +161,18 @@ def test_an_alarm_that_reaches_nobody_raises_the_sites_nobody_reached_alarm(mach
     assert ({s.username for s in tier.recipients}, tier.phones) == ({"anna", "nils", "carl"}, ("+4670000",))
 
 
+def test_nobody_reached_keeps_naming_the_first_alarm_that_reached_nobody(machine: DeskMachine) -> None:
+    """Finding 10: the site's "nobody reached" alarm named only the latest unreached alarm, not the first."""
+    machine.patrol = PatrolSettings(duty_required=True)  # nobody signed on
+    machine.apply(decision(SITE), T0)
+    nobody = machine.get_open_by_key(f"{NOBODY_REACHED}:{SITE}")
+    assert nobody is not None
+    first = nobody.reason
+    assert first.startswith("nobody reached: fall_detected")
+    machine.apply(decision(SITE, rule_id="alarm_button", subject="r2", resident="r2"), T0 + timedelta(minutes=10))
+    assert (nobody.reason, nobody.incidents) == (first, 2)
+
+
 def test_every_change_a_page_sees_has_its_own_version(machine: DeskMachine) -> None:
     changes = machine.apply(decision(SITE), T0)
     alarm = changes[0].alarm
