@@ -225,3 +225,10 @@ ERRORS = [
     N_("error.not_your_unit"),
     N_("error.checkin_plans_nurses"),
 ]
+# ids main's issue-22 work uses by value (the login form's error, the late care event's label and reasons)
+LATE_AND_AWAY = [
+    N_("login.database_away"),
+    N_("rule.late_care_event"),
+    N_("reason.late_care_event"),
+    N_("reason.late_care_event.room"),
+]
