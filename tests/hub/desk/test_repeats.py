@@ -155,5 +155,6 @@ async def test_a_second_press_of_an_alarm_button_rings_again(unit: Unit) -> None
     unit.desk.accept(alarm.id, ANNA)
     unit.minute()
     unit.press()
-    assert (alarm.state, alarm.incidents) == (AlarmState.RAISED, 2)
+    # issue 28: a press while Anna holds it stays hers and rings for her (her own tier), until she answers it
+    assert (alarm.state, alarm.incidents, alarm.repeat_pending) == (AlarmState.ACCEPTED, 2, True)
     assert (await unit.rings("alarm_button")).count("tier0") == 2
