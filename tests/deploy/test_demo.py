@@ -100,7 +100,7 @@ def run_once(workdir: Path, unique: str) -> tuple[str, list[tuple[str, int]], st
 
 
 def test_make_run_twice_gives_two_fresh_demos_that_say_what_they_do(tmp_path: Path, unique: str) -> None:
-    for name in ("deploy", "pyproject.toml"):  # what the Makefile reads relative to where it runs
+    for name in ("deploy", "pyproject.toml", "requirements"):  # what the Makefile reads relative to where it runs
         (tmp_path / name).symlink_to(ROOT / name)
     first, alarms, log = run_once(tmp_path, unique)
     assert "A fresh demo: a new database" in first
