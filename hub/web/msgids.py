@@ -215,7 +215,7 @@ ADMIN_REFUSED = [
     N_("admin.error.refused"),
 ]
 # refusals of a request, in the person's language (hub/web/staff/pages.refusal)
-ERRORS = [
+REFUSALS = [
     N_("error.login_required"),
     N_("error.csrf"),
     N_("error.admin_only"),
@@ -224,11 +224,4 @@ ERRORS = [
     N_("error.followup_managers"),
     N_("error.not_your_unit"),
     N_("error.checkin_plans_nurses"),
-]
-# ids main's issue-22 work uses by value (the login form's error, the late care event's label and reasons)
-LATE_AND_AWAY = [
-    N_("login.database_away"),
-    N_("rule.late_care_event"),
-    N_("reason.late_care_event"),
-    N_("reason.late_care_event.room"),
 ]
