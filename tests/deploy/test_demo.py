@@ -29,7 +29,8 @@ def free_port() -> int:
 
 def start_demo(workdir: Path, unique: str, port: int) -> subprocess.Popen[str]:
     args = [
-        "make", "-s", "-f", str(ROOT / "Makefile"), "run", f"VENV={ROOT / '.venv'}", "NIGHTS=1", "SPEED=3000",
+        "make", "-s", "-f", str(ROOT / "Makefile"), "-o", str(ROOT / ".venv" / "bin" / "vaka"), "run",
+        f"VENV={ROOT / '.venv'}", "NIGHTS=1", "SPEED=3000",
         f"DEMO_DB=vaka_demo_{unique}", f"SITE=demo{unique}", f"HTTP_PORT={port}", f"MQTT_PORT={MQTT_PORT}",
         f"MQTT_CLIENT_ID=vaka-hub-{unique}",
     ]  # fmt: skip
