@@ -57,7 +57,9 @@ async def test_refusals_are_in_the_persons_language(swedish: StaffSite, anna: ai
     async with (
         aiohttp.ClientSession() as stranger,
         stranger.post(
-            f"{swedish.url}/staff/duty", data={"duty": "off"}, headers={"Accept-Language": "sv-SE,sv;q=0.9"}
+            f"{swedish.url}/staff/duty",
+            data={"duty": "off"},
+            headers={"Accept-Language": "sv-SE,sv;q=0.9", "Origin": swedish.url},
         ) as resp,
     ):
         assert resp.status == 401
