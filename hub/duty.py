@@ -2,7 +2,7 @@
 
 The staff page signs a person on when they sign in and off when they sign out; a roster (or a team lead at the
 command line) can write the same `staff_duty` rows ahead, e.g. for the nurse on call from home. The running hub
-applies a change within a second (hub/staff_watch.py reads `staff_duty` on every pass).
+applies a change within a second (hub/web/staff/watch.py reads `staff_duty` on every pass).
 """
 
 from __future__ import annotations

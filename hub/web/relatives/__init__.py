@@ -9,14 +9,14 @@ Origin and header rules apply only here. See docs/relatives.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import jinja2
 from aiohttp import web
 
-from hub.web.staff import STATIC_DIR, TEMPLATES_DIR
+from hub.web.paths import RELATIVES_STATIC_DIR, TEMPLATES_DIR, wall_clock
+from hub.web.relatives.context import CONTEXT, RelativesContext
 from hub.web.staff.bodies import well_formed_bodies
 from hub.web.staff.security import security_headers
 from hub.web.staff.throttle import LoginThrottle, forwarded_client, login_policy
@@ -24,31 +24,6 @@ from hub.web.staff.throttle import LoginThrottle, forwarded_client, login_policy
 if TYPE_CHECKING:
     from hub.settings import Settings
     from hub.store.pool import Database
-    from hub.web.relatives.passkeys import Challenges
-
-RELATIVES_STATIC_DIR = STATIC_DIR.parent / "relatives"
-
-
-def wall_clock() -> datetime:
-    """Consents, sessions and the access log run on wall time, whatever clock the alarm lane follows."""
-    return datetime.now(UTC)
-
-
-@dataclass(slots=True)
-class RelativesContext:
-    """What the relatives handlers share."""
-
-    db: Database
-    settings: Settings
-    jinja: jinja2.Environment
-    challenges: Challenges
-    # the staff login's throttle: per (account, address), and a per-account cap with a slow path across addresses;
-    # a relative's account is `relative:<e-mail>` in it
-    throttle: LoginThrottle
-    now: Callable[[], datetime] = wall_clock
-
-
-CONTEXT = web.AppKey("vaka_relatives", RelativesContext)
 
 
 def setup_relatives(

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jinja2
 from aiohttp import web
 
+from hub.web.paths import STATIC_DIR, TEMPLATES_DIR
 from hub.web.staff.bodies import well_formed_bodies
+from hub.web.staff.context import CONTEXT, StaffContext
 from hub.web.staff.security import security_headers
 from hub.web.staff.throttle import LoginThrottle, forwarded_client, login_policy
 
@@ -23,35 +23,9 @@ if TYPE_CHECKING:
     from hub.checkins.service import CheckinService
     from hub.desk.lane import Desk
     from hub.metrics import Metrics
-    from hub.notify.webpush import WebPushNotifier
     from hub.settings import Settings
     from hub.store.pool import Database
     from hub.tasks import Spawner
-    from hub.web.staff.sessions import SessionStore
-
-WEB_DIR = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = WEB_DIR / "templates"
-STATIC_DIR = WEB_DIR / "static" / "staff"
-
-
-@dataclass(slots=True)
-class StaffContext:
-    """What the staff handlers share."""
-
-    desk: Desk
-    db: Database
-    settings: Settings
-    metrics: Metrics
-    sessions: SessionStore
-    jinja: jinja2.Environment
-    push: WebPushNotifier | None
-    spawner: Spawner
-    throttle: LoginThrottle | None = None
-    checkins: CheckinService | None = None
-    rules: RuleSet | None = None  # the hub's loaded rule packs: the rule profiles a nurse may give a resident
-
-
-CONTEXT = web.AppKey("vaka_staff", StaffContext)
 
 
 def setup_staff(
@@ -69,7 +43,6 @@ def setup_staff(
     loaded (read from `settings.rules.packs` when not given)."""
     from alarms.rules import default_pack_path, load_rules
     from hub.notify.webpush import WebPushNotifier
-    from hub.staff_watch import StaffWatch
     from hub.web.staff.pages import (
         alarm_action,
         alarms_page,
@@ -85,6 +58,7 @@ def setup_staff(
     )
     from hub.web.staff.sessions import SessionStore
     from hub.web.staff.socket import staff_socket
+    from hub.web.staff.watch import StaffWatch
 
     jinja = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),

@@ -29,8 +29,8 @@ from hub.desk.alarm import Alarm
 from hub.desk.fanout import local_hm
 from hub.resident_directory import read_homes
 from hub.staff import Role
-from hub.web.staff import CONTEXT
 from hub.web.staff.bodies import field, read_form
+from hub.web.staff.context import CONTEXT
 from hub.web.staff.pages import _ctx, _session, _wants_json, forbidden, render, safe_back
 from hub.web.staff.security import CSP, SESSION_COOKIE, add_security_headers
 

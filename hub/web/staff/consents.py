@@ -16,7 +16,7 @@ from hub.relatives.accounts import INVITATION_VALID, has_live_consent, invite
 from hub.relatives.consent import GivenBy, Scope, consents_for, grant, parse_scopes, revoke
 from hub.staff import Role
 from hub.store.access_log import record_read
-from hub.web.relatives import wall_clock
+from hub.web.paths import wall_clock
 from hub.web.staff.pages import _ctx, _session, forbidden, redirect, refusal, render
 
 logger = logging.getLogger(__name__)

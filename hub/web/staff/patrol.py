@@ -16,8 +16,8 @@ from hub.night_log import night_log
 from hub.resident_directory import Home, read_homes, travel_minutes
 from hub.web.i18n import LANGS, local_clock
 from hub.web.reasons import note_text, reason_text
-from hub.web.staff import CONTEXT, StaffContext
 from hub.web.staff.bodies import field, read_form
+from hub.web.staff.context import CONTEXT, StaffContext
 from hub.web.staff.pages import SESSION, redirect, render, safe_back
 from hub.web.staff.sessions import Session
 

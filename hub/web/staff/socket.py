@@ -9,7 +9,7 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from hub.web.staff import CONTEXT
+from hub.web.staff.context import CONTEXT
 from hub.web.staff.security import SESSION_COOKIE, origin_allowed
 from hub.web.staff.sessions import session_key
 

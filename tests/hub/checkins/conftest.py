@@ -17,7 +17,7 @@ from hub.checkins.service import CheckinService, save_plans
 from hub.model import Device, DirectoryEntry, Inventory
 from hub.resident_directory import store_entries
 from hub.store.inventory import load_inventory
-from hub.web.staff import CONTEXT
+from hub.web.staff.context import CONTEXT
 from tests.hub.desk_support import sites_for
 from tests.hub.web.conftest import StaffSite, browser, free_port, staff_site  # noqa: F401  (fixtures)
 

@@ -10,7 +10,7 @@ from playwright.async_api import Browser, expect
 
 from hub.checkins.service import CheckinError
 from hub.store.inventory import set_resident_away
-from hub.web.staff import CONTEXT
+from hub.web.staff.context import CONTEXT
 from tests.hub.checkins.conftest import CheckinSite
 from tests.hub.web.conftest import CHROMIUM, staff_page
 

@@ -7,7 +7,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, expect
 
-from hub.web.staff import CONTEXT
+from hub.web.staff.context import CONTEXT
 from tests.hub.checkins.conftest import CheckinSite, on_the_route
 from tests.hub.desk_support import decision
 from tests.hub.web.conftest import CHROMIUM, staff_page

@@ -8,7 +8,7 @@ import re
 
 import aiohttp
 
-from hub.web.staff import CONTEXT
+from hub.web.staff.context import CONTEXT
 from tests.hub.checkins.conftest import CheckinSite, on_the_route
 from tests.hub.web.test_staff_http import login
 

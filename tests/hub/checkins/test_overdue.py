@@ -12,7 +12,7 @@ import pytest
 
 from hub.checkins.service import CheckinError
 from hub.followup.indicators import Scope, compute, month
-from hub.web.staff import CONTEXT
+from hub.web.staff.context import CONTEXT
 from tests.hub.checkins.conftest import CheckinSite
 from tests.hub.web.test_staff_http import login
 

@@ -133,7 +133,7 @@ async def test_nurses_edit_plans_on_the_staff_page_with_mistakes_on_their_line(c
 
     import aiohttp
 
-    from hub.web.staff import CONTEXT
+    from hub.web.staff.context import CONTEXT
     from tests.hub.web.test_staff_http import login
 
     s = checkin_site
@@ -174,7 +174,7 @@ async def test_nurses_edit_plans_on_the_staff_page_with_mistakes_on_their_line(c
 async def test_an_alarm_during_the_slot_shows_on_the_check_in(checkin_site: CheckinSite) -> None:
     import aiohttp
 
-    from hub.web.staff import CONTEXT
+    from hub.web.staff.context import CONTEXT
     from tests.hub.desk_support import decision
     from tests.hub.web.test_staff_http import login
 
@@ -197,7 +197,7 @@ async def test_without_a_gateway_a_refused_look_offers_the_visit_in_one_tap_in_s
 
     import aiohttp
 
-    from hub.web.staff import CONTEXT
+    from hub.web.staff.context import CONTEXT
     from tests.hub.web.test_staff_http import login
 
     s = checkin_site

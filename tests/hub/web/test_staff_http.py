@@ -89,7 +89,7 @@ async def test_cookie_is_secure_when_the_settings_say_so(staff_site: StaffSite, 
 
 
 async def test_login_is_rate_limited(staff_site: StaffSite, client: aiohttp.ClientSession) -> None:
-    from hub.web.staff import CONTEXT
+    from hub.web.staff.context import CONTEXT
     from hub.web.staff.throttle import ThrottlePolicy
 
     throttle = staff_site.staff_app[CONTEXT].throttle
@@ -342,7 +342,7 @@ async def test_a_subscribed_browser_gets_a_web_push_for_an_escalation(
 
 
 async def test_an_idle_session_is_logged_out(staff_site: StaffSite, client: aiohttp.ClientSession) -> None:
-    from hub.web.staff import CONTEXT
+    from hub.web.staff.context import CONTEXT
 
     await login(client, staff_site.url, f"anna-{staff_site.site}")
     async with client.get(f"{staff_site.url}/staff/", allow_redirects=False) as resp:

@@ -89,7 +89,7 @@ async def test_a_unit_change_closes_the_page_and_the_directory_follows_at_once(
 async def test_a_logged_out_session_gets_no_delivery_even_before_its_page_is_swept(
     staff_site: StaffSite, client: aiohttp.ClientSession
 ) -> None:
-    from hub.web.staff import CONTEXT
+    from hub.web.staff.context import CONTEXT
 
     ws = await open_page(staff_site, client, "anna")
     sessions = staff_site.staff_app[CONTEXT].sessions

@@ -17,7 +17,7 @@ import pytest
 from playwright.async_api import Browser, Page, WebSocket, expect
 
 from hub.desk.lane import Desk
-from hub.web.staff import CONTEXT
+from hub.web.staff.context import CONTEXT
 from tests.hub.desk_support import decision
 from tests.hub.web.conftest import CHROMIUM, StaffSite, staff_page
 

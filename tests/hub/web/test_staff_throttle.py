@@ -49,7 +49,7 @@ def test_the_delay_grows_with_each_failure_and_has_a_ceiling() -> None:
 @pytest.fixture(autouse=True)
 def long_first_delay(staff_site: StaffSite) -> None:
     """A first wait of a minute, so a loaded machine cannot outlast it between two attempts of a test."""
-    from hub.web.staff import CONTEXT
+    from hub.web.staff.context import CONTEXT
 
     staff_site.settings.http.login_first_delay_s = 60.0
     ctx = staff_site.staff_app[CONTEXT]
@@ -149,7 +149,7 @@ async def test_many_addresses_guessing_at_one_account_take_the_slow_path(
 ) -> None:
     """90 wrong passwords from 30 addresses (3 each: every pair stays free) used to meet no 429 at all; past the
     per-account cap every address, the real one included, gets one attempt per `account_delay_s`."""
-    from hub.web.staff import CONTEXT
+    from hub.web.staff.context import CONTEXT
 
     staff_site.settings.http.trusted_proxies = PROXY  # type: ignore[assignment]
     ctx = staff_site.staff_app[CONTEXT]

@@ -1,0 +1,113 @@
+"""The house's imports run one way (issue 23): no circle anywhere in hub/, adapters/ and alarms/ (lazy imports
+inside functions count; imports only for type checking do not), nothing imports the command line, the web apps are
+imported by the hub's wiring alone, and the pure cores import nothing of hub/ but the model."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("hub", "adapters", "alarms")
+
+
+def _module_names() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            found[name.removesuffix(".__init__")] = path
+    return found
+
+
+MODULES = _module_names()
+
+
+def _owner(name: str) -> str | None:
+    """The module of ours that `name` (a module, or a name inside one) belongs to."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for n in ast.walk(node))
+    return skipped
+
+
+def imports_of(name: str) -> set[str]:
+    """Our modules `name` imports at run time (at the top or inside a function)."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    skipped = _type_checking_nodes(tree)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        targets: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            targets = [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        for target in targets:
+            if target.split(".")[0] in PACKAGES and (owner := _owner(target)) is not None and owner != name:
+                found.add(owner)
+    return found
+
+
+GRAPH = {name: imports_of(name) for name in MODULES}
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle, as the path around it, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        stack.append(module)
+        for dep in sorted(graph.get(module, ())):
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep) :], dep]
+            if dep not in state and (found := visit(dep)) is not None:
+                return found
+        stack.pop()
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (found := visit(module)) is not None:
+            return found
+    return None
+
+
+def test_no_import_circle_anywhere_in_the_house() -> None:
+    assert len(GRAPH) > 150
+    assert cycle(GRAPH) is None, " -> ".join(cycle(GRAPH) or [])
+
+
+def test_the_circle_check_finds_a_circle_through_a_package() -> None:
+    assert cycle({"a": {"a.b"}, "a.b": {"a"}}) == ["a", "a.b", "a"]
+    assert cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_nothing_imports_the_command_line() -> None:
+    assert sorted(n for n, deps in GRAPH.items() if "hub.cli" in deps) == []
+
+
+def test_the_web_apps_are_imported_by_the_wiring_alone() -> None:
+    outside = sorted(
+        n for n, deps in GRAPH.items() if not n.startswith("hub.web") and any(d.startswith("hub.web") for d in deps)
+    )
+    assert outside == ["hub.app"]
+
+
+def test_the_pure_cores_import_nothing_of_the_hub_but_the_model() -> None:
+    leaks = {
+        n: sorted(d for d in deps if d.startswith("hub") and d != "hub.model")
+        for n, deps in GRAPH.items()
+        if n.startswith(("adapters", "alarms"))
+    }
+    assert {n: d for n, d in leaks.items() if d} == {}
