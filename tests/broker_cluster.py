@@ -120,7 +120,9 @@ class PrivateRabbitCluster:
             check=False,
         )
         if result.returncode != 0:
-            msg = f"rabbitmqctl {' '.join(args)} on {node.name} failed: {result.stderr.decode(errors='replace')[-1500:]}"
+            msg = (
+                f"rabbitmqctl {' '.join(args)} on {node.name} failed: {result.stderr.decode(errors='replace')[-1500:]}"
+            )
             raise RuntimeError(msg)
         return result.stdout.decode(errors="replace")
 
