@@ -1,0 +1,224 @@
+"""No single broker machine silences the alarms (issue 30, first slice; docs/ha.md).
+
+`vaka serve` runs as a process against a 3-node RabbitMQ cluster on loopback (Debian's 3.10.8, MQTT 3.1.1, durable
+subscriptions on quorum queues) and a private PostgreSQL. Devices publish a steady QoS 1 load over MQTT 3.1.1 with a
+ledger of every PUBACK; then one node is killed with SIGKILL: the one the hub is connected to (which is also where
+its subscription queue's leader is), or, separately, another one (the devices' node). During the fault an alarm
+button is pressed. Afterwards: every acknowledged event is in the database exactly once, the hub is on another node
+within the bound below, and the press was raised as an alarm. The figures are printed (run with -s) and recorded in
+docs/ha.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.broker_cluster import PrivateRabbitCluster, rabbit_available
+from tests.hub.test_durability import HubProcess, Ledger, assert_ledger_stored_once
+from tests.services import PrivatePostgres
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(not rabbit_available(), reason="Debian's rabbitmq-server with its MQTT plugin is not installed"),
+]
+
+RATE_PER_S = 300.0
+BEFORE = 1500  # events acknowledged before the kill (5 s of load)
+TOTAL = 6000  # 20 s of load in all
+# measured on a 2-core machine shared with other work (docs/ha.md): the hub was on another node 0.3–0.6 s after the
+# kill, the press an alarm within 0.7–8 s (a quorum queue elects its new leader first); the bounds leave room for a
+# busier machine, not for a design that waits for a keepalive (30 s) or a human
+RECONNECT_BOUND_S = 5.0
+PRESS_TO_ALARM_BOUND_S = 20.0
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node's MQTT address."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What one fault cost."""
+
+    victim: str
+    published: int
+    acked: int
+    longest_stall_s: float
+    reconnect_s: float
+    press_to_alarm_s: float
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PrivateRabbitCluster]:
+    with PrivateRabbitCluster(3) as nodes:
+        yield nodes
+
+
+@pytest.fixture
+def whole_cluster(cluster: PrivateRabbitCluster) -> Iterator[PrivateRabbitCluster]:
+    """The cluster with every node up; a node a test killed is started again (it rejoins) afterwards."""
+    yield cluster
+    for i in range(len(cluster.nodes)):
+        if not cluster.running(i):
+            cluster.start(i)
+
+
+def hub_node(hub: HubProcess, cluster: PrivateRabbitCluster) -> int:
+    """The node the hub's events connection is on now, from its log line."""
+    ports = re.findall(r"mqtt events connected to 127\.0\.0\.1:(\d+)", hub.log)
+    assert ports, hub.log[-2000:]
+    return cluster.node_of_port(int(ports[-1]))
+
+
+def press_button(port: int, site: str) -> float:
+    """An alarm button pressed (MQTT 3.1.1, QoS 1) on the node at `port`; the monotonic time it was published."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"button-{site}", protocol=paho.MQTTv311)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        body = {"ts": datetime.now(UTC).isoformat(), "kind": "alarm_button", "seq": 1}
+        pressed = time.monotonic()
+        info = client.publish(f"vaka/v1/{site}/button/event", json.dumps(body).encode(), qos=1)
+        info.wait_for_publish(timeout=30)
+        assert info.is_published(), "the cluster did not acknowledge the press"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return pressed
+
+
+async def _button_alarms(dsn: str, site: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM desk_alarms WHERE site = $1 AND rule_id = 'alarm_button' AND device_id = 'button'",
+            site,
+        )
+    finally:
+        await conn.close()
+    return count
+
+
+def wait_for_alarm(pg: PrivatePostgres, site: str, timeout_s: float = 60.0) -> float:
+    """Wait until the press is an alarm at the desk (its row written); the monotonic time it was seen."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if asyncio.run(_button_alarms(pg.dsn, site)) == 1:
+                return time.monotonic()
+        except (OSError, asyncpg.PostgresError):
+            pass  # the schema is the hub's to create; it is there once the hub is up
+        assert time.monotonic() < deadline, "the alarm button pressed during the fault raised no alarm"
+        time.sleep(0.1)
+
+
+def wait_for_reconnect(hub: HubProcess, before: float, timeout_s: float = 60.0) -> float:
+    """Wait until the hub's events connection is up on a new connection; the monotonic time it was seen."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reconnects = hub.metric("vaka_mqtt_reconnects_total", 'connection="events"') or 0.0
+        if reconnects > before and hub.metric("vaka_mqtt_connected", 'connection="events"') == 1.0:
+            return time.monotonic()
+        assert time.monotonic() < deadline, f"the hub did not reconnect: {hub.log[-2000:]}"
+        time.sleep(0.05)
+
+
+def ride_out(cluster: PrivateRabbitCluster, tmp: Path, site: str, victim: str) -> Figures:
+    """Steady load, one node killed (`hub`: the hub's; `devices`: the devices' node), a press during the fault."""
+    ports = cluster.mqtt_ports
+    with PrivatePostgres() as pg:
+        hub = HubProcess(pg, Node("127.0.0.1", ports[0]), tmp, site)
+        hub.env.update(
+            {
+                "VAKA_MQTT__PROTOCOL": "3.1.1",
+                "VAKA_MQTT__HOSTS": json.dumps([f"127.0.0.1:{port}" for port in ports]),
+                "VAKA_MQTT__RECONNECT_MAX_S": "2.0",
+            }
+        )
+        ledger: Ledger | None = None
+        try:
+            hub.start()
+            hub.wait_status("ready")
+            on = hub_node(hub, cluster)
+            others = [i for i in range(len(ports)) if i != on]
+            devices_on = others[0]
+            ledger = Ledger(
+                Node("127.0.0.1", ports[devices_on]),
+                site,
+                protocol=paho.MQTTv311,
+                failover_ports=[ports[i] for i in others[1:]] + [ports[on]],
+            )
+            killed = on if victim == "hub" else devices_on
+            survivor = next(i for i in others if i != killed)
+            load_started = time.monotonic()
+            load = threading.Thread(target=ledger.publish, args=(0, TOTAL, RATE_PER_S), name="ledger", daemon=True)
+            load.start()
+            deadline = time.monotonic() + 60
+            while len(ledger.acked) < BEFORE:
+                assert time.monotonic() < deadline, "the cluster did not take the load before the fault"
+                time.sleep(0.05)
+
+            reconnects = hub.metric("vaka_mqtt_reconnects_total", 'connection="events"') or 0.0
+            killed_at = time.monotonic()
+            cluster.kill(killed)
+            pressed = press_button(ports[survivor], site)
+            if victim == "hub":
+                reconnected = wait_for_reconnect(hub, reconnects)
+                assert hub_node(hub, cluster) != killed
+            else:
+                reconnected = killed_at  # the hub's node lives: it has no reason to move
+            alarmed = wait_for_alarm(pg, site)
+
+            load.join(timeout=120)
+            assert not load.is_alive(), "the publisher never finished its load"
+            ledger.settle(timeout_s=60)
+            hub.wait_status("ready", timeout_s=60)
+            assert_ledger_stored_once(pg, ledger, timeout_s=120)  # 0 acknowledged events lost, none stored twice
+            assert hub.metric("vaka_mqtt_session_lost_total", 'connection="events"') == 0.0
+            figures = Figures(
+                victim=victim,
+                published=TOTAL,
+                acked=len(ledger.acked),
+                longest_stall_s=ledger.longest_stall_s(load_started),
+                reconnect_s=reconnected - killed_at,
+                press_to_alarm_s=alarmed - pressed,
+            )
+            print(f"\nHA figures: {figures}")  # the numbers docs/ha.md records
+            return figures
+        finally:
+            if ledger is not None:
+                ledger.close()
+            hub.stop()
+
+
+def test_the_hubs_broker_node_killed_under_load_loses_nothing_and_the_hub_moves_on(
+    whole_cluster: PrivateRabbitCluster, tmp_path: Path, unique: str
+) -> None:
+    figures = ride_out(whole_cluster, tmp_path, f"ha{unique}", victim="hub")
+    assert figures.reconnect_s < RECONNECT_BOUND_S
+    assert figures.press_to_alarm_s < PRESS_TO_ALARM_BOUND_S
+
+
+def test_the_devices_broker_node_killed_under_load_loses_nothing(
+    whole_cluster: PrivateRabbitCluster, tmp_path: Path, unique: str
+) -> None:
+    figures = ride_out(whole_cluster, tmp_path, f"ha{unique}", victim="devices")
+    assert figures.press_to_alarm_s < PRESS_TO_ALARM_BOUND_S
