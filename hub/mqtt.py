@@ -341,9 +341,10 @@ class MqttConnection:
         self._metrics.mqtt_reconnects.labels(self.name).inc()
         self._metrics.mqtt_connected.labels(self.name).set(1)
         # a new session is expected only the first time this client id ever connects (the marker file says whether
-        # it has); any other time, whatever the broker held for us while we were away is gone
+        # it has); any other time, whatever the broker held for us while we were away is gone. A connection that
+        # subscribes to nothing (the canary) has nothing queued to lose, and RabbitMQ keeps no session for it at all
         had_session = self.generation > 1 or (self._session_marker is not None and self._session_marker.exists())
-        if not flags.session_present and had_session:
+        if not flags.session_present and had_session and self._subscriptions:
             self._metrics.mqtt_session_lost.labels(self.name).inc()
             logger.warning(
                 "mqtt %s broker had no session for us: messages queued while we were away may be lost",

@@ -73,6 +73,7 @@ class Ledger:
         self._index_by_mid: dict[int, int] = {}
         self._acked_mids: set[int] = set()
         self.ack_times: list[float] = []  # monotonic time of every PUBACK, in order
+        self.connections: list[tuple[float, int, str]] = []  # monotonic time, port and CONNACK of every connection
         self._ports = [broker.port, *failover_ports]
         self._closing = False
         self._lock = threading.Lock()
@@ -86,6 +87,7 @@ class Ledger:
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(0.1, 1)
         self._client.on_publish = self._on_publish
+        self._client.on_connect = self._on_connect
         if failover_ports:
             self._client.on_disconnect = self._next_node
         self._client.connect(broker.host, broker.port)
@@ -95,6 +97,10 @@ class Ledger:
         with self._lock:
             self._acked_mids.add(mid)
             self.ack_times.append(time.monotonic())
+
+    def _on_connect(self, client: paho.Client, userdata: object, flags: object, rc: object, props: object) -> None:
+        with self._lock:
+            self.connections.append((time.monotonic(), client.port, str(rc)))
 
     def _next_node(self, client: paho.Client, userdata: object, flags: object, rc: object, props: object) -> None:
         if self._closing:
