@@ -178,6 +178,15 @@ class PrivateRabbitCluster:
                 msg = f"{node.name} did not join the cluster: {status[-1500:]}"
                 raise RuntimeError(msg)
 
+    def forget_client(self, client_id: str) -> None:
+        """Delete the durable session queues of the MQTT clients whose id starts with `client_id` (a hub gone for
+        good): they would otherwise go on taking a copy of every message their wildcards match, forever."""
+        live = next(i for i in range(len(self.nodes)) if self.running(i))
+        names = self.ctl(live, "list_queues", "name", "--silent", "--no-table-headers").split()
+        for name in names:
+            if name.startswith(f"mqtt-subscription-{client_id}"):
+                self.ctl(live, "delete_queue", name)
+
     def kill(self, i: int) -> None:
         """SIGKILL node `i`: the Erlang VM dies at once, without a word to its peers or its clients."""
         node = self.nodes[i]

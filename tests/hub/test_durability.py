@@ -88,8 +88,9 @@ class Ledger:
         self._client.reconnect_delay_set(0.1, 1)
         self._client.on_publish = self._on_publish
         self._client.on_connect = self._on_connect
-        if failover_ports:
+        if failover_ports:  # a lost connection and a failed attempt (paho reports them apart) both move on
             self._client.on_disconnect = self._next_node
+            self._client.on_connect_fail = self._next_node_after_failure
         self._client.connect(broker.host, broker.port)
         self._client.loop_start()
 
@@ -108,6 +109,9 @@ class Ledger:
         # paho's own reconnect loop connects there; its `port` setter refuses while this callback runs (the state
         # still says connected), hence the attribute behind it
         client._port = self._ports[(self._ports.index(client.port) + 1) % len(self._ports)]
+
+    def _next_node_after_failure(self, client: paho.Client, userdata: object) -> None:
+        self._next_node(client, userdata, None, None, None)
 
     @property
     def port(self) -> int:
