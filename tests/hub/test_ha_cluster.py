@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -39,11 +39,11 @@ pytestmark = [
 RATE_PER_S = 300.0
 BEFORE = 1500  # events acknowledged before the kill (5 s of load)
 TOTAL = 6000  # 20 s of load in all
-# measured on a 2-core machine shared with other work (docs/ha.md): the hub was on another node 0.3–0.6 s after the
-# kill, the press an alarm within 0.7–8 s (a quorum queue elects its new leader first); the bounds leave room for a
-# busier machine, not for a design that waits for a keepalive (30 s) or a human
+# measured on a 2-core machine shared with other work (docs/ha.md): the hub on another node 0.2–0.5 s after the kill,
+# a press an alarm 1.0–1.1 s after it was pressed (0.003–0.2 s when the hub's node lived). The bounds are not speed
+# goals (those belong in bench/): they fail a design that waits for a keepalive (30 s) or for a person
 RECONNECT_BOUND_S = 5.0
-PRESS_TO_ALARM_BOUND_S = 20.0
+PRESS_TO_ALARM_BOUND_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -89,21 +89,42 @@ def hub_node(hub: HubProcess, cluster: PrivateRabbitCluster) -> int:
     return cluster.node_of_port(int(ports[-1]))
 
 
-def press_button(port: int, site: str) -> float:
-    """An alarm button pressed (MQTT 3.1.1, QoS 1) on the node at `port`; the monotonic time it was published."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"button-{site}", protocol=paho.MQTTv311)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        body = {"ts": datetime.now(UTC).isoformat(), "kind": "alarm_button", "seq": 1}
-        pressed = time.monotonic()
-        info = client.publish(f"vaka/v1/{site}/button/event", json.dumps(body).encode(), qos=1)
+class Button:
+    """An alarm button connected (MQTT 3.1.1) to the node at `port` before the fault, as devices are."""
+
+    def __init__(self, port: int, site: str) -> None:
+        self.site = site
+        self._connected = threading.Event()
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"button-{site}", protocol=paho.MQTTv311)
+        self._client.on_connect = lambda *_: self._connected.set()
+        self._client.connect("127.0.0.1", port)
+        self._client.loop_start()
+        assert self._connected.wait(30), "the alarm button could not connect"
+
+    def press(self) -> datetime:
+        """Press (QoS 1) and wait for the cluster's PUBACK; when it was pressed."""
+        pressed = datetime.now(UTC)
+        body = {"ts": pressed.isoformat(), "kind": "alarm_button", "seq": 1}
+        info = self._client.publish(f"vaka/v1/{self.site}/button/event", json.dumps(body).encode(), qos=1)
         info.wait_for_publish(timeout=30)
         assert info.is_published(), "the cluster did not acknowledge the press"
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return pressed
+        return pressed
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def logged_at(log: str, pattern: str, after: datetime) -> datetime:
+    """The time of the first line of the hub's log matching `pattern` that was written after `after`."""
+    for line in log.splitlines():
+        if re.search(pattern, line):
+            # the log's times are local and cut to the millisecond
+            at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)
+            if at >= after - timedelta(milliseconds=1):
+                return at
+    msg = f"no line {pattern!r} after {after}"
+    raise AssertionError(msg)
 
 
 async def _button_alarms(dsn: str, site: str) -> int:
@@ -118,26 +139,26 @@ async def _button_alarms(dsn: str, site: str) -> int:
     return count
 
 
-def wait_for_alarm(pg: PrivatePostgres, site: str, timeout_s: float = 60.0) -> float:
-    """Wait until the press is an alarm at the desk (its row written); the monotonic time it was seen."""
+def wait_for_alarm(pg: PrivatePostgres, site: str, timeout_s: float = 60.0) -> None:
+    """Wait until the press is an alarm at the desk (its row written)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             if asyncio.run(_button_alarms(pg.dsn, site)) == 1:
-                return time.monotonic()
+                return
         except (OSError, asyncpg.PostgresError):
             pass  # the schema is the hub's to create; it is there once the hub is up
         assert time.monotonic() < deadline, "the alarm button pressed during the fault raised no alarm"
         time.sleep(0.1)
 
 
-def wait_for_reconnect(hub: HubProcess, before: float, timeout_s: float = 60.0) -> float:
-    """Wait until the hub's events connection is up on a new connection; the monotonic time it was seen."""
+def wait_for_reconnect(hub: HubProcess, before: float, timeout_s: float = 60.0) -> None:
+    """Wait until the hub's events connection is up on a new connection, as operations see it (/metrics)."""
     deadline = time.monotonic() + timeout_s
     while True:
         reconnects = hub.metric("vaka_mqtt_reconnects_total", 'connection="events"') or 0.0
         if reconnects > before and hub.metric("vaka_mqtt_connected", 'connection="events"') == 1.0:
-            return time.monotonic()
+            return
         assert time.monotonic() < deadline, f"the hub did not reconnect: {hub.log[-2000:]}"
         time.sleep(0.05)
 
@@ -155,6 +176,7 @@ def ride_out(cluster: PrivateRabbitCluster, tmp: Path, site: str, victim: str) -
             }
         )
         ledger: Ledger | None = None
+        button: Button | None = None
         try:
             hub.start()
             hub.wait_status("ready")
@@ -168,7 +190,7 @@ def ride_out(cluster: PrivateRabbitCluster, tmp: Path, site: str, victim: str) -
                 failover_ports=[ports[i] for i in others[1:]] + [ports[on]],
             )
             killed = on if victim == "hub" else devices_on
-            survivor = next(i for i in others if i != killed)
+            button = Button(ports[next(i for i in others if i != killed)], site)  # on a node that survives
             load_started = time.monotonic()
             load = threading.Thread(target=ledger.publish, args=(0, TOTAL, RATE_PER_S), name="ledger", daemon=True)
             load.start()
@@ -178,15 +200,17 @@ def ride_out(cluster: PrivateRabbitCluster, tmp: Path, site: str, victim: str) -
                 time.sleep(0.05)
 
             reconnects = hub.metric("vaka_mqtt_reconnects_total", 'connection="events"') or 0.0
-            killed_at = time.monotonic()
+            killed_at = datetime.now(UTC)
             cluster.kill(killed)
-            pressed = press_button(ports[survivor], site)
+            pressed = button.press()
+            reconnect_s = 0.0  # the hub's node lives: it has no reason to move
             if victim == "hub":
-                reconnected = wait_for_reconnect(hub, reconnects)
+                wait_for_reconnect(hub, reconnects)
                 assert hub_node(hub, cluster) != killed
-            else:
-                reconnected = killed_at  # the hub's node lives: it has no reason to move
-            alarmed = wait_for_alarm(pg, site)
+                reconnected = logged_at(hub.log, "mqtt events connected to", killed_at)
+                reconnect_s = (reconnected - killed_at).total_seconds()
+            wait_for_alarm(pg, site)
+            raised = logged_at(hub.log, r"ALARM id=\S+ state=raised .* rule=alarm_button", pressed)
 
             load.join(timeout=120)
             assert not load.is_alive(), "the publisher never finished its load"
@@ -195,6 +219,7 @@ def ride_out(cluster: PrivateRabbitCluster, tmp: Path, site: str, victim: str) -
             assert len(ledger.acked) == TOTAL, f"{len(ledger.acked)} of {TOTAL}; connections {ledger.connections}"
             hub.wait_status("ready", timeout_s=60)
             assert_ledger_stored_once(pg, ledger, timeout_s=120)  # 0 acknowledged events lost, none stored twice
+            assert asyncio.run(_button_alarms(pg.dsn, site)) == 1, "the press, delivered again, raised a second alarm"
             for connection in ("events", "telemetry", "canary"):  # a false loss alarm is an alarm nobody trusts
                 assert hub.metric("vaka_mqtt_session_lost_total", f'connection="{connection}"') == 0.0, connection
             figures = Figures(
@@ -203,14 +228,15 @@ def ride_out(cluster: PrivateRabbitCluster, tmp: Path, site: str, victim: str) -
                 acked=len(ledger.acked),
                 redelivered=int(hub.metric("vaka_events_duplicate_total") or 0),
                 longest_stall_s=ledger.longest_stall_s(load_started),
-                reconnect_s=reconnected - killed_at,
-                press_to_alarm_s=alarmed - pressed,
+                reconnect_s=reconnect_s,
+                press_to_alarm_s=(raised - pressed).total_seconds(),
             )
             print(f"\nHA figures: {figures}")  # the numbers docs/ha.md records
             return figures
         finally:
-            if ledger is not None:
-                ledger.close()
+            for device in (ledger, button):
+                if device is not None:
+                    device.close()
             hub.stop()
             cluster.forget_client(f"hub-{site}")  # its sessions would take a copy of the next test's load
 
