@@ -30,7 +30,7 @@ URL = http://$(VAKA_HTTP__HOST):$(VAKA_HTTP__PORT)
 # demo accounts: user, role, password (the password is the user name + "-demo")
 DEMO_ACCOUNTS := natt1:staff natt2:staff sjuksk1:nurse ledare1:admin
 
-.PHONY: run demo-clean test services venv lint typecheck clean i18n-extract lock
+.PHONY: run demo-clean test test-ha services venv lint typecheck clean i18n-extract lock
 
 # The dependencies exactly as locked (requirements/README.md), every file checked against its hash; then Vaka itself
 # with the locked build backend, and nothing else resolved.
@@ -104,6 +104,10 @@ typecheck: venv
 test: WITH_BROWSER=1
 test: services venv lint typecheck
 	$(BIN)/pytest -q
+
+# The high-availability tier (docs/ha.md): vaka serve on a 3-node RabbitMQ cluster, nodes killed under load.
+test-ha: venv
+	$(BIN)/pytest -q -s tests/hub/test_ha_cluster.py
 
 # everything `make run` and `make venv` made, the demo database included
 clean:

@@ -1,4 +1,11 @@
-"""MQTT 5 on paho-mqtt, driven by the asyncio loop itself (add_reader/add_writer, no network thread).
+"""MQTT on paho-mqtt, driven by the asyncio loop itself (add_reader/add_writer, no network thread).
+
+MQTT 5 by default (Mosquitto); MQTT 3.1.1 with `mqtt.protocol = "3.1.1"` for a broker that speaks no MQTT 5 (RabbitMQ
+3.10's plugin, the cluster of docs/ha.md). Under 3.1.1 the session persists by `clean_session` false, and there is no
+session expiry (the broker's policy keeps the session), no Receive Maximum (the broker's own prefetch limit and the
+hub's `max_unacked` below hold the flow) and no noLocal (none of the hub's own publishes matches what it subscribes to).
+With `mqtt.hosts` each connection attempt goes to the next node of the list, so a hub whose node died is on
+another one after its first reconnect delay; the session (a replicated queue in the cluster) is found there.
 
 What is acked when: messages are received with `manual_ack`; `MqttConnection.ack` sends the PUBACK, and ingest calls
 it only once the message's events are durable (committed or spooled). A message whose connection dropped before
@@ -124,7 +131,7 @@ def configure_tool_client(client: paho.Client, settings: MqttSettings, login: st
 
 
 class MqttConnection:
-    """One paho MQTT 5 client with a persistent session, re-subscribing and reconnecting with jittered backoff."""
+    """One paho client (MQTT 5, or 3.1.1) with a persistent session, re-subscribing and reconnecting with jittered backoff."""
 
     def __init__(
         self,
@@ -164,10 +171,15 @@ class MqttConnection:
         self._paused = False
         self._stopping = False
         self.session_present: bool | None = None
+        self._mqtt5 = settings.protocol == "5"
+        self._addresses = settings.broker_addresses()
+        self._next_address = 0
+        self.address: tuple[str, int] = self._addresses[0]  # the node this connection is on, or tries next
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=MQTTProtocolVersion.MQTTv5 if self._mqtt5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if self._mqtt5 else False,
             manual_ack=True,
             reconnect_on_failure=False,
         )
@@ -177,8 +189,10 @@ class MqttConnection:
         password = settings.broker_password()
         if password is not None or settings.username is not None:
             self._client.username_pw_set(settings.login_for(client_id), password)
+        self._tls_context: ssl.SSLContext | None = None
         if settings.tls:
-            self._client.tls_set_context(broker_tls_context(settings))
+            self._tls_context = broker_tls_context(settings)
+            self._client.tls_set_context(self._tls_context)
         if will is not None:
             self._client.will_set(will[0], will[1], qos=1, retain=True)
         self._client.on_connect = self._handle_connect
@@ -250,8 +264,7 @@ class MqttConnection:
                     logger.warning(
                         "mqtt %s cannot connect to %s:%s: %s; retrying in %.1f s",
                         self.name,
-                        self._settings.host,
-                        self._settings.port,
+                        *self.address,
                         exc,
                         delay_s,
                     )
@@ -262,21 +275,23 @@ class MqttConnection:
 
     async def _connect_once(self) -> None:
         self._disconnected.clear()
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self._settings.session_expiry_s
-        props.ReceiveMaximum = self._settings.receive_maximum
+        # every attempt, after a failure or a dropped connection, goes to the next node (with one, the same again)
+        self.address = name, port = self._addresses[self._next_address % len(self._addresses)]
+        self._next_address += 1
+        if isinstance(self._tls_context, _BrokerTlsContext) and self._settings.hosts:
+            self._tls_context.server_name = name
         # DNS happens off the loop; the TCP connect to a resolved address is bounded by connect_timeout
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            self._settings.host, self._settings.port, type=socket.SOCK_STREAM
-        )
+        infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
         host = str(infos[0][4][0])
-        rc = self._client.connect(
-            host,
-            self._settings.port,
-            keepalive=self._settings.keepalive_s,
-            clean_start=False,
-            properties=props,
-        )
+        if self._mqtt5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = self._settings.session_expiry_s
+            props.ReceiveMaximum = self._settings.receive_maximum
+            rc = self._client.connect(
+                host, port, keepalive=self._settings.keepalive_s, clean_start=False, properties=props
+            )
+        else:  # the session persists by the clean_session flag the client was made with
+            rc = self._client.connect(host, port, keepalive=self._settings.keepalive_s)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             msg = f"connect returned {rc}"
             raise MqttError(msg)
@@ -326,9 +341,10 @@ class MqttConnection:
         self._metrics.mqtt_reconnects.labels(self.name).inc()
         self._metrics.mqtt_connected.labels(self.name).set(1)
         # a new session is expected only the first time this client id ever connects (the marker file says whether
-        # it has); any other time, whatever the broker held for us while we were away is gone
+        # it has); any other time, whatever the broker held for us while we were away is gone. A connection that
+        # subscribes to nothing (the canary) has nothing queued to lose, and RabbitMQ keeps no session for it at all
         had_session = self.generation > 1 or (self._session_marker is not None and self._session_marker.exists())
-        if not flags.session_present and had_session:
+        if not flags.session_present and had_session and self._subscriptions:
             self._metrics.mqtt_session_lost.labels(self.name).inc()
             logger.warning(
                 "mqtt %s broker had no session for us: messages queued while we were away may be lost",
@@ -343,15 +359,17 @@ class MqttConnection:
         logger.info(
             "mqtt %s connected to %s:%s session_present=%s",
             self.name,
-            self._settings.host,
-            self._settings.port,
+            *self.address,
             flags.session_present,
         )
-        opts = SubscribeOptions(qos=1, noLocal=True)
         if self._subscriptions:
             # again even when the session kept them, so a changed configuration applies; but a kept session is
             # subscribed already, and its backlog may arrive long before the SUBACK
-            client.subscribe([(topic, opts) for topic in self._subscriptions])
+            if self._mqtt5:
+                opts = SubscribeOptions(qos=1, noLocal=True)
+                client.subscribe([(topic, opts) for topic in self._subscriptions])
+            else:
+                client.subscribe([(topic, 1) for topic in self._subscriptions])
         if flags.session_present or not self._subscriptions:
             self._ready.set()
 

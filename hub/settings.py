@@ -48,9 +48,29 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _split_address(address: str) -> tuple[str, int]:
+    """`host:port` (`[v6 address]:port` for IPv6) as (host, port); ValueError with the reason otherwise."""
+    host, sep, port_text = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        msg = f"mqtt.hosts entry {address!r} is not host:port"
+        raise ValueError(msg)
+    return host, int(port_text)
+
+
 class MqttSettings(_Section):
     host: str = Field(default="127.0.0.1", description="broker host (with TLS: the name its certificate carries)")
     port: int = Field(default=1883, ge=1, le=65535, description="broker port (the shipped TLS listener: 8883)")
+    hosts: list[str] = Field(
+        default_factory=list,
+        description="a broker cluster's nodes as host:port, tried in turn (each new connection attempt goes to the "
+        "next); set, it replaces host and port (docs/ha.md)",
+    )
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description='"5" (Mosquitto, the default) or "3.1.1" for a broker that speaks no MQTT 5 (RabbitMQ 3.10, '
+        "docs/ha.md): a persistent session by clean_session false; no session expiry, receive maximum or noLocal",
+    )
     username: str | None = Field(
         default=None,
         description="broker user name; unset: the client id (the shipped broker ties client id to user name); "
@@ -73,18 +93,29 @@ class MqttSettings(_Section):
     client_id: str = Field(
         default="vaka-hub", min_length=1, max_length=64, description="fixed, so the session persists"
     )
-    session_expiry_s: int = Field(default=7 * 86400, ge=60, description="how long the broker keeps our session offline")
+    session_expiry_s: int = Field(
+        default=7 * 86400,
+        ge=60,
+        description="how long the broker keeps our session offline (MQTT 5; with 3.1.1 the broker's own policy)",
+    )
     keepalive_s: int = Field(default=30, ge=5, le=600, description="MQTT keepalive")
     receive_maximum: int = Field(
         default=4096,
         ge=16,
         le=65535,
-        description="unacked QoS 1 messages in flight to us; the telemetry connection stops reading at this many",
+        description="unacked QoS 1 messages in flight to us (asked of an MQTT 5 broker; RabbitMQ: mqtt.prefetch); "
+        "the telemetry connection stops reading at this many",
     )
     reconnect_min_s: float = Field(default=0.2, gt=0, description="first reconnect delay")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="longest reconnect delay (jittered)")
     telemetry_connection: bool = Field(default=True, description="a second connection for telemetry topics")
     routes: list[AdapterRoute] = Field(default_factory=list, description="other vendor formats by topic filter")
+
+    @model_validator(mode="after")
+    def _known_addresses(self) -> MqttSettings:
+        for address in self.hosts:
+            _split_address(address)
+        return self
 
     @model_validator(mode="after")
     def _backoff_order(self) -> MqttSettings:
@@ -113,13 +144,20 @@ class MqttSettings(_Section):
             msg = "mqtt.key_file needs mqtt.cert_file"
             raise ValueError(msg)
         has_password = self.password is not None or self.password_file is not None
-        if has_password and not self.tls and not _is_loopback(self.host) and not self.allow_plaintext_password:
+        remote = [host for host, _ in self.broker_addresses() if not _is_loopback(host)]
+        if has_password and not self.tls and remote and not self.allow_plaintext_password:
             msg = (
-                f"the broker password would cross the network in plain text to {self.host}: set mqtt.tls = true "
+                f"the broker password would cross the network in plain text to {remote[0]}: set mqtt.tls = true "
                 "(and mqtt.ca_file), or mqtt.allow_plaintext_password = true if that network is trusted"
             )
             raise ValueError(msg)
         return self
+
+    def broker_addresses(self) -> list[tuple[str, int]]:
+        """Where the broker is: every entry of `hosts` in order, or else `host` and `port`."""
+        if self.hosts:
+            return [_split_address(address) for address in self.hosts]
+        return [(self.host, self.port)]
 
     def broker_password(self) -> str | None:
         """The password to log in with: `password`, else the first line of `password_file`, else None."""

@@ -31,10 +31,11 @@ from hub.app import Hub
 from hub.broker_accounts import read_secrets, write_credentials
 from hub.metrics import Metrics
 from hub.model import Inventory
-from hub.mqtt import broker_tls_context
+from hub.mqtt import MqttConnection, broker_tls_context
 from hub.settings import MqttSettings, Settings
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
+from hub.tasks import Spawner
 from hub.vendor.discover import fetch_retained
 from tests.conftest import PG_DSN
 from tests.mqtt_probe import V5, V311, Probe
@@ -383,6 +384,31 @@ def test_a_broker_that_demands_a_client_certificate_gets_the_hubs(
                 probe.connect()
     finally:
         probe.close()
+
+
+async def test_each_node_of_mqtt_hosts_is_checked_against_its_own_name(secured: SecuredBroker) -> None:
+    """A cluster's nodes each have their own name: the certificate of the node being tried must name that node (not
+    `mqtt.host`, which `hosts` replaces); a node whose certificate does not is refused, and the next one is tried."""
+    auth_dir = secured.broker.auth_dir
+    assert auth_dir is not None
+    settings = MqttSettings(
+        host="broker.example.org",  # what the wrong node's certificate names: used, it would let that node in
+        hosts=[f"localhost:{secured.wrong_host_port}", f"127.0.0.1:{secured.broker.tls_port}"],
+        client_id="vaka-hub",
+        tls=True,
+        ca_file=secured.pki.ca_file,
+        password_file=auth_dir / "vaka-hub.password",
+        reconnect_min_s=0.05,
+        reconnect_max_s=0.2,
+    )
+    metrics = Metrics()
+    async with Spawner(metrics) as spawner:
+        conn = MqttConnection(
+            settings, metrics, name="events", client_id="vaka-hub", subscriptions=[], on_message=print, spawner=spawner
+        )
+        spawner.spawn(conn.run_loop(), name="test.mqtt")
+        await conn.wait_connected(10)
+        assert conn.address == ("127.0.0.1", secured.broker.tls_port)
 
 
 def test_plain_mqtt_to_the_tls_port_gets_no_session(secured: SecuredBroker) -> None:

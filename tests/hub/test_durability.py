@@ -8,6 +8,7 @@ oracle). Afterwards every ledger entry must be in the database exactly once.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -17,9 +18,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import asyncpg
 import paho.mqtt.client as paho
@@ -35,35 +37,92 @@ DEVICES = 20
 BASE_TS = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
 
 
+class Broker(Protocol):
+    """Where a broker (or one node of a cluster) listens."""
+
+    host: str
+    port: int
+
+
 def event_key(i: int) -> tuple[str, datetime, int]:
     """The stored identity (device_id, ts, seq) of burst event i."""
     return f"d{i % DEVICES:02d}", BASE_TS + timedelta(milliseconds=i), i
 
 
 class Ledger:
-    """Publishes a burst of QoS 1 events and records which ones the broker acknowledged."""
+    """Publishes a burst of QoS 1 events and records which ones the broker acknowledged, and when.
 
-    def __init__(self, broker: PrivateMosquitto, site: str, channel: str = "event") -> None:
+    With `failover_ports` (a cluster's other nodes) a publisher whose node went away reconnects to the next one, as
+    a device behind the cluster's one address (a load balancer, several DNS records) would.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        site: str,
+        channel: str = "event",
+        *,
+        protocol: int = paho.MQTTv5,
+        failover_ports: Sequence[int] = (),
+        client_id: str | None = None,
+    ) -> None:
         self.site = site
         self.channel = channel
         # event index by packet id, and the packet ids the broker acknowledged (fewer than 65,536 per test, so
         # paho's ids do not wrap); no lock is held around paho's own calls, which take paho's locks
         self._index_by_mid: dict[int, int] = {}
         self._acked_mids: set[int] = set()
+        self.ack_times: list[float] = []  # monotonic time of every PUBACK, in order
+        self.connections: list[tuple[float, int, str]] = []  # monotonic time, port and CONNACK of every connection
+        self._ports = [broker.port, *failover_ports]
+        self._closing = False
         self._lock = threading.Lock()
         self._client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"ledger-{site}", protocol=paho.MQTTv5, reconnect_on_failure=True
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"ledger-{site}",
+            protocol=protocol,
+            reconnect_on_failure=True,
         )
         self._client.max_inflight_messages_set(100)
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(0.1, 1)
         self._client.on_publish = self._on_publish
+        self._client.on_connect = self._on_connect
+        if failover_ports:  # a lost connection and a failed attempt (paho reports them apart) both move on
+            self._client.on_disconnect = self._next_node
+            self._client.on_connect_fail = self._next_node_after_failure
         self._client.connect(broker.host, broker.port)
         self._client.loop_start()
 
     def _on_publish(self, client: paho.Client, userdata: object, mid: int, rc: object, props: object) -> None:
         with self._lock:
             self._acked_mids.add(mid)
+            self.ack_times.append(time.monotonic())
+
+    def _on_connect(self, client: paho.Client, userdata: object, flags: object, rc: object, props: object) -> None:
+        with self._lock:
+            self.connections.append((time.monotonic(), client.port, str(rc)))
+
+    def _next_node(self, client: paho.Client, userdata: object, flags: object, rc: object, props: object) -> None:
+        if self._closing:
+            return
+        # paho's own reconnect loop connects there; its `port` setter refuses while this callback runs (the state
+        # still says connected), hence the attribute behind it
+        client._port = self._ports[(self._ports.index(client.port) + 1) % len(self._ports)]
+
+    def _next_node_after_failure(self, client: paho.Client, userdata: object) -> None:
+        self._next_node(client, userdata, None, None, None)
+
+    @property
+    def port(self) -> int:
+        """The port of the node the publisher is on (or tries next)."""
+        return self._client.port
+
+    def longest_stall_s(self, since: float) -> float:
+        """The longest time without a PUBACK after monotonic time `since` (up to the last one)."""
+        with self._lock:
+            times = [since, *(t for t in self.ack_times if t >= since)]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
     @property
     def acked(self) -> set[int]:
@@ -94,6 +153,7 @@ class Ledger:
             time.sleep(0.1)
 
     def close(self) -> None:
+        self._closing = True
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -101,7 +161,7 @@ class Ledger:
 class HubProcess:
     """`vaka serve` as its own process, so it can be killed like a real crash."""
 
-    def __init__(self, pg: PrivatePostgres, broker: PrivateMosquitto, tmp: Path, site: str) -> None:
+    def __init__(self, pg: PrivatePostgres, broker: Broker, tmp: Path, site: str) -> None:
         self.http_port = free_port()
         self.log_path = tmp / "hub.log"
         self.env = {
@@ -166,6 +226,19 @@ class HubProcess:
         """SIGCONT after `pause`."""
         assert self._proc is not None
         self._proc.send_signal(signal.SIGCONT)
+
+    def metric(self, name: str, labels: str = "") -> float | None:
+        """One sample from /metrics (`labels` as written there, e.g. `connection="events"`), or None."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return None
+        wanted = f"{name}{{{labels}}} " if labels else f"{name} "
+        for line in text.splitlines():
+            if line.startswith(wanted):
+                return float(line.rsplit(" ", 1)[1])
+        return None
 
     @property
     def running(self) -> bool:
