@@ -26,7 +26,7 @@ RULE: Words = {
     "water_leak": {"sv": "Vattenläcka", "en": "Water leak"},
     "smoke": {"sv": "Rök", "en": "Smoke"},
     "low_room_temperature": {"sv": "Kallt i rummet", "en": "Cold room"},
-    "medication_missed": {"sv": "Medicin inte tagen", "en": "Medication missed"},
+    "medication_missed": {"sv": "Läkemedel inte taget", "en": "Medication missed"},
     "device_silent": {"sv": "Enhet tyst", "en": "Device silent"},
     "battery_low": {"sv": "Lågt batteri", "en": "Battery low"},
     "camera_offline": {"sv": "Kamera ur drift", "en": "Camera offline"},
