@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_PORT_PICKS = 5
+
 TRANSACTION_TTL_S = 64.0  # RFC 3261 timer J for UDP: 64 × T1
 MAX_TRANSACTIONS = 20_000
 MAX_FIRST_SEEN = 50_000
@@ -127,14 +129,27 @@ class ScaipReceiver:
                     await conn.execute(_PRUNE, s.site)
         if not s.senders:
             logger.warning("scaip receiver: no senders listed (scaip.senders): every request will be refused")
-        if "udp" in s.transports:
-            transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self), local_addr=(s.host, s.port))
-            self._udp = transport
-            self.udp_port = transport.get_extra_info("sockname")[1]
-        if "tcp" in s.transports:
-            port = self.udp_port if s.port == 0 and self.udp_port else s.port
-            self._tcp = await asyncio.start_server(self._stream, s.host, port)
-            self.tcp_port = self._tcp.sockets[0].getsockname()[1]
+        # port 0: one free port for both transports; the TCP port of the UDP port the system picked may be taken
+        # by something else, so a few picks are tried (was a test's "address already in use" now and then)
+        for attempt in range(_PORT_PICKS if s.port == 0 else 1):
+            if "udp" in s.transports:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _Datagrams(self), local_addr=(s.host, s.port)
+                )
+                self._udp = transport
+                self.udp_port = transport.get_extra_info("sockname")[1]
+            if "tcp" in s.transports:
+                port = self.udp_port if s.port == 0 and self.udp_port else s.port
+                try:
+                    self._tcp = await asyncio.start_server(self._stream, s.host, port)
+                except OSError:
+                    if self._udp is None or attempt == _PORT_PICKS - 1 or s.port != 0:
+                        raise
+                    self._udp.close()
+                    self._udp, self.udp_port = None, 0
+                    continue
+                self.tcp_port = self._tcp.sockets[0].getsockname()[1]
+            break
         logger.info("scaip receiver listening udp=%s tcp=%s", self.udp_port or "-", self.tcp_port or "-")
 
     async def close(self) -> None:
