@@ -56,6 +56,10 @@ def secret_files(directory: Path) -> dict[str, Path]:
         path.write_text(password + "\n")
         path.chmod(0o600)
         files[role] = path
+    token = directory / "metrics_token"
+    token.write_text("test-metrics-token\n")
+    token.chmod(0o600)
+    files["metrics_token"] = token
     return files
 
 
@@ -98,7 +102,11 @@ def run_init(port: int, secrets: dict[str, Path]) -> None:
 def compose_hub_env(port: int, secrets: dict[str, Path], tmp_path: Path, unique: str, http_port: int) -> dict[str, str]:
     """The hub service's environment from docker-compose.yml, pointed at this machine's services."""
     hub_service = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["hub"]
-    secret_paths = {"db_hub_password": secrets["hub"], "db_owner_password": secrets["owner"]}
+    secret_paths = {
+        "db_hub_password": secrets["hub"],
+        "db_owner_password": secrets["owner"],
+        "metrics_token": secrets["metrics_token"],
+    }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAKA_", "PG"))}
     for key, value in hub_service["environment"].items():
         value = str(value).replace("timescaledb:5432/vaka", f"127.0.0.1:{port}/vaka")
