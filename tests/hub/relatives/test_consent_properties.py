@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from hub.relatives import accounts as acc
 from hub.relatives.consent import GivenBy, Scope, grant, relative_id_for, revoke
-from hub.relatives.view import NightHours, NotPermittedError, authorize, resident_status
+from hub.relatives.view import NightHours, NotPermittedError, UnknownResidentError, authorize, resident_status
 from tests.conftest import PG_DSN
 from tests.hub.relatives.conftest import Home
 
@@ -103,7 +103,7 @@ async def _run(schema: str, resident: str, recorder: str, steps: list[tuple[obje
             live = model.live()
             try:
                 got = await authorize(conn, session.relative.id, resident, model.now)
-            except NotPermittedError:
+            except (NotPermittedError, UnknownResidentError):  # before any consent: as an unknown id (issue 24)
                 got = frozenset()
             assert set(got) == live, (step, model)
             if got:
