@@ -9,8 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,29 +17,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from alarms.engine import Engine
 from hub.model import Site
+from hub.store.files import write_whole
 
 logger = logging.getLogger(__name__)
 
 ENGINE_FILE = "engine_state.json"
 INVENTORY_FILE = "inventory.json"
 _sites_adapter = TypeAdapter(list[Site])
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write `path` whole or not at all; raises OSError (a full disk) and leaves no temporary file behind.
-
-    The temporary name is unique: a shutdown save and a housekeeping save in a worker thread may overlap."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def take(engine: Engine, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -99,7 +81,7 @@ def _emit(value: Any, out: list[bytes], encoder: msgspec.json.Encoder) -> None:
 
 def save_local(directory: Path, snapshot_json: bytes) -> None:
     """Write an encoded engine snapshot next to the spool (blocking: run it in a thread)."""
-    _write_atomic(directory / ENGINE_FILE, snapshot_json)
+    write_whole(directory / ENGINE_FILE, snapshot_json)
 
 
 def load_local(directory: Path) -> dict[str, Any] | None:
@@ -117,7 +99,7 @@ def load_local(directory: Path) -> dict[str, Any] | None:
 
 def save_inventory(directory: Path, sites: list[Site]) -> None:
     """Cache the inventory for a start with the database away."""
-    _write_atomic(directory / INVENTORY_FILE, _sites_adapter.dump_json(sites))
+    write_whole(directory / INVENTORY_FILE, _sites_adapter.dump_json(sites))
 
 
 def load_inventory(directory: Path) -> list[Site]:
@@ -136,7 +118,7 @@ PROFILES_FILE = "rule_profiles.json"
 
 def save_profiles(directory: Path, profiles: dict[str, str]) -> None:
     """Cache the residents' rule profile names (resident id -> profile) with the inventory."""
-    _write_atomic(directory / PROFILES_FILE, json.dumps(profiles, sort_keys=True).encode())
+    write_whole(directory / PROFILES_FILE, json.dumps(profiles, sort_keys=True).encode())
 
 
 def load_profiles(directory: Path) -> dict[str, str]:

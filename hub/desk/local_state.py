@@ -12,8 +12,6 @@ holds no password hashes.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +22,7 @@ import msgspec
 from hub.desk.alarm import Alarm
 from hub.model import AlarmCategory, AlarmState, Outcome, Severity
 from hub.staff import Role, StaffMember
+from hub.store.files import write_whole
 
 logger = logging.getLogger(__name__)
 
@@ -110,19 +109,8 @@ def encode(alarms: list[tuple[Any, ...]], staff: list[StaffMember], duty: dict[i
 
 
 def save(directory: Path, data: bytes) -> None:
-    """Write the file whole or not at all (temp file, fsync, rename); raises OSError (a full disk)."""
-    path = directory / FILE
-    fd, name = tempfile.mkstemp(dir=directory, prefix=f".{FILE}.", suffix=".tmp")
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write the file whole or not at all; raises OSError (a full disk)."""
+    write_whole(directory / FILE, data)
 
 
 def load(directory: Path) -> DeskState | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import uuid
 from collections import deque
@@ -29,6 +28,7 @@ from hub.backoff import Backoff
 from hub.desk.alarm import Alarm
 from hub.model import AlarmCategory, AlarmState, Outcome, Severity, VakaError
 from hub.store.db import is_connection_error
+from hub.store.files import write_whole
 from hub.store.spool import frame, parse_segment
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class DeskJournal:
         """Write one batch to disk; returns once it is on stable storage (raises OSError, leaving nothing)."""
         path = self.directory / f"{self._next:012d}{_JOURNAL_SUFFIX}"
         data = frame(self._encoder.encode(batch), len(batch), time.time())
-        await asyncio.to_thread(_write_durably, path, data)
+        await asyncio.to_thread(write_whole, path, data)
         self._next += 1
         self._files.append(path)
 
@@ -158,24 +158,6 @@ class DeskJournal:
         path.unlink(missing_ok=True)
         if path in self._files:
             self._files.remove(path)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class DeskStore:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import msgspec
 from hub.model import VakaError
 from hub.staff import Role, StaffMember
 from hub.store.db import DATABASE_AWAY
+from hub.store.files import write_whole
 from hub.store.staff import member_from_row
 
 if TYPE_CHECKING:
@@ -244,16 +244,9 @@ def _write_local(path: Path, sessions: dict[str, Session]) -> None:
         )
         for key, s in sessions.items()
     ]  # fmt: skip
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        with tmp.open("wb") as f:
-            f.write(msgspec.msgpack.encode(rows))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        write_whole(path, msgspec.msgpack.encode(rows), mode=0o600)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         logger.warning("staff sessions' local copy not written: %s", exc)
 
 
