@@ -1,5 +1,5 @@
 """The house's imports run one way (issue 23): no circle anywhere in hub/, adapters/ and alarms/ (lazy imports
-inside functions count; imports only for type checking do not), nothing imports the command line, the web apps are
+inside functions and imports for type checking count), nothing imports the command line, the web apps are
 imported by the hub's wiring alone, and the pure cores import nothing of hub/ but the model."""
 
 from __future__ import annotations
@@ -30,22 +30,11 @@ def _owner(name: str) -> str | None:
     return name or None
 
 
-def _type_checking_nodes(tree: ast.AST) -> set[int]:
-    skipped: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skipped.update(id(n) for n in ast.walk(node))
-    return skipped
-
-
 def imports_of(name: str) -> set[str]:
-    """Our modules `name` imports at run time (at the top or inside a function)."""
+    """Our modules `name` imports (at the top, inside a function, or for type checking)."""
     tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
-    skipped = _type_checking_nodes(tree)
     found: set[str] = set()
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
         targets: list[str] = []
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             targets = [f"{node.module}.{a.name}" for a in node.names]

@@ -4,7 +4,8 @@ of installed per class. Each returns a Figure; the report writes it as SVG or in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import date
 
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -12,8 +13,17 @@ from matplotlib.ticker import MaxNLocator
 
 from hub.followup import labels
 
-if TYPE_CHECKING:
-    from hub.followup.report import Night
+
+@dataclass(frozen=True, slots=True)
+class Night:
+    """Care alarms of one night (named by the date it began). `partial`: the period's edge cuts it: the night
+    before the first day (only its hours after midnight are in the period) and the last day's night (only the
+    hours before midnight)."""
+
+    began: date
+    alarms: int
+    partial: bool
+
 
 CURRENT, PREVIOUS, INSTALLED = "#1f5f8b", "#e08a3c", "#b0b0b0"
 _LABELS = {

@@ -20,6 +20,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from hub.followup import charts, labels
+from hub.followup.charts import Night
 from hub.followup.indicators import BY_ID, CATEGORY_SQL, INDICATORS, Period, Result, Scope, compute, dims_order
 from hub.followup.rollup import ZONE
 
@@ -57,17 +58,6 @@ def report_lang(lang: str) -> Lang:
 def text(key: str, lang: str) -> str:
     """A report label in `lang`."""
     return charts.localized(_TEXT, key, lang)
-
-
-@dataclass(frozen=True, slots=True)
-class Night:
-    """Care alarms of one night (named by the date it began). `partial`: the period's edge cuts it: the night
-    before the first day (only its hours after midnight are in the period) and the last day's night (only the
-    hours before midnight)."""
-
-    began: date
-    alarms: int
-    partial: bool
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ import jinja2
 from aiohttp import web
 
 from hub.web.paths import RELATIVES_STATIC_DIR, TEMPLATES_DIR, wall_clock
-from hub.web.relatives.context import CONTEXT, RelativesContext
+from hub.web.relatives.context import CONTEXT, Challenges, RelativesContext
 from hub.web.staff.bodies import well_formed_bodies
 from hub.web.staff.security import security_headers
 from hub.web.staff.throttle import LoginThrottle, forwarded_client, login_policy
@@ -38,9 +38,7 @@ def setup_relatives(
         undefined=jinja2.StrictUndefined,
         extensions=["jinja2.ext.i18n"],
     )
-    ctx = RelativesContext(
-        db, settings, jinja, passkeys.Challenges(), LoginThrottle(db, login_policy(settings.http)), now
-    )
+    ctx = RelativesContext(db, settings, jinja, Challenges(), LoginThrottle(db, login_policy(settings.http)), now)
     sub = web.Application(
         middlewares=[
             pages.same_origin_referrer,

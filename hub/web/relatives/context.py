@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +17,28 @@ from hub.web.staff.throttle import LoginThrottle
 if TYPE_CHECKING:
     from hub.settings import Settings
     from hub.store.pool import Database
-    from hub.web.relatives.passkeys import Challenges
+
+
+CHALLENGE_TTL_S = 120.0
+
+
+class Challenges:
+    """Outstanding WebAuthn challenges by key, each usable once within CHALLENGE_TTL_S."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[bytes, float]] = {}
+
+    def put(self, key: str, challenge: bytes) -> None:
+        now = time.monotonic()
+        if len(self._items) > 10_000:
+            self._items = {k: v for k, v in self._items.items() if v[1] > now}
+        self._items[key] = (challenge, now + CHALLENGE_TTL_S)
+
+    def take(self, key: str) -> bytes | None:
+        item = self._items.pop(key, None)
+        if item is None or item[1] < time.monotonic():
+            return None
+        return item[0]
 
 
 @dataclass(slots=True)

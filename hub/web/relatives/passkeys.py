@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -32,27 +31,7 @@ from hub.web.staff.security import origin_of
 
 logger = logging.getLogger(__name__)
 
-CHALLENGE_TTL_S = 120.0
 CHALLENGE_COOKIE = "vaka_relative_passkey"
-
-
-class Challenges:
-    """Outstanding WebAuthn challenges by key, each usable once within CHALLENGE_TTL_S."""
-
-    def __init__(self) -> None:
-        self._items: dict[str, tuple[bytes, float]] = {}
-
-    def put(self, key: str, challenge: bytes) -> None:
-        now = time.monotonic()
-        if len(self._items) > 10_000:
-            self._items = {k: v for k, v in self._items.items() if v[1] > now}
-        self._items[key] = (challenge, now + CHALLENGE_TTL_S)
-
-    def take(self, key: str) -> bytes | None:
-        item = self._items.pop(key, None)
-        if item is None or item[1] < time.monotonic():
-            return None
-        return item[0]
 
 
 def _ctx(request: web.Request) -> RelativesContext:
