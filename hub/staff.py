@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from hub.model import VakaError
 
@@ -98,3 +99,21 @@ class StaffMember:
     def sites(self) -> frozenset[str]:
         """Sites this person works at."""
         return frozenset(s for s, _ in self.units)
+
+    def as_row(self) -> tuple[Any, ...]:
+        """The member as plain values (the hub's local copies on disk keep it so); `from_row` reads it back."""
+        return (self.id, self.username, self.role.value, sorted(self.units), self.display_name, self.phone, self.lang)
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...] | list[Any]) -> StaffMember:
+        """Inverse of `as_row`."""
+        sid, username, role, units, display_name, phone, lang = row
+        return cls(
+            id=int(sid),
+            username=str(username),
+            role=Role(role),
+            units=frozenset((str(site), str(unit)) for site, unit in units),
+            display_name=str(display_name),
+            phone=phone,
+            lang=str(lang),
+        )

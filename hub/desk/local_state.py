@@ -20,8 +20,9 @@ from typing import Any
 import msgspec
 
 from hub.desk.alarm import Alarm
-from hub.model import AlarmCategory, AlarmState, Outcome, Severity
-from hub.staff import Role, StaffMember
+from hub.desk.persistence import SNAPSHOT_COLUMNS, alarm_from_row
+from hub.model import AlarmState
+from hub.staff import StaffMember
 from hub.store.files import write_whole
 
 logger = logging.getLogger(__name__)
@@ -29,13 +30,6 @@ logger = logging.getLogger(__name__)
 FILE = "desk_state.msgpack"
 _VERSION = 1
 
-# the order of `persistence._snapshot`, which the journal's alarm rows share
-SNAPSHOT_COLUMNS = (
-    "id", "key", "rule_id", "category", "severity", "site", "unit", "resident_id", "device_id", "reason",
-    "unregistered", "state", "outcome", "note", "count", "raised_at", "updated_at", "accepted_at", "accepted_by",
-    "closed_at", "next_tier", "next_escalation_at", "version", "condition_ended_at", "condition_note",
-    "ringing_since", "accepted_by_id", "incidents", "unreached",
-)  # fmt: skip
 _OPEN = frozenset({AlarmState.RAISED, AlarmState.ACCEPTED, AlarmState.EN_ROUTE, AlarmState.ON_SITE})
 
 
@@ -65,44 +59,13 @@ class DeskState:
 
 
 def alarm_from_snapshot(row: tuple[Any, ...] | list[Any]) -> Alarm:
-    """An alarm from the tuple `persistence._snapshot` made of it (the journal's and this file's form)."""
-    r = dict(zip(SNAPSHOT_COLUMNS, row, strict=True))
-    return Alarm(
-        id=r["id"],
-        key=r["key"],
-        rule_id=r["rule_id"],
-        category=AlarmCategory(r["category"]),
-        severity=Severity(r["severity"]),
-        site=r["site"],
-        unit=r["unit"],
-        resident_id=r["resident_id"],
-        device_id=r["device_id"],
-        reason=r["reason"],
-        unregistered=r["unregistered"],
-        raised_at=r["raised_at"],
-        updated_at=r["updated_at"],
-        state=AlarmState(r["state"]),
-        count=r["count"],
-        outcome=Outcome(r["outcome"]) if r["outcome"] else None,
-        note=r["note"],
-        accepted_at=r["accepted_at"],
-        accepted_by=r["accepted_by"],
-        accepted_by_id=r["accepted_by_id"],
-        condition_ended_at=r["condition_ended_at"],
-        condition_note=r["condition_note"],
-        ringing_since=r["ringing_since"],
-        incidents=r["incidents"],
-        unreached=r["unreached"],
-        next_tier=r["next_tier"],
-        next_escalation_at=r["next_escalation_at"],
-        version=r["version"],
-        closed_at=r["closed_at"],
-    )
+    """An alarm from the tuple `persistence.snapshot_row` made of it (the journal's and this file's form)."""
+    return alarm_from_row(dict(zip(SNAPSHOT_COLUMNS, row, strict=True)))
 
 
 def encode(alarms: list[tuple[Any, ...]], staff: list[StaffMember], duty: dict[int, datetime]) -> bytes:
     """The file's bytes: alarm snapshot tuples, staff members and duty."""
-    people = [(m.id, m.username, m.role.value, sorted(m.units), m.display_name, m.phone, m.lang) for m in staff]
+    people = [m.as_row() for m in staff]
     return msgspec.msgpack.encode(
         {"version": _VERSION, "alarms": alarms, "staff": people, "duty": [(k, v) for k, v in duty.items()]}
     )
@@ -123,18 +86,7 @@ def load(directory: Path) -> DeskState | None:
             return None
         state = DeskState()
         state.take_newer([tuple(row) for row in raw["alarms"]])
-        state.staff = [
-            StaffMember(
-                id=int(sid),
-                username=str(username),
-                role=Role(role),
-                units=frozenset((str(site), str(unit)) for site, unit in units),
-                display_name=str(display_name),
-                phone=phone,
-                lang=str(lang),
-            )
-            for sid, username, role, units, display_name, phone, lang in raw["staff"]
-        ]
+        state.staff = [StaffMember.from_row(row) for row in raw["staff"]]
         state.duty = {int(k): v for k, v in raw["duty"]}
     except FileNotFoundError:
         return None

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +79,15 @@ def _refused_for_content(exc: Exception) -> bool:
     if is_connection_error(exc):
         return False
     return isinstance(exc, asyncpg.PostgresError | ValueError)
+
+
+# the columns of `desk_alarms` in the order of `snapshot_row` (the journal's and the desk's local copy's rows)
+SNAPSHOT_COLUMNS = (
+    "id", "key", "rule_id", "category", "severity", "site", "unit", "resident_id", "device_id", "reason",
+    "unregistered", "state", "outcome", "note", "count", "raised_at", "updated_at", "accepted_at", "accepted_by",
+    "closed_at", "next_tier", "next_escalation_at", "version", "condition_ended_at", "condition_note",
+    "ringing_since", "accepted_by_id", "incidents", "unreached",
+)  # fmt: skip
 
 
 def snapshot_row(a: Alarm) -> tuple[Any, ...]:
@@ -391,8 +400,8 @@ class DeskStore:
             return list(await conn.fetch("SELECT * FROM desk_alarms WHERE closed_at IS NULL ORDER BY raised_at"))
 
 
-def alarm_from_row(row: asyncpg.Record) -> Alarm:
-    """An alarm as stored in `desk_alarms` (restore after a restart)."""
+def alarm_from_row(row: asyncpg.Record | Mapping[str, Any]) -> Alarm:
+    """An alarm as stored in `desk_alarms` (restore after a restart), or a snapshot row by column name."""
     return Alarm(
         id=row["id"],
         key=row["key"],
@@ -422,4 +431,5 @@ def alarm_from_row(row: asyncpg.Record) -> Alarm:
         next_tier=row["next_tier"],
         next_escalation_at=row["next_escalation_at"],
         version=row["version"],
+        closed_at=row["closed_at"],
     )

@@ -18,7 +18,7 @@ import asyncpg
 import msgspec
 
 from hub.model import VakaError
-from hub.staff import Role, StaffMember
+from hub.staff import StaffMember
 from hub.store.db import DATABASE_AWAY
 from hub.store.files import write_whole
 from hub.store.staff import member_from_row
@@ -236,8 +236,7 @@ def _write_local(path: Path, sessions: dict[str, Session]) -> None:
     rows = [
         (
             key,
-            (s.staff.id, s.staff.username, s.staff.role.value, sorted(s.staff.units), s.staff.display_name,
-             s.staff.phone, s.staff.lang),
+            s.staff.as_row(),
             s.csrf_token,
             s.created_s,
             s.last_seen_s,
@@ -254,17 +253,9 @@ def _read_local(path: Path) -> dict[str, Session]:
     try:
         rows = msgspec.msgpack.decode(path.read_bytes())
         sessions = {}
-        for key, (sid, username, role, units, display_name, phone, lang), csrf, created_s, seen_s in rows:
-            member = StaffMember(
-                id=int(sid),
-                username=str(username),
-                role=Role(role),
-                units=frozenset((str(site), str(unit)) for site, unit in units),
-                display_name=str(display_name),
-                phone=phone,
-                lang=str(lang),
-            )
-            sessions[str(key)] = Session(member, str(csrf), float(created_s), float(seen_s), float(seen_s))
+        for key, member, csrf, created_s, seen_s in rows:
+            staff = StaffMember.from_row(member)
+            sessions[str(key)] = Session(staff, str(csrf), float(created_s), float(seen_s), float(seen_s))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, TypeError, msgspec.DecodeError) as exc:
