@@ -37,6 +37,11 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
     asyncpg.QueryCanceledError,  # statement_timeout: the database is too slow to count on
+    # a replicated database between two primaries (docs/ha.md): no host of a multi-host DSN accepts writes yet
+    # (target_session_attrs=read-write), or the node reached is read-only now (a demoted primary, a standby):
+    # a primary will be back, and what was to be written waits for it in the spool (never a rejected row)
+    asyncpg.TargetServerAttributeNotMatched,
+    asyncpg.ReadOnlySQLTransactionError,
 )
 
 
@@ -229,7 +234,12 @@ class Database:
             return False
         try:
             async with pool.acquire(timeout=self._settings.connect_timeout_s) as conn:
-                await conn.fetchval("SELECT 1", timeout=self._settings.connect_timeout_s)
+                # a node that answers but takes no writes (a standby, a demoted primary) is no database to write to
+                read_only = await conn.fetchval(
+                    "SELECT current_setting('transaction_read_only')", timeout=self._settings.connect_timeout_s
+                )
+                if read_only == "on":
+                    return False
                 if self._prepare is not None and not self._prepared:
                     await self._prepare(cast("VakaConnection", conn))
                     self._prepared = True
