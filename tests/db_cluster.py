@@ -80,6 +80,17 @@ def deployed_patroni_conf(
     return conf
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
 @dataclass
 class _Node:
     name: str
@@ -262,8 +273,15 @@ class PrivatePatroniCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
         if postmaster is not None:
+            # Patroni starts PostgreSQL in a session of its own: killing Patroni leaves it running, a primary nobody
+            # demotes (docs/ha.md, what this does not survive). A dead machine takes it along: the postmaster's
+            # process group, the postmaster, and every backend it forked
+            backends = _children(postmaster)
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(postmaster, signal.SIGKILL)  # PostgreSQL's own session: postmaster and backends
+                os.killpg(os.getpgid(postmaster), signal.SIGKILL)
+            for pid in (postmaster, *backends):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         if proc is not None:
             proc.wait(timeout=10)
 

@@ -44,6 +44,13 @@ class Broker(Protocol):
     port: int
 
 
+class Postgres(Protocol):
+    """Where the database is: one PostgreSQL, or a replicated cluster's multi-host DSN."""
+
+    @property
+    def dsn(self) -> str: ...
+
+
 def event_key(i: int) -> tuple[str, datetime, int]:
     """The stored identity (device_id, ts, seq) of burst event i."""
     return f"d{i % DEVICES:02d}", BASE_TS + timedelta(milliseconds=i), i
@@ -161,7 +168,7 @@ class Ledger:
 class HubProcess:
     """`vaka serve` as its own process, so it can be killed like a real crash."""
 
-    def __init__(self, pg: PrivatePostgres, broker: Broker, tmp: Path, site: str) -> None:
+    def __init__(self, pg: Postgres, broker: Broker, tmp: Path, site: str) -> None:
         self.http_port = free_port()
         self.log_path = tmp / "hub.log"
         self.env = {
@@ -271,7 +278,7 @@ async def _stored(dsn: str, site: str, schema: str = "public") -> list[tuple[str
 
 
 def assert_ledger_stored_once(
-    pg: PrivatePostgres, ledger: Ledger, timeout_s: float = 60.0, schema: str = "public"
+    pg: Postgres, ledger: Ledger, timeout_s: float = 60.0, schema: str = "public"
 ) -> None:
     """Every acknowledged publish is in the database, and no event is stored twice."""
     expected = {event_key(i) for i in ledger.acked}
