@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -220,6 +221,105 @@ class PrivateRabbitCluster:
     def __enter__(self) -> PrivateRabbitCluster:
         try:
             self.form()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cleanup()
+
+
+HAPROXY = Path(os.environ.get("VAKA_TEST_HAPROXY", "/usr/sbin/haproxy"))
+DEPLOYED_HAPROXY = Path(__file__).resolve().parents[1] / "deploy" / "ha" / "haproxy.cfg"
+
+
+def haproxy_available() -> bool:
+    """True when Debian's haproxy is installed."""
+    return HAPROXY.exists()
+
+
+def deployed_haproxy_conf(mqtt_port: int, mqtts_port: int, node_ports: list[int], base: Path) -> str:
+    """deploy/ha/haproxy.cfg verbatim, but listening on loopback ports and pointing at the test cluster's nodes.
+
+    Node N of the file (`rabbitN`) is `node_ports[N-1]`: its plain MQTT port, and also (the test cluster has no TLS
+    listener) where the TLS backend's traffic goes; the admin socket is under `base`.
+    """
+    lines = []
+    for line in DEPLOYED_HAPROXY.read_text().splitlines():
+        words = line.split()
+        if words[:2] == ["bind", ":1883"]:
+            line = f"    bind 127.0.0.1:{mqtt_port}"
+        elif words[:2] == ["bind", ":8883"]:
+            line = f"    bind 127.0.0.1:{mqtts_port}"
+        elif words[:1] == ["bind"]:
+            msg = f"the shipped HAProxy configuration has a listener the tests do not know: {line!r}"
+            raise AssertionError(msg)
+        elif words[:1] == ["server"]:
+            port = node_ports[int(words[1].removeprefix("rabbit")) - 1]
+            rest = " ".join(words[3:]).replace("port 1883", f"port {port}")
+            line = f"    server {words[1]} 127.0.0.1:{port} {rest}"
+        elif words[:2] == ["stats", "socket"]:
+            line = line.replace(words[2], str(base / "admin.sock"))
+        lines.append(line)
+    return "\n".join([*lines, ""])
+
+
+class PrivateHAProxy:
+    """Debian's HAProxy with deploy/ha/haproxy.cfg in front of a test cluster: the devices' one address."""
+
+    def __init__(self, node_ports: list[int]) -> None:
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.tls_port = free_port()
+        self._base = Path(tempfile.mkdtemp(prefix="vaka-haproxy-"))
+        self._conf = self._base / "haproxy.cfg"
+        self._conf.write_text(deployed_haproxy_conf(self.port, self.tls_port, node_ports, self._base))
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start in the foreground (-db) and wait until the MQTT frontend accepts."""
+        with (self._base / "haproxy.log").open("ab") as out:
+            self._proc = subprocess.Popen(
+                [str(HAPROXY), "-db", "-f", str(self._conf)], stdout=out, stderr=subprocess.STDOUT
+            )
+        wait_for_port(self.port)
+
+    def servers(self) -> dict[str, tuple[str, int]]:
+        """Each server of the MQTT backend: its state (UP, DOWN …) and the sessions it has now (admin socket)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect(str(self._base / "admin.sock"))
+            sock.sendall(b"show stat\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        header, *rows = data.decode().splitlines()
+        names = header.lstrip("# ").split(",")
+        found = {}
+        for row in rows:
+            fields = dict(zip(names, row.split(","), strict=False))
+            if fields.get("pxname") == "rabbit_mqtt" and fields.get("svname", "").startswith("rabbit"):
+                found[fields["svname"]] = (fields["status"], int(fields["scur"] or 0))
+        return found
+
+    @property
+    def log(self) -> str:
+        """What HAProxy logged so far (its connection log)."""
+        return (self._base / "haproxy.log").read_text(errors="replace")
+
+    def cleanup(self) -> None:
+        """Stop and delete its directory."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+        shutil.rmtree(self._base, ignore_errors=True)
+
+    def __enter__(self) -> PrivateHAProxy:
+        try:
+            self.start()
         except BaseException:
             self.cleanup()
             raise
