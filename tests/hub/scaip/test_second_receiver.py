@@ -31,8 +31,9 @@ def second_hub(settings: Settings, unique: str, tmp_path: Path) -> Settings:
     )
 
 
+@pytest.mark.usefixtures("inventory")
 async def test_an_alarm_sent_again_to_the_second_receiver_is_acknowledged_and_stored_once(
-    settings: Settings, unique: str, inventory: None, tmp_path: Path
+    settings: Settings, unique: str, tmp_path: Path
 ) -> None:
     cid, ref = f"u{unique}", f"r{unique}"
     async with (
