@@ -30,17 +30,32 @@ from tests.services import free_port, wait_for_port
 
 RABBIT_BIN = Path(os.environ.get("VAKA_TEST_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
 
-# What docs/ha.md asks of every node; the tests run exactly this.
-NODE_CONF = """\
+DEPLOYED_RABBITMQ = Path(__file__).resolve().parents[1] / "deploy" / "ha" / "rabbitmq.conf"
+# what the tests change in deploy/ha/rabbitmq.conf: the nodes join with rabbitmqctl (not the peer list), listen on
+# loopback ports of their own without TLS (no certificates here), and take anonymous clients
+_NOT_IN_TESTS = ("cluster_formation.", "listeners.", "mqtt.listeners.", "ssl_options.", "mqtt.allow_anonymous", "log.")
+TEST_ONLY_CONF = """\
 listeners.tcp.default = 127.0.0.1:{amqp_port}
 mqtt.listeners.tcp.default = 127.0.0.1:{mqtt_port}
-mqtt.durable_queue_type = quorum
-mqtt.prefetch = {prefetch}
 mqtt.allow_anonymous = true
 loopback_users = none
 log.file.level = info
 log.console = false
 """
+
+
+def node_conf(amqp_port: int, mqtt_port: int, prefetch: int | None = None) -> str:
+    """deploy/ha/rabbitmq.conf as each test node runs it (see `_NOT_IN_TESTS`); `prefetch` overrides the file's."""
+    kept = []
+    for line in DEPLOYED_RABBITMQ.read_text().splitlines():
+        if not line.strip() or line.startswith("#") or line.startswith(_NOT_IN_TESTS):
+            continue
+        if prefetch is not None and line.startswith("mqtt.prefetch"):
+            line = f"mqtt.prefetch = {prefetch}"
+        kept.append(line)
+    return "\n".join([*kept, TEST_ONLY_CONF.format(amqp_port=amqp_port, mqtt_port=mqtt_port)])
+
+
 # Erlang's schedulers spin while idle; on a small shared machine three nodes would burn the cores doing so
 _ERL_ARGS = "+sbwt none +sbwtdcpu none +sbwtdio none"
 
@@ -65,7 +80,7 @@ class _Node:
 class PrivateRabbitCluster:
     """`size` RabbitMQ nodes clustered on loopback, each with the MQTT plugin on a port of its own."""
 
-    def __init__(self, size: int = 3, prefetch: int = 4096) -> None:
+    def __init__(self, size: int = 3, prefetch: int | None = None) -> None:
         self._base = Path(tempfile.mkdtemp(prefix="vaka-rabbit-"))
         tag = secrets.token_hex(3)
         self._home = self._base / "home"
@@ -132,11 +147,9 @@ class PrivateRabbitCluster:
         node = self.nodes[i]
         for sub in ("mnesia", "log"):
             (node.base / sub).mkdir(parents=True, exist_ok=True)
-        (node.base / "rabbitmq.conf").write_text(
-            NODE_CONF.format(amqp_port=node.amqp_port, mqtt_port=node.mqtt_port, prefetch=self.prefetch)
-        )
+        (node.base / "rabbitmq.conf").write_text(node_conf(node.amqp_port, node.mqtt_port, self.prefetch))
         (node.base / "advanced.config").write_text("[].\n")
-        (node.base / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
+        shutil.copyfile(DEPLOYED_RABBITMQ.with_name("enabled_plugins"), node.base / "enabled_plugins")
         (node.base / "rabbitmq-env.conf").write_text("")
         with (node.base / "stdout.log").open("ab") as out:
             node.proc = subprocess.Popen(

@@ -59,8 +59,9 @@ def deployed_patroni_conf(
 ) -> dict[str, Any]:
     """deploy/ha/patroni.yml as production runs it, for node `name` on loopback with its files under `base`.
 
-    What changes: the addresses (loopback ports instead of the compose service names), the data directory, and the
-    durability knobs a test on a shared machine turns off for speed (fsync: the tests kill processes, not machines).
+    What changes: the addresses (loopback ports instead of the compose service names), the data directory, the
+    passwords (production reads them from secrets), TimescaleDB (not packaged here), and the durability knobs a test
+    on a shared machine turns off for speed (fsync: the tests kill processes, not machines).
     Timing, synchronous mode and replication are the deployed ones.
     """
     conf: dict[str, Any] = yaml.safe_load(DEPLOYED_PATRONI.read_text())
@@ -73,7 +74,12 @@ def deployed_patroni_conf(
     pg["data_dir"] = str(base / "data")
     pg["bin_dir"] = str(PG_BIN)
     pg["pgpass"] = str(base / "pgpass")
-    pg.setdefault("parameters", {})["unix_socket_directories"] = str(base)
+    local = pg.setdefault("parameters", {})
+    local["unix_socket_directories"] = str(base)
+    for timescale in [name for name in local if name.startswith("timescaledb.")] + ["shared_preload_libraries"]:
+        local.pop(timescale, None)  # TimescaleDB is not packaged for these machines
+    pg["authentication"]["superuser"]["password"] = "postgres"  # pg_hba trusts loopback; Patroni wants one
+    pg["authentication"]["replication"]["password"] = "replicator"
     conf["log"] = {"dir": str(base / "log"), "level": "INFO"}
     parameters = conf["bootstrap"]["dcs"]["postgresql"]["parameters"]
     parameters.update({"fsync": "off", "full_page_writes": "off", "shared_buffers": "32MB", "max_connections": 60})

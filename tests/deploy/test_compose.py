@@ -210,29 +210,35 @@ def test_no_secret_is_written_into_the_file(compose: dict[str, Any]) -> None:
             assert source in compose["secrets"], f"{name} uses undeclared secret {source}"
 
 
-def test_the_hub_environment_is_settings_the_hub_knows(
-    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    env = compose["services"]["hub"]["environment"]
+def hub_settings(compose: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    """The settings hub service `name` starts with: every variable a setting the hub knows or one the entrypoint reads,
+    every secret file it points at mounted into the service. Raises as the container would stop on a bad one."""
+    env = compose["services"][name]["environment"]
     entrypoint = (REPO / "deploy" / "docker" / "entrypoint.sh").read_text()
     for key in list(env):
         if "__" not in key and key.removeprefix("VAKA_").lower() not in Settings.model_fields:
-            assert key in entrypoint, f"{key} is neither a setting nor read by the entrypoint"
+            assert key in entrypoint, f"{name}: {key} is neither a setting nor read by the entrypoint"
     for key in [k for k in os.environ if k.startswith("VAKA_")]:
         monkeypatch.delenv(key)
     mounted = {
-        (s if isinstance(s, str) else s.get("target", s["source"])) for s in compose["services"]["hub"]["secrets"]
+        (s if isinstance(s, str) else s.get("target", s["source"])) for s in compose["services"][name]["secrets"]
     }
     for key, value in env.items():
         if str(value).startswith("/run/secrets/"):
             # the settings check that a file is readable: stand the secret in where compose would mount it
-            name = str(value).removeprefix("/run/secrets/")
-            assert name in mounted, f"{key} points at {value}, which is not mounted into the hub"
-            (tmp_path / name).write_text("x\n")
-            value = str(tmp_path / name)
+            secret = str(value).removeprefix("/run/secrets/")
+            assert secret in mounted, f"{name}: {key} points at {value}, which is not mounted into the hub"
+            (tmp_path / secret).write_text("x\n")
+            value = str(tmp_path / secret)
         if "__" in key or key.removeprefix("VAKA_").lower() in Settings.model_fields:
             monkeypatch.setenv(key, str(value))
-    settings = Settings()  # an unknown or invalid setting raises here, as it would stop the container
+    return Settings()
+
+
+def test_the_hub_environment_is_settings_the_hub_knows(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = hub_settings(compose, "hub", monkeypatch, tmp_path)
     assert settings.mqtt.host == "mosquitto"
     assert settings.mqtt.tls  # the broker's plain listener is on its own loopback only
     assert settings.mqtt.password_file is not None

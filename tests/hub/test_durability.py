@@ -277,9 +277,7 @@ async def _stored(dsn: str, site: str, schema: str = "public") -> list[tuple[str
     return [(r["device_id"], r["ts"], r["seq"]) for r in rows]
 
 
-def assert_ledger_stored_once(
-    pg: Postgres, ledger: Ledger, timeout_s: float = 60.0, schema: str = "public"
-) -> None:
+def assert_ledger_stored_once(pg: Postgres, ledger: Ledger, timeout_s: float = 60.0, schema: str = "public") -> None:
     """Every acknowledged publish is in the database, and no event is stored twice."""
     expected = {event_key(i) for i in ledger.acked}
     deadline = time.monotonic() + timeout_s
