@@ -105,9 +105,11 @@ test: WITH_BROWSER=1
 test: services venv lint typecheck
 	$(BIN)/pytest -q
 
-# The high-availability tier (docs/ha.md): vaka serve on a 3-node RabbitMQ cluster, nodes killed under load.
+# The high-availability tier (docs/ha.md): vaka serve on a 3-node RabbitMQ cluster and on a Patroni PostgreSQL
+# cluster, nodes killed under load; a device behind HAProxy; the compose profile's files.
 test-ha: venv
-	$(BIN)/pytest -q -s tests/hub/test_ha_cluster.py
+	$(BIN)/pytest -q -s tests/hub/test_ha_cluster.py tests/hub/test_ha_haproxy.py tests/hub/test_ha_database.py \
+		tests/hub/store/test_failover.py tests/hub/scaip/test_second_receiver.py tests/deploy/test_compose_ha.py
 
 # everything `make run` and `make venv` made, the demo database included
 clean:

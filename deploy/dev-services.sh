@@ -20,6 +20,13 @@ if [ "${VAKA_WITH_BROWSER:-0}" = "1" ]; then
     command -v prometheus-postgres-exporter >/dev/null 2>&1 || need_apt+=(prometheus-postgres-exporter)
     command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need_apt+=(prometheus-blackbox-exporter)
     command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+    # the high-availability tier (docs/ha.md): a RabbitMQ cluster with its MQTT plugin, HAProxy in front of it, and
+    # PostgreSQL managed by Patroni with etcd; the tests start private instances and never these packages' services
+    [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
+    [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+    [ -x /usr/bin/patroni ] || need_apt+=(patroni)
+    [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
+    command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "dev-services: installing ${need_apt[*]} with apt-get"
