@@ -9,6 +9,7 @@ Patroni settings are deploy/ha/patroni.yml's, with the ports and paths of this m
         db.dsn                      # every node in one DSN, target_session_attrs=read-write
         db.primary()                # the index of the node Patroni made the leader
         db.kill(i)                  # SIGKILL node i's Patroni and PostgreSQL at once, like a machine that died
+        db.kill_patroni(i)          # SIGKILL its Patroni only: its PostgreSQL lives on, a primary nobody demotes
         db.wait_primary(other_than=i)
         db.start(i)                 # back: it rejoins as a replica
 """
@@ -97,6 +98,16 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _running_under(base: Path) -> list[int]:
+    """The processes whose command line names a path under `base` (Patroni, PostgreSQL, etcd of one cluster)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if str(base).encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+    return found
+
+
 @dataclass
 class _Node:
     name: str
@@ -125,6 +136,12 @@ class PrivatePatroniCluster:
     def dsn(self) -> str:
         """Every node in one connection string: a client connects to whichever accepts writes (the primary)."""
         hosts = ",".join(f"127.0.0.1:{n.pg_port}" for n in self.nodes)
+        return f"postgresql://{PG_USER}@{hosts}/postgres?target_session_attrs=read-write"
+
+    def dsn_from(self, i: int) -> str:
+        """`dsn` with node `i` first in the list (a client tries the hosts in order)."""
+        order = self.nodes[i:] + self.nodes[:i]
+        hosts = ",".join(f"127.0.0.1:{n.pg_port}" for n in order)
         return f"postgresql://{PG_USER}@{hosts}/postgres?target_session_attrs=read-write"
 
     def node_dsn(self, i: int) -> str:
@@ -291,6 +308,14 @@ class PrivatePatroniCluster:
         if proc is not None:
             proc.wait(timeout=10)
 
+    def kill_patroni(self, i: int) -> None:
+        """SIGKILL node `i`'s Patroni only: its PostgreSQL goes on, a primary that nobody will demote (docs/ha.md)."""
+        proc, self.nodes[i].proc = self.nodes[i].proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
     def running(self, i: int) -> bool:
         """True while node `i`'s Patroni lives."""
         proc = self.nodes[i].proc
@@ -313,6 +338,9 @@ class PrivatePatroniCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._etcd.pid, signal.SIGKILL)
             self._etcd.wait(timeout=10)
+        for pid in _running_under(self._base):  # anything of this cluster a test started another way
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self._base, ignore_errors=True)
 
     def __enter__(self) -> PrivatePatroniCluster:

@@ -3,6 +3,12 @@
 `Database.open()` never raises because the database is down: it marks it down and a background task keeps probing
 (jittered backoff) until it answers. Every connection has `search_path` set to the configured schema and a server-side
 `statement_timeout`; every wait (connect, acquire, query) is bounded.
+
+A replicated database (docs/ha.md) is one DSN with every node, `postgresql://user@pg1:5432,pg2:5432,pg3:5432/vaka?
+target_session_attrs=read-write`: asyncpg connects to the first node that takes writes. The database counts as up
+only when a probe commits (a primary whose commits hang, its synchronous standby gone to a newer primary, is no
+primary), and after each failure the next connection starts from the next node of the list, so a former primary
+that nobody demoted (its Patroni dead, its PostgreSQL alive) is left behind for the one that took over.
 """
 
 from __future__ import annotations
@@ -78,6 +84,34 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (*_CONNECTION_ERRORS, DatabaseUnavailableError))
 
 
+class NodeList:
+    """The hosts of a multi-host DSN in the order the next connection tries them; `rotate` moves the first to the end.
+
+    A DSN with one host is left as it is.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        scheme, sep, rest = dsn.partition("://")
+        netloc, slash, tail = rest.partition("/")
+        user, at, hosts = netloc.rpartition("@")
+        self._head = f"{scheme}{sep}{user}{at}"
+        self._tail = f"{slash}{tail}"
+        self.hosts = hosts.split(",") if sep else [hosts]
+        self._dsn = dsn
+
+    @property
+    def dsn(self) -> str:
+        """The DSN with the hosts in their current order."""
+        if len(self.hosts) < 2:
+            return self._dsn
+        return f"{self._head}{','.join(self.hosts)}{self._tail}"
+
+    def rotate(self) -> None:
+        """The next connection starts from the next host."""
+        if len(self.hosts) > 1:
+            self.hosts.append(self.hosts.pop(0))
+
+
 class Database:
     """Owns the asyncpg pool; `up` tells whether the database answered lately."""
 
@@ -92,6 +126,8 @@ class Database:
         self._closed = False
         self._prepare: Callable[[VakaConnection], Awaitable[object]] | None = None
         self._prepared = False
+        self._nodes = NodeList(settings.dsn.get_secret_value())
+        self._connect_kwargs: dict[str, Any] = {}
         metrics.db_up.set(0)
 
     def set_prepare(self, prepare: Callable[[VakaConnection], Awaitable[object]]) -> None:
@@ -117,26 +153,38 @@ class Database:
         """Create the pool and probe the database; when it is down, mark it down and keep probing in the background."""
         self._closed = False
         s = self._settings
-        # min_size=0: creating the pool connects nothing, so it cannot fail while the database is away
-        self._pool = await asyncpg.create_pool(
-            dsn=s.dsn.get_secret_value(),
-            min_size=0,
-            max_size=s.pool_max,
-            timeout=s.connect_timeout_s,
-            command_timeout=s.command_timeout_s,
-            max_inactive_connection_lifetime=300.0,
-            connection_class=VakaConnection,
-            server_settings={
+        # what every new connection is opened with (also after the hosts' order changed)
+        self._connect_kwargs = {
+            "timeout": s.connect_timeout_s,
+            "command_timeout": s.command_timeout_s,
+            "server_settings": {
                 "search_path": s.db_schema,
                 "statement_timeout": str(int(s.command_timeout_s * 1000)),
                 "application_name": "vaka",
             },
+        }
+        # min_size=0: creating the pool connects nothing, so it cannot fail while the database is away
+        self._pool = await asyncpg.create_pool(
+            self._nodes.dsn,
+            min_size=0,
+            max_size=s.pool_max,
+            max_inactive_connection_lifetime=300.0,
+            connection_class=VakaConnection,
+            **self._connect_kwargs,
         )
         if await self._probe():
             self._mark_up()
             await self._warm_up()
         else:
             self.mark_down("unreachable at start")
+
+    def _next_node(self) -> None:
+        """New connections start from the next host of a multi-host DSN (see `NodeList`)."""
+        if len(self._nodes.hosts) < 2:
+            return
+        self._nodes.rotate()
+        if self._pool is not None:
+            self._pool.set_connect_args(self._nodes.dsn, **self._connect_kwargs)
 
     async def close(self) -> None:
         """Stop probing and close the pool (terminating connections that do not close in time)."""
@@ -213,6 +261,8 @@ class Database:
         """Record that the database is away and start probing for its return."""
         if self._up or self._probe_task is None:
             logger.warning("database down: %s", reason)
+        if self._up:  # once per outage: several callers failing at once must not turn the list full circle
+            self._next_node()
         self._up = False
         self._up_event.clear()
         self._metrics.db_up.set(0)
@@ -240,6 +290,8 @@ class Database:
                 )
                 if read_only == "on":
                     return False
+                # a commit: on a primary whose synchronous standby left (promoted elsewhere) it never returns
+                await conn.fetchval("SELECT txid_current()", timeout=self._settings.connect_timeout_s)
                 if self._prepare is not None and not self._prepared:
                     await self._prepare(cast("VakaConnection", conn))
                     self._prepared = True
@@ -271,4 +323,5 @@ class Database:
             if await self._probe():
                 self._mark_up()
                 return
+            self._next_node()
             await backoff.sleep()

@@ -18,7 +18,7 @@ import pytest
 
 from hub.metrics import Metrics
 from hub.settings import DbSettings, SpoolSettings
-from hub.store.db import Database, DatabaseUnavailableError
+from hub.store.db import Database, DatabaseUnavailableError, NodeList
 from hub.store.migrate import migrate
 from hub.store.spool import Spool
 from hub.store.writer import Writer
@@ -121,3 +121,27 @@ async def test_no_host_taking_writes_is_the_database_away_until_one_does(
             assert await conn.fetchval("SELECT 1") == 1
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize(
+    ("dsn", "after_one", "after_three"),
+    [
+        (
+            "postgresql://vaka_hub@pg1:5432,pg2:5432,pg3:5432/vaka?target_session_attrs=read-write",
+            "postgresql://vaka_hub@pg2:5432,pg3:5432,pg1:5432/vaka?target_session_attrs=read-write",
+            "postgresql://vaka_hub@pg1:5432,pg2:5432,pg3:5432/vaka?target_session_attrs=read-write",
+        ),
+        ("postgresql://u:p%40ss@a,b/db", "postgresql://u:p%40ss@b,a/db", "postgresql://u:p%40ss@b,a/db"),
+        ("postgresql://postgres@127.0.0.1:5432/test", None, None),  # one host: as it is
+    ],
+)
+def test_the_next_connection_starts_from_the_next_node(
+    dsn: str, after_one: str | None, after_three: str | None
+) -> None:
+    nodes = NodeList(dsn)
+    assert nodes.dsn == dsn
+    nodes.rotate()
+    assert nodes.dsn == (after_one or dsn)
+    nodes.rotate()
+    nodes.rotate()
+    assert nodes.dsn == (after_three or dsn)
