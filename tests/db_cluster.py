@@ -38,6 +38,9 @@ from tests.services import PG_BIN, PG_USER, free_port, wait_for_port
 ETCD = Path(os.environ.get("VAKA_TEST_ETCD", "/usr/bin/etcd"))
 PATRONI = Path(os.environ.get("VAKA_TEST_PATRONI", "/usr/bin/patroni"))
 DEPLOYED_PATRONI = Path(__file__).resolve().parents[1] / "deploy" / "ha" / "patroni.yml"
+POST_BOOTSTRAP = DEPLOYED_PATRONI.with_name("post-bootstrap.sh")
+VAKA_INIT = Path(__file__).resolve().parents[1] / "deploy" / "timescaledb" / "vaka-init.sh"
+INIT_ROLES = ("vaka_owner", "vaka_hub", "vaka_grafana", "vaka_monitor")
 
 
 def patroni_available() -> bool:
@@ -82,6 +85,7 @@ def deployed_patroni_conf(
     pg["authentication"]["superuser"]["password"] = "postgres"  # pg_hba trusts loopback; Patroni wants one
     pg["authentication"]["replication"]["password"] = "replicator"
     conf["log"] = {"dir": str(base / "log"), "level": "INFO"}
+    conf["bootstrap"]["post_bootstrap"] = str(base.parent / "bin" / POST_BOOTSTRAP.name)
     parameters = conf["bootstrap"]["dcs"]["postgresql"]["parameters"]
     parameters.update({"fsync": "off", "full_page_writes": "off", "shared_buffers": "32MB", "max_connections": 60})
     return conf
@@ -196,8 +200,40 @@ class PrivatePatroniCluster:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group (PostgreSQL starts a session of its own)
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": str(node.base)},
+                env=self._env(node),
             )
+
+    def _env(self, node: _Node) -> dict[str, str]:
+        """Patroni's environment: what deploy/ha/post-bootstrap.sh and vaka-init.sh read (compose sets the same)."""
+        secrets = self._base / "secrets"
+        scripts = self._base / "bin"  # where the postgres user can read them (the work tree may be closed to it)
+        if not scripts.exists():
+            scripts.mkdir()
+            for script in (POST_BOOTSTRAP, VAKA_INIT):
+                shutil.copy2(script, scripts / script.name)
+            for path in (scripts, *scripts.iterdir()):
+                _chown_postgres(path)
+        if not secrets.exists():
+            secrets.mkdir()
+            for role in INIT_ROLES:
+                (secrets / role).write_text(f"{role}-test-password\n")
+            for path in (secrets, *secrets.iterdir()):
+                _chown_postgres(path)
+        return {
+            "PATH": f"{PG_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "LANG": "C.UTF-8",
+            "HOME": str(node.base),
+            "PGHOST": str(node.base),  # the socket directory
+            "PGPORT": str(node.pg_port),
+            "POSTGRES_DB": "vaka",
+            "POSTGRES_USER": PG_USER,
+            "VAKA_STORAGE": "native",  # no TimescaleDB here
+            "VAKA_INIT_SCRIPT": str(scripts / VAKA_INIT.name),
+            "VAKA_OWNER_PASSWORD_FILE": str(secrets / "vaka_owner"),
+            "VAKA_HUB_PASSWORD_FILE": str(secrets / "vaka_hub"),
+            "VAKA_GRAFANA_PASSWORD_FILE": str(secrets / "vaka_grafana"),
+            "VAKA_MONITOR_PASSWORD_FILE": str(secrets / "vaka_monitor"),
+        }
 
     def status(self, i: int) -> dict[str, Any] | None:
         """Node `i`'s Patroni REST status (GET /patroni), or None while it does not answer."""

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.broker_cluster import DEPLOYED_HAPROXY, DEPLOYED_RABBITMQ
-from tests.db_cluster import DEPLOYED_PATRONI
+from tests.db_cluster import DEPLOYED_PATRONI, VAKA_INIT
 from tests.deploy.test_compose import COMPOSE, REPO, env_example, hub_settings, interpolate
 
 RABBITS = ["rabbit1", "rabbit2", "rabbit3"]
@@ -63,6 +63,12 @@ def test_the_ha_profile_mounts_the_files_the_ha_tests_run(stack: dict[str, Any])
     for name in PGS:
         files = mounts(services[name])
         assert REPO / files["/etc/patroni/patroni.yml"] == DEPLOYED_PATRONI
+        # Patroni's post_bootstrap, where patroni.yml names it, and the single-node stack's init it runs
+        assert files[yaml.safe_load(DEPLOYED_PATRONI.read_text())["bootstrap"]["post_bootstrap"]] == (
+            "./deploy/ha/post-bootstrap.sh"
+        )
+        assert REPO / files["/usr/local/share/vaka/vaka-init.sh"] == VAKA_INIT
+        assert {"db_owner_password", "db_hub_password"} <= set(services[name]["secrets"])
         assert files["/var/lib/postgresql/data"] in stack["volumes"]
         assert (REPO / services[name]["build"]["dockerfile"]).exists()
     for path in (DEPLOYED_RABBITMQ, DEPLOYED_HAPROXY, DEPLOYED_PATRONI):

@@ -36,8 +36,9 @@ from hub.staff import Role
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
 from hub.store.staff import create_staff
-from tests.db_cluster import PrivatePatroniCluster, patroni_available
+from tests.db_cluster import INIT_ROLES, PrivatePatroniCluster, patroni_available
 from tests.hub.test_durability import HubProcess, Ledger, assert_ledger_stored_once
+from tests.hub.test_ha_cluster import logged_at
 from tests.services import PrivateMosquitto
 
 pytestmark = [
@@ -76,7 +77,7 @@ class Figures:
     redelivered: int
     spooled: int
     promoted_s: float  # kill → Patroni has a new primary
-    writing_again_s: float  # kill → the hub's store is up on the new primary
+    caught_up_s: float  # kill → the hub's store has drained what it spooled into the new primary
     falls: int
     page_p50_s: float
     page_p99_s: float
@@ -105,6 +106,9 @@ def inventory(site: str) -> Inventory:
 async def _prepare(dsn: str, site: str, username: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
+        # the cluster's first start made the roles (deploy/ha/post-bootstrap.sh runs the single-node stack's init)
+        roles = {r["rolname"] for r in await conn.fetch("SELECT rolname FROM pg_roles")}
+        assert set(INIT_ROLES) <= roles, f"Patroni's post_bootstrap did not make the roles: {sorted(roles)}"
         await migrate(conn, DbSettings(dsn=dsn))  # type: ignore[arg-type]
         await load_inventory(conn, inventory(site))
         await create_staff(conn, username=username, password=PASSWORD, role=Role.STAFF, units=[(site, "night")])
@@ -227,6 +231,19 @@ def wait_alarms_stored(dsn: str, site: str, count: int, timeout_s: float = 90.0)
     return found
 
 
+def wait_logged(hub: HubProcess, pattern: str, after: datetime, timeout_s: float) -> datetime:
+    """Wait for the first line of the hub's log matching `pattern` written after `after`; its time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return logged_at(hub.log, pattern, after)
+        except AssertionError:
+            if time.monotonic() > deadline:
+                msg = f"the hub never logged {pattern!r} after {after}: {hub.log[-3000:]}"
+                raise AssertionError(msg) from None
+        time.sleep(0.1)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -278,6 +295,7 @@ def test_the_database_primary_killed_under_load_loses_nothing_and_alarms_do_not_
                 time.sleep(0.05)
 
             killed_at = time.monotonic()
+            killed_wall = datetime.now(UTC)
             if victim == "machine":
                 db_cluster.kill(primary)
             else:
@@ -285,17 +303,10 @@ def test_the_database_primary_killed_under_load_loses_nothing_and_alarms_do_not_
             new_primary = db_cluster.wait_primary(other_than=primary, timeout_s=WRITING_AGAIN_BOUND_S)
             promoted_s = time.monotonic() - killed_at
             truth = Dsn(db_cluster.node_dsn(new_primary))  # what the cluster holds (a former primary may live on)
-            # the hub's store goes down on the kill (its connections break) and up on the new primary
-            deadline = time.monotonic() + WRITING_AGAIN_BOUND_S
-            went_down = False
-            while True:
-                up = hub.metric("vaka_database_up")
-                went_down = went_down or up == 0.0
-                if went_down and up == 1.0:
-                    break
-                assert time.monotonic() < deadline, f"the hub never wrote to the new primary: {hub.log[-3000:]}"
-                time.sleep(0.05)
-            writing_again_s = time.monotonic() - killed_at
+            # the hub's store goes away with the primary (its writes time out or break), spools, finds the new
+            # primary and drains the spool into it: that moment, from its log, is when it has caught up
+            caught_up = wait_logged(hub, "writer state ok: spool drained", killed_wall, WRITING_AGAIN_BOUND_S)
+            caught_up_s = (caught_up - killed_wall).total_seconds()
 
             load.join(timeout=120)
             falls.join(timeout=120)
@@ -316,7 +327,7 @@ def test_the_database_primary_killed_under_load_loses_nothing_and_alarms_do_not_
             assert not missing, f"{len(missing)} falls never reached the staff page"
 
             latency = {d: page.arrived[d] - radars.sent[d] for d in radars.sent}
-            fault = [v for d, v in latency.items() if killed_at <= radars.sent[d] <= killed_at + writing_again_s]
+            fault = [v for d, v in latency.items() if killed_at <= radars.sent[d] <= killed_at + caught_up_s]
             figures = Figures(
                 victim=victim,
                 published=TOTAL,
@@ -324,7 +335,7 @@ def test_the_database_primary_killed_under_load_loses_nothing_and_alarms_do_not_
                 redelivered=int(hub.metric("vaka_events_duplicate_total") or 0),
                 spooled=int(hub.metric("vaka_events_spooled_total") or 0),
                 promoted_s=round(promoted_s, 2),
-                writing_again_s=round(writing_again_s, 2),
+                caught_up_s=round(caught_up_s, 2),
                 falls=len(latency),
                 page_p50_s=round(pct(list(latency.values()), 0.5), 4),
                 page_p99_s=round(pct(list(latency.values()), 0.99), 4),
@@ -336,7 +347,7 @@ def test_the_database_primary_killed_under_load_loses_nothing_and_alarms_do_not_
             print(f"\nHA database figures: {figures}")  # the numbers docs/ha.md records
             assert fault, "no fall was published while the database was away"
             assert figures.page_p99_during_fault_s <= PAGE_P99_GOAL_S
-            assert figures.writing_again_s < WRITING_AGAIN_BOUND_S
+            assert figures.caught_up_s < WRITING_AGAIN_BOUND_S
         finally:
             for closable in (ledger, radars, page):
                 if closable is not None:
