@@ -142,15 +142,15 @@ class PrivatePatroniCluster:
         hosts = ",".join(f"127.0.0.1:{n.pg_port}" for n in self.nodes)
         return f"postgresql://{PG_USER}@{hosts}/postgres?target_session_attrs=read-write"
 
-    def dsn_from(self, i: int) -> str:
-        """`dsn` with node `i` first in the list (a client tries the hosts in order)."""
+    def dsn_from(self, i: int, database: str = "postgres") -> str:
+        """`dsn` (to `database`) with node `i` first in the list (a client tries the hosts in order)."""
         order = self.nodes[i:] + self.nodes[:i]
         hosts = ",".join(f"127.0.0.1:{n.pg_port}" for n in order)
-        return f"postgresql://{PG_USER}@{hosts}/postgres?target_session_attrs=read-write"
+        return f"postgresql://{PG_USER}@{hosts}/{database}?target_session_attrs=read-write"
 
-    def node_dsn(self, i: int) -> str:
+    def node_dsn(self, i: int, database: str = "postgres") -> str:
         """Node `i` alone (a replica answers reads only)."""
-        return f"postgresql://{PG_USER}@127.0.0.1:{self.nodes[i].pg_port}/postgres"
+        return f"postgresql://{PG_USER}@127.0.0.1:{self.nodes[i].pg_port}/{database}"
 
     def _start_etcd(self) -> None:
         data = self._base / "etcd"
@@ -315,9 +315,13 @@ class PrivatePatroniCluster:
         self.wait_replicas(len(self.nodes) - 1)
 
     def _postmaster_pid(self, i: int) -> int | None:
-        pid_file = self.nodes[i].base / "data" / "postmaster.pid"
+        """Node `i`'s running postmaster: the pid file's, and only while that process is this node's PostgreSQL (a
+        killed postmaster leaves its file behind, and its pid may be another process's by now)."""
+        data = self.nodes[i].base / "data"
         with contextlib.suppress(OSError, ValueError, IndexError):
-            return int(pid_file.read_text().splitlines()[0])
+            pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+            if str(data).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
         return None
 
     def kill(self, i: int) -> None:

@@ -7,8 +7,9 @@
 A replicated database (docs/ha.md) is one DSN with every node, `postgresql://user@pg1:5432,pg2:5432,pg3:5432/vaka?
 target_session_attrs=read-write`: asyncpg connects to the first node that takes writes. The database counts as up
 only when a probe commits (a primary whose commits hang, its synchronous standby gone to a newer primary, is no
-primary), and after each failure the next connection starts from the next node of the list, so a former primary
-that nobody demoted (its Patroni dead, its PostgreSQL alive) is left behind for the one that took over.
+primary); a probe that fails starts the next one from the next node of the list, and the node a probe committed on
+goes first, so a former primary that nobody demoted (its Patroni dead, its PostgreSQL alive) is left behind for the
+one that took over, and stays behind.
 """
 
 from __future__ import annotations
@@ -111,6 +112,17 @@ class NodeList:
         if len(self.hosts) > 1:
             self.hosts.append(self.hosts.pop(0))
 
+    def prefer(self, host: str, port: int) -> bool:
+        """Put the host a connection reached (`host`, `port` as asyncpg connected to them) first; False when it is
+        already first or not in the list."""
+        for i, entry in enumerate(self.hosts):
+            if entry in (f"{host}:{port}", f"[{host}]:{port}") or (entry == host and port == 5432):
+                if i == 0:
+                    return False
+                self.hosts.insert(0, self.hosts.pop(i))
+                return True
+        return False
+
 
 class Database:
     """Owns the asyncpg pool; `up` tells whether the database answered lately."""
@@ -183,6 +195,16 @@ class Database:
         if len(self._nodes.hosts) < 2:
             return
         self._nodes.rotate()
+        self._reconnect_in_order()
+
+    def _stay_on(self, conn: object) -> None:
+        """New connections start from the host `conn` reached (the primary a probe committed on)."""
+        addr = getattr(conn, "_addr", None)  # asyncpg's (host, port) of the connection, as the DSN named them
+        if isinstance(addr, tuple) and len(addr) == 2 and self._nodes.prefer(str(addr[0]), int(addr[1])):
+            logger.info("database primary now first: %s", self._nodes.hosts[0])
+            self._reconnect_in_order()
+
+    def _reconnect_in_order(self) -> None:
         if self._pool is not None:
             self._pool.set_connect_args(self._nodes.dsn, **self._connect_kwargs)
 
@@ -261,8 +283,6 @@ class Database:
         """Record that the database is away and start probing for its return."""
         if self._up or self._probe_task is None:
             logger.warning("database down: %s", reason)
-        if self._up:  # once per outage: several callers failing at once must not turn the list full circle
-            self._next_node()
         self._up = False
         self._up_event.clear()
         self._metrics.db_up.set(0)
@@ -290,8 +310,13 @@ class Database:
                 )
                 if read_only == "on":
                     return False
-                # a commit: on a primary whose synchronous standby left (promoted elsewhere) it never returns
-                await conn.fetchval("SELECT txid_current()", timeout=self._settings.connect_timeout_s)
+                # a commit that writes WAL (a temporary table's catalog rows; an xid alone writes none and waits for
+                # no standby): on a primary whose synchronous standby left (promoted elsewhere) it never returns
+                await conn.execute(
+                    "CREATE TEMP TABLE vaka_probe (at timestamptz) ON COMMIT DROP",
+                    timeout=self._settings.connect_timeout_s,
+                )
+                self._stay_on(conn)
                 if self._prepare is not None and not self._prepared:
                     await self._prepare(cast("VakaConnection", conn))
                     self._prepared = True

@@ -145,3 +145,13 @@ def test_the_next_connection_starts_from_the_next_node(
     nodes.rotate()
     nodes.rotate()
     assert nodes.dsn == (after_three or dsn)
+
+
+def test_the_node_a_probe_committed_on_goes_first() -> None:
+    nodes = NodeList("postgresql://h@pg1:5432,pg2:5432,pg3/vaka?target_session_attrs=read-write")
+    assert nodes.prefer("pg2", 5432)
+    assert nodes.dsn == "postgresql://h@pg2:5432,pg1:5432,pg3/vaka?target_session_attrs=read-write"
+    assert not nodes.prefer("pg2", 5432)  # already first
+    assert nodes.prefer("pg3", 5432)  # no port in the DSN: the default
+    assert nodes.hosts == ["pg3", "pg2:5432", "pg1:5432"]
+    assert not nodes.prefer("elsewhere", 5432)
