@@ -21,7 +21,7 @@ import asyncpg
 from aiohttp import web
 
 from alarms.spec import RuleProfile
-from hub.staff import Role, StaffError, StaffMember
+from hub.people.staff import Role, StaffError, StaffMember
 from hub.store.inventory import set_device_maintenance, set_resident_away, set_rule_profile
 from hub.store.staff import create_staff, hash_password
 from hub.web.i18n import rule_label, translator

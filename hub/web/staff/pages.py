@@ -16,8 +16,8 @@ from hub.desk.machine import DeskError, HandoverError
 from hub.model import Outcome
 from hub.notify.push_guard import PushEndpointError
 from hub.notify.webpush import PushSubscription
-from hub.resident_directory import read_homes
-from hub.staff import Role, StaffMember
+from hub.people.residents import read_homes
+from hub.people.staff import Role, StaffMember
 from hub.store.db import DATABASE_AWAY
 from hub.store.pool import Database
 from hub.store.staff import authenticate

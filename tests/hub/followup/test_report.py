@@ -12,9 +12,10 @@ import asyncpg
 import pypdfium2
 import pytest
 
-from hub.followup import labels, report, rollup
+from hub.followup import labels, report
 from hub.followup.indicators import Scope, last_tiers, month
 from hub.settings import DeskSettings
+from hub.store import rollup
 from tests.hub.followup.conftest import SITE
 
 NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)
