@@ -79,10 +79,22 @@ class Publish(Protocol):
     def __call__(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None: ...
 
 
-class Desk(Protocol):
+class Lane(Protocol):
     def tick(self) -> datetime: ...
     def apply(self, decision: AlarmDecision) -> Any: ...
+
+
+class OpenAlarms(Protocol):
     def device_faults(self, site: str) -> set[str]: ...
+
+
+class Desk(Protocol):
+    """What the check-ins need of the desk (hub.desk.build.DeskParts): its lane and its open alarms."""
+
+    @property
+    def lane(self) -> Lane: ...
+    @property
+    def machine(self) -> OpenAlarms: ...
 
 
 class Pool(Protocol):
@@ -194,8 +206,8 @@ class CheckinService:
                 "p.opt_out_nights, p.slots, r.unit, r.away, s.timezone FROM checkin_plans p JOIN residents r ON r.id = p.resident_id "
                 "JOIN sites s ON s.id = p.site ORDER BY p.resident_id"
             )  # fmt: skip
-            now = self.desk.tick()
-            down = {site: self.desk.device_faults(site) for site in {row["site"] for row in rows}}
+            now = self.desk.lane.tick()
+            down = {site: self.desk.machine.device_faults(site) for site in {row["site"] for row in rows}}
             changed: list[Task] = []
             changed += await self._close_away(conn, now)
             for row in rows:
@@ -220,7 +232,7 @@ class CheckinService:
                 task = _task(row)
                 await conn.execute("UPDATE checkins SET overdue_alarmed = true WHERE id = $1", task.id)
                 await self._log(conn, task.id, now, "hub", "overdue", f"window closed {task.window_end.isoformat()}")
-                self.desk.apply(AlarmDecision(
+                self.desk.lane.apply(AlarmDecision(
                     action=DecisionAction.RAISE, key=f"{OVERDUE_RULE}:{task.id}", rule_id=OVERDUE_RULE,
                     category=AlarmCategory.CARE, severity=Severity.HIGH, site=task.site, at=now,
                     reason=f"{task.mode} check-in not done in its window", resident_id=task.resident_id,

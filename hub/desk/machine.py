@@ -500,3 +500,7 @@ class DeskMachine:
     def open_for_site(self, site: str) -> Iterable[Alarm]:
         """Open alarms of a site."""
         return (a for a in self._alarms.values() if a.site == site)
+
+    def device_faults(self, site: str) -> set[str]:
+        """Devices of a site with an open technical alarm."""
+        return {a.device_id for a in self.open_for_site(site) if a.device_id and a.category is AlarmCategory.TECHNICAL}

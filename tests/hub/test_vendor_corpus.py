@@ -54,7 +54,7 @@ async def load_site(settings: Settings, unique: str) -> None:
 
 
 def open_alarm(hub: Hub, rule_id: str) -> Alarm | None:
-    return next((a for a in hub.desk.open_alarms() if a.rule_id == rule_id), None)
+    return next((a for a in hub.desk.machine.open_alarms() if a.rule_id == rule_id), None)
 
 
 async def test_real_payloads_give_one_alarm_per_fault_one_ring_per_technical_fault_and_the_right_ending(

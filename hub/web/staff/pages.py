@@ -116,7 +116,7 @@ def render(request: web.Request, template: str, lang: str, status: int = 200, **
     staff = values.get("staff")
     if staff is not None and "duty_hm" not in values:
         desk = _ctx(request).desk
-        until = desk.on_duty(staff)
+        until = desk.duty.on_duty(staff)
         zone_name = desk.directory.zone(next(iter(sorted(staff.sites)), ""))
         zone = ZoneInfo(zone_name)
         values["duty_hm"] = local_hm(until, zone) if until else None
@@ -195,8 +195,8 @@ async def _check_and_sign_in(
     ctx.metrics.logins.labels("ok").inc()
     token, _ = await ctx.sessions.create(staff)
     logger.info("staff login staff=%s role=%s", staff.id, staff.role.value)
-    if ctx.desk.on_duty(staff) is None:
-        ctx.desk.sign_on(staff)  # signing in starts the shift: escalation reaches those on duty
+    if ctx.desk.duty.on_duty(staff) is None:
+        ctx.desk.duty.sign_on(staff)  # signing in starts the shift: escalation reaches those on duty
     response = redirect("/staff/")
     set_cookie(response, SESSION_COOKIE, token, secure=ctx.settings.http.cookie_secure)
     response.del_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
@@ -208,9 +208,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
     getting escalations on her phone); this session's open pages (other tabs, other phones) close now."""
     ctx = _ctx(request)
     if field(await read_form(request), "end_duty", 8) != "no":
-        ctx.desk.sign_off(_session(request).staff)
+        ctx.desk.duty.sign_off(_session(request).staff)
     await ctx.sessions.delete(request.cookies.get(SESSION_COOKIE, ""))
-    ctx.desk.hub.close_ended_sessions()
+    ctx.desk.pages.close_ended_sessions()
     response = redirect("/staff/login")
     response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
     return response
@@ -227,7 +227,7 @@ async def alarms_page(request: web.Request) -> web.StreamResponse:
     staff = session.staff
     if staff.role is Role.MANAGER:
         raise web.HTTPFound("/staff/followup")
-    alarms: list[Alarm] = ctx.desk.open_alarms_for(staff)
+    alarms: list[Alarm] = ctx.desk.machine.open_alarms_for(staff)
     views = [ctx.desk.view(a) for a in alarms]
     ctx.desk.log_resident_reads(
         staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "alarm_list", request.remote
@@ -286,16 +286,16 @@ async def residents_page(request: web.Request) -> web.StreamResponse:
     staff = session.staff
     rows: list[dict[str, Any]] = []
     read: list[tuple[str, str]] = []
-    listed = ctx.desk.residents_for(staff)
+    listed = ctx.desk.directory.residents_for(staff)
     now = ctx.desk.clock.now()
     open_by_resident: dict[str, list[Alarm]] = {}
-    for alarm in ctx.desk.open_alarms_for(staff):
+    for alarm in ctx.desk.machine.open_alarms_for(staff):
         if alarm.resident_id:
             open_by_resident.setdefault(alarm.resident_id, []).append(alarm)
     names, last_seen = await resident_status(ctx.db, staff, [r.id for _, r in listed], now)
     for site, resident in listed:
         read.append((site.id, resident.id))
-        faults = ctx.desk.device_faults(site.id)
+        faults = ctx.desk.machine.device_faults(site.id)
         devices = [
             (d.id, d.kind, d.id not in faults and not d.maintenance, d.maintenance)
             for d in site.devices
@@ -348,9 +348,9 @@ async def alarm_action(request: web.Request) -> web.StreamResponse:
                 outcome = Outcome(field(form, "outcome", 64))
             except ValueError as exc:
                 raise web.HTTPBadRequest(text="outcome must be one of " + ", ".join(o.value for o in Outcome)) from exc
-            alarm = ctx.desk.resolve(alarm_id, staff, outcome, field(form, "note", 4000), take_over=take_over)
+            alarm = ctx.desk.actions.resolve(alarm_id, staff, outcome, field(form, "note", 4000), take_over=take_over)
         else:
-            alarm = getattr(ctx.desk, action)(alarm_id, staff, take_over=take_over)
+            alarm = getattr(ctx.desk.actions, action)(alarm_id, staff, take_over=take_over)
     except HandoverError as exc:
         if _wants_json(request):
             return web.json_response({"ok": False, "error": str(exc), "handover": exc.holder}, status=409)

@@ -43,13 +43,15 @@ async def night_log_page(request: web.Request) -> web.StreamResponse:
     desk = ctx.desk
     now = desk.clock.now()
     zones = {site: desk.directory.zone(site) for site in staff.sites}
-    names = {s.id: s.label for s in desk.staff}
+    names = {s.id: s.label for s in desk.directory.staff}
     async with ctx.db.acquire() as conn:
         alarms = await night_log(conn, staff, now, zones, names=names, hours=NIGHT_LOG_HOURS)
     desk.log_resident_reads(
         staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "night_log", request.remote
     )
-    rooms = {a.id: (r.room if (r := desk.resident(a.site, a.resident_id)) is not None else None) for a in alarms}
+    rooms = {
+        a.id: (r.room if (r := desk.directory.resident(a.site, a.resident_id)) is not None else None) for a in alarms
+    }
     lang = staff.lang
     return render(
         request,
@@ -71,7 +73,7 @@ async def alarm_home(request: web.Request) -> web.StreamResponse:
     (en route or on site, holding the alarm). Every answer with data is logged as a read of the resident's data."""
     ctx = _ctx(request)
     staff = _session(request).staff
-    alarm = ctx.desk.get(request.match_info["alarm_id"])
+    alarm = ctx.desk.machine.get(request.match_info["alarm_id"])
     if alarm is None or not staff.sees(alarm.site, alarm.unit):
         raise web.HTTPNotFound(text="no such open alarm in your units")
     rid = alarm.resident_id
@@ -126,7 +128,7 @@ async def patrol_page(request: web.Request) -> web.StreamResponse:
     staff = session.staff
     desk = ctx.desk
     now = desk.clock.now()
-    alarms = [a for a in desk.open_alarms_for(staff) if a.resident_id]
+    alarms = [a for a in desk.machine.open_alarms_for(staff) if a.resident_id]
     tasks = await ctx.checkins.open_for(staff) if ctx.checkins is not None else []
     visits = [t for t in tasks if t.mode == "physical"]
     looks = [t for t in tasks if t.mode != "physical"]
@@ -152,7 +154,7 @@ async def patrol_page(request: web.Request) -> web.StreamResponse:
         return local_clock(at, ZoneInfo(desk.directory.zone(site)), now, staff.lang)
 
     def room(site: str, resident_id: str) -> str | None:
-        resident = desk.resident(site, resident_id)
+        resident = desk.directory.resident(site, resident_id)
         return resident.room if resident is not None else None
 
     rows: list[dict[str, Any]] = []
@@ -193,9 +195,9 @@ async def duty_submit(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     form = await read_form(request)
     if field(form, "duty", 8) == "on":
-        ctx.desk.sign_on(session.staff)
+        ctx.desk.duty.sign_on(session.staff)
     else:
-        ctx.desk.sign_off(session.staff)
+        ctx.desk.duty.sign_off(session.staff)
     return redirect(safe_back(field(form, "back", 200)))
 
 

@@ -111,7 +111,7 @@ async def fetch(schema: str, sql: str, *args: object) -> list[asyncpg.Record]:
 
 
 def open_alarm_of(hub: Hub, device_id: str) -> list[str]:
-    return [a.rule_id for a in hub.desk.open_alarms() if a.device_id == device_id]
+    return [a.rule_id for a in hub.desk.machine.open_alarms() if a.device_id == device_id]
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
@@ -124,7 +124,7 @@ async def test_an_alarm_is_acknowledged_once_durable_and_its_reset_at_the_unit_c
     rows = await fetch(settings.db.db_schema, "SELECT kind, site, ref FROM events WHERE device_id = $1", cid)
     assert [(r["kind"], r["site"], r["ref"]) for r in rows] == [("alarm_button", f"s{unique}", ref)]
     assert await wait_until(lambda: open_alarm_of(hub, cid) == ["alarm_button"])
-    [alarm] = [a for a in hub.desk.open_alarms() if a.device_id == cid]
+    [alarm] = [a for a in hub.desk.machine.open_alarms() if a.device_id == cid]
 
     await run_sipp("reset.xml", hub, transport, tmp_path, cid=cid, ref=ref)
     # a person reset it at the unit: a person ended it there, so it closes, and the log says how
@@ -183,7 +183,7 @@ async def test_malformed_requests_get_the_status_that_says_why_and_are_kept(
         "format_error",
         "unsupported_media_type",
     ]
-    assert hub.desk.open_alarms() == []
+    assert hub.desk.machine.open_alarms() == []
 
 
 @pytest.mark.parametrize("who", ["native", "other-site", "reserved", "made-up"])
@@ -197,7 +197,7 @@ async def test_only_the_sites_scaip_units_are_heard(
     assert await fetch(settings.db.db_schema, "SELECT 1 FROM events WHERE ref = $1", f"r{unique}") == []
     rows = await fetch(settings.db.db_schema, "SELECT reason FROM rejected_messages WHERE topic LIKE 'scaip/%'")
     assert [r["reason"].split(":")[0] for r in rows] == ["unknown_device"]
-    assert hub.desk.open_alarms() == []
+    assert hub.desk.machine.open_alarms() == []
 
 
 async def test_a_reset_for_another_units_alarm_does_not_end_it(
@@ -207,7 +207,7 @@ async def test_a_reset_for_another_units_alarm_does_not_end_it(
     cid, ref = f"u{unique}", f"r{unique}"
     await run_sipp("alarm.xml", hub, "udp", tmp_path, cid=cid, ref=ref)
     assert await wait_until(lambda: open_alarm_of(hub, cid) == ["alarm_button"])
-    [alarm] = [a for a in hub.desk.open_alarms() if a.device_id == cid]
+    [alarm] = [a for a in hub.desk.machine.open_alarms() if a.device_id == cid]
     await run_sipp("reset.xml", hub, "udp", tmp_path, cid=f"v{unique}", ref=ref)
     await run_sipp("refused.xml", hub, "udp", tmp_path, cid=f"n{unique}", ref=ref)
     await run_sipp("heartbeat.xml", hub, "udp", tmp_path, cid=cid, ref=f"p{unique}")  # a marker: all before it handled
@@ -222,7 +222,7 @@ async def test_a_source_not_on_the_list_is_refused(
         await run_sipp("forbidden.xml", running, "udp", tmp_path, cid=f"u{unique}", ref=f"r{unique}")
         await run_sipp("forbidden.xml", running, "tcp", tmp_path, cid=f"u{unique}", ref=f"r{unique}")
         assert await fetch(settings.db.db_schema, "SELECT 1 FROM events WHERE device_id = $1", f"u{unique}") == []
-        assert running.desk.open_alarms() == []
+        assert running.desk.machine.open_alarms() == []
 
 
 async def test_a_flood_from_one_source_is_held_to_its_allowance(
@@ -253,5 +253,5 @@ async def test_a_resend_after_a_restart_is_stored_once_and_rings_no_second_time(
         rows = await fetch(settings.db.db_schema, "SELECT ts FROM events WHERE device_id = $1", cid)
         assert len(rows) == 1, "stored once"
         assert await wait_until(lambda: open_alarm_of(second, cid) == ["alarm_button"])
-        [alarm] = [a for a in second.desk.open_alarms() if a.device_id == cid]
+        [alarm] = [a for a in second.desk.machine.open_alarms() if a.device_id == cid]
         assert alarm.count == 1, "rang no second time"
