@@ -4,9 +4,10 @@ Pure, like every adapter: `read_request` validates one request body and says whi
 earns; `events_for` turns a valid one into Events; `response_body` writes the `<mrs>` answer. The SIP transport and
 the rule "status 0 only once the event is durable" live in hub/scaip/.
 
-Request elements read (others are ignored): `ref` (the alarm's reference, shared by its reset), `cid` (controller,
-i.e. the alarm unit: the Vaka device id), `dty` (device type), `did` (device within the unit, e.g. a pendant), `mty`
-(ME alarm, RE reset, IN information, PI heartbeat), `stc` (status code), `stt` (status text), `lco` (location code),
+Request elements read (others are ignored): `ref` (the alarm's reference, shared by its updates and its reset),
+`cid` (controller, i.e. the alarm unit: the Vaka device id), `dty` (device type), `did` (device within the unit, e.g.
+a pendant), `mty` (ME message, RE reset, IN information update, PI heartbeat), `stc` (status code, SS 91100:2014
+Annex C), `stt` (status text), `lco` (location code),
 `pri` (priority), `hbo` (heartbeat options: the interval the unit uses, seconds), `crd` (caller id: not kept, it is
 a phone number).
 """
@@ -32,12 +33,18 @@ _ROOTS = frozenset({"mrq", "scaip"})
 _FIELDS = ("ref", "ver", "cid", "dty", "did", "dco", "mty", "stc", "stt", "pri", "lco", "lte", "hbo", "ame")
 _TOKEN = re.compile(r"[A-Za-z0-9_.:\-]{1,128}\Z")
 
-# Status codes (stc) with a meaning of their own; any other alarm (ME) is a call for help: `alarm_button`.
+# Status codes (stc, SS 91100:2014 Annex C) with a meaning of their own; any other alarm (ME) is a call for help:
+# `alarm_button`. A code a unit uses differently is a site override (scaip.status_codes).
 STATUS_KINDS: dict[int, EventKind] = {
-    9: EventKind.ALARM_BUTTON,  # alarm, no speech
-    10: EventKind.ALARM_BUTTON,  # alarm (assistance call)
-    19: EventKind.ALARM_BUTTON_CANCEL,  # cancelled at the unit
-    102: EventKind.HEARTBEAT,  # test transmission, primary channel
+    9: EventKind.ALARM_BUTTON,  # 0009 alarm (automatic)
+    10: EventKind.ALARM_BUTTON,  # 0010 alarm (manual)
+    19: EventKind.ALARM_BUTTON_CANCEL,  # 0019 cancel: cancelled at the unit (the alarm stays with staff)
+    # a person at the unit ended the alarm: it closes, but only the alarm whose ref it carries
+    88: EventKind.ALARM_RESET,  # 0088 presence, upon alarm (the carer's presence button)
+    93: EventKind.ALARM_RESET,  # 0093 reset (manual)
+    111: EventKind.ALARM_RESET,  # 0111 check-out (intervention completed)
+    102: EventKind.HEARTBEAT,  # 0102 test transmission, primary channel
+    103: EventKind.HEARTBEAT,  # 0103 test transmission, redundant channel
 }
 
 
@@ -124,9 +131,10 @@ def event_kind(request: ScaipRequest, status_kinds: dict[int, EventKind] | None 
     if request.mty == "PI":
         return EventKind.HEARTBEAT
     if request.mty == "RE":
-        # the alarm was reset at the unit (whatever its kind): a person there ended it; the rules of the alarm kinds
-        # a unit raises (alarm button, fall) take it as their cancel under the alarm's ref
-        return EventKind.ALARM_RESET
+        # SS 91100:2014 4.4: the unit aborts the message session when it got no status 0 in time, and goes on with
+        # its next alarm action (another receiver, a voice call). Nobody ended the alarm: the rules of the alarm
+        # kinds a unit raises (alarm button, fall) mark it under the alarm's ref, and it stays with staff.
+        return EventKind.ALARM_ABORTED
     codes = STATUS_KINDS if status_kinds is None else {**STATUS_KINDS, **status_kinds}
     return codes.get(request.stc or -1, EventKind.ALARM_BUTTON)
 
@@ -148,7 +156,7 @@ def events_for(
             device_id=device_id_from_name(request.cid),
             kind=event_kind(request, status_kinds),
             attrs=attrs,
-            seq=_seq(request.ref, request.mty),
+            seq=_seq(request.ref, request.mty if request.mty != "IN" else f"IN{request.stc}"),
             ref=request.ref,
             topic=topic,
         )
@@ -174,5 +182,5 @@ def parse(topic: str, payload: bytes, received_at: datetime) -> list[Event]:
 
 
 def _seq(ref: str, mty: str) -> int:
-    """An alarm, its updates and its reset share a ref but must be stored apart."""
+    """An alarm, its updates (each by its status code) and its reset share a ref but must be stored apart."""
     return int.from_bytes(hashlib.blake2b(f"{ref}/{mty}".encode(), digest_size=7).digest(), "big")

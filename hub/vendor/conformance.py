@@ -42,6 +42,7 @@ CARE_KINDS = frozenset(
         "alarm_button",
         "alarm_button_cancel",
         "alarm_reset",
+        "alarm_aborted",
         "bed_exit",
         "bed_entry",
         "door_open",

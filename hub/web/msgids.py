@@ -151,6 +151,7 @@ ENDED = [
     N_("ended.battery_low.clear"),
     N_("ended.camera_offline.clear"),
     N_("ended.reset"),
+    N_("ended.aborted"),
     N_("ended.water_leak.clear"),
     N_("ended.smoke.clear"),
 ]

@@ -27,7 +27,13 @@ TEST_CALL = b"<mrq><ref>00001A85</ref><cha>0</cha><mty>ME</mty><cid>26317</cid><
         (ALARM_SHORT, EventKind.ALARM_BUTTON, "10149471"),
         (HEARTBEAT, EventKind.HEARTBEAT, "10149471"),
         (TEST_CALL, EventKind.HEARTBEAT, "26317"),
-        (ALARM_SHORT.replace(b"<mty>ME</mty>", b"<mty>RE</mty>"), EventKind.ALARM_RESET, "10149471"),
+        # SS 91100:2014 4.4: RE aborts the session (the unit gave up on this receiver), nobody ended the alarm
+        (ALARM_SHORT.replace(b"<mty>ME</mty>", b"<mty>RE</mty>"), EventKind.ALARM_ABORTED, "10149471"),
+        # Annex C: presence upon alarm, manual reset, check-out (intervention completed): a person at the unit
+        (ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>0088</stc>"), EventKind.ALARM_RESET, "10149471"),
+        (ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>0093</stc>"), EventKind.ALARM_RESET, "10149471"),
+        (ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>0111</stc>"), EventKind.ALARM_RESET, "10149471"),
+        (ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>0103</stc>"), EventKind.HEARTBEAT, "10149471"),
         (ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>19</stc>"), EventKind.ALARM_BUTTON_CANCEL, "10149471"),
         (ALARM_SHORT.replace(b"<mty>ME</mty>", b"<mty>IN</mty>"), EventKind.ALARM_BUTTON, "10149471"),
         (ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>0067</stc>"), EventKind.ALARM_BUTTON, "10149471"),
@@ -51,7 +57,16 @@ def test_a_site_may_name_its_vendors_codes() -> None:
     request = read_request(ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>31</stc>"))
     assert event_kind(request, {31: EventKind.FALL_DETECTED}) is EventKind.FALL_DETECTED
     reset = read_request(ALARM_SHORT.replace(b"<stc>10</stc>", b"<stc>31</stc>").replace(b"ME", b"RE"))
-    assert event_kind(reset, {31: EventKind.FALL_DETECTED}) is EventKind.ALARM_RESET  # a reset, whatever the alarm
+    assert event_kind(reset, {31: EventKind.FALL_DETECTED}) is EventKind.ALARM_ABORTED  # an abort, whatever the alarm
+
+
+def test_updates_of_one_alarm_with_different_codes_are_stored_apart() -> None:
+    presence, check_out = (
+        events_for(read_request(ALARM_SHORT.replace(b"ME", b"IN").replace(b">10<", code)), RECEIVED, "t")[0]
+        for code in (b">88<", b">111<")
+    )
+    assert presence.ref == check_out.ref
+    assert presence.seq != check_out.seq
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """How each vendor's messages end an alarm: one row per message in docs/vendors.md ("Endings"), one case per row.
 
 Real payload shapes (tests/adapters/fixtures) through the adapter, the rule engine with the default pack and the desk's
-state machine. Three kinds of ending: the condition ended and the sender withdrew its detection leave a care alarm with
-staff, saying so in words; a person who ended it at the device (a reset at the unit) closed it. A technical alarm
-nobody has taken closes itself when its condition ends.
+state machine. Three kinds of ending: the condition ended, the sender withdrew its detection, and the sender gave up on
+Vaka (SCAIP `RE`, SS 91100:2014 4.4) leave a care alarm with staff, saying so in words; a person who ended it at the
+device (a presence, reset or check-out at the unit, SS 91100:2014 Annex C 0088, 0093, 0111) closed it. A technical
+alarm nobody has taken closes itself when its condition ends.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 from adapters import fall_radar, frigate, scaip, zigbee2mqtt
 from alarms.engine import Engine
+from alarms.instant import ABORT_REASON
 from hub.desk.alarm import Alarm
 from hub.desk.directory import DeskDirectory
 from hub.desk.machine import ChangeKind, DeskMachine
@@ -118,6 +120,23 @@ ROWS = {
         "cancelled at the alarm button",
         "device",
     ),
+    # scaip: the unit aborted the alarm's session with Vaka (no status 0 in time) and goes on with its next alarm
+    # action; nobody ended the alarm
+    "scaip-re-sender-gave-up": Ending(
+        [("scaip/u1", ALARM)],
+        ("scaip/u1", ALARM.replace(b"<mty>ME</mty>", b"<mty>RE</mty>")),
+        "alarm_button",
+        ABORT_REASON,
+        "device",
+    ),
+    "scaip-re-sender-gave-up-accepted": Ending(
+        [("scaip/u1", ALARM)],
+        ("scaip/u1", ALARM.replace(b"<mty>ME</mty>", b"<mty>RE</mty>")),
+        "alarm_button",
+        ABORT_REASON,
+        "device",
+        accepted=True,
+    ),
 }
 
 
@@ -159,22 +178,26 @@ def test_a_technical_alarm_nobody_took_closes_itself_when_the_device_is_fine_aga
 
 
 @pytest.mark.parametrize("accepted", [False, True])
-def test_a_reset_at_the_unit_is_a_person_ending_the_alarm_there_and_closes_it(accepted: bool) -> None:
-    row = Ending(
-        [("scaip/u1", ALARM)],
-        ("scaip/u1", ALARM.replace(b"<mty>ME</mty>", b"<mty>RE</mty>")),
-        "alarm_button",
-        "reset at the alarm unit",
-        "device",
-        accepted=accepted,
-    )
-    alarm, changes = desk_after(row)
+@pytest.mark.parametrize("code", [b"88", b"93", b"111"])  # presence upon alarm, manual reset, check-out
+def test_a_person_ending_the_alarm_at_the_unit_closes_it(code: bytes, accepted: bool) -> None:
+    # sent as an information update in the alarm's own session: the same ref
+    ended = ALARM.replace(b"<mty>ME</mty>", b"<mty>IN</mty>").replace(b"<stc>10</stc>", b"<stc>" + code + b"</stc>")
+    row = Ending([("scaip/u1", ALARM)], ("scaip/u1", ended), "alarm_button", "reset at the alarm unit", "device")
+    alarm, changes = desk_after(replace(row, accepted=accepted))
     assert changes == [(ChangeKind.CLOSE, "device", "reset at the alarm unit")]
     assert (alarm.is_open, alarm.state, alarm.condition_note) == (
         False,
         AlarmState.CANCELLED,
         "reset at the alarm unit",
     )
+
+
+def test_a_reset_in_a_session_of_its_own_names_no_alarm_and_leaves_it_with_staff() -> None:
+    # a new ref: Vaka cannot tell which alarm the person ended, so it does not guess (and no alarm rings for it)
+    reset = ALARM.replace(b"1193308443", b"1193308999").replace(b"<stc>10</stc>", b"<stc>93</stc>")
+    row = Ending([("scaip/u1", ALARM)], ("scaip/u1", reset), "alarm_button", "", "")
+    alarm, changes = desk_after(row)
+    assert (changes, alarm.condition_ended_at, alarm.state, alarm.count) == ([], None, AlarmState.RAISED, 1)
 
 
 def test_messages_that_end_nothing_leave_the_alarm_as_it_was() -> None:
