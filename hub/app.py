@@ -38,6 +38,7 @@ from hub.clock import CLOCK_TOPIC, Clock, SimulatedClock, WallClock
 from hub.desk.lane import TICK_S, Desk
 from hub.followup import rollup
 from hub.heap import GcPauses
+from hub.hub_status import HubStatus
 from hub.ingest import Ingest
 from hub.inventory import build_directory, devices_by_id
 from hub.metrics import Metrics
@@ -178,6 +179,11 @@ class Hub:
         self._exported: dict[str, int] = {}
         stack.callback(self._save_snapshot_at_exit)
 
+        # --- issue 25: the hub's retained status per site, with its Last Will (hub/hub_status.py)
+        self.hub_status = HubStatus(s.mqtt, self.metrics, self.spawner, lambda: datetime.now(UTC))
+        stack.push_async_callback(self.hub_status.aclose)
+        self.hub_status.set_sites(site.id for site in self._sites)
+        # ---
         # the canary speaks as a device of its own (the hub's connections do not hear their own publishes)
         self.canary_conn = MqttConnection(
             s.mqtt,
@@ -581,6 +587,7 @@ class Hub:
         self._inventory_version = version
         self._sites = sites
         self.desk.set_sites(sites)
+        self.hub_status.set_sites(site.id for site in sites)  # issue 25
         await self._write_local("inventory", snapshots.save_inventory, self.settings.spool.directory, sites)
         profiles = await self._db_call(rule_profiles, default=None)
         if profiles is not None:

@@ -109,6 +109,11 @@ class MqttSettings(_Section):
     reconnect_min_s: float = Field(default=0.2, gt=0, description="first reconnect delay")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="longest reconnect delay (jittered)")
     telemetry_connection: bool = Field(default=True, description="a second connection for telemetry topics")
+    hub_status: bool = Field(
+        default=True,
+        description="publish the hub's retained vaka/v1/{site}/hub/status per site, offline as its Last Will "
+        "(a connection per site: hub/hub_status.py)",
+    )
     routes: list[AdapterRoute] = Field(default_factory=list, description="other vendor formats by topic filter")
 
     @model_validator(mode="after")
