@@ -8,7 +8,8 @@ Request elements read (others are ignored): `ref` (the alarm's reference, shared
 `cid` (controller, i.e. the alarm unit: the Vaka device id), `dty` (device type), `did` (device within the unit, e.g.
 a pendant), `mty` (ME message, RE reset, IN information update, PI heartbeat), `stc` (status code, SS 91100:2014
 Annex C), `stt` (status text), `lco` (location code),
-`pri` (priority), `hbo` (heartbeat options: the interval the unit uses, seconds), `crd` (caller id: not kept, it is
+`pri` (priority), `hbo` (heartbeat options: `001` when the unit lets the receiver set its heartbeat interval),
+`crd` (caller id: not kept, it is
 a phone number).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -87,10 +89,10 @@ class ScaipRequest:
         return int(text) if text else None
 
     @property
-    def heartbeat_interval_s(self) -> int | None:
-        """The heartbeat interval the unit says it uses (`hbo`, seconds), when it says so."""
+    def adjusts_heartbeat(self) -> bool:
+        """The unit lets the receiver set its heartbeat interval (`hbo` `001`, SS 91100:2014 Table 1)."""
         text = self.fields.get("hbo", "")
-        return int(text) if text.isdigit() and int(text) > 0 else None
+        return text.isdigit() and int(text) == 1
 
 
 def read_request(body: bytes) -> ScaipRequest:
@@ -147,8 +149,8 @@ def events_for(
     for name in ("did", "dco", "stc", "stt", "lco", "lte", "pri"):
         if name in request.fields:
             attrs[name] = request.fields[name][:64]
-    if request.heartbeat_interval_s is not None:
-        attrs["interval_s"] = request.heartbeat_interval_s
+    if "hbo" in request.fields:
+        attrs["hbo"] = request.fields["hbo"][:8]
     return [
         Event(
             ts=ts,
@@ -163,15 +165,21 @@ def events_for(
     ]
 
 
-def response_body(ref: str, snu: StatusNumber, text: str = "", heartbeat_interval_s: int | None = None) -> bytes:
-    """The `<mrs>` answer: the request's ref, the status number, a short text, and the heartbeat interval asked."""
+def heartbeat_minutes(interval_s: float) -> int:
+    """A heartbeat interval as `<hbi>` says it: whole minutes, 1 to 1440 (SS 91100:2014 Table 2), rounded up."""
+    return max(1, min(1440, math.ceil(interval_s / 60)))
+
+
+def response_body(ref: str, snu: StatusNumber, text: str = "", heartbeat_interval_min: int | None = None) -> bytes:
+    """The `<mrs>` answer: the request's ref, the status number, a short text, and the heartbeat interval asked (in
+    minutes, as `<hbi>` counts them; only for a unit whose `hbo` says it takes one)."""
     root = ET.Element("mrs")
     ET.SubElement(root, "ref").text = ref
     ET.SubElement(root, "snu").text = str(int(snu))
     if text:
         ET.SubElement(root, "ste").text = text[:80]
-    if heartbeat_interval_s is not None:
-        ET.SubElement(root, "hbi").text = str(heartbeat_interval_s)
+    if heartbeat_interval_min is not None:
+        ET.SubElement(root, "hbi").text = str(heartbeat_interval_min)
     body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=False)
     return b'<?xml version="1.0" encoding="UTF-8"?>' + body
 

@@ -399,7 +399,11 @@ class ScaipSettings(_Section):
     )
     site: str = Field(default="default", description="site the alarm units belong to")
     heartbeat_interval_s: int = Field(
-        default=300, ge=10, le=86400, description="heartbeat (PI) interval asked of every unit in each response"
+        default=300,
+        ge=60,
+        le=86400,
+        description="heartbeat (PI) interval asked in each response of a unit that takes one (hbo 001); SCAIP counts "
+        "it in whole minutes (hbi), so it is rounded up to one",
     )
     durable_timeout_s: float = Field(
         default=5.0, gt=0, le=60, description="longest wait for an event to be durable before answering `not treated`"

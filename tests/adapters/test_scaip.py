@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.scaip import ScaipError, StatusNumber, event_kind, events_for, read_request, response_body
+from adapters.scaip import (
+    ScaipError,
+    StatusNumber,
+    event_kind,
+    events_for,
+    heartbeat_minutes,
+    read_request,
+    response_body,
+)
 from hub.model import EventKind
 from tests.adapters.support import RECEIVED
 
@@ -16,7 +24,7 @@ ALARM_PADDED = (
 ALARM_SHORT = (
     b"<mrq><ref>1193308443</ref><cid>10149471</cid><dty>3</dty><mty>ME</mty><stc>10</stc><crd>gsm:</crd></mrq>"
 )
-HEARTBEAT = b"<mrq><mty>PI</mty><ref>1998218577</ref><cid>10149471</cid><dty>2</dty><hbo>300</hbo></mrq>"
+HEARTBEAT = b"<mrq><mty>PI</mty><ref>1998218577</ref><cid>10149471</cid><dty>2</dty><hbo>001</hbo></mrq>"
 TEST_CALL = b"<mrq><ref>00001A85</ref><cha>0</cha><mty>ME</mty><cid>26317</cid><dty>02</dty><stc>102</stc></mrq>"
 
 
@@ -89,6 +97,14 @@ def test_refusals_carry_their_status_number(body: bytes, snu: StatusNumber) -> N
     assert err.value.snu is snu
 
 
-def test_the_answer_names_the_ref_the_status_and_the_heartbeat_interval() -> None:
-    body = response_body("1193308443", StatusNumber.OK, heartbeat_interval_s=300)
-    assert body.endswith(b"<mrs><ref>1193308443</ref><snu>0</snu><hbi>300</hbi></mrs>")
+def test_the_answer_names_the_ref_the_status_and_the_heartbeat_interval_in_minutes() -> None:
+    # SS 91100:2014 Table 2: hbi is minutes, 1 to 1440 (300 s sent as 300 would ask for a heartbeat every 5 hours)
+    body = response_body("1193308443", StatusNumber.OK, heartbeat_interval_min=heartbeat_minutes(300))
+    assert body.endswith(b"<mrs><ref>1193308443</ref><snu>0</snu><hbi>5</hbi></mrs>")
+    assert [heartbeat_minutes(s) for s in (60, 61, 86400)] == [1, 2, 1440]
+
+
+@pytest.mark.parametrize(("hbo", "adjusts"), [(b"<hbo>001</hbo>", True), (b"<hbo>0</hbo>", False), (b"", False)])
+def test_only_a_unit_whose_hbo_says_so_takes_a_heartbeat_interval(hbo: bytes, adjusts: bool) -> None:
+    request = read_request(HEARTBEAT.replace(b"<hbo>001</hbo>", hbo))
+    assert request.adjusts_heartbeat is adjusts

@@ -28,10 +28,10 @@ from tests.adapters.support import fixture
 from tests.conftest import MQTT_HOST, MQTT_PORT, PG_DSN
 from tests.hub.test_durability import HubProcess
 from tests.hub.test_ingest import publish_all
+from tests.hub.test_vendor_routes import dose_missed_now, radar_now
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-ALARM = b"<mrq><ref>{ref}</ref><cid>{cid}</cid><dty>3</dty><mty>ME</mty><stc>10</stc><crd>gsm:</crd></mrq>"
 KEEPALIVE_S = 5  # the least the settings allow: the broker sends the Last Will after 1.5 keepalives of silence
 
 
@@ -121,6 +121,8 @@ def hub_process(db_settings: DbSettings, unique: str, tmp_path: Path) -> Iterato
         {"topic_filter": f"z{unique}/#", "adapter": "zigbee2mqtt", "site": site},
         {"topic_filter": f"f{unique}/#", "adapter": "frigate", "site": site},
         {"topic_filter": f"sc{unique}/#", "adapter": "scaip", "site": site},
+        {"topic_filter": f"r{unique}/+/+", "adapter": "fall_radar", "site": site},
+        {"topic_filter": f"m{unique}/+/events", "adapter": "medication_robot", "site": site},
     ]
     hub = HubProcess(SimpleNamespace(dsn=PG_DSN), SimpleNamespace(port=MQTT_PORT), tmp_path, unique)  # type: ignore[arg-type]
     hub.env |= {
@@ -137,7 +139,7 @@ def hub_process(db_settings: DbSettings, unique: str, tmp_path: Path) -> Iterato
 async def test_real_payloads_through_the_running_hub_give_one_alarm_per_fault_and_the_right_ending(
     hub_process: HubProcess, db_settings: DbSettings, unique: str
 ) -> None:
-    site, cid, ref = f"s{unique}", f"u{unique}", f"r{unique}"
+    site, ref = f"s{unique}", f"r{unique}"
     await load_site(db_settings, site)
     watcher = Watcher(site)
     try:
@@ -157,22 +159,29 @@ async def test_real_payloads_through_the_running_hub_give_one_alarm_per_fault_an
         # a social alarm unit relayed over MQTT: the resident cancels at the unit (it stays); the next press rings
         # again and the unit gives up on Vaka for it (RE: it stays); the third press rings again, and the carer's
         # check-out at the unit (status code 0111) closes it
-        unit = f"sc{unique}/{cid}"
+        unit = f"sc{unique}/10149471"
 
-        def press(n: int) -> bytes:
-            return ALARM.replace(b"{ref}", f"{ref}{n}".encode()).replace(b"{cid}", cid.encode())
+        def scaip(name: str, n: int) -> tuple[str, bytes]:
+            """The fixture under the n-th alarm's own ref (a new message session, a new ref)."""
+            return (unit, fixture("scaip", name).replace(b"1193308443", f"{ref}{n}".encode()))
 
-        await asyncio.to_thread(publish_all, [(unit, press(1))])
+        await asyncio.to_thread(publish_all, [scaip("alarm.xml", 1)])
         assert await asyncio.to_thread(until, lambda: len(watcher.of("alarm_button")) >= 1)
-        await asyncio.to_thread(publish_all, [(unit, press(1).replace(b"<stc>10</stc>", b"<stc>19</stc>"))])
-        await asyncio.to_thread(publish_all, [(unit, press(2))])
+        await asyncio.to_thread(publish_all, [scaip("cancel.xml", 1), scaip("alarm.xml", 2)])
         assert await asyncio.to_thread(until, lambda: watcher.of("alarm_button")[-1]["incidents"] == 2)
-        await asyncio.to_thread(publish_all, [(unit, press(2).replace(b"<mty>ME", b"<mty>RE"))])
-        await asyncio.to_thread(publish_all, [(unit, press(3))])
+        await asyncio.to_thread(publish_all, [scaip("abort.xml", 2), scaip("alarm.xml", 3)])
         assert await asyncio.to_thread(until, lambda: watcher.of("alarm_button")[-1]["incidents"] == 3)
-        check_out = press(3).replace(b"<mty>ME", b"<mty>IN").replace(b"<stc>10</stc>", b"<stc>111</stc>")
-        await asyncio.to_thread(publish_all, [(unit, check_out)])
+        await asyncio.to_thread(publish_all, [scaip("check_out.xml", 3)])
         assert await asyncio.to_thread(until, lambda: watcher.of("alarm_button")[-1]["state"] == "cancelled")
+
+        # a fall the radar then withdraws (the person got up): it stays with staff; a missed dose: nothing ends it
+        await asyncio.to_thread(publish_all, [(f"r{unique}/VYR-0A1B2C/events", radar_now("fall_fall_detected.json"))])
+        await asyncio.to_thread(publish_all, [(f"m{unique}/EVD-55213/events", dose_missed_now())])
+        assert await asyncio.to_thread(
+            until, lambda: bool(watcher.of("fall")) and bool(watcher.of("medication_missed"))
+        )
+        await asyncio.to_thread(publish_all, [(f"r{unique}/VYR-0A1B2C/events", radar_now("fall_canceled.json"))])
+        assert await asyncio.to_thread(until, lambda: watcher.of("fall")[-1]["condition_ended_at"] is not None)
 
         # the camera works again while nobody has taken its alarm: it closes itself
         await asyncio.to_thread(publish_all, [(f"f{unique}/stats", stats(5.0))])
@@ -193,6 +202,8 @@ async def test_real_payloads_through_the_running_hub_give_one_alarm_per_fault_an
             ("alarm_button", "repeated"),  # the second and third press: a care repeat rings
             ("alarm_button", "repeated"),
             ("camera_offline", "raised"),
+            ("fall", "raised"),
+            ("medication_missed", "raised"),
             ("water_leak", "raised"),
         ]
         endings = [(rule, actor, action, detail) for rule, actor, action, detail in log if rule != "nobody_reached"]
@@ -201,6 +212,9 @@ async def test_real_payloads_through_the_running_hub_give_one_alarm_per_fault_an
         assert ("alarm_button", "device", "condition_ended", ABORT_REASON) in endings
         assert ("alarm_button", "device", "reset", RESET_REASON) in endings
         assert ("camera_offline", "rule", "cancelled", "camera back online") in endings
+        assert ("fall", "device", "condition_ended", "the fall radar withdrew the fall (person got up)") in endings
+        assert [a["state"] for a in watcher.of("fall")][-1] == "raised", "the fall stays with staff"
+        assert [a["state"] for a in watcher.of("medication_missed")] == ["raised"]
 
         # the hub dies: the broker says so on its behalf (the Last Will), retained for whoever looks next
         await asyncio.to_thread(hub_process.kill)

@@ -166,10 +166,8 @@ async def test_heartbeats_are_device_events_and_the_answer_asks_the_interval(
 ) -> None:
     cid = f"u{unique}"
     await run_sipp("heartbeat.xml", hub, "udp", tmp_path, cid=cid, ref=f"p{unique}")
-    rows = await fetch(
-        settings.db.db_schema, "SELECT kind, attrs->>'interval_s' AS i FROM events WHERE device_id = $1", cid
-    )
-    assert [(r["kind"], r["i"]) for r in rows] == [("heartbeat", "300")]
+    rows = await fetch(settings.db.db_schema, "SELECT kind, attrs->>'hbo' AS hbo FROM events WHERE device_id = $1", cid)
+    assert [(r["kind"], r["hbo"]) for r in rows] == [("heartbeat", "001")]
     assert open_alarm_of(hub, cid) == []
 
 
