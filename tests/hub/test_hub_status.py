@@ -4,17 +4,21 @@ dies: tests/hub/test_vendor_corpus.py kills `vaka serve`), for every site it ser
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
+import pytest
 
+from adapters import native
 from hub.app import Hub
-from hub.model import Device, Inventory, NativeStatus, Site
+from hub.model import Device, Inventory, NativeStatus, PayloadError, Site
 from hub.settings import Settings
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
 from tests.conftest import PG_DSN
 from tests.hub.scaip.test_receiver import wait_until as until
+from tests.hub.test_ingest import native_event, publish_all, wait_for_count
 from tests.hub.test_vendor_corpus import Watcher
 
 
@@ -40,6 +44,11 @@ async def test_the_hub_says_online_for_each_site_and_offline_when_it_stops(setti
             assert await until(lambda: watchers[first].last_status() == "online")
             status = msgspec.json.decode(msgspec.json.encode(watchers[first].status[-1]), type=NativeStatus)
             assert status.ts is not None, "online says since when"
+            # the hub hears its own status (vaka/v1/+/+/status matches it): no device's message, nothing refused
+            await asyncio.to_thread(publish_all, [(f"vaka/v1/{first}/d{first}/event", native_event(1, "motion"))])
+            assert await wait_for_count(settings.db.db_schema, "SELECT count(*) FROM events", 1) == 1
+            refused = "SELECT count(*) FROM rejected_messages WHERE topic LIKE '%/hub/status'"
+            assert await wait_for_count(settings.db.db_schema, refused, 0) == 0
             # a site added to the inventory while the hub runs gets its status too
             await load_sites(settings, first, second)
             assert await until(lambda: watchers[second].last_status() == "online")
@@ -49,3 +58,9 @@ async def test_the_hub_says_online_for_each_site_and_offline_when_it_stops(setti
         for site, watcher in watchers.items():
             watcher.clear_retained(site)
             watcher.close()
+
+
+def test_the_hubs_own_status_is_no_device_message() -> None:
+    assert native.parse("vaka/v1/s1/hub/status", b'{"state":"online"}', datetime.now(UTC)) == []
+    with pytest.raises(PayloadError, match="bad_topic"):  # a device calling itself hub is still refused
+        native.parse("vaka/v1/s1/hub/event", b'{"ts":"2026-11-29T03:00:00Z","kind":"motion"}', datetime.now(UTC))
