@@ -47,7 +47,7 @@ def split_topic(topic: str) -> tuple[str, str, str]:
 def parse(topic: str, payload: bytes, received_at: datetime) -> list[Event]:
     """Turn one native message into Events; raise PayloadError with a short reason for anything else."""
     if _is_hub_status(topic):
-        return []  # the hub's own status (hub/hub_status.py), which `+/+/status` also matches: no device said it
+        return []  # the hub's own status (hub/supervision/hub_status.py), which `+/+/status` also matches: no device said it
     site, device_id, channel = split_topic(topic)
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PayloadError("payload_too_large", f"{len(payload)} bytes")

@@ -32,7 +32,7 @@ class _Section(BaseModel):
 
 
 class AdapterRoute(_Section):
-    """Messages on topics matching `topic_filter` go to adapter `adapter` (see hub/adapter_registry.py)."""
+    """Messages on topics matching `topic_filter` go to adapter `adapter` (see hub/intake/adapter_registry.py)."""
 
     topic_filter: str = Field(description="MQTT topic filter, e.g. zigbee2mqtt/#")
     adapter: str = Field(description="adapter name (entry point group vaka.adapters), e.g. zigbee2mqtt")
@@ -112,7 +112,7 @@ class MqttSettings(_Section):
     hub_status: bool = Field(
         default=True,
         description="publish the hub's retained vaka/v1/{site}/hub/status per site, offline as its Last Will "
-        "(a connection per site: hub/hub_status.py)",
+        "(a connection per site: hub/supervision/hub_status.py)",
     )
     routes: list[AdapterRoute] = Field(default_factory=list, description="other vendor formats by topic filter")
 

@@ -14,7 +14,6 @@ import yaml
 
 from hub.cli import main
 from hub.desk.alarm import Alarm
-from hub.hub_status import OFFLINE, hub_status_topic
 from hub.model import (
     MAX_MESSAGES_PER_S,
     AlarmCategory,
@@ -24,6 +23,7 @@ from hub.model import (
     NativeStatus,
     Severity,
 )
+from hub.supervision.hub_status import OFFLINE, hub_status_topic
 from hub.vendor.contract import asyncapi_document, asyncapi_yaml
 
 HERE = Path(__file__).parent

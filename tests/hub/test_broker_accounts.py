@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hub.broker_accounts import CredentialsError, accounts_for, hash_password, read_secrets, render_acl
+from hub.devices.broker_accounts import CredentialsError, accounts_for, hash_password, read_secrets, render_acl
 from hub.model import Inventory
 from tests.hub.test_cli import vaka
 
@@ -44,18 +44,21 @@ def test_onboarding_is_one_command_and_prints_no_password(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
     secrets = read_secrets(out / "credentials.secret")
     tools = {"vaka-hub-tools", "vaka-hub-tools-snapshot"}
-    assert set(secrets) == {
-        "vaka-hub",
-        "vaka-hub-telemetry",
-        "vaka-hub-canary",
-        "vaka-hub-monitor",
-        "vaka-hub-status-north",  # the hub's retained status of the site, with its Last Will (hub/hub_status.py)
-        *tools,
-        "north-radar-1",
-        "north-bed-1",
-        "north-z2m",
-        "dect",
-    }
+    assert (
+        set(secrets)
+        == {
+            "vaka-hub",
+            "vaka-hub-telemetry",
+            "vaka-hub-canary",
+            "vaka-hub-monitor",
+            "vaka-hub-status-north",  # the hub's retained status of the site, with its Last Will (hub/supervision/hub_status.py)
+            *tools,
+            "north-radar-1",
+            "north-bed-1",
+            "north-z2m",
+            "dect",
+        }
+    )
     for password in secrets.values():
         assert len(password) >= 32
         assert password not in result.stdout + result.stderr

@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from hub.canary import TELEMETRY_TOPIC as CANARY_TELEMETRY_TOPIC
-from hub.canary import TOPIC as CANARY_TOPIC
-from hub.model import Inventory, VakaError
+from hub.model import CANARY_TELEMETRY_TOPIC, CANARY_TOPIC, Inventory, VakaError
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +35,12 @@ TOPIC_ROOT = "vaka/v1"
 # second-level topics under a site that belong to the hub: a device with one of these ids would own them
 RESERVED_IDS = frozenset({"hub", "alarms", "checkins", "_sim"})
 TELEMETRY_SUFFIX = "-telemetry"
-# `vaka vendor check`, `vaka site discover`: read-only, so they never take the hub's session (as hub.mqtt.TOOL_LOGINS)
+# `vaka vendor check`, `vaka site discover`: read-only, so they never take the hub's session (as hub.intake.mqtt.TOOL_LOGINS)
 TOOL_LOGINS = ("tools", "tools-snapshot")
-STATUS_SUFFIX = "-status-"  # the hub's status per site, as hub.hub_status.STATUS_SUFFIX
-CANARY_SUFFIX = "-canary"  # the hub's self-test device (hub/canary.py): may publish its two topics, nothing else
+STATUS_SUFFIX = "-status-"  # the hub's status per site, as hub.supervision.hub_status.STATUS_SUFFIX
+CANARY_SUFFIX = (
+    "-canary"  # the hub's self-test device (hub/supervision/canary.py): may publish its two topics, nothing else
+)
 # the broker's own statistics for the stack's mosquitto-exporter: reads $SYS, nothing else
 MONITOR_SUFFIX = "-monitor"
 MONITOR_ENV_FILE = "monitor.env"
@@ -78,7 +78,7 @@ def accounts_for(inventory: Inventory, hub_user: str = "vaka-hub") -> list[Accou
 
     - the hub (two users: `hub_user` for events and `hub_user-telemetry`, like its two client ids): reads and
       publishes everything under `vaka/v1/`, reads the gateways' vendor topics; its canary (`hub_user-canary`)
-      publishes the canary's two topics; its status per site (`hub_user-status-{site}`, hub/hub_status.py) publishes
+      publishes the canary's two topics; its status per site (`hub_user-status-{site}`, hub/supervision/hub_status.py) publishes
       that site's retained `vaka/v1/{site}/hub/status` (and its Last Will there), nothing else;
     - the hub's tools (`hub_user-tools`, `hub_user-tools-snapshot`, same password: `vaka vendor check`, `vaka site discover`): read only, with
       a client id of their own, so running one never takes over the hub's session;

@@ -18,11 +18,11 @@ from datetime import datetime
 
 import msgspec
 
+from hub.intake.mqtt import Message, MqttConnection
 from hub.metrics import Metrics
 from hub.model import TOPIC_ROOT, NativeStatus
-from hub.mqtt import Message, MqttConnection
+from hub.runtime.tasks import Spawner
 from hub.settings import MqttSettings
-from hub.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 
