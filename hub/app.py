@@ -58,6 +58,7 @@ from hub.supervision.canary import TOPIC as CANARY_TOPIC
 from hub.supervision.canary import Canary
 from hub.supervision.devices import Sight, SupervisedEngine
 from hub.supervision.gauges import ops_gauges_loop
+from hub.supervision.hub_status import HubStatus
 from hub.web import create_app
 from hub.web.degraded import DEGRADED
 from hub.web.ops import Readiness
@@ -182,6 +183,11 @@ class Hub:
         self._exported: dict[str, int] = {}
         stack.callback(self._save_snapshot_at_exit)
 
+        # --- issue 25: the hub's retained status per site, with its Last Will (hub/supervision/hub_status.py)
+        self.hub_status = HubStatus(s.mqtt, self.metrics, self.spawner, lambda: datetime.now(UTC))
+        stack.push_async_callback(self.hub_status.aclose)
+        self.hub_status.set_sites(site.id for site in self._sites)
+        # ---
         # the canary speaks as a device of its own (the hub's connections do not hear their own publishes)
         self.canary_conn = MqttConnection(
             s.mqtt,
@@ -601,6 +607,7 @@ class Hub:
         self._inventory_version = version
         self._sites = sites
         self.desk.restorer.set_sites(sites)
+        self.hub_status.set_sites(site.id for site in sites)  # issue 25
         await self._write_local("inventory", snapshots.save_inventory, self.settings.spool.directory, sites)
         profiles = await self._db_call(rule_profiles, default=None)
         if profiles is not None:

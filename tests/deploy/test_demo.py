@@ -35,6 +35,7 @@ def start_demo(workdir: Path, unique: str, port: int) -> subprocess.Popen[str]:
         f"MQTT_CLIENT_ID=vaka-hub-{unique}",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAKA_")}
+    env["VAKA_MQTT__HUB_STATUS"] = "false"  # no retained status of this test's site left on the shared broker
     return subprocess.Popen(
         args, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from playwright.async_api import Browser, Dialog, Page, expect
 
+from alarms.instant import ABORT_REASON
 from hub.desk.machine import NOBODY_REACHED
 from hub.model import AlarmCategory, AlarmDecision, Contact, DecisionAction, DirectoryEntry, Severity
 from hub.people.residents import store_entries
@@ -159,6 +160,33 @@ async def test_an_alarm_reset_at_the_unit_closes_and_the_night_log_says_a_person
     entry = page.locator(f"#log-{alarm.id}")
     await expect(entry.locator(".step-reset")).to_contain_text("02:18")
     await expect(entry.locator(".step-reset")).to_contain_text("reset at the alarm unit, closed by a person there")
+
+
+async def test_an_alarm_unit_that_gave_up_on_vaka_leaves_the_alarm_ringing_and_says_so(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    """SCAIP RE (SS 91100:2014 4.4): nobody ended the alarm, so the card keeps it, ringing, in words of its own."""
+    staff_site.clock.t = NIGHT
+    page = await open_page(browser, staff_site, "anna")
+    await pages_connected(staff_site, 1)
+    press = decision(staff_site.site, rule_id="alarm_button", device="plug2", subject="r2", resident="r2")
+    alarm = staff_site.desk.lane.apply(press)
+    assert alarm is not None
+    card = page.locator(f"#alarm-{alarm.id}")
+    await expect(card).to_be_visible(timeout=1000)
+    staff_site.clock.advance(3 * 60)
+    staff_site.desk.lane.apply(replace(press, action=DecisionAction.CANCEL, reason=ABORT_REASON))
+    await expect(card.locator(".ended")).to_have_text(
+        "The alarm unit stopped waiting for Vaka 02:17 and may have alerted another receiver. "
+        "The alarm still needs a person.",
+        timeout=1000,
+    )
+    await expect(card.locator(".state")).to_have_text("New")
+    await staff_site.desk.lane.store.flushed()
+    await page.get_by_role("link", name="Night log").click()
+    step = page.locator(f"#log-{alarm.id}").locator(".step-sender_gave_up")
+    await expect(step).to_contain_text("02:17")
+    await expect(step).to_contain_text("the alarm unit gave up on Vaka")
 
 
 async def test_a_repeat_while_on_the_way_stays_with_the_holder_and_keeps_the_way_in(

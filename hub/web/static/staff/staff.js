@@ -113,7 +113,8 @@
       answer.hidden = !(a.repeat_pending && mine && step);
       if (step) answer.action = "/staff/alarms/" + encodeURIComponent(a.id) + "/" + step;
     }
-    setText(el, ".ended", cfg.ended.replace("{time}", a.condition_ended_hm || "").replace("{note}", noteText(a)));
+    const ended = a.gave_up ? cfg.gave_up : cfg.ended;
+    setText(el, ".ended", ended.replace("{time}", a.condition_ended_hm || "").replace("{note}", noteText(a)));
     show(el, ".ended", !!a.condition_ended_hm);
     setText(el, ".resident", a.resident_id || "");
     show(el, ".resident-part", !!a.resident_id);
