@@ -12,6 +12,8 @@ HTTP_PORT ?= 8080
 MQTT_HOST ?= 127.0.0.1
 MQTT_PORT ?= 1883
 MQTT_CLIENT_ID ?= vaka-hub
+# the simulator's own client id: two demos on one broker need two (the broker drops a client whose id reconnects)
+SIM_CLIENT_ID ?= vaka-simulator
 DEMO_LANG ?= sv
 # the demo's own database, dropped and created afresh by every `make run` (and by `make demo-clean`); a database you
 # name with VAKA_DB__DSN is yours and is never reset
@@ -79,7 +81,7 @@ run: services venv
 	echo "$(NIGHTS) simulated night(s), 20:00 to 10:30, at $(SPEED)x speed: $$wall;"; \
 	echo "then the hub stays up with what the nights left (open alarms, the night log) until you press Ctrl-C."; echo; \
 	$(VAKA) simulate --residents $(RESIDENTS) --seed 7 --site $(SITE) --host $(MQTT_HOST) --port $(MQTT_PORT) \
-		--speed $(SPEED) --nights $(NIGHTS) --truth var/truth.jsonl || exit $$?; \
+		--client-id $(SIM_CLIENT_ID) --speed $(SPEED) --nights $(NIGHTS) --truth var/truth.jsonl || exit $$?; \
 	echo; echo "The simulated nights are over. The hub stays up at $(URL)/ until you press Ctrl-C."; \
 	wait $$(cat var/hub.pid)
 
