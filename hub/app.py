@@ -34,7 +34,7 @@ from hub.canary import Canary
 from hub.checkins.gateway import HttpCameraGateway
 from hub.checkins.service import CheckinService
 from hub.checkins.service import run_loop as checkins_loop
-from hub.clock import CLOCK_TOPIC, Clock, SimulatedClock, WallClock
+from hub.clock import Clock, SimulatedClock, WallClock
 from hub.desk.lane import TICK_S, Desk
 from hub.followup import rollup
 from hub.heap import GcPauses
@@ -442,8 +442,7 @@ class Hub:
             # events table holds what devices said, and every hub on a shared broker hears every canary
             self.canary.on_message(msg, self.desk.feed)
             return
-        if msg.topic == CLOCK_TOPIC:
-            assert isinstance(self.clock, SimulatedClock)
+        if isinstance(self.clock, SimulatedClock) and msg.topic == self.settings.clock.topic:
             msg.ack()
             if msg.retain:
                 return  # left by an earlier simulation: its time says nothing about the one now running
@@ -475,7 +474,7 @@ class Hub:
             filters.append(TELEMETRY_FILTER)
         filters.extend(route.topic_filter for route in self.settings.mqtt.routes)
         if self.settings.clock.mode == "simulated":
-            filters.append(CLOCK_TOPIC)
+            filters.append(self.settings.clock.topic)
         return filters
 
     # --- housekeeping: inventory, snapshots, partitions -------------------------------------------------------------

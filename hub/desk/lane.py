@@ -135,6 +135,7 @@ class Desk:
         self.engine = engine
         self.gate = gate
         self._tick_s = tick_s
+        self._page_rate: float | None = None  # the clock rate the staff pages were last told
         self.spawner = spawner
         self.directory = DeskDirectory()
         self.machine = DeskMachine(settings.desk, self.directory, settings.patrol)
@@ -257,6 +258,9 @@ class Desk:
                 self._guarded("decision", decision.key, decision.site, partial(self.apply, decision))
         self.escalate_due()
         self.hub.prune()
+        if (rate := self.clock_rate()) != self._page_rate:  # issue 28: pages follow a rate change at once
+            self._page_rate = rate
+            self.hub.clock_changed()
         return now
 
     def apply(self, decision: AlarmDecision) -> Alarm | None:
