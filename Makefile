@@ -56,7 +56,7 @@ run: services venv
 		psql -h 127.0.0.1 -U postgres -d postgres -q -v ON_ERROR_STOP=1 -c 'CREATE DATABASE "$(DEMO_DB)"'; fi
 	mkdir -p var
 	$(VAKA) simulate --inventory var/inventory.yaml --directory var/directory.csv --write-only \
-		--residents $(RESIDENTS) --seed 7 --site $(SITE)
+		--residents $(RESIDENTS) --seed 7 --site $(SITE) --nights $(NIGHTS) --speed $(SPEED)
 	$(VAKA) migrate
 	$(VAKA) site load var/inventory.yaml
 	# a fictional resident directory (names, homes, how to get in): staff on the way see it, as in a real unit

@@ -210,6 +210,7 @@ def test_make_run_twice_gives_two_fresh_demos_that_say_what_they_do(
     assert "A fresh demo: a new database" in first
     assert "resident directory: 12 entries imported" in first
     assert "about 17 s of wall time" in first  # 14.5 simulated hours at 3000x
+    assert "14 h 30 min of wall time" not in first  # the inventory step said so (at speed 1) beside the real figure
     assert "then the hub stays up" in first
     assert "The demo hub stopped." in first
     assert "is taken" not in first
