@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import jinja2
 from aiohttp import web
 
+from hub.web.bodies import well_formed_bodies
 from hub.web.paths import STATIC_DIR, TEMPLATES_DIR
-from hub.web.staff.bodies import well_formed_bodies
+from hub.web.security import security_headers
 from hub.web.staff.context import CONTEXT, StaffContext
-from hub.web.staff.security import security_headers
 from hub.web.staff.throttle import LoginThrottle, forwarded_client, login_policy
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from hub.people.staff import Role, StaffError, StaffMember
 from hub.store.inventory import set_device_maintenance, set_resident_away, set_rule_profile
 from hub.store.staff import create_staff, hash_password
 from hub.texts.catalogue import rule_label, translator
-from hub.web.staff.bodies import field, read_form
+from hub.web.bodies import field, read_form
 from hub.web.staff.context import CONTEXT, StaffContext
 from hub.web.staff.pages import SESSION, forbidden, redirect, render
 from hub.web.staff.sessions import Session

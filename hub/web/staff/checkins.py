@@ -29,10 +29,10 @@ from hub.desk.alarm import Alarm
 from hub.desk.fanout import local_hm
 from hub.people.residents import read_homes
 from hub.people.staff import Role
-from hub.web.staff.bodies import field, read_form
+from hub.web.bodies import field, read_form
+from hub.web.security import CSP, SESSION_COOKIE, add_security_headers
 from hub.web.staff.context import CONTEXT
 from hub.web.staff.pages import _ctx, _session, _wants_json, forbidden, render, safe_back
-from hub.web.staff.security import CSP, SESSION_COOKIE, add_security_headers
 
 EVENTS_HEARTBEAT_S = 15.0
 CAMERA_FAILED = ("no_gateway", "gateway_failed")

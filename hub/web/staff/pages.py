@@ -22,20 +22,19 @@ from hub.store.db import DATABASE_AWAY
 from hub.store.pool import Database
 from hub.store.staff import authenticate
 from hub.texts.catalogue import device_kind_label, local_clock, pick_lang, rule_label, rule_labels, translations
+from hub.web.bodies import field, read_form, read_json_object
 from hub.web.degraded import alarm_system_degraded
 from hub.web.paths import STATIC_DIR
 from hub.web.reasons import note_text, page_texts, reason_text
-from hub.web.staff.bodies import field, read_form, read_json_object
-from hub.web.staff.context import CONTEXT, StaffContext
-from hub.web.staff.security import (
+from hub.web.security import (
     COOKIE_PATH,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
-    Handler,
-    origin_allowed,
+    SessionGuard,
     set_cookie,
     tokens_match,
 )
+from hub.web.staff.context import CONTEXT, StaffContext
 from hub.web.staff.sessions import Session
 
 logger = logging.getLogger(__name__)
@@ -89,28 +88,26 @@ def _wants_json(request: web.Request) -> bool:
     return request.headers.get("X-Requested-With") == "fetch"
 
 
-@web.middleware
-async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every POST comes from our own Origin (a browser always sends it; another site's page or none is refused);
-    every staff route but login and static files needs a live session; every POST its CSRF token."""
-    ctx = _ctx(request)
-    if request.method == "POST" and not origin_allowed(request, ctx.settings.http.public_url):
-        raise web.HTTPForbidden(text="cross-origin request refused")
-    if request.path.startswith(_PUBLIC):
-        return await handler(request)
-    session = await ctx.sessions.get(request.cookies.get(SESSION_COOKIE))
-    if session is None:
-        if request.method == "GET" and request.path != "/staff/ws":
-            raise web.HTTPSeeOther("/staff/login")
-        raise refusal(request, web.HTTPUnauthorized, "error.login_required")
-    if request.method == "POST":
-        given = request.headers.get("X-CSRF-Token")
-        if given is None and request.content_type == "application/x-www-form-urlencoded":
-            given = field(await read_form(request), "csrf", 256)
-        if not tokens_match(session.csrf_token, given):
-            raise refusal(request, web.HTTPForbidden, "error.csrf", session)
-    request[SESSION] = session
-    return await handler(request)
+async def _load_session(request: web.Request) -> Session | None:
+    return await _ctx(request).sessions.get(request.cookies.get(SESSION_COOKIE))
+
+
+def _not_signed_in(request: web.Request) -> web.StreamResponse:
+    if request.method == "GET" and request.path != "/staff/ws":
+        raise web.HTTPSeeOther("/staff/login")
+    raise refusal(request, web.HTTPUnauthorized, "error.login_required")
+
+
+GUARD = SessionGuard(
+    key=SESSION,
+    public=_PUBLIC,
+    public_url=lambda request: _ctx(request).settings.http.public_url,
+    load=_load_session,
+    csrf_token=lambda session: session.csrf_token,
+    not_signed_in=_not_signed_in,
+    bad_csrf=lambda request, session: refusal(request, web.HTTPForbidden, "error.csrf", session),
+)
+session_middleware = GUARD.middleware  # every staff route but login and static files (hub/web/security.py)
 
 
 def render(request: web.Request, template: str, lang: str, status: int = 200, **values: Any) -> web.Response:

@@ -15,8 +15,8 @@ from hub.desk.night_log import night_log
 from hub.model import AlarmState
 from hub.people.residents import Home, read_homes, travel_minutes
 from hub.texts.catalogue import LANGS, local_clock
+from hub.web.bodies import field, read_form
 from hub.web.reasons import note_text, reason_text
-from hub.web.staff.bodies import field, read_form
 from hub.web.staff.context import CONTEXT, StaffContext
 from hub.web.staff.pages import SESSION, redirect, render, safe_back
 from hub.web.staff.sessions import Session

@@ -9,8 +9,8 @@ import logging
 
 from aiohttp import WSMsgType, web
 
+from hub.web.security import SESSION_COOKIE, origin_allowed
 from hub.web.staff.context import CONTEXT
-from hub.web.staff.security import SESSION_COOKIE, origin_allowed
 from hub.web.staff.sessions import session_key
 
 logger = logging.getLogger(__name__)

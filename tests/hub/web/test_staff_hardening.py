@@ -152,6 +152,6 @@ def test_form_text_loses_what_postgresql_cannot_store(typed: str, kept: str) -> 
     """Issue 22.7: a staff note with NUL was accepted by the page's form and then refused by PostgreSQL."""
     from multidict import MultiDict, MultiDictProxy
 
-    from hub.web.staff.bodies import field
+    from hub.web.bodies import field
 
     assert field(MultiDictProxy(MultiDict({"note": typed})), "note", 4000) == kept
