@@ -40,7 +40,7 @@ from hub.metrics import Metrics
 from hub.model import EARLIEST_EVENT, Site, VakaError
 from hub.recovery import replay, snapshots
 from hub.runtime import heap
-from hub.runtime.clock import CLOCK_TOPIC, Clock, SimulatedClock, WallClock
+from hub.runtime.clock import Clock, SimulatedClock, WallClock
 from hub.runtime.heap import GcPauses
 from hub.runtime.tasks import Spawner
 from hub.scaip.receiver import ScaipReceiver
@@ -462,8 +462,7 @@ class Hub:
             # events table holds what devices said, and every hub on a shared broker hears every canary
             self.canary.on_message(msg, self.desk.lane.feed)
             return
-        if msg.topic == CLOCK_TOPIC:
-            assert isinstance(self.clock, SimulatedClock)
+        if isinstance(self.clock, SimulatedClock) and msg.topic == self.settings.clock.topic:
             msg.ack()
             if msg.retain:
                 return  # left by an earlier simulation: its time says nothing about the one now running
@@ -495,7 +494,7 @@ class Hub:
             filters.append(TELEMETRY_FILTER)
         filters.extend(route.topic_filter for route in self.settings.mqtt.routes)
         if self.settings.clock.mode == "simulated":
-            filters.append(CLOCK_TOPIC)
+            filters.append(self.settings.clock.topic)
         return filters
 
     # --- housekeeping: inventory, snapshots, partitions -------------------------------------------------------------

@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from hub.model import EventKind, VakaError
+from hub.model import TOPIC_ROOT, EventKind, VakaError
 
 
 class SettingsError(VakaError):
@@ -383,6 +383,13 @@ class ClockSettings(_Section):
     mode: Literal["wall", "simulated"] = Field(
         default="wall",
         description="wall in production; simulated follows `vaka/v1/_sim/clock` from `vaka simulate` (demo, bench)",
+    )
+    topic: str = Field(
+        default=f"{TOPIC_ROOT}/_sim/clock",
+        min_length=1,
+        pattern=r"^[^#+]+$",
+        description="simulated mode: the simulation's clock topic (`vaka simulate --clock-topic`); a demo of its own "
+        "on a shared broker needs one of its own (the Makefile's: vaka/v1/_sim/SITE/clock)",
     )
 
 

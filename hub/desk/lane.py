@@ -44,7 +44,7 @@ from hub.model import (
 )
 from hub.notify import Dispatcher
 from hub.notify.websocket import WebSocketHub
-from hub.runtime.clock import Clock
+from hub.runtime.clock import Clock, clock_rate
 
 if TYPE_CHECKING:
     from hub.settings import Settings
@@ -123,6 +123,7 @@ class Desk:
         self.fanout = FanOut(outputs, metrics, reads, on_failure=self._output_failed)
         self._local = local
         self._tick_s = tick_s
+        self._page_rate: float | None = None  # the clock rate the staff pages were last told
         self._shutdown_deadline_s = shutdown_deadline_s
         self._fed = 0
 
@@ -212,6 +213,9 @@ class Desk:
                 self._guarded("decision", decision.key, decision.site, partial(self.apply, decision))
         self.escalate_due()
         self.pages.prune()
+        if (rate := clock_rate(self.clock)) != self._page_rate:  # issue 28: pages follow a rate change at once
+            self._page_rate = rate
+            self.pages.clock_changed()
         return now
 
     def apply(self, decision: AlarmDecision) -> Alarm | None:

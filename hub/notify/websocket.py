@@ -254,6 +254,15 @@ class WebSocketHub:
         finally:
             self.detach(client)
 
+    def clock_changed(self) -> None:
+        """The hub's clock changed its rate (a simulation ended, paused or sped up): every page gets the hub's time and
+        rate now, not at its next ping, so its ages and clock do not run on at the old rate for up to 10 s."""
+        if self.clock_info is None:
+            return
+        text = json.dumps({"type": "ping", **self.clock_info()}, separators=(",", ":"))
+        for client in list(self._clients):
+            self._send(client, text)
+
     def detach(self, client: StaffClient) -> None:
         """Forget a page that has closed."""
         self._clients.discard(client)

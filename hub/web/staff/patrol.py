@@ -69,22 +69,26 @@ async def night_log_page(request: web.Request) -> web.StreamResponse:
 
 
 async def alarm_home(request: web.Request) -> web.StreamResponse:
-    """The home of an alarm's resident: name, address, contacts, notes; how to get in only for the person on the way
-    (en route or on site, holding the alarm). Every answer with data is logged as a read of the resident's data."""
+    """The home of an alarm's resident, as much as each person needs (docs/staff.md, "The home"): the person on the way
+    (holding it, en route or on site) gets everything, how to get in, contacts and notes included; a colleague of the
+    unit on duty, or the holder before she sets off, gets the name and the address, so she can back up; anyone else of
+    the unit nothing. Every answer with data is logged as a read of the resident's data."""
     ctx = _ctx(request)
     staff = _session(request).staff
     alarm = ctx.desk.machine.get(request.match_info["alarm_id"])
     if alarm is None or not staff.sees(alarm.site, alarm.unit):
         raise web.HTTPNotFound(text="no such open alarm in your units")
     rid = alarm.resident_id
-    if rid is None:
-        return web.json_response({"home": None})
-    on_the_way = alarm.state in (AlarmState.EN_ROUTE, AlarmState.ON_SITE) and alarm.accepted_by_id == staff.id
+    holder = alarm.accepted_by_id == staff.id
+    on_the_way = holder and alarm.state in (AlarmState.EN_ROUTE, AlarmState.ON_SITE)
+    on_duty = not ctx.settings.patrol.duty_required or ctx.desk.duty.on_duty(staff) is not None
+    if rid is None or not (holder or on_duty):
+        return web.json_response({"home": None}, headers={"Cache-Control": "no-store"})
     async with ctx.db.acquire() as conn:
         homes = await read_homes(conn, staff, [rid], with_access=frozenset({rid}) if on_the_way else frozenset())
     home = homes.get(rid)
     if home is None:
-        return web.json_response({"home": None})
+        return web.json_response({"home": None}, headers={"Cache-Control": "no-store"})
     ctx.desk.log_resident_reads(staff, [(alarm.site, rid)], "home_access" if on_the_way else "home", request.remote)
     return web.json_response(
         {
@@ -93,8 +97,8 @@ async def alarm_home(request: web.Request) -> web.StreamResponse:
                 "address": home.address,
                 "access": home.access,
                 "access_withheld": not on_the_way,
-                "contacts": [c.model_dump() for c in home.contacts],
-                "notes": home.notes,
+                "contacts": [c.model_dump() for c in home.contacts] if on_the_way else [],
+                "notes": home.notes if on_the_way else "",
             }
         },
         headers={"Cache-Control": "no-store"},

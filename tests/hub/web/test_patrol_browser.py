@@ -356,6 +356,9 @@ async def test_sound_is_turned_on_once_per_login(browser: Browser, staff_site: S
 async def test_on_my_way_shows_the_home_and_how_to_get_in_and_every_read_is_logged(
     browser: Browser, staff_site: StaffSite
 ) -> None:
+    """Issue 28, finding 10: the colleague on duty saw nothing of the home. Now everyone of the unit on duty sees the
+    resident's name and address on the card (to back up); how to get in, contacts and notes only the person on the way,
+    and only while she is: taken over, they go to the new holder. Off duty, a card shows nothing of the home."""
     r1 = f"{staff_site.site}-r1"
     async with staff_site.db.acquire() as conn:
         await store_entries(
@@ -380,16 +383,25 @@ async def test_on_my_way_shows_the_home_and_how_to_get_in_and_every_read_is_logg
     assert alarm is not None
     card = anna.locator(f"#alarm-{alarm.id}")
     await card.get_by_role("button", name="Accept").click()
-    await expect(card.locator("section.home")).to_be_hidden()
+    await expect(card.locator("section.home .home-name")).to_have_text("Karin Berg")
+    await expect(card.locator("section.home .home-access-part")).to_be_hidden()  # not yet on her way
     await card.get_by_role("button", name="On my way").click()
     home = card.locator("section.home")
     await expect(home).to_be_visible(timeout=2000)
     await expect(home.locator(".home-name")).to_have_text("Karin Berg")
     await expect(home.locator(".home-access")).to_have_text("Nyckelbox vid dörren, kod 4411")
     await expect(home.get_by_role("link", name="070-111 22 33")).to_have_attribute("href", "tel:0701112233")
-    await expect(bo.locator(f"#alarm-{alarm.id} section.home")).to_be_hidden()  # not on the way: nothing shown
+    backup = bo.locator(f"#alarm-{alarm.id} section.home")  # a colleague on duty: who and where, to back up
+    await expect(backup).to_be_visible(timeout=2000)
+    await expect(backup.locator(".home-name")).to_have_text("Karin Berg")
+    await expect(backup.locator(".home-address")).to_have_text("Storgatan 1")
+    await expect(backup.locator(".home-access-part")).to_be_hidden()
+    await expect(backup.locator(".home-notes-part")).to_be_hidden()
+    await expect(backup.locator(".home-contacts li")).to_have_count(0)
     answer = await bo.evaluate("async (id) => (await fetch('/staff/alarms/' + id + '/home')).json()", alarm.id)
     assert answer["home"]["access"] == ""  # asked directly, the access instructions are still withheld
+    assert answer["home"]["contacts"] == []
+    assert answer["home"]["notes"] == ""
     await staff_site.desk.lane.store.flushed()
     async with staff_site.db.acquire() as conn:
         purposes = {
@@ -398,6 +410,24 @@ async def test_on_my_way_shows_the_home_and_how_to_get_in_and_every_read_is_logg
         }
     assert (staff_site.staff["anna"].id, "home_access") in purposes
     assert (staff_site.staff["bo"].id, "home") in purposes
+
+    bo.on("dialog", lambda dialog: dialog.accept())  # "Take over from Anna?"
+    await bo.locator(f"#alarm-{alarm.id}").get_by_role("button", name="On site").click()
+    await expect(backup.locator(".home-access")).to_have_text("Nyckelbox vid dörren, kod 4411", timeout=2000)
+    await expect(home.locator(".home-access-part")).to_be_hidden(timeout=2000)  # Anna is no longer on the way
+    await expect(home.locator(".home-contacts li")).to_have_count(0)
+    await expect(home.locator(".home-address")).to_have_text("Storgatan 1")
+    await bo.get_by_role("button", name="Go off duty").click()
+    await expect(bo.locator(".duty-state")).to_have_text("Not on duty")
+    await expect(bo.locator(f"#alarm-{alarm.id} .accepted-by")).to_have_text("Bo")
+    await expect(backup.locator(".home-access")).to_have_text("Nyckelbox vid dörren, kod 4411")  # still hers
+    async with staff_site.db.acquire() as conn:
+        await store_entries(conn, [DirectoryEntry(resident=f"{staff_site.site}-r2", name="Per Ek", address="Lillv 2")])
+    async with bo.expect_response(lambda r: r.url.endswith("/home")) as asked:
+        second = staff_site.desk.lane.apply(decision(staff_site.site, subject="r2", resident="r2", device="plug2"))
+        assert second is not None
+    assert await (await asked.value).json() == {"home": None}  # off duty and not hers: nothing of the home
+    await expect(bo.locator(f"#alarm-{second.id} section.home")).to_be_hidden()
 
     await anna.get_by_role("link", name="Residents").click()
     row = anna.locator(f"#resident-{r1}")

@@ -104,6 +104,26 @@ async def test_a_page_whose_hub_stopped_stops_its_clock_and_its_buttons(
     assert await page.evaluate("window.vakaHubNow()") > moving  # it runs again from the hub's time
 
 
+@pytest.mark.slow
+async def test_a_page_stops_its_clock_as_soon_as_the_simulation_ends(browser: Browser, staff_site: StaffSite) -> None:
+    """Running the demo (issue 28): when the simulated night ended the page's clock ran on at 300x until its next
+    ping (10 s: 50 simulated minutes, "11:07" in the header while the hub stood at 10:30). The hub tells its pages of
+    a rate change at its next tick."""
+    staff_site.clock.speed = 300.0
+    page = await staff_page(browser, staff_site.url, staff_site.site, "anna")
+    await pages_connected(staff_site, 1)
+    running = await page.evaluate("window.vakaHubNow()")
+    await page.wait_for_timeout(100)
+    assert await page.evaluate("window.vakaHubNow()") > running
+    staff_site.clock.speed = 0.0  # the simulator's last clock message: speed 0
+    staff_site.desk.lane.tick()
+    hub_ms = staff_site.clock.now().timestamp() * 1000
+    back = f"() => Math.abs(window.vakaHubNow() - {hub_ms}) < 1"  # the page's time is the hub's (to the ms)
+    await page.wait_for_function(back, timeout=2000)  # not at the next ping, 10 s later
+    await page.wait_for_timeout(300)
+    assert await page.evaluate(back)  # and stands still
+
+
 async def axe_violations(page: Page) -> list[dict[str, Any]]:
     if not AXE.exists():
         pytest.fail(f"{AXE} is missing: vendor it with `npm pack axe-core` (package/axe.min.js)")
