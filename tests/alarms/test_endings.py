@@ -228,7 +228,7 @@ def desk_after(row: Ending) -> tuple[Alarm, list[tuple[ChangeKind, str, str]]]:
     for message in row.raised_by:
         for event in parse(message):
             for decision in engine.feed(event, event.ts):
-                for change in desk.lane.apply(decision, event.ts):
+                for change in desk.apply(decision, event.ts):
                     if change.alarm.rule_id == row.rule:
                         alarm = change.alarm
     assert alarm is not None, f"{row.rule} was not raised"
@@ -237,7 +237,7 @@ def desk_after(row: Ending) -> tuple[Alarm, list[tuple[ChangeKind, str, str]]]:
     ended = []
     for event in parse(row.ended_by):
         for decision in engine.feed(event, event.ts):
-            ended += [(c.kind, c.actor, c.detail) for c in desk.lane.apply(decision, event.ts) if c.alarm is alarm]
+            ended += [(c.kind, c.actor, c.detail) for c in desk.apply(decision, event.ts) if c.alarm is alarm]
     return alarm, ended
 
 
