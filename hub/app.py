@@ -44,6 +44,7 @@ from hub.metrics import Metrics
 from hub.model import EARLIEST_EVENT, Site, VakaError
 from hub.mqtt import Message, MqttConnection
 from hub.ops_gauges import ops_gauges_loop
+from hub.ownership.profile import HaProfile
 from hub.scaip.receiver import ScaipReceiver
 from hub.settings import Settings
 from hub.store.db import Database, VakaConnection
@@ -105,6 +106,7 @@ class Hub:
         self._start_error: VakaError | None = (
             None  # a database the hub must not run on (schema behind, role too strong)
         )
+        self.ha: HaProfile | None = None  # the HA profile (`ha.enabled`): sites owned by lease, hub/ownership/
 
     async def __aenter__(self) -> Self:
         try:
@@ -142,16 +144,22 @@ class Hub:
         stack.push_async_callback(self.spool.close)
         await self.spool.open()
         self.writer = Writer(
-            self.db, self.spool, s.db, self.metrics, spawner=self.spawner, on_deferred_recovered=self._ask_again
+            self.db,
+            self.spool,
+            s.db,
+            self.metrics,
+            spawner=self.spawner,
+            on_deferred_recovered=self._ask_again,
+            local_durability=not s.ha.enabled,
         )
         stack.push_async_callback(self.writer.close)
 
         rules = self.rules = load_rules(s.rules.packs or [default_pack_path()])
         # in simulated mode the devices are supervised from the simulation's first clock message, not from now
-        directory = self._directory() if s.clock.mode == "wall" else build_directory([])
+        directory = self._directory() if s.clock.mode == "wall" and not s.ha.enabled else build_directory([])
         # a simulation starts from its own beginning: timers from an earlier run would fire at the wrong times
         snapshot = None
-        if s.clock.mode == "wall":
+        if s.clock.mode == "wall" and not s.ha.enabled:  # HA: each site's snapshot, read when it is taken
             snapshot = snapshots.load_local(s.spool.directory) or await self._db_call(load_engine_state, default=None)
         self.engine = Engine.restore(rules, directory, snapshot) if snapshot else Engine(rules, directory)
         limits = GateLimits(
@@ -176,7 +184,24 @@ class Hub:
         if snapshot:
             self.gate.restore(snapshot.get("gate"))
         self._exported: dict[str, int] = {}
-        stack.callback(self._save_snapshot_at_exit)
+        if s.ha.enabled:
+            self.ha = HaProfile(
+                s,
+                self.db,
+                self.metrics,
+                spawner=self.spawner,
+                rules=rules,
+                clock=self.clock,
+                directory_for=lambda site: build_directory(
+                    [x for x in self._sites if x.id == site], self.rules, self._profiles
+                ),
+                rule_freshness=self.engine.freshness_s,
+                gate_freshness=freshness_by_kind(rules, limits),
+                inventory=lambda: [site.id for site in self._sites],
+            )
+            self.gate = self.ha.gates
+        else:
+            stack.callback(self._save_snapshot_at_exit)
 
         # the canary speaks as a device of its own (the hub's connections do not hear their own publishes)
         self.canary_conn = MqttConnection(
@@ -216,7 +241,7 @@ class Hub:
             clock=self.clock,
             spawner=self.spawner,
             engine=SupervisedEngine(
-                self.engine,
+                self.engine if self.ha is None else self.ha.engines,
                 self.sight,
                 lambda: self._connections,
                 self._blind,
@@ -226,9 +251,13 @@ class Hub:
             else self.engine,
             gate=self.gate,
             tick_s=SIMULATED_TICK_S if s.clock.mode == "simulated" else TICK_S,
-            journal_dir=s.spool.directory / "desk-journal",
-            local_dir=s.spool.directory,
+            # the HA profile keeps nothing the next owner could not read: no journal, no local copy
+            journal_dir=s.spool.directory / "desk-journal" if self.ha is None else None,
+            local_dir=s.spool.directory if self.ha is None else None,
         )
+        if self.ha is not None:
+            self.ha.attach(self.desk, flush_store=self.writer.flush)
+            stack.push_async_callback(self.ha.leave)  # after the desk wrote what it owed
         stack.push_async_callback(self.desk.aclose)  # after the loops stop, before the database closes
         self.spawner.on_failure = self.desk.background_task_failed  # a failed task: a technical alarm for operations
         for what, exc in self._local_faults:  # writes refused before the desk existed (a full disk at start)
@@ -251,18 +280,21 @@ class Hub:
             overdue_after_s=s.checkins.overdue_after_s,
             night_end=s.desk.night_end,
         )
-        await self.desk.restore(self._sites)  # with the database away it starts empty and restores once it answers
+        if self.ha is None:
+            await self.desk.restore(self._sites)  # with the database away it starts empty, restores once it answers
+        else:  # each site's open alarms come back when its lease is taken (hub/ownership/takeover.py)
+            await self._ha_staff()
         if snapshot is not None and "replay_from" in snapshot:
             await self._recover(datetime.fromtimestamp(float(snapshot["replay_from"]), UTC))
         self._reconcile()
         # durable before the new snapshot says "replay from now", and before the hub takes events
         await self.desk.settle_recovery()
-        if s.clock.mode == "wall":
+        if s.clock.mode == "wall" and self.ha is None:
             await self._write_local("engine_snapshot", snapshots.save_local, s.spool.directory, self._encode_snapshot())
         self.ingest = Ingest(
             self.metrics,
             self.writer,
-            alarm_lane=self.desk.feed,
+            alarm_lane=self.desk.feed if self.ha is None else self.ha.feed,
             routes=s.mqtt.routes,
             now=self._simulation_reference_time if s.clock.mode == "simulated" else None,
             max_future_skew_s=s.reliability.max_future_skew_s if s.clock.mode == "wall" else None,
@@ -337,6 +369,8 @@ class Hub:
         tasks.append(group.create_task(self.writer.run_loop(), name="vaka.writer"))
         tasks.extend(group.create_task(loop, name=name) for name, loop in self.desk.loops().items())
         tasks.append(group.create_task(self._housekeeping_loop(), name="vaka.housekeeping"))
+        if self.ha is not None:
+            tasks.extend(group.create_task(loop, name=name) for name, loop in self.ha.loops().items())
         tasks.append(
             group.create_task(
                 checkins_loop(self.checkins, s.checkins.tick_s, self.desk.clock_rate), name="vaka.checkins"
@@ -519,7 +553,7 @@ class Hub:
                 await self._refresh_inventory()
             elif self.db.up:
                 await self._refresh_profiles()  # a nurse's change applies within a second
-            if now - last_snapshot >= SNAPSHOT_INTERVAL_S:
+            if now - last_snapshot >= SNAPSHOT_INTERVAL_S and self.ha is None:
                 last_snapshot = now
                 # taken on the loop (a few ms), encoded in a thread in small pieces (docs/performance.md)
                 snapshot_json = await asyncio.to_thread(snapshots.encode, self._take_snapshot())
@@ -586,7 +620,7 @@ class Hub:
         if profiles is not None:
             self._profiles = profiles
         if self.settings.clock.mode == "wall" or self._simulation_started:
-            self.engine.set_directory(self._directory(), self.clock.now())
+            self._set_directory()
         self.ingest.set_devices(devices_by_id(sites))
         if self.scaip is not None:
             self.scaip.set_sites(sites)
@@ -617,11 +651,26 @@ class Hub:
         try:
             await self._write_local("profiles", snapshots.save_profiles, self.settings.spool.directory, profiles)
             if self.settings.clock.mode == "wall" or self._simulation_started:
-                self.engine.set_directory(self._directory(), self.clock.now())
+                self._set_directory()
         except Exception:  # the housekeeping loop (and the alarm path beside it) must go on: tried at the next change
             logger.exception("rule profiles not applied; the engine keeps the residents' earlier ones")
             return
         logger.info("rule profiles applied residents=%s", len(profiles))
+
+    def _set_directory(self) -> None:
+        """The inventory or the profiles changed: the engine (HA: each owned site's) gets them."""
+        if self.ha is not None:
+            self.ha.engines.set_directory(self.clock.now())
+            return
+        self.engine.set_directory(self._directory(), self.clock.now())
+
+    async def _ha_staff(self) -> None:
+        """The HA profile's start: the inventory and the staff for the desk, no open alarms yet."""
+        self.desk.set_sites(self._sites)
+        try:
+            await self.desk.refresh()
+        except Exception as exc:  # the desk's refresh loop tries again
+            logger.warning("desk could not load the staff: %s", exc)
 
     def _directory(self) -> Directory:
         """The engine's view of the inventory with the residents' rule profiles."""

@@ -554,6 +554,41 @@ class CheckinSettings(_Section):
     )
 
 
+class HaSettings(_Section):
+    """Hubs that own sites one at a time, by a lease per site in the database (docs/ha.md, issue 30). Off: one hub
+    owns every site and keeps its local durability (spool, desk journal, local snapshot), as the single-node stack."""
+
+    enabled: bool = Field(default=False, description="take part in a group of hubs sharing the sites by leases")
+    hub_id: str = Field(
+        default="hub", min_length=1, max_length=64, description="this hub's name in the leases (unique per hub)"
+    )
+    sites: list[str] | Literal["any"] = Field(
+        default="any", description="the sites this hub may own: a list of site ids, or any site of the inventory"
+    )
+    prefer: list[str] = Field(
+        default_factory=list,
+        description="sites this hub takes as soon as they are free; the others only once their lease has run out"
+        " (another hub died or stalled) and this hub has had the database for one lease",
+    )
+    lease_s: float = Field(default=10.0, ge=1.0, le=300.0, description="a lease runs out this long after its renewal")
+    renew_s: float = Field(default=2.0, gt=0, description="leases are renewed (and free sites looked for) this often")
+    snapshot_s: float = Field(
+        default=5.0, gt=0, description="each owned site's engine snapshot is written to the database this often"
+    )
+    unowned_alarm_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a site whose lease has run out this long ago, that no hub took: 'supervision lost' for it",
+    )
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> HaSettings:
+        if self.renew_s * 2 > self.lease_s:
+            msg = "ha.renew_s must be at most half of ha.lease_s (a lease must survive one failed renewal)"
+            raise ValueError(msg)
+        return self
+
+
 class Settings(BaseSettings):
     """Everything Vaka can be told at start."""
 
@@ -575,6 +610,7 @@ class Settings(BaseSettings):
     followup: FollowupSettings = Field(default_factory=FollowupSettings)
     scaip: ScaipSettings = Field(default_factory=ScaipSettings)
     checkins: CheckinSettings = Field(default_factory=CheckinSettings)
+    ha: HaSettings = Field(default_factory=HaSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
 
     @classmethod

@@ -170,6 +170,8 @@ class Desk:
         self._local_dir = local_dir  # the desk's own copy for a start without the database (local_state.py)
         self._local_dirty = asyncio.Event()
         self._closed_here: set[str] = set()  # closed since this start: a late database restore never reopens them
+        # the HA profile (hub/ownership/): whether this hub may act for a site now; one hub acts for every site else
+        self.acts_for: Callable[[str, str | None], bool] = _acts_for_every_site
 
     # --- the lane: events and ticks in, changes out ----------------------------------------------------------
 
@@ -261,6 +263,8 @@ class Desk:
 
     def apply(self, decision: AlarmDecision) -> Alarm | None:
         """Apply one rule engine decision and deliver its changes; returns the alarm it touched."""
+        if not self.acts_for(decision.site, decision.rule_id):
+            return None
         changes = self.machine.apply(decision, self.clock.now())
         self._deliver(changes)
         return changes[0].alarm if changes else None
@@ -270,6 +274,8 @@ class Desk:
         now = self.clock.now()
         fired = 0
         for alarm in self.machine.due(now):
+            if not self.acts_for(alarm.site, alarm.rule_id):
+                continue
             if self._guarded("escalation", alarm.id, alarm.site, partial(self._escalate, alarm, now)):
                 fired += 1
             elif alarm.next_escalation_at is not None and alarm.next_escalation_at <= now:
@@ -346,6 +352,8 @@ class Desk:
         """Raise (or ring again) the site's technical alarm `rule` about the hub itself; never raises."""
         now = self.clock.now()
         decision = hub_alarm(DecisionAction.RAISE, rule, site, now, reason)
+        if not self.acts_for(site, rule):
+            return
         try:
             for change in self.machine.apply(decision, now):
                 self.fanout.deliver(change)
@@ -652,6 +660,10 @@ class Desk:
                 await self.refresh()
             except (TimeoutError, OSError, VakaError, asyncpg.PostgresError) as exc:
                 logger.warning("desk refresh failed: %s", exc)
+
+
+def _acts_for_every_site(site: str, rule_id: str | None) -> bool:
+    return True
 
 
 def _fallback(ev: Event) -> list[AlarmDecision]:
