@@ -128,16 +128,15 @@ class Ownership:
     async def lease_loop(self) -> None:
         """Forever: take and renew leases, drop lost sites, watch the others (module docstring)."""
         while True:
-            now = time.monotonic()
-            if now - self._beat > self.settings.lease_s:
-                self._stalled(now - self._beat)
-            self._beat = now
             await self.round()
             await asyncio.sleep(self.settings.renew_s)
 
     async def round(self) -> None:
         """One round: leases taken and renewed, lost sites dropped, new ones restored, the others watched."""
         started = time.monotonic()
+        if started - self._beat > self.settings.lease_s:
+            self._stalled(started - self._beat)
+        self._beat = started
         self.rounds += 1
         try:
             async with asyncio.timeout(max(self.settings.renew_s * _ROUND_TIMEOUT_FACTOR, 1.0)):

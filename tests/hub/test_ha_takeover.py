@@ -1,0 +1,358 @@
+"""No single hub silences the alarms (issue 30, the hubs' slice; docs/ha.md).
+
+Two `vaka serve` processes of the HA profile (`ha.enabled`) share one private Mosquitto and one private PostgreSQL;
+hub a prefers site 1, hub b site 2, either may take the other's. Devices of site 1 publish a steady QoS 1 load with a
+ledger of every PUBACK, and alarm buttons are pressed, each press once, by a resident of its own (the ledger of
+injected alarms). Then:
+- kill -9 of hub a (site 1's owner): every acknowledged event is in the database exactly once, every press is one
+  alarm under one id, the alarm open before the kill goes on escalating on hub b, and the takeover time is measured;
+- SIGSTOP of hub a past its lease, hub b takes site 1, SIGCONT: hub a writes no row for site 1 afterwards (its token
+  is fenced) and publishes nothing for it (a press after its wake-up is one alarm, published once, by hub b).
+The figures are printed (run with -s) and recorded in docs/ha.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from hub.metrics import Metrics
+from hub.model import Device, Inventory, Resident, Site
+from hub.settings import DbSettings
+from hub.store.db import Database
+from hub.store.inventory import load_inventory
+from hub.store.migrate import migrate
+from hub.tasks import Spawner
+from tests.hub.test_durability import HubProcess, Ledger, assert_ledger_stored_once
+from tests.hub.test_ha_cluster import logged_at
+from tests.services import PrivateMosquitto, PrivatePostgres
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+LEASE_S = 4.0
+RENEW_S = 1.0
+RATE_PER_S = 200.0
+TOTAL = 4000  # 20 s of load
+BEFORE = 1000  # acknowledged before the fault
+# the issue's goal for a hub: an alarm of its sites on another hub within 15 s. The lease (4 s here, 10 s by default)
+# plus one renewal interval plus the restore is the bound the design gives (docs/ha.md)
+TAKEOVER_BOUND_S = 15.0
+POLICIES = [{"category": "*", "tiers": [{"after_s": 0, "audience": "unit"}], "repeat_s": 2.0}]
+
+
+def inventory(sites: list[str]) -> Inventory:
+    out = []
+    for site in sites:
+        residents = [Resident(id=f"{site}-r{i}", room=f"{100 + i}", unit="A") for i in range(4)]
+        devices = [
+            Device(id=f"{site}-button{i}", kind="alarm_button", resident=f"{site}-r{i}", safety=True) for i in range(4)
+        ]
+        out.append(Site(id=site, residents=residents, devices=devices))
+    return Inventory(sites=out)
+
+
+async def prepare(dsn: str, sites: list[str]) -> None:
+    settings = DbSettings(dsn=dsn)  # type: ignore[arg-type]
+    metrics = Metrics()
+    async with Spawner(metrics) as spawner:
+        db = Database(settings, metrics, spawner=spawner)
+        await db.open()
+        try:
+            async with db.acquire() as conn:
+                await migrate(conn, settings)
+                await load_inventory(conn, inventory(sites))
+        finally:
+            await db.close()
+
+
+def query(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def owner(pg: PrivatePostgres, site: str) -> tuple[str, int] | None:
+    """The hub holding `site` now and its token, or None."""
+    rows = query(pg.dsn, "SELECT hub_id, token FROM site_leases WHERE site = $1 AND expires_at > now()", site)
+    return (rows[0]["hub_id"], rows[0]["token"]) if rows else None
+
+
+def wait_for(what: str, check: object, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except (OSError, asyncpg.PostgresError):
+            pass
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.1)
+
+
+class Buttons:
+    """Alarm buttons of a site on one MQTT connection; each press is one resident's, pressed once."""
+
+    def __init__(self, broker: PrivateMosquitto, site: str) -> None:
+        self.site = site
+        self.pressed: dict[int, datetime] = {}
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"buttons-{site}", protocol=paho.MQTTv5)
+        self._client.connect(broker.host, broker.port)
+        self._client.loop_start()
+
+    def press(self, i: int) -> datetime:
+        at = datetime.now(UTC)
+        body = {"ts": at.isoformat(), "kind": "alarm_button", "seq": 1}
+        info = self._client.publish(f"vaka/v1/{self.site}/{self.site}-button{i}/event", json.dumps(body), qos=1)
+        info.wait_for_publish(timeout=10)
+        assert info.is_published()
+        self.pressed[i] = at
+        return at
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class AlarmWatch:
+    """An integration listening to a site's alarm states (`vaka/v1/{site}/alarms/+`)."""
+
+    def __init__(self, broker: PrivateMosquitto, site: str) -> None:
+        self.seen: list[tuple[float, str, dict[str, object]]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{site}", protocol=paho.MQTTv5)
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *_: self._subscribed.set()
+        self._client.connect(broker.host, broker.port)
+        self._client.subscribe(f"vaka/v1/{site}/alarms/+", qos=1)
+        self._client.loop_start()
+        assert self._subscribed.wait(10)
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.seen.append((time.monotonic(), msg.topic, json.loads(msg.payload)))
+
+    def since(self, t: float) -> list[tuple[str, dict[str, object]]]:
+        with self._lock:
+            return [(topic, body) for at, topic, body in self.seen if at >= t]
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@dataclass
+class Pair:
+    pg: PrivatePostgres
+    broker: PrivateMosquitto
+    a: HubProcess
+    b: HubProcess
+    s1: str
+    s2: str
+
+
+def ha_hub(pg: PrivatePostgres, broker: PrivateMosquitto, tmp: Path, name: str, prefer: str) -> HubProcess:
+    (tmp / name).mkdir()
+    hub = HubProcess(pg, broker, tmp / name, f"hub-{name}")
+    hub.env.update(
+        {
+            "VAKA_HA__ENABLED": "true",
+            "VAKA_HA__HUB_ID": name,
+            "VAKA_HA__PREFER": json.dumps([prefer]),
+            "VAKA_HA__LEASE_S": str(LEASE_S),
+            "VAKA_HA__RENEW_S": str(RENEW_S),
+            "VAKA_HA__SNAPSHOT_S": "2",
+            "VAKA_HA__UNOWNED_ALARM_AFTER_S": "60",
+            "VAKA_MQTT__CLIENT_ID": f"hub-{name}",
+            "VAKA_MQTT__TELEMETRY_CONNECTION": "false",
+            "VAKA_DESK__POLICIES": json.dumps(POLICIES),
+        }
+    )
+    return hub
+
+
+@pytest.fixture
+def pair(tmp_path: Path, unique: str) -> Iterator[Pair]:
+    s1, s2 = f"one{unique}", f"two{unique}"
+    with PrivatePostgres() as pg, PrivateMosquitto() as broker:
+        asyncio.run(prepare(pg.dsn, [s1, s2]))
+        a = ha_hub(pg, broker, tmp_path, "a", s1)
+        b = ha_hub(pg, broker, tmp_path, "b", s2)
+        try:
+            # together: a hub alone for a lease takes every site it may (and keeps them: no hand-back, docs/ha.md)
+            starting = threading.Thread(target=b.start, name="start-b")
+            starting.start()
+            a.start()
+            starting.join()
+            wait_for("hub a holds site 1", lambda: owner(pg, s1) == ("a", 1), 30)
+            wait_for("hub b holds site 2", lambda: owner(pg, s2) == ("b", 1), 30)
+            a.wait_status("ready")
+            b.wait_status("ready")
+            yield Pair(pg, broker, a, b, s1, s2)
+        finally:
+            for hub in (a, b):
+                if hub.running:
+                    hub.resume()  # a test that failed while it was stopped
+                hub.stop()
+
+
+def line_time(line: str) -> datetime:
+    """When the hub wrote a line of its log (local time, to the millisecond)."""
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)
+
+
+def button_alarms(pg: PrivatePostgres, site: str) -> dict[str, list[str]]:
+    """Alarm ids per button key of a site (one id per press is right)."""
+    rows = query(pg.dsn, "SELECT key, id FROM desk_alarms WHERE site = $1 AND rule_id = 'alarm_button'", site)
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        out.setdefault(r["key"], []).append(r["id"])
+    return out
+
+
+def escalations(pg: PrivatePostgres, alarm_id: str) -> list[tuple[datetime, int | None]]:
+    rows = query(
+        pg.dsn,
+        "SELECT at, fence FROM desk_alarm_log WHERE alarm_id = $1 AND action = 'escalated' ORDER BY seq",
+        alarm_id,
+    )
+    return [(r["at"], r["fence"]) for r in rows]
+
+
+def test_the_hub_owning_a_site_killed_under_load_loses_nothing_and_the_other_hub_goes_on(pair: Pair) -> None:
+    pg, broker, a, b, s1 = pair.pg, pair.broker, pair.a, pair.b, pair.s1
+    buttons = Buttons(broker, s1)
+    ledger = Ledger(broker, s1)
+    try:
+        buttons.press(0)  # before the fault: open, ringing and escalating on hub a
+        wait_for("the first press is an alarm", lambda: len(button_alarms(pg, s1)) == 1, 30)
+        first_id = next(iter(button_alarms(pg, s1).values()))[0]
+        wait_for("hub a escalates it", lambda: len(escalations(pg, first_id)) >= 2, 30)
+
+        load_started = time.monotonic()
+        load = threading.Thread(target=ledger.publish, args=(0, TOTAL, RATE_PER_S), name="ledger", daemon=True)
+        load.start()
+        wait_for("load acknowledged before the fault", lambda: len(ledger.acked) >= BEFORE, 60)
+
+        killed_at = datetime.now(UTC)
+        a.kill()
+        during = buttons.press(1)  # nobody owns site 1 until hub b takes it
+        wait_for("hub b holds site 1", lambda: owner(pg, s1) == ("b", 2), 60)
+        taken = logged_at(b.log, rf"ha: site taken site={s1} ", killed_at)
+        raised_during = logged_at(b.log, rf"ALARM id=\S+ state=raised .* site={s1} rule=alarm_button", during)
+        after = buttons.press(2)
+        wait_for("the press after the takeover is an alarm", lambda: len(button_alarms(pg, s1)) == 3, 30)
+        raised_after = logged_at(b.log, rf"ALARM id=\S+ state=raised .* site={s1} rule=alarm_button", after)
+        # the alarm open before the kill goes on escalating, now from hub b under its token
+        wait_for(
+            "the first alarm escalates on hub b",
+            lambda: sum(1 for at, fence in escalations(pg, first_id) if at > killed_at and fence == 2) >= 2,
+            30,
+        )
+
+        load.join(timeout=120)
+        assert not load.is_alive(), "the publisher never finished its load"
+        ledger.settle(timeout_s=60)
+        assert len(ledger.acked) == TOTAL, "hub b took the load on: the broker acknowledged all of it"
+        assert_ledger_stored_once(pg, ledger, timeout_s=120)  # 0 acknowledged events lost, none stored twice
+        alarms = button_alarms(pg, s1)
+        assert sorted(len(ids) for ids in alarms.values()) == [1, 1, 1], f"each press one alarm under one id: {alarms}"
+        open_rows = query(
+            pg.dsn,
+            "SELECT key, count(*) AS n FROM desk_alarms WHERE closed_at IS NULL GROUP BY key HAVING count(*) > 1",
+        )
+        assert open_rows == [], f"an alarm open twice under two ids: {open_rows}"
+        stall_s = ledger.longest_stall_s(load_started)
+        print(
+            f"\nHA takeover figures: kill -> site taken {(taken - killed_at).total_seconds():.2f} s;"
+            f" press during the gap -> alarm {(raised_during - during).total_seconds():.2f} s;"
+            f" press after -> alarm {(raised_after - after).total_seconds():.3f} s;"
+            f" acknowledged {len(ledger.acked)}/{TOTAL}, lost 0; devices' longest wait for a PUBACK {stall_s:.2f} s;"
+            f" stored twice by the two hubs (dropped by the key) {b.metric('vaka_events_duplicate_total')}"
+        )
+        assert (taken - killed_at).total_seconds() < TAKEOVER_BOUND_S
+        assert (raised_during - during).total_seconds() < TAKEOVER_BOUND_S
+    finally:
+        ledger.close()
+        buttons.close()
+
+
+def test_a_hub_that_wakes_after_losing_its_site_writes_and_publishes_nothing_for_it(pair: Pair) -> None:
+    pg, broker, a, b, s1 = pair.pg, pair.broker, pair.a, pair.b, pair.s1
+    buttons = Buttons(broker, s1)
+    watch = AlarmWatch(broker, s1)
+    try:
+        buttons.press(0)
+        wait_for("the first press is an alarm", lambda: len(button_alarms(pg, s1)) == 1, 30)
+        first_id = next(iter(button_alarms(pg, s1).values()))[0]
+        wait_for("hub a escalates it", lambda: len(escalations(pg, first_id)) >= 2, 30)
+
+        stopped_at = datetime.now(UTC)
+        a.pause()  # SIGSTOP: its sockets stay open, its lease runs out
+        wait_for("hub b takes site 1", lambda: owner(pg, s1) == ("b", 2), 60)
+        taken = logged_at(b.log, rf"ha: site taken site={s1} ", stopped_at)
+        wait_for(
+            "the first alarm escalates on hub b",
+            lambda: any(fence == 2 for at, fence in escalations(pg, first_id) if at > stopped_at),
+            30,
+        )
+        last_seq = query(pg.dsn, "SELECT coalesce(max(seq), 0) AS s FROM desk_alarm_log")[0]["s"]
+        resumed = time.monotonic()
+        resumed_at = datetime.now(UTC)
+        a.resume()  # SIGCONT, and at once a press: the woken hub must not take it as its own
+        pressed = buttons.press(1)
+        wait_for("hub a learns it lost site 1", lambda: f"ha: site lost site={s1}" in a.log, 30)
+        wait_for("the press is an alarm", lambda: len(button_alarms(pg, s1)) == 2, 30)
+        wait_for(
+            "hub b escalates after the wake-up",
+            lambda: any(fence == 2 for at, fence in escalations(pg, first_id) if at > resumed_at),
+            30,
+        )
+        time.sleep(3 * RENEW_S)  # let a woken hub that acts for the site show it: rounds, ticks, escalations
+
+        stale = query(
+            pg.dsn,
+            "SELECT l.seq, l.action, l.fence FROM desk_alarm_log l JOIN desk_alarms d ON d.id = l.alarm_id"
+            " WHERE d.site = $1 AND l.seq > $2 AND l.fence IS DISTINCT FROM 2",
+            s1,
+            last_seq,
+        )
+        assert stale == [], f"rows for site 1 not under hub b's token after hub a woke: {stale}"
+        woken = [ln for ln in a.log.splitlines() if "ALARM id=" in ln and s1 in ln and line_time(ln) >= resumed_at]
+        assert woken == [], f"hub a acted for site 1 after it woke: {woken}"
+        second = [ids for key, ids in button_alarms(pg, s1).items() if key.endswith("-r1")]
+        assert second
+        assert len(second[0]) == 1
+        after_wake = watch.since(resumed)
+        raised = {
+            body["id"] for _, body in after_wake if body["state"] == "raised" and body["rule_id"] == "alarm_button"
+        }
+        assert raised == {second[0][0]}, f"the press published as raised under more than its one id: {raised}"
+        stored = {r["id"] for r in query(pg.dsn, "SELECT id FROM desk_alarms WHERE site = $1", s1)}
+        phantoms = {body["id"] for _, body in after_wake} - stored
+        assert phantoms == set(), f"alarms published after the wake-up that the site's owner never had: {phantoms}"
+        print(
+            f"\nHA fencing figures: stop -> site taken by hub b {(taken - stopped_at).total_seconds():.2f} s;"
+            f" press at the wake-up -> one alarm, published once; rows of hub a after the wake-up: 0;"
+            f" hub a log: {[ln[24:] for ln in a.log.splitlines() if 'ha:' in ln and ('lost' in ln or 'stood' in ln)]}"
+            f" (pressed {pressed:%H:%M:%S.%f})"
+        )
+    finally:
+        watch.close()
+        buttons.close()
