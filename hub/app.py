@@ -283,6 +283,7 @@ class Hub:
         if self.ha is None:
             await self.desk.restore(self._sites)  # with the database away it starts empty, restores once it answers
         else:  # each site's open alarms come back when its lease is taken (hub/ownership/takeover.py)
+            self.checkins.owns = self.ha.keeper.acts_for
             await self._ha_staff()
         if snapshot is not None and "replay_from" in snapshot:
             await self._recover(datetime.fromtimestamp(float(snapshot["replay_from"]), UTC))

@@ -139,6 +139,9 @@ class CheckinService:
         self.overdue_after = timedelta(seconds=overdue_after_s)
         self.night_end = night_end
         # the pages' version of the task list: new with every hub start, moved on by every change a page shows
+        # the HA profile (hub/ownership/): the sites this hub acts for; a task of another hub's site is that hub's to
+        # create and to raise when overdue (marking it here would swallow its alarm)
+        self.owns: Callable[[str], bool] = lambda site: True
         self._epoch = secrets.token_hex(4)
         self._serial = 0
         self._change = asyncio.Event()
@@ -194,6 +197,7 @@ class CheckinService:
                 "p.opt_out_nights, p.slots, r.unit, r.away, s.timezone FROM checkin_plans p JOIN residents r ON r.id = p.resident_id "
                 "JOIN sites s ON s.id = p.site ORDER BY p.resident_id"
             )  # fmt: skip
+            rows = [row for row in rows if self.owns(row["site"])]
             now = self.desk.tick()
             down = {site: self.desk.device_faults(site) for site in {row["site"] for row in rows}}
             changed: list[Task] = []
@@ -218,6 +222,8 @@ class CheckinService:
             )
             for row in overdue:
                 task = _task(row)
+                if not self.owns(task.site):
+                    continue
                 await conn.execute("UPDATE checkins SET overdue_alarmed = true WHERE id = $1", task.id)
                 await self._log(conn, task.id, now, "hub", "overdue", f"window closed {task.window_end.isoformat()}")
                 self.desk.apply(AlarmDecision(
