@@ -54,6 +54,7 @@ BEFORE = 1000  # acknowledged before the fault
 # the issue's goal for a hub: an alarm of its sites on another hub within 15 s. The lease (4 s here, 10 s by default)
 # plus one renewal interval plus the restore is the bound the design gives (docs/ha.md)
 TAKEOVER_BOUND_S = 15.0
+UNOWNED_AFTER_S = 5.0  # ha.unowned_alarm_after_s: 30 s by default
 PASSWORD = "correct horse battery"
 PUBLIC_URL = "http://127.0.0.1:8080"  # http.public_url: one address for every hub's staff page (docs/ha.md)
 POLICIES = [{"category": "*", "tiers": [{"after_s": 0, "audience": "unit"}], "repeat_s": 2.0}]
@@ -211,7 +212,9 @@ class Pair:
     s2: str
 
 
-def ha_hub(pg: PrivatePostgres, broker: PrivateMosquitto, tmp: Path, name: str, prefer: str) -> HubProcess:
+def ha_hub(
+    pg: PrivatePostgres, broker: PrivateMosquitto, tmp: Path, name: str, prefer: str, *, only_its_own: bool = False
+) -> HubProcess:
     (tmp / name).mkdir()
     hub = HubProcess(pg, broker, tmp / name, f"hub-{name}")
     hub.env.update(
@@ -222,7 +225,8 @@ def ha_hub(pg: PrivatePostgres, broker: PrivateMosquitto, tmp: Path, name: str, 
             "VAKA_HA__LEASE_S": str(LEASE_S),
             "VAKA_HA__RENEW_S": str(RENEW_S),
             "VAKA_HA__SNAPSHOT_S": "2",
-            "VAKA_HA__UNOWNED_ALARM_AFTER_S": "60",
+            "VAKA_HA__SITES": json.dumps([prefer]) if only_its_own else "any",
+            "VAKA_HA__UNOWNED_ALARM_AFTER_S": str(UNOWNED_AFTER_S),
             "VAKA_MQTT__CLIENT_ID": f"hub-{name}",
             "VAKA_MQTT__TELEMETRY_CONNECTION": "false",
             "VAKA_DESK__POLICIES": json.dumps(POLICIES),
@@ -232,12 +236,14 @@ def ha_hub(pg: PrivatePostgres, broker: PrivateMosquitto, tmp: Path, name: str, 
 
 
 @pytest.fixture
-def pair(tmp_path: Path, unique: str) -> Iterator[Pair]:
+def pair(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[Pair]:
+    """Two hubs, a preferring site 1 and b site 2; each may take the other's (or, with the parameter "own", not)."""
+    only_its_own = getattr(request, "param", "any") == "own"
     s1, s2 = f"one{unique}", f"two{unique}"
     with PrivatePostgres() as pg, PrivateMosquitto() as broker:
         asyncio.run(prepare(pg.dsn, [s1, s2]))
-        a = ha_hub(pg, broker, tmp_path, "a", s1)
-        b = ha_hub(pg, broker, tmp_path, "b", s2)
+        a = ha_hub(pg, broker, tmp_path, "a", s1, only_its_own=only_its_own)
+        b = ha_hub(pg, broker, tmp_path, "b", s2, only_its_own=only_its_own)
         try:
             # together: a hub alone for a lease takes every site it may (and keeps them: no hand-back, docs/ha.md)
             starting = threading.Thread(target=b.start, name="start-b")
@@ -468,3 +474,33 @@ def test_with_the_database_away_nothing_is_acknowledged_that_lives_only_on_a_hub
     finally:
         ledger.close()
         buttons.close()
+
+
+@pytest.mark.parametrize("pair", ["own"], indirect=True)
+def test_a_site_no_hub_can_take_is_raised_as_supervision_lost_from_outside(pair: Pair) -> None:
+    """Hub b may not own site 1: when hub a dies, b raises 'supervision lost' for site 1 (the outside watch); when a
+    hub holds site 1 again, it closes that alarm and b lets go of it."""
+    pg, a, b, s1 = pair.pg, pair.a, pair.b, pair.s1
+    killed_at = datetime.now(UTC)
+    a.kill()
+
+    def unowned() -> list[asyncpg.Record]:
+        return query(
+            pg.dsn, "SELECT id, closed_at, fence FROM desk_alarms WHERE site = $1 AND rule_id = 'site_unowned'", s1
+        )
+
+    wait_for("hub b raises site 1 unowned", lambda: len(unowned()) == 1, 60)
+    raised = logged_at(b.log, rf"ALARM id=\S+ state=raised .* site={s1} rule=site_unowned", killed_at)
+    assert unowned()[0]["fence"] is None
+    assert owner(pg, s1) is None
+    a.start()  # a new process: a new owner, a new token
+    wait_for("hub a holds site 1 again", lambda: owner(pg, s1) == ("a", 2), 30)
+    wait_for("the unowned alarm is closed", lambda: unowned()[0]["closed_at"] is not None, 30)
+    wait_for("hub b let go of it", lambda: f"ha: site dropped site={s1}" in b.log, 30)
+    assert len(unowned()) == 1, "raised once, by one hub"
+    bound_s = LEASE_S + UNOWNED_AFTER_S + 2 * RENEW_S
+    print(
+        f"\nHA outside watch: kill -> 'supervision lost' raised by the other hub {(raised - killed_at).total_seconds():.2f} s"
+        f" (bound: lease {LEASE_S} s + unowned_alarm_after_s {UNOWNED_AFTER_S} s + a renewal interval or two)"
+    )
+    assert (raised - killed_at).total_seconds() < bound_s + 2.0
