@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 UNOWNED_RULE = "site_unowned"  # 'supervision lost' for a site no hub holds (the outside watch)
 _ROUND_TIMEOUT_FACTOR = 0.8  # a round gives up after this share of the renewal interval... at least a second
+_FAILURE_LOG_EVERY_S = 60.0
 _BUFFER_MAX = 100_000  # events of a site being restored kept meanwhile; past it, the oldest go (they are stored)
 
 
@@ -81,6 +82,7 @@ class Ownership:
         self._db_since: float | None = None  # the database answered every round since then
         self._started = time.monotonic()
         self._unconfirmed_logged = False
+        self._failure_logged_at = -_FAILURE_LOG_EVERY_S
         self.rounds = 0
 
     # --- the desk's questions ----------------------------------------------------------------------------------
@@ -144,10 +146,13 @@ class Ownership:
         except Exception as exc:  # the database away, slow or refusing: the hub runs on (module docstring)
             self.metrics.ha_lease_failures.inc()
             self._db_since = None
-            logger.warning("ha: lease round failed (%s: %s); held=%s", type(exc).__name__, exc, sorted(self.held))
+            if started - self._failure_logged_at >= _FAILURE_LOG_EVERY_S:  # one line a minute while it lasts
+                self._failure_logged_at = started
+                logger.warning("ha: lease round failed (%s: %s); held=%s", type(exc).__name__, exc, sorted(self.held))
             self._note_unconfirmed(started)
             return
         self._confirmed_at = started
+        self._failure_logged_at = -_FAILURE_LOG_EVERY_S
         if self._db_since is None:
             self._db_since = started
         self._unconfirmed_logged = False

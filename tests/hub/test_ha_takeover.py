@@ -262,6 +262,18 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterato
                 hub.stop()
 
 
+def wait_logged(hub: HubProcess, pattern: str, after: datetime, timeout_s: float = 30.0) -> datetime:
+    """When the hub logged the first line matching `pattern` after `after`, once it has."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return logged_at(hub.log, pattern, after)
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def line_time(line: str) -> datetime:
     """When the hub wrote a line of its log (local time, to the millisecond)."""
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)
@@ -307,11 +319,11 @@ def test_the_hub_owning_a_site_killed_under_load_loses_nothing_and_the_other_hub
         a.kill()
         during = buttons.press(1)  # nobody owns site 1 until hub b takes it
         wait_for("hub b holds site 1", lambda: owner(pg, s1) == ("b", 2), 60)
-        taken = logged_at(b.log, rf"ha: site taken site={s1} ", killed_at)
-        raised_during = logged_at(b.log, rf"ALARM id=\S+ state=raised .* site={s1} rule=alarm_button", during)
+        taken = wait_logged(b, rf"ha: site taken site={s1} ", killed_at)
+        raised_during = wait_logged(b, rf"ALARM id=\S+ state=raised .* site={s1} rule=alarm_button", during)
         after = buttons.press(2)
         wait_for("the press after the takeover is an alarm", lambda: len(button_alarms(pg, s1)) == 3, 30)
-        raised_after = logged_at(b.log, rf"ALARM id=\S+ state=raised .* site={s1} rule=alarm_button", after)
+        raised_after = wait_logged(b, rf"ALARM id=\S+ state=raised .* site={s1} rule=alarm_button", after)
         # the alarm open before the kill goes on escalating, now from hub b under its token
         wait_for(
             "the first alarm escalates on hub b",
@@ -376,7 +388,7 @@ def test_a_hub_that_wakes_after_losing_its_site_writes_and_publishes_nothing_for
         stopped_at = datetime.now(UTC)
         a.pause()  # SIGSTOP: its sockets stay open, its lease runs out
         wait_for("hub b takes site 1", lambda: owner(pg, s1) == ("b", 2), 60)
-        taken = logged_at(b.log, rf"ha: site taken site={s1} ", stopped_at)
+        taken = wait_logged(b, rf"ha: site taken site={s1} ", stopped_at)
         wait_for(
             "the first alarm escalates on hub b",
             lambda: any(fence == 2 for at, fence in escalations(pg, first_id) if at > stopped_at),
@@ -442,7 +454,7 @@ def test_with_the_database_away_nothing_is_acknowledged_that_lives_only_on_a_hub
         ledger.settle(timeout_s=30)
         assert len(ledger.acked) == 1500, "the broker acknowledged the devices: it holds the events"
         pressed = buttons.press(0)
-        raised = logged_at(a.log, rf"ALARM id=\S+ state=raised .* site={s1} rule=alarm_button", pressed)
+        raised = wait_logged(a, rf"ALARM id=\S+ state=raised .* site={s1} rule=alarm_button", pressed)
         wait_for(
             "the hubs hold the events unacknowledged",
             lambda: all((hub.metric("vaka_mqtt_unacked", 'connection="events"') or 0) > 0 for hub in (a, b)),
@@ -490,7 +502,7 @@ def test_a_site_no_hub_can_take_is_raised_as_supervision_lost_from_outside(pair:
         )
 
     wait_for("hub b raises site 1 unowned", lambda: len(unowned()) == 1, 60)
-    raised = logged_at(b.log, rf"ALARM id=\S+ state=raised .* site={s1} rule=site_unowned", killed_at)
+    raised = wait_logged(b, rf"ALARM id=\S+ state=raised .* site={s1} rule=site_unowned", killed_at)
     assert unowned()[0]["fence"] is None
     assert owner(pg, s1) is None
     a.start()  # a new process: a new owner, a new token
