@@ -115,7 +115,7 @@ clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 
 # Re-extract the web pages' message ids (templates, hub/web/*.py) and merge them into every .po (docs/i18n.md).
-LOCALE := hub/web/locale
+LOCALE := hub/texts/locale
 i18n-extract: venv
 	$(BIN)/pybabel extract -F babel.cfg -k t --no-location --sort-output --project=Vaka --msgid-bugs-address= \
 		-o $(LOCALE)/messages.pot .

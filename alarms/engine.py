@@ -459,7 +459,7 @@ class Engine:
         says the subject is fine, while the desk never heard the clear, is cleared at the desk. Care rules are left
         alone: an event the hub decided on but had not made durable before a crash comes again from the broker, and
         the engine, behind the desk until then, catches up by itself. An alarm the engine holds and the desk does not
-        is the recovery's to raise (hub/recovery.py). Returns the decisions for the desk.
+        is the recovery's to raise (hub/recovery/replay.py). Returns the decisions for the desk.
         """
         out = self._out = []
         for alarm in held:

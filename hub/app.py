@@ -1,6 +1,6 @@
 """The one place that starts things: resources in an AsyncExitStack, long-running loops in one TaskGroup.
 
-Start order: metrics and clock, the spawner (hub/tasks.py: the owner of every task a component starts on demand),
+Start order: metrics and clock, the spawner (hub/runtime/tasks.py: the owner of every task a component starts on demand),
 database (never waits for it), spool and writer, rules and engine (restored from the local snapshot, else the
 database's), the desk, ingest, the MQTT connections, the web. Shutdown is the reverse: loops are cancelled, then
 resources close last-in first-out, the writer flushes what it holds, and the spawner stops whatever is left.
@@ -27,26 +27,25 @@ from alarms.directory import Directory
 from alarms.engine import Engine
 from alarms.gate import Gate, GateLimits, Verdict, freshness_by_kind, rule_freshness
 from alarms.rules import default_pack_path, load_rules
-from hub import heap, paho_speed, recovery, snapshots
-from hub.canary import TELEMETRY_TOPIC as CANARY_TELEMETRY_TOPIC
-from hub.canary import TOPIC as CANARY_TOPIC
-from hub.canary import Canary
 from hub.checkins.gateway import HttpCameraGateway
 from hub.checkins.service import CheckinService
 from hub.checkins.service import run_loop as checkins_loop
-from hub.clock import CLOCK_TOPIC, Clock, SimulatedClock, WallClock
 from hub.desk.lane import TICK_S, Desk
-from hub.followup import rollup
-from hub.heap import GcPauses
-from hub.ingest import Ingest
-from hub.inventory import build_directory, devices_by_id
+from hub.devices.inventory import build_directory, devices_by_id
+from hub.intake import paho_speed
+from hub.intake.ingest import Ingest
+from hub.intake.mqtt import Message, MqttConnection
 from hub.metrics import Metrics
 from hub.model import EARLIEST_EVENT, Site, VakaError
-from hub.mqtt import Message, MqttConnection
-from hub.ops_gauges import ops_gauges_loop
 from hub.ownership.profile import HaProfile
+from hub.recovery import replay, snapshots
+from hub.runtime import heap
+from hub.runtime.clock import CLOCK_TOPIC, Clock, SimulatedClock, WallClock
+from hub.runtime.heap import GcPauses
+from hub.runtime.tasks import Spawner
 from hub.scaip.receiver import ScaipReceiver
 from hub.settings import Settings
+from hub.store import rollup
 from hub.store.db import Database, VakaConnection
 from hub.store.inventory import fetch_sites, inventory_version, rule_profiles, rule_profiles_version
 from hub.store.migrate import MigrationError, ensure_current, maintain_partitions
@@ -54,8 +53,11 @@ from hub.store.roles import RoleError, privilege_problems
 from hub.store.spool import Spool
 from hub.store.state import load_engine_state, save_engine_state
 from hub.store.writer import Writer
-from hub.supervision import Sight, SupervisedEngine
-from hub.tasks import Spawner
+from hub.supervision.canary import TELEMETRY_TOPIC as CANARY_TELEMETRY_TOPIC
+from hub.supervision.canary import TOPIC as CANARY_TOPIC
+from hub.supervision.canary import Canary
+from hub.supervision.devices import Sight, SupervisedEngine
+from hub.supervision.gauges import ops_gauges_loop
 from hub.web import create_app
 from hub.web.degraded import DEGRADED
 from hub.web.ops import Readiness
@@ -317,7 +319,7 @@ class Hub:
                 on_message=self._on_telemetry_message,
                 spawner=self.spawner,
                 session_marker=s.spool.directory / f"{s.mqtt.client_id}-telemetry.session",
-                max_unacked=s.mqtt.receive_maximum,  # the broker's flow control is not enough (hub/mqtt.py)
+                max_unacked=s.mqtt.receive_maximum,  # the broker's flow control is not enough (hub/intake/mqtt.py)
             )
             connections.append(self.telemetry_conn)
             telemetry_conn = self.telemetry_conn
@@ -405,7 +407,7 @@ class Hub:
             await conn.wait_connected(timeout_s)
 
     def _take_snapshot(self) -> dict[str, Any]:
-        """Engine and gate as of now, with the point a replay after a crash starts from (hub/recovery.py)."""
+        """Engine and gate as of now, with the point a replay after a crash starts from (hub/recovery/replay.py)."""
         extra = {"gate": self.gate.snapshot(), "replay_from": self.clock.now().timestamp()}
         return snapshots.take(self.engine, extra)
 
@@ -413,17 +415,17 @@ class Hub:
         return snapshots.encode(self._take_snapshot())
 
     async def _recover(self, replay_from: datetime) -> None:
-        """Replay what was acknowledged after the snapshot (hub/recovery.py): from the database and the spool."""
+        """Replay what was acknowledged after the snapshot (hub/recovery/replay.py): from the database and the spool."""
         since = replay_from - timedelta(seconds=self.settings.reliability.replay_margin_s)
-        stored = await self._db_call(recovery.stored_since, since, default=None)
-        spooled = await recovery.spooled_since(self.spool, since)
-        history = await self._db_call(recovery.DeskHistory.load, since, default=None)
+        stored = await self._db_call(replay.stored_since, since, default=None)
+        spooled = await replay.spooled_since(self.spool, since)
+        history = await self._db_call(replay.DeskHistory.load, since, default=None)
         if stored is None or history is None:
             logger.warning("recovery: database away, replaying the spool only (%s events)", len(spooled))
-        events = recovery.merge(stored or [], spooled)
-        desk = recovery.DeskView(apply=self.desk.apply, open_alarm=self._desk_open_alarm)
+        events = replay.merge(stored or [], spooled)
+        desk = replay.DeskView(apply=self.desk.apply, open_alarm=self._desk_open_alarm)
         closed_since = history.closed_since if history is not None else (lambda key, at: None)
-        report = recovery.replay(self.gate, self.engine, events, self.clock.now(), desk, closed_since)
+        report = replay.replay(self.gate, self.engine, events, self.clock.now(), desk, closed_since)
         self.metrics.events_replayed.inc(report.replayed)
         logger.info(
             "recovery: replayed=%s raised=%s suppressed=%s reconciled=%s in %.3f s",
@@ -491,7 +493,7 @@ class Hub:
 
     def _on_telemetry_message(self, msg: Message) -> None:
         if msg.topic == CANARY_TELEMETRY_TOPIC and len(self._canaries) > 1:
-            # read, parsed, through the alarm lane and into the store: the round trip ends at the ack (hub/canary.py)
+            # read, parsed, through the alarm lane and into the store: the round trip ends at the ack (hub/supervision/canary.py)
             self._canaries[1].on_message(msg, self.desk.feed, self.writer.submit)
             return
         self.ingest.handle(msg)

@@ -51,7 +51,7 @@ class Metrics:
         )
         self.mqtt_read_paused = Counter(
             "vaka_mqtt_read_paused",
-            "Times a connection stopped reading because it held its limit of unacknowledged messages (hub.mqtt)",
+            "Times a connection stopped reading because it held its limit of unacknowledged messages (hub.intake.mqtt)",
             ["connection"],
             registry=r,
         )
@@ -186,7 +186,7 @@ class Metrics:
         self.hub_heartbeat = Gauge("vaka_hub_heartbeat_timestamp_seconds", "Last loop heartbeat (dead-man)", registry=r)
         self.background_task_failures = Counter(
             "vaka_background_task_failures",
-            "Background tasks that failed, by task name (each logged, and raised as a technical alarm): hub/tasks.py",
+            "Background tasks that failed, by task name (each logged, and raised as a technical alarm): hub/runtime/tasks.py",
             ["task"],
             registry=r,
         )
@@ -230,13 +230,13 @@ class Metrics:
             registry=r,
         )
         # operations (issue 12): what the alert rules (deploy/prometheus/rules) and dashboards watch besides the above;
-        # kept current by hub/ops_gauges.py
+        # kept current by hub/supervision/gauges.py
         self.event_loop_lag = Gauge(
             "vaka_event_loop_lag_seconds", "Worst lateness of a short event-loop timer over the last 5 s", registry=r
         )
         self.gc_pause = Histogram(
             "vaka_gc_pause_seconds",
-            "Garbage-collector pauses (each stalls the event loop), by generation (hub/heap.py)",
+            "Garbage-collector pauses (each stalls the event loop), by generation (hub/runtime/heap.py)",
             ["generation"],
             buckets=_LATENCY_BUCKETS_S,
             registry=r,

@@ -24,6 +24,11 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_MESSAGES_PER_S = 10
 MAX_FUTURE_SKEW = timedelta(hours=1)
 EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+# the hub's self-test device (hub/supervision/canary.py) and the two topics it publishes; the broker accounts grant them
+CANARY_SITE = "vaka-canary"
+CANARY_DEVICE = "canary"
+CANARY_TOPIC = f"{TOPIC_ROOT}/{CANARY_SITE}/{CANARY_DEVICE}/event"
+CANARY_TELEMETRY_TOPIC = f"{TOPIC_ROOT}/{CANARY_SITE}/{CANARY_DEVICE}/telemetry"
 
 
 class VakaError(Exception):

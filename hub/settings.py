@@ -32,7 +32,7 @@ class _Section(BaseModel):
 
 
 class AdapterRoute(_Section):
-    """Messages on topics matching `topic_filter` go to adapter `adapter` (see hub/adapter_registry.py)."""
+    """Messages on topics matching `topic_filter` go to adapter `adapter` (see hub/intake/adapter_registry.py)."""
 
     topic_filter: str = Field(description="MQTT topic filter, e.g. zigbee2mqtt/#")
     adapter: str = Field(description="adapter name (entry point group vaka.adapters), e.g. zigbee2mqtt")

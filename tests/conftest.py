@@ -15,8 +15,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from hub.metrics import Metrics
+from hub.runtime.tasks import Spawner
 from hub.settings import DbSettings, MqttSettings, Settings
-from hub.tasks import Spawner
 
 PG_DSN = os.environ.get("VAKA_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 MQTT_HOST = os.environ.get("VAKA_TEST_MQTT_HOST", "127.0.0.1")
@@ -31,7 +31,7 @@ def metrics() -> Metrics:
 
 @pytest.fixture
 async def spawner(metrics: Metrics) -> AsyncIterator[Spawner]:
-    """The owner of the background tasks of the components a test builds (hub/tasks.py); closed after them."""
+    """The owner of the background tasks of the components a test builds (hub/runtime/tasks.py); closed after them."""
     async with Spawner(metrics) as owner:
         yield owner
 

@@ -33,7 +33,7 @@ from hub.checkins.gateway import CameraGateway, GatewayError
 from hub.checkins.plan import Plan
 from hub.checkins.schedule import due
 from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Severity, VakaError
-from hub.staff import StaffMember
+from hub.people.staff import StaffMember
 from hub.store.db import DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)

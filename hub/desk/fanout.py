@@ -26,7 +26,7 @@ from hub.desk.persistence import DeskStore
 from hub.metrics import Metrics
 from hub.notify import Dispatcher, Notification
 from hub.notify.websocket import WebSocketHub
-from hub.staff import StaffMember
+from hub.people.staff import StaffMember
 
 logger = logging.getLogger(__name__)
 

@@ -53,10 +53,10 @@ from hub.model import (
 from hub.notify import Dispatcher, Notifier
 from hub.notify.channels import build_notifiers
 from hub.notify.websocket import WebSocketHub
-from hub.staff import StaffMember
+from hub.people.staff import StaffMember
+from hub.runtime.tasks import Spawner
 from hub.store.inventory import fetch_sites
 from hub.store.staff import load_duty, load_staff
-from hub.tasks import Spawner
 
 if TYPE_CHECKING:
     from hub.settings import Settings
@@ -76,7 +76,9 @@ FAILURE_RULE = "alarm_lane_failure"
 OUTPUT_FAILURE_RULE = "alarm_output_failure"  # one output of the fan-out failed on a change (fanout.py)
 ROW_REFUSED_RULE = "desk_row_refused"  # the database refused a desk row for its content (persistence.py)
 DISK_FAILURE_RULE = "hub_disk_failure"  # the hub's disk refused a write of its state (hub/app.py, persistence.py)
-TASK_FAILURE_RULE = "hub_task_failure"  # a background task failed (hub/tasks.py): raised on every site, once while open
+TASK_FAILURE_RULE = (
+    "hub_task_failure"  # a background task failed (hub/runtime/tasks.py): raised on every site, once while open
+)
 
 # If the rule engine itself fails on one of these, the alarm still goes out through a fallback decision.
 LATE_CARE_RULE = "late_care_event"  # a care event that arrived past its rule's freshness window (issue 22.8)
@@ -325,7 +327,7 @@ class Desk:
             self._raise_technical(OUTPUT_FAILURE_RULE, alarm.site, reason)
 
     def background_task_failed(self, task: str) -> None:
-        """A background task failed (hub/tasks.py logged and counted it): every site gets the technical alarm
+        """A background task failed (hub/runtime/tasks.py logged and counted it): every site gets the technical alarm
         `hub_task_failure` for operations, once while it is open (a task failing again does not ring it again)."""
         self.hub_fault(TASK_FAILURE_RULE, f"a background task of the hub failed ({task}): check the hub log")
 

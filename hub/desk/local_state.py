@@ -22,7 +22,7 @@ import msgspec
 from hub.desk.alarm import Alarm
 from hub.desk.persistence import SNAPSHOT_COLUMNS, alarm_from_row
 from hub.model import AlarmState
-from hub.staff import StaffMember
+from hub.people.staff import StaffMember
 from hub.store.files import write_whole
 
 logger = logging.getLogger(__name__)

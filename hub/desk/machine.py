@@ -18,8 +18,8 @@ from hub.desk.alarm import NEXT_STATES, Alarm
 from hub.desk.directory import DeskDirectory
 from hub.desk.escalation import escalation_detail, escalation_step, next_escalation_at, policy_for
 from hub.model import AlarmCategory, AlarmDecision, AlarmState, DecisionAction, Outcome, Severity, VakaError
+from hub.people.staff import StaffMember
 from hub.settings import DeskSettings, PatrolSettings
-from hub.staff import StaffMember
 
 logger = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import msgspec
 
-from hub.backoff import Backoff
 from hub.desk.alarm import Alarm
 from hub.model import AlarmCategory, AlarmState, Outcome, Severity, VakaError
+from hub.runtime.backoff import Backoff
 from hub.store.db import is_connection_error
 from hub.store.files import write_whole
 from hub.store.spool import frame, parse_segment

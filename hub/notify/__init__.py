@@ -15,8 +15,8 @@ from typing import Any, Literal, Protocol
 
 from hub.metrics import Metrics
 from hub.model import VakaError
-from hub.staff import StaffMember
-from hub.tasks import Spawner
+from hub.people.staff import StaffMember
+from hub.runtime.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 

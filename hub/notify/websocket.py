@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hub.metrics import Metrics
-from hub.staff import StaffMember
-from hub.tasks import Spawner
+from hub.people.staff import StaffMember
+from hub.runtime.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from hub.metrics import Metrics
 from hub.model import Event
 from hub.ownership import leases
+from hub.runtime.tasks import Spawner
 from hub.settings import HaSettings
 from hub.store.pool import Database
-from hub.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from hub.model import DecisionAction, Event, EventKind, hub_alarm
 from hub.ownership.engines import SiteEngines, SiteGates
 from hub.ownership.keeper import UNOWNED_RULE, Ownership
 from hub.ownership.takeover import SiteKeeping
+from hub.runtime.tasks import Spawner
 from hub.settings import Settings
 from hub.store.pool import Database
-from hub.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ import msgspec
 
 from alarms.engine import Engine
 from alarms.rules import RuleSet
-from hub import recovery
 from hub.desk.lane import Clock, Desk
 from hub.desk.persistence import alarm_from_row
 from hub.model import DecisionAction, hub_alarm
 from hub.ownership.engines import SiteEngines, SiteGates
 from hub.ownership.keeper import UNOWNED_RULE
+from hub.recovery import replay as recovery
 from hub.store.pool import Database
 
 logger = logging.getLogger(__name__)

@@ -40,11 +40,11 @@ from adapters._common import device_id_from_name
 from adapters.scaip import ScaipError, StatusNumber, events_for, read_request, response_body
 from hub.metrics import Metrics
 from hub.model import Event, Site
-from hub.redact import mask_identity_numbers
+from hub.runtime.redact import mask_identity_numbers
+from hub.runtime.tasks import Spawner
 from hub.scaip import sip
 from hub.scaip.senders import Senders, SourceRate
 from hub.settings import ScaipSettings
-from hub.tasks import Spawner
 
 if TYPE_CHECKING:
     from hub.store.pool import Database
@@ -65,7 +65,7 @@ _FIRST_SEEN = (
 
 
 class IngestLane(Protocol):
-    """What the receiver needs of hub.ingest.Ingest."""
+    """What the receiver needs of hub.intake.ingest.Ingest."""
 
     def accept(self, events: Sequence[Event], on_durable: Callable[[], None], *, telemetry: bool = False) -> None: ...
     def reject(self, msg: _Kept, reason: str, detail: str) -> None: ...
@@ -73,7 +73,7 @@ class IngestLane(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Kept:
-    """A refused request, handed to ingest to be kept with its reason (hub.ingest.Received)."""
+    """A refused request, handed to ingest to be kept with its reason (hub.intake.ingest.Received)."""
 
     topic: str
     payload: bytes

@@ -22,9 +22,10 @@ from typing import Literal
 import asyncpg
 import msgspec
 
-from hub.backoff import Backoff
 from hub.metrics import Metrics
 from hub.model import Event
+from hub.runtime.backoff import Backoff
+from hub.runtime.tasks import Spawner
 from hub.settings import DbSettings
 from hub.store.db import Database, is_connection_error
 from hub.store.rows import (
@@ -39,7 +40,6 @@ from hub.store.rows import (
     row_is_care,
 )
 from hub.store.spool import Spool, SpoolError
-from hub.tasks import Spawner
 
 __all__ = ["Rejection", "Writer", "WriterState"]
 

@@ -154,7 +154,7 @@ ENDED = [
     N_("ended.water_leak.clear"),
     N_("ended.smoke.clear"),
 ]
-# the night log: who did what (hub/night_log.py)
+# the night log: who did what (hub/desk/night_log.py)
 LOG_ACTIONS = [
     N_("log.action.raised"),
     N_("log.action.accepted"),

@@ -16,7 +16,7 @@ from typing import Any
 
 from alarms.instant import RESET_REASON
 from alarms.rules import RulesError, default_pack_path, load_rules
-from hub.web.i18n import translator
+from hub.texts.catalogue import translator
 
 # reasons the desk writes itself (hub/desk/machine.py `_nobody_reached`, hub/desk/lane.py `_late_care`), most specific first
 DESK_REASONS = {

@@ -19,8 +19,8 @@ from hub.desk.alarm import Alarm
 from hub.desk.directory import DeskDirectory
 from hub.desk.machine import ChangeKind, DeskMachine
 from hub.model import AlarmState, Event
+from hub.people.staff import Role, StaffMember
 from hub.settings import DeskSettings, PatrolSettings
-from hub.staff import Role, StaffMember
 from tests.adapters.support import RECEIVED, fixture
 from tests.alarms.home import SITE, directory, with_rule
 

@@ -24,8 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from hub.app import Hub
 from hub.metrics import Metrics
 from hub.model import Device, Inventory, Resident, Site
+from hub.people.staff import Role
 from hub.settings import Settings
-from hub.staff import Role
 from hub.store.inventory import load_inventory
 from hub.store.staff import create_staff
 from tests.hub.desk_support import PASSWORD, migrated_database

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hub.broker_accounts import CredentialsError, accounts_for, hash_password, read_secrets, render_acl
+from hub.devices.broker_accounts import CredentialsError, accounts_for, hash_password, read_secrets, render_acl
 from hub.model import Inventory
 from tests.hub.test_cli import vaka
 

@@ -28,14 +28,14 @@ import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from hub.app import Hub
-from hub.broker_accounts import read_secrets, write_credentials
+from hub.devices.broker_accounts import read_secrets, write_credentials
+from hub.intake.mqtt import MqttConnection, broker_tls_context
 from hub.metrics import Metrics
 from hub.model import Inventory
-from hub.mqtt import MqttConnection, broker_tls_context
+from hub.runtime.tasks import Spawner
 from hub.settings import MqttSettings, Settings
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
-from hub.tasks import Spawner
 from hub.vendor.discover import fetch_retained
 from tests.conftest import PG_DSN
 from tests.mqtt_probe import V5, V311, Probe

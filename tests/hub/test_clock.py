@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.clock import CLOCK_TOPIC, SimulatedClock, WallClock, clock_payload, make_clock
+from hub.runtime.clock import CLOCK_TOPIC, SimulatedClock, WallClock, clock_payload, make_clock
 from hub.settings import Settings
 
 T0 = datetime(2026, 11, 26, 21, 0, tzinfo=UTC)

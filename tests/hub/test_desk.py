@@ -14,10 +14,10 @@ from pydantic import SecretStr
 from hub.desk.lane import Desk, DeskError
 from hub.metrics import Metrics
 from hub.model import AlarmCategory, AlarmDecision, AlarmState, DecisionAction, Event, Outcome, Severity
+from hub.people.staff import StaffMember
+from hub.runtime.tasks import Spawner
 from hub.settings import DeskSettings, EscalationPolicy, EscalationTier, Settings
-from hub.staff import StaffMember
 from hub.store.db import Database
-from hub.tasks import Spawner
 from tests.hub.desk_support import (
     FakeClock,
     RecordingNotifier,

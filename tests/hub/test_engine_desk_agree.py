@@ -18,10 +18,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub import snapshots
 from hub.app import Hub
 from hub.metrics import Metrics
 from hub.model import Device, Inventory, Resident, Site
+from hub.recovery import snapshots
 from hub.settings import Settings
 from hub.store.inventory import load_inventory
 from tests.hub.desk_support import migrated_database

@@ -33,13 +33,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.metrics import Metrics
 from hub.model import Device, Inventory, Resident, Site
+from hub.people.staff import Role
+from hub.runtime.tasks import Spawner
 from hub.settings import DbSettings
-from hub.staff import Role
 from hub.store.db import Database
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
 from hub.store.staff import create_staff
-from hub.tasks import Spawner
 from tests.hub.test_durability import HubProcess, Ledger, assert_ledger_stored_once
 from tests.hub.test_ha_cluster import logged_at
 from tests.services import PrivateMosquitto, PrivatePostgres

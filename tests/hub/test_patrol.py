@@ -18,10 +18,10 @@ from hub.desk.lane import NOBODY_REACHED, Desk, HandoverError
 from hub.metrics import Metrics
 from hub.model import AlarmCategory, AlarmDecision, AlarmState, DecisionAction, Outcome, Severity
 from hub.notify.sms import SmsNotifier
+from hub.people.staff import StaffMember
+from hub.runtime.tasks import Spawner
 from hub.settings import DeskSettings, EscalationPolicy, EscalationTier, Settings
-from hub.staff import StaffMember
 from hub.store.db import Database
-from hub.tasks import Spawner
 from tests.hub.desk_support import (
     ClosedKeys,
     FakeClock,

@@ -26,7 +26,7 @@ from hub.relatives.view import (
     resident_status,
 )
 from hub.store.access_log import record_relative_read
-from hub.web.i18n import RELATIVE_LANGS, pick_lang, text_direction, translations
+from hub.texts.catalogue import RELATIVE_LANGS, pick_lang, text_direction, translations
 from hub.web.relatives.context import CONTEXT, RelativesContext
 from hub.web.relatives.dates import clock_time, moment, night_date
 from hub.web.staff.security import Handler, origin_allowed, tokens_match

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from hub.checkins.service import CheckinService
     from hub.desk.lane import Desk
     from hub.metrics import Metrics
+    from hub.runtime.tasks import Spawner
     from hub.settings import Settings
     from hub.store.pool import Database
-    from hub.tasks import Spawner
 
 
 def setup_staff(

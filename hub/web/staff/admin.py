@@ -21,10 +21,10 @@ import asyncpg
 from aiohttp import web
 
 from alarms.spec import RuleProfile
-from hub.staff import Role, StaffError, StaffMember
+from hub.people.staff import Role, StaffError, StaffMember
 from hub.store.inventory import set_device_maintenance, set_resident_away, set_rule_profile
 from hub.store.staff import create_staff, hash_password
-from hub.web.i18n import rule_label, translator
+from hub.texts.catalogue import rule_label, translator
 from hub.web.staff.bodies import field, read_form
 from hub.web.staff.context import CONTEXT, StaffContext
 from hub.web.staff.pages import SESSION, forbidden, redirect, render

@@ -27,8 +27,8 @@ from hub.checkins.service import (
 )
 from hub.desk.alarm import Alarm
 from hub.desk.fanout import local_hm
-from hub.resident_directory import read_homes
-from hub.staff import Role
+from hub.people.residents import read_homes
+from hub.people.staff import Role
 from hub.web.staff.bodies import field, read_form
 from hub.web.staff.context import CONTEXT
 from hub.web.staff.pages import _ctx, _session, _wants_json, forbidden, render, safe_back

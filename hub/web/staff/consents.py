@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from hub.people.staff import Role
 from hub.relatives import RelativesError
 from hub.relatives.accounts import INVITATION_VALID, has_live_consent, invite
 from hub.relatives.consent import GivenBy, Scope, consents_for, grant, parse_scopes, revoke
-from hub.staff import Role
 from hub.store.access_log import record_read
 from hub.web.paths import wall_clock
 from hub.web.staff.pages import _ctx, _session, forbidden, redirect, refusal, render

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from hub.desk.lane import Desk
     from hub.metrics import Metrics
     from hub.notify.webpush import WebPushNotifier
+    from hub.runtime.tasks import Spawner
     from hub.settings import Settings
     from hub.store.pool import Database
-    from hub.tasks import Spawner
     from hub.web.staff.sessions import SessionStore
 
 

@@ -16,13 +16,13 @@ from hub.desk.machine import DeskError, HandoverError
 from hub.model import Outcome
 from hub.notify.push_guard import PushEndpointError
 from hub.notify.webpush import PushSubscription
-from hub.resident_directory import read_homes
-from hub.staff import Role, StaffMember
+from hub.people.residents import read_homes
+from hub.people.staff import Role, StaffMember
 from hub.store.db import DATABASE_AWAY
 from hub.store.pool import Database
 from hub.store.staff import authenticate
+from hub.texts.catalogue import device_kind_label, local_clock, pick_lang, rule_label, rule_labels, translations
 from hub.web.degraded import alarm_system_degraded
-from hub.web.i18n import device_kind_label, local_clock, pick_lang, rule_label, rule_labels, translations
 from hub.web.paths import STATIC_DIR
 from hub.web.reasons import note_text, page_texts, reason_text
 from hub.web.staff.bodies import field, read_form, read_json_object

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from hub.checkins.service import PHYSICAL_OUTCOMES
+from hub.desk.night_log import night_log
 from hub.model import AlarmState
-from hub.night_log import night_log
-from hub.resident_directory import Home, read_homes, travel_minutes
-from hub.web.i18n import LANGS, local_clock
+from hub.people.residents import Home, read_homes, travel_minutes
+from hub.texts.catalogue import LANGS, local_clock
 from hub.web.reasons import note_text, reason_text
 from hub.web.staff.bodies import field, read_form
 from hub.web.staff.context import CONTEXT, StaffContext

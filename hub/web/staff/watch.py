@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from hub.model import VakaError
-from hub.staff import StaffMember
+from hub.people.staff import StaffMember
 from hub.store.staff import load_staff
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from alarms.rules import default_pack_path, load_rules
 from hub.checkins.plan import Plan, Slot
 from hub.checkins.service import CheckinService, Task, save_plans
 from hub.desk.lane import Desk
-from hub.inventory import build_directory
+from hub.devices.inventory import build_directory
 from hub.metrics import Metrics
 from hub.model import (
     AlarmCategory,
@@ -35,10 +35,10 @@ from hub.model import (
     Resident,
     Severity,
 )
+from hub.runtime.tasks import Spawner
 from hub.settings import Settings
 from hub.store.db import Database
 from hub.store.inventory import load_inventory
-from hub.tasks import Spawner
 from tests.hub.desk_support import FakeClock, RecordingNotifier, add_inventory_and_staff, migrated_database, sites_for
 
 CAMERA_SUPERVISION_S = 1200  # the simulator's cameras: silent after 20 minutes without a heartbeat

@@ -18,12 +18,12 @@ from hub.desk.alarm import Alarm
 from hub.desk.fanout import Output
 from hub.desk.lane import FAILURE_RULE, LATE_CARE_RULE, OUTPUT_FAILURE_RULE, TASK_FAILURE_RULE, Desk
 from hub.desk.machine import Change
-from hub.inventory import build_directory
+from hub.devices.inventory import build_directory
 from hub.metrics import Metrics
 from hub.model import AlarmDecision, AlarmState, Event, EventKind
+from hub.people.staff import Role, StaffMember
+from hub.runtime.tasks import Spawner
 from hub.settings import Settings
-from hub.staff import Role, StaffMember
-from hub.tasks import Spawner
 from hub.web.reasons import reason_text
 from tests.hub.desk_support import FakeClock, RecordingNotifier, sites_for
 

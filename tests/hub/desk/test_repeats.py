@@ -18,12 +18,12 @@ from alarms.engine import Engine
 from alarms.rules import default_pack_path, load_rules
 from hub.desk.alarm import Alarm
 from hub.desk.lane import Desk
-from hub.inventory import build_directory
+from hub.devices.inventory import build_directory
 from hub.metrics import Metrics
 from hub.model import AlarmState, Device, Event, EventKind, Resident, Site
+from hub.people.staff import Role, StaffMember
+from hub.runtime.tasks import Spawner
 from hub.settings import Settings
-from hub.staff import Role, StaffMember
-from hub.tasks import Spawner
 from tests.adapters.support import fixture
 from tests.hub.desk_support import FakeClock, RecordingNotifier
 

@@ -23,10 +23,10 @@ from hub.notify import Dispatcher, Notification
 from hub.notify.sms import SmsNotifier
 from hub.notify.webhook import WebhookNotifier, verify, webhook_secret_bytes
 from hub.notify.webpush import PushSubscription, WebPushNotifier, application_server_key
+from hub.people.staff import Role, StaffMember
+from hub.runtime.tasks import Spawner
 from hub.settings import NotifySettings
-from hub.staff import Role, StaffMember
 from hub.store.pool import PlainDatabase
-from hub.tasks import Spawner
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 

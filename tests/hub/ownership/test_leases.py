@@ -16,9 +16,9 @@ from hub.desk.persistence import FENCED, DeskStore
 from hub.metrics import Metrics
 from hub.model import AlarmCategory, Severity
 from hub.ownership.keeper import Ownership
+from hub.runtime.tasks import Spawner
 from hub.settings import HaSettings, Settings
 from hub.store.db import Database
-from hub.tasks import Spawner
 from tests.hub.desk_support import migrated_database
 
 

@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 
 from hub.metrics import Metrics
 from hub.model import Device, Event, Site
+from hub.runtime.tasks import Spawner
 from hub.scaip.receiver import ScaipReceiver
 from hub.settings import ScaipSettings
-from hub.tasks import Spawner
 
 SITE = Site(id="default", devices=[Device(id="u1", kind="alarm_button", vendor="scaip")])
 

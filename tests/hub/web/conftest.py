@@ -17,10 +17,10 @@ from py_vapid import Vapid
 from hub.desk.lane import Desk
 from hub.metrics import Metrics
 from hub.notify.webpush import WebPushNotifier
+from hub.people.staff import StaffMember
+from hub.runtime.tasks import Spawner
 from hub.settings import Settings
-from hub.staff import StaffMember
 from hub.store.db import Database
-from hub.tasks import Spawner
 from hub.web.staff import setup_staff
 from tests.hub.desk_support import PASSWORD, FakeClock, RecordingNotifier, add_inventory_and_staff, migrated_database
 

@@ -15,7 +15,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from alarms.rules import default_pack_path, load_rules
-from hub.web.i18n import (
+from hub.texts.catalogue import (
     LANGS,
     RELATIVE_LANGS,
     po_path,
@@ -118,7 +118,7 @@ def test_the_catalogues_differ_and_fall_back_to_a_text_not_the_id() -> None:
     ],
 )
 def test_language_before_login(accept: str | None, requested: str | None, expected: str) -> None:
-    from hub.web.i18n import pick_lang
+    from hub.texts.catalogue import pick_lang
 
     assert pick_lang(accept, requested) == expected
 

@@ -14,7 +14,7 @@ from playwright.async_api import Browser, Dialog, Page, expect
 
 from hub.desk.machine import NOBODY_REACHED
 from hub.model import AlarmCategory, AlarmDecision, Contact, DecisionAction, DirectoryEntry, Severity
-from hub.resident_directory import store_entries
+from hub.people.residents import store_entries
 from tests.hub.desk_support import RecordingNotifier, decision
 from tests.hub.web.conftest import CHROMIUM, StaffSite, staff_page
 from tests.hub.web.test_staff_browser import axe_violations, pages_connected

@@ -14,7 +14,7 @@ from urllib.parse import unquote_plus
 import aiohttp
 import pytest
 
-from hub.staff import Role
+from hub.people.staff import Role
 from hub.store.staff import create_staff
 from tests.hub.desk_support import PASSWORD, decision
 from tests.hub.web.conftest import StaffSite

@@ -266,7 +266,7 @@ async def test_staff_add_command_creates_and_updates_accounts_that_can_log_in(
 async def test_someone_added_after_start_gets_alarms_before_the_directory_reloads(
     staff_site: StaffSite, client: aiohttp.ClientSession
 ) -> None:
-    from hub.staff import Role
+    from hub.people.staff import Role
     from hub.store.staff import create_staff
 
     name = f"new-{staff_site.site}"

@@ -12,7 +12,7 @@ A round trip missing or slower than `canary_timeout_s` sets `vaka_canary_failing
 per site ("canary_failed"; the telemetry path's key is `canary_failed:telemetry:{site}`), cleared when a round trip
 succeeds again. Only a nonce the hub sent counts: a forged canary proves nothing. While the connections a path needs
 are down nothing is sent (the outage is its own alarm; a probe queued meanwhile would measure the outage, not the
-path). The oldest round trip under way is the hub's measured receive lag (`lag_s`, hub/supervision.py).
+path). The oldest round trip under way is the hub's measured receive lag (`lag_s`, hub/supervision/devices.py).
 """
 
 from __future__ import annotations
@@ -27,16 +27,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters import native
-from hub.ingest import Received
+from hub.intake.ingest import Received
 from hub.metrics import Metrics
-from hub.model import AlarmDecision, DecisionAction, Event, hub_alarm
+from hub.model import (
+    CANARY_DEVICE,
+    CANARY_SITE,
+    CANARY_TELEMETRY_TOPIC,
+    CANARY_TOPIC,
+    AlarmDecision,
+    DecisionAction,
+    Event,
+    hub_alarm,
+)
 
 logger = logging.getLogger(__name__)
 
-SITE = "vaka-canary"
-DEVICE = "canary"
-TOPIC = f"vaka/v1/{SITE}/{DEVICE}/event"
-TELEMETRY_TOPIC = f"vaka/v1/{SITE}/{DEVICE}/telemetry"
+SITE = CANARY_SITE
+DEVICE = CANARY_DEVICE
+TOPIC = CANARY_TOPIC
+TELEMETRY_TOPIC = CANARY_TELEMETRY_TOPIC
 RULE_ID = "canary_failed"
 REASON = "the alarm path failed its self-test (canary): alarms may not arrive, go to physical rounds"
 TELEMETRY_REASON = (
@@ -195,7 +204,7 @@ class Canary:
 
     def _alive(self, now: float) -> None:
         """Time the hub itself stood still (a stall, SIGSTOP) is not held against the path: that gap is the hub's
-        sight's to report (supervision_lost, hub/supervision.py), not a failing canary that clears a moment later."""
+        sight's to report (supervision_lost, hub/supervision/devices.py), not a failing canary that clears a moment later."""
         gap = now - self._alive_at
         self._alive_at = now
         if gap > max(self.timeout_s, _STALL_S):

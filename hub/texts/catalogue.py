@@ -1,4 +1,4 @@
-"""Texts of the web pages from gettext catalogues: `hub/web/locale/<lang>/LC_MESSAGES/messages.po`.
+"""Texts of the web pages from gettext catalogues: `hub/texts/locale/<lang>/LC_MESSAGES/messages.po`.
 
 Message ids are stable keys (`login.title`, `rule.fall`), not English sentences: a wording change in any language,
 English included, is an edit of a `.po` file only, and never orphans the other translations. The `.po` files are

@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from hub.canary import TELEMETRY_TOPIC as CANARY_TELEMETRY_TOPIC
-from hub.canary import TOPIC as CANARY_TOPIC
-from hub.model import Inventory, VakaError
+from hub.model import CANARY_TELEMETRY_TOPIC, CANARY_TOPIC, Inventory, VakaError
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +35,11 @@ TOPIC_ROOT = "vaka/v1"
 # second-level topics under a site that belong to the hub: a device with one of these ids would own them
 RESERVED_IDS = frozenset({"hub", "alarms", "checkins", "_sim"})
 TELEMETRY_SUFFIX = "-telemetry"
-# `vaka vendor check`, `vaka site discover`: read-only, so they never take the hub's session (as hub.mqtt.TOOL_LOGINS)
+# `vaka vendor check`, `vaka site discover`: read-only, so they never take the hub's session (as hub.intake.mqtt.TOOL_LOGINS)
 TOOL_LOGINS = ("tools", "tools-snapshot")
-CANARY_SUFFIX = "-canary"  # the hub's self-test device (hub/canary.py): may publish its two topics, nothing else
+CANARY_SUFFIX = (
+    "-canary"  # the hub's self-test device (hub/supervision/canary.py): may publish its two topics, nothing else
+)
 # the broker's own statistics for the stack's mosquitto-exporter: reads $SYS, nothing else
 MONITOR_SUFFIX = "-monitor"
 MONITOR_ENV_FILE = "monitor.env"

@@ -22,7 +22,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from hub.model import Contact, DirectoryEntry, VakaError
-from hub.staff import StaffMember
+from hub.people.staff import StaffMember
 
 # the columns of a care-records export, in Swedish or English (first match wins), one row per resident
 CSV_COLUMNS: dict[str, tuple[str, ...]] = {

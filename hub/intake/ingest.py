@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from adapters import native
-from hub.adapter_registry import load_adapter
+from hub.intake.adapter_registry import load_adapter
 from hub.metrics import Metrics
 from hub.model import (
     TOPIC_ROOT,
@@ -21,7 +21,7 @@ from hub.model import (
     Event,
     PayloadError,
 )
-from hub.redact import for_log
+from hub.runtime.redact import for_log
 from hub.settings import AdapterRoute
 from hub.store.writer import Rejection
 
@@ -32,7 +32,7 @@ _NATIVE_PREFIX = TOPIC_ROOT + "/"
 
 
 class Received(Protocol):
-    """What ingest needs of a received MQTT message (hub.mqtt.Message)."""
+    """What ingest needs of a received MQTT message (hub.intake.mqtt.Message)."""
 
     @property
     def topic(self) -> str: ...
@@ -146,7 +146,7 @@ class Ingest:
         """Keep a message that cannot become events, with its reason; `msg.ack()` once that record is durable."""
         self._rejected.labels(reason).inc()
         # neither payload nor detail (adapters quote values): a vendor's stray field may carry a name or a
-        # personnummer; both stay in the rejected_messages dead letter for operators (hub.redact)
+        # personnummer; both stay in the rejected_messages dead letter for operators (hub.runtime.redact)
         logger.info("rejected message topic=%s reason=%s bytes=%s", for_log(msg.topic, 128), reason, len(msg.payload))
         rejection = Rejection(
             received_at=msg.received_at,

@@ -1,6 +1,6 @@
 """After a restart the engine is where it would have been without the crash: snapshot, then replay.
 
-What is acked when (see hub/mqtt.py): the broker gets its PUBACK once an event is durable, in the database or the
+What is acked when (see hub/intake/mqtt.py): the broker gets its PUBACK once an event is durable, in the database or the
 local spool; the engine is snapshotted every few seconds. An event acknowledged after the last snapshot is therefore
 in neither the restored engine nor the broker's queue: it is found in the store (and the spool) and replayed.
 

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 
 class Connection(Protocol):
-    """What the sight needs of a broker connection (hub.mqtt.MqttConnection)."""
+    """What the sight needs of a broker connection (hub.intake.mqtt.MqttConnection)."""
 
     @property
     def connected(self) -> bool: ...

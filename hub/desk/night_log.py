@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from hub.staff import StaffMember
+from hub.people.staff import StaffMember
 
 _ALARMS = """
 SELECT id, rule_id, category, severity, site, unit, resident_id, device_id, state, outcome, note, reason, raised_at,

@@ -49,12 +49,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from hub import paho_speed
-from hub.backoff import Backoff
+from hub.intake import paho_speed
 from hub.metrics import Metrics
 from hub.model import VakaError
+from hub.runtime.backoff import Backoff
+from hub.runtime.tasks import Spawner
 from hub.settings import MqttSettings
-from hub.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 
