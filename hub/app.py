@@ -346,6 +346,8 @@ class Hub:
             s.http,
         )
         app[DEGRADED] = self._degraded
+        if self.ha is not None:
+            self.ha.add_routes(app)
         setup_staff(
             app,
             desk=self.desk,

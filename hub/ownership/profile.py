@@ -7,6 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from aiohttp import web
+
 from alarms.directory import Directory
 from alarms.rules import RuleSet
 from hub.desk.lane import Clock, Desk
@@ -80,6 +82,17 @@ class HaProfile:
     def feed(self, event: Event) -> None:
         """The alarm lane's entry (hub/intake's `alarm_lane`): only events of the sites this hub acts for."""
         self.keeper.feed(event)
+
+    def add_routes(self, app: web.Application) -> None:
+        """`GET /ha/sites`: the sites this hub acts for; 200 while it holds one, else 503. A load balancer in front of
+        the hubs' staff pages checks it, so a page goes to a hub that holds sites (docs/ha.md)."""
+
+        async def sites(request: web.Request) -> web.Response:
+            held = sorted(site for site, h in self.keeper.held.items() if h.active and self.keeper.acts_for(site))
+            body = {"hub": self.settings.ha.hub_id, "sites": held}
+            return web.json_response(body, status=200 if held else 503)
+
+        app.router.add_get("/ha/sites", sites)
 
     def loops(self) -> dict[str, Coroutine[Any, Any, None]]:
         """The profile's forever-loops by task name."""

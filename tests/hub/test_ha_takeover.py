@@ -20,6 +20,7 @@ import os
 import re
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -277,6 +278,17 @@ def wait_logged(hub: HubProcess, pattern: str, after: datetime, timeout_s: float
             time.sleep(0.1)
 
 
+def held_sites(hub: HubProcess) -> tuple[int, list[str]] | None:
+    """What `/ha/sites` says (a load balancer's health check of the staff pages): status and sites; None: no answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{hub.http_port}/ha/sites", timeout=2) as resp:
+            return resp.status, json.loads(resp.read())["sites"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())["sites"]
+    except OSError:
+        return None
+
+
 def line_time(line: str) -> datetime:
     """When the hub wrote a line of its log (local time, to the millisecond)."""
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)
@@ -309,6 +321,8 @@ def test_the_hub_owning_a_site_killed_under_load_loses_nothing_and_the_other_hub
         wait_for("the first press is an alarm", lambda: len(button_alarms(pg, s1)) == 1, 30)
         first_id = next(iter(button_alarms(pg, s1).values()))[0]
         wait_for("hub a escalates it", lambda: len(escalations(pg, first_id)) >= 2, 30)
+        assert held_sites(a) == (200, [s1])
+        assert held_sites(b) == (200, [pair.s2])
         phone = StaffPhone()
         phone.log_in(a, "anna")
         assert first_id in phone.alarms_page(a)[1]
@@ -333,6 +347,8 @@ def test_the_hub_owning_a_site_killed_under_load_loses_nothing_and_the_other_hub
             lambda: sum(1 for at, fence in escalations(pg, first_id) if at > killed_at and fence == 2) >= 2,
             30,
         )
+        assert held_sites(a) is None
+        assert held_sites(b) == (200, sorted([s1, pair.s2]))
         # anna's phone, logged in on hub a, gets the page from hub b with the same session: no new login, the alarm
         # is there, and taking it there stops its escalation
         where, page = phone.alarms_page(b)
