@@ -203,6 +203,14 @@ class DeskStore:
         self._fence = fence
         self._on_fenced = on_fenced
 
+    def forget_site(self, site: str) -> int:
+        """The HA profile: drop the queued alarm and log rows of a site another hub holds now (its rows are that hub's
+        to write; written later under a token this hub held again, they would pass the fence). Returns how many."""
+        kept = deque(row for row in self._queue if _site_of(row) != site)
+        dropped = len(self._queue) - len(kept)
+        self._queue = kept
+        return dropped
+
     @property
     def backlog(self) -> int:
         """Writes waiting for the database: queued in memory and journaled on disk (in batches)."""
@@ -377,8 +385,8 @@ class DeskStore:
 
     def _fenced(self, row: Row) -> None:
         """A row of a site this hub no longer holds: not written, not set aside (the site's owner has its own)."""
-        kind, values = row
-        site = values[5] if kind == "alarm" else (values[7] if len(values) > 7 else None)
+        kind, _ = row
+        site = _site_of(row)
         logger.warning("desk row fenced kind=%s site=%s: another hub holds the site; dropped", kind, site)
         if self._on_fenced is not None and site is not None:
             self._on_fenced(str(site), kind)
@@ -428,6 +436,16 @@ class DeskStore:
 
 
 def _no_fence(site: str) -> int | None:
+    return None
+
+
+def _site_of(row: Row) -> str | None:
+    """The site of a queued alarm or log row (None for the others, and for log rows journaled without it)."""
+    kind, values = row
+    if kind == "alarm":
+        return str(values[5])
+    if kind == "log" and len(values) > 7:
+        return str(values[7])
     return None
 
 

@@ -97,6 +97,7 @@ class SiteKeeping:
         gate = self.gates.new(snapshot.get("gate") if snapshot else None)
         desk = self.desk
         desk.machine.forget_site(site)  # anything left from an earlier time this hub held it
+        desk.store.forget_site(site)
         restored = 0
         for row in rows:
             alarm = alarm_from_row(row)
@@ -135,8 +136,11 @@ class SiteKeeping:
         self.engines.remove(site)
         self.gates.gates.pop(site, None)
         gone = self.desk.machine.forget_site(site)
-        if gone:
-            logger.info("ha: site dropped site=%s open_alarms_forgotten=%s", site, len(gone))
+        unwritten = self.desk.store.forget_site(site)
+        if gone or unwritten:
+            logger.info(
+                "ha: site dropped site=%s open_alarms_forgotten=%s rows_unwritten=%s", site, len(gone), unwritten
+            )
 
     def snapshot(self, site: str) -> bytes | None:
         """One owned site's snapshot for the database (taken on the loop)."""

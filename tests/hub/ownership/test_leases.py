@@ -166,3 +166,35 @@ async def test_a_site_no_hub_holds_is_raised_as_supervision_lost_by_one_hub(
         await a.keeper.round()
         await b.keeper.round()
     assert sorted(a.unowned + b.unowned) == [s3], "raised once, by one hub, for the site nobody holds"
+
+
+async def test_rows_queued_before_a_site_was_lost_are_not_written_when_it_is_taken_again(
+    db: Database, metrics: Metrics, spawner: Spawner, unique: str
+) -> None:
+    """Hub a queued a row of site 1, lost the site to b, and took it again (b died) under a new token: the old row is
+    not written under the new token (it was decided before b's time, which it would overwrite)."""
+    s1 = f"a{unique}"
+    store = DeskStore(db)
+    a = Hub(db, metrics, spawner, [s1], hub_id="a", prefer=[s1])
+    b = Hub(db, metrics, spawner, [s1], hub_id="b", prefer=[s1])
+    a.keeper._drop = lambda site: (a.dropped.append(site), store.forget_site(site))  # as takeover.SiteKeeping.drop
+    store.fence_with(a.keeper.fence, lambda site, kind: None)
+    await a.keeper.round()
+    assert a.holds() == {s1: 1}
+    store.save(alarm(s1, f"old{unique}"), "rule", "raised", "", datetime.now(UTC))  # the database is slow: queued
+
+    async def expire() -> None:
+        async with db.acquire() as conn:
+            await conn.execute("UPDATE site_leases SET expires_at = now() - interval '1 second' WHERE site = $1", s1)
+
+    await expire()
+    await b.keeper.round()
+    assert b.holds() == {s1: 2}
+    await a.keeper.round()
+    assert a.dropped == [s1]
+    await expire()  # b dies
+    await a.keeper.round()
+    assert a.holds() == {s1: 3}
+    await store.write_remaining(5.0)
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM desk_alarms WHERE id = $1", f"old{unique}") == 0
