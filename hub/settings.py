@@ -586,6 +586,9 @@ class HaSettings(_Section):
         if self.renew_s * 2 > self.lease_s:
             msg = "ha.renew_s must be at most half of ha.lease_s (a lease must survive one failed renewal)"
             raise ValueError(msg)
+        if self.sites != "any" and not set(self.prefer) <= set(self.sites):
+            msg = "ha.prefer names a site that ha.sites does not let this hub own"
+            raise ValueError(msg)
         return self
 
 
@@ -612,6 +615,13 @@ class Settings(BaseSettings):
     checkins: CheckinSettings = Field(default_factory=CheckinSettings)
     ha: HaSettings = Field(default_factory=HaSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+
+    @model_validator(mode="after")
+    def _ha_on_the_wall_clock(self) -> Settings:
+        if self.ha.enabled and self.clock.mode != "wall":
+            msg = "ha.enabled needs clock.mode = wall (a simulation runs on one hub)"
+            raise ValueError(msg)
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -451,8 +451,16 @@ def test_a_hub_that_wakes_after_losing_its_site_writes_and_publishes_nothing_for
         stored = {r["id"] for r in query(pg.dsn, "SELECT id FROM desk_alarms WHERE site = $1", s1)}
         phantoms = {body["id"] for _, body in after_wake} - stored
         assert phantoms == set(), f"alarms published after the wake-up that the site's owner never had: {phantoms}"
+        # a planned stop (SIGTERM) of hub b lets its leases go: hub a takes both sites at its next round, well
+        # inside a lease
+        stopping = time.monotonic()
+        b.stop()
+        wait_for("hub a holds both sites", lambda: owner(pg, s1) == ("a", 3) and owner(pg, pair.s2) == ("a", 2), 30)
+        handed_over_s = time.monotonic() - stopping
+        assert handed_over_s < LEASE_S + RENEW_S
         print(
             f"\nHA fencing figures: stop -> site taken by hub b {(taken - stopped_at).total_seconds():.2f} s;"
+            f" SIGTERM of hub b -> both sites on hub a {handed_over_s:.2f} s (the hub's stop included);"
             f" press at the wake-up -> one alarm, published once; rows of hub a after the wake-up: 0;"
             f" hub a log: {[ln[24:] for ln in a.log.splitlines() if 'ha:' in ln and ('lost' in ln or 'stood' in ln)]}"
             f" (pressed {pressed:%H:%M:%S.%f})"
