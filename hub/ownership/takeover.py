@@ -136,6 +136,8 @@ class SiteKeeping:
         self.engines.remove(site)
         self.gates.gates.pop(site, None)
         gone = self.desk.machine.forget_site(site)
+        for alarm in gone:
+            self.desk.fanout.count_open(alarm, here=False)
         unwritten = self.desk.store.forget_site(site)
         if gone or unwritten:
             logger.info(

@@ -422,6 +422,9 @@ def test_a_hub_that_wakes_after_losing_its_site_writes_and_publishes_nothing_for
         a.resume()  # SIGCONT, and at once a press: the woken hub must not take it as its own
         pressed = buttons.press(1)
         wait_for("hub a learns it lost site 1", lambda: f"ha: site lost site={s1}" in a.log, 30)
+        # its open-alarm gauges no longer count site 1's alarms (hub b counts them now)
+        assert a.metric("vaka_alarms_open", 'category="care",state="raised"') == 0.0
+        assert (b.metric("vaka_alarms_open", 'category="care",state="raised"') or 0) >= 1
         wait_for("the press is an alarm", lambda: len(button_alarms(pg, s1)) == 2, 30)
         wait_for(
             "hub b escalates after the wake-up",
