@@ -42,7 +42,7 @@ from hub.store.db import Database
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
 from hub.store.staff import create_staff
-from tests.hub.test_durability import HubProcess, Ledger, assert_ledger_stored_once
+from tests.hub.test_durability import Broker, HubProcess, Ledger, assert_ledger_stored_once
 from tests.hub.test_ha_cluster import logged_at
 from tests.services import PrivateMosquitto, PrivatePostgres
 
@@ -122,10 +122,10 @@ def wait_for(what: str, check: object, timeout_s: float = 60.0) -> None:
 class Buttons:
     """Alarm buttons of a site on one MQTT connection; each press is one resident's, pressed once."""
 
-    def __init__(self, broker: PrivateMosquitto, site: str) -> None:
+    def __init__(self, broker: Broker, site: str, protocol: int = paho.MQTTv5) -> None:
         self.site = site
         self.pressed: dict[int, datetime] = {}
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"buttons-{site}", protocol=paho.MQTTv5)
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"buttons-{site}", protocol=protocol)
         self._client.connect(broker.host, broker.port)
         self._client.loop_start()
 
@@ -217,7 +217,7 @@ class Pair:
 
 
 def ha_hub(
-    pg: PrivatePostgres, broker: PrivateMosquitto, tmp: Path, name: str, prefer: str, *, only_its_own: bool = False
+    pg: PrivatePostgres, broker: Broker, tmp: Path, name: str, prefer: str, *, only_its_own: bool = False
 ) -> HubProcess:
     (tmp / name).mkdir()
     hub = HubProcess(pg, broker, tmp / name, f"hub-{name}")
