@@ -108,7 +108,7 @@ test: services venv lint typecheck
 # The high-availability tier (docs/ha.md): vaka serve on a 3-node RabbitMQ cluster, nodes killed under load; two
 # hubs sharing sites by lease, the owner killed, stopped past its lease, the database away.
 test-ha: venv
-	$(BIN)/pytest -q -s tests/hub/test_ha_cluster.py tests/hub/test_ha_takeover.py
+	$(BIN)/pytest -q -s tests/hub/test_ha_cluster.py tests/hub/test_ha_takeover.py tests/hub/test_ha_takeover_cluster.py
 
 # everything `make run` and `make venv` made, the demo database included
 clean:
