@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import paho.mqtt.client as paho
 import pytest
@@ -175,7 +176,12 @@ class StaffPhone:
     """A staff member's browser: one cookie jar, whichever hub answers (the hubs share one public address)."""
 
     def __init__(self) -> None:
-        self._opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.cookies = http.cookiejar.CookieJar()
+        self._opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
+
+    @property
+    def session(self) -> str:
+        return next(c.value for c in self.cookies if c.name == "vaka_session" and c.value is not None)
 
     def _open(self, url: str, form: dict[str, str] | None = None) -> tuple[int, str, str]:
         data = urllib.parse.urlencode(form).encode() if form is not None else None
@@ -204,6 +210,59 @@ class StaffPhone:
     def accept(self, hub: HubProcess, alarm_id: str, csrf: str) -> int:
         status, _, _ = self._open(f"http://127.0.0.1:{hub.http_port}/staff/alarms/{alarm_id}/accept", {"csrf": csrf})
         return status
+
+
+class PageSocket:
+    """A staff page's live connection (its WebSocket) to one hub: every message with the monotonic time it came."""
+
+    def __init__(self, hub: HubProcess, session: str) -> None:
+        self.messages: list[tuple[float, dict[str, object]]] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._read(hub, session),))
+        self._thread.start()
+        assert self._ready.wait(10), "the page could not connect"
+
+    async def _read(self, hub: HubProcess, session: str) -> None:
+        self._stop = asyncio.Event()
+        headers = {"Origin": PUBLIC_URL, "Cookie": f"vaka_session={session}"}
+        url = f"ws://127.0.0.1:{hub.http_port}/staff/ws"
+        async with aiohttp.ClientSession(headers=headers) as client, client.ws_connect(url) as ws:
+            self._ready.set()
+            stop = asyncio.ensure_future(self._stop.wait())
+            while not stop.done():
+                receive = asyncio.ensure_future(ws.receive())
+                await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not receive.done():
+                    receive.cancel()
+                    break
+                msg = receive.result()
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    break
+                data = json.loads(msg.data)
+                with self._lock:
+                    self.messages.append((time.monotonic(), data))
+                if data.get("type") == "alarm":  # the page's receipt, as the real page sends it
+                    await ws.send_str(json.dumps({"type": "receipt", "nid": data["nid"]}))
+            stop.cancel()
+
+    def first(self, alarm_id: str) -> float | None:
+        """When the page first got this alarm (pushed as a change, or in the snapshot at connect)."""
+        with self._lock:
+            for at, data in self.messages:
+                if data.get("type") == "alarm" and data["alarm"]["id"] == alarm_id:  # type: ignore[index]
+                    return at
+                if data.get("type") == "snapshot" and any(a["id"] == alarm_id for a in data["alarms"]):  # type: ignore[attr-defined]
+                    return at
+        return None
+
+    def close(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
+        self._loop.close()
 
 
 @dataclass
@@ -316,6 +375,7 @@ def test_the_hub_owning_a_site_killed_under_load_loses_nothing_and_the_other_hub
     pg, broker, a, b, s1 = pair.pg, pair.broker, pair.a, pair.b, pair.s1
     buttons = Buttons(broker, s1)
     ledger = Ledger(broker, s1)
+    live: PageSocket | None = None
     try:
         buttons.press(0)  # before the fault: open, ringing and escalating on hub a
         wait_for("the first press is an alarm", lambda: len(button_alarms(pg, s1)) == 1, 30)
@@ -326,6 +386,7 @@ def test_the_hub_owning_a_site_killed_under_load_loses_nothing_and_the_other_hub
         phone = StaffPhone()
         phone.log_in(a, "anna")
         assert first_id in phone.alarms_page(a)[1]
+        live = PageSocket(b, phone.session)  # anna's page already open on hub b, which does not hold site 1 yet
 
         load_started = time.monotonic()
         load = threading.Thread(target=ledger.publish, args=(0, TOTAL, RATE_PER_S), name="ledger", daemon=True)
@@ -335,10 +396,12 @@ def test_the_hub_owning_a_site_killed_under_load_loses_nothing_and_the_other_hub
         killed_at = datetime.now(UTC)
         a.kill()
         during = buttons.press(1)  # nobody owns site 1 until hub b takes it
+        during_mono = time.monotonic()
         wait_for("hub b holds site 1", lambda: owner(pg, s1) == ("b", 2), 60)
         taken = wait_logged(b, rf"ha: site taken site={s1} ", killed_at)
         raised_during = wait_logged(b, rf"ALARM id=\S+ state=raised .* site={s1} rule=alarm_button", during)
         after = buttons.press(2)
+        after_mono = time.monotonic()
         wait_for("the press after the takeover is an alarm", lambda: len(button_alarms(pg, s1)) == 3, 30)
         raised_after = wait_logged(b, rf"ALARM id=\S+ state=raised .* site={s1} rule=alarm_button", after)
         # the alarm open before the kill goes on escalating, now from hub b under its token
@@ -347,6 +410,12 @@ def test_the_hub_owning_a_site_killed_under_load_loses_nothing_and_the_other_hub
             lambda: sum(1 for at, fence in escalations(pg, first_id) if at > killed_at and fence == 2) >= 2,
             30,
         )
+        second_id = next(ids[0] for key, ids in button_alarms(pg, s1).items() if key.endswith("-r1"))
+        wait_for("the page on hub b shows both alarms", lambda: live.first(first_id) and live.first(second_id), 30)
+        to_page_s = live.first(second_id) - during_mono  # type: ignore[operator]
+        third_id = next(ids[0] for key, ids in button_alarms(pg, s1).items() if key.endswith("-r2"))
+        wait_for("the page shows the press after", lambda: live.first(third_id), 30)
+        after_to_page_s = live.first(third_id) - after_mono  # type: ignore[operator]
         assert held_sites(a) is None
         assert held_sites(b) == (200, sorted([s1, pair.s2]))
         # anna's phone, logged in on hub a, gets the page from hub b with the same session: no new login, the alarm
@@ -388,13 +457,16 @@ def test_the_hub_owning_a_site_killed_under_load_loses_nothing_and_the_other_hub
             f" press after -> alarm {(raised_after - after).total_seconds():.3f} s;"
             f" acknowledged {len(ledger.acked)}/{TOTAL}, lost 0; devices' longest wait for a PUBACK {stall_s:.2f} s;"
             f" stored twice by the two hubs (dropped by the key) {b.metric('vaka_events_duplicate_total')};"
-            f" restore: {restore.group(1)}"
+            f" restore: {restore.group(1)}; press during the gap -> on the page open on hub b {to_page_s:.2f} s,"
+            f" the press after {after_to_page_s:.3f} s"
         )
         assert (taken - killed_at).total_seconds() < TAKEOVER_BOUND_S
         assert (raised_during - during).total_seconds() < TAKEOVER_BOUND_S
     finally:
         ledger.close()
         buttons.close()
+        if live is not None:
+            live.close()
 
 
 def test_a_hub_that_wakes_after_losing_its_site_writes_and_publishes_nothing_for_it(pair: Pair) -> None:
