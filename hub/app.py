@@ -30,7 +30,8 @@ from alarms.rules import default_pack_path, load_rules
 from hub.checkins.gateway import HttpCameraGateway
 from hub.checkins.service import CheckinService
 from hub.checkins.service import run_loop as checkins_loop
-from hub.desk.lane import TICK_S, Desk
+from hub.desk.build import build_desk
+from hub.desk.lane import TICK_S
 from hub.devices.inventory import build_directory, devices_by_id
 from hub.intake import paho_speed
 from hub.intake.ingest import Ingest
@@ -40,7 +41,7 @@ from hub.model import EARLIEST_EVENT, Site, VakaError
 from hub.ownership.profile import HaProfile
 from hub.recovery import replay, snapshots
 from hub.runtime import heap
-from hub.runtime.clock import CLOCK_TOPIC, Clock, SimulatedClock, WallClock
+from hub.runtime.clock import Clock, SimulatedClock, WallClock
 from hub.runtime.heap import GcPauses
 from hub.runtime.tasks import Spawner
 from hub.scaip.receiver import ScaipReceiver
@@ -58,11 +59,13 @@ from hub.supervision.canary import TOPIC as CANARY_TOPIC
 from hub.supervision.canary import Canary
 from hub.supervision.devices import Sight, SupervisedEngine
 from hub.supervision.gauges import ops_gauges_loop
+from hub.supervision.hub_status import HubStatus
 from hub.web import create_app
 from hub.web.degraded import DEGRADED
 from hub.web.ops import Readiness
 from hub.web.relatives import setup_relatives
 from hub.web.staff import setup_staff
+from hub.web.staff.sessions import SessionStore
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -129,7 +132,7 @@ class Hub:
         paho_speed.install()  # lean MQTT 5 properties in paho's packet parser, or stock paho with a warning
         s.spool.directory.mkdir(parents=True, exist_ok=True)
         # first in, last out: every component hands its background tasks to it, and has stopped them before it closes
-        self.spawner = Spawner(self.metrics)
+        self.spawner = Spawner(self.metrics, on_failure=self._task_failed)
         stack.push_async_callback(self.spawner.aclose)
 
         stack.callback(GcPauses(self.metrics).close)
@@ -205,6 +208,11 @@ class Hub:
         else:
             stack.callback(self._save_snapshot_at_exit)
 
+        # --- issue 25: the hub's retained status per site, with its Last Will (hub/supervision/hub_status.py)
+        self.hub_status = HubStatus(s.mqtt, self.metrics, self.spawner, lambda: datetime.now(UTC))
+        stack.push_async_callback(self.hub_status.aclose)
+        self.hub_status.set_sites(self._status_sites())
+        # ---
         # the canary speaks as a device of its own (the hub's connections do not hear their own publishes)
         self.canary_conn = MqttConnection(
             s.mqtt,
@@ -217,7 +225,7 @@ class Hub:
         )
         self.canary = Canary(
             self.canary_conn.publish,
-            lambda decision: self.desk.apply(decision),
+            lambda decision: self.desk.lane.apply(decision),
             self.metrics,
             lambda: [site.id for site in self._sites],
             interval_s=s.reliability.canary_interval_s,
@@ -235,7 +243,14 @@ class Hub:
             spawner=self.spawner,
             session_marker=s.spool.directory / f"{s.mqtt.client_id}.session",
         )
-        self.desk = Desk(
+        self.sessions = SessionStore(
+            self.db,
+            s.http.session_idle_s,
+            spawner=self.spawner,
+            local_path=s.spool.directory / "staff_sessions.msgpack",
+        )
+        sessions = self.sessions
+        self.desk = build_desk(
             s,
             self.db,
             self.metrics,
@@ -256,14 +271,17 @@ class Hub:
             # the HA profile keeps nothing the next owner could not read: no journal, no local copy
             journal_dir=s.spool.directory / "desk-journal" if self.ha is None else None,
             local_dir=s.spool.directory if self.ha is None else None,
+            session_alive=lambda key: sessions.live(key) is not None,  # a page whose session ended gets nothing
+            acts_for=self.ha.keeper.acts_for if self.ha is not None else None,
+            fence=self.ha.keeper.fence if self.ha is not None else None,
+            on_fenced=self.ha.keeper.fenced_row if self.ha is not None else None,
         )
         if self.ha is not None:
-            self.ha.attach(self.desk, flush_store=self.writer.flush)
+            self.ha.attach(self.desk.lane, flush_store=self.writer.flush)
             stack.push_async_callback(self.ha.leave)  # after the desk wrote what it owed
         stack.push_async_callback(self.desk.aclose)  # after the loops stop, before the database closes
-        self.spawner.on_failure = self.desk.background_task_failed  # a failed task: a technical alarm for operations
         for what, exc in self._local_faults:  # writes refused before the desk existed (a full disk at start)
-            self.desk.local_write_failed(what, exc)
+            self.desk.lane.local_write_failed(what, exc)
         self._local_faults.clear()
         gateway = (
             HttpCameraGateway(
@@ -281,23 +299,23 @@ class Hub:
             gateway,
             overdue_after_s=s.checkins.overdue_after_s,
             night_end=s.desk.night_end,
+            owns=self.ha.keeper.acts_for if self.ha is not None else None,
         )
         if self.ha is None:
-            await self.desk.restore(self._sites)  # with the database away it starts empty, restores once it answers
+            await self.desk.restorer.restore(self._sites)  # with the database away it starts empty, restores later
         else:  # each site's open alarms come back when its lease is taken (hub/ownership/takeover.py)
-            self.checkins.owns = self.ha.keeper.acts_for
             await self._ha_staff()
         if snapshot is not None and "replay_from" in snapshot:
             await self._recover(datetime.fromtimestamp(float(snapshot["replay_from"]), UTC))
         self._reconcile()
         # durable before the new snapshot says "replay from now", and before the hub takes events
-        await self.desk.settle_recovery()
+        await self.desk.restorer.settle_recovery()
         if s.clock.mode == "wall" and self.ha is None:
             await self._write_local("engine_snapshot", snapshots.save_local, s.spool.directory, self._encode_snapshot())
         self.ingest = Ingest(
             self.metrics,
             self.writer,
-            alarm_lane=self.desk.feed if self.ha is None else self.ha.feed,
+            alarm_lane=self.desk.lane.feed if self.ha is None else self.ha.feed,
             routes=s.mqtt.routes,
             now=self._simulation_reference_time if s.clock.mode == "simulated" else None,
             max_future_skew_s=s.reliability.max_future_skew_s if s.clock.mode == "wall" else None,
@@ -326,7 +344,7 @@ class Hub:
             self._canaries.append(
                 Canary(
                     self.canary_conn.publish,
-                    lambda decision: self.desk.apply(decision),
+                    lambda decision: self.desk.lane.apply(decision),
                     self.metrics,
                     lambda: [site.id for site in self._sites],
                     interval_s=s.reliability.canary_interval_s,
@@ -351,6 +369,7 @@ class Hub:
         setup_staff(
             app,
             desk=self.desk,
+            sessions=self.sessions,
             db=self.db,
             settings=s,
             metrics=self.metrics,
@@ -397,7 +416,7 @@ class Hub:
                 name="vaka.followup",
             )
         )
-        gauges = ops_gauges_loop(self.metrics, self.desk.open_alarms, lambda: self._sites, self.clock.now)
+        gauges = ops_gauges_loop(self.metrics, self.desk.machine.open_alarms, lambda: self._sites, self.clock.now)
         tasks.append(group.create_task(gauges, name="vaka.ops_gauges"))
         for conn in connections:
             tasks.append(group.create_task(conn.run_loop(), name=f"vaka.mqtt.{conn.name}"))
@@ -425,7 +444,7 @@ class Hub:
         if stored is None or history is None:
             logger.warning("recovery: database away, replaying the spool only (%s events)", len(spooled))
         events = replay.merge(stored or [], spooled)
-        desk = replay.DeskView(apply=self.desk.apply, open_alarm=self._desk_open_alarm)
+        desk = replay.DeskView(apply=self.desk.lane.apply, open_alarm=self._desk_open_alarm)
         closed_since = history.closed_since if history is not None else (lambda key, at: None)
         report = replay.replay(self.gate, self.engine, events, self.clock.now(), desk, closed_since)
         self.metrics.events_replayed.inc(report.replayed)
@@ -440,18 +459,18 @@ class Hub:
 
     def _reconcile(self) -> None:
         """The engine and the desk agree by key on what is open (issue 22.5; alarms/engine.py `reconcile`)."""
-        decisions = self.engine.reconcile(self.desk.open_alarms(), self.clock.now())
+        decisions = self.engine.reconcile(self.desk.machine.open_alarms(), self.clock.now())
         for decision in decisions:
-            self.desk.apply(decision)
+            self.desk.lane.apply(decision)
         logger.info(
             "engine and desk reconciled: open at the desk=%s cleared now=%s",
-            len(self.desk.open_alarms()),
+            len(self.desk.machine.open_alarms()),
             len(decisions),
         )
 
     def _desk_open_alarm(self, key: str) -> tuple[datetime, datetime] | None:
         """When the desk's open alarm of this key was raised and last changed; None when it holds none."""
-        alarm = self.desk.get_open_by_key(key)
+        alarm = self.desk.machine.get_open_by_key(key)
         return None if alarm is None else (alarm.raised_at, alarm.updated_at)
 
     def _export_counts(self) -> None:
@@ -479,10 +498,9 @@ class Hub:
         if msg.topic == CANARY_TOPIC:
             # through the subscription, the native parser, the gate, the engine and the desk; not stored: the
             # events table holds what devices said, and every hub on a shared broker hears every canary
-            self.canary.on_message(msg, self.desk.feed)
+            self.canary.on_message(msg, self.desk.lane.feed)
             return
-        if msg.topic == CLOCK_TOPIC:
-            assert isinstance(self.clock, SimulatedClock)
+        if isinstance(self.clock, SimulatedClock) and msg.topic == self.settings.clock.topic:
             msg.ack()
             if msg.retain:
                 return  # left by an earlier simulation: its time says nothing about the one now running
@@ -496,7 +514,7 @@ class Hub:
     def _on_telemetry_message(self, msg: Message) -> None:
         if msg.topic == CANARY_TELEMETRY_TOPIC and len(self._canaries) > 1:
             # read, parsed, through the alarm lane and into the store: the round trip ends at the ack (hub/supervision/canary.py)
-            self._canaries[1].on_message(msg, self.desk.feed, self.writer.submit)
+            self._canaries[1].on_message(msg, self.desk.lane.feed, self.writer.submit)
             return
         self.ingest.handle(msg)
 
@@ -514,7 +532,7 @@ class Hub:
             filters.append(TELEMETRY_FILTER)
         filters.extend(route.topic_filter for route in self.settings.mqtt.routes)
         if self.settings.clock.mode == "simulated":
-            filters.append(CLOCK_TOPIC)
+            filters.append(self.settings.clock.topic)
         return filters
 
     # --- housekeeping: inventory, snapshots, partitions -------------------------------------------------------------
@@ -530,10 +548,16 @@ class Hub:
     def _local_write_failed(self, what: str, exc: OSError) -> None:
         logger.error("local state not written what=%s: %s; the hub goes on", what, exc)
         if hasattr(self, "desk"):
-            self.desk.local_write_failed(what, exc)
+            self.desk.lane.local_write_failed(what, exc)
         else:
             self.metrics.local_write_failures.labels(what).inc()
             self._local_faults.append((what, exc))
+
+    def _task_failed(self, task: str) -> None:
+        """A background task failed (the spawner logged and counted it): a technical alarm for operations once the
+        desk exists (a task cannot fail before the spawner has started one for the desk's parts)."""
+        if hasattr(self, "desk"):
+            self.desk.lane.background_task_failed(task)
 
     def _save_snapshot_at_exit(self) -> None:
         try:
@@ -619,7 +643,8 @@ class Hub:
             return
         self._inventory_version = version
         self._sites = sites
-        self.desk.set_sites(sites)
+        self.desk.restorer.set_sites(sites)
+        self.hub_status.set_sites(self._status_sites())  # issue 25
         await self._write_local("inventory", snapshots.save_inventory, self.settings.spool.directory, sites)
         profiles = await self._db_call(rule_profiles, default=None)
         if profiles is not None:
@@ -662,6 +687,12 @@ class Hub:
             return
         logger.info("rule profiles applied residents=%s", len(profiles))
 
+    def _status_sites(self) -> list[str]:
+        """The sites whose retained hub status this hub publishes: every site; none in the HA profile, where a dead
+        hub's Last Will ("offline") would overwrite the new owner's word, and a hub losing a site would say offline
+        for it (docs/ha.md: the outside watch speaks for the hubs there)."""
+        return [site.id for site in self._sites] if self.ha is None else []
+
     def _set_directory(self) -> None:
         """The inventory or the profiles changed: the engine (HA: each owned site's) gets them."""
         if self.ha is not None:
@@ -671,9 +702,9 @@ class Hub:
 
     async def _ha_staff(self) -> None:
         """The HA profile's start: the inventory and the staff for the desk, no open alarms yet."""
-        self.desk.set_sites(self._sites)
+        self.desk.restorer.set_sites(self._sites)
         try:
-            await self.desk.refresh()
+            await self.desk.restorer.refresh()
         except Exception as exc:  # the desk's refresh loop tries again
             logger.warning("desk could not load the staff: %s", exc)
 

@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from hub.model import EventKind, VakaError
+from hub.model import TOPIC_ROOT, EventKind, VakaError
 
 
 class SettingsError(VakaError):
@@ -109,6 +109,11 @@ class MqttSettings(_Section):
     reconnect_min_s: float = Field(default=0.2, gt=0, description="first reconnect delay")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="longest reconnect delay (jittered)")
     telemetry_connection: bool = Field(default=True, description="a second connection for telemetry topics")
+    hub_status: bool = Field(
+        default=True,
+        description="publish the hub's retained vaka/v1/{site}/hub/status per site, offline as its Last Will "
+        "(a connection per site: hub/supervision/hub_status.py)",
+    )
     routes: list[AdapterRoute] = Field(default_factory=list, description="other vendor formats by topic filter")
 
     @model_validator(mode="after")
@@ -379,6 +384,13 @@ class ClockSettings(_Section):
         default="wall",
         description="wall in production; simulated follows `vaka/v1/_sim/clock` from `vaka simulate` (demo, bench)",
     )
+    topic: str = Field(
+        default=f"{TOPIC_ROOT}/_sim/clock",
+        min_length=1,
+        pattern=r"^[^#+]+$",
+        description="simulated mode: the simulation's clock topic (`vaka simulate --clock-topic`); a demo of its own "
+        "on a shared broker needs one of its own (the Makefile's: vaka/v1/_sim/SITE/clock)",
+    )
 
 
 class ScaipSettings(_Section):
@@ -394,7 +406,11 @@ class ScaipSettings(_Section):
     )
     site: str = Field(default="default", description="site the alarm units belong to")
     heartbeat_interval_s: int = Field(
-        default=300, ge=10, le=86400, description="heartbeat (PI) interval asked of every unit in each response"
+        default=300,
+        ge=60,
+        le=86400,
+        description="heartbeat (PI) interval asked in each response of a unit that takes one (hbo 001); SCAIP counts "
+        "it in whole minutes (hbi), so it is rounded up to one",
     )
     durable_timeout_s: float = Field(
         default=5.0, gt=0, le=60, description="longest wait for an event to be durable before answering `not treated`"

@@ -67,8 +67,9 @@ def db_settings(db_schema: str) -> DbSettings:
 
 @pytest.fixture
 def mqtt_settings(unique: str) -> MqttSettings:
-    """Broker settings with a client id of the test's own."""
-    return MqttSettings(host=MQTT_HOST, port=MQTT_PORT, client_id=f"vaka-test-{unique}")
+    """Broker settings with a client id of the test's own; no retained hub status left on the shared broker by every
+    test's hub (tests/hub/test_hub_status.py turns it on and clears it)."""
+    return MqttSettings(host=MQTT_HOST, port=MQTT_PORT, client_id=f"vaka-test-{unique}", hub_status=False)
 
 
 @pytest.fixture

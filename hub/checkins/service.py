@@ -79,10 +79,22 @@ class Publish(Protocol):
     def __call__(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None: ...
 
 
-class Desk(Protocol):
+class Lane(Protocol):
     def tick(self) -> datetime: ...
     def apply(self, decision: AlarmDecision) -> Any: ...
+
+
+class OpenAlarms(Protocol):
     def device_faults(self, site: str) -> set[str]: ...
+
+
+class Desk(Protocol):
+    """What the check-ins need of the desk (hub.desk.build.DeskParts): its lane and its open alarms."""
+
+    @property
+    def lane(self) -> Lane: ...
+    @property
+    def machine(self) -> OpenAlarms: ...
 
 
 class Pool(Protocol):
@@ -130,7 +142,8 @@ class CheckinService:
     """Creates due tasks on each tick and carries out the patrol's actions."""
 
     def __init__(self, db: Pool, desk: Desk, publish: Publish, clock: Clock, gateway: CameraGateway | None,
-                 *, overdue_after_s: float = 0.0, night_end: time = time(7, 0)) -> None:  # fmt: skip
+                 *, overdue_after_s: float = 0.0, night_end: time = time(7, 0),
+                 owns: Callable[[str], bool] | None = None) -> None:  # fmt: skip
         self.db = db
         self.desk = desk
         self.publish = publish
@@ -141,7 +154,7 @@ class CheckinService:
         # the pages' version of the task list: new with every hub start, moved on by every change a page shows
         # the HA profile (hub/ownership/): the sites this hub acts for; a task of another hub's site is that hub's to
         # create and to raise when overdue (marking it here would swallow its alarm)
-        self.owns: Callable[[str], bool] = lambda site: True
+        self.owns: Callable[[str], bool] = owns or (lambda site: True)
         self._epoch = secrets.token_hex(4)
         self._serial = 0
         self._change = asyncio.Event()
@@ -198,8 +211,8 @@ class CheckinService:
                 "JOIN sites s ON s.id = p.site ORDER BY p.resident_id"
             )  # fmt: skip
             rows = [row for row in rows if self.owns(row["site"])]
-            now = self.desk.tick()
-            down = {site: self.desk.device_faults(site) for site in {row["site"] for row in rows}}
+            now = self.desk.lane.tick()
+            down = {site: self.desk.machine.device_faults(site) for site in {row["site"] for row in rows}}
             changed: list[Task] = []
             changed += await self._close_away(conn, now)
             for row in rows:
@@ -226,7 +239,7 @@ class CheckinService:
                     continue
                 await conn.execute("UPDATE checkins SET overdue_alarmed = true WHERE id = $1", task.id)
                 await self._log(conn, task.id, now, "hub", "overdue", f"window closed {task.window_end.isoformat()}")
-                self.desk.apply(AlarmDecision(
+                self.desk.lane.apply(AlarmDecision(
                     action=DecisionAction.RAISE, key=f"{OVERDUE_RULE}:{task.id}", rule_id=OVERDUE_RULE,
                     category=AlarmCategory.CARE, severity=Severity.HIGH, site=task.site, at=now,
                     reason=f"{task.mode} check-in not done in its window", resident_id=task.resident_id,

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from alarms.instant import ABORT_REASON
 from hub.desk.alarm import Alarm
 from hub.desk.directory import DeskDirectory
 from hub.desk.machine import Change, ChangeKind
@@ -63,6 +64,7 @@ def alarm_view(alarm: Alarm, directory: DeskDirectory, now: datetime) -> dict[st
         ringing_since=alarm.ring_base.isoformat(),
         condition_ended_hm=local_hm(alarm.condition_ended_at, zone) if alarm.condition_ended_at else None,
         condition_note=alarm.condition_note,
+        gave_up=alarm.condition_note == ABORT_REASON,  # the unit gave up on Vaka: the card says so, not "ended"
         accepted_by_id=alarm.accepted_by_id,
         now=now.isoformat(),
     )

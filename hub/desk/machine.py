@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from alarms.instant import ABORT_REASON
 from hub.desk.alarm import NEXT_STATES, Alarm
 from hub.desk.directory import DeskDirectory
 from hub.desk.escalation import escalation_detail, escalation_step, next_escalation_at, policy_for
@@ -118,7 +119,9 @@ class DeskMachine:
         alarm.condition_ended_at = now
         alarm.condition_note = decision.reason
         alarm.updated_at = now
-        return [self._change(ChangeKind.CONDITION_ENDED, alarm, actor, "condition_ended", decision.reason, now)]
+        # the unit gave up on Vaka (SCAIP RE): nothing ended, and the log says so in its own word
+        action = "sender_gave_up" if decision.reason == ABORT_REASON else "condition_ended"
+        return [self._change(ChangeKind.CONDITION_ENDED, alarm, actor, action, decision.reason, now)]
 
     @staticmethod
     def _new_incident(alarm: Alarm) -> bool:
@@ -509,3 +512,7 @@ class DeskMachine:
     def open_for_site(self, site: str) -> Iterable[Alarm]:
         """Open alarms of a site."""
         return (a for a in self._alarms.values() if a.site == site)
+
+    def device_faults(self, site: str) -> set[str]:
+        """Devices of a site with an open technical alarm."""
+        return {a.device_id for a in self.open_for_site(site) if a.device_id and a.category is AlarmCategory.TECHNICAL}

@@ -37,6 +37,7 @@ RESERVED_IDS = frozenset({"hub", "alarms", "checkins", "_sim"})
 TELEMETRY_SUFFIX = "-telemetry"
 # `vaka vendor check`, `vaka site discover`: read-only, so they never take the hub's session (as hub.intake.mqtt.TOOL_LOGINS)
 TOOL_LOGINS = ("tools", "tools-snapshot")
+STATUS_SUFFIX = "-status-"  # the hub's status per site, as hub.supervision.hub_status.STATUS_SUFFIX
 CANARY_SUFFIX = (
     "-canary"  # the hub's self-test device (hub/supervision/canary.py): may publish its two topics, nothing else
 )
@@ -77,7 +78,8 @@ def accounts_for(inventory: Inventory, hub_user: str = "vaka-hub") -> list[Accou
 
     - the hub (two users: `hub_user` for events and `hub_user-telemetry`, like its two client ids): reads and
       publishes everything under `vaka/v1/`, reads the gateways' vendor topics; its canary (`hub_user-canary`)
-      publishes the canary's two topics;
+      publishes the canary's two topics; its status per site (`hub_user-status-{site}`, hub/supervision/hub_status.py) publishes
+      that site's retained `vaka/v1/{site}/hub/status` (and its Last Will there), nothing else;
     - the hub's tools (`hub_user-tools`, `hub_user-tools-snapshot`, same password: `vaka vendor check`, `vaka site discover`): read only, with
       a client id of their own, so running one never takes over the hub's session;
     - a native device: publishes and reads only under `vaka/v1/{site}/{device_id}/`;
@@ -102,6 +104,10 @@ def accounts_for(inventory: Inventory, hub_user: str = "vaka-hub") -> list[Accou
         ),
         *(Account(f"{hub_user}-{login}", "tools", tools_acl) for login in TOOL_LOGINS),
         Account(hub_user + MONITOR_SUFFIX, "monitor", ("topic read $SYS/#",)),
+        *(
+            Account(f"{hub_user}{STATUS_SUFFIX}{site.id}", "hub", (f"topic write {TOPIC_ROOT}/{site.id}/hub/status",))
+            for site in inventory.sites
+        ),
     ]
     site_ids = {site.id for site in inventory.sites}
     for site in inventory.sites:

@@ -146,6 +146,7 @@ class MqttConnection:
         will: tuple[str, bytes] | None = None,
         session_marker: Path | None = None,
         max_unacked: int | None = None,
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self._spawner = spawner
@@ -158,6 +159,8 @@ class MqttConnection:
         self._subscriptions = list(subscriptions)
         self._on_message = on_message
         self._session_marker = session_marker
+        self._will = will  # also published on a clean shutdown: a DISCONNECT without error makes the broker drop it
+        self._on_connected = on_connected  # called at every CONNACK (the hub's status says online again)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()  # CONNACK received: the session is ours, acks may flow
         self._ready = asyncio.Event()  # and subscribed (at the SUBACK, or at once when the session kept them)
@@ -309,6 +312,8 @@ class MqttConnection:
     def _shutdown(self) -> None:
         self._stopping = True
         if self._client.socket() is not None:
+            if self._will is not None and self._connected.is_set():
+                self._client.publish(self._will[0], self._will[1], qos=1, retain=True)
             self._client.disconnect()
             # give the DISCONNECT a chance to go out; then drop the socket
             self._client.loop_write()
@@ -372,6 +377,11 @@ class MqttConnection:
                 client.subscribe([(topic, 1) for topic in self._subscriptions])
         if flags.session_present or not self._subscriptions:
             self._ready.set()
+        if self._on_connected is not None:
+            try:
+                self._on_connected()
+            except Exception:  # one bad hook never stops the connection
+                logger.exception("mqtt %s: its on-connect hook failed", self.name)
 
     def _handle_subscribe(
         self,

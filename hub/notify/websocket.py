@@ -70,7 +70,14 @@ def _visible(entry: _Pending, staff: StaffMember) -> bool:
 class WebSocketHub:
     """Open staff pages and the messages they have not yet confirmed."""
 
-    def __init__(self, metrics: Metrics, *, spawner: Spawner) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        spawner: Spawner,
+        session_alive: Callable[[str], bool] | None = None,
+        clock_info: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self._metrics = metrics
         # the staff pages' series from the start: a dashboard reads 0 delivered, not "no data"
         metrics.notifications_delivered.labels(CHANNEL)
@@ -78,11 +85,11 @@ class WebSocketHub:
         self._clients: set[StaffClient] = set()
         self._pending: dict[int, dict[str, _Pending]] = {}
         # asked before every delivery: False when the page's session has ended (logout, expiry, revoked)
-        self.session_alive: Callable[[str], bool] | None = None
+        self.session_alive = session_alive
         self._closing: set[asyncio.Task[Any]] = set()
         # the hub's time for the page ({"now": iso, "rate": speed}): sent with snapshots and pings, so "how long ago"
         # follows the hub's clock (a simulation's too), not the phone's
-        self.clock_info: Callable[[], dict[str, Any]] | None = None
+        self.clock_info = clock_info
 
     @property
     def client_count(self) -> int:
@@ -246,6 +253,15 @@ class WebSocketHub:
             logger.info("staff page gone staff=%s reason=%s", client.staff.id, type(exc).__name__)
         finally:
             self.detach(client)
+
+    def clock_changed(self) -> None:
+        """The hub's clock changed its rate (a simulation ended, paused or sped up): every page gets the hub's time and
+        rate now, not at its next ping, so its ages and clock do not run on at the old rate for up to 10 s."""
+        if self.clock_info is None:
+            return
+        text = json.dumps({"type": "ping", **self.clock_info()}, separators=(",", ":"))
+        for client in list(self._clients):
+            self._send(client, text)
 
     def detach(self, client: StaffClient) -> None:
         """Forget a page that has closed."""

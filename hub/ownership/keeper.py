@@ -273,6 +273,10 @@ class Ownership:
         if site in self.held:
             self.lose(site, "the database refused its token")
 
+    def fenced_row(self, site: str, kind: str) -> None:
+        """As `fenced`, as the desk's store reports it (hub/desk/persistence.py `on_fenced`)."""
+        self.fenced(site)
+
     async def release(self) -> None:
         """On shutdown: the leases run out now, so the other hubs take the sites at their next round."""
         sites = sorted(self.held)

@@ -11,12 +11,13 @@ from aiohttp import web
 
 from alarms.directory import Directory
 from alarms.rules import RuleSet
-from hub.desk.lane import Clock, Desk
+from hub.desk.lane import Desk
 from hub.metrics import Metrics
 from hub.model import DecisionAction, Event, EventKind, hub_alarm
 from hub.ownership.engines import SiteEngines, SiteGates
 from hub.ownership.keeper import UNOWNED_RULE, Ownership
 from hub.ownership.takeover import SiteKeeping
+from hub.runtime.clock import Clock
 from hub.runtime.tasks import Spawner
 from hub.settings import Settings
 from hub.store.pool import Database
@@ -64,10 +65,9 @@ class HaProfile:
         )
 
     def attach(self, desk: Desk, flush_store: Callable[[], Awaitable[None]]) -> None:
-        """The desk acts only for the sites held, and writes each row with its site's fencing token."""
+        """The desk's lane, built with the keeper's `acts_for`, `fence` and `fenced_row` (hub/desk/build.py): a site
+        taken is restored into it, a site lost forgotten there."""
         self._desk = desk
-        desk.acts_for = self.keeper.acts_for
-        desk.store.fence_with(self.keeper.fence, lambda site, kind: self.keeper.fenced(site))
         self._keeping = SiteKeeping(
             self.db,
             desk,

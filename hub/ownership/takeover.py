@@ -26,12 +26,13 @@ import msgspec
 
 from alarms.engine import Engine
 from alarms.rules import RuleSet
-from hub.desk.lane import Clock, Desk
+from hub.desk.lane import Desk
 from hub.desk.persistence import alarm_from_row
 from hub.model import DecisionAction, hub_alarm
 from hub.ownership.engines import SiteEngines, SiteGates
 from hub.ownership.keeper import UNOWNED_RULE
 from hub.recovery import replay as recovery
+from hub.runtime.clock import Clock
 from hub.store.pool import Database
 
 logger = logging.getLogger(__name__)
@@ -110,10 +111,10 @@ class SiteKeeping:
         self.engines.add(site, engine)
         view = recovery.DeskView(apply=desk.apply, open_alarm=self._open_alarm)
         report = recovery.replay(gate, engine, events, self.clock.now(), view, history.closed_since)
-        held = [a for a in desk.open_alarms() if a.site == site]
+        held = list(desk.machine.open_for_site(site))
         for decision in self.engines.reconcile(site, held, self.clock.now()):
             desk.apply(decision)
-        if desk.has_open(f"{UNOWNED_RULE}:{site}"):
+        if desk.machine.has_open(f"{UNOWNED_RULE}:{site}"):
             reason = "a hub holds the site again"
             desk.apply(hub_alarm(DecisionAction.CLEAR, UNOWNED_RULE, site, self.clock.now(), reason))
         logger.info(
@@ -128,7 +129,7 @@ class SiteKeeping:
         )
 
     def _open_alarm(self, key: str) -> tuple[datetime, datetime] | None:
-        alarm = self.desk.get_open_by_key(key)
+        alarm = self.desk.machine.get_open_by_key(key)
         return None if alarm is None else (alarm.raised_at, alarm.updated_at)
 
     def drop(self, site: str) -> None:

@@ -34,6 +34,16 @@ class Clock(Protocol):
         ...
 
 
+def clock_rate(clock: Clock) -> float:
+    """How fast `clock` runs against the wall clock: 1 in production, a simulation's speed in a demo (0 until its
+    first message)."""
+    speed = getattr(clock, "speed", None)
+    if speed is None:
+        return 1.0
+    synced = getattr(clock, "synced", True)
+    return float(speed) if synced else 0.0
+
+
 class WallClock:
     """The real time: production's only clock."""
 

@@ -28,13 +28,15 @@ SHUTDOWN_S = 5.0
 class Spawner:
     """Starts, names, watches and finally stops the hub's background tasks; see the module docstring."""
 
-    def __init__(self, metrics: Metrics, *, shutdown_s: float = SHUTDOWN_S) -> None:
+    def __init__(
+        self, metrics: Metrics, *, shutdown_s: float = SHUTDOWN_S, on_failure: Callable[[str], None] | None = None
+    ) -> None:
         self._metrics = metrics
         self._shutdown_s = shutdown_s
         self._tasks: dict[asyncio.Task[Any], str] = {}  # task -> its name family (the metric's label)
         self._closed = False
-        # told the name family of each failed task (the desk raises a technical alarm for operations); set by the hub
-        self.on_failure: Callable[[str], None] | None = None
+        # told the name family of each failed task (the desk raises a technical alarm for operations)
+        self.on_failure = on_failure
 
     def spawn(self, coro: Coroutine[Any, Any, T], *, name: str, about: str | None = None) -> asyncio.Task[T]:
         """Run `coro` in the background as task `name`, a fixed family such as `vaka.store.write` (the metric's

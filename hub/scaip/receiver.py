@@ -10,8 +10,8 @@ Contract, in the order a request meets it:
 - A retransmission (same Call-ID, CSeq and Via branch) is answered from a cache with the very same response, and
   reaches neither the alarm lane nor the store again. A unit that sends the same alarm again as a new transaction
   (same `ref`) gets the first time it was seen as the event time, so it is stored once and rings no second time.
-- Heartbeats (mty PI) are device events like any other, so they feed supervision; each response asks the unit for
-  heartbeats every `heartbeat_interval_s` (`<hbi>`).
+- Heartbeats (mty PI) are device events like any other, so they feed supervision; each response to a unit that lets
+  the receiver set its interval (`hbo` 001) asks for heartbeats every `heartbeat_interval_s` (`<hbi>`, in minutes).
 - Only listed senders are heard (`scaip.senders`, hub/scaip/senders.py): a source address not on the list gets SIP
   403 and nothing else; a listed source speaks only for the site's inventory devices of vendor `scaip` named for it
   (any other `cid`, the reserved `hub` included, is refused with status 3 and kept as `unknown_device`), so an `RE`
@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from adapters._common import device_id_from_name
-from adapters.scaip import ScaipError, StatusNumber, events_for, read_request, response_body
+from adapters.scaip import ScaipError, StatusNumber, events_for, heartbeat_minutes, read_request, response_body
 from hub.metrics import Metrics
 from hub.model import Event, Site
 from hub.runtime.redact import mask_identity_numbers
@@ -285,7 +285,7 @@ class ScaipReceiver:
                 durable.set_result(None)
 
         self._ingest.accept(events, on_durable)
-        hbi = self._settings.heartbeat_interval_s
+        hbi = heartbeat_minutes(self._settings.heartbeat_interval_s) if scaip.adjusts_heartbeat else None
         try:
             async with asyncio.timeout(self._settings.durable_timeout_s):
                 await asyncio.shield(durable)
@@ -298,7 +298,7 @@ class ScaipReceiver:
             )
             return sip.response(request, 200, response_body(scaip.ref, StatusNumber.NOT_TREATED, "not stored yet"))
         self._metrics.scaip_requests.labels("ok").inc()
-        return sip.response(request, 200, response_body(scaip.ref, StatusNumber.OK, heartbeat_interval_s=hbi))
+        return sip.response(request, 200, response_body(scaip.ref, StatusNumber.OK, heartbeat_interval_min=hbi))
 
     async def _keep(self, peer: str, body: bytes, received_at: datetime, reason: str, detail: str) -> None:
         """Keep a refused request with its reason, and answer once that is durable (or the wait is over)."""

@@ -38,6 +38,7 @@ def test_wall_clock_is_the_default() -> None:
     assert abs(now - datetime.now(UTC)) < timedelta(seconds=1)
     assert isinstance(make_clock("simulated"), SimulatedClock)
     assert CLOCK_TOPIC == "vaka/v1/_sim/clock"
+    assert Settings().clock.topic == CLOCK_TOPIC  # the hub follows the simulator's default unless told otherwise
 
 
 def test_follows_a_clock_message_and_runs_at_its_speed() -> None:

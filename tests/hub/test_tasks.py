@@ -136,7 +136,7 @@ async def test_a_running_hub_owns_every_task_and_raises_a_failed_one_to_operatio
         assert "background task vaka.test.boom failed" in caplog.text
         async with http.get("/metrics") as resp:
             assert 'vaka_background_task_failures_total{task="vaka.test.boom"} 1.0' in await resp.text()
-        (alarm,) = [a for a in hub.desk.open_alarms() if a.rule_id == TASK_FAILURE_RULE]
+        (alarm,) = [a for a in hub.desk.machine.open_alarms() if a.rule_id == TASK_FAILURE_RULE]
         assert (alarm.site, alarm.category.value) == (unique, "technical")
         assert "vaka.test.boom" in alarm.reason
         assert not [t.get_name() for t in hub.loops if t.done()]  # the hub runs on

@@ -31,7 +31,7 @@ def _resident_of_my_units(request: web.Request) -> tuple[str, str, str]:
     if staff.role not in CONSENT_ROLES:
         raise forbidden(request, "error.consents_nurses")
     wanted = request.match_info["resident_id"]
-    for site, resident in ctx.desk.residents_for(staff):
+    for site, resident in ctx.desk.directory.residents_for(staff):
         if resident.id == wanted:
             return site.id, resident.id, resident.unit
     raise refusal(request, web.HTTPNotFound, "error.no_resident")

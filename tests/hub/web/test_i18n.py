@@ -152,6 +152,11 @@ def test_counts_take_the_languages_plural(lang: str, one: str, five: str) -> Non
     [
         ("alarm_button", "reset at the alarm unit", "återställt vid larmenheten"),
         ("fall", "reset at the alarm unit", "återställt vid larmenheten"),
+        (
+            "alarm_button",
+            "the alarm unit stopped waiting for Vaka and may have alerted another receiver",
+            "larmenheten slutade vänta på Vaka och kan ha larmat en annan mottagare",
+        ),
         ("water_leak", "the leak sensor is dry again", "läckagesensorn är torr igen"),
         ("smoke", "the smoke detector no longer senses smoke", "brandvarnaren känner inte längre rök"),
     ],
