@@ -247,7 +247,7 @@ class Hub:
             self.db,
             s.http.session_idle_s,
             spawner=self.spawner,
-            local_path=s.spool.directory / "staff_sessions.msgpack",
+            local_path=s.spool.directory / "staff_sessions.msgpack" if self.ha is None else None,
         )
         sessions = self.sessions
         self.desk = build_desk(
