@@ -198,11 +198,6 @@ class DeskStore:
         self._idle.set()
         self._draining = asyncio.Lock()
 
-    def fence_with(self, fence: Callable[[str], int | None], on_fenced: Callable[[str, str], None]) -> None:
-        """The HA profile: stamp each row with its site's fencing token; `on_fenced(site, kind)` when one is refused."""
-        self._fence = fence
-        self._on_fenced = on_fenced
-
     def forget_site(self, site: str) -> int:
         """The HA profile: drop the queued alarm and log rows of a site another hub holds now (its rows are that hub's
         to write; written later under a token this hub held again, they would pass the fence). Returns how many."""

@@ -96,8 +96,7 @@ async def test_each_site_has_one_owner_and_a_stale_owner_is_fenced(
 
     # a's rows of s1 carry its token and are written
     fenced: list[tuple[str, str]] = []
-    store = DeskStore(db)
-    store.fence_with(a.keeper.fence, lambda site, kind: fenced.append((site, kind)))
+    store = DeskStore(db, fence=a.keeper.fence, on_fenced=lambda site, kind: fenced.append((site, kind)))
     store.save(alarm(s1, f"x1{unique}"), "rule", "raised", "", datetime.now(UTC))
     await store.write_remaining(5.0)
     assert fenced == []
@@ -174,11 +173,10 @@ async def test_rows_queued_before_a_site_was_lost_are_not_written_when_it_is_tak
     """Hub a queued a row of site 1, lost the site to b, and took it again (b died) under a new token: the old row is
     not written under the new token (it was decided before b's time, which it would overwrite)."""
     s1 = f"a{unique}"
-    store = DeskStore(db)
     a = Hub(db, metrics, spawner, [s1], hub_id="a", prefer=[s1])
     b = Hub(db, metrics, spawner, [s1], hub_id="b", prefer=[s1])
+    store = DeskStore(db, fence=a.keeper.fence)
     a.keeper._drop = lambda site: (a.dropped.append(site), store.forget_site(site))  # as takeover.SiteKeeping.drop
-    store.fence_with(a.keeper.fence, lambda site, kind: None)
     await a.keeper.round()
     assert a.holds() == {s1: 1}
     store.save(alarm(s1, f"old{unique}"), "rule", "raised", "", datetime.now(UTC))  # the database is slow: queued
