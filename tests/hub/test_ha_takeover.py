@@ -395,13 +395,13 @@ def test_the_hub_owning_a_site_killed_under_load_loses_nothing_and_the_other_hub
 
         killed_at = datetime.now(UTC)
         a.kill()
-        during = buttons.press(1)  # nobody owns site 1 until hub b takes it
         during_mono = time.monotonic()
+        during = buttons.press(1)  # nobody owns site 1 until hub b takes it
         wait_for("hub b holds site 1", lambda: owner(pg, s1) == ("b", 2), 60)
         taken = wait_logged(b, rf"ha: site taken site={s1} ", killed_at)
         raised_during = wait_logged(b, rf"ALARM id=\S+ state=raised .* site={s1} rule=alarm_button", during)
-        after = buttons.press(2)
         after_mono = time.monotonic()
+        after = buttons.press(2)
         wait_for("the press after the takeover is an alarm", lambda: len(button_alarms(pg, s1)) == 3, 30)
         raised_after = wait_logged(b, rf"ALARM id=\S+ state=raised .* site={s1} rule=alarm_button", after)
         # the alarm open before the kill goes on escalating, now from hub b under its token
