@@ -322,7 +322,14 @@ class Hub:
         )
         self.ingest.set_devices(devices_by_id(self._sites))
         if s.scaip.enabled:  # social alarms over SIP: answered once their event is durable (hub/scaip/receiver.py)
-            self.scaip = ScaipReceiver(s.scaip, self.ingest, self.metrics, spawner=self.spawner, db=self.db)
+            self.scaip = ScaipReceiver(
+                s.scaip,
+                self.ingest,
+                self.metrics,
+                spawner=self.spawner,
+                db=self.db,
+                owns=self.ha.keeper.acts_for if self.ha is not None else None,
+            )
             self.scaip.set_sites(self._sites)
             await self.scaip.start()
             stack.push_async_callback(self.scaip.close)
