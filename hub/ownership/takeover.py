@@ -140,9 +140,14 @@ class SiteKeeping:
         for alarm in gone:
             self.desk.fanout.count_open(alarm, here=False)
         unwritten = self.desk.store.forget_site(site)
-        if gone or unwritten:
+        stopped = self.desk.dispatcher.cancel(alarm.id for alarm in gone)
+        if gone or unwritten or stopped:
             logger.info(
-                "ha: site dropped site=%s open_alarms_forgotten=%s rows_unwritten=%s", site, len(gone), unwritten
+                "ha: site dropped site=%s open_alarms_forgotten=%s rows_unwritten=%s deliveries_stopped=%s",
+                site,
+                len(gone),
+                unwritten,
+                stopped,
             )
 
     def snapshot(self, site: str) -> bytes | None:
