@@ -141,13 +141,16 @@ class SiteKeeping:
             self.desk.fanout.count_open(alarm, here=False)
         unwritten = self.desk.store.forget_site(site)
         stopped = self.desk.dispatcher.cancel(alarm.id for alarm in gone)
-        if gone or unwritten or stopped:
+        pages = self.desk.pages.site_moved(site, (alarm.id for alarm in gone))
+        if gone or unwritten or stopped or pages:
             logger.info(
-                "ha: site dropped site=%s open_alarms_forgotten=%s rows_unwritten=%s deliveries_stopped=%s",
+                "ha: site dropped site=%s open_alarms_forgotten=%s rows_unwritten=%s deliveries_stopped=%s"
+                " pages_closed=%s",
                 site,
                 len(gone),
                 unwritten,
                 stopped,
+                pages,
             )
 
     def snapshot(self, site: str) -> bytes | None:

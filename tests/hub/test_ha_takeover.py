@@ -217,6 +217,7 @@ class PageSocket:
 
     def __init__(self, hub: HubProcess, session: str) -> None:
         self.messages: list[tuple[float, dict[str, object]]] = []
+        self.close_code: int | None = None  # the hub closed the page's WebSocket with this code
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -240,6 +241,7 @@ class PageSocket:
                     break
                 msg = receive.result()
                 if msg.type is not aiohttp.WSMsgType.TEXT:
+                    self.close_code = ws.close_code
                     break
                 data = json.loads(msg.data)
                 with self._lock:
@@ -473,11 +475,16 @@ def test_a_hub_that_wakes_after_losing_its_site_writes_and_publishes_nothing_for
     pg, broker, a, b, s1 = pair.pg, pair.broker, pair.a, pair.b, pair.s1
     buttons = Buttons(broker, s1)
     watch = AlarmWatch(broker, s1)
+    live: PageSocket | None = None
     try:
         buttons.press(0)
         wait_for("the first press is an alarm", lambda: len(button_alarms(pg, s1)) == 1, 30)
         first_id = next(iter(button_alarms(pg, s1).values()))[0]
         wait_for("hub a escalates it", lambda: len(escalations(pg, first_id)) >= 2, 30)
+        phone = StaffPhone()
+        phone.log_in(a, "anna")
+        live = PageSocket(a, phone.session)  # anna's page on hub a, which is about to stall
+        wait_for("her page has the alarm", lambda: live.first(first_id), 10)  # type: ignore[union-attr]
 
         stopped_at = datetime.now(UTC)
         a.pause()  # SIGSTOP: its sockets stay open, its lease runs out
@@ -494,6 +501,8 @@ def test_a_hub_that_wakes_after_losing_its_site_writes_and_publishes_nothing_for
         a.resume()  # SIGCONT, and at once a press: the woken hub must not take it as its own
         pressed = buttons.press(1)
         wait_for("hub a learns it lost site 1", lambda: f"ha: site lost site={s1}" in a.log, 30)
+        # her page on hub a is closed, to reconnect (through the hubs' one address) to hub b
+        wait_for("hub a closes her page", lambda: live.close_code == 4410, 10)  # type: ignore[union-attr]
         # its open-alarm gauges no longer count site 1's alarms (hub b counts them now)
         assert a.metric("vaka_alarms_open", 'category="care",state="raised"') == 0.0
         assert (b.metric("vaka_alarms_open", 'category="care",state="raised"') or 0) >= 1
@@ -541,6 +550,8 @@ def test_a_hub_that_wakes_after_losing_its_site_writes_and_publishes_nothing_for
             f" (pressed {pressed:%H:%M:%S.%f})"
         )
     finally:
+        if live is not None:
+            live.close()
         watch.close()
         buttons.close()
 
