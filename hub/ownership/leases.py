@@ -8,6 +8,9 @@ renews after a stall keeps its token (nobody acted in between), and a hub that r
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,6 +50,46 @@ UPDATE site_leases SET unowned_alarm_by = $2
 WHERE site = $1 AND unowned_alarm_by IS NULL AND expires_at < now() - make_interval(secs => $3)
 RETURNING site
 """
+
+
+class LeaseConnection:
+    """One database connection of the lease rounds' own: a renewal never waits for a connection of the pool behind
+    the store's batches (a busy pool must not cost a hub its sites). Reconnects after any failure."""
+
+    def __init__(self, dsn: str, schema: str, connect_timeout_s: float) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self._timeout_s = connect_timeout_s
+        self._conn: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        """The connection, (re)opened when needed; a failure inside closes it, the next use opens a new one."""
+        async with self._lock:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await asyncpg.connect(
+                    self._dsn,
+                    timeout=self._timeout_s,
+                    server_settings={"search_path": self._schema, "application_name": "vaka-leases"},
+                )
+            try:
+                yield self._conn
+            except BaseException:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    conn.terminate()
+                raise
+
+    async def close(self) -> None:
+        """Close the connection (at shutdown)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                async with asyncio.timeout(2.0):
+                    await conn.close()
+            except (TimeoutError, OSError, asyncpg.PostgresError):
+                conn.terminate()
 
 
 @dataclass(frozen=True, slots=True)

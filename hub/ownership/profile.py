@@ -16,6 +16,7 @@ from hub.metrics import Metrics
 from hub.model import DecisionAction, Event, EventKind, hub_alarm
 from hub.ownership.engines import SiteEngines, SiteGates
 from hub.ownership.keeper import UNOWNED_RULE, Ownership
+from hub.ownership.leases import LeaseConnection
 from hub.ownership.takeover import SiteKeeping
 from hub.runtime.clock import Clock
 from hub.runtime.tasks import Spawner
@@ -51,9 +52,12 @@ class HaProfile:
         self.gates = SiteGates(gate_freshness)
         self._desk: Desk | None = None
         self._keeping: SiteKeeping | None = None
+        self._lease_db = LeaseConnection(
+            settings.db.dsn.get_secret_value(), settings.db.db_schema, settings.db.connect_timeout_s
+        )
         self.keeper = Ownership(
             settings.ha,
-            db,
+            self._lease_db,
             metrics,
             spawner=spawner,
             inventory=inventory,
@@ -103,6 +107,7 @@ class HaProfile:
         if self._keeping is not None:
             await self._keeping.save({site: held.token for site, held in self.keeper.held.items() if held.active})
         await self.keeper.release()
+        await self._lease_db.close()
 
     async def _snapshot_loop(self) -> None:
         while True:
