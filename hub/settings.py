@@ -596,6 +596,12 @@ class HaSettings(_Section):
         gt=0,
         description="a site whose lease has run out this long ago, that no hub took: 'supervision lost' for it",
     )
+    act_without_database: bool = Field(
+        default=True,
+        description="with the database away, go on acting for the sites held (alarms decided from memory; a partition"
+        " that leaves another hub with the database makes both act for a while); false: act only while the lease is"
+        " confirmed (never two hubs, but none while the database is away)",
+    )
 
     @model_validator(mode="after")
     def _renew_within_lease(self) -> HaSettings:

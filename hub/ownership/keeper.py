@@ -93,9 +93,14 @@ class Ownership:
             return True  # the watch's own word about a site nobody holds
         if self._check_first:
             return False
-        if time.monotonic() - self._beat > self.settings.lease_s:
-            self._stalled(time.monotonic() - self._beat)
+        now = time.monotonic()
+        if now - self._beat > self.settings.lease_s:
+            self._stalled(now - self._beat)
             return False
+        if not self.settings.act_without_database and (
+            self._confirmed_at is None or now - self._confirmed_at > self.settings.lease_s - self.settings.renew_s
+        ):
+            return False  # the lease may have run out by the database's clock: never two hubs, at the price of none
         return site in self.held
 
     def fence(self, site: str) -> int | None:

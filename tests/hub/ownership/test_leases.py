@@ -196,3 +196,18 @@ async def test_rows_queued_before_a_site_was_lost_are_not_written_when_it_is_tak
     await store.write_remaining(5.0)
     async with db.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM desk_alarms WHERE id = $1", f"old{unique}") == 0
+
+
+@pytest.mark.parametrize("act_without_database", [True, False])
+async def test_with_the_database_away_a_hub_acts_on_or_stops_as_it_was_told(
+    db: Database, metrics: Metrics, spawner: Spawner, unique: str, act_without_database: bool
+) -> None:
+    """`ha.act_without_database`: on (the default), a hub whose renewals fail goes on ringing for its sites (alarms from
+    memory; no other hub can take them without the database); off, it stops once its lease may have run out."""
+    s1 = f"a{unique}"
+    a = Hub(db, metrics, spawner, [s1], hub_id="a", prefer=[s1], act_without_database=act_without_database)
+    await a.keeper.round()
+    assert a.keeper.acts_for(s1)
+    assert a.keeper._confirmed_at is not None
+    a.keeper._confirmed_at -= 2.0  # the last renewal that reached the database was a lease ago; the loop ran on
+    assert a.keeper.acts_for(s1) is act_without_database
