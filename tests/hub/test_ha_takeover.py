@@ -14,10 +14,12 @@ The figures are printed (run with -s) and recorded in docs/ha.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.cookiejar
 import json
 import os
 import re
+import socket
 import threading
 import time
 import urllib.error
@@ -632,3 +634,141 @@ def test_a_site_no_hub_can_take_is_raised_as_supervision_lost_from_outside(pair:
         f" (bound: lease {LEASE_S} s + unowned_alarm_after_s {UNOWNED_AFTER_S} s + a renewal interval or two)"
     )
     assert (raised - killed_at).total_seconds() < bound_s + 2.0
+
+
+class CuttableLink:
+    """A TCP forwarder in front of the database for one hub: `cut()` drops its connections and refuses new ones (a
+    partition between that hub and the database, the broker still reachable), `heal()` lets it through again."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target = target_port
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._open = threading.Event()
+        self._open.set()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closing = False
+        threading.Thread(target=self._accept, name="link-accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closing:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            if not self._open.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self._target), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self._open.clear()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def heal(self) -> None:
+        self._open.set()
+
+    def close(self) -> None:
+        self._closing = True
+        self.cut()
+        self._server.close()
+
+
+@pytest.mark.parametrize("act_without_database", ["true", "false"])
+def test_a_hub_cut_off_from_the_database_alone(tmp_path: Path, unique: str, act_without_database: str) -> None:
+    """A partition: hub a (site 1's owner) loses the database, not the broker; hub b keeps both. With
+    `ha.act_without_database` on (the default) hub a goes on escalating site 1's alarm from memory, and after the
+    lease hub b takes the site and escalates it too, until hub a reaches the database again and drops it; its rows of
+    that time are refused. Off, hub a stops within its lease and the two never ring together. Measured either way."""
+    s1, s2 = f"one{unique}", f"two{unique}"
+    with PrivatePostgres() as pg, PrivateMosquitto() as broker:
+        asyncio.run(prepare(pg.dsn, [s1, s2]))
+        link = CuttableLink(pg.port)
+        a = ha_hub(pg, broker, tmp_path, "a", s1)
+        b = ha_hub(pg, broker, tmp_path, "b", s2)
+        via_link = pg.dsn.replace(f":{pg.port}/", f":{link.port}/")
+        a.env.update(
+            {
+                "VAKA_DB__DSN": via_link,
+                "VAKA_DB__OWNER_DSN": via_link,
+                "VAKA_HA__ACT_WITHOUT_DATABASE": act_without_database,
+            }
+        )
+        b.env["VAKA_HA__ACT_WITHOUT_DATABASE"] = act_without_database
+        for hub in (a, b):  # every escalation reaches anna: one log line each (who rang, when)
+            hub.env["VAKA_PATROL__DUTY_REQUIRED"] = "false"
+        buttons = Buttons(broker, s1)
+        try:
+            starting = threading.Thread(target=b.start, name="start-b")
+            starting.start()
+            a.start()
+            starting.join()
+            wait_for("hub a holds site 1", lambda: owner(pg, s1) == ("a", 1), 30)
+            buttons.press(0)
+            wait_for("the press is an alarm", lambda: len(button_alarms(pg, s1)) == 1, 30)
+            first_id = next(iter(button_alarms(pg, s1).values()))[0]
+            wait_for("hub a escalates it", lambda: len(escalations(pg, first_id)) >= 2, 30)
+
+            cut_at = datetime.now(UTC)
+            link.cut()
+            wait_for("hub b takes site 1", lambda: owner(pg, s1) == ("b", 2), 60)
+            taken = wait_logged(b, rf"ha: site taken site={s1} ", cut_at)
+            time.sleep(3 * POLICIES[0]["repeat_s"])  # type: ignore[operator]  # both may ring now
+            healed_at = datetime.now(UTC)
+            link.heal()
+            lost = wait_logged(a, rf"ha: site lost site={s1}", healed_at, timeout_s=60)
+
+            a_rang = [line_time(ln) for ln in a.log.splitlines() if f"ALARM id={first_id} escalated" in ln]
+            b_rang = [line_time(ln) for ln in b.log.splitlines() if f"ALARM id={first_id} escalated" in ln]
+            both = [t for t in a_rang if t >= taken]
+            last_a = max((t for t in a_rang if t >= cut_at), default=None)
+            stale = query(
+                pg.dsn,
+                "SELECT seq FROM desk_alarm_log WHERE alarm_id = $1 AND at > $2 AND fence IS DISTINCT FROM 2",
+                first_id,
+                taken,
+            )
+            assert stale == [], "hub a's rows of the partition reached the database"
+            assert any(t >= taken for t in b_rang), "hub b did not escalate the alarm it took over"
+            if act_without_database == "true":
+                assert both, "hub a stopped ringing although the setting says go on"
+            else:
+                assert both == [], f"hub a rang after hub b took the site: {both}"
+            print(
+                f"\nHA partition (act_without_database={act_without_database}): cut -> hub b holds site 1"
+                f" {(taken - cut_at).total_seconds():.2f} s; hub a's escalations after the cut until"
+                f" {(last_a - cut_at).total_seconds() if last_a else 0:.2f} s, {len(both)} of them while hub b held the"
+                f" site; healed -> hub a drops the site {(lost - healed_at).total_seconds():.2f} s; its rows of that"
+                f" time in the database: 0"
+            )
+        finally:
+            buttons.close()
+            for hub in (a, b):
+                hub.stop()
+            link.close()
