@@ -497,8 +497,13 @@ class Hub:
         self.metrics.supervision_blind.set(1 if blind else 0)
 
     def _degraded(self) -> bool:
-        """The staff page's "go to physical rounds": the broker is away or the canary fails."""
-        return not all(c.connected for c in self._connections) or any(c.failing for c in self._canaries)
+        """The staff page's "go to physical rounds": the broker is away, the canary fails, or (the HA profile) a site
+        is supervised by no hub."""
+        return (
+            not all(c.connected for c in self._connections)
+            or any(c.failing for c in self._canaries)
+            or (self.ha is not None and bool(self.ha.keeper.unowned))  # a site no hub supervises: physical rounds
+        )
 
     def _on_event_message(self, msg: Message) -> None:
         self.sight.message(time.monotonic())

@@ -76,6 +76,7 @@ class Ownership:
         self._unowned = unowned
         self._held_elsewhere = held_elsewhere
         self.held: dict[str, _Held] = {}
+        self.unowned: set[str] = set()  # sites no hub has held for `unowned_alarm_after_s` (the staff pages' banner)
         self._beat = time.monotonic()  # the loop last ran
         self._check_first = False  # a stall past the lease was seen: act for no site until the database confirms
         self._confirmed_at: float | None = None  # monotonic start of the last round the database answered
@@ -199,6 +200,11 @@ class Ownership:
 
     async def _watch(self, seen: list[leases.Lease]) -> None:
         """The outside watch: sites held by another hub are forgotten here; one nobody holds is raised, once."""
+        self.unowned = {
+            lease.site
+            for lease in seen
+            if lease.site not in self.held and lease.overdue_s >= self.settings.unowned_alarm_after_s
+        }
         for lease in seen:
             if lease.site in self.held:
                 continue

@@ -209,6 +209,11 @@ class StaffPhone:
         _, url, page = self._open(f"http://127.0.0.1:{hub.http_port}/staff/")
         return url, page
 
+    def degraded(self, hub: HubProcess) -> bool:
+        """What the page's banner poll says: go to physical rounds."""
+        _, _, body = self._open(f"http://127.0.0.1:{hub.http_port}/staff/health")
+        return bool(json.loads(body)["degraded"])
+
     def accept(self, hub: HubProcess, alarm_id: str, csrf: str) -> int:
         status, _, _ = self._open(f"http://127.0.0.1:{hub.http_port}/staff/alarms/{alarm_id}/accept", {"csrf": csrf})
         return status
@@ -621,12 +626,17 @@ def test_a_site_no_hub_can_take_is_raised_as_supervision_lost_from_outside(pair:
 
     wait_for("hub b raises site 1 unowned", lambda: len(unowned()) == 1, 60)
     raised = wait_logged(b, rf"ALARM id=\S+ state=raised .* site={s1} rule=site_unowned", killed_at)
+    # a staff page on hub b (anna's: her unit is site 1's) says "go to physical rounds" while no hub holds site 1
+    phone = StaffPhone()
+    phone.log_in(b, "anna")
+    assert phone.degraded(b) is True
     assert unowned()[0]["fence"] is None
     assert owner(pg, s1) is None
     a.start()  # a new process: a new owner, a new token
     wait_for("hub a holds site 1 again", lambda: owner(pg, s1) == ("a", 2), 30)
     wait_for("the unowned alarm is closed", lambda: unowned()[0]["closed_at"] is not None, 30)
     wait_for("hub b let go of it", lambda: f"ha: site dropped site={s1}" in b.log, 30)
+    wait_for("the banner goes", lambda: phone.degraded(b) is False, 30)
     assert len(unowned()) == 1, "raised once, by one hub"
     bound_s = LEASE_S + UNOWNED_AFTER_S + 2 * RENEW_S
     print(
