@@ -109,9 +109,10 @@ test: WITH_BROWSER=1
 test: services venv lint typecheck
 	$(BIN)/pytest -q
 
-# The high-availability tier (docs/ha.md): vaka serve on a 3-node RabbitMQ cluster, nodes killed under load.
+# The high-availability tier (docs/ha.md): vaka serve on a 3-node RabbitMQ cluster, nodes killed under load; two
+# hubs sharing sites by lease, the owner killed, stopped past its lease, the database away.
 test-ha: venv
-	$(BIN)/pytest -q -s tests/hub/test_ha_cluster.py
+	$(BIN)/pytest -q -s tests/hub/test_ha_cluster.py tests/hub/test_ha_takeover.py tests/hub/test_ha_takeover_cluster.py
 
 # everything `make run` and `make venv` made, the demo database included
 clean:

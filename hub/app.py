@@ -38,6 +38,7 @@ from hub.intake.ingest import Ingest
 from hub.intake.mqtt import Message, MqttConnection
 from hub.metrics import Metrics
 from hub.model import EARLIEST_EVENT, Site, VakaError
+from hub.ownership.profile import HaProfile
 from hub.recovery import replay, snapshots
 from hub.runtime import heap
 from hub.runtime.clock import Clock, SimulatedClock, WallClock
@@ -110,6 +111,7 @@ class Hub:
         self._start_error: VakaError | None = (
             None  # a database the hub must not run on (schema behind, role too strong)
         )
+        self.ha: HaProfile | None = None  # the HA profile (`ha.enabled`): sites owned by lease, hub/ownership/
 
     async def __aenter__(self) -> Self:
         try:
@@ -147,16 +149,22 @@ class Hub:
         stack.push_async_callback(self.spool.close)
         await self.spool.open()
         self.writer = Writer(
-            self.db, self.spool, s.db, self.metrics, spawner=self.spawner, on_deferred_recovered=self._ask_again
+            self.db,
+            self.spool,
+            s.db,
+            self.metrics,
+            spawner=self.spawner,
+            on_deferred_recovered=self._ask_again,
+            local_durability=not s.ha.enabled,
         )
         stack.push_async_callback(self.writer.close)
 
         rules = self.rules = load_rules(s.rules.packs or [default_pack_path()])
         # in simulated mode the devices are supervised from the simulation's first clock message, not from now
-        directory = self._directory() if s.clock.mode == "wall" else build_directory([])
+        directory = self._directory() if s.clock.mode == "wall" and not s.ha.enabled else build_directory([])
         # a simulation starts from its own beginning: timers from an earlier run would fire at the wrong times
         snapshot = None
-        if s.clock.mode == "wall":
+        if s.clock.mode == "wall" and not s.ha.enabled:  # HA: each site's snapshot, read when it is taken
             snapshot = snapshots.load_local(s.spool.directory) or await self._db_call(load_engine_state, default=None)
         self.engine = Engine.restore(rules, directory, snapshot) if snapshot else Engine(rules, directory)
         limits = GateLimits(
@@ -181,12 +189,29 @@ class Hub:
         if snapshot:
             self.gate.restore(snapshot.get("gate"))
         self._exported: dict[str, int] = {}
-        stack.callback(self._save_snapshot_at_exit)
+        if s.ha.enabled:
+            self.ha = HaProfile(
+                s,
+                self.db,
+                self.metrics,
+                spawner=self.spawner,
+                rules=rules,
+                clock=self.clock,
+                directory_for=lambda site: build_directory(
+                    [x for x in self._sites if x.id == site], self.rules, self._profiles
+                ),
+                rule_freshness=self.engine.freshness_s,
+                gate_freshness=freshness_by_kind(rules, limits),
+                inventory=lambda: [site.id for site in self._sites],
+            )
+            self.gate = self.ha.gates
+        else:
+            stack.callback(self._save_snapshot_at_exit)
 
         # --- issue 25: the hub's retained status per site, with its Last Will (hub/supervision/hub_status.py)
         self.hub_status = HubStatus(s.mqtt, self.metrics, self.spawner, lambda: datetime.now(UTC))
         stack.push_async_callback(self.hub_status.aclose)
-        self.hub_status.set_sites(site.id for site in self._sites)
+        self.hub_status.set_sites(self._status_sites())
         # ---
         # the canary speaks as a device of its own (the hub's connections do not hear their own publishes)
         self.canary_conn = MqttConnection(
@@ -222,7 +247,7 @@ class Hub:
             self.db,
             s.http.session_idle_s,
             spawner=self.spawner,
-            local_path=s.spool.directory / "staff_sessions.msgpack",
+            local_path=s.spool.directory / "staff_sessions.msgpack" if self.ha is None else None,
         )
         sessions = self.sessions
         self.desk = build_desk(
@@ -233,7 +258,7 @@ class Hub:
             clock=self.clock,
             spawner=self.spawner,
             engine=SupervisedEngine(
-                self.engine,
+                self.engine if self.ha is None else self.ha.engines,
                 self.sight,
                 lambda: self._connections,
                 self._blind,
@@ -243,10 +268,17 @@ class Hub:
             else self.engine,
             gate=self.gate,
             tick_s=SIMULATED_TICK_S if s.clock.mode == "simulated" else TICK_S,
-            journal_dir=s.spool.directory / "desk-journal",
-            local_dir=s.spool.directory,
+            # the HA profile keeps nothing the next owner could not read: no journal, no local copy
+            journal_dir=s.spool.directory / "desk-journal" if self.ha is None else None,
+            local_dir=s.spool.directory if self.ha is None else None,
             session_alive=lambda key: sessions.live(key) is not None,  # a page whose session ended gets nothing
+            acts_for=self.ha.keeper.acts_for if self.ha is not None else None,
+            fence=self.ha.keeper.fence if self.ha is not None else None,
+            on_fenced=self.ha.keeper.fenced_row if self.ha is not None else None,
         )
+        if self.ha is not None:
+            self.ha.attach(self.desk.lane, flush_store=self.writer.flush)
+            stack.push_async_callback(self.ha.leave)  # after the desk wrote what it owed
         stack.push_async_callback(self.desk.aclose)  # after the loops stop, before the database closes
         for what, exc in self._local_faults:  # writes refused before the desk existed (a full disk at start)
             self.desk.lane.local_write_failed(what, exc)
@@ -267,28 +299,37 @@ class Hub:
             gateway,
             overdue_after_s=s.checkins.overdue_after_s,
             night_end=s.desk.night_end,
+            owns=self.ha.keeper.acts_for if self.ha is not None else None,
         )
-        await self.desk.restorer.restore(
-            self._sites
-        )  # with the database away it starts empty and restores once it answers
+        if self.ha is None:
+            await self.desk.restorer.restore(self._sites)  # with the database away it starts empty, restores later
+        else:  # each site's open alarms come back when its lease is taken (hub/ownership/takeover.py)
+            await self._ha_staff()
         if snapshot is not None and "replay_from" in snapshot:
             await self._recover(datetime.fromtimestamp(float(snapshot["replay_from"]), UTC))
         self._reconcile()
         # durable before the new snapshot says "replay from now", and before the hub takes events
         await self.desk.restorer.settle_recovery()
-        if s.clock.mode == "wall":
+        if s.clock.mode == "wall" and self.ha is None:
             await self._write_local("engine_snapshot", snapshots.save_local, s.spool.directory, self._encode_snapshot())
         self.ingest = Ingest(
             self.metrics,
             self.writer,
-            alarm_lane=self.desk.lane.feed,
+            alarm_lane=self.desk.lane.feed if self.ha is None else self.ha.feed,
             routes=s.mqtt.routes,
             now=self._simulation_reference_time if s.clock.mode == "simulated" else None,
             max_future_skew_s=s.reliability.max_future_skew_s if s.clock.mode == "wall" else None,
         )
         self.ingest.set_devices(devices_by_id(self._sites))
         if s.scaip.enabled:  # social alarms over SIP: answered once their event is durable (hub/scaip/receiver.py)
-            self.scaip = ScaipReceiver(s.scaip, self.ingest, self.metrics, spawner=self.spawner, db=self.db)
+            self.scaip = ScaipReceiver(
+                s.scaip,
+                self.ingest,
+                self.metrics,
+                spawner=self.spawner,
+                db=self.db,
+                owns=self.ha.keeper.acts_for if self.ha is not None else None,
+            )
             self.scaip.set_sites(self._sites)
             await self.scaip.start()
             stack.push_async_callback(self.scaip.close)
@@ -330,6 +371,8 @@ class Hub:
             s.http,
         )
         app[DEGRADED] = self._degraded
+        if self.ha is not None:
+            self.ha.add_routes(app)
         setup_staff(
             app,
             desk=self.desk,
@@ -357,6 +400,8 @@ class Hub:
         tasks.append(group.create_task(self.writer.run_loop(), name="vaka.writer"))
         tasks.extend(group.create_task(loop, name=name) for name, loop in self.desk.loops().items())
         tasks.append(group.create_task(self._housekeeping_loop(), name="vaka.housekeeping"))
+        if self.ha is not None:
+            tasks.extend(group.create_task(loop, name=name) for name, loop in self.ha.loops().items())
         tasks.append(
             group.create_task(
                 checkins_loop(self.checkins, s.checkins.tick_s, self.desk.clock_rate), name="vaka.checkins"
@@ -452,8 +497,13 @@ class Hub:
         self.metrics.supervision_blind.set(1 if blind else 0)
 
     def _degraded(self) -> bool:
-        """The staff page's "go to physical rounds": the broker is away or the canary fails."""
-        return not all(c.connected for c in self._connections) or any(c.failing for c in self._canaries)
+        """The staff page's "go to physical rounds": the broker is away, the canary fails, or (the HA profile) a site
+        is supervised by no hub."""
+        return (
+            not all(c.connected for c in self._connections)
+            or any(c.failing for c in self._canaries)
+            or (self.ha is not None and bool(self.ha.keeper.unowned))  # a site no hub supervises: physical rounds
+        )
 
     def _on_event_message(self, msg: Message) -> None:
         self.sight.message(time.monotonic())
@@ -544,7 +594,7 @@ class Hub:
                 await self._refresh_inventory()
             elif self.db.up:
                 await self._refresh_profiles()  # a nurse's change applies within a second
-            if now - last_snapshot >= SNAPSHOT_INTERVAL_S:
+            if now - last_snapshot >= SNAPSHOT_INTERVAL_S and self.ha is None:
                 last_snapshot = now
                 # taken on the loop (a few ms), encoded in a thread in small pieces (docs/performance.md)
                 snapshot_json = await asyncio.to_thread(snapshots.encode, self._take_snapshot())
@@ -606,13 +656,13 @@ class Hub:
         self._inventory_version = version
         self._sites = sites
         self.desk.restorer.set_sites(sites)
-        self.hub_status.set_sites(site.id for site in sites)  # issue 25
+        self.hub_status.set_sites(self._status_sites())  # issue 25
         await self._write_local("inventory", snapshots.save_inventory, self.settings.spool.directory, sites)
         profiles = await self._db_call(rule_profiles, default=None)
         if profiles is not None:
             self._profiles = profiles
         if self.settings.clock.mode == "wall" or self._simulation_started:
-            self.engine.set_directory(self._directory(), self.clock.now())
+            self._set_directory()
         self.ingest.set_devices(devices_by_id(sites))
         if self.scaip is not None:
             self.scaip.set_sites(sites)
@@ -643,11 +693,32 @@ class Hub:
         try:
             await self._write_local("profiles", snapshots.save_profiles, self.settings.spool.directory, profiles)
             if self.settings.clock.mode == "wall" or self._simulation_started:
-                self.engine.set_directory(self._directory(), self.clock.now())
+                self._set_directory()
         except Exception:  # the housekeeping loop (and the alarm path beside it) must go on: tried at the next change
             logger.exception("rule profiles not applied; the engine keeps the residents' earlier ones")
             return
         logger.info("rule profiles applied residents=%s", len(profiles))
+
+    def _status_sites(self) -> list[str]:
+        """The sites whose retained hub status this hub publishes: every site; none in the HA profile, where a dead
+        hub's Last Will ("offline") would overwrite the new owner's word, and a hub losing a site would say offline
+        for it (docs/ha.md: the outside watch speaks for the hubs there)."""
+        return [site.id for site in self._sites] if self.ha is None else []
+
+    def _set_directory(self) -> None:
+        """The inventory or the profiles changed: the engine (HA: each owned site's) gets them."""
+        if self.ha is not None:
+            self.ha.engines.set_directory(self.clock.now())
+            return
+        self.engine.set_directory(self._directory(), self.clock.now())
+
+    async def _ha_staff(self) -> None:
+        """The HA profile's start: the inventory and the staff for the desk, no open alarms yet."""
+        self.desk.restorer.set_sites(self._sites)
+        try:
+            await self.desk.restorer.refresh()
+        except Exception as exc:  # the desk's refresh loop tries again
+            logger.warning("desk could not load the staff: %s", exc)
 
     def _directory(self) -> Directory:
         """The engine's view of the inventory with the residents' rule profiles."""

@@ -82,6 +82,28 @@ class Metrics:
             ["output"],
             registry=r,
         )
+        # the HA profile: sites owned by lease (hub/ownership/, docs/ha.md)
+        self.ha_sites_owned = Gauge("vaka_ha_sites_owned", "Sites this hub holds the lease of", registry=r)
+        self.ha_takeovers = Counter(
+            "vaka_ha_takeovers", "Sites this hub took (restored and replayed), by outcome", ["outcome"], registry=r
+        )
+        self.ha_sites_lost = Counter(
+            "vaka_ha_sites_lost", "Sites this hub held and lost (another hub took them, or fencing refused)", registry=r
+        )
+        self.ha_rows_fenced = Counter(
+            "vaka_ha_rows_fenced",
+            "Desk rows the database refused because their site's fencing token was no longer this hub's (dropped)",
+            ["kind"],
+            registry=r,
+        )
+        self.ha_lease_failures = Counter(
+            "vaka_ha_lease_round_failures", "Lease rounds that could not reach the database", registry=r
+        )
+        self.ha_unconfirmed = Gauge(
+            "vaka_ha_lease_unconfirmed",
+            "1 while this hub acts for its sites past its last confirmed lease (the database away): see docs/ha.md",
+            registry=r,
+        )
         self.desk_rows_refused = Counter(
             "vaka_desk_rows_refused",
             "Rows of the desk the database refused for their content, set aside in desk_refused_rows",

@@ -120,7 +120,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "hub.scaip",
     ),
     ("hub.desk", "hub.vendor", "hub.simulation"),
-    ("hub.supervision",),
+    ("hub.supervision", "hub.ownership"),
     ("hub.web",),
     ("hub.app",),
     ("hub.cli",),

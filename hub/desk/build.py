@@ -108,9 +108,14 @@ def build_desk(
     shutdown_deadline_s: float = SHUTDOWN_FLUSH_S,
     outputs: Callable[[list[Output]], Sequence[Output]] | None = None,
     session_alive: Callable[[str], bool] | None = None,
+    acts_for: Callable[[str, str | None], bool] | None = None,
+    fence: Callable[[str], int | None] | None = None,
+    on_fenced: Callable[[str, str], None] | None = None,
 ) -> DeskParts:
     """Build every part once, in order, each with what it needs. `outputs` may wrap or reorder the standard outputs
-    (tests); `session_alive` tells the pages whether a page's session still stands (the staff sessions)."""
+    (tests); `session_alive` tells the pages whether a page's session still stands (the staff sessions). The HA
+    profile (hub/ownership/): `acts_for(site, rule_id)` whether this hub may act for a site now, `fence(site)` the
+    token its rows carry, `on_fenced(site, kind)` when the database refused one for it."""
     lane: Desk | None = None
 
     def the_lane() -> Desk:  # for the faults of parts built before the lane: they report once it runs
@@ -133,6 +138,8 @@ def build_desk(
         DeskJournal(journal_dir) if journal_dir is not None else None,
         on_journal_failed=lambda exc: the_lane().local_write_failed("desk_journal", exc),
         on_row_refused=lambda kind: the_lane().row_refused(kind),
+        fence=fence,
+        on_fenced=on_fenced,
     )
     standard = standard_outputs(
         directory=directory,
@@ -160,6 +167,7 @@ def build_desk(
         gate=gate,
         tick_s=tick_s,
         shutdown_deadline_s=shutdown_deadline_s,
+        acts_for=acts_for,
     )
     restorer = DeskRestore(
         db,

@@ -109,6 +109,7 @@ class Desk:
         gate: Gate | None = None,
         tick_s: float = TICK_S,
         shutdown_deadline_s: float = SHUTDOWN_FLUSH_S,
+        acts_for: Callable[[str, str | None], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -126,6 +127,8 @@ class Desk:
         self._page_rate: float | None = None  # the clock rate the staff pages were last told
         self._shutdown_deadline_s = shutdown_deadline_s
         self._fed = 0
+        # the HA profile (hub/ownership/): whether this hub may act for a site now; one hub acts for every site else
+        self.acts_for: Callable[[str, str | None], bool] = acts_for or _acts_for_every_site
 
     # --- the lane: events and ticks in, changes out ----------------------------------------------------------
 
@@ -220,6 +223,8 @@ class Desk:
 
     def apply(self, decision: AlarmDecision) -> Alarm | None:
         """Apply one rule engine decision and deliver its changes; returns the alarm it touched."""
+        if not self.acts_for(decision.site, decision.rule_id):
+            return None
         changes = self.machine.apply(decision, self.clock.now())
         self.deliver(changes)
         return changes[0].alarm if changes else None
@@ -229,6 +234,8 @@ class Desk:
         now = self.clock.now()
         fired = 0
         for alarm in self.machine.due(now):
+            if not self.acts_for(alarm.site, alarm.rule_id):
+                continue
             if self._guarded("escalation", alarm.id, alarm.site, partial(self._escalate, alarm, now)):
                 fired += 1
             elif alarm.next_escalation_at is not None and alarm.next_escalation_at <= now:
@@ -304,6 +311,8 @@ class Desk:
         """Raise (or ring again) the site's technical alarm `rule` about the hub itself; never raises."""
         now = self.clock.now()
         decision = hub_alarm(DecisionAction.RAISE, rule, site, now, reason)
+        if not self.acts_for(site, rule):
+            return
         try:
             for change in self.machine.apply(decision, now):
                 self.fanout.deliver(change)
@@ -335,6 +344,10 @@ class Desk:
             if deadline is not None:
                 wait_s = min(wait_s, max((deadline - self.clock.now()).total_seconds(), 0.0))
             await asyncio.sleep(wait_s)
+
+
+def _acts_for_every_site(site: str, rule_id: str | None) -> bool:
+    return True
 
 
 def _fallback(ev: Event) -> list[AlarmDecision]:

@@ -479,6 +479,15 @@ class DeskMachine:
         self._by_key.setdefault(alarm.key, alarm.id)
         return True
 
+    def forget_site(self, site: str) -> list[Alarm]:
+        """Let go of a site's open alarms without a change (another hub owns the site now, hub/ownership/)."""
+        gone = [a for a in self._alarms.values() if a.site == site]
+        for alarm in gone:
+            del self._alarms[alarm.id]
+            if self._by_key.get(alarm.key) == alarm.id:
+                del self._by_key[alarm.key]
+        return gone
+
     def get_open_by_key(self, key: str) -> Alarm | None:
         """The open alarm under a rule key (`{rule_id}:{subject}`)."""
         alarm_id = self._by_key.get(key)

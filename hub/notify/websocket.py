@@ -32,6 +32,7 @@ _PING = '{"type":"ping"}'
 _CLOSE_TIMEOUT_S = 1.0
 SESSION_ENDED = 4401  # the page goes to the login form
 STAFF_CHANGED = 4409  # the page reconnects and is served as the person is now
+SITE_MOVED = 4410  # the HA profile: another hub holds a site of the page now; the page reconnects (to that hub)
 
 
 class WebSocketLike(Protocol):
@@ -184,6 +185,21 @@ class WebSocketHub:
         if pending:
             for alarm_id in [a for a, p in pending.items() if member is None or not _visible(p, member)]:
                 del pending[alarm_id]
+        return closed
+
+    def site_moved(self, site: str, alarm_ids: Iterable[str]) -> int:
+        """Another hub holds `site` now (the HA profile): the pages of people who see it close, so they reconnect
+        through the hubs' one address to the hub that does, and its alarms leave the unconfirmed messages here.
+        Returns pages closed."""
+        ids = set(alarm_ids)
+        for pending in self._pending.values():
+            for alarm_id in [a for a in pending if a in ids]:
+                del pending[alarm_id]
+        closed = 0
+        for client in list(self._clients):
+            if client.staff.sees(site, None):
+                self.close_page(client, SITE_MOVED, "site moved to another hub")
+                closed += 1
         return closed
 
     def _send(self, client: StaffClient, text: str) -> None:

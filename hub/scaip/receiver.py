@@ -98,8 +98,12 @@ class ScaipReceiver:
         *,
         spawner: Spawner,
         db: Database | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self._settings = settings
+        # the HA profile (hub/ownership/): a hub that does not act for the receiving site answers "not treated" and
+        # stores nothing, so the unit sends to its other receiver (SS 91100), the hub that holds the site
+        self._owns = owns or (lambda site: True)
         self._db = db
         self._senders = Senders(settings.senders, settings.site)
         self._rate = SourceRate(settings.rate_per_source_s, settings.burst_per_source)
@@ -266,6 +270,11 @@ class ScaipReceiver:
             )
             await self._keep(peer, request.body, received_at, exc.reason, mask_identity_numbers(exc.detail))
             return sip.response(request, 200, response_body(mask_identity_numbers(exc.ref), exc.snu, exc.reason))
+        if not self._owns(self._settings.site):
+            self._metrics.scaip_requests.labels("not_served_here").inc()
+            logger.info("scaip site=%s not served by this hub now: answered not treated", self._settings.site)
+            ref = mask_identity_numbers(scaip.ref)
+            return sip.response(request, 200, response_body(ref, StatusNumber.NOT_TREATED, "not served here"))
         device_id = device_id_from_name(scaip.cid)
         if not self._senders.may_send_for(peer, device_id):
             self._metrics.scaip_requests.labels("unknown_device").inc()

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from alarms.engine import Engine
 from hub.model import AlarmDecision, DecisionAction, Event, hub_alarm
 
 logger = logging.getLogger(__name__)
@@ -199,6 +198,20 @@ class Sight:
         return [hub_alarm(action, RULE_ID, site, now, reason) for site in self.sites]
 
 
+class WatchedEngine(Protocol):
+    """What the sight needs of the rule engine (alarms.engine.Engine, or the HA profile's per-site engines)."""
+
+    supervision_suspended: bool
+
+    def feed(self, event: Event, now: datetime, *, late_s: float = 0.0) -> Sequence[AlarmDecision]: ...
+    def tick(self, now: datetime) -> Sequence[AlarmDecision]: ...
+    def resume_supervision(self, now: datetime) -> None: ...
+    def alarm_closed(self, key: str, at: datetime) -> None: ...
+    def next_deadline(self) -> datetime | None: ...
+    @property
+    def pending_timers(self) -> int: ...
+
+
 class SupervisedEngine:
     """The rule engine as the desk sees it, with the hub's sight in between (see the module docstring).
 
@@ -210,7 +223,7 @@ class SupervisedEngine:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: WatchedEngine,
         sight: Sight,
         connections: Callable[[], Sequence[Connection]],
         on_blind: Callable[[bool], None] | None = None,

@@ -97,6 +97,22 @@ async def test_tasks_survive_a_restart_and_overdue_ones_ring(checkin_site: Check
     )
 
 
+async def test_a_hub_of_the_ha_profile_leaves_another_hubs_site_to_it(checkin_site: CheckinSite) -> None:
+    """Two hubs share the check-in plans: the one not owning the site neither creates its tasks nor marks one overdue
+    (a mark it made would swallow the owner's alarm: its desk does not act for the site)."""
+    s = checkin_site
+    other = CheckinService(s.site.db, s.site.desk, lambda *a, **k: None, s.site.clock, None, owns=lambda site: False)
+    assert await other.tick() == []
+    (task,) = await s.service.tick()
+    s.site.clock.advance(30 * 60)  # the window closed
+    await other.tick()
+    async with s.site.db.acquire() as conn:
+        assert await conn.fetchval("SELECT overdue_alarmed FROM checkins WHERE id = $1", task.id) is False
+    await s.service.tick()  # the owner
+    overdue = [a for a in s.site.desk.machine.open_alarms_for(s.site.staff["anna"]) if a.rule_id == "checkin_overdue"]
+    assert [a.resident_id for a in overdue] == [s.resident]
+
+
 async def test_a_gateway_that_sends_an_image_is_refused(checkin_site: CheckinSite) -> None:
     s = checkin_site
     s.gateway.content_type = "image/jpeg"
