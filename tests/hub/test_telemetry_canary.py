@@ -82,9 +82,7 @@ async def test_the_telemetry_canary_turns_red_while_the_telemetry_path_takes_not
         async with Hub(hub_settings, metrics) as hub:
             await hub.wait_connected()
             assert hub.settings.mqtt.telemetry_connection
-            await wait_until(
-                "the events canary came round", lambda: hub.canary.last_round_trip_s is not None
-            )
+            await wait_until("the events canary came round", lambda: hub.canary.last_round_trip_s is not None)
             await asyncio.sleep(3 * hub_settings.reliability.canary_interval_s)
             assert canary_alarms(hub) == []
 
