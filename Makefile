@@ -12,6 +12,10 @@ HTTP_PORT ?= 8080
 MQTT_HOST ?= 127.0.0.1
 MQTT_PORT ?= 1883
 MQTT_CLIENT_ID ?= vaka-hub
+# the simulator's own client id: two demos on one broker need two (the broker drops a client whose id reconnects)
+SIM_CLIENT_ID ?= vaka-simulator
+# the simulation's clock, one per site, so two demos on one broker do not move each other's hub clock
+CLOCK_TOPIC ?= vaka/v1/_sim/$(SITE)/clock
 DEMO_LANG ?= sv
 # the demo's own database, dropped and created afresh by every `make run` (and by `make demo-clean`); a database you
 # name with VAKA_DB__DSN is yours and is never reset
@@ -52,7 +56,7 @@ run: services venv
 		psql -h 127.0.0.1 -U postgres -d postgres -q -v ON_ERROR_STOP=1 -c 'CREATE DATABASE "$(DEMO_DB)"'; fi
 	mkdir -p var
 	$(VAKA) simulate --inventory var/inventory.yaml --directory var/directory.csv --write-only \
-		--residents $(RESIDENTS) --seed 7 --site $(SITE)
+		--residents $(RESIDENTS) --seed 7 --site $(SITE) --nights $(NIGHTS) --speed $(SPEED)
 	$(VAKA) migrate
 	$(VAKA) site load var/inventory.yaml
 	# a fictional resident directory (names, homes, how to get in): staff on the way see it, as in a real unit
@@ -63,7 +67,7 @@ run: services venv
 	# the nurse and the lead are on call for the whole demo (a roster); the night staff go on duty by signing in
 	$(VAKA) staff duty sjuksk1 on --hours $$(( $(NIGHTS) * 24 + 24 ))
 	$(VAKA) staff duty ledare1 on --hours $$(( $(NIGHTS) * 24 + 24 ))
-	VAKA_CLOCK__MODE=simulated VAKA_HTTP__COOKIE_SECURE=false $(VAKA) serve > var/hub.log 2>&1 & echo $$! > var/hub.pid; \
+	VAKA_CLOCK__MODE=simulated VAKA_CLOCK__TOPIC=$(CLOCK_TOPIC) VAKA_HTTP__COOKIE_SECURE=false $(VAKA) serve > var/hub.log 2>&1 & echo $$! > var/hub.pid; \
 	trap 'kill $$(cat var/hub.pid) 2>/dev/null; wait; echo; echo "The demo hub stopped. make run starts a fresh one; make demo-clean removes its data."' EXIT; \
 	trap 'exit 130' INT TERM; \
 	for i in $$(seq 1 60); do curl -sf $(URL)/healthz >/dev/null && break; sleep 0.5; done; \
@@ -79,7 +83,7 @@ run: services venv
 	echo "$(NIGHTS) simulated night(s), 20:00 to 10:30, at $(SPEED)x speed: $$wall;"; \
 	echo "then the hub stays up with what the nights left (open alarms, the night log) until you press Ctrl-C."; echo; \
 	$(VAKA) simulate --residents $(RESIDENTS) --seed 7 --site $(SITE) --host $(MQTT_HOST) --port $(MQTT_PORT) \
-		--speed $(SPEED) --nights $(NIGHTS) --truth var/truth.jsonl || exit $$?; \
+		--client-id $(SIM_CLIENT_ID) --clock-topic $(CLOCK_TOPIC) --speed $(SPEED) --nights $(NIGHTS) --truth var/truth.jsonl || exit $$?; \
 	echo; echo "The simulated nights are over. The hub stays up at $(URL)/ until you press Ctrl-C."; \
 	wait $$(cat var/hub.pid)
 
@@ -106,10 +110,12 @@ test: services venv lint typecheck
 	$(BIN)/pytest -q
 
 # The high-availability tier (docs/ha.md): vaka serve on a 3-node RabbitMQ cluster and on a Patroni PostgreSQL
-# cluster, nodes killed under load; a device behind HAProxy; the compose profile's files.
+# cluster, nodes killed under load; two hubs sharing sites by lease, the owner killed, stopped past its lease, the
+# database away; a device behind HAProxy; the compose profile's files.
 test-ha: venv
-	$(BIN)/pytest -q -s tests/hub/test_ha_cluster.py tests/hub/test_ha_haproxy.py tests/hub/test_ha_database.py \
-		tests/hub/store/test_failover.py tests/hub/scaip/test_second_receiver.py tests/deploy/test_compose_ha.py
+	$(BIN)/pytest -q -s tests/hub/test_ha_cluster.py tests/hub/test_ha_takeover.py tests/hub/test_ha_takeover_cluster.py \
+		tests/hub/test_ha_haproxy.py tests/hub/test_ha_database.py tests/hub/store/test_failover.py \
+		tests/hub/scaip/test_second_receiver.py tests/deploy/test_compose_ha.py
 
 # everything `make run` and `make venv` made, the demo database included
 clean:
@@ -117,7 +123,7 @@ clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 
 # Re-extract the web pages' message ids (templates, hub/web/*.py) and merge them into every .po (docs/i18n.md).
-LOCALE := hub/web/locale
+LOCALE := hub/texts/locale
 i18n-extract: venv
 	$(BIN)/pybabel extract -F babel.cfg -k t --no-location --sort-output --project=Vaka --msgid-bugs-address= \
 		-o $(LOCALE)/messages.pot .

@@ -28,6 +28,11 @@ _payload_decoder = msgspec.json.Decoder(NativePayload)
 _status_decoder = msgspec.json.Decoder(NativeStatus)
 
 
+def _is_hub_status(topic: str) -> bool:
+    parts = topic.split("/")
+    return len(parts) == 5 and parts[3] == "hub" and parts[4] == "status" and f"{parts[0]}/{parts[1]}" == TOPIC_ROOT
+
+
 def split_topic(topic: str) -> tuple[str, str, str]:
     """Return (site, device_id, channel) of a native topic, or raise PayloadError."""
     parts = topic.split("/")
@@ -41,6 +46,8 @@ def split_topic(topic: str) -> tuple[str, str, str]:
 
 def parse(topic: str, payload: bytes, received_at: datetime) -> list[Event]:
     """Turn one native message into Events; raise PayloadError with a short reason for anything else."""
+    if _is_hub_status(topic):
+        return []  # the hub's own status (hub/supervision/hub_status.py), which `+/+/status` also matches: no device said it
     site, device_id, channel = split_topic(topic)
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PayloadError("payload_too_large", f"{len(payload)} bytes")

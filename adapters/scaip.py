@@ -4,10 +4,12 @@ Pure, like every adapter: `read_request` validates one request body and says whi
 earns; `events_for` turns a valid one into Events; `response_body` writes the `<mrs>` answer. The SIP transport and
 the rule "status 0 only once the event is durable" live in hub/scaip/.
 
-Request elements read (others are ignored): `ref` (the alarm's reference, shared by its reset), `cid` (controller,
-i.e. the alarm unit: the Vaka device id), `dty` (device type), `did` (device within the unit, e.g. a pendant), `mty`
-(ME alarm, RE reset, IN information, PI heartbeat), `stc` (status code), `stt` (status text), `lco` (location code),
-`pri` (priority), `hbo` (heartbeat options: the interval the unit uses, seconds), `crd` (caller id: not kept, it is
+Request elements read (others are ignored): `ref` (the alarm's reference, shared by its updates and its reset),
+`cid` (controller, i.e. the alarm unit: the Vaka device id), `dty` (device type), `did` (device within the unit, e.g.
+a pendant), `mty` (ME message, RE reset, IN information update, PI heartbeat), `stc` (status code, SS 91100:2014
+Annex C), `stt` (status text), `lco` (location code),
+`pri` (priority), `hbo` (heartbeat options: `001` when the unit lets the receiver set its heartbeat interval),
+`crd` (caller id: not kept, it is
 a phone number).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -32,12 +35,18 @@ _ROOTS = frozenset({"mrq", "scaip"})
 _FIELDS = ("ref", "ver", "cid", "dty", "did", "dco", "mty", "stc", "stt", "pri", "lco", "lte", "hbo", "ame")
 _TOKEN = re.compile(r"[A-Za-z0-9_.:\-]{1,128}\Z")
 
-# Status codes (stc) with a meaning of their own; any other alarm (ME) is a call for help: `alarm_button`.
+# Status codes (stc, SS 91100:2014 Annex C) with a meaning of their own; any other alarm (ME) is a call for help:
+# `alarm_button`. A code a unit uses differently is a site override (scaip.status_codes).
 STATUS_KINDS: dict[int, EventKind] = {
-    9: EventKind.ALARM_BUTTON,  # alarm, no speech
-    10: EventKind.ALARM_BUTTON,  # alarm (assistance call)
-    19: EventKind.ALARM_BUTTON_CANCEL,  # cancelled at the unit
-    102: EventKind.HEARTBEAT,  # test transmission, primary channel
+    9: EventKind.ALARM_BUTTON,  # 0009 alarm (automatic)
+    10: EventKind.ALARM_BUTTON,  # 0010 alarm (manual)
+    19: EventKind.ALARM_BUTTON_CANCEL,  # 0019 cancel: cancelled at the unit (the alarm stays with staff)
+    # a person at the unit ended the alarm: it closes, but only the alarm whose ref it carries
+    88: EventKind.ALARM_RESET,  # 0088 presence, upon alarm (the carer's presence button)
+    93: EventKind.ALARM_RESET,  # 0093 reset (manual)
+    111: EventKind.ALARM_RESET,  # 0111 check-out (intervention completed)
+    102: EventKind.HEARTBEAT,  # 0102 test transmission, primary channel
+    103: EventKind.HEARTBEAT,  # 0103 test transmission, redundant channel
 }
 
 
@@ -80,10 +89,10 @@ class ScaipRequest:
         return int(text) if text else None
 
     @property
-    def heartbeat_interval_s(self) -> int | None:
-        """The heartbeat interval the unit says it uses (`hbo`, seconds), when it says so."""
+    def adjusts_heartbeat(self) -> bool:
+        """The unit lets the receiver set its heartbeat interval (`hbo` `001`, SS 91100:2014 Table 1)."""
         text = self.fields.get("hbo", "")
-        return int(text) if text.isdigit() and int(text) > 0 else None
+        return text.isdigit() and int(text) == 1
 
 
 def read_request(body: bytes) -> ScaipRequest:
@@ -124,9 +133,10 @@ def event_kind(request: ScaipRequest, status_kinds: dict[int, EventKind] | None 
     if request.mty == "PI":
         return EventKind.HEARTBEAT
     if request.mty == "RE":
-        # the alarm was reset at the unit (whatever its kind): a person there ended it; the rules of the alarm kinds
-        # a unit raises (alarm button, fall) take it as their cancel under the alarm's ref
-        return EventKind.ALARM_RESET
+        # SS 91100:2014 4.4: the unit aborts the message session when it got no status 0 in time, and goes on with
+        # its next alarm action (another receiver, a voice call). Nobody ended the alarm: the rules of the alarm
+        # kinds a unit raises (alarm button, fall) mark it under the alarm's ref, and it stays with staff.
+        return EventKind.ALARM_ABORTED
     codes = STATUS_KINDS if status_kinds is None else {**STATUS_KINDS, **status_kinds}
     return codes.get(request.stc or -1, EventKind.ALARM_BUTTON)
 
@@ -139,8 +149,8 @@ def events_for(
     for name in ("did", "dco", "stc", "stt", "lco", "lte", "pri"):
         if name in request.fields:
             attrs[name] = request.fields[name][:64]
-    if request.heartbeat_interval_s is not None:
-        attrs["interval_s"] = request.heartbeat_interval_s
+    if "hbo" in request.fields:
+        attrs["hbo"] = request.fields["hbo"][:8]
     return [
         Event(
             ts=ts,
@@ -148,22 +158,28 @@ def events_for(
             device_id=device_id_from_name(request.cid),
             kind=event_kind(request, status_kinds),
             attrs=attrs,
-            seq=_seq(request.ref, request.mty),
+            seq=_seq(request.ref, request.mty if request.mty != "IN" else f"IN{request.stc}"),
             ref=request.ref,
             topic=topic,
         )
     ]
 
 
-def response_body(ref: str, snu: StatusNumber, text: str = "", heartbeat_interval_s: int | None = None) -> bytes:
-    """The `<mrs>` answer: the request's ref, the status number, a short text, and the heartbeat interval asked."""
+def heartbeat_minutes(interval_s: float) -> int:
+    """A heartbeat interval as `<hbi>` says it: whole minutes, 1 to 1440 (SS 91100:2014 Table 2), rounded up."""
+    return max(1, min(1440, math.ceil(interval_s / 60)))
+
+
+def response_body(ref: str, snu: StatusNumber, text: str = "", heartbeat_interval_min: int | None = None) -> bytes:
+    """The `<mrs>` answer: the request's ref, the status number, a short text, and the heartbeat interval asked (in
+    minutes, as `<hbi>` counts them; only for a unit whose `hbo` says it takes one)."""
     root = ET.Element("mrs")
     ET.SubElement(root, "ref").text = ref
     ET.SubElement(root, "snu").text = str(int(snu))
     if text:
         ET.SubElement(root, "ste").text = text[:80]
-    if heartbeat_interval_s is not None:
-        ET.SubElement(root, "hbi").text = str(heartbeat_interval_s)
+    if heartbeat_interval_min is not None:
+        ET.SubElement(root, "hbi").text = str(heartbeat_interval_min)
     body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=False)
     return b'<?xml version="1.0" encoding="UTF-8"?>' + body
 
@@ -174,5 +190,5 @@ def parse(topic: str, payload: bytes, received_at: datetime) -> list[Event]:
 
 
 def _seq(ref: str, mty: str) -> int:
-    """An alarm, its updates and its reset share a ref but must be stored apart."""
+    """An alarm, its updates (each by its status code) and its reset share a ref but must be stored apart."""
     return int.from_bytes(hashlib.blake2b(f"{ref}/{mty}".encode(), digest_size=7).digest(), "big")

@@ -263,5 +263,6 @@ class RuleContext(Protocol):
         reason: str,
         device_id: str | None = None,
         *,
-        reset: bool = False,
+        unit_wide: bool = False,
+        by_person: bool = False,
     ) -> None: ...

@@ -10,8 +10,9 @@ Alarm lifetime: an alarm is open from RAISE until the engine CANCELs it (device-
 are a new incident carry `repeat` (the desk rings again): for care rules a new press, fall or dose (a new `ref`); for
 technical rules only a fault after the rule's clear, never a fault that simply continues. A CLEAR or CANCEL never
 closes a care alarm at the desk: it stays until a person resolves it, except a CANCEL with `by_person`
-(`alarm_reset`: a person reset that very alarm at the unit); `auto_close` on the decision says a technical rule
-allows closing itself.
+(`alarm_reset`: a person ended that very alarm at the unit); `auto_close` on the decision says a technical rule
+allows closing itself. An `alarm_aborted` (the unit gave up on Vaka for that alarm, SCAIP `RE`) is a CANCEL without
+`by_person`: the alarm stays with staff, marked with what happened.
 """
 
 from __future__ import annotations
@@ -388,21 +389,23 @@ class Engine:
         reason: str,
         device_id: str | None = None,
         *,
-        reset: bool = False,
+        unit_wide: bool = False,
+        by_person: bool = False,
     ) -> None:
         """A device-side withdrawal: only of the alarm it refers to, and only from the device that raised it.
 
         An alarm raised with refs is withdrawn by the same device naming one of them (and only once none is left
         standing); one raised without a ref by its own device sending none. Anything else (no ref, a foreign
         device, an unknown ref) leaves the alarm as it is and is counted in `withdrawals_unmatched`.
-        A `reset` at a unit (SCAIP `RE`) reaches every rule of the kinds a unit raises: another device's alarm under
-        one of them (the radar's fall while the button is reset) is simply not the reset's, and is not counted.
+        A `unit_wide` ending (a reset or an abort at an alarm unit) reaches every rule of the kinds a unit raises:
+        another device's alarm under one of them (the radar's fall while the button is reset) is simply not the
+        unit's, and is not counted. `by_person`: a person ended it at the device (the desk closes it).
         """
         key = f"{compiled.id}:{subject}"
         alarm = self.open.get(key)
         if alarm is None:
             return
-        if reset and device_id != alarm.device_id:
+        if unit_wide and device_id != alarm.device_id:
             return
         qualified = None if ref is None else device_ref(device_id, ref)
         if alarm.refs:
@@ -433,7 +436,7 @@ class Engine:
                 count=alarm.count,
                 unregistered=alarm.unregistered,
                 auto_close=compiled.rule.auto_close,
-                by_person=reset,
+                by_person=by_person,
             )
         )
 
@@ -459,7 +462,7 @@ class Engine:
         says the subject is fine, while the desk never heard the clear, is cleared at the desk. Care rules are left
         alone: an event the hub decided on but had not made durable before a crash comes again from the broker, and
         the engine, behind the desk until then, catches up by itself. An alarm the engine holds and the desk does not
-        is the recovery's to raise (hub/recovery.py). Returns the decisions for the desk.
+        is the recovery's to raise (hub/recovery/replay.py). Returns the decisions for the desk.
         """
         out = self._out = []
         for alarm in held:

@@ -9,8 +9,12 @@ from alarms.directory import DeviceInfo
 from alarms.spec import InstantRule, ScheduleSpec
 from hub.model import Event, EventKind
 
-# what the card says when a person reset the alarm at the unit (SCAIP `RE`), whichever rule's alarm it was
+# what the card says when a person ended the alarm at the unit (a reset or presence button), whichever rule's it was
 RESET_REASON = "reset at the alarm unit"
+# what the card says when the unit gave up on Vaka for the alarm (SCAIP `RE`, SS 91100:2014 4.4): nobody ended it
+ABORT_REASON = "the alarm unit stopped waiting for Vaka and may have alerted another receiver"
+# endings an alarm unit sends for whichever alarm its ref names (alarm button, fall), and what the card says
+UNIT_ENDINGS = {EventKind.ALARM_RESET: RESET_REASON, EventKind.ALARM_ABORTED: ABORT_REASON}
 
 
 class InstantEval(Compiled):
@@ -66,9 +70,17 @@ class InstantEval(Compiled):
                 self.waiting.pop(subject, None)
             ctx.clear(self, subject, event.ts)
         elif self.cancel is not None and self.cancel.test(event, dev):
-            reset = event.kind is EventKind.ALARM_RESET
-            reason = RESET_REASON if reset else self.cancel_reason
-            ctx.cancel(self, subject, event.ts, event.ref, reason, event.device_id, reset=reset)
+            unit_reason = UNIT_ENDINGS.get(event.kind)
+            ctx.cancel(
+                self,
+                subject,
+                event.ts,
+                event.ref,
+                unit_reason or self.cancel_reason,
+                event.device_id,
+                unit_wide=unit_reason is not None,
+                by_person=event.kind is EventKind.ALARM_RESET,
+            )
 
     def on_timer(self, ctx: RuleContext, subject: str, anchor: float, due: float) -> None:
         """The schedule began while the condition still held: raise now."""

@@ -34,8 +34,8 @@ from bench.ingest import background, pct
 from hub.app import Hub
 from hub.metrics import Metrics
 from hub.model import Device, Inventory, Resident, Site
+from hub.people.staff import Role
 from hub.settings import Settings
-from hub.staff import Role
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
 from hub.store.staff import create_staff

@@ -29,10 +29,11 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import msgspec
 
-from hub.followup import indicators, report, rollup
+from hub.followup import indicators, report
 from hub.followup.indicators import Scope, month
 from hub.settings import DbSettings
 from hub.simulation import SimConfig, Simulation
+from hub.store import rollup
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
 

@@ -1,4 +1,4 @@
-"""Benchmark of recovery after a crash (hub/recovery.py): what a restart costs, and what the gate costs per event.
+"""Benchmark of recovery after a crash (hub/recovery/replay.py): what a restart costs, and what the gate costs per event.
 
 The night of bench/engine.py (1,000 residents, the default pack): the engine is snapshotted half-way, the second
 half is then replayed through the gate into the restored engine, as a restart after a crash at the end of the night
@@ -26,7 +26,7 @@ from alarms.gate import Gate, GateLimits, feed, freshness_by_kind, rule_freshnes
 from alarms.rules import default_pack_path, load_rules
 from bench.engine import build_directory, build_night
 from hub.model import AlarmDecision, Event
-from hub.recovery import DeskView, replay
+from hub.recovery.replay import DeskView, replay
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """The engine snapshot stall: how long taking and encoding one snapshot holds the event loop, after a night of
 1,000 residents (bench/engine.py's night, default pack). Prints one JSON object.
 
-The hub takes a snapshot every 10 s on the loop and encodes it in a worker thread in small pieces (hub/snapshots.py);
+The hub takes a snapshot every 10 s on the loop and encodes it in a worker thread in small pieces (hub/recovery/snapshots.py);
 `thread_*_loop_gap_ms` is the longest the event loop waited for the GIL (a 1 ms ticker's worst gap) while a thread
 encoded the snapshot in pieces, and while a thread encoded it in one msgspec call, for comparison.
 """
@@ -20,7 +20,7 @@ import msgspec
 from alarms.engine import Engine
 from alarms.rules import default_pack_path, load_rules
 from bench.engine import RESIDENTS, build_directory, build_night
-from hub import snapshots
+from hub.recovery import snapshots
 
 
 def _best_ms(work: object, runs: int = 30) -> float:

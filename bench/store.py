@@ -19,13 +19,13 @@ import asyncpg
 
 from hub.metrics import Metrics
 from hub.model import Event, EventKind
+from hub.runtime.tasks import Spawner
 from hub.settings import DbSettings, SpoolSettings
 from hub.store.db import Database
 from hub.store.migrate import migrate
 from hub.store.rows import encode_batch, event_row
 from hub.store.spool import Spool
 from hub.store.writer import Writer
-from hub.tasks import Spawner
 
 DSN = os.environ.get("VAKA_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 EVENTS = 100_000

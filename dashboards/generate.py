@@ -479,7 +479,7 @@ def hub_health() -> dashboard.Dashboard:
     d = d.with_panel(
         graph(
             "Garbage-collector pauses",
-            "Worst collector pause by generation (each stalls every alarm in flight; hub/heap.py)",
+            "Worst collector pause by generation (each stalls every alarm in flight; hub/runtime/heap.py)",
             "s",
         )
         .datasource(PROM)

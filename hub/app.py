@@ -1,6 +1,6 @@
 """The one place that starts things: resources in an AsyncExitStack, long-running loops in one TaskGroup.
 
-Start order: metrics and clock, the spawner (hub/tasks.py: the owner of every task a component starts on demand),
+Start order: metrics and clock, the spawner (hub/runtime/tasks.py: the owner of every task a component starts on demand),
 database (never waits for it), spool and writer, rules and engine (restored from the local snapshot, else the
 database's), the desk, ingest, the MQTT connections, the web. Shutdown is the reverse: loops are cancelled, then
 resources close last-in first-out, the writer flushes what it holds, and the spawner stops whatever is left.
@@ -27,25 +27,26 @@ from alarms.directory import Directory
 from alarms.engine import Engine
 from alarms.gate import Gate, GateLimits, Verdict, freshness_by_kind, rule_freshness
 from alarms.rules import default_pack_path, load_rules
-from hub import heap, paho_speed, recovery, snapshots
-from hub.canary import TELEMETRY_TOPIC as CANARY_TELEMETRY_TOPIC
-from hub.canary import TOPIC as CANARY_TOPIC
-from hub.canary import Canary
 from hub.checkins.gateway import HttpCameraGateway
 from hub.checkins.service import CheckinService
 from hub.checkins.service import run_loop as checkins_loop
-from hub.clock import CLOCK_TOPIC, Clock, SimulatedClock, WallClock
-from hub.desk.lane import TICK_S, Desk
-from hub.followup import rollup
-from hub.heap import GcPauses
-from hub.ingest import Ingest
-from hub.inventory import build_directory, devices_by_id
+from hub.desk.build import build_desk
+from hub.desk.lane import TICK_S
+from hub.devices.inventory import build_directory, devices_by_id
+from hub.intake import paho_speed
+from hub.intake.ingest import Ingest
+from hub.intake.mqtt import Message, MqttConnection
 from hub.metrics import Metrics
 from hub.model import EARLIEST_EVENT, Site, VakaError
-from hub.mqtt import Message, MqttConnection
-from hub.ops_gauges import ops_gauges_loop
+from hub.ownership.profile import HaProfile
+from hub.recovery import replay, snapshots
+from hub.runtime import heap
+from hub.runtime.clock import Clock, SimulatedClock, WallClock
+from hub.runtime.heap import GcPauses
+from hub.runtime.tasks import Spawner
 from hub.scaip.receiver import ScaipReceiver
 from hub.settings import Settings
+from hub.store import rollup
 from hub.store.db import Database, VakaConnection
 from hub.store.inventory import fetch_sites, inventory_version, rule_profiles, rule_profiles_version
 from hub.store.migrate import MigrationError, ensure_current, maintain_partitions
@@ -53,13 +54,18 @@ from hub.store.roles import RoleError, privilege_problems
 from hub.store.spool import Spool
 from hub.store.state import load_engine_state, save_engine_state
 from hub.store.writer import Writer
-from hub.supervision import Sight, SupervisedEngine
-from hub.tasks import Spawner
+from hub.supervision.canary import TELEMETRY_TOPIC as CANARY_TELEMETRY_TOPIC
+from hub.supervision.canary import TOPIC as CANARY_TOPIC
+from hub.supervision.canary import Canary
+from hub.supervision.devices import Sight, SupervisedEngine
+from hub.supervision.gauges import ops_gauges_loop
+from hub.supervision.hub_status import HubStatus
 from hub.web import create_app
 from hub.web.degraded import DEGRADED
 from hub.web.ops import Readiness
 from hub.web.relatives import setup_relatives
 from hub.web.staff import setup_staff
+from hub.web.staff.sessions import SessionStore
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -105,6 +111,7 @@ class Hub:
         self._start_error: VakaError | None = (
             None  # a database the hub must not run on (schema behind, role too strong)
         )
+        self.ha: HaProfile | None = None  # the HA profile (`ha.enabled`): sites owned by lease, hub/ownership/
 
     async def __aenter__(self) -> Self:
         try:
@@ -125,7 +132,7 @@ class Hub:
         paho_speed.install()  # lean MQTT 5 properties in paho's packet parser, or stock paho with a warning
         s.spool.directory.mkdir(parents=True, exist_ok=True)
         # first in, last out: every component hands its background tasks to it, and has stopped them before it closes
-        self.spawner = Spawner(self.metrics)
+        self.spawner = Spawner(self.metrics, on_failure=self._task_failed)
         stack.push_async_callback(self.spawner.aclose)
 
         stack.callback(GcPauses(self.metrics).close)
@@ -142,16 +149,22 @@ class Hub:
         stack.push_async_callback(self.spool.close)
         await self.spool.open()
         self.writer = Writer(
-            self.db, self.spool, s.db, self.metrics, spawner=self.spawner, on_deferred_recovered=self._ask_again
+            self.db,
+            self.spool,
+            s.db,
+            self.metrics,
+            spawner=self.spawner,
+            on_deferred_recovered=self._ask_again,
+            local_durability=not s.ha.enabled,
         )
         stack.push_async_callback(self.writer.close)
 
         rules = self.rules = load_rules(s.rules.packs or [default_pack_path()])
         # in simulated mode the devices are supervised from the simulation's first clock message, not from now
-        directory = self._directory() if s.clock.mode == "wall" else build_directory([])
+        directory = self._directory() if s.clock.mode == "wall" and not s.ha.enabled else build_directory([])
         # a simulation starts from its own beginning: timers from an earlier run would fire at the wrong times
         snapshot = None
-        if s.clock.mode == "wall":
+        if s.clock.mode == "wall" and not s.ha.enabled:  # HA: each site's snapshot, read when it is taken
             snapshot = snapshots.load_local(s.spool.directory) or await self._db_call(load_engine_state, default=None)
         self.engine = Engine.restore(rules, directory, snapshot) if snapshot else Engine(rules, directory)
         limits = GateLimits(
@@ -176,8 +189,30 @@ class Hub:
         if snapshot:
             self.gate.restore(snapshot.get("gate"))
         self._exported: dict[str, int] = {}
-        stack.callback(self._save_snapshot_at_exit)
+        if s.ha.enabled:
+            self.ha = HaProfile(
+                s,
+                self.db,
+                self.metrics,
+                spawner=self.spawner,
+                rules=rules,
+                clock=self.clock,
+                directory_for=lambda site: build_directory(
+                    [x for x in self._sites if x.id == site], self.rules, self._profiles
+                ),
+                rule_freshness=self.engine.freshness_s,
+                gate_freshness=freshness_by_kind(rules, limits),
+                inventory=lambda: [site.id for site in self._sites],
+            )
+            self.gate = self.ha.gates
+        else:
+            stack.callback(self._save_snapshot_at_exit)
 
+        # --- issue 25: the hub's retained status per site, with its Last Will (hub/supervision/hub_status.py)
+        self.hub_status = HubStatus(s.mqtt, self.metrics, self.spawner, lambda: datetime.now(UTC))
+        stack.push_async_callback(self.hub_status.aclose)
+        self.hub_status.set_sites(self._status_sites())
+        # ---
         # the canary speaks as a device of its own (the hub's connections do not hear their own publishes)
         self.canary_conn = MqttConnection(
             s.mqtt,
@@ -190,7 +225,7 @@ class Hub:
         )
         self.canary = Canary(
             self.canary_conn.publish,
-            lambda decision: self.desk.apply(decision),
+            lambda decision: self.desk.lane.apply(decision),
             self.metrics,
             lambda: [site.id for site in self._sites],
             interval_s=s.reliability.canary_interval_s,
@@ -208,7 +243,14 @@ class Hub:
             spawner=self.spawner,
             session_marker=s.spool.directory / f"{s.mqtt.client_id}.session",
         )
-        self.desk = Desk(
+        self.sessions = SessionStore(
+            self.db,
+            s.http.session_idle_s,
+            spawner=self.spawner,
+            local_path=s.spool.directory / "staff_sessions.msgpack" if self.ha is None else None,
+        )
+        sessions = self.sessions
+        self.desk = build_desk(
             s,
             self.db,
             self.metrics,
@@ -216,7 +258,7 @@ class Hub:
             clock=self.clock,
             spawner=self.spawner,
             engine=SupervisedEngine(
-                self.engine,
+                self.engine if self.ha is None else self.ha.engines,
                 self.sight,
                 lambda: self._connections,
                 self._blind,
@@ -226,13 +268,20 @@ class Hub:
             else self.engine,
             gate=self.gate,
             tick_s=SIMULATED_TICK_S if s.clock.mode == "simulated" else TICK_S,
-            journal_dir=s.spool.directory / "desk-journal",
-            local_dir=s.spool.directory,
+            # the HA profile keeps nothing the next owner could not read: no journal, no local copy
+            journal_dir=s.spool.directory / "desk-journal" if self.ha is None else None,
+            local_dir=s.spool.directory if self.ha is None else None,
+            session_alive=lambda key: sessions.live(key) is not None,  # a page whose session ended gets nothing
+            acts_for=self.ha.keeper.acts_for if self.ha is not None else None,
+            fence=self.ha.keeper.fence if self.ha is not None else None,
+            on_fenced=self.ha.keeper.fenced_row if self.ha is not None else None,
         )
+        if self.ha is not None:
+            self.ha.attach(self.desk.lane, flush_store=self.writer.flush)
+            stack.push_async_callback(self.ha.leave)  # after the desk wrote what it owed
         stack.push_async_callback(self.desk.aclose)  # after the loops stop, before the database closes
-        self.spawner.on_failure = self.desk.background_task_failed  # a failed task: a technical alarm for operations
         for what, exc in self._local_faults:  # writes refused before the desk existed (a full disk at start)
-            self.desk.local_write_failed(what, exc)
+            self.desk.lane.local_write_failed(what, exc)
         self._local_faults.clear()
         gateway = (
             HttpCameraGateway(
@@ -250,26 +299,37 @@ class Hub:
             gateway,
             overdue_after_s=s.checkins.overdue_after_s,
             night_end=s.desk.night_end,
+            owns=self.ha.keeper.acts_for if self.ha is not None else None,
         )
-        await self.desk.restore(self._sites)  # with the database away it starts empty and restores once it answers
+        if self.ha is None:
+            await self.desk.restorer.restore(self._sites)  # with the database away it starts empty, restores later
+        else:  # each site's open alarms come back when its lease is taken (hub/ownership/takeover.py)
+            await self._ha_staff()
         if snapshot is not None and "replay_from" in snapshot:
             await self._recover(datetime.fromtimestamp(float(snapshot["replay_from"]), UTC))
         self._reconcile()
         # durable before the new snapshot says "replay from now", and before the hub takes events
-        await self.desk.settle_recovery()
-        if s.clock.mode == "wall":
+        await self.desk.restorer.settle_recovery()
+        if s.clock.mode == "wall" and self.ha is None:
             await self._write_local("engine_snapshot", snapshots.save_local, s.spool.directory, self._encode_snapshot())
         self.ingest = Ingest(
             self.metrics,
             self.writer,
-            alarm_lane=self.desk.feed,
+            alarm_lane=self.desk.lane.feed if self.ha is None else self.ha.feed,
             routes=s.mqtt.routes,
             now=self._simulation_reference_time if s.clock.mode == "simulated" else None,
             max_future_skew_s=s.reliability.max_future_skew_s if s.clock.mode == "wall" else None,
         )
         self.ingest.set_devices(devices_by_id(self._sites))
         if s.scaip.enabled:  # social alarms over SIP: answered once their event is durable (hub/scaip/receiver.py)
-            self.scaip = ScaipReceiver(s.scaip, self.ingest, self.metrics, spawner=self.spawner, db=self.db)
+            self.scaip = ScaipReceiver(
+                s.scaip,
+                self.ingest,
+                self.metrics,
+                spawner=self.spawner,
+                db=self.db,
+                owns=self.ha.keeper.acts_for if self.ha is not None else None,
+            )
             self.scaip.set_sites(self._sites)
             await self.scaip.start()
             stack.push_async_callback(self.scaip.close)
@@ -284,14 +344,14 @@ class Hub:
                 on_message=self._on_telemetry_message,
                 spawner=self.spawner,
                 session_marker=s.spool.directory / f"{s.mqtt.client_id}-telemetry.session",
-                max_unacked=s.mqtt.receive_maximum,  # the broker's flow control is not enough (hub/mqtt.py)
+                max_unacked=s.mqtt.receive_maximum,  # the broker's flow control is not enough (hub/intake/mqtt.py)
             )
             connections.append(self.telemetry_conn)
             telemetry_conn = self.telemetry_conn
             self._canaries.append(
                 Canary(
                     self.canary_conn.publish,
-                    lambda decision: self.desk.apply(decision),
+                    lambda decision: self.desk.lane.apply(decision),
                     self.metrics,
                     lambda: [site.id for site in self._sites],
                     interval_s=s.reliability.canary_interval_s,
@@ -311,9 +371,12 @@ class Hub:
             s.http,
         )
         app[DEGRADED] = self._degraded
+        if self.ha is not None:
+            self.ha.add_routes(app)
         setup_staff(
             app,
             desk=self.desk,
+            sessions=self.sessions,
             db=self.db,
             settings=s,
             metrics=self.metrics,
@@ -337,6 +400,8 @@ class Hub:
         tasks.append(group.create_task(self.writer.run_loop(), name="vaka.writer"))
         tasks.extend(group.create_task(loop, name=name) for name, loop in self.desk.loops().items())
         tasks.append(group.create_task(self._housekeeping_loop(), name="vaka.housekeeping"))
+        if self.ha is not None:
+            tasks.extend(group.create_task(loop, name=name) for name, loop in self.ha.loops().items())
         tasks.append(
             group.create_task(
                 checkins_loop(self.checkins, s.checkins.tick_s, self.desk.clock_rate), name="vaka.checkins"
@@ -358,7 +423,7 @@ class Hub:
                 name="vaka.followup",
             )
         )
-        gauges = ops_gauges_loop(self.metrics, self.desk.open_alarms, lambda: self._sites, self.clock.now)
+        gauges = ops_gauges_loop(self.metrics, self.desk.machine.open_alarms, lambda: self._sites, self.clock.now)
         tasks.append(group.create_task(gauges, name="vaka.ops_gauges"))
         for conn in connections:
             tasks.append(group.create_task(conn.run_loop(), name=f"vaka.mqtt.{conn.name}"))
@@ -370,7 +435,7 @@ class Hub:
             await conn.wait_connected(timeout_s)
 
     def _take_snapshot(self) -> dict[str, Any]:
-        """Engine and gate as of now, with the point a replay after a crash starts from (hub/recovery.py)."""
+        """Engine and gate as of now, with the point a replay after a crash starts from (hub/recovery/replay.py)."""
         extra = {"gate": self.gate.snapshot(), "replay_from": self.clock.now().timestamp()}
         return snapshots.take(self.engine, extra)
 
@@ -378,17 +443,17 @@ class Hub:
         return snapshots.encode(self._take_snapshot())
 
     async def _recover(self, replay_from: datetime) -> None:
-        """Replay what was acknowledged after the snapshot (hub/recovery.py): from the database and the spool."""
+        """Replay what was acknowledged after the snapshot (hub/recovery/replay.py): from the database and the spool."""
         since = replay_from - timedelta(seconds=self.settings.reliability.replay_margin_s)
-        stored = await self._db_call(recovery.stored_since, since, default=None)
-        spooled = await recovery.spooled_since(self.spool, since)
-        history = await self._db_call(recovery.DeskHistory.load, since, default=None)
+        stored = await self._db_call(replay.stored_since, since, default=None)
+        spooled = await replay.spooled_since(self.spool, since)
+        history = await self._db_call(replay.DeskHistory.load, since, default=None)
         if stored is None or history is None:
             logger.warning("recovery: database away, replaying the spool only (%s events)", len(spooled))
-        events = recovery.merge(stored or [], spooled)
-        desk = recovery.DeskView(apply=self.desk.apply, open_alarm=self._desk_open_alarm)
+        events = replay.merge(stored or [], spooled)
+        desk = replay.DeskView(apply=self.desk.lane.apply, open_alarm=self._desk_open_alarm)
         closed_since = history.closed_since if history is not None else (lambda key, at: None)
-        report = recovery.replay(self.gate, self.engine, events, self.clock.now(), desk, closed_since)
+        report = replay.replay(self.gate, self.engine, events, self.clock.now(), desk, closed_since)
         self.metrics.events_replayed.inc(report.replayed)
         logger.info(
             "recovery: replayed=%s raised=%s suppressed=%s reconciled=%s in %.3f s",
@@ -401,18 +466,18 @@ class Hub:
 
     def _reconcile(self) -> None:
         """The engine and the desk agree by key on what is open (issue 22.5; alarms/engine.py `reconcile`)."""
-        decisions = self.engine.reconcile(self.desk.open_alarms(), self.clock.now())
+        decisions = self.engine.reconcile(self.desk.machine.open_alarms(), self.clock.now())
         for decision in decisions:
-            self.desk.apply(decision)
+            self.desk.lane.apply(decision)
         logger.info(
             "engine and desk reconciled: open at the desk=%s cleared now=%s",
-            len(self.desk.open_alarms()),
+            len(self.desk.machine.open_alarms()),
             len(decisions),
         )
 
     def _desk_open_alarm(self, key: str) -> tuple[datetime, datetime] | None:
         """When the desk's open alarm of this key was raised and last changed; None when it holds none."""
-        alarm = self.desk.get_open_by_key(key)
+        alarm = self.desk.machine.get_open_by_key(key)
         return None if alarm is None else (alarm.raised_at, alarm.updated_at)
 
     def _export_counts(self) -> None:
@@ -432,18 +497,22 @@ class Hub:
         self.metrics.supervision_blind.set(1 if blind else 0)
 
     def _degraded(self) -> bool:
-        """The staff page's "go to physical rounds": the broker is away or the canary fails."""
-        return not all(c.connected for c in self._connections) or any(c.failing for c in self._canaries)
+        """The staff page's "go to physical rounds": the broker is away, the canary fails, or (the HA profile) a site
+        is supervised by no hub."""
+        return (
+            not all(c.connected for c in self._connections)
+            or any(c.failing for c in self._canaries)
+            or (self.ha is not None and bool(self.ha.keeper.unowned))  # a site no hub supervises: physical rounds
+        )
 
     def _on_event_message(self, msg: Message) -> None:
         self.sight.message(time.monotonic())
         if msg.topic == CANARY_TOPIC:
             # through the subscription, the native parser, the gate, the engine and the desk; not stored: the
             # events table holds what devices said, and every hub on a shared broker hears every canary
-            self.canary.on_message(msg, self.desk.feed)
+            self.canary.on_message(msg, self.desk.lane.feed)
             return
-        if msg.topic == CLOCK_TOPIC:
-            assert isinstance(self.clock, SimulatedClock)
+        if isinstance(self.clock, SimulatedClock) and msg.topic == self.settings.clock.topic:
             msg.ack()
             if msg.retain:
                 return  # left by an earlier simulation: its time says nothing about the one now running
@@ -456,8 +525,8 @@ class Hub:
 
     def _on_telemetry_message(self, msg: Message) -> None:
         if msg.topic == CANARY_TELEMETRY_TOPIC and len(self._canaries) > 1:
-            # read, parsed, through the alarm lane and into the store: the round trip ends at the ack (hub/canary.py)
-            self._canaries[1].on_message(msg, self.desk.feed, self.writer.submit)
+            # read, parsed, through the alarm lane and into the store: the round trip ends at the ack (hub/supervision/canary.py)
+            self._canaries[1].on_message(msg, self.desk.lane.feed, self.writer.submit)
             return
         self.ingest.handle(msg)
 
@@ -475,7 +544,7 @@ class Hub:
             filters.append(TELEMETRY_FILTER)
         filters.extend(route.topic_filter for route in self.settings.mqtt.routes)
         if self.settings.clock.mode == "simulated":
-            filters.append(CLOCK_TOPIC)
+            filters.append(self.settings.clock.topic)
         return filters
 
     # --- housekeeping: inventory, snapshots, partitions -------------------------------------------------------------
@@ -491,10 +560,16 @@ class Hub:
     def _local_write_failed(self, what: str, exc: OSError) -> None:
         logger.error("local state not written what=%s: %s; the hub goes on", what, exc)
         if hasattr(self, "desk"):
-            self.desk.local_write_failed(what, exc)
+            self.desk.lane.local_write_failed(what, exc)
         else:
             self.metrics.local_write_failures.labels(what).inc()
             self._local_faults.append((what, exc))
+
+    def _task_failed(self, task: str) -> None:
+        """A background task failed (the spawner logged and counted it): a technical alarm for operations once the
+        desk exists (a task cannot fail before the spawner has started one for the desk's parts)."""
+        if hasattr(self, "desk"):
+            self.desk.lane.background_task_failed(task)
 
     def _save_snapshot_at_exit(self) -> None:
         try:
@@ -519,7 +594,7 @@ class Hub:
                 await self._refresh_inventory()
             elif self.db.up:
                 await self._refresh_profiles()  # a nurse's change applies within a second
-            if now - last_snapshot >= SNAPSHOT_INTERVAL_S:
+            if now - last_snapshot >= SNAPSHOT_INTERVAL_S and self.ha is None:
                 last_snapshot = now
                 # taken on the loop (a few ms), encoded in a thread in small pieces (docs/performance.md)
                 snapshot_json = await asyncio.to_thread(snapshots.encode, self._take_snapshot())
@@ -580,13 +655,14 @@ class Hub:
             return
         self._inventory_version = version
         self._sites = sites
-        self.desk.set_sites(sites)
+        self.desk.restorer.set_sites(sites)
+        self.hub_status.set_sites(self._status_sites())  # issue 25
         await self._write_local("inventory", snapshots.save_inventory, self.settings.spool.directory, sites)
         profiles = await self._db_call(rule_profiles, default=None)
         if profiles is not None:
             self._profiles = profiles
         if self.settings.clock.mode == "wall" or self._simulation_started:
-            self.engine.set_directory(self._directory(), self.clock.now())
+            self._set_directory()
         self.ingest.set_devices(devices_by_id(sites))
         if self.scaip is not None:
             self.scaip.set_sites(sites)
@@ -617,11 +693,32 @@ class Hub:
         try:
             await self._write_local("profiles", snapshots.save_profiles, self.settings.spool.directory, profiles)
             if self.settings.clock.mode == "wall" or self._simulation_started:
-                self.engine.set_directory(self._directory(), self.clock.now())
+                self._set_directory()
         except Exception:  # the housekeeping loop (and the alarm path beside it) must go on: tried at the next change
             logger.exception("rule profiles not applied; the engine keeps the residents' earlier ones")
             return
         logger.info("rule profiles applied residents=%s", len(profiles))
+
+    def _status_sites(self) -> list[str]:
+        """The sites whose retained hub status this hub publishes: every site; none in the HA profile, where a dead
+        hub's Last Will ("offline") would overwrite the new owner's word, and a hub losing a site would say offline
+        for it (docs/ha.md: the outside watch speaks for the hubs there)."""
+        return [site.id for site in self._sites] if self.ha is None else []
+
+    def _set_directory(self) -> None:
+        """The inventory or the profiles changed: the engine (HA: each owned site's) gets them."""
+        if self.ha is not None:
+            self.ha.engines.set_directory(self.clock.now())
+            return
+        self.engine.set_directory(self._directory(), self.clock.now())
+
+    async def _ha_staff(self) -> None:
+        """The HA profile's start: the inventory and the staff for the desk, no open alarms yet."""
+        self.desk.restorer.set_sites(self._sites)
+        try:
+            await self.desk.restorer.refresh()
+        except Exception as exc:  # the desk's refresh loop tries again
+            logger.warning("desk could not load the staff: %s", exc)
 
     def _directory(self) -> Directory:
         """The engine's view of the inventory with the residents' rule profiles."""

@@ -102,7 +102,7 @@ async def _site_load(inventory: Inventory, settings: Settings) -> int:
     from hub.store.migrate import migrate
 
     async def work(conn: VakaConnection) -> dict[str, int]:
-        from hub.resident_directory import store_entries
+        from hub.people.residents import store_entries
 
         await migrate(conn, settings.db)
         counts = await load_inventory(conn, inventory)
@@ -256,7 +256,7 @@ def _staff_unit(text: str) -> tuple[str, str]:
 
 def add_staff_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vaka staff add`."""
-    from hub.staff import Role
+    from hub.people.staff import Role
 
     parser.add_argument("username", help="login name")
     parser.add_argument(
@@ -282,7 +282,7 @@ def add_staff_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _staff_duty(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.duty import set_duty, shift_start
+    from hub.people.duty import set_duty, shift_start
     from hub.store.audit import record_cli_change
 
     try:
@@ -315,7 +315,7 @@ async def staff_add_main(args: argparse.Namespace, settings: Settings) -> int:
 
     import asyncpg
 
-    from hub.staff import Role, StaffError
+    from hub.people.staff import Role, StaffError
     from hub.store.audit import record_cli_change
     from hub.store.staff import create_staff
 
@@ -466,12 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_relatives_arguments(sub, resident)
     staff = sub.add_parser("staff", help="staff accounts").add_subparsers(dest="staff_command", required=True)
     add_staff_arguments(staff.add_parser("add", help="create or update a staff account"))
-    from hub.duty import add_duty_arguments
+    from hub.people.duty import add_duty_arguments
 
     add_duty_arguments(
         staff.add_parser("duty", help="sign a person on or off duty (a roster; escalation goes to those on duty)")
     )
-    from hub.broker_accounts import add_arguments as add_mqtt_arguments
+    from hub.devices.broker_accounts import add_arguments as add_mqtt_arguments
 
     mqtt = sub.add_parser("mqtt", help="the broker").add_subparsers(dest="mqtt_command", required=True)
     add_mqtt_arguments(mqtt.add_parser("credentials", help="write the broker's password file and ACL for an inventory"))
@@ -506,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "schema":
         return _schema(args)
     if args.command == "mqtt":
-        from hub.broker_accounts import credentials_main
+        from hub.devices.broker_accounts import credentials_main
 
         inventory = _read_inventory(args.inventory, "mqtt credentials")
         return 2 if inventory is None else credentials_main(args, inventory)
@@ -549,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         return _run(relatives_cli.main(args, settings))
     if args.command == "resident" and args.resident_command == "import-csv":
-        from hub.resident_directory import import_csv_main
+        from hub.people.residents import import_csv_main
 
         async def import_csv() -> int:
             result = await _with_database(

@@ -51,7 +51,7 @@ class Metrics:
         )
         self.mqtt_read_paused = Counter(
             "vaka_mqtt_read_paused",
-            "Times a connection stopped reading because it held its limit of unacknowledged messages (hub.mqtt)",
+            "Times a connection stopped reading because it held its limit of unacknowledged messages (hub.intake.mqtt)",
             ["connection"],
             registry=r,
         )
@@ -80,6 +80,28 @@ class Metrics:
             "vaka_alarm_output_failures",
             "Deliveries of an alarm change that one output (persistence, pages, mqtt, channels, log, gauges) failed",
             ["output"],
+            registry=r,
+        )
+        # the HA profile: sites owned by lease (hub/ownership/, docs/ha.md)
+        self.ha_sites_owned = Gauge("vaka_ha_sites_owned", "Sites this hub holds the lease of", registry=r)
+        self.ha_takeovers = Counter(
+            "vaka_ha_takeovers", "Sites this hub took (restored and replayed), by outcome", ["outcome"], registry=r
+        )
+        self.ha_sites_lost = Counter(
+            "vaka_ha_sites_lost", "Sites this hub held and lost (another hub took them, or fencing refused)", registry=r
+        )
+        self.ha_rows_fenced = Counter(
+            "vaka_ha_rows_fenced",
+            "Desk rows the database refused because their site's fencing token was no longer this hub's (dropped)",
+            ["kind"],
+            registry=r,
+        )
+        self.ha_lease_failures = Counter(
+            "vaka_ha_lease_round_failures", "Lease rounds that could not reach the database", registry=r
+        )
+        self.ha_unconfirmed = Gauge(
+            "vaka_ha_lease_unconfirmed",
+            "1 while this hub acts for its sites past its last confirmed lease (the database away): see docs/ha.md",
             registry=r,
         )
         self.desk_rows_refused = Counter(
@@ -164,7 +186,7 @@ class Metrics:
         self.hub_heartbeat = Gauge("vaka_hub_heartbeat_timestamp_seconds", "Last loop heartbeat (dead-man)", registry=r)
         self.background_task_failures = Counter(
             "vaka_background_task_failures",
-            "Background tasks that failed, by task name (each logged, and raised as a technical alarm): hub/tasks.py",
+            "Background tasks that failed, by task name (each logged, and raised as a technical alarm): hub/runtime/tasks.py",
             ["task"],
             registry=r,
         )
@@ -208,13 +230,13 @@ class Metrics:
             registry=r,
         )
         # operations (issue 12): what the alert rules (deploy/prometheus/rules) and dashboards watch besides the above;
-        # kept current by hub/ops_gauges.py
+        # kept current by hub/supervision/gauges.py
         self.event_loop_lag = Gauge(
             "vaka_event_loop_lag_seconds", "Worst lateness of a short event-loop timer over the last 5 s", registry=r
         )
         self.gc_pause = Histogram(
             "vaka_gc_pause_seconds",
-            "Garbage-collector pauses (each stalls the event loop), by generation (hub/heap.py)",
+            "Garbage-collector pauses (each stalls the event loop), by generation (hub/runtime/heap.py)",
             ["generation"],
             buckets=_LATENCY_BUCKETS_S,
             registry=r,

@@ -24,6 +24,11 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_MESSAGES_PER_S = 10
 MAX_FUTURE_SKEW = timedelta(hours=1)
 EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+# the hub's self-test device (hub/supervision/canary.py) and the two topics it publishes; the broker accounts grant them
+CANARY_SITE = "vaka-canary"
+CANARY_DEVICE = "canary"
+CANARY_TOPIC = f"{TOPIC_ROOT}/{CANARY_SITE}/{CANARY_DEVICE}/event"
+CANARY_TELEMETRY_TOPIC = f"{TOPIC_ROOT}/{CANARY_SITE}/{CANARY_DEVICE}/telemetry"
 
 
 class VakaError(Exception):
@@ -50,6 +55,7 @@ class EventKind(enum.StrEnum):
     ALARM_BUTTON = "alarm_button"
     ALARM_BUTTON_CANCEL = "alarm_button_cancel"
     ALARM_RESET = "alarm_reset"
+    ALARM_ABORTED = "alarm_aborted"
     BED_EXIT = "bed_exit"
     BED_ENTRY = "bed_entry"
     DOOR_OPEN = "door_open"
@@ -92,8 +98,13 @@ EVENT_KIND_DOCS: dict[EventKind, str] = {
     EventKind.ALARM_BUTTON: "the resident pressed the alarm button",
     EventKind.ALARM_BUTTON_CANCEL: "the resident cancelled the alarm at the button",
     EventKind.ALARM_RESET: (
-        "a person reset the alarm at the unit with a reset or presence button (same `ref`; SCAIP `RE`): a person "
-        "ended it there, so it closes; send it only for that, a resident's cancel is `alarm_button_cancel`"
+        "a person ended the alarm at the unit with a reset or presence button (same `ref`; SCAIP status codes 0088 "
+        "presence upon alarm, 0093 manual reset, 0111 check-out): it closes; send it only for that, a resident's "
+        "cancel is `alarm_button_cancel`"
+    ),
+    EventKind.ALARM_ABORTED: (
+        "the alarm unit gave up on this receiver for the alarm (same `ref`; SCAIP `RE`, SS 91100:2014 4.4: no answer "
+        "in time, it goes on with its next alarm action, e.g. another receiver): nobody ended it, it stays with staff"
     ),
     EventKind.BED_EXIT: "the bed sensor saw the resident leave the bed",
     EventKind.BED_ENTRY: "the bed sensor saw the resident return to bed",

@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from hub.model import EventKind, VakaError
+from hub.model import TOPIC_ROOT, EventKind, VakaError
 
 
 class SettingsError(VakaError):
@@ -32,7 +32,7 @@ class _Section(BaseModel):
 
 
 class AdapterRoute(_Section):
-    """Messages on topics matching `topic_filter` go to adapter `adapter` (see hub/adapter_registry.py)."""
+    """Messages on topics matching `topic_filter` go to adapter `adapter` (see hub/intake/adapter_registry.py)."""
 
     topic_filter: str = Field(description="MQTT topic filter, e.g. zigbee2mqtt/#")
     adapter: str = Field(description="adapter name (entry point group vaka.adapters), e.g. zigbee2mqtt")
@@ -109,6 +109,11 @@ class MqttSettings(_Section):
     reconnect_min_s: float = Field(default=0.2, gt=0, description="first reconnect delay")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="longest reconnect delay (jittered)")
     telemetry_connection: bool = Field(default=True, description="a second connection for telemetry topics")
+    hub_status: bool = Field(
+        default=True,
+        description="publish the hub's retained vaka/v1/{site}/hub/status per site, offline as its Last Will "
+        "(a connection per site: hub/supervision/hub_status.py)",
+    )
     routes: list[AdapterRoute] = Field(default_factory=list, description="other vendor formats by topic filter")
 
     @model_validator(mode="after")
@@ -379,6 +384,13 @@ class ClockSettings(_Section):
         default="wall",
         description="wall in production; simulated follows `vaka/v1/_sim/clock` from `vaka simulate` (demo, bench)",
     )
+    topic: str = Field(
+        default=f"{TOPIC_ROOT}/_sim/clock",
+        min_length=1,
+        pattern=r"^[^#+]+$",
+        description="simulated mode: the simulation's clock topic (`vaka simulate --clock-topic`); a demo of its own "
+        "on a shared broker needs one of its own (the Makefile's: vaka/v1/_sim/SITE/clock)",
+    )
 
 
 class ScaipSettings(_Section):
@@ -394,7 +406,11 @@ class ScaipSettings(_Section):
     )
     site: str = Field(default="default", description="site the alarm units belong to")
     heartbeat_interval_s: int = Field(
-        default=300, ge=10, le=86400, description="heartbeat (PI) interval asked of every unit in each response"
+        default=300,
+        ge=60,
+        le=86400,
+        description="heartbeat (PI) interval asked in each response of a unit that takes one (hbo 001); SCAIP counts "
+        "it in whole minutes (hbi), so it is rounded up to one",
     )
     durable_timeout_s: float = Field(
         default=5.0, gt=0, le=60, description="longest wait for an event to be durable before answering `not treated`"
@@ -554,6 +570,50 @@ class CheckinSettings(_Section):
     )
 
 
+class HaSettings(_Section):
+    """Hubs that own sites one at a time, by a lease per site in the database (docs/ha.md, issue 30). Off: one hub
+    owns every site and keeps its local durability (spool, desk journal, local snapshot), as the single-node stack."""
+
+    enabled: bool = Field(default=False, description="take part in a group of hubs sharing the sites by leases")
+    hub_id: str = Field(
+        default="hub", min_length=1, max_length=64, description="this hub's name in the leases (unique per hub)"
+    )
+    sites: list[str] | Literal["any"] = Field(
+        default="any", description="the sites this hub may own: a list of site ids, or any site of the inventory"
+    )
+    prefer: list[str] = Field(
+        default_factory=list,
+        description="sites this hub takes as soon as they are free; the others only once their lease has run out"
+        " (another hub died or stalled) and this hub has had the database for one lease",
+    )
+    lease_s: float = Field(default=10.0, ge=1.0, le=300.0, description="a lease runs out this long after its renewal")
+    renew_s: float = Field(default=2.0, gt=0, description="leases are renewed (and free sites looked for) this often")
+    snapshot_s: float = Field(
+        default=5.0, gt=0, description="each owned site's engine snapshot is written to the database this often"
+    )
+    unowned_alarm_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a site whose lease has run out this long ago, that no hub took: 'supervision lost' for it",
+    )
+    act_without_database: bool = Field(
+        default=True,
+        description="with the database away, go on acting for the sites held (alarms decided from memory; a partition"
+        " that leaves another hub with the database makes both act for a while); false: act only while the lease is"
+        " confirmed (never two hubs, but none while the database is away)",
+    )
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> HaSettings:
+        if self.renew_s * 2 > self.lease_s:
+            msg = "ha.renew_s must be at most half of ha.lease_s (a lease must survive one failed renewal)"
+            raise ValueError(msg)
+        if self.sites != "any" and not set(self.prefer) <= set(self.sites):
+            msg = "ha.prefer names a site that ha.sites does not let this hub own"
+            raise ValueError(msg)
+        return self
+
+
 class Settings(BaseSettings):
     """Everything Vaka can be told at start."""
 
@@ -575,7 +635,15 @@ class Settings(BaseSettings):
     followup: FollowupSettings = Field(default_factory=FollowupSettings)
     scaip: ScaipSettings = Field(default_factory=ScaipSettings)
     checkins: CheckinSettings = Field(default_factory=CheckinSettings)
+    ha: HaSettings = Field(default_factory=HaSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+
+    @model_validator(mode="after")
+    def _ha_on_the_wall_clock(self) -> Settings:
+        if self.ha.enabled and self.clock.mode != "wall":
+            msg = "ha.enabled needs clock.mode = wall (a simulation runs on one hub)"
+            raise ValueError(msg)
+        return self
 
     @classmethod
     def settings_customise_sources(

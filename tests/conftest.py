@@ -15,8 +15,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from hub.metrics import Metrics
+from hub.runtime.tasks import Spawner
 from hub.settings import DbSettings, MqttSettings, Settings
-from hub.tasks import Spawner
 
 PG_DSN = os.environ.get("VAKA_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 MQTT_HOST = os.environ.get("VAKA_TEST_MQTT_HOST", "127.0.0.1")
@@ -31,7 +31,7 @@ def metrics() -> Metrics:
 
 @pytest.fixture
 async def spawner(metrics: Metrics) -> AsyncIterator[Spawner]:
-    """The owner of the background tasks of the components a test builds (hub/tasks.py); closed after them."""
+    """The owner of the background tasks of the components a test builds (hub/runtime/tasks.py); closed after them."""
     async with Spawner(metrics) as owner:
         yield owner
 
@@ -67,8 +67,9 @@ def db_settings(db_schema: str) -> DbSettings:
 
 @pytest.fixture
 def mqtt_settings(unique: str) -> MqttSettings:
-    """Broker settings with a client id of the test's own."""
-    return MqttSettings(host=MQTT_HOST, port=MQTT_PORT, client_id=f"vaka-test-{unique}")
+    """Broker settings with a client id of the test's own; no retained hub status left on the shared broker by every
+    test's hub (tests/hub/test_hub_status.py turns it on and clears it)."""
+    return MqttSettings(host=MQTT_HOST, port=MQTT_PORT, client_id=f"vaka-test-{unique}", hub_status=False)
 
 
 @pytest.fixture

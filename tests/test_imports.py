@@ -100,3 +100,50 @@ def test_the_pure_cores_import_nothing_of_the_hub_but_the_model() -> None:
         if n.startswith(("adapters", "alarms"))
     }
     assert {n: d for n, d in leaks.items() if d} == {}
+
+
+# The floors of the house, lowest first (docs/architecture.md draws them): a package imports only from floors below
+# its own, so none runs back up and two packages on one floor know nothing of each other.
+FLOORS: tuple[tuple[str, ...], ...] = (
+    ("hub.model",),
+    ("hub.settings", "hub.metrics", "hub.texts", "adapters", "alarms"),
+    ("hub.runtime", "hub.people"),
+    ("hub.store",),
+    (
+        "hub.intake",
+        "hub.notify",
+        "hub.recovery",
+        "hub.devices",
+        "hub.followup",
+        "hub.relatives",
+        "hub.checkins",
+        "hub.scaip",
+    ),
+    ("hub.desk", "hub.vendor", "hub.simulation"),
+    ("hub.supervision", "hub.ownership"),
+    ("hub.web",),
+    ("hub.app",),
+    ("hub.cli",),
+)
+FLOOR_OF = {package: level for level, packages in enumerate(FLOORS) for package in packages}
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[0] if parts[0] != "hub" or len(parts) == 1 else f"hub.{parts[1]}"
+
+
+def test_every_package_stands_on_a_floor() -> None:
+    assert sorted({package_of(n) for n in GRAPH} - set(FLOOR_OF) - {"hub"}) == []
+
+
+def test_no_import_runs_up_or_sideways_between_packages() -> None:
+    wrong = sorted(
+        f"{name} -> {dep}"
+        for name, deps in GRAPH.items()
+        for dep in deps
+        if package_of(name) != package_of(dep)
+        and package_of(name) != "hub"
+        and FLOOR_OF[package_of(name)] <= FLOOR_OF[package_of(dep)]
+    )
+    assert wrong == []

@@ -33,7 +33,7 @@ from hub.checkins.gateway import CameraGateway, GatewayError
 from hub.checkins.plan import Plan
 from hub.checkins.schedule import due
 from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Severity, VakaError
-from hub.staff import StaffMember
+from hub.people.staff import StaffMember
 from hub.store.db import DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -79,10 +79,22 @@ class Publish(Protocol):
     def __call__(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None: ...
 
 
-class Desk(Protocol):
+class Lane(Protocol):
     def tick(self) -> datetime: ...
     def apply(self, decision: AlarmDecision) -> Any: ...
+
+
+class OpenAlarms(Protocol):
     def device_faults(self, site: str) -> set[str]: ...
+
+
+class Desk(Protocol):
+    """What the check-ins need of the desk (hub.desk.build.DeskParts): its lane and its open alarms."""
+
+    @property
+    def lane(self) -> Lane: ...
+    @property
+    def machine(self) -> OpenAlarms: ...
 
 
 class Pool(Protocol):
@@ -130,7 +142,8 @@ class CheckinService:
     """Creates due tasks on each tick and carries out the patrol's actions."""
 
     def __init__(self, db: Pool, desk: Desk, publish: Publish, clock: Clock, gateway: CameraGateway | None,
-                 *, overdue_after_s: float = 0.0, night_end: time = time(7, 0)) -> None:  # fmt: skip
+                 *, overdue_after_s: float = 0.0, night_end: time = time(7, 0),
+                 owns: Callable[[str], bool] | None = None) -> None:  # fmt: skip
         self.db = db
         self.desk = desk
         self.publish = publish
@@ -139,6 +152,9 @@ class CheckinService:
         self.overdue_after = timedelta(seconds=overdue_after_s)
         self.night_end = night_end
         # the pages' version of the task list: new with every hub start, moved on by every change a page shows
+        # the HA profile (hub/ownership/): the sites this hub acts for; a task of another hub's site is that hub's to
+        # create and to raise when overdue (marking it here would swallow its alarm)
+        self.owns: Callable[[str], bool] = owns or (lambda site: True)
         self._epoch = secrets.token_hex(4)
         self._serial = 0
         self._change = asyncio.Event()
@@ -194,8 +210,9 @@ class CheckinService:
                 "p.opt_out_nights, p.slots, r.unit, r.away, s.timezone FROM checkin_plans p JOIN residents r ON r.id = p.resident_id "
                 "JOIN sites s ON s.id = p.site ORDER BY p.resident_id"
             )  # fmt: skip
-            now = self.desk.tick()
-            down = {site: self.desk.device_faults(site) for site in {row["site"] for row in rows}}
+            rows = [row for row in rows if self.owns(row["site"])]
+            now = self.desk.lane.tick()
+            down = {site: self.desk.machine.device_faults(site) for site in {row["site"] for row in rows}}
             changed: list[Task] = []
             changed += await self._close_away(conn, now)
             for row in rows:
@@ -218,9 +235,11 @@ class CheckinService:
             )
             for row in overdue:
                 task = _task(row)
+                if not self.owns(task.site):
+                    continue
                 await conn.execute("UPDATE checkins SET overdue_alarmed = true WHERE id = $1", task.id)
                 await self._log(conn, task.id, now, "hub", "overdue", f"window closed {task.window_end.isoformat()}")
-                self.desk.apply(AlarmDecision(
+                self.desk.lane.apply(AlarmDecision(
                     action=DecisionAction.RAISE, key=f"{OVERDUE_RULE}:{task.id}", rule_id=OVERDUE_RULE,
                     category=AlarmCategory.CARE, severity=Severity.HIGH, site=task.site, at=now,
                     reason=f"{task.mode} check-in not done in its window", resident_id=task.resident_id,

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from hub.model import Resident, Site
-from hub.staff import StaffMember
+from hub.people.staff import StaffMember
 
 DEFAULT_ZONE = "Europe/Stockholm"
 

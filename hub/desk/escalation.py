@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from hub.model import AlarmCategory
+from hub.people.staff import Role, StaffMember
 from hub.settings import DeskSettings, EscalationPolicy, EscalationTier
-from hub.staff import Role, StaffMember
 
 if TYPE_CHECKING:
     from hub.desk.alarm import Alarm

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from alarms.instant import ABORT_REASON
 from hub.desk.alarm import Alarm
 from hub.desk.directory import DeskDirectory
 from hub.desk.machine import Change, ChangeKind
@@ -26,7 +27,7 @@ from hub.desk.persistence import DeskStore
 from hub.metrics import Metrics
 from hub.notify import Dispatcher, Notification
 from hub.notify.websocket import WebSocketHub
-from hub.staff import StaffMember
+from hub.people.staff import StaffMember
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def alarm_view(alarm: Alarm, directory: DeskDirectory, now: datetime) -> dict[st
         ringing_since=alarm.ring_base.isoformat(),
         condition_ended_hm=local_hm(alarm.condition_ended_at, zone) if alarm.condition_ended_at else None,
         condition_note=alarm.condition_note,
+        gave_up=alarm.condition_note == ABORT_REASON,  # the unit gave up on Vaka: the card says so, not "ended"
         accepted_by_id=alarm.accepted_by_id,
         now=now.isoformat(),
     )
@@ -266,10 +268,11 @@ class Gauges:
             m.alarm_accept_latency.observe(change.accept_latency_s)
         self.count_open(alarm)
 
-    def count_open(self, alarm: Alarm) -> None:
-        """Move the alarm between the open-alarm gauges: O(1), it runs on every change."""
+    def count_open(self, alarm: Alarm, *, here: bool = True) -> None:
+        """Move the alarm between the open-alarm gauges: O(1), it runs on every change. `here=False`: the alarm left
+        this hub open (another hub of the HA profile owns its site now) and is counted no more."""
         before = self._counted.pop(alarm.id, None)
-        after = (alarm.category.value, alarm.state.value) if alarm.is_open else None
+        after = (alarm.category.value, alarm.state.value) if alarm.is_open and here else None
         if after is not None:
             self._counted[alarm.id] = after
         if before == after:
@@ -382,10 +385,10 @@ class FanOut:
         """Log that a person saw these residents' data (`(site, resident_id)`); persisted in the background."""
         self.reads.record(staff, residents, purpose, at, address)
 
-    def count_open(self, alarm: Alarm) -> None:
-        """Count a restored open alarm in the gauges."""
+    def count_open(self, alarm: Alarm, *, here: bool = True) -> None:
+        """Count a restored open alarm in the gauges (`here=False`: no more, its site went to another hub)."""
         if self._gauges is not None:
-            self._gauges.count_open(alarm)
+            self._gauges.count_open(alarm, here=here)
 
 
 def _unwrapped(outputs: Iterable[Output]) -> Iterable[Output]:

@@ -11,7 +11,9 @@ holds no password hashes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,9 +22,10 @@ from typing import Any
 import msgspec
 
 from hub.desk.alarm import Alarm
+from hub.desk.machine import Change, ChangeKind
 from hub.desk.persistence import SNAPSHOT_COLUMNS, alarm_from_row
 from hub.model import AlarmState
-from hub.staff import StaffMember
+from hub.people.staff import StaffMember
 from hub.store.files import write_whole
 
 logger = logging.getLogger(__name__)
@@ -94,3 +97,21 @@ def load(directory: Path) -> DeskState | None:
         logger.warning("desk local state %s cannot be read (%s): the database's copy is the only one", path, exc)
         return None
     return state
+
+
+class LocalCopy:
+    """What the desk's own copy learns from the lane as it works: that something changed (the copy is written at most
+    once a second while it does) and which alarms closed since this start (a late restore never reopens them)."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self.dirty = asyncio.Event()
+        self.closed_here: set[str] = set()
+
+    def note(self, changes: Sequence[Change]) -> None:
+        """The lane delivered these changes."""
+        if changes:
+            self.dirty.set()
+        for change in changes:
+            if change.kind is ChangeKind.CLOSE:
+                self.closed_here.add(change.alarm.id)

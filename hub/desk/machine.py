@@ -14,12 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from alarms.instant import ABORT_REASON
 from hub.desk.alarm import NEXT_STATES, Alarm
 from hub.desk.directory import DeskDirectory
 from hub.desk.escalation import escalation_detail, escalation_step, next_escalation_at, policy_for
 from hub.model import AlarmCategory, AlarmDecision, AlarmState, DecisionAction, Outcome, Severity, VakaError
+from hub.people.staff import StaffMember
 from hub.settings import DeskSettings, PatrolSettings
-from hub.staff import StaffMember
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,9 @@ class DeskMachine:
         alarm.condition_ended_at = now
         alarm.condition_note = decision.reason
         alarm.updated_at = now
-        return [self._change(ChangeKind.CONDITION_ENDED, alarm, actor, "condition_ended", decision.reason, now)]
+        # the unit gave up on Vaka (SCAIP RE): nothing ended, and the log says so in its own word
+        action = "sender_gave_up" if decision.reason == ABORT_REASON else "condition_ended"
+        return [self._change(ChangeKind.CONDITION_ENDED, alarm, actor, action, decision.reason, now)]
 
     @staticmethod
     def _new_incident(alarm: Alarm) -> bool:
@@ -476,6 +479,15 @@ class DeskMachine:
         self._by_key.setdefault(alarm.key, alarm.id)
         return True
 
+    def forget_site(self, site: str) -> list[Alarm]:
+        """Let go of a site's open alarms without a change (another hub owns the site now, hub/ownership/)."""
+        gone = [a for a in self._alarms.values() if a.site == site]
+        for alarm in gone:
+            del self._alarms[alarm.id]
+            if self._by_key.get(alarm.key) == alarm.id:
+                del self._by_key[alarm.key]
+        return gone
+
     def get_open_by_key(self, key: str) -> Alarm | None:
         """The open alarm under a rule key (`{rule_id}:{subject}`)."""
         alarm_id = self._by_key.get(key)
@@ -500,3 +512,7 @@ class DeskMachine:
     def open_for_site(self, site: str) -> Iterable[Alarm]:
         """Open alarms of a site."""
         return (a for a in self._alarms.values() if a.site == site)
+
+    def device_faults(self, site: str) -> set[str]:
+        """Devices of a site with an open technical alarm."""
+        return {a.device_id for a in self.open_for_site(site) if a.device_id and a.category is AlarmCategory.TECHNICAL}

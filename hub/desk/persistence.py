@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import msgspec
 
-from hub.backoff import Backoff
 from hub.desk.alarm import Alarm
 from hub.model import AlarmCategory, AlarmState, Outcome, Severity, VakaError
+from hub.runtime.backoff import Backoff
 from hub.store.db import is_connection_error
 from hub.store.files import write_whole
 from hub.store.spool import frame, parse_segment
@@ -43,21 +43,21 @@ _UPSERT = """
 INSERT INTO desk_alarms (id, key, rule_id, category, severity, site, unit, resident_id, device_id, reason,
     unregistered, state, outcome, note, count, raised_at, updated_at, accepted_at, accepted_by, closed_at,
     next_tier, next_escalation_at, version, condition_ended_at, condition_note, ringing_since, accepted_by_id,
-    incidents, unreached)
+    incidents, unreached, fence)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
-    $24, $25, $26, $27, $28, $29)
+    $24, $25, $26, $27, $28, $29, $30)
 ON CONFLICT (id) DO UPDATE SET severity = EXCLUDED.severity, reason = EXCLUDED.reason, state = EXCLUDED.state,
     outcome = EXCLUDED.outcome, note = EXCLUDED.note, count = EXCLUDED.count, updated_at = EXCLUDED.updated_at,
     accepted_at = EXCLUDED.accepted_at, accepted_by = EXCLUDED.accepted_by, closed_at = EXCLUDED.closed_at,
     next_tier = EXCLUDED.next_tier, next_escalation_at = EXCLUDED.next_escalation_at, version = EXCLUDED.version,
     condition_ended_at = EXCLUDED.condition_ended_at, condition_note = EXCLUDED.condition_note,
     ringing_since = EXCLUDED.ringing_since, accepted_by_id = EXCLUDED.accepted_by_id,
-    incidents = EXCLUDED.incidents, unreached = EXCLUDED.unreached
+    incidents = EXCLUDED.incidents, unreached = EXCLUDED.unreached, fence = EXCLUDED.fence
 WHERE desk_alarms.version <= EXCLUDED.version
 """
 _LOG = (
-    "INSERT INTO desk_alarm_log (alarm_id, at, actor, action, state, detail, entry_id)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7::uuid) ON CONFLICT (entry_id) DO NOTHING"
+    "INSERT INTO desk_alarm_log (alarm_id, at, actor, action, state, detail, entry_id, site, fence)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7::uuid, $8, $9) ON CONFLICT (entry_id) DO NOTHING"
 )
 _ACCESS = (
     "INSERT INTO resident_access_log (at, staff_id, role, site, resident_id, purpose, entry_id, address)"
@@ -72,6 +72,9 @@ _DUTY = (
     "INSERT INTO staff_duty (staff_id, since, until) VALUES ($1, $2, $3)"
     " ON CONFLICT (staff_id) DO UPDATE SET since = EXCLUDED.since, until = EXCLUDED.until"
 )
+
+
+FENCED = "VK409"  # migration 380: the row's site is held by another hub now (docs/ha.md)
 
 
 def _refused_for_content(exc: Exception) -> bool:
@@ -178,8 +181,14 @@ class DeskStore:
         journal: DeskJournal | None = None,
         on_journal_failed: Callable[[OSError], None] | None = None,
         on_row_refused: Callable[[str], None] | None = None,
+        fence: Callable[[str], int | None] | None = None,
+        on_fenced: Callable[[str, str], None] | None = None,
     ) -> None:
         self._db = db
+        # the HA profile (hub/ownership/): each alarm and log row carries its site's fencing token, taken when the
+        # row is written; a row the database refuses for it is dropped and its site reported lost
+        self._fence = fence or _no_fence
+        self._on_fenced = on_fenced
         self._journal = journal
         self._on_journal_failed = on_journal_failed
         self._on_row_refused = on_row_refused
@@ -188,6 +197,14 @@ class DeskStore:
         self._idle = asyncio.Event()
         self._idle.set()
         self._draining = asyncio.Lock()
+
+    def forget_site(self, site: str) -> int:
+        """The HA profile: drop the queued alarm and log rows of a site another hub holds now (its rows are that hub's
+        to write; written later under a token this hub held again, they would pass the fence). Returns how many."""
+        kept = deque(row for row in self._queue if _site_of(row) != site)
+        dropped = len(self._queue) - len(kept)
+        self._queue = kept
+        return dropped
 
     @property
     def backlog(self) -> int:
@@ -202,7 +219,7 @@ class DeskStore:
     def save(self, alarm: Alarm, actor: str, action: str, detail: str, at: datetime) -> None:
         """Queue the alarm's current state and one alarm log line."""
         self._queue.append(("alarm", snapshot_row(alarm)))
-        log = (alarm.id, at, actor, action, alarm.state.value, detail[:1000], str(uuid.uuid4()))
+        log = (alarm.id, at, actor, action, alarm.state.value, detail[:1000], str(uuid.uuid4()), alarm.site)
         self._queue.append(("log", log))
         self._kick()
 
@@ -356,7 +373,18 @@ class DeskStore:
                 except (asyncpg.PostgresError, asyncpg.InterfaceError) as row_exc:
                     if not _refused_for_content(row_exc):
                         raise
+                    if getattr(row_exc, "sqlstate", None) == FENCED:
+                        self._fenced(row)
+                        continue
                     await self._set_aside(row, row_exc)
+
+    def _fenced(self, row: Row) -> None:
+        """A row of a site this hub no longer holds: not written, not set aside (the site's owner has its own)."""
+        kind, _ = row
+        site = _site_of(row)
+        logger.warning("desk row fenced kind=%s site=%s: another hub holds the site; dropped", kind, site)
+        if self._on_fenced is not None and site is not None:
+            self._on_fenced(str(site), kind)
 
     async def _set_aside(self, row: Row, exc: Exception) -> None:
         kind, values = row
@@ -372,11 +400,13 @@ class DeskStore:
         logs: list[tuple[Any, ...]] = []
         accesses: list[tuple[Any, ...]] = []
         duty: list[tuple[Any, ...]] = []
+        fence = self._fence
         for kind, row in batch:
             if kind == "alarm":
-                latest[row[0]] = row
-            elif kind == "log":
-                logs.append(row)
+                latest[row[0]] = (*row, fence(row[5]))
+            elif kind == "log":  # rows journaled before the site was kept have 7 fields
+                site = row[7] if len(row) > 7 else None
+                logs.append((*row[:7], site, fence(site) if site is not None else None))
             elif kind == "duty":
                 duty.append(row)
             else:  # rows journalled before the address was kept have 7 fields
@@ -398,6 +428,20 @@ class DeskStore:
         """Open alarms as stored."""
         async with self._db.acquire() as conn:
             return list(await conn.fetch("SELECT * FROM desk_alarms WHERE closed_at IS NULL ORDER BY raised_at"))
+
+
+def _no_fence(site: str) -> int | None:
+    return None
+
+
+def _site_of(row: Row) -> str | None:
+    """The site of a queued alarm or log row (None for the others, and for log rows journaled without it)."""
+    kind, values = row
+    if kind == "alarm":
+        return str(values[5])
+    if kind == "log" and len(values) > 7:
+        return str(values[7])
+    return None
 
 
 def alarm_from_row(row: asyncpg.Record | Mapping[str, Any]) -> Alarm:

@@ -40,10 +40,10 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from hub.followup.rollup import ZONE
 from hub.model import VakaError
 from hub.settings import FollowupSettings, Settings
 from hub.store.access_log import record_operator_read
+from hub.store.rollup import ZONE
 
 logger = logging.getLogger(__name__)
 

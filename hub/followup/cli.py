@@ -70,8 +70,8 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
 
     now = datetime.now(UTC)
     if args.command == "indicators":
-        from hub.followup import rollup
         from hub.followup.indicators import Scope, compute, last_tiers, parse_period
+        from hub.store import rollup
 
         period = parse_period(args.period)
         periods = list(period.split(args.by)) if args.by else [period]
@@ -97,8 +97,9 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
             sys.stdout.write(text)
         return 0
     if args.command == "report":
-        from hub.followup import report, rollup
+        from hub.followup import report
         from hub.followup.indicators import Scope, last_tiers, month
+        from hub.store import rollup
 
         period = month(args.month)
         out = args.out or Path(f"report-{args.site}{'-' + args.unit if args.unit else ''}-{period.label}.{args.format}")

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from hub.followup.rollup import ZONE
 from hub.model import VakaError
 from hub.settings import DeskSettings
+from hub.store.rollup import ZONE
 
 Unit = Literal["count", "share", "seconds", "per_resident_night"]
 

@@ -1,12 +1,15 @@
-"""Swedish and English words for every id the follow-up report shows: categories, alarm types (the same words as
-the staff page's catalogue, `rule.*`), outcomes, severities, device classes and the other breakdowns.
+"""Swedish and English words for every id the follow-up report shows: categories, alarm types, outcomes, severities,
+device classes and the other breakdowns.
 
-A report is a document a manager reads, not a page: it carries its own two languages (the staff page's catalogue
-stays the source of the alarm-type words; `tests/hub/followup/test_report.py` checks the two agree). An id with no
-word here is shown made readable ('door_sensor' → 'Door sensor'), never raw.
+Alarm types are read from the catalogue the staff page reads (`hub.texts.catalogue.rule_label`, `rule.*`), so the
+report and the page cannot drift apart (they did once, when the report kept a copy). The other words are the
+report's own: a report is a document a manager reads, not a page. An id with no word is shown made readable
+('door_sensor' → 'Door sensor'), never raw.
 """
 
 from __future__ import annotations
+
+from hub.texts.catalogue import rule_label
 
 Words = dict[str, dict[str, str]]
 
@@ -14,28 +17,6 @@ CATEGORY: Words = {
     "care": {"sv": "Trygghetslarm", "en": "Care alarms"},
     "technical": {"sv": "Tekniska larm", "en": "Technical alarms"},
     "staff_process": {"sv": "Personalens process", "en": "Staff process"},
-}
-RULE: Words = {
-    "fall": {"sv": "Fall", "en": "Fall"},
-    "fall_detected": {"sv": "Fall", "en": "Fall"},
-    "alarm_button": {"sv": "Larmknapp", "en": "Alarm button"},
-    "bed_exit_no_return": {"sv": "Uppe ur sängen, inte tillbaka", "en": "Out of bed, not back"},
-    "entrance_door_night": {"sv": "Ytterdörr öppnad i natt", "en": "Front door opened at night"},
-    "no_morning_activity": {"sv": "Ingen aktivitet i morse", "en": "No activity this morning"},
-    "long_bathroom_visit": {"sv": "Länge i badrummet", "en": "Long bathroom visit"},
-    "water_leak": {"sv": "Vattenläcka", "en": "Water leak"},
-    "smoke": {"sv": "Rök", "en": "Smoke"},
-    "low_room_temperature": {"sv": "Kallt i rummet", "en": "Cold room"},
-    "medication_missed": {"sv": "Läkemedel inte taget", "en": "Medication missed"},
-    "device_silent": {"sv": "Enhet tyst", "en": "Device silent"},
-    "battery_low": {"sv": "Lågt batteri", "en": "Battery low"},
-    "camera_offline": {"sv": "Kamera ur drift", "en": "Camera offline"},
-    "camera_person": {"sv": "Kameran såg en person", "en": "Camera saw a person"},
-    "device_fault": {"sv": "Fel på enhet", "en": "Device fault"},
-    "restless_night": {"sv": "Orolig natt", "en": "Restless night"},
-    "frequent_bathroom_visits": {"sv": "Täta badrumsbesök", "en": "Frequent bathroom visits"},
-    "checkin_overdue": {"sv": "Tillsyn inte gjord i tid", "en": "Check-in not done in time"},
-    "nobody_reached": {"sv": "Larmet når ingen", "en": "Alarm reached nobody"},
 }
 OUTCOME: Words = {
     "assisted": {"sv": "Hjälp gavs", "en": "Assisted"},
@@ -87,7 +68,6 @@ OTHER: Words = {
 TIER = {"sv": "nivå", "en": "tier"}
 _BY_DIM: dict[str, Words] = {
     "category": CATEGORY,
-    "rule": RULE,
     "outcome": OUTCOME,
     "severity": SEVERITY,
     "device_class": DEVICE_CLASS,
@@ -99,6 +79,8 @@ def word(dim: str, value: str, lang: str) -> str:
     key = "sv" if lang == "sv" else "en"
     if dim == "tier":
         return f"{TIER[key]} {int(value) + 1}" if value.isdigit() else value
+    if dim == "rule":
+        return rule_label(key, value)
     if dim == "mode" and value == "camera":
         return DEVICE_CLASS["camera"][key].lower()
     table = _BY_DIM.get(dim, OTHER)

@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from hub.followup import rollup
 from hub.followup.indicators import (
     CATEGORIES,
     Period,
@@ -38,6 +37,7 @@ from hub.followup.indicators import (
 from hub.followup.suppression import Hidden, Line, suppress
 from hub.model import VakaError
 from hub.settings import FollowupSettings, Settings
+from hub.store import rollup
 
 ALL = "alla"
 OUTCOMES = ("assisted", "false_alarm", "technical", "no_action", "cancelled", "open")

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from hub.followup import charts, labels
 from hub.followup.charts import Night
 from hub.followup.indicators import BY_ID, CATEGORY_SQL, INDICATORS, Period, Result, Scope, compute, dims_order
-from hub.followup.rollup import ZONE
+from hub.store.rollup import ZONE
 
 Format = Literal["json", "html", "pdf"]
 Lang = Literal["sv", "en"]

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from hub.metrics import Metrics
 from hub.model import VakaError
-from hub.staff import StaffMember
-from hub.tasks import Spawner
+from hub.people.staff import StaffMember
+from hub.runtime.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class Dispatcher:
         self._spawner = spawner
         self._deadline_s = deadline_s
         self._tasks: set[asyncio.Task[None]] = set()
+        self._alarm_of: dict[asyncio.Task[None], str] = {}  # each delivery's alarm (the HA profile lets sites go)
         for notifier in self.notifiers:
             # each channel's series from the start: a dashboard reads 0, not "no data", before the first alarm
             metrics.notifications_sent.labels(notifier.channel)
@@ -84,7 +85,20 @@ class Dispatcher:
                     self._deliver(notifier, notification), name=f"vaka.notify.{notifier.channel}", about=notification.id
                 )
                 self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._alarm_of[task] = str(notification.alarm.get("id"))
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._alarm_of.pop(task, None)
+
+    def cancel(self, alarm_ids: Iterable[str]) -> int:
+        """Stop the deliveries in flight for these alarms (another hub owns their site now); returns how many."""
+        ids = set(alarm_ids)
+        tasks = [task for task, alarm_id in self._alarm_of.items() if alarm_id in ids]
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
 
     async def _deliver(self, notifier: Notifier, notification: Notification) -> None:
         try:

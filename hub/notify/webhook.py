@@ -18,9 +18,9 @@ from typing import Any
 
 import aiohttp
 
-from hub.backoff import Backoff
 from hub.notify import Notification, NotifyError
 from hub.notify.http import ChannelSession
+from hub.runtime.backoff import Backoff
 from hub.settings import NotifySettings
 
 logger = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hub.metrics import Metrics
-from hub.staff import StaffMember
-from hub.tasks import Spawner
+from hub.people.staff import StaffMember
+from hub.runtime.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ _PING = '{"type":"ping"}'
 _CLOSE_TIMEOUT_S = 1.0
 SESSION_ENDED = 4401  # the page goes to the login form
 STAFF_CHANGED = 4409  # the page reconnects and is served as the person is now
+SITE_MOVED = 4410  # the HA profile: another hub holds a site of the page now; the page reconnects (to that hub)
 
 
 class WebSocketLike(Protocol):
@@ -70,7 +71,14 @@ def _visible(entry: _Pending, staff: StaffMember) -> bool:
 class WebSocketHub:
     """Open staff pages and the messages they have not yet confirmed."""
 
-    def __init__(self, metrics: Metrics, *, spawner: Spawner) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        spawner: Spawner,
+        session_alive: Callable[[str], bool] | None = None,
+        clock_info: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self._metrics = metrics
         # the staff pages' series from the start: a dashboard reads 0 delivered, not "no data"
         metrics.notifications_delivered.labels(CHANNEL)
@@ -78,11 +86,11 @@ class WebSocketHub:
         self._clients: set[StaffClient] = set()
         self._pending: dict[int, dict[str, _Pending]] = {}
         # asked before every delivery: False when the page's session has ended (logout, expiry, revoked)
-        self.session_alive: Callable[[str], bool] | None = None
+        self.session_alive = session_alive
         self._closing: set[asyncio.Task[Any]] = set()
         # the hub's time for the page ({"now": iso, "rate": speed}): sent with snapshots and pings, so "how long ago"
         # follows the hub's clock (a simulation's too), not the phone's
-        self.clock_info: Callable[[], dict[str, Any]] | None = None
+        self.clock_info = clock_info
 
     @property
     def client_count(self) -> int:
@@ -179,6 +187,21 @@ class WebSocketHub:
                 del pending[alarm_id]
         return closed
 
+    def site_moved(self, site: str, alarm_ids: Iterable[str]) -> int:
+        """Another hub holds `site` now (the HA profile): the pages of people who see it close, so they reconnect
+        through the hubs' one address to the hub that does, and its alarms leave the unconfirmed messages here.
+        Returns pages closed."""
+        ids = set(alarm_ids)
+        for pending in self._pending.values():
+            for alarm_id in [a for a in pending if a in ids]:
+                del pending[alarm_id]
+        closed = 0
+        for client in list(self._clients):
+            if client.staff.sees(site, None):
+                self.close_page(client, SITE_MOVED, "site moved to another hub")
+                closed += 1
+        return closed
+
     def _send(self, client: StaffClient, text: str) -> None:
         try:
             client.queue.put_nowait(text)
@@ -246,6 +269,15 @@ class WebSocketHub:
             logger.info("staff page gone staff=%s reason=%s", client.staff.id, type(exc).__name__)
         finally:
             self.detach(client)
+
+    def clock_changed(self) -> None:
+        """The hub's clock changed its rate (a simulation ended, paused or sped up): every page gets the hub's time and
+        rate now, not at its next ping, so its ages and clock do not run on at the old rate for up to 10 s."""
+        if self.clock_info is None:
+            return
+        text = json.dumps({"type": "ping", **self.clock_info()}, separators=(",", ":"))
+        for client in list(self._clients):
+            self._send(client, text)
 
     def detach(self, client: StaffClient) -> None:
         """Forget a page that has closed."""

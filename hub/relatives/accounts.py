@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from hub.people.staff import StaffError
 from hub.relatives import RelativesError
 from hub.relatives.consent import relative_id_for, resident_known
-from hub.staff import StaffError
 from hub.store.staff import check_password, hash_password
 
 logger = logging.getLogger(__name__)

@@ -98,7 +98,7 @@ def add_arguments(sub: Any, resident: Any) -> None:
 async def _nurse_of(conn: VakaConnection, username: str, resident_id: str, option: str) -> None:
     """The person named records consents or invites for this resident only as a nurse or admin holding the
     resident's unit (the one authorisation rule, docs/security.md)."""
-    from hub.staff import Role
+    from hub.people.staff import Role
     from hub.store.staff import staff_member
 
     member = await staff_member(conn, username)

@@ -10,8 +10,8 @@ Contract, in the order a request meets it:
 - A retransmission (same Call-ID, CSeq and Via branch) is answered from a cache with the very same response, and
   reaches neither the alarm lane nor the store again. A unit that sends the same alarm again as a new transaction
   (same `ref`) gets the first time it was seen as the event time, so it is stored once and rings no second time.
-- Heartbeats (mty PI) are device events like any other, so they feed supervision; each response asks the unit for
-  heartbeats every `heartbeat_interval_s` (`<hbi>`).
+- Heartbeats (mty PI) are device events like any other, so they feed supervision; each response to a unit that lets
+  the receiver set its interval (`hbo` 001) asks for heartbeats every `heartbeat_interval_s` (`<hbi>`, in minutes).
 - Only listed senders are heard (`scaip.senders`, hub/scaip/senders.py): a source address not on the list gets SIP
   403 and nothing else; a listed source speaks only for the site's inventory devices of vendor `scaip` named for it
   (any other `cid`, the reserved `hub` included, is refused with status 3 and kept as `unknown_device`), so an `RE`
@@ -37,14 +37,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from adapters._common import device_id_from_name
-from adapters.scaip import ScaipError, StatusNumber, events_for, read_request, response_body
+from adapters.scaip import ScaipError, StatusNumber, events_for, heartbeat_minutes, read_request, response_body
 from hub.metrics import Metrics
 from hub.model import Event, Site
-from hub.redact import mask_identity_numbers
+from hub.runtime.redact import mask_identity_numbers
+from hub.runtime.tasks import Spawner
 from hub.scaip import sip
 from hub.scaip.senders import Senders, SourceRate
 from hub.settings import ScaipSettings
-from hub.tasks import Spawner
 
 if TYPE_CHECKING:
     from hub.store.pool import Database
@@ -65,7 +65,7 @@ _FIRST_SEEN = (
 
 
 class IngestLane(Protocol):
-    """What the receiver needs of hub.ingest.Ingest."""
+    """What the receiver needs of hub.intake.ingest.Ingest."""
 
     def accept(self, events: Sequence[Event], on_durable: Callable[[], None], *, telemetry: bool = False) -> None: ...
     def reject(self, msg: _Kept, reason: str, detail: str) -> None: ...
@@ -73,7 +73,7 @@ class IngestLane(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Kept:
-    """A refused request, handed to ingest to be kept with its reason (hub.ingest.Received)."""
+    """A refused request, handed to ingest to be kept with its reason (hub.intake.ingest.Received)."""
 
     topic: str
     payload: bytes
@@ -98,8 +98,12 @@ class ScaipReceiver:
         *,
         spawner: Spawner,
         db: Database | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self._settings = settings
+        # the HA profile (hub/ownership/): a hub that does not act for the receiving site answers "not treated" and
+        # stores nothing, so the unit sends to its other receiver (SS 91100), the hub that holds the site
+        self._owns = owns or (lambda site: True)
         self._db = db
         self._senders = Senders(settings.senders, settings.site)
         self._rate = SourceRate(settings.rate_per_source_s, settings.burst_per_source)
@@ -266,6 +270,11 @@ class ScaipReceiver:
             )
             await self._keep(peer, request.body, received_at, exc.reason, mask_identity_numbers(exc.detail))
             return sip.response(request, 200, response_body(mask_identity_numbers(exc.ref), exc.snu, exc.reason))
+        if not self._owns(self._settings.site):
+            self._metrics.scaip_requests.labels("not_served_here").inc()
+            logger.info("scaip site=%s not served by this hub now: answered not treated", self._settings.site)
+            ref = mask_identity_numbers(scaip.ref)
+            return sip.response(request, 200, response_body(ref, StatusNumber.NOT_TREATED, "not served here"))
         device_id = device_id_from_name(scaip.cid)
         if not self._senders.may_send_for(peer, device_id):
             self._metrics.scaip_requests.labels("unknown_device").inc()
@@ -285,7 +294,7 @@ class ScaipReceiver:
                 durable.set_result(None)
 
         self._ingest.accept(events, on_durable)
-        hbi = self._settings.heartbeat_interval_s
+        hbi = heartbeat_minutes(self._settings.heartbeat_interval_s) if scaip.adjusts_heartbeat else None
         try:
             async with asyncio.timeout(self._settings.durable_timeout_s):
                 await asyncio.shield(durable)
@@ -298,7 +307,7 @@ class ScaipReceiver:
             )
             return sip.response(request, 200, response_body(scaip.ref, StatusNumber.NOT_TREATED, "not stored yet"))
         self._metrics.scaip_requests.labels("ok").inc()
-        return sip.response(request, 200, response_body(scaip.ref, StatusNumber.OK, heartbeat_interval_s=hbi))
+        return sip.response(request, 200, response_body(scaip.ref, StatusNumber.OK, heartbeat_interval_min=hbi))
 
     async def _keep(self, peer: str, body: bytes, received_at: datetime, reason: str, detail: str) -> None:
         """Keep a refused request with its reason, and answer once that is durable (or the wait is over)."""

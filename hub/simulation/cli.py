@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
-from hub.clock import CLOCK_TOPIC
+from hub.runtime.clock import CLOCK_TOPIC
 from hub.simulation.checkins import write_checkin_plans
 from hub.simulation.config import IncidentRates, SimConfig, SimulationError
 from hub.simulation.devices import write_inventory

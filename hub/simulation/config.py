@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hub.clock import CLOCK_TOPIC
 from hub.model import VakaError
+from hub.runtime.clock import CLOCK_TOPIC
 
 
 class SimulationError(VakaError):

@@ -22,11 +22,11 @@ from typing import Any, cast
 
 import asyncpg
 
-from hub.backoff import Backoff
 from hub.metrics import Metrics
 from hub.model import VakaError
+from hub.runtime.backoff import Backoff
+from hub.runtime.tasks import Spawner
 from hub.settings import DbSettings
-from hub.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 

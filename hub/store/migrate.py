@@ -18,10 +18,9 @@ from typing import Literal
 
 import asyncpg
 
-from hub.followup import rollup
 from hub.model import VakaError
 from hub.settings import DbSettings
-from hub.store import partitions, roles, timescale
+from hub.store import partitions, roles, rollup, timescale
 
 logger = logging.getLogger(__name__)
 

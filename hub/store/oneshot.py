@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from hub.metrics import Metrics
+from hub.runtime.tasks import Spawner
 from hub.settings import Settings
 from hub.store.db import Database, VakaConnection
-from hub.tasks import Spawner
 
 T = TypeVar("T")
 

@@ -48,11 +48,13 @@ READABLE: dict[str, tuple[str, ...] | None] = {
     "followup_device_month": None,
     "followup_refresh": None,
     "schema_migrations": None,
+    "site_leases": None,  # which hub owns which site, until when (docs/ha.md)
 }  # fmt: skip
 # ... and every table it may not read, with the reason: each table a migration adds is on one of the two lists
 # (tests/hub/store/test_roles.py fails otherwise), so it is kept from the dashboards, or opened to them, on purpose.
 NOT_READABLE: dict[str, str] = {
     "engine_state": "the rule engine's snapshot: timers and windows per resident",
+    "site_engine_state": "each site's rule engine snapshot in the HA profile: timers and windows per resident",
     "staff": "accounts: password hashes, phone numbers",
     "staff_units": "who works where",
     "staff_sessions": "session token hashes",

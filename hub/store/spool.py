@@ -22,8 +22,8 @@ from pathlib import Path
 
 from hub.metrics import Metrics
 from hub.model import VakaError
+from hub.runtime.tasks import Spawner
 from hub.settings import SpoolSettings
-from hub.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from hub.staff import Role, StaffError, StaffMember
+from hub.people.staff import Role, StaffError, StaffMember
 
 logger = logging.getLogger(__name__)
 

@@ -22,9 +22,10 @@ from typing import Literal
 import asyncpg
 import msgspec
 
-from hub.backoff import Backoff
 from hub.metrics import Metrics
 from hub.model import Event
+from hub.runtime.backoff import Backoff
+from hub.runtime.tasks import Spawner
 from hub.settings import DbSettings
 from hub.store.db import Database, is_connection_error
 from hub.store.rows import (
@@ -39,7 +40,6 @@ from hub.store.rows import (
     row_is_care,
 )
 from hub.store.spool import Spool, SpoolError
-from hub.tasks import Spawner
 
 __all__ = ["Rejection", "Writer", "WriterState"]
 
@@ -92,8 +92,11 @@ class Writer:
         *,
         spawner: Spawner,
         on_deferred_recovered: Callable[[], None] | None = None,
+        local_durability: bool = True,
     ) -> None:
         self._db = db
+        # the HA profile has none (docs/ha.md): with the database away nothing is acknowledged; the broker keeps it
+        self._local_durability = local_durability
         self._spawner = spawner
         self._spool = spool
         self._settings = settings
@@ -286,7 +289,9 @@ class Writer:
         acknowledged: it waits in the broker (the telemetry connection stops reading at its limit) and comes again
         on the next connection, which the writer asks for once it can store again (`on_deferred_recovered`)."""
         deferred: list[_Submission] = []
-        if self._spool.full:
+        if not self._local_durability:
+            deferred, batch = batch, []
+        elif self._spool.full:
             kept = [sub for sub in batch if sub.rows and all(row_is_care(row) for row in sub.rows)]
             deferred = [sub for sub in batch if not (sub.rows and all(row_is_care(row) for row in sub.rows))]
             batch = kept
@@ -301,7 +306,8 @@ class Writer:
             count = sum(sub.size for sub in deferred)
             self._metrics.events_deferred.inc(count)
             if not self._deferred:
-                logger.warning("spool full: telemetry left in the broker, not acknowledged (first %s rows)", count)
+                what = "spool full: telemetry" if self._local_durability else "database away: events"
+                logger.warning("%s left in the broker, not acknowledged (first %s rows)", what, count)
             self._deferred = True
         self._metrics.write_batches.labels(outcome="spooled").inc()
         for sub in batch:

@@ -20,8 +20,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from hub.intake.mqtt import configure_tool_client
 from hub.model import TOPIC_ROOT, VakaError
-from hub.mqtt import configure_tool_client
 from hub.settings import MqttSettings
 from hub.vendor.conformance import Observation, Report, judge
 

@@ -42,6 +42,7 @@ CARE_KINDS = frozenset(
         "alarm_button",
         "alarm_button_cancel",
         "alarm_reset",
+        "alarm_aborted",
         "bed_exit",
         "bed_entry",
         "door_open",
@@ -52,6 +53,7 @@ CARE_KINDS = frozenset(
     }
 )
 MAX_SKEW_S = 30.0
+HUB_IDS = frozenset({"hub", "alarms", "checkins", "_sim"})  # second-level topics of the hub's own, never a device
 DEFAULT_INTERVAL_S = 3600
 # a kind that opens an incident, and the kinds that end it (same ref)
 LIFECYCLES: dict[str, frozenset[str]] = {
@@ -212,6 +214,8 @@ def judge(
         if len(parts) != 5 or parts[2] != site or parts[4] not in ("event", "telemetry", "status"):
             report.other_topics += 1
             continue
+        if parts[3] in HUB_IDS:
+            continue  # the hub's own (its retained status): no device under test
         if not parts[3].startswith(device_prefix):
             continue
         by_device[parts[3]].append(obs)

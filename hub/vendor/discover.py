@@ -10,8 +10,8 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from adapters.zigbee2mqtt import inventory_suggestions
+from hub.intake.mqtt import configure_tool_client
 from hub.model import PayloadError, VakaError
-from hub.mqtt import configure_tool_client
 from hub.settings import MqttSettings
 
 

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from hub.metrics import Metrics
 from hub.web.ops import Readiness, add_ops_routes, metrics_token
-from hub.web.staff.security import security_headers
+from hub.web.security import security_headers
 
 if TYPE_CHECKING:
     from hub.settings import HttpSettings

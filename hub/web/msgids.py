@@ -151,10 +151,11 @@ ENDED = [
     N_("ended.battery_low.clear"),
     N_("ended.camera_offline.clear"),
     N_("ended.reset"),
+    N_("ended.aborted"),
     N_("ended.water_leak.clear"),
     N_("ended.smoke.clear"),
 ]
-# the night log: who did what (hub/night_log.py)
+# the night log: who did what (hub/desk/night_log.py)
 LOG_ACTIONS = [
     N_("log.action.raised"),
     N_("log.action.accepted"),
@@ -164,6 +165,7 @@ LOG_ACTIONS = [
     N_("log.action.cancelled"),
     N_("log.action.condition_ended"),
     N_("log.action.reset"),
+    N_("log.action.sender_gave_up"),
     N_("log.action.repeated"),
     N_("log.action.taken_over"),
     N_("log.action.nobody_reached"),

@@ -14,9 +14,9 @@ import re
 import string
 from typing import Any
 
-from alarms.instant import RESET_REASON
+from alarms.instant import ABORT_REASON, RESET_REASON
 from alarms.rules import RulesError, default_pack_path, load_rules
-from hub.web.i18n import translator
+from hub.texts.catalogue import translator
 
 # reasons the desk writes itself (hub/desk/machine.py `_nobody_reached`, hub/desk/lane.py `_late_care`), most specific first
 DESK_REASONS = {
@@ -42,6 +42,7 @@ def _pack_texts() -> dict[str, dict[str, str]]:
         if isinstance(cancel, str):
             texts["cancel"] = cancel
             texts["reset"] = RESET_REASON
+            texts["aborted"] = ABORT_REASON
         found[rule.id] = texts
     return found
 
@@ -76,8 +77,8 @@ def page_texts(lang: str) -> dict[str, Any]:
         if _fields(english):
             translated = t(key) if t(key) != key else english
         reasons[rule_id] = [[english, translated]]
-        for kind in ("clear", "cancel", "reset"):
-            nkey = "ended.reset" if kind == "reset" else f"ended.{rule_id}.{kind}"
+        for kind in ("clear", "cancel", "reset", "aborted"):
+            nkey = f"ended.{kind}" if kind in ("reset", "aborted") else f"ended.{rule_id}.{kind}"
             if kind in texts and t(nkey) != nkey:
                 notes.setdefault(rule_id, {})[texts[kind]] = t(nkey)
     for rule_id, forms in DESK_REASONS.items():

@@ -1,33 +1,36 @@
 """How each vendor's messages end an alarm: one row per message in docs/vendors.md ("Endings"), one case per row.
 
 Real payload shapes (tests/adapters/fixtures) through the adapter, the rule engine with the default pack and the desk's
-state machine. Three kinds of ending: the condition ended and the sender withdrew its detection leave a care alarm with
-staff, saying so in words; a person who ended it at the device (a reset at the unit) closed it. A technical alarm
-nobody has taken closes itself when its condition ends.
+state machine. Three kinds of ending: the condition ended, the sender withdrew its detection, and the sender gave up on
+Vaka (SCAIP `RE`, SS 91100:2014 4.4) leave a care alarm with staff, saying so in words; a person who ended it at the
+device (a presence, reset or check-out at the unit, SS 91100:2014 Annex C 0088, 0093, 0111) closed it. A technical
+alarm nobody has taken closes itself when its condition ends.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 import pytest
 
-from adapters import fall_radar, frigate, scaip, zigbee2mqtt
+from adapters import fall_radar, frigate, medication_robot, native, scaip, zigbee2mqtt
 from alarms.engine import Engine
+from alarms.instant import ABORT_REASON
 from hub.desk.alarm import Alarm
 from hub.desk.directory import DeskDirectory
 from hub.desk.machine import ChangeKind, DeskMachine
 from hub.model import AlarmState, Event
+from hub.people.staff import Role, StaffMember
 from hub.settings import DeskSettings, PatrolSettings
-from hub.staff import Role, StaffMember
 from tests.adapters.support import RECEIVED, fixture
 from tests.alarms.home import SITE, directory, with_rule
 
 # the home's devices under the names the fixtures give them
-ALIAS = {"korridor_2": "cam", "entre": "cam", "VYR-0A1B2C": "radar", "10149471": "button"}
+ALIAS = {"korridor_2": "cam", "entre": "cam", "VYR-0A1B2C": "radar", "10149471": "button", "EVD-55213": "robot"}
 ANNA = StaffMember(id=1, username="anna", role=Role.STAFF, units=frozenset({(SITE, "*")}))
-ALARM = b"<mrq><ref>1193308443</ref><cid>10149471</cid><dty>3</dty><mty>ME</mty><stc>10</stc><crd>gsm:</crd></mrq>"
+ALARM = fixture("scaip", "alarm.xml")
 
 
 def stats(camera_fps: float) -> bytes:
@@ -39,7 +42,15 @@ def stats(camera_fps: float) -> bytes:
 
 def parse(message: tuple[str, bytes]) -> list[Event]:
     topic, payload = message
-    adapter = {"zigbee2mqtt": zigbee2mqtt, "frigate": frigate, "radar": fall_radar, "scaip": scaip}[topic.split("/")[0]]
+    adapters = {
+        "zigbee2mqtt": zigbee2mqtt,
+        "frigate": frigate,
+        "radar": fall_radar,
+        "scaip": scaip,
+        "medication": medication_robot,
+        "vaka": native,
+    }
+    adapter = adapters[topic.split("/")[0]]
     events = adapter.parse(topic, payload, RECEIVED)
     return [replace(e, site=SITE, device_id=ALIAS.get(e.device_id, e.device_id)) for e in events]
 
@@ -113,12 +124,100 @@ ROWS = {
     # scaip: the resident cancelled at the unit (help may still be needed: it stays)
     "scaip-cancelled-at-unit": Ending(
         [("scaip/u1", ALARM)],
-        ("scaip/u1", ALARM.replace(b"<stc>10</stc>", b"<stc>19</stc>")),
+        ("scaip/u1", fixture("scaip", "cancel.xml")),
         "alarm_button",
         "cancelled at the alarm button",
         "device",
     ),
+    # scaip: the unit aborted the alarm's session with Vaka (no status 0 in time) and goes on with its next alarm
+    # action; nobody ended the alarm
+    "scaip-re-sender-gave-up": Ending(
+        [("scaip/u1", ALARM)],
+        ("scaip/u1", fixture("scaip", "abort.xml")),
+        "alarm_button",
+        ABORT_REASON,
+        "device",
+    ),
+    "scaip-re-sender-gave-up-accepted": Ending(
+        [("scaip/u1", ALARM)],
+        ("scaip/u1", fixture("scaip", "abort.xml")),
+        "alarm_button",
+        ABORT_REASON,
+        "device",
+        accepted=True,
+    ),
 }
+
+
+def own(device: str, kind: str, seq: int, ref: str | None = None) -> tuple[str, bytes]:
+    """A message of the native contract (docs/vendors.md §1) from one of the home's devices."""
+    body: dict[str, object] = {"ts": RECEIVED.isoformat(), "kind": kind, "seq": seq}
+    if ref is not None:
+        body["ref"] = ref
+    return (f"vaka/v1/{SITE}/{device}/event", json.dumps(body).encode())
+
+
+def dose(name: str, event: str) -> tuple[str, bytes]:
+    """The robot's message about one dose of the night, due 90 minutes before RECEIVED."""
+    msg = json.loads(fixture("medication_robot", name))
+    due, at = RECEIVED - timedelta(minutes=90), RECEIVED - timedelta(minutes=5)
+    msg |= {"event": event, "doseId": "d-night", "scheduledTime": due.isoformat(), "time": at.isoformat()}
+    return ("medication/EVD-55213/events", json.dumps(msg).encode())
+
+
+# the native contract: the kinds a device of its own sends to end what it raised
+NATIVE_ROWS = {
+    "native-fall-cancelled": Ending(
+        [own("radar", "fall_detected", 1, "f1")],
+        own("radar", "fall_cancelled", 2, "f1"),
+        "fall",
+        "the fall radar withdrew the fall (person got up)",
+        "device",
+    ),
+    "native-fall-finished": Ending(
+        [own("radar", "fall_detected", 1, "f1")],
+        own("radar", "fall_finished", 2, "f1"),
+        "fall",
+        "the fall radar sees nobody on the floor any more",
+        "rule",
+    ),
+    "native-button-cancel": Ending(
+        [own("button", "alarm_button", 1, "b1")],
+        own("button", "alarm_button_cancel", 2, "b1"),
+        "alarm_button",
+        "cancelled at the alarm button",
+        "device",
+    ),
+    "native-aborted": Ending(
+        [own("button", "alarm_button", 1, "b1")],
+        own("button", "alarm_aborted", 2, "b1"),
+        "alarm_button",
+        ABORT_REASON,
+        "device",
+    ),
+    "native-door-closed": Ending(
+        [own("door", "door_open", 1)],
+        own("door", "door_closed", 2),
+        "entrance_door_night",
+        "entrance door closed",
+        "rule",
+    ),
+    "native-leak-ended": Ending(
+        [own("water", "water_leak", 1)],
+        own("water", "water_leak_ended", 2),
+        "water_leak",
+        "the leak sensor is dry again",
+        "rule",
+    ),
+    "native-smoke-ended": Ending(
+        [own("smoke", "smoke", 1)],
+        own("smoke", "smoke_ended", 2),
+        "smoke",
+        "the smoke detector no longer senses smoke",
+        "rule",
+    ),
+}
+ROWS |= NATIVE_ROWS
 
 
 def desk_after(row: Ending) -> tuple[Alarm, list[tuple[ChangeKind, str, str]]]:
@@ -159,16 +258,22 @@ def test_a_technical_alarm_nobody_took_closes_itself_when_the_device_is_fine_aga
 
 
 @pytest.mark.parametrize("accepted", [False, True])
-def test_a_reset_at_the_unit_is_a_person_ending_the_alarm_there_and_closes_it(accepted: bool) -> None:
-    row = Ending(
-        [("scaip/u1", ALARM)],
-        ("scaip/u1", ALARM.replace(b"<mty>ME</mty>", b"<mty>RE</mty>")),
-        "alarm_button",
-        "reset at the alarm unit",
-        "device",
-        accepted=accepted,
-    )
-    alarm, changes = desk_after(row)
+@pytest.mark.parametrize(
+    ("raised", "ended"),
+    [
+        # SCAIP: sent as an information update in the alarm's own session, so with the same ref
+        (("scaip/u1", ALARM), ("scaip/u1", fixture("scaip", "presence.xml"))),
+        (("scaip/u1", ALARM), ("scaip/u1", fixture("scaip", "manual_reset.xml"))),
+        (("scaip/u1", ALARM), ("scaip/u1", fixture("scaip", "check_out.xml"))),
+        (own("button", "alarm_button", 1, "b1"), own("button", "alarm_reset", 2, "b1")),
+    ],
+    ids=["scaip-presence", "scaip-manual-reset", "scaip-check-out", "native-alarm-reset"],
+)
+def test_a_person_ending_the_alarm_at_the_unit_closes_it(
+    raised: tuple[str, bytes], ended: tuple[str, bytes], accepted: bool
+) -> None:
+    row = Ending([raised], ended, "alarm_button", "reset at the alarm unit", "device")
+    alarm, changes = desk_after(replace(row, accepted=accepted))
     assert changes == [(ChangeKind.CLOSE, "device", "reset at the alarm unit")]
     assert (alarm.is_open, alarm.state, alarm.condition_note) == (
         False,
@@ -177,14 +282,30 @@ def test_a_reset_at_the_unit_is_a_person_ending_the_alarm_there_and_closes_it(ac
     )
 
 
-def test_messages_that_end_nothing_leave_the_alarm_as_it_was() -> None:
-    # a Zigbee2MQTT SOS button has no cancel: the press stays with staff until they close it
-    row = Ending(
-        [("zigbee2mqtt/button", fixture("zigbee2mqtt", "sos_button.json"))],
-        ("zigbee2mqtt/button", fixture("zigbee2mqtt", "remote_single.json")),
-        "alarm_button",
-        "",
-        "",
-    )
+def test_a_reset_in_a_session_of_its_own_names_no_alarm_and_leaves_it_with_staff() -> None:
+    # a new ref: Vaka cannot tell which alarm the person ended, so it does not guess (and no alarm rings for it)
+    reset = fixture("scaip", "manual_reset.xml").replace(b"1193308443", b"1193308999")
+    row = Ending([("scaip/u1", ALARM)], ("scaip/u1", reset), "alarm_button", "", "")
     alarm, changes = desk_after(row)
+    assert (changes, alarm.condition_ended_at, alarm.state, alarm.count) == ([], None, AlarmState.RAISED, 1)
+
+
+@pytest.mark.parametrize(
+    ("raised", "then", "rule"),
+    [
+        # a Zigbee2MQTT SOS button has no cancel: the press stays with staff until they close it
+        (
+            ("zigbee2mqtt/button", fixture("zigbee2mqtt", "sos_button.json")),
+            ("zigbee2mqtt/button", fixture("zigbee2mqtt", "remote_single.json")),
+            "alarm_button",
+        ),
+        # a missed dose stays with staff: the same dose taken late does not undo it
+        (dose("dose_missed.json", "DOSE_MISSED"), dose("dose_taken.json", "DOSE_TAKEN"), "medication_missed"),
+    ],
+    ids=["z2m-sos", "medication-missed"],
+)
+def test_messages_that_end_nothing_leave_the_alarm_as_it_was(
+    raised: tuple[str, bytes], then: tuple[str, bytes], rule: str
+) -> None:
+    alarm, changes = desk_after(Ending([raised], then, rule, "", ""))
     assert (changes, alarm.condition_ended_at, alarm.state) == ([], None, AlarmState.RAISED)

@@ -126,5 +126,7 @@ def test_reconciling_agreeing_state_changes_nothing() -> None:
     assert silences(engine.tick(at(12))) == ["raise"]
     snapshot = engine.snapshot()
     assert engine.reconcile([held_silence("bed", at(11))], at(13)) == []
-    assert engine.reconcile([], at(13)) == []  # an alarm the desk does not hold: recovery raises it (hub/recovery.py)
+    assert (
+        engine.reconcile([], at(13)) == []
+    )  # an alarm the desk does not hold: recovery raises it (hub/recovery/replay.py)
     assert engine.snapshot() == snapshot

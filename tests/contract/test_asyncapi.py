@@ -14,7 +14,16 @@ import yaml
 
 from hub.cli import main
 from hub.desk.alarm import Alarm
-from hub.model import MAX_MESSAGES_PER_S, AlarmCategory, AlarmMessage, AlarmState, EventKind, Severity
+from hub.model import (
+    MAX_MESSAGES_PER_S,
+    AlarmCategory,
+    AlarmMessage,
+    AlarmState,
+    EventKind,
+    NativeStatus,
+    Severity,
+)
+from hub.supervision.hub_status import OFFLINE, hub_status_topic
 from hub.vendor.contract import asyncapi_document, asyncapi_yaml
 
 HERE = Path(__file__).parent
@@ -78,6 +87,7 @@ def test_every_topic_but_the_simulated_clock_is_in_the_contract() -> None:
         "vaka/v1/{site}/{device_id}/telemetry",
         "vaka/v1/{site}/{device_id}/status",
         "vaka/v1/{site}/alarms/{alarm_id}",
+        "vaka/v1/{site}/hub/status",
     }
     kinds = asyncapi_document()["components"]["schemas"]["EventKind"]
     assert sorted(kinds["enum"]) == sorted(k.value for k in EventKind)
@@ -130,8 +140,17 @@ def test_the_servers_say_how_a_device_connects_and_tls_is_secure_mqtt() -> None:
         "receiveDeviceEvent": (1, False),
         "receiveDeviceTelemetry": (1, False),
         "receiveDeviceStatus": (1, True),
+        "sendHubStatus": (1, True),
         "sendAlarmState": (1, False),
     }
+
+
+def test_the_hub_status_is_what_the_hub_publishes_and_its_last_will() -> None:
+    operation = asyncapi_document()["operations"]["sendHubStatus"]
+    will = operation["x-last-will"]
+    assert (will["topic"], will["qos"], will["retain"]) == (hub_status_topic("{site}"), 1, True)
+    as_contract = msgspec.json.decode(will["message"], type=NativeStatus)
+    assert as_contract == msgspec.json.decode(OFFLINE, type=NativeStatus) == NativeStatus(state="offline")
 
 
 def test_the_parser_checks_the_mqtt_bindings(asyncapi_parser: Path, tmp_path: Path) -> None:

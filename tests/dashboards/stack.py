@@ -28,8 +28,8 @@ import asyncpg
 import paho.mqtt.publish as publish
 import yaml
 
-from hub.followup import rollup
 from hub.settings import HttpSettings
+from hub.store import rollup
 from tests.conftest import PG_DSN
 from tests.services import PrivateMosquitto, free_port, wait_for_port
 from tests.tls_certs import TestPki

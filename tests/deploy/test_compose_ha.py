@@ -110,7 +110,7 @@ def test_each_hub_knows_every_node_and_has_a_session_and_a_scaip_address_of_its_
     stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     services = stack["services"]
-    client_ids, scaip_ports, volumes = set(), set(), set()
+    client_ids, hub_ids, scaip_ports, volumes = set(), set(), set(), set()
     for name in HUBS:
         settings = hub_settings(stack, name, monkeypatch, tmp_path)
         dsn = settings.db.dsn.get_secret_value()
@@ -123,12 +123,15 @@ def test_each_hub_knows_every_node_and_has_a_session_and_a_scaip_address_of_its_
         assert settings.mqtt.tls
         assert settings.scaip.enabled
         assert set(services[name]["depends_on"]) == set(RABBITS)
+        assert settings.ha.enabled  # the sites shared by lease (slice 2), one hub id each
+        hub_ids.add(settings.ha.hub_id)
         client_ids.add(settings.mqtt.client_id)
         scaip_ports |= {p.split(":")[-2] for p in services[name]["ports"] if p.endswith("/udp")}
         volumes.add(mounts(services[name])["/var/lib/vaka"])
     assert len(client_ids) == len(HUBS), "two hubs with one client id would take each other's session"
     assert len(scaip_ports) == len(HUBS), "the SCAIP senders' second receiver needs an address of its own"
     assert len(volumes) == len(HUBS)
+    assert len(hub_ids) == len(HUBS), "two hubs with one hub id would hold each other's leases"
 
 
 def _compose_cli() -> list[str] | None:

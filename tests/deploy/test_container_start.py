@@ -123,6 +123,7 @@ def compose_hub_env(port: int, secrets: dict[str, Path], tmp_path: Path, unique:
         VAKA_MQTT__PORT=str(MQTT_PORT),
         VAKA_MQTT__CLIENT_ID=f"vaka-test-{unique}",
         VAKA_MQTT__TELEMETRY_CONNECTION="false",
+        VAKA_MQTT__HUB_STATUS="false",  # no retained status of this site left on the shared broker
         VAKA_SPOOL__DIRECTORY=str(tmp_path / "spool"),
         VAKA_HTTP__HOST="127.0.0.1",
         VAKA_HTTP__PORT=str(http_port),

@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 from hub.metrics import Metrics
 from hub.model import AlarmCategory, AlarmDecision, DecisionAction, Device, Event, Inventory, Resident, Severity, Site
 from hub.notify import Notification
+from hub.people.staff import Role, StaffMember
+from hub.runtime.tasks import Spawner
 from hub.settings import Settings
-from hub.staff import Role, StaffMember
 from hub.store.db import Database
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
 from hub.store.staff import create_staff
-from hub.tasks import Spawner
 
 PASSWORD = "correct horse battery"
 

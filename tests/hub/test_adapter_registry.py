@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.adapter_registry import available_adapters, load_adapter
+from hub.intake.adapter_registry import available_adapters, load_adapter
 from hub.model import EventKind
 from hub.settings import SettingsError
 

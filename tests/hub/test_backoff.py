@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.backoff import Backoff
+from hub.runtime.backoff import Backoff
 
 
 def test_delays_double_up_to_the_cap_each_within_its_jitter_band() -> None:

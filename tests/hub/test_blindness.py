@@ -24,8 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from hub.app import Hub
 from hub.metrics import Metrics
 from hub.model import Device, Inventory, Resident, Site
+from hub.people.staff import Role
 from hub.settings import Settings
-from hub.staff import Role
 from hub.store.inventory import load_inventory
 from hub.store.staff import create_staff
 from tests.hub.desk_support import PASSWORD, migrated_database
@@ -119,10 +119,14 @@ async def test_a_broker_outage_blinds_supervision_once_and_a_flushed_backlog_doe
             await hub.wait_connected()
 
             def alarms(rule: str) -> list[str]:
-                return [a.device_id or a.key for a in hub.desk.open_alarms() if a.site == site and a.rule_id == rule]
+                return [
+                    a.device_id or a.key for a in hub.desk.machine.open_alarms() if a.site == site and a.rule_id == rule
+                ]
 
             await wait_until("the dead device is found silent", lambda: alarms("device_silent") == [f"{site}-dead"])
-            [dead_alarm] = [a.id for a in hub.desk.open_alarms() if a.rule_id == "device_silent" and a.site == site]
+            [dead_alarm] = [
+                a.id for a in hub.desk.machine.open_alarms() if a.rule_id == "device_silent" and a.site == site
+            ]
             await wait_until(
                 "the canary came round", lambda: hub.metrics.canary_last_success.labels("events")._value.get() > 0
             )
@@ -148,15 +152,15 @@ async def test_a_broker_outage_blinds_supervision_once_and_a_flushed_backlog_doe
             await wait_until("sight returns", lambda: alarms("supervision_lost") == [], timeout_s=30)
             await asyncio.sleep(SUPERVISION_S / 2)
             assert alarms("device_silent") == [f"{site}-dead"]
-            assert [a.id for a in hub.desk.open_alarms() if a.rule_id == "device_silent" and a.site == site] == [
-                dead_alarm
-            ]
+            assert [
+                a.id for a in hub.desk.machine.open_alarms() if a.rule_id == "device_silent" and a.site == site
+            ] == [dead_alarm]
             await wait_until(
                 "the canary recovers", lambda: hub.metrics.canary_failing.labels("events")._value.get() == 0
             )
             async with web.get(f"{url}/staff/health") as resp:
                 assert (await resp.json()) == {"degraded": False}
-            await hub.desk.store.flushed()
+            await hub.desk.lane.store.flushed()
             async with hub.db.acquire() as conn:
                 silent_raised = await conn.fetchval(
                     "SELECT count(*) FROM desk_alarms WHERE site = $1 AND rule_id = 'device_silent'", site

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hub.broker_accounts import CredentialsError, accounts_for, hash_password, read_secrets, render_acl
+from hub.devices.broker_accounts import CredentialsError, accounts_for, hash_password, read_secrets, render_acl
 from hub.model import Inventory
 from tests.hub.test_cli import vaka
 
@@ -44,17 +44,21 @@ def test_onboarding_is_one_command_and_prints_no_password(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
     secrets = read_secrets(out / "credentials.secret")
     tools = {"vaka-hub-tools", "vaka-hub-tools-snapshot"}
-    assert set(secrets) == {
-        "vaka-hub",
-        "vaka-hub-telemetry",
-        "vaka-hub-canary",
-        "vaka-hub-monitor",
-        *tools,
-        "north-radar-1",
-        "north-bed-1",
-        "north-z2m",
-        "dect",
-    }
+    assert (
+        set(secrets)
+        == {
+            "vaka-hub",
+            "vaka-hub-telemetry",
+            "vaka-hub-canary",
+            "vaka-hub-monitor",
+            "vaka-hub-status-north",  # the hub's retained status of the site, with its Last Will (hub/supervision/hub_status.py)
+            *tools,
+            "north-radar-1",
+            "north-bed-1",
+            "north-z2m",
+            "dect",
+        }
+    )
     for password in secrets.values():
         assert len(password) >= 32
         assert password not in result.stdout + result.stderr
@@ -62,7 +66,7 @@ def test_onboarding_is_one_command_and_prints_no_password(tmp_path: Path) -> Non
     assert stat.S_IMODE((out / "credentials.secret").stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "vaka-hub.password").stat().st_mode) == 0o600
     assert (out / "vaka-hub.password").read_text().strip() == secrets["vaka-hub"]
-    assert "10 (10 new, 0 kept, 0 removed)" in result.stdout
+    assert "11 (11 new, 0 kept, 0 removed)" in result.stdout
     # the stack's mosquitto-exporter gets its account from an env_file (its image has no shell to read a file)
     assert stat.S_IMODE((out / "monitor.env").stat().st_mode) == 0o600
     assert (out / "monitor.env").read_text().splitlines() == [
@@ -98,6 +102,7 @@ def test_the_acl_gives_each_account_only_its_own(tmp_path: Path) -> None:
     assert accounts["dect"].acl == ("topic read vaka/v1/north/alarms/#", "topic read vaka/v1/north/hub/status")
     assert "topic read zigbee2mqtt/#" in accounts["vaka-hub"].acl
     assert accounts["vaka-hub-tools"].acl == ("topic read vaka/v1/#", "topic read zigbee2mqtt/#")
+    assert accounts["vaka-hub-status-north"].acl == ("topic write vaka/v1/north/hub/status",)
 
 
 @pytest.mark.parametrize(

@@ -28,14 +28,14 @@ import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from hub.app import Hub
-from hub.broker_accounts import read_secrets, write_credentials
+from hub.devices.broker_accounts import read_secrets, write_credentials
+from hub.intake.mqtt import MqttConnection, broker_tls_context
 from hub.metrics import Metrics
 from hub.model import Inventory
-from hub.mqtt import MqttConnection, broker_tls_context
+from hub.runtime.tasks import Spawner
 from hub.settings import MqttSettings, Settings
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
-from hub.tasks import Spawner
 from hub.vendor.discover import fetch_retained
 from tests.conftest import PG_DSN
 from tests.mqtt_probe import V5, V311, Probe
@@ -478,6 +478,11 @@ async def test_the_hub_over_tls_raises_a_fall_that_integrations_see_and_no_forge
     finally:
         for probe in (integration, radar, bed):
             await asyncio.to_thread(probe.close)
+        # the hub's retained status of each site (its status accounts could write it): not left to the next tests
+        hub_probe = await asyncio.to_thread(secured.connected, "vaka-hub", V5, "vaka-hub")
+        for site in ("s1", "s2"):
+            await asyncio.to_thread(hub_probe.publish, f"vaka/v1/{site}/hub/status", b"", retain=True)
+        await asyncio.to_thread(hub_probe.close)
 
 
 def test_the_hubs_tools_read_over_tls_without_taking_the_hubs_session(secured: SecuredBroker) -> None:

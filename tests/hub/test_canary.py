@@ -1,4 +1,4 @@
-"""The canary's own clock (hub/canary.py), pure: its publish and the alarm desk are lists, time is the test's."""
+"""The canary's own clock (hub/supervision/canary.py), pure: its publish and the alarm desk are lists, time is the test's."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub.canary import DEVICE, SITE, TELEMETRY_TOPIC, Canary
 from hub.metrics import Metrics
 from hub.model import AlarmDecision, Event, EventKind
+from hub.supervision.canary import DEVICE, SITE, TELEMETRY_TOPIC, Canary
 
 
 class Clock:

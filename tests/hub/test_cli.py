@@ -94,7 +94,7 @@ async def test_a_nurse_marks_a_resident_away_and_a_device_in_maintenance(
 
     from alarms.engine import Engine
     from alarms.rules import default_pack_path, load_rules
-    from hub.inventory import build_directory
+    from hub.devices.inventory import build_directory
     from hub.model import Event, EventKind
     from hub.store.inventory import fetch_sites
 

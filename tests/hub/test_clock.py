@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.clock import CLOCK_TOPIC, SimulatedClock, WallClock, clock_payload, make_clock
+from hub.runtime.clock import CLOCK_TOPIC, SimulatedClock, WallClock, clock_payload, make_clock
 from hub.settings import Settings
 
 T0 = datetime(2026, 11, 26, 21, 0, tzinfo=UTC)
@@ -38,6 +38,7 @@ def test_wall_clock_is_the_default() -> None:
     assert abs(now - datetime.now(UTC)) < timedelta(seconds=1)
     assert isinstance(make_clock("simulated"), SimulatedClock)
     assert CLOCK_TOPIC == "vaka/v1/_sim/clock"
+    assert Settings().clock.topic == CLOCK_TOPIC  # the hub follows the simulator's default unless told otherwise
 
 
 def test_follows_a_clock_message_and_runs_at_its_speed() -> None:

@@ -26,11 +26,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.metrics import Metrics
 from hub.model import Device, Inventory, Resident, Site
+from hub.runtime.tasks import Spawner
 from hub.settings import DbSettings
 from hub.store.db import Database
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
-from hub.tasks import Spawner
 from tests.hub.test_durability import HubProcess
 from tests.services import PrivateMosquitto, PrivatePostgres
 

@@ -11,13 +11,14 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from hub.desk.lane import Desk, DeskError
+from hub.desk.build import build_desk
+from hub.desk.lane import DeskError
 from hub.metrics import Metrics
 from hub.model import AlarmCategory, AlarmDecision, AlarmState, DecisionAction, Event, Outcome, Severity
+from hub.people.staff import StaffMember
+from hub.runtime.tasks import Spawner
 from hub.settings import DeskSettings, EscalationPolicy, EscalationTier, Settings
-from hub.staff import StaffMember
 from hub.store.db import Database
-from hub.tasks import Spawner
 from tests.hub.desk_support import (
     FakeClock,
     RecordingNotifier,
@@ -66,7 +67,7 @@ class World:
         self.published: list[tuple[str, dict[str, object]]] = []
         self.closed: list[str] = []
         self.channel = RecordingNotifier()
-        self.desk = Desk(
+        self.desk = build_desk(
             settings,
             db,
             metrics,
@@ -94,13 +95,13 @@ class World:
     pending_timers = 0
 
     async def start(self) -> World:
-        await self.desk.restore()
+        await self.desk.restorer.restore()
         self.task = asyncio.create_task(self.desk.run_loop())
         return self
 
     async def settle(self) -> None:
-        await self.desk.dispatcher.drain()
-        await self.desk.store.flushed()
+        await self.desk.lane.dispatcher.drain()
+        await self.desk.lane.store.flushed()
 
     async def stop(self) -> None:
         assert self.task is not None
@@ -121,21 +122,21 @@ async def test_lifecycle_is_published_logged_and_persisted(
     world: World, unique: str, staff: dict[str, StaffMember], db: Database
 ) -> None:
     desk = world.desk
-    alarm = desk.apply(decision(unique))
+    alarm = desk.lane.apply(decision(unique))
     assert alarm is not None
     assert alarm.unit == "A"
     assert alarm.state is AlarmState.RAISED
     anna = staff["anna"]
-    gauge = desk.metrics.alarms_open
+    gauge = desk.lane.metrics.alarms_open
     assert gauge.labels("care", "raised")._value.get() == 1
-    desk.accept(alarm.id, anna)
+    desk.actions.accept(alarm.id, anna)
     assert gauge.labels("care", "raised")._value.get() == 0
     assert gauge.labels("care", "accepted")._value.get() == 1
     with pytest.raises(DeskError):
-        desk.accept(alarm.id, staff["bo"])  # already taken: bo sees who has it instead
-    desk.en_route(alarm.id, anna)
-    desk.on_site(alarm.id, anna)
-    desk.resolve(alarm.id, anna, Outcome.ASSISTED, "helped back to bed")
+        desk.actions.accept(alarm.id, staff["bo"])  # already taken: bo sees who has it instead
+    desk.actions.en_route(alarm.id, anna)
+    desk.actions.on_site(alarm.id, anna)
+    desk.actions.resolve(alarm.id, anna, Outcome.ASSISTED, "helped back to bed")
     assert sum(gauge.labels("care", st)._value.get() for st in ("raised", "accepted", "en_route", "on_site")) == 0
     await world.settle()
 
@@ -162,7 +163,7 @@ async def test_lifecycle_is_published_logged_and_persisted(
     assert last["accepted_by"] == "Anna"
     assert last["resident_id"] == f"{unique}-r1"
     assert world.closed == [f"fall_detected:{unique}-r1"]
-    assert desk.get(alarm.id) is None
+    assert desk.machine.get(alarm.id) is None
 
     async with db.acquire() as conn:
         row = await conn.fetchrow("SELECT * FROM desk_alarms WHERE id = $1", alarm.id)
@@ -186,19 +187,19 @@ async def test_a_clear_or_device_cancel_marks_the_condition_ended_but_the_care_a
     world: World, unique: str, staff: dict[str, StaffMember]
 ) -> None:
     desk = world.desk
-    first = desk.apply(decision(unique))
+    first = desk.lane.apply(decision(unique))
     assert first is not None
-    desk.apply(decision(unique, DecisionAction.CLEAR, reason="resident back in bed"))
-    assert desk.get(first.id) is first
+    desk.lane.apply(decision(unique, DecisionAction.CLEAR, reason="resident back in bed"))
+    assert desk.machine.get(first.id) is first
     assert first.state is AlarmState.RAISED
     assert first.condition_note == "resident back in bed"
     assert desk.view(first)["ring"] is True  # nobody has seen to the person yet: it keeps ringing
-    desk.accept(first.id, staff["anna"])
-    desk.apply(decision(unique, DecisionAction.CANCEL, reason="device withdrew"))
-    assert desk.get(first.id) is first
+    desk.actions.accept(first.id, staff["anna"])
+    desk.lane.apply(decision(unique, DecisionAction.CANCEL, reason="device withdrew"))
+    assert desk.machine.get(first.id) is first
     assert first.state is AlarmState.ACCEPTED
     assert world.closed == []
-    desk.resolve(first.id, staff["anna"], Outcome.FALSE_ALARM)
+    desk.actions.resolve(first.id, staff["anna"], Outcome.FALSE_ALARM)
     assert world.closed == [f"fall_detected:{unique}-r1"]
 
 
@@ -208,11 +209,11 @@ async def test_escalation_fires_tiers_in_order_and_stops_on_acceptance(
     desk = world.desk
     clock = desk.clock
     assert isinstance(clock, FakeClock)
-    alarm = desk.apply(decision(unique))
+    alarm = desk.lane.apply(decision(unique))
     assert alarm is not None
     for _ in range(4):  # ticks at 9, 18, 27, 36 s: tier 0 fired on raise, 1 at 18 s, 2 at 27 s, repeat due 57 s
         clock.advance(9)
-        desk.escalate_due()
+        desk.lane.escalate_due()
     await world.settle()
     unit, nurse, lead = ["anna", "bo", "lisa", "nils"], ["nils"], ["lisa"]
     unit = sorted(f"{n}-{unique}" for n in unit)
@@ -222,12 +223,12 @@ async def test_escalation_fires_tiers_in_order_and_stops_on_acceptance(
         (2, "lead", [f"{n}-{unique}" for n in lead]),
     ]
     clock.advance(22)  # 58 s: the last tier repeats until someone accepts
-    desk.escalate_due()
+    desk.lane.escalate_due()
     await world.settle()
     assert [e[:2] for e in world.channel.escalations()][-1] == (3, "lead")
-    desk.accept(alarm.id, staff["bo"])
+    desk.actions.accept(alarm.id, staff["bo"])
     clock.advance(600)
-    assert desk.escalate_due() == 0
+    assert desk.lane.escalate_due() == 0
     await world.settle()
     assert len(world.channel.escalations()) == 4
 
@@ -242,27 +243,27 @@ async def test_restart_keeps_the_alarm_and_continues_escalation(
 ) -> None:
     clock = FakeClock()
     before = await World(desk_settings, db, metrics, clock, spawner).start()
-    alarm = before.desk.apply(decision(unique))
+    alarm = before.desk.lane.apply(decision(unique))
     assert alarm is not None
     clock.advance(12)
-    before.desk.escalate_due()  # tier 1 (nurse) fired
+    before.desk.lane.escalate_due()  # tier 1 (nurse) fired
     await before.settle()
     await before.stop()
 
     after = await World(desk_settings, db, metrics, clock, spawner).start()
     try:
-        restored = after.desk.get(alarm.id)
+        restored = after.desk.machine.get(alarm.id)
         assert restored is not None
         assert restored.state is AlarmState.RAISED
         assert restored.unit == "A"
-        assert [a.id for a in after.desk.open_alarms_for(staff["anna"])] == [alarm.id]
+        assert [a.id for a in after.desk.machine.open_alarms_for(staff["anna"])] == [alarm.id]
         clock.advance(5)  # 17 s: nothing due yet; tiers 0 and 1 are not fired again
-        assert after.desk.escalate_due() == 0
+        assert after.desk.lane.escalate_due() == 0
         clock.advance(5)
-        assert after.desk.escalate_due() == 1
+        assert after.desk.lane.escalate_due() == 1
         await after.settle()
         assert after.channel.escalations() == [(2, "lead", [f"lisa-{unique}"])]
-        after.desk.accept(alarm.id, staff["anna"])
+        after.desk.actions.accept(alarm.id, staff["anna"])
     finally:
         await after.stop()
 
@@ -271,12 +272,12 @@ async def test_unregistered_device_reaches_every_staff_member_of_the_site(
     world: World, unique: str, staff: dict[str, StaffMember]
 ) -> None:
     desk = world.desk
-    alarm = desk.apply(decision(unique, device="mystery-7", resident=None, subject="mystery-7", unregistered=True))
+    alarm = desk.lane.apply(decision(unique, device="mystery-7", resident=None, subject="mystery-7", unregistered=True))
     assert alarm is not None
     assert alarm.unregistered
     assert alarm.unit is None
     for name in ("anna", "bo", "nils", "lisa", "carl"):
-        assert [a.id for a in desk.open_alarms_for(staff[name])] == [alarm.id]
+        assert [a.id for a in desk.machine.open_alarms_for(staff[name])] == [alarm.id]
     assert desk.view(alarm)["unregistered"] is True
     await world.settle()
     assert world.channel.escalations()[0][2] == sorted(f"{n}-{unique}" for n in ("anna", "bo", "carl", "lisa", "nils"))
@@ -288,23 +289,25 @@ async def test_staff_see_only_their_units_most_urgent_first(
     desk = world.desk
     clock = desk.clock
     assert isinstance(clock, FakeClock)
-    low = desk.apply(
+    low = desk.lane.apply(
         decision(
             unique, rule_id="bed_exit_night", subject="r2", resident="r2", device="plug2", severity=Severity.MEDIUM
         )
     )
     clock.advance(1)
-    fall = desk.apply(decision(unique))
-    other_unit = desk.apply(decision(unique, rule_id="alarm_button", subject="r3", resident="r3", device="button3"))
+    fall = desk.lane.apply(decision(unique))
+    other_unit = desk.lane.apply(
+        decision(unique, rule_id="alarm_button", subject="r3", resident="r3", device="button3")
+    )
     assert low
     assert fall
     assert other_unit
-    assert [a.id for a in desk.open_alarms_for(staff["anna"])] == [fall.id, low.id]
-    assert [a.id for a in desk.open_alarms_for(staff["carl"])] == [other_unit.id]
+    assert [a.id for a in desk.machine.open_alarms_for(staff["anna"])] == [fall.id, low.id]
+    assert [a.id for a in desk.machine.open_alarms_for(staff["carl"])] == [other_unit.id]
     with pytest.raises(DeskError):
-        desk.accept(other_unit.id, staff["anna"])
-    desk.accept(fall.id, staff["anna"])
-    assert [a.id for a in desk.open_alarms_for(staff["bo"])] == [low.id, fall.id]  # unaccepted first
+        desk.actions.accept(other_unit.id, staff["anna"])
+    desk.actions.accept(fall.id, staff["anna"])
+    assert [a.id for a in desk.machine.open_alarms_for(staff["bo"])] == [low.id, fall.id]  # unaccepted first
 
 
 @pytest.mark.parametrize(
@@ -330,7 +333,7 @@ async def test_technical_alarms_wake_the_patrol_at_night_only_for_silent_safety_
     clock = FakeClock(datetime(2026, 11, 26, hour_utc, 0, tzinfo=UTC))
     w = await World(desk_settings, db, metrics, clock, spawner).start()
     try:
-        w.desk.apply(
+        w.desk.lane.apply(
             decision(
                 unique,
                 rule_id=rule_id,
@@ -359,19 +362,19 @@ async def test_delivery_never_waits_for_the_database(
     await down.open()
     try:
         w = World(desk_settings, down, metrics, FakeClock(), spawner)
-        w.desk.set_staff(staff.values())
+        w.desk.restorer.set_staff(staff.values())
         task = asyncio.create_task(w.desk.run_loop())
         loop = asyncio.get_running_loop()
         started = loop.time()
-        alarm = w.desk.apply(decision(unique, device="x1", resident=None, subject="x1", unregistered=True))
+        alarm = w.desk.lane.apply(decision(unique, device="x1", resident=None, subject="x1", unregistered=True))
         assert loop.time() - started < 1.0  # a database wait would take connect_timeout_s (3 s)
         assert alarm is not None
         assert w.published
         assert w.published[0][1]["state"] == "raised"
-        await w.desk.dispatcher.drain()
+        await w.desk.lane.dispatcher.drain()
         assert w.channel.escalations()[0][0] == 0
         await asyncio.sleep(0.3)
-        assert w.desk.store.backlog > 0  # kept for later, not lost
+        assert w.desk.lane.store.backlog > 0  # kept for later, not lost
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     finally:
@@ -388,7 +391,7 @@ async def test_open_alarms_come_back_once_the_database_answers_again(
 ) -> None:
     clock = FakeClock()
     before = await World(desk_settings, db, metrics, clock, spawner).start()
-    old = before.desk.apply(decision(unique))
+    old = before.desk.lane.apply(decision(unique))
     assert old is not None
     await before.settle()
     await before.stop()
@@ -396,16 +399,18 @@ async def test_open_alarms_come_back_once_the_database_answers_again(
         await conn.execute("ALTER TABLE desk_alarms RENAME TO desk_alarms_away")  # restore fails at start
     after = await World(desk_settings, db, metrics, clock, spawner).start()
     try:
-        assert after.desk.get(old.id) is None
-        new = after.desk.apply(decision(unique, rule_id="alarm_button", subject="r2", resident="r2", device="plug2"))
+        assert after.desk.machine.get(old.id) is None
+        new = after.desk.lane.apply(
+            decision(unique, rule_id="alarm_button", subject="r2", resident="r2", device="plug2")
+        )
         assert new is not None  # alarms flow meanwhile
         async with db.acquire() as conn:
             await conn.execute("ALTER TABLE desk_alarms_away RENAME TO desk_alarms")
         for _ in range(60):
-            if after.desk.get(old.id) is not None:
+            if after.desk.machine.get(old.id) is not None:
                 break
             await asyncio.sleep(0.1)
-        assert {a.id for a in after.desk.open_alarms_for(staff["anna"])} == {new.id, old.id}
+        assert {a.id for a in after.desk.machine.open_alarms_for(staff["anna"])} == {new.id, old.id}
     finally:
         await after.stop()
 
@@ -415,11 +420,11 @@ async def test_a_row_the_database_refuses_is_set_aside_and_the_rows_behind_it_ar
 ) -> None:
     """Issue 22.7: a note with NUL (the desk took it; PostgreSQL cannot store it) stopped every later row for good."""
     desk = world.desk
-    first = desk.apply(decision(unique))
+    first = desk.lane.apply(decision(unique))
     assert first is not None
     anna = staff["anna"]
-    desk.resolve(first.id, anna, Outcome.ASSISTED, "helped\x00 up")  # as a caller that did not clean the text
-    second = desk.apply(decision(unique, rule_id="alarm_button", device="button1"))
+    desk.actions.resolve(first.id, anna, Outcome.ASSISTED, "helped\x00 up")  # as a caller that did not clean the text
+    second = desk.lane.apply(decision(unique, rule_id="alarm_button", device="button1"))
     assert second is not None
     await world.settle()
 
@@ -431,5 +436,5 @@ async def test_a_row_the_database_refuses_is_set_aside_and_the_rows_behind_it_ar
     assert logged >= 1
     assert refused, "the refused row was dropped, not set aside"
     assert all("\\x00" in r["row_text"] for r in refused)
-    assert sum(s.samples[0].value for s in desk.metrics.desk_rows_refused.collect() if s.samples) >= 1
+    assert sum(s.samples[0].value for s in desk.lane.metrics.desk_rows_refused.collect() if s.samples) >= 1
     assert desk.machine.has_open(f"desk_row_refused:{unique}")

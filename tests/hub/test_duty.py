@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from hub.metrics import Metrics
+from hub.people.staff import StaffMember
 from hub.settings import Settings
-from hub.staff import StaffMember
 from hub.store.db import Database
 from tests.conftest import PG_DSN
 from tests.hub.desk_support import add_inventory_and_staff, migrated_database

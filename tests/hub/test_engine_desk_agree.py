@@ -18,10 +18,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub import snapshots
 from hub.app import Hub
 from hub.metrics import Metrics
 from hub.model import Device, Inventory, Resident, Site
+from hub.recovery import snapshots
 from hub.settings import Settings
 from hub.store.inventory import load_inventory
 from tests.hub.desk_support import migrated_database
@@ -61,7 +61,7 @@ async def test_a_silence_the_engine_lost_in_a_restart_closes_at_the_desk_on_a_fr
     )
 
     def silences(hub: Hub) -> list[str]:
-        return [a.id for a in hub.desk.open_alarms() if a.rule_id == "device_silent" and a.device_id == device]
+        return [a.id for a in hub.desk.machine.open_alarms() if a.rule_id == "device_silent" and a.device_id == device]
 
     async with Hub(hub_settings) as hub:
         await hub.wait_connected()
@@ -87,7 +87,7 @@ async def test_a_silence_the_engine_lost_in_a_restart_closes_at_the_desk_on_a_fr
                 client.publish(f"vaka/v1/{site}/{device}/event", json.dumps(body).encode(), qos=1)
                 await asyncio.sleep(0.5)
             assert silences(hub) == [], "the device speaks again, and its silence alarm stays open"
-            await hub.desk.store.flushed()
+            await hub.desk.lane.store.flushed()
             async with hub.db.acquire() as conn:
                 state = await conn.fetchval("SELECT state FROM desk_alarms WHERE id = $1", alarm_id)
             assert state == "cancelled"  # closed itself: a technical alarm nobody had taken

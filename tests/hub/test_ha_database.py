@@ -31,8 +31,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.model import Device, Inventory, Resident, Site
+from hub.people.staff import Role
 from hub.settings import DbSettings
-from hub.staff import Role
 from hub.store.inventory import load_inventory
 from hub.store.migrate import migrate
 from hub.store.staff import create_staff

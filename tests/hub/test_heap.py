@@ -1,4 +1,4 @@
-"""The collector kept out of the alarm path's tail (hub/heap.py): pauses are measured, start-up's heap is frozen."""
+"""The collector kept out of the alarm path's tail (hub/runtime/heap.py): pauses are measured, start-up's heap is frozen."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import generate_latest
 
-from hub import heap
 from hub.metrics import Metrics
+from hub.runtime import heap
 
 
 @pytest.fixture

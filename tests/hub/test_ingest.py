@@ -19,15 +19,15 @@ from alarms.directory import Directory
 from alarms.engine import Engine
 from alarms.rules import default_pack_path, load_rules
 from hub.app import Hub
-from hub.ingest import Ingest
+from hub.intake.ingest import Ingest
 from hub.metrics import Metrics
 from hub.model import AlarmDecision, EventKind
+from hub.runtime.tasks import Spawner
 from hub.settings import DbSettings, Settings, SpoolSettings
 from hub.store.db import Database
 from hub.store.migrate import migrate
 from hub.store.spool import Spool
 from hub.store.writer import Writer
-from hub.tasks import Spawner
 from tests.conftest import MQTT_HOST, MQTT_PORT, PG_DSN
 
 
@@ -126,7 +126,7 @@ async def test_garbage_is_set_aside_with_a_reason_and_the_hub_keeps_going(settin
 
 @dataclass
 class FakeMessage:
-    """A received message as hub.mqtt delivers it; `acked` records the PUBACK the broker would get."""
+    """A received message as hub.intake.mqtt delivers it; `acked` records the PUBACK the broker would get."""
 
     topic: str
     payload: bytes

@@ -1,4 +1,4 @@
-"""The hub's own flow control on a connection (hub/mqtt.py): it never holds more unacknowledged messages than its
+"""The hub's own flow control on a connection (hub/intake/mqtt.py): it never holds more unacknowledged messages than its
 limit, whatever the broker sends, and loses none of what waits.
 
 Mosquitto 2.0.11 was seen to send the telemetry connection far more than the Receive Maximum the hub asked for (65,535
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 
+from hub.intake.mqtt import Message, MqttConnection
 from hub.metrics import Metrics
-from hub.mqtt import Message, MqttConnection
+from hub.runtime.tasks import Spawner
 from hub.settings import MqttSettings
-from hub.tasks import Spawner
 from tests.conftest import MQTT_PORT
 from tests.mqtt_probe import Probe
 from tests.services import PrivateMosquitto

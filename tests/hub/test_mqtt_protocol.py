@@ -13,10 +13,10 @@ import re
 
 import pytest
 
+from hub.intake.mqtt import Message, MqttConnection
 from hub.metrics import Metrics
-from hub.mqtt import Message, MqttConnection
+from hub.runtime.tasks import Spawner
 from hub.settings import MqttSettings, Settings
-from hub.tasks import Spawner
 from tests.mqtt_probe import V311, Probe
 from tests.services import PrivateMosquitto
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from hub.desk.alarm import Alarm
 from hub.metrics import Metrics
 from hub.model import AlarmCategory, AlarmState, Device, Severity, Site
-from hub.ops_gauges import alarm_gauges, device_gauges, ops_gauges_loop
+from hub.supervision.gauges import alarm_gauges, device_gauges, ops_gauges_loop
 
 NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 

@@ -11,8 +11,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-import hub.mqtt  # noqa: F401  (installs the patch, as the hub does)
-from hub import paho_speed
+import hub.intake.mqtt  # noqa: F401  (installs the patch, as the hub does)
+from hub.intake import paho_speed
 
 PACKET = importlib.import_module("paho.mqtt._packet")
 
@@ -42,7 +42,7 @@ def test_changed_internals_leave_paho_stock_with_a_warning(
         pass
 
     monkeypatch.setattr(PACKET, "Properties", Elsewhere)
-    with caplog.at_level(logging.WARNING, logger="hub.paho_speed"):
+    with caplog.at_level(logging.WARNING, logger="hub.intake.paho_speed"):
         assert paho_speed.install() is False
     assert PACKET.Properties is Elsewhere
     assert "using stock paho" in caplog.text
@@ -53,7 +53,7 @@ def test_a_paho_version_it_was_not_tested_on_is_left_alone(
 ) -> None:
     monkeypatch.setattr(PACKET, "Properties", Properties)
     monkeypatch.setattr(paho.mqtt, "__version__", "2.1.0")
-    with caplog.at_level(logging.WARNING, logger="hub.paho_speed"):
+    with caplog.at_level(logging.WARNING, logger="hub.intake.paho_speed"):
         assert paho_speed.install() is False
     assert not paho_speed.active()
     assert "paho-mqtt 2.1.0 is not a version it was tested on" in caplog.text

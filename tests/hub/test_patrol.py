@@ -14,14 +14,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from hub.desk.lane import NOBODY_REACHED, Desk, HandoverError
+from hub.desk.build import DeskParts, build_desk
+from hub.desk.lane import NOBODY_REACHED, HandoverError
 from hub.metrics import Metrics
 from hub.model import AlarmCategory, AlarmDecision, AlarmState, DecisionAction, Outcome, Severity
 from hub.notify.sms import SmsNotifier
+from hub.people.staff import StaffMember
+from hub.runtime.tasks import Spawner
 from hub.settings import DeskSettings, EscalationPolicy, EscalationTier, Settings
-from hub.staff import StaffMember
 from hub.store.db import Database
-from hub.tasks import Spawner
 from tests.hub.desk_support import (
     ClosedKeys,
     FakeClock,
@@ -67,7 +68,7 @@ async def gateway() -> AsyncIterator[Gateway]:
 
 @dataclass
 class Patrol:
-    desk: Desk
+    desk: DeskParts
     staff: dict[str, StaffMember]
     clock: FakeClock
     channel: RecordingNotifier
@@ -75,8 +76,8 @@ class Patrol:
     closed: list[str]
 
     async def settle(self) -> None:
-        await self.desk.dispatcher.drain()
-        await self.desk.store.flushed()
+        await self.desk.lane.dispatcher.drain()
+        await self.desk.lane.store.flushed()
 
     async def log(self, alarm_id: str) -> list[tuple[str, str, str]]:
         await self.settle()
@@ -97,7 +98,7 @@ async def _patrol(
         staff = await add_inventory_and_staff(db, unique, on_duty=on_duty)
         channel = RecordingNotifier()
         closed: list[str] = []
-        desk = Desk(
+        desk = build_desk(
             settings,
             db,
             metrics,
@@ -107,7 +108,7 @@ async def _patrol(
             engine=ClosedKeys(closed),
             notifiers=[channel, SmsNotifier(settings.notify)],
         )
-        await desk.restore()
+        await desk.restorer.restore()
         task = asyncio.create_task(desk.run_loop())
         clock = desk.clock
         assert isinstance(clock, FakeClock)
@@ -137,20 +138,22 @@ async def empty_night(
 async def test_a_wandering_night_keeps_the_alarm_until_a_person_resolves_it(patrol: Patrol, unique: str) -> None:
     """The door closes again after nine minutes: "condition ended" on the card, the alarm stays and keeps ringing."""
     desk = patrol.desk
-    alarm = desk.apply(decision(unique, rule_id="entrance_door_night", severity=Severity.HIGH))
+    alarm = desk.lane.apply(decision(unique, rule_id="entrance_door_night", severity=Severity.HIGH))
     assert alarm is not None
     patrol.clock.advance(9 * 60)
-    desk.apply(decision(unique, DecisionAction.CLEAR, rule_id="entrance_door_night", reason="entrance door closed"))
+    desk.lane.apply(
+        decision(unique, DecisionAction.CLEAR, rule_id="entrance_door_night", reason="entrance door closed")
+    )
     patrol.clock.advance(30)
-    desk.escalate_due()
-    assert desk.get(alarm.id) is alarm
+    desk.lane.escalate_due()
+    assert desk.machine.get(alarm.id) is alarm
     view = desk.view(alarm)
     assert view["ring"] is True
     assert view["condition_ended_hm"] == "13:09"  # 12:09 UTC in Stockholm (CET)
     assert view["condition_note"] == "entrance door closed"
     assert view["raised_hm"] == "13:00"
-    desk.resolve(alarm.id, patrol.staff["anna"], Outcome.ASSISTED, "found in the garden, brought in")
-    assert desk.get(alarm.id) is None
+    desk.actions.resolve(alarm.id, patrol.staff["anna"], Outcome.ASSISTED, "found in the garden, brought in")
+    assert desk.machine.get(alarm.id) is None
     assert patrol.closed == [f"entrance_door_night:{unique}-r1"]
     actions = [a for _, a, _ in await patrol.log(alarm.id)]
     assert actions[0] == "raised"
@@ -169,20 +172,20 @@ async def test_a_technical_alarm_closes_itself_only_when_its_rule_allows_and_nob
         )
         return replace(d, auto_close=auto_close)
 
-    kept = desk.apply(battery(DecisionAction.RAISE, auto_close=False))
+    kept = desk.lane.apply(battery(DecisionAction.RAISE, auto_close=False))
     assert kept is not None
-    desk.apply(battery(DecisionAction.CLEAR, auto_close=False))
-    assert desk.get(kept.id) is kept
-    desk.resolve(kept.id, patrol.staff["lisa"], Outcome.TECHNICAL)
-    closing = desk.apply(battery(DecisionAction.RAISE, auto_close=True))
+    desk.lane.apply(battery(DecisionAction.CLEAR, auto_close=False))
+    assert desk.machine.get(kept.id) is kept
+    desk.actions.resolve(kept.id, patrol.staff["lisa"], Outcome.TECHNICAL)
+    closing = desk.lane.apply(battery(DecisionAction.RAISE, auto_close=True))
     assert closing is not None
-    desk.apply(battery(DecisionAction.CLEAR, auto_close=True))
-    assert desk.get(closing.id) is None
+    desk.lane.apply(battery(DecisionAction.CLEAR, auto_close=True))
+    assert desk.machine.get(closing.id) is None
     assert closing.state is AlarmState.CANCELLED
-    care = desk.apply(decision(unique))
+    care = desk.lane.apply(decision(unique))
     assert care is not None
-    desk.apply(replace(decision(unique, DecisionAction.CANCEL), auto_close=True))
-    assert desk.get(care.id) is care  # never for a care alarm, whatever the decision says
+    desk.lane.apply(replace(decision(unique, DecisionAction.CANCEL), auto_close=True))
+    assert desk.machine.get(care.id) is care  # never for a care alarm, whatever the decision says
 
 
 async def test_a_repeat_rings_again_even_on_an_alarm_held_on_site(patrol: Patrol, unique: str) -> None:
@@ -190,58 +193,58 @@ async def test_a_repeat_rings_again_even_on_an_alarm_held_on_site(patrol: Patrol
     desk = patrol.desk
     anna = patrol.staff["anna"]
     med = {"rule_id": "medication_missed", "severity": Severity.MEDIUM, "device": "plug2", "resident": "r2"}
-    alarm = desk.apply(decision(unique, subject="r2", **med))  # type: ignore[arg-type]
+    alarm = desk.lane.apply(decision(unique, subject="r2", **med))  # type: ignore[arg-type]
     assert alarm is not None
-    desk.accept(alarm.id, anna)
-    desk.on_site(alarm.id, anna)
+    desk.actions.accept(alarm.id, anna)
+    desk.actions.on_site(alarm.id, anna)
     assert desk.view(alarm)["ring"] is False
     patrol.clock.advance(2 * 86400)
     for n in (2, 3):
-        desk.apply(decision(unique, DecisionAction.UPDATE, subject="r2", **med))  # type: ignore[arg-type]
+        desk.lane.apply(decision(unique, DecisionAction.UPDATE, subject="r2", **med))  # type: ignore[arg-type]
         assert alarm.incidents == n - 1  # a plain update (the same incident) does not ring
-        desk.apply(replace(decision(unique, DecisionAction.UPDATE, subject="r2", **med), repeat=True))  # type: ignore[arg-type]
+        desk.lane.apply(replace(decision(unique, DecisionAction.UPDATE, subject="r2", **med), repeat=True))  # type: ignore[arg-type]
         assert alarm.incidents == n
         view = desk.view(alarm)
         assert (view["ring"], view["repeat_pending"]) == (True, True)
         assert view["state"] == "on_site"  # still hers, still where she is
         assert view["accepted_by"] == "Anna"
-        desk.on_site(alarm.id, anna)  # "Got it": her own step again
+        desk.actions.on_site(alarm.id, anna)  # "Got it": her own step again
         assert desk.view(alarm)["ring"] is False
     await patrol.settle()
     rings = [(t, audience) for t, audience, _ in patrol.channel.escalations()]
     assert rings == [(0, "unit"), (0, "holder"), (0, "holder")]  # raised for the unit, each repeat for Anna
-    assert desk.metrics.alarm_repeats.labels("care")._value.get() == 2
+    assert desk.lane.metrics.alarm_repeats.labels("care")._value.get() == 2
 
 
 async def test_acting_on_a_colleagues_alarm_asks_to_take_over_and_records_it(patrol: Patrol, unique: str) -> None:
     desk = patrol.desk
     karin, bo = patrol.staff["anna"], patrol.staff["bo"]
-    alarm = desk.apply(decision(unique))
+    alarm = desk.lane.apply(decision(unique))
     assert alarm is not None
-    desk.accept(alarm.id, karin)
+    desk.actions.accept(alarm.id, karin)
     with pytest.raises(HandoverError) as asked:
-        desk.on_site(alarm.id, bo)
+        desk.actions.on_site(alarm.id, bo)
     assert asked.value.holder == "Anna"
     assert alarm.state is AlarmState.ACCEPTED
-    desk.on_site(alarm.id, bo, take_over=True)
+    desk.actions.on_site(alarm.id, bo, take_over=True)
     assert desk.view(alarm)["accepted_by"] == "Bo"
-    assert desk.metrics.alarm_handovers._value.get() == 1
+    assert desk.lane.metrics.alarm_handovers._value.get() == 1
     log = await patrol.log(alarm.id)
     assert (f"staff:{bo.id}", "taken_over", f"from=staff:{karin.id}") in log
     with pytest.raises(HandoverError):
-        desk.resolve(alarm.id, karin, Outcome.ASSISTED)
+        desk.actions.resolve(alarm.id, karin, Outcome.ASSISTED)
 
 
 async def test_escalation_reaches_only_those_on_duty(
     empty_night: Patrol, unique: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     desk = empty_night.desk
-    desk.sign_on(empty_night.staff["bo"])
-    alarm = desk.apply(decision(unique))
+    desk.duty.sign_on(empty_night.staff["bo"])
+    alarm = desk.lane.apply(decision(unique))
     assert alarm is not None
     await empty_night.settle()
     assert empty_night.channel.escalations() == [(0, "unit", [f"bo-{unique}"])]
-    assert desk.get_open_by_key(f"{NOBODY_REACHED}:{unique}") is None
+    assert desk.machine.get_open_by_key(f"{NOBODY_REACHED}:{unique}") is None
     async with empty_night.db.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM staff_duty") == 1
 
@@ -251,14 +254,14 @@ async def test_an_alarm_with_nobody_on_duty_reaches_everyone_of_the_site_and_the
 ) -> None:
     desk = empty_night.desk
     caplog.set_level(logging.INFO, logger="hub.desk")
-    first = desk.apply(decision(unique))
-    second = desk.apply(decision(unique, subject="r2", resident="r2", device="plug2", rule_id="alarm_button"))
+    first = desk.lane.apply(decision(unique))
+    second = desk.lane.apply(decision(unique, subject="r2", resident="r2", device="plug2", rule_id="alarm_button"))
     assert first is not None
     assert second is not None
-    nobody = desk.get_open_by_key(f"{NOBODY_REACHED}:{unique}")
+    nobody = desk.machine.get_open_by_key(f"{NOBODY_REACHED}:{unique}")
     assert nobody is not None
     assert nobody.unit is None  # site-level: on every page of the site
-    assert {s.username for s in desk.recipients_on_page(nobody)} == {
+    assert {s.username for s in desk.directory.who_sees(nobody.site, nobody.unit)} == {
         f"{n}-{unique}" for n in ("anna", "bo", "nils", "lisa", "carl")
     }
     assert nobody.incidents == 2  # the second alarm rang it again
@@ -266,8 +269,8 @@ async def test_an_alarm_with_nobody_on_duty_reaches_everyone_of_the_site_and_the
     await empty_night.settle()
     assert FALLBACK in {m["to"] for m in gateway.received}
     assert all("Anna" not in json.dumps(m) and "r1" not in m["message"] for m in gateway.received)
-    assert desk.metrics.nobody_reached._value.get() == 2
-    assert desk.metrics.escalations_unreached.labels("care")._value.get() == 2
+    assert desk.lane.metrics.nobody_reached._value.get() == 2
+    assert desk.lane.metrics.escalations_unreached.labels("care")._value.get() == 2
     zero_lines = [r for r in caplog.records if "recipients=0" in r.getMessage()]
     assert len(zero_lines) == 1  # rate limited: the second is held back and counted in the next line
     assert "nobody_reached" in [a for _, a, _ in await empty_night.log(first.id)]

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from hub.ingest import Ingest
+from hub.intake.ingest import Ingest
 from hub.metrics import Metrics
 from hub.model import Event
-from hub.redact import MASK, mask_identity_numbers
+from hub.runtime.redact import MASK, mask_identity_numbers
 from hub.store.writer import Rejection
 from tests.hub.test_ingest import FakeMessage
 

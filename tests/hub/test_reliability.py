@@ -123,7 +123,7 @@ async def processed(
 
 def open_alarms(hub: Hub, rule_id: str, site: str) -> list[Alarm]:
     """Open alarms of one rule at this test's site (the shared broker carries other tests' sites too)."""
-    return [a for a in hub.desk.open_alarms() if a.rule_id == rule_id and a.site == site]
+    return [a for a in hub.desk.machine.open_alarms() if a.rule_id == rule_id and a.site == site]
 
 
 async def test_an_older_battery_reading_does_not_clear_a_newer_alarm(
@@ -205,7 +205,9 @@ async def test_clocks_far_off_are_refused_or_ignored_and_fire_no_timer(
     assert reason.startswith("future_timestamp")
     await asyncio.to_thread(device.send, "button2", "alarm_button", datetime(2001, 1, 1, 3, tzinfo=UTC), seq=1)
     await processed(conn, device.site, 1)
-    assert [a for a in hub.desk.open_alarms() if a.site == device.site] == []  # no silence storm, nothing from 2001
+    assert [
+        a for a in hub.desk.machine.open_alarms() if a.site == device.site
+    ] == []  # no silence storm, nothing from 2001
 
 
 async def test_a_fall_cancel_without_ref_from_a_stranger_leaves_the_fall_standing(
@@ -278,7 +280,9 @@ async def test_a_last_will_offline_is_evidence_of_absence_at_once_and_one_alarm(
             await hub.wait_connected()
 
             def faults() -> list[str]:
-                return [a.rule_id for a in hub.desk.open_alarms() if a.site == site and a.device_id == device_id]
+                return [
+                    a.rule_id for a in hub.desk.machine.open_alarms() if a.site == site and a.device_id == device_id
+                ]
 
             client.connect(MQTT_HOST, MQTT_PORT)
             client.loop_start()

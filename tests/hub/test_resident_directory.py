@@ -11,9 +11,9 @@ import yaml
 
 from hub.metrics import Metrics
 from hub.model import DirectoryEntry, Inventory
-from hub.resident_directory import DirectoryError, parse_csv, read_homes, store_entries, travel_minutes
+from hub.people.residents import DirectoryError, parse_csv, read_homes, store_entries, travel_minutes
+from hub.people.staff import StaffMember
 from hub.settings import Settings
-from hub.staff import StaffMember
 from hub.store.db import Database
 from tests.conftest import PG_DSN
 from tests.hub.desk_support import add_inventory_and_staff, migrated_database, sites_for

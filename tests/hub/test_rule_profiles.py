@@ -103,7 +103,7 @@ async def test_a_nurses_profile_applies_to_the_residents_events_at_once_and_the_
             return hub.engine.compiled["camera_person"].params(r1).enabled
 
         def open_keys() -> set[str]:
-            return {a.rule_id + ":" + (a.resident_id or "") for a in hub.desk.open_alarms()}
+            return {a.rule_id + ":" + (a.resident_id or "") for a in hub.desk.machine.open_alarms()}
 
         assert not camera_on()  # off in the default pack
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as nurse:
@@ -124,10 +124,10 @@ async def test_a_nurses_profile_applies_to_the_residents_events_at_once_and_the_
         ])  # fmt: skip
         await until(lambda: f"fall:{r1}" in open_keys())
         assert {k for k in open_keys() if k.startswith("camera_person")} == {f"camera_person:{r1}"}
-        camera_alarm = next(a for a in hub.desk.open_alarms() if a.rule_id == "camera_person")
-        nils = next(m for m in hub.desk.staff if m.username == f"nils-{site}")
-        hub.desk.accept(camera_alarm.id, nils)
-        hub.desk.resolve(camera_alarm.id, nils, Outcome.ASSISTED)
+        camera_alarm = next(a for a in hub.desk.machine.open_alarms() if a.rule_id == "camera_person")
+        nils = next(m for m in hub.desk.directory.staff if m.username == f"nils-{site}")
+        hub.desk.actions.accept(camera_alarm.id, nils)
+        hub.desk.actions.resolve(camera_alarm.id, nils, Outcome.ASSISTED)
 
         env = {
             "VAKA_DB__DSN": PG_DSN,

@@ -27,9 +27,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from adapters import native
 from alarms.engine import Engine
 from alarms.rules import default_pack_path, load_rules
-from hub.inventory import build_directory
+from hub.devices.inventory import build_directory
 from hub.model import AlarmDecision, DecisionAction, Inventory, NativePayload, NativeStatus
-from hub.resident_directory import parse_csv
+from hub.people.residents import parse_csv
 from hub.simulation import (
     IncidentRates,
     SimConfig,

@@ -1,4 +1,4 @@
-"""The snapshot encoded in pieces (hub/snapshots.py `encode`, run in a worker thread while serving) is the same JSON
+"""The snapshot encoded in pieces (hub/recovery/snapshots.py `encode`, run in a worker thread while serving) is the same JSON
 document as one msgspec call would make, and a hub restores from it as from that."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import msgspec
 
 from alarms.engine import Engine
 from alarms.gate import Gate, GateLimits, freshness_by_kind
-from hub import snapshots
 from hub.model import EventKind
+from hub.recovery import snapshots
 from tests.alarms.home import PACK, directory, ev, fresh, local
 
 FRESHNESS = freshness_by_kind(PACK, GateLimits())

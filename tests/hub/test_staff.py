@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.staff import Role, StaffError, StaffMember
+from hub.people.staff import Role, StaffError, StaffMember
 
 NURSE_A = StaffMember(1, "nils", Role.NURSE, frozenset({("north", "night")}))
 ADMIN_SITE = StaffMember(2, "lisa", Role.ADMIN, frozenset({("north", "*")}))

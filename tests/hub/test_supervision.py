@@ -1,4 +1,4 @@
-"""The hub's sight of its devices (hub/supervision.py): blind while the broker is away and for a grace after, one
+"""The hub's sight of its devices (hub/supervision/devices.py): blind while the broker is away and for a grace after, one
 supervision-lost alarm per site, engine timers held while the broker's backlog drains. Pure: times passed in."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from alarms.engine import Engine
 from hub.model import AlarmDecision, DecisionAction, Event, EventKind
-from hub.supervision import Sight, SupervisedEngine
+from hub.supervision.devices import Sight, SupervisedEngine
 from tests.alarms.home import DEVICE_KINDS, PACK, SITE, T0, directory, ev
 
 NOW = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)

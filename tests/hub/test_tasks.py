@@ -1,4 +1,4 @@
-"""The spawner (hub/tasks.py): the one owner of the tasks components start in the background, and the rule that
+"""The spawner (hub/runtime/tasks.py): the one owner of the tasks components start in the background, and the rule that
 nothing under hub/ starts a task any other way."""
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from hub.app import Hub
 from hub.desk.lane import TASK_FAILURE_RULE
 from hub.metrics import Metrics
 from hub.model import Inventory
+from hub.runtime.tasks import Spawner
 from hub.settings import Settings
 from hub.store.inventory import load_inventory
-from hub.tasks import Spawner
 from tests.conftest import _own_tasks
 from tests.hub.desk_support import migrated_database, sites_for
 
 HUB = Path(__file__).resolve().parents[2] / "hub"
 # the spawner itself and the hub's TaskGroup; the simulator is a command of its own that owns its few tasks
-ALLOWED = {HUB / "tasks.py", HUB / "app.py"}
+ALLOWED = {HUB / "runtime" / "tasks.py", HUB / "app.py"}
 SIMULATION = HUB / "simulation"
 
 
@@ -49,7 +49,7 @@ async def test_a_failing_task_is_logged_by_name_counted_and_leaves_the_others_ru
     sibling = spawner.spawn(release.wait(), name="vaka.test.sibling")
     reported: list[str] = []
     spawner.on_failure = reported.append
-    with caplog.at_level(logging.ERROR, logger="hub.tasks"):
+    with caplog.at_level(logging.ERROR, logger="hub.runtime.tasks"):
         go.set()
         await asyncio.gather(failing, return_exceptions=True)
         await asyncio.sleep(0)  # the done callback runs one turn after the task ends
@@ -79,7 +79,7 @@ async def test_shutdown_cancels_every_task_and_waits_at_most_its_deadline(
 
     slow = spawner.spawn(stubborn(), name="vaka.test.stubborn")
     await asyncio.sleep(0)
-    with caplog.at_level(logging.WARNING, logger="hub.tasks"):
+    with caplog.at_level(logging.WARNING, logger="hub.runtime.tasks"):
         await asyncio.wait_for(spawner.aclose(), 2.0)
     assert forever.cancelled()
     assert spawner.running == ["vaka.test.stubborn"]
@@ -110,7 +110,7 @@ def test_only_the_spawner_and_the_hub_start_tasks() -> None:
     modules = [p for p in HUB.rglob("*.py") if p not in ALLOWED and SIMULATION not in p.parents]
     assert len(modules) > 50
     starts = [start for path in modules for start in _task_starts(path.read_text(), path)]
-    assert starts == [], "start background tasks with the injected hub.tasks.Spawner: " + ", ".join(starts)
+    assert starts == [], "start background tasks with the injected hub.runtime.tasks.Spawner: " + ", ".join(starts)
 
 
 def test_the_rule_sees_a_task_started_directly() -> None:
@@ -129,14 +129,14 @@ async def test_a_running_hub_owns_every_task_and_raises_a_failed_one_to_operatio
         owned = set(hub.loops) | {t for t in _own_tasks() if t.get_name() in hub.spawner.running}
         assert set(_own_tasks()) <= owned, sorted(t.get_name() for t in set(_own_tasks()) - owned)
 
-        with caplog.at_level(logging.ERROR, logger="hub.tasks"):
+        with caplog.at_level(logging.ERROR, logger="hub.runtime.tasks"):
             failed = hub.spawner.spawn(_boom(), name="vaka.test.boom")
             await asyncio.gather(failed, return_exceptions=True)
             await asyncio.sleep(0)
         assert "background task vaka.test.boom failed" in caplog.text
         async with http.get("/metrics") as resp:
             assert 'vaka_background_task_failures_total{task="vaka.test.boom"} 1.0' in await resp.text()
-        (alarm,) = [a for a in hub.desk.open_alarms() if a.rule_id == TASK_FAILURE_RULE]
+        (alarm,) = [a for a in hub.desk.machine.open_alarms() if a.rule_id == TASK_FAILURE_RULE]
         assert (alarm.site, alarm.category.value) == (unique, "technical")
         assert "vaka.test.boom" in alarm.reason
         assert not [t.get_name() for t in hub.loops if t.done()]  # the hub runs on

@@ -71,7 +71,9 @@ async def test_the_telemetry_canary_turns_red_while_the_telemetry_path_takes_not
         metrics = Metrics()
 
         def canary_alarms(hub: Hub) -> list[str]:
-            return sorted(a.key for a in hub.desk.open_alarms() if a.rule_id == "canary_failed" and a.site == site)
+            return sorted(
+                a.key for a in hub.desk.machine.open_alarms() if a.rule_id == "canary_failed" and a.site == site
+            )
 
         def gauge(name: str, path: str) -> float:
             value: float = getattr(metrics, name).labels(path)._value.get()
@@ -149,7 +151,9 @@ async def test_heartbeats_held_in_the_broker_by_a_stuck_telemetry_path_are_no_si
                 await asyncio.sleep(2.0)
 
         def alarms(hub: Hub, rule: str) -> list[str]:
-            return [a.device_id or a.key for a in hub.desk.open_alarms() if a.site == site and a.rule_id == rule]
+            return [
+                a.device_id or a.key for a in hub.desk.machine.open_alarms() if a.site == site and a.rule_id == rule
+            ]
 
         sender = asyncio.create_task(heartbeats())
         try:
@@ -165,7 +169,7 @@ async def test_heartbeats_held_in_the_broker_by_a_stuck_telemetry_path_are_no_si
                 await wait_until("sight returns", lambda: alarms(hub, "supervision_lost") == [], 60)
                 await asyncio.sleep(SUPERVISION_S)
                 assert alarms(hub, "device_silent") == []
-                await hub.desk.store.flushed()
+                await hub.desk.lane.store.flushed()
                 async with hub.db.acquire() as conn:
                     silent = await conn.fetchval(
                         "SELECT count(*) FROM desk_alarms WHERE site = $1 AND rule_id = 'device_silent'", site

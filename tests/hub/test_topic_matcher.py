@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from paho.mqtt.client import topic_matches_sub
 
-from hub.ingest import topic_matcher
+from hub.intake.ingest import topic_matcher
 
 level = st.sampled_from(["a", "b", "zigbee2mqtt", "lgh 12", "", "$SYS", "kök"])
 topics = st.lists(level, min_size=1, max_size=5).map("/".join)

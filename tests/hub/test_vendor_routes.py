@@ -82,7 +82,7 @@ def radar_now(name: str) -> bytes:
 
 
 def by_rule(hub: Hub) -> dict[str, Alarm]:
-    return {a.rule_id: a for a in hub.desk.open_alarms()}
+    return {a.rule_id: a for a in hub.desk.machine.open_alarms()}
 
 
 async def test_every_vendor_format_raises_its_alarm_to_the_routes_site(

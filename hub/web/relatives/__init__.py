@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 import jinja2
 from aiohttp import web
 
+from hub.web.bodies import well_formed_bodies
 from hub.web.paths import RELATIVES_STATIC_DIR, TEMPLATES_DIR, wall_clock
 from hub.web.relatives.context import CONTEXT, Challenges, RelativesContext
-from hub.web.staff.bodies import well_formed_bodies
-from hub.web.staff.security import security_headers
+from hub.web.security import security_headers
 from hub.web.staff.throttle import LoginThrottle, forwarded_client, login_policy
 
 if TYPE_CHECKING:

@@ -26,10 +26,10 @@ from hub.relatives.view import (
     resident_status,
 )
 from hub.store.access_log import record_relative_read
-from hub.web.i18n import RELATIVE_LANGS, pick_lang, text_direction, translations
+from hub.texts.catalogue import RELATIVE_LANGS, pick_lang, text_direction, translations
 from hub.web.relatives.context import CONTEXT, RelativesContext
 from hub.web.relatives.dates import clock_time, moment, night_date
-from hub.web.staff.security import Handler, origin_allowed, tokens_match
+from hub.web.security import Handler, SessionGuard, tokens_match
 
 logger = logging.getLogger(__name__)
 
@@ -82,30 +82,30 @@ async def same_origin_referrer(request: web.Request, handler: Handler) -> web.St
     return response
 
 
-@web.middleware
-async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every POST from our own origin; every route but login, invitation and static files needs a live session."""
+async def _load_session(request: web.Request) -> acc.RelativeSession | None:
     ctx = _ctx(request)
-    if request.method == "POST" and not origin_allowed(request, ctx.settings.http.public_url):
-        raise web.HTTPForbidden(text="cross-origin request refused")
-    if request.path.startswith(_PUBLIC):
-        return await handler(request)
     async with ctx.db.acquire() as conn:
-        session = await acc.session(
+        return await acc.session(
             conn, request.cookies.get(SESSION_COOKIE), ctx.now(), ctx.settings.relatives.session_idle_s
         )
-    if session is None:
-        if request.path.startswith("/relative/api/") or request.headers.get("X-Requested-With") == "fetch":
-            return web.json_response({"error": "login required"}, status=401)
-        raise web.HTTPSeeOther("/relative/login")
-    if request.method == "POST":
-        given = request.headers.get("X-CSRF-Token")
-        if given is None and request.content_type == "application/x-www-form-urlencoded":
-            given = str((await request.post()).get("csrf", ""))
-        if not tokens_match(session.csrf_token, given):
-            raise web.HTTPForbidden(text="CSRF token missing or wrong")
-    request[SESSION] = session
-    return await handler(request)
+
+
+def _not_signed_in(request: web.Request) -> web.StreamResponse:
+    if request.path.startswith("/relative/api/") or request.headers.get("X-Requested-With") == "fetch":
+        return web.json_response({"error": "login required"}, status=401)
+    raise web.HTTPSeeOther("/relative/login")
+
+
+GUARD = SessionGuard(
+    key=SESSION,
+    public=_PUBLIC,
+    public_url=lambda request: _ctx(request).settings.http.public_url,
+    load=_load_session,
+    csrf_token=lambda session: session.csrf_token,
+    not_signed_in=_not_signed_in,
+    bad_csrf=lambda request, session: web.HTTPForbidden(text="CSRF token missing or wrong"),
+)
+session_middleware = GUARD.middleware  # every route but login, invitation and static files (hub/web/security.py)
 
 
 def render(request: web.Request, template: str, lang: str, status: int = 200, **values: Any) -> web.Response:

@@ -27,7 +27,7 @@ from webauthn.helpers.structs import (
 from hub.relatives import accounts as acc
 from hub.web.relatives.context import CONTEXT, RelativesContext
 from hub.web.relatives.pages import COOKIE_PATH, _session, address, set_cookie, start_session, throttle_key
-from hub.web.staff.security import origin_of
+from hub.web.security import origin_of
 
 logger = logging.getLogger(__name__)
 

@@ -12,32 +12,34 @@ from typing import TYPE_CHECKING
 import jinja2
 from aiohttp import web
 
+from hub.web.bodies import well_formed_bodies
 from hub.web.paths import STATIC_DIR, TEMPLATES_DIR
-from hub.web.staff.bodies import well_formed_bodies
+from hub.web.security import security_headers
 from hub.web.staff.context import CONTEXT, StaffContext
-from hub.web.staff.security import security_headers
+from hub.web.staff.sessions import SessionStore
 from hub.web.staff.throttle import LoginThrottle, forwarded_client, login_policy
 
 if TYPE_CHECKING:
     from alarms.rules import RuleSet
     from hub.checkins.service import CheckinService
-    from hub.desk.lane import Desk
+    from hub.desk.build import DeskParts
     from hub.metrics import Metrics
+    from hub.runtime.tasks import Spawner
     from hub.settings import Settings
     from hub.store.pool import Database
-    from hub.tasks import Spawner
 
 
 def setup_staff(
     app: web.Application,
     *,
-    desk: Desk,
+    desk: DeskParts,
     db: Database,
     settings: Settings,
     metrics: Metrics,
     spawner: Spawner,
     checkins: CheckinService | None = None,
     rules: RuleSet | None = None,
+    sessions: SessionStore | None = None,
 ) -> web.Application:
     """Add the staff pages under /staff/ to `app`; returns the sub-application. `rules`: the packs the hub's engine
     loaded (read from `settings.rules.packs` when not given)."""
@@ -56,7 +58,6 @@ def setup_staff(
         service_worker,
         session_middleware,
     )
-    from hub.web.staff.sessions import SessionStore
     from hub.web.staff.socket import staff_socket
     from hub.web.staff.watch import StaffWatch
 
@@ -66,13 +67,14 @@ def setup_staff(
         undefined=jinja2.StrictUndefined,
         extensions=["jinja2.ext.i18n"],
     )
-    push = next((n for n in desk.dispatcher.notifiers if isinstance(n, WebPushNotifier)), None)
-    sessions = SessionStore(
-        db,
-        settings.http.session_idle_s,
-        spawner=spawner,
-        local_path=settings.spool.directory / "staff_sessions.msgpack",
-    )
+    push = next((n for n in desk.lane.dispatcher.notifiers if isinstance(n, WebPushNotifier)), None)
+    if sessions is None:  # the hub builds them first: its desk asks them whether a page's session still stands
+        sessions = SessionStore(
+            db,
+            settings.http.session_idle_s,
+            spawner=spawner,
+            local_path=settings.spool.directory / "staff_sessions.msgpack",
+        )
     ctx = StaffContext(desk, db, settings, metrics, sessions, jinja, push, spawner)
     sub = web.Application(
         middlewares=[
@@ -142,7 +144,7 @@ def setup_staff(
     app.cleanup_ctx.append(watch_staff)
 
     async def close_pages(_: web.Application) -> None:
-        await desk.hub.aclose()  # open staff pages would otherwise hold shutdown until they time out
+        await desk.pages.aclose()  # open staff pages would otherwise hold shutdown until they time out
 
     app.on_shutdown.append(close_pages)
 

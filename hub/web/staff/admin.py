@@ -21,11 +21,11 @@ import asyncpg
 from aiohttp import web
 
 from alarms.spec import RuleProfile
-from hub.staff import Role, StaffError, StaffMember
+from hub.people.staff import Role, StaffError, StaffMember
 from hub.store.inventory import set_device_maintenance, set_resident_away, set_rule_profile
 from hub.store.staff import create_staff, hash_password
-from hub.web.i18n import rule_label, translator
-from hub.web.staff.bodies import field, read_form
+from hub.texts.catalogue import rule_label, translator
+from hub.web.bodies import field, read_form
 from hub.web.staff.context import CONTEXT, StaffContext
 from hub.web.staff.pages import SESSION, forbidden, redirect, render
 from hub.web.staff.sessions import Session
@@ -134,7 +134,7 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
     # resident's devices, not a form for every device
     query = request.query.get("q", "").strip()[:64]
     needle = query.casefold()
-    mine = [(site.id, r) for site, r in ctx.desk.residents_for(me)]
+    mine = [(site.id, r) for site, r in ctx.desk.directory.residents_for(me)]
     every_device = [
         {"id": d.id, "kind": d.kind, "site": site_id, "room": r.room, "resident": r.id, "maintenance": d.maintenance}
         for site_id, r in mine
@@ -218,7 +218,7 @@ async def admin_submit(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/staff/admin?" + _query("error", refusal.code, refusal.name)) from exc
     # the page shows the change at once; the rule engine gets away/maintenance with the hub's inventory refresh, a
     # rule profile within a second (the hub follows resident_rule_profiles)
-    await ctx.desk.refresh(sites=action in ("resident-away", "device-maintenance"))
+    await ctx.desk.restorer.refresh(sites=action in ("resident-away", "device-maintenance"))
     where = field(form, "resident", 64)  # a device change: back to that resident's devices
     back = f"&resident={quote(where)}#admin-resident-{quote(where)}" if where else ""
     return redirect("/staff/admin?" + _query("done", done, name) + back)
@@ -301,13 +301,13 @@ async def _change(
         target = field(form, "id", 64)
         on = field(form, "state", 4) == "on"
         if action == "resident-away":
-            allowed = any(r.id == target for _, r in ctx.desk.residents_for(me))
+            allowed = any(r.id == target for _, r in ctx.desk.directory.residents_for(me))
             change: Any = set_resident_away
         else:
             allowed = any(
                 d.id == target
                 and d.resident is not None
-                and any(r.id == d.resident for _, r in ctx.desk.residents_for(me))
+                and any(r.id == d.resident for _, r in ctx.desk.directory.residents_for(me))
                 for site in (ctx.desk.directory.site(s) for s in me.sites)
                 if site is not None
                 for d in site.devices
@@ -333,7 +333,7 @@ async def _set_profile(
     known = ctx.rules.profiles if ctx.rules is not None else {}
     if name is not None and name not in known:
         raise AdminRefusal("no_profile", name)
-    if not any(r.id == target for _, r in ctx.desk.residents_for(me)):
+    if not any(r.id == target for _, r in ctx.desk.directory.residents_for(me)):
         raise AdminRefusal("not_in_your_units", target)
     found, before = await set_rule_profile(conn, target, name, f"staff:{me.id}", now)
     if not found:

@@ -27,12 +27,12 @@ from hub.checkins.service import (
 )
 from hub.desk.alarm import Alarm
 from hub.desk.fanout import local_hm
-from hub.resident_directory import read_homes
-from hub.staff import Role
-from hub.web.staff.bodies import field, read_form
+from hub.people.residents import read_homes
+from hub.people.staff import Role
+from hub.web.bodies import field, read_form
+from hub.web.security import CSP, SESSION_COOKIE, add_security_headers
 from hub.web.staff.context import CONTEXT
 from hub.web.staff.pages import _ctx, _session, _wants_json, forbidden, render, safe_back
-from hub.web.staff.security import CSP, SESSION_COOKIE, add_security_headers
 
 EVENTS_HEARTBEAT_S = 15.0
 CAMERA_FAILED = ("no_gateway", "gateway_failed")
@@ -69,13 +69,15 @@ async def checkins_page(request: web.Request) -> web.StreamResponse:
         homes = await read_homes(conn, staff, sorted({t.resident_id for t in tasks}))
     # the name from the directory, else the pseudonym; the room from the inventory
     names = {rid: home.name for rid, home in homes.items() if home.name}
-    rooms = {t.resident_id: r.room for t in tasks if (r := ctx.desk.resident(t.site, t.resident_id)) is not None}
+    rooms = {
+        t.resident_id: r.room for t in tasks if (r := ctx.desk.directory.resident(t.site, t.resident_id)) is not None
+    }
     ctx.desk.log_resident_reads(staff, ((t.site, t.resident_id) for t in tasks), "checkin_list", request.remote)
     now = ctx.desk.clock.now()
     # an alarm of the resident raised during the slot's window belongs with the check-in (a fall at 02:05); another
     # check-in's overdue alarm does not
     alarms: dict[str, list[Alarm]] = {}
-    for alarm in ctx.desk.open_alarms_for(staff):
+    for alarm in ctx.desk.machine.open_alarms_for(staff):
         if alarm.rule_id == OVERDUE_RULE:
             continue
         for task in tasks:
@@ -227,7 +229,7 @@ async def plans_submit(request: web.Request) -> web.StreamResponse:
         plans = parse_plans(text, "plans")
     except PlanError as exc:
         return await _plans(request, text, str(exc), 400)
-    mine = {resident.id for _, resident in ctx.desk.residents_for(staff)}
+    mine = {resident.id for _, resident in ctx.desk.directory.residents_for(staff)}
     outside = [p.resident for p in plans if p.resident not in mine]
     if outside:
         return await _plans(request, text, f"not residents of your units: {', '.join(outside)}", 403)

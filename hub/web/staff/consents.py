@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from hub.people.staff import Role
 from hub.relatives import RelativesError
 from hub.relatives.accounts import INVITATION_VALID, has_live_consent, invite
 from hub.relatives.consent import GivenBy, Scope, consents_for, grant, parse_scopes, revoke
-from hub.staff import Role
 from hub.store.access_log import record_read
 from hub.web.paths import wall_clock
 from hub.web.staff.pages import _ctx, _session, forbidden, redirect, refusal, render
@@ -31,7 +31,7 @@ def _resident_of_my_units(request: web.Request) -> tuple[str, str, str]:
     if staff.role not in CONSENT_ROLES:
         raise forbidden(request, "error.consents_nurses")
     wanted = request.match_info["resident_id"]
-    for site, resident in ctx.desk.residents_for(staff):
+    for site, resident in ctx.desk.directory.residents_for(staff):
         if resident.id == wanted:
             return site.id, resident.id, resident.unit
     raise refusal(request, web.HTTPNotFound, "error.no_resident")

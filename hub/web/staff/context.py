@@ -14,12 +14,12 @@ from hub.web.staff.throttle import LoginThrottle
 if TYPE_CHECKING:
     from alarms.rules import RuleSet
     from hub.checkins.service import CheckinService
-    from hub.desk.lane import Desk
+    from hub.desk.build import DeskParts
     from hub.metrics import Metrics
     from hub.notify.webpush import WebPushNotifier
+    from hub.runtime.tasks import Spawner
     from hub.settings import Settings
     from hub.store.pool import Database
-    from hub.tasks import Spawner
     from hub.web.staff.sessions import SessionStore
 
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class StaffContext:
     """What the staff handlers share."""
 
-    desk: Desk
+    desk: DeskParts
     db: Database
     settings: Settings
     metrics: Metrics

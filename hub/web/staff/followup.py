@@ -15,7 +15,7 @@ from aiohttp import web
 
 from hub.followup import report
 from hub.followup.indicators import Period, PeriodError, Scope, last_tiers, month
-from hub.staff import ALL_UNITS, Role, StaffMember
+from hub.people.staff import ALL_UNITS, Role, StaffMember
 from hub.web.staff.pages import _ctx, _session, forbidden, render
 
 ROLES = frozenset({Role.MANAGER, Role.ADMIN})

@@ -16,26 +16,25 @@ from hub.desk.machine import DeskError, HandoverError
 from hub.model import Outcome
 from hub.notify.push_guard import PushEndpointError
 from hub.notify.webpush import PushSubscription
-from hub.resident_directory import read_homes
-from hub.staff import Role, StaffMember
+from hub.people.residents import read_homes
+from hub.people.staff import Role, StaffMember
 from hub.store.db import DATABASE_AWAY
 from hub.store.pool import Database
 from hub.store.staff import authenticate
+from hub.texts.catalogue import device_kind_label, local_clock, pick_lang, rule_label, rule_labels, translations
+from hub.web.bodies import field, read_form, read_json_object
 from hub.web.degraded import alarm_system_degraded
-from hub.web.i18n import device_kind_label, local_clock, pick_lang, rule_label, rule_labels, translations
 from hub.web.paths import STATIC_DIR
 from hub.web.reasons import note_text, page_texts, reason_text
-from hub.web.staff.bodies import field, read_form, read_json_object
-from hub.web.staff.context import CONTEXT, StaffContext
-from hub.web.staff.security import (
+from hub.web.security import (
     COOKIE_PATH,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
-    Handler,
-    origin_allowed,
+    SessionGuard,
     set_cookie,
     tokens_match,
 )
+from hub.web.staff.context import CONTEXT, StaffContext
 from hub.web.staff.sessions import Session
 
 logger = logging.getLogger(__name__)
@@ -89,28 +88,26 @@ def _wants_json(request: web.Request) -> bool:
     return request.headers.get("X-Requested-With") == "fetch"
 
 
-@web.middleware
-async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every POST comes from our own Origin (a browser always sends it; another site's page or none is refused);
-    every staff route but login and static files needs a live session; every POST its CSRF token."""
-    ctx = _ctx(request)
-    if request.method == "POST" and not origin_allowed(request, ctx.settings.http.public_url):
-        raise web.HTTPForbidden(text="cross-origin request refused")
-    if request.path.startswith(_PUBLIC):
-        return await handler(request)
-    session = await ctx.sessions.get(request.cookies.get(SESSION_COOKIE))
-    if session is None:
-        if request.method == "GET" and request.path != "/staff/ws":
-            raise web.HTTPSeeOther("/staff/login")
-        raise refusal(request, web.HTTPUnauthorized, "error.login_required")
-    if request.method == "POST":
-        given = request.headers.get("X-CSRF-Token")
-        if given is None and request.content_type == "application/x-www-form-urlencoded":
-            given = field(await read_form(request), "csrf", 256)
-        if not tokens_match(session.csrf_token, given):
-            raise refusal(request, web.HTTPForbidden, "error.csrf", session)
-    request[SESSION] = session
-    return await handler(request)
+async def _load_session(request: web.Request) -> Session | None:
+    return await _ctx(request).sessions.get(request.cookies.get(SESSION_COOKIE))
+
+
+def _not_signed_in(request: web.Request) -> web.StreamResponse:
+    if request.method == "GET" and request.path != "/staff/ws":
+        raise web.HTTPSeeOther("/staff/login")
+    raise refusal(request, web.HTTPUnauthorized, "error.login_required")
+
+
+GUARD = SessionGuard(
+    key=SESSION,
+    public=_PUBLIC,
+    public_url=lambda request: _ctx(request).settings.http.public_url,
+    load=_load_session,
+    csrf_token=lambda session: session.csrf_token,
+    not_signed_in=_not_signed_in,
+    bad_csrf=lambda request, session: refusal(request, web.HTTPForbidden, "error.csrf", session),
+)
+session_middleware = GUARD.middleware  # every staff route but login and static files (hub/web/security.py)
 
 
 def render(request: web.Request, template: str, lang: str, status: int = 200, **values: Any) -> web.Response:
@@ -119,7 +116,7 @@ def render(request: web.Request, template: str, lang: str, status: int = 200, **
     staff = values.get("staff")
     if staff is not None and "duty_hm" not in values:
         desk = _ctx(request).desk
-        until = desk.on_duty(staff)
+        until = desk.duty.on_duty(staff)
         zone_name = desk.directory.zone(next(iter(sorted(staff.sites)), ""))
         zone = ZoneInfo(zone_name)
         values["duty_hm"] = local_hm(until, zone) if until else None
@@ -198,8 +195,8 @@ async def _check_and_sign_in(
     ctx.metrics.logins.labels("ok").inc()
     token, _ = await ctx.sessions.create(staff)
     logger.info("staff login staff=%s role=%s", staff.id, staff.role.value)
-    if ctx.desk.on_duty(staff) is None:
-        ctx.desk.sign_on(staff)  # signing in starts the shift: escalation reaches those on duty
+    if ctx.desk.duty.on_duty(staff) is None:
+        ctx.desk.duty.sign_on(staff)  # signing in starts the shift: escalation reaches those on duty
     response = redirect("/staff/")
     set_cookie(response, SESSION_COOKIE, token, secure=ctx.settings.http.cookie_secure)
     response.del_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
@@ -211,9 +208,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
     getting escalations on her phone); this session's open pages (other tabs, other phones) close now."""
     ctx = _ctx(request)
     if field(await read_form(request), "end_duty", 8) != "no":
-        ctx.desk.sign_off(_session(request).staff)
+        ctx.desk.duty.sign_off(_session(request).staff)
     await ctx.sessions.delete(request.cookies.get(SESSION_COOKIE, ""))
-    ctx.desk.hub.close_ended_sessions()
+    ctx.desk.pages.close_ended_sessions()
     response = redirect("/staff/login")
     response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
     return response
@@ -230,7 +227,7 @@ async def alarms_page(request: web.Request) -> web.StreamResponse:
     staff = session.staff
     if staff.role is Role.MANAGER:
         raise web.HTTPFound("/staff/followup")
-    alarms: list[Alarm] = ctx.desk.open_alarms_for(staff)
+    alarms: list[Alarm] = ctx.desk.machine.open_alarms_for(staff)
     views = [ctx.desk.view(a) for a in alarms]
     ctx.desk.log_resident_reads(
         staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "alarm_list", request.remote
@@ -289,16 +286,16 @@ async def residents_page(request: web.Request) -> web.StreamResponse:
     staff = session.staff
     rows: list[dict[str, Any]] = []
     read: list[tuple[str, str]] = []
-    listed = ctx.desk.residents_for(staff)
+    listed = ctx.desk.directory.residents_for(staff)
     now = ctx.desk.clock.now()
     open_by_resident: dict[str, list[Alarm]] = {}
-    for alarm in ctx.desk.open_alarms_for(staff):
+    for alarm in ctx.desk.machine.open_alarms_for(staff):
         if alarm.resident_id:
             open_by_resident.setdefault(alarm.resident_id, []).append(alarm)
     names, last_seen = await resident_status(ctx.db, staff, [r.id for _, r in listed], now)
     for site, resident in listed:
         read.append((site.id, resident.id))
-        faults = ctx.desk.device_faults(site.id)
+        faults = ctx.desk.machine.device_faults(site.id)
         devices = [
             (d.id, d.kind, d.id not in faults and not d.maintenance, d.maintenance)
             for d in site.devices
@@ -351,9 +348,9 @@ async def alarm_action(request: web.Request) -> web.StreamResponse:
                 outcome = Outcome(field(form, "outcome", 64))
             except ValueError as exc:
                 raise web.HTTPBadRequest(text="outcome must be one of " + ", ".join(o.value for o in Outcome)) from exc
-            alarm = ctx.desk.resolve(alarm_id, staff, outcome, field(form, "note", 4000), take_over=take_over)
+            alarm = ctx.desk.actions.resolve(alarm_id, staff, outcome, field(form, "note", 4000), take_over=take_over)
         else:
-            alarm = getattr(ctx.desk, action)(alarm_id, staff, take_over=take_over)
+            alarm = getattr(ctx.desk.actions, action)(alarm_id, staff, take_over=take_over)
     except HandoverError as exc:
         if _wants_json(request):
             return web.json_response({"ok": False, "error": str(exc), "handover": exc.holder}, status=409)

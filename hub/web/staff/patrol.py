@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from hub.checkins.service import PHYSICAL_OUTCOMES
+from hub.desk.night_log import night_log
 from hub.model import AlarmState
-from hub.night_log import night_log
-from hub.resident_directory import Home, read_homes, travel_minutes
-from hub.web.i18n import LANGS, local_clock
+from hub.people.residents import Home, read_homes, travel_minutes
+from hub.texts.catalogue import LANGS, local_clock
+from hub.web.bodies import field, read_form
 from hub.web.reasons import note_text, reason_text
-from hub.web.staff.bodies import field, read_form
 from hub.web.staff.context import CONTEXT, StaffContext
 from hub.web.staff.pages import SESSION, redirect, render, safe_back
 from hub.web.staff.sessions import Session
@@ -43,13 +43,15 @@ async def night_log_page(request: web.Request) -> web.StreamResponse:
     desk = ctx.desk
     now = desk.clock.now()
     zones = {site: desk.directory.zone(site) for site in staff.sites}
-    names = {s.id: s.label for s in desk.staff}
+    names = {s.id: s.label for s in desk.directory.staff}
     async with ctx.db.acquire() as conn:
         alarms = await night_log(conn, staff, now, zones, names=names, hours=NIGHT_LOG_HOURS)
     desk.log_resident_reads(
         staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "night_log", request.remote
     )
-    rooms = {a.id: (r.room if (r := desk.resident(a.site, a.resident_id)) is not None else None) for a in alarms}
+    rooms = {
+        a.id: (r.room if (r := desk.directory.resident(a.site, a.resident_id)) is not None else None) for a in alarms
+    }
     lang = staff.lang
     return render(
         request,
@@ -67,22 +69,26 @@ async def night_log_page(request: web.Request) -> web.StreamResponse:
 
 
 async def alarm_home(request: web.Request) -> web.StreamResponse:
-    """The home of an alarm's resident: name, address, contacts, notes; how to get in only for the person on the way
-    (en route or on site, holding the alarm). Every answer with data is logged as a read of the resident's data."""
+    """The home of an alarm's resident, as much as each person needs (docs/staff.md, "The home"): the person on the way
+    (holding it, en route or on site) gets everything, how to get in, contacts and notes included; a colleague of the
+    unit on duty, or the holder before she sets off, gets the name and the address, so she can back up; anyone else of
+    the unit nothing. Every answer with data is logged as a read of the resident's data."""
     ctx = _ctx(request)
     staff = _session(request).staff
-    alarm = ctx.desk.get(request.match_info["alarm_id"])
+    alarm = ctx.desk.machine.get(request.match_info["alarm_id"])
     if alarm is None or not staff.sees(alarm.site, alarm.unit):
         raise web.HTTPNotFound(text="no such open alarm in your units")
     rid = alarm.resident_id
-    if rid is None:
-        return web.json_response({"home": None})
-    on_the_way = alarm.state in (AlarmState.EN_ROUTE, AlarmState.ON_SITE) and alarm.accepted_by_id == staff.id
+    holder = alarm.accepted_by_id == staff.id
+    on_the_way = holder and alarm.state in (AlarmState.EN_ROUTE, AlarmState.ON_SITE)
+    on_duty = not ctx.settings.patrol.duty_required or ctx.desk.duty.on_duty(staff) is not None
+    if rid is None or not (holder or on_duty):
+        return web.json_response({"home": None}, headers={"Cache-Control": "no-store"})
     async with ctx.db.acquire() as conn:
         homes = await read_homes(conn, staff, [rid], with_access=frozenset({rid}) if on_the_way else frozenset())
     home = homes.get(rid)
     if home is None:
-        return web.json_response({"home": None})
+        return web.json_response({"home": None}, headers={"Cache-Control": "no-store"})
     ctx.desk.log_resident_reads(staff, [(alarm.site, rid)], "home_access" if on_the_way else "home", request.remote)
     return web.json_response(
         {
@@ -91,8 +97,8 @@ async def alarm_home(request: web.Request) -> web.StreamResponse:
                 "address": home.address,
                 "access": home.access,
                 "access_withheld": not on_the_way,
-                "contacts": [c.model_dump() for c in home.contacts],
-                "notes": home.notes,
+                "contacts": [c.model_dump() for c in home.contacts] if on_the_way else [],
+                "notes": home.notes if on_the_way else "",
             }
         },
         headers={"Cache-Control": "no-store"},
@@ -126,7 +132,7 @@ async def patrol_page(request: web.Request) -> web.StreamResponse:
     staff = session.staff
     desk = ctx.desk
     now = desk.clock.now()
-    alarms = [a for a in desk.open_alarms_for(staff) if a.resident_id]
+    alarms = [a for a in desk.machine.open_alarms_for(staff) if a.resident_id]
     tasks = await ctx.checkins.open_for(staff) if ctx.checkins is not None else []
     visits = [t for t in tasks if t.mode == "physical"]
     looks = [t for t in tasks if t.mode != "physical"]
@@ -152,7 +158,7 @@ async def patrol_page(request: web.Request) -> web.StreamResponse:
         return local_clock(at, ZoneInfo(desk.directory.zone(site)), now, staff.lang)
 
     def room(site: str, resident_id: str) -> str | None:
-        resident = desk.resident(site, resident_id)
+        resident = desk.directory.resident(site, resident_id)
         return resident.room if resident is not None else None
 
     rows: list[dict[str, Any]] = []
@@ -193,9 +199,9 @@ async def duty_submit(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     form = await read_form(request)
     if field(form, "duty", 8) == "on":
-        ctx.desk.sign_on(session.staff)
+        ctx.desk.duty.sign_on(session.staff)
     else:
-        ctx.desk.sign_off(session.staff)
+        ctx.desk.duty.sign_off(session.staff)
     return redirect(safe_back(field(form, "back", 200)))
 
 

@@ -18,14 +18,14 @@ import asyncpg
 import msgspec
 
 from hub.model import VakaError
-from hub.staff import StaffMember
+from hub.people.staff import StaffMember
 from hub.store.db import DATABASE_AWAY
 from hub.store.files import write_whole
 from hub.store.staff import member_from_row
 
 if TYPE_CHECKING:
+    from hub.runtime.tasks import Spawner
     from hub.store.pool import Database
-    from hub.tasks import Spawner
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import logging
 
 from aiohttp import WSMsgType, web
 
+from hub.web.security import SESSION_COOKIE, origin_allowed
 from hub.web.staff.context import CONTEXT
-from hub.web.staff.security import SESSION_COOKIE, origin_allowed
 from hub.web.staff.sessions import session_key
 
 logger = logging.getLogger(__name__)
@@ -30,8 +30,8 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
     await ws.prepare(request)
     desk = ctx.desk
-    alarms = desk.open_alarms_for(staff)
-    client = await desk.hub.serve(staff, ws, [desk.view(a) for a in alarms], session_key(token or ""))
+    alarms = desk.machine.open_alarms_for(staff)
+    client = await desk.pages.serve(staff, ws, [desk.view(a) for a in alarms], session_key(token or ""))
     desk.log_resident_reads(
         staff, ((a.site, a.resident_id) for a in alarms if a.resident_id), "alarm_push", request.remote
     )
@@ -41,7 +41,7 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
         "alarm_push",
         request.remote,
     )
-    writer = ctx.spawner.spawn(desk.hub.pump(client), name="vaka.staff.ws.writer")
+    writer = ctx.spawner.spawn(desk.pages.pump(client), name="vaka.staff.ws.writer")
     try:
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
@@ -51,13 +51,13 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
             except ValueError:
                 continue
             if isinstance(data, dict) and data.get("type") == "receipt" and isinstance(data.get("nid"), str):
-                desk.hub.receipt(staff.id, data["nid"])
+                desk.pages.receipt(staff.id, data["nid"])
                 if await ctx.sessions.get(token, check_db=False) is None:
                     break
     finally:
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
-        desk.hub.detach(client)
+        desk.pages.detach(client)
         await ws.close()
     return ws

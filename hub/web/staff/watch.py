@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from hub.model import VakaError
-from hub.staff import StaffMember
+from hub.people.staff import StaffMember
 from hub.store.staff import load_staff
 
 if TYPE_CHECKING:
-    from hub.desk.lane import Desk
+    from hub.desk.build import DeskParts
     from hub.store.pool import Database
     from hub.web.staff.sessions import SessionStore
 
@@ -39,7 +39,7 @@ _DB_TIMEOUT_S = 2.0
 class StaffWatch:
     """Keeps sessions, open staff pages and the desk's staff directory in step with the database."""
 
-    def __init__(self, db: Database, sessions: SessionStore, desk: Desk, *, poll_s: float = POLL_S) -> None:
+    def __init__(self, db: Database, sessions: SessionStore, desk: DeskParts, *, poll_s: float = POLL_S) -> None:
         self._db = db
         self._sessions = sessions
         self._desk = desk
@@ -47,7 +47,6 @@ class StaffWatch:
         self._generations: dict[int, int] | None = None
         self._duty: dict[int, datetime] | None = None
         self._db_failing = False
-        desk.hub.session_alive = lambda key: sessions.live(key) is not None
 
     async def watch_loop(self) -> None:
         """Check every `poll_s` until cancelled."""
@@ -75,7 +74,7 @@ class StaffWatch:
             if not self._db_failing:
                 logger.warning("staff watch: database away, account changes wait for it: %s", exc)
             self._db_failing = True
-        self._desk.hub.close_ended_sessions()
+        self._desk.pages.close_ended_sessions()
 
     async def _apply_changes(self) -> None:
         async with self._db.acquire() as conn:
@@ -99,7 +98,7 @@ class StaffWatch:
         for staff_id in sorted(changed):
             member: StaffMember | None = members.get(staff_id)
             sessions_ended = self._sessions.staff_changed(staff_id, member, keys.get(staff_id, set()))
-            pages_closed = self._desk.hub.staff_changed(staff_id, member)
+            pages_closed = self._desk.pages.staff_changed(staff_id, member)
             logger.info(
                 "staff account changed staff=%s active=%s sessions_ended=%s pages_closed=%s",
                 staff_id,
@@ -107,7 +106,7 @@ class StaffWatch:
                 sessions_ended,
                 pages_closed,
             )
-        self._desk.set_staff(members.values())
+        self._desk.restorer.set_staff(members.values())
 
     def _apply_duty(self, duty: dict[int, datetime]) -> None:
         """Apply the duty rows that changed since the last pass (a sign-on on the page, kept in memory before it is

@@ -15,7 +15,7 @@ from hub.checkins.gateway import HttpCameraGateway
 from hub.checkins.plan import Plan, Slot
 from hub.checkins.service import CheckinService, save_plans
 from hub.model import Device, DirectoryEntry, Inventory
-from hub.resident_directory import store_entries
+from hub.people.residents import store_entries
 from hub.store.inventory import load_inventory
 from hub.web.staff.context import CONTEXT
 from tests.hub.desk_support import sites_for

@@ -21,8 +21,8 @@ from alarms.engine import Engine
 from alarms.rules import default_pack_path, load_rules
 from hub.checkins.plan import Plan, Slot
 from hub.checkins.service import CheckinService, Task, save_plans
-from hub.desk.lane import Desk
-from hub.inventory import build_directory
+from hub.desk.build import DeskParts, build_desk
+from hub.devices.inventory import build_directory
 from hub.metrics import Metrics
 from hub.model import (
     AlarmCategory,
@@ -35,10 +35,10 @@ from hub.model import (
     Resident,
     Severity,
 )
+from hub.runtime.tasks import Spawner
 from hub.settings import Settings
 from hub.store.db import Database
 from hub.store.inventory import load_inventory
-from hub.tasks import Spawner
 from tests.hub.desk_support import FakeClock, RecordingNotifier, add_inventory_and_staff, migrated_database, sites_for
 
 CAMERA_SUPERVISION_S = 1200  # the simulator's cameras: silent after 20 minutes without a heartbeat
@@ -54,7 +54,7 @@ class Night:
     site: str
     residents: list[str]
     cameras: dict[str, str]  # resident -> camera
-    desk: Desk
+    desk: DeskParts
     db: Database
     clock: FakeClock
     service: CheckinService
@@ -71,13 +71,13 @@ class Night:
             if span is not None and span[0] <= now < span[1]:
                 continue
             self.seq += 1
-            self.desk.feed(Event(ts=now, site=self.site, device_id=device, kind=EventKind.HEARTBEAT, seq=self.seq))
+            self.desk.lane.feed(Event(ts=now, site=self.site, device_id=device, kind=EventKind.HEARTBEAT, seq=self.seq))
 
     def task(self, resident: str) -> str:
         return f"ci-{resident}-20261126-2300"
 
     async def tasks(self) -> dict[str, Task]:
-        staff = self.desk.staff
+        staff = self.desk.directory.staff
         lisa = next(m for m in staff if m.username.startswith("lisa-"))  # the site's admin sees every unit
         return {t.resident_id: t for t in await self.service.open_for(lisa)}
 
@@ -116,7 +116,7 @@ async def night_lane(
         def publish(topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
             published.append((topic, payload))
 
-        desk = Desk(
+        desk = build_desk(
             settings,
             db,
             metrics,
@@ -126,7 +126,7 @@ async def night_lane(
             engine=engine,
             notifiers=[RecordingNotifier()],
         )
-        await desk.restore([site])
+        await desk.restorer.restore([site])
         service = CheckinService(db, desk, publish, clock, None)
         try:
             yield Night(unique, people, cameras, desk, db, clock, service, published, [d.id for d in site.devices])
@@ -151,7 +151,7 @@ def play_until(n: Night, until: datetime, step_s: float) -> None:
     while n.clock.now() < until:
         n.clock.advance(step_s)
         n.heartbeats()
-        n.desk.tick()
+        n.desk.lane.tick()
 
 
 async def test_a_silence_due_before_the_window_makes_a_visit_though_the_lane_has_not_ticked_yet(night: Night) -> None:
@@ -177,7 +177,9 @@ async def test_a_camera_down_at_its_slot_makes_a_visit_while_the_clock_runs_on_d
     for camera in n.cameras.values():
         n.muted[camera] = (W0 - timedelta(minutes=45), back)
     play_until(n, W0 + timedelta(minutes=1), 60)
-    assert {a.device_id for a in n.desk.open_alarms() if a.rule_id == "device_silent"} >= set(n.cameras.values())
+    assert {a.device_id for a in n.desk.machine.open_alarms() if a.rule_id == "device_silent"} >= set(
+        n.cameras.values()
+    )
     done = asyncio.Event()
 
     async def simulation() -> None:
@@ -187,7 +189,7 @@ async def test_a_camera_down_at_its_slot_makes_a_visit_while_the_clock_runs_on_d
             await asyncio.sleep(0)
             n.clock.advance(60)
             n.heartbeats()
-            n.desk.tick()
+            n.desk.lane.tick()
 
     sim = asyncio.create_task(simulation())
     try:
@@ -211,7 +213,7 @@ async def test_a_camera_task_becomes_a_visit_once_its_camera_turns_out_silent(ni
     (task,) = await night.service.tick()
     assert (task.mode, task.reason) == ("camera", "")
     play_until(night, DUE + timedelta(minutes=2), 60)
-    assert camera in night.desk.device_faults(night.site)
+    assert camera in night.desk.machine.device_faults(night.site)
     await night.service.tick()
     visit = (await night.tasks())[resident]
     assert (visit.id, visit.mode, visit.reason, visit.state) == (task.id, "physical", "camera_down", "open")
@@ -234,7 +236,7 @@ async def test_a_restarted_hub_before_its_clock_follows_the_simulation_turns_no_
     (task,) = await night.service.tick()
     # a hub started on a simulation's clock waits at 2000-01-01 for its first clock message; the camera is down
     night.clock.t = datetime(2000, 1, 1, tzinfo=UTC)
-    night.desk.apply(AlarmDecision(action=DecisionAction.RAISE, key=f"device_silent:{camera}", rule_id="device_silent",
+    night.desk.lane.apply(AlarmDecision(action=DecisionAction.RAISE, key=f"device_silent:{camera}", rule_id="device_silent",
                                    category=AlarmCategory.TECHNICAL, severity=Severity.MEDIUM, site=night.site,
                                    at=night.clock.now(), reason="silent", device_id=camera))  # fmt: skip
     assert await night.service.tick() == []

@@ -59,7 +59,7 @@ async def test_the_route_has_the_due_visits_with_the_alarms_done_in_a_tap_in_bot
     await on_the_route(s)
     (look,) = await s.service.tick()
     await s.service.record(look.id, s.site.staff["bo"], "camera_not_working")
-    alarm = s.site.desk.apply(decision(site, subject="r2", resident="r2", device="plug2", rule_id="alarm_button"))
+    alarm = s.site.desk.lane.apply(decision(site, subject="r2", resident="r2", device="plug2", rule_id="alarm_button"))
     assert alarm is not None
     page = await staff_page(browser, s.site.url, site, "anna")
     await page.goto(f"{s.site.url}/staff/patrol?from=63.8258,20.2630")

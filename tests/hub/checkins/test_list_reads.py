@@ -37,7 +37,7 @@ async def test_the_list_names_the_resident_and_room_and_every_read_has_its_addre
             f"{s.site.url}/staff/checkins/{task.id}/outcome", data=form, allow_redirects=False
         ) as done:
             assert done.status == 303
-    await s.site.desk.store.flushed()
+    await s.site.desk.lane.store.flushed()
     async with s.site.db.acquire() as conn:
         reads = await conn.fetch(
             "SELECT purpose, resident_id, address FROM resident_access_log WHERE purpose IN ('checkin_list',"
@@ -61,14 +61,14 @@ async def test_plans_night_log_and_home_reads_carry_the_address(checkin_site: Ch
     s = checkin_site
     await on_the_route(s)
     s.site.staff_app[CONTEXT].checkins = s.service
-    alarm = s.site.desk.apply(decision(s.site.site, at=s.site.clock.now()))  # a fall of r1
+    alarm = s.site.desk.lane.apply(decision(s.site.site, at=s.site.clock.now()))  # a fall of r1
     assert alarm is not None
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
         await login(client, s.site.url, f"nils-{s.site.site}")
         for path in ("/staff/checkins/plans", "/staff/log", f"/staff/alarms/{alarm.id}/home"):
             async with client.get(f"{s.site.url}{path}") as page:
                 assert page.status == 200, path
-    await s.site.desk.store.flushed()
+    await s.site.desk.lane.store.flushed()
     async with s.site.db.acquire() as conn:
         reads = await conn.fetch(
             "SELECT purpose, address FROM resident_access_log WHERE purpose IN ('checkin_plans', 'night_log', 'home')"

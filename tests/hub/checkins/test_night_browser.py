@@ -26,9 +26,9 @@ from playwright.async_api import Browser, expect
 
 from hub.checkins.plan import Plan, Slot
 from hub.checkins.service import save_plans
-from hub.clock import CLOCK_TOPIC
 from hub.metrics import Metrics
 from hub.model import Device, Inventory
+from hub.runtime.clock import CLOCK_TOPIC
 from hub.settings import Settings
 from hub.simulation import Publisher
 from hub.store.inventory import load_inventory

@@ -101,7 +101,7 @@ async def test_an_overdue_second_look_becomes_a_visit(checkin_site: CheckinSite)
     assert (visit.id, visit.reason, visit.state) == (f"{task.id}-visit", "second_look_overdue", "open")
     assert [t.id for t in await s.service.open_for(anna)] == [visit.id]
     assert (await _tasks(s))[second.id][:2] == ("done", "missed")
-    overdue = [a for a in s.site.desk.open_alarms_for(anna) if a.rule_id == "checkin_overdue"]
+    overdue = [a for a in s.site.desk.machine.open_alarms_for(anna) if a.rule_id == "checkin_overdue"]
     assert len(overdue) == 1  # and the alarm rings as before
 
 

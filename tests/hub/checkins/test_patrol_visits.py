@@ -53,7 +53,7 @@ def stop(html: str, ident: str) -> str:
 async def test_visits_and_alarms_are_one_route_by_travel_time_and_camera_looks_are_apart(route: CheckinSite) -> None:
     s = route
     site = s.site.site
-    alarm = s.site.desk.apply(decision(site, subject="r2", resident="r2", device="plug2", rule_id="alarm_button"))
+    alarm = s.site.desk.lane.apply(decision(site, subject="r2", resident="r2", device="plug2", rule_id="alarm_button"))
     assert alarm is not None
     visit = f"ci-{site}-r2-20261126-2300"
     look = f"ci-{site}-r1-20261126-2300"
@@ -102,7 +102,7 @@ async def test_visits_and_alarms_are_one_route_by_travel_time_and_camera_looks_a
         assert stops(html) == []
         assert "No open alarms and no visits due." in html
 
-    await s.site.desk.store.flushed()
+    await s.site.desk.lane.store.flushed()
     async with s.site.db.acquire() as conn:
         reads = {
             (r["staff_id"], r["resident_id"])
@@ -120,7 +120,7 @@ async def test_without_a_starting_point_alarms_come_first_then_visits_by_due_tim
                                      slots=[Slot(at=time(22, 45), mode="physical")])])  # fmt: skip
     s.site.clock.advance(60)  # 22:51: r1's 22:45 visit is due, and overdue at 23:00
     await s.service.tick()
-    alarm = s.site.desk.apply(decision(site))
+    alarm = s.site.desk.lane.apply(decision(site))
     assert alarm is not None
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
         await login(client, s.site.url, f"anna-{site}")

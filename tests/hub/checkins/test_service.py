@@ -73,7 +73,7 @@ async def test_not_visible_twice_makes_a_physical_visit(checkin_site: CheckinSit
 
 async def test_a_silent_camera_turns_the_slot_into_a_visit_at_once(checkin_site: CheckinSite) -> None:
     s = checkin_site
-    s.site.desk.apply(decision(s.site.site, DecisionAction.RAISE, rule_id="device_silent", subject="cam1",
+    s.site.desk.lane.apply(decision(s.site.site, DecisionAction.RAISE, rule_id="device_silent", subject="cam1",
                                category=AlarmCategory.TECHNICAL, severity=Severity.MEDIUM, device="cam1", resident=None))  # fmt: skip
     (task,) = await s.service.tick()
     assert (task.mode, task.reason) == ("physical", "camera_down")
@@ -88,10 +88,29 @@ async def test_tasks_survive_a_restart_and_overdue_ones_ring(checkin_site: Check
     assert [t.id for t in await restarted.open_for(s.site.staff["anna"])] == [task.id]
     s.site.clock.advance(30 * 60)  # the window closed
     await restarted.tick()
-    overdue = [a for a in s.site.desk.open_alarms_for(s.site.staff["anna"]) if a.rule_id == "checkin_overdue"]
+    overdue = [a for a in s.site.desk.machine.open_alarms_for(s.site.staff["anna"]) if a.rule_id == "checkin_overdue"]
     assert [(a.resident_id, a.category) for a in overdue] == [(s.resident, AlarmCategory.CARE)]
     await restarted.tick()
-    assert len([a for a in s.site.desk.open_alarms_for(s.site.staff["anna"]) if a.rule_id == "checkin_overdue"]) == 1
+    assert (
+        len([a for a in s.site.desk.machine.open_alarms_for(s.site.staff["anna"]) if a.rule_id == "checkin_overdue"])
+        == 1
+    )
+
+
+async def test_a_hub_of_the_ha_profile_leaves_another_hubs_site_to_it(checkin_site: CheckinSite) -> None:
+    """Two hubs share the check-in plans: the one not owning the site neither creates its tasks nor marks one overdue
+    (a mark it made would swallow the owner's alarm: its desk does not act for the site)."""
+    s = checkin_site
+    other = CheckinService(s.site.db, s.site.desk, lambda *a, **k: None, s.site.clock, None, owns=lambda site: False)
+    assert await other.tick() == []
+    (task,) = await s.service.tick()
+    s.site.clock.advance(30 * 60)  # the window closed
+    await other.tick()
+    async with s.site.db.acquire() as conn:
+        assert await conn.fetchval("SELECT overdue_alarmed FROM checkins WHERE id = $1", task.id) is False
+    await s.service.tick()  # the owner
+    overdue = [a for a in s.site.desk.machine.open_alarms_for(s.site.staff["anna"]) if a.rule_id == "checkin_overdue"]
+    assert [a.resident_id for a in overdue] == [s.resident]
 
 
 async def test_a_gateway_that_sends_an_image_is_refused(checkin_site: CheckinSite) -> None:
@@ -181,7 +200,7 @@ async def test_an_alarm_during_the_slot_shows_on_the_check_in(checkin_site: Chec
     s = checkin_site
     s.site.staff_app[CONTEXT].checkins = s.service
     await s.service.tick()
-    s.site.desk.apply(decision(s.site.site, at=s.site.clock.now()))  # a fall of r1 at 22:50 local, in the slot
+    s.site.desk.lane.apply(decision(s.site.site, at=s.site.clock.now()))  # a fall of r1 at 22:50 local, in the slot
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
         await login(client, s.site.url, f"anna-{s.site.site}")
         async with client.get(f"{s.site.url}/staff/checkins") as page:

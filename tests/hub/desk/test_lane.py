@@ -15,15 +15,16 @@ from alarms.gate import CARE_FRESHNESS_S, TECHNICAL_FRESHNESS_S, Gate, GateLimit
 from alarms.rules import default_pack_path, load_rules
 from hub.desk import machine as desk_machine
 from hub.desk.alarm import Alarm
+from hub.desk.build import DeskParts, build_desk
 from hub.desk.fanout import Output
-from hub.desk.lane import FAILURE_RULE, LATE_CARE_RULE, OUTPUT_FAILURE_RULE, TASK_FAILURE_RULE, Desk
+from hub.desk.lane import FAILURE_RULE, LATE_CARE_RULE, OUTPUT_FAILURE_RULE, TASK_FAILURE_RULE
 from hub.desk.machine import Change
-from hub.inventory import build_directory
+from hub.devices.inventory import build_directory
 from hub.metrics import Metrics
 from hub.model import AlarmDecision, AlarmState, Event, EventKind
+from hub.people.staff import Role, StaffMember
+from hub.runtime.tasks import Spawner
 from hub.settings import Settings
-from hub.staff import Role, StaffMember
-from hub.tasks import Spawner
 from hub.web.reasons import reason_text
 from tests.hub.desk_support import FakeClock, RecordingNotifier, sites_for
 
@@ -66,24 +67,24 @@ class FlakyEngine:
 
 
 class Lane:
-    def __init__(self, desk: Desk, engine: FlakyEngine, clock: FakeClock, metrics: Metrics) -> None:
+    def __init__(self, desk: DeskParts, engine: FlakyEngine, clock: FakeClock, metrics: Metrics) -> None:
         self.desk, self.engine, self.clock, self.metrics = desk, engine, clock, metrics
 
     def event(self, device: str, kind: EventKind) -> None:
-        self.desk.feed(Event(ts=self.clock.now(), site=SITE, device_id=f"{SITE}-{device}", kind=kind))
+        self.desk.lane.feed(Event(ts=self.clock.now(), site=SITE, device_id=f"{SITE}-{device}", kind=kind))
 
     def failures(self, step: str) -> float:
         return self.metrics.alarm_lane_failures.labels(step)._value.get()  # type: ignore[no-any-return]
 
     def open(self, rule_id: str) -> list[Alarm]:
-        return [a for a in self.desk.open_alarms() if a.rule_id == rule_id]
+        return [a for a in self.desk.machine.open_alarms() if a.rule_id == rule_id]
 
 
 @pytest.fixture
 async def lane(settings: Settings, metrics: Metrics, spawner: Spawner) -> AsyncIterator[Lane]:
     clock = FakeClock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
     engine = FlakyEngine(clock.now())
-    desk = Desk(
+    desk = build_desk(
         settings,
         None,  # type: ignore[arg-type]  # no database: nothing here waits for persistence
         metrics,
@@ -93,11 +94,11 @@ async def lane(settings: Settings, metrics: Metrics, spawner: Spawner) -> AsyncI
         engine=engine,
         notifiers=[RecordingNotifier()],
     )
-    desk.set_sites(sites_for(SITE))
-    desk.set_staff([ANNA])
-    desk.sign_on(ANNA)
+    desk.restorer.set_sites(sites_for(SITE))
+    desk.restorer.set_staff([ANNA])
+    desk.duty.sign_on(ANNA)
     yield Lane(desk, engine, clock, metrics)
-    await desk.dispatcher.aclose()
+    await desk.lane.dispatcher.aclose()
 
 
 async def test_an_engine_failure_on_one_event_still_raises_the_fall_and_tells_operations(
@@ -122,7 +123,7 @@ async def test_a_failing_tick_is_counted_and_escalations_still_fire(lane: Lane) 
     lane.engine.tick_fails = True
     lane.clock.advance(3600)
     tier = button.next_tier
-    lane.desk.tick()
+    lane.desk.lane.tick()
     assert lane.failures("engine_tick") == 1
     assert button.next_tier == tier + 1  # its next tier went out on the same tick
 
@@ -145,13 +146,13 @@ async def test_one_alarm_whose_escalation_fails_does_not_hold_up_the_others(
     lane.clock.advance(3600)
     tier = healthy.next_tier
     with caplog.at_level(logging.ERROR):
-        assert lane.desk.escalate_due() == 1
+        assert lane.desk.lane.escalate_due() == 1
     assert healthy.next_tier == tier + 1
     assert lane.failures("escalation") == 1
     assert f"alarm lane step=escalation failed for {broken.id}" in caplog.text
     assert lane.open(FAILURE_RULE)
     broken_tier = broken.next_tier
-    lane.desk.escalate_due()
+    lane.desk.lane.escalate_due()
     assert lane.failures("escalation") == 1  # the broken one is retried later, not on every tick
     assert (broken.next_tier, broken.next_escalation_at) == (broken_tier, lane.clock.now() + timedelta(seconds=30))
 
@@ -161,16 +162,16 @@ async def test_a_closed_alarm_reaches_the_engine_even_when_a_delivery_fails(
 ) -> None:
     lane.event("button3", EventKind.ALARM_BUTTON)
     (button,) = lane.open("alarm_button")
-    (pages,) = [o for o in lane.desk.fanout.outputs if o.name == "pages"]
+    (pages,) = [o for o in lane.desk.lane.fanout.outputs if o.name == "pages"]
 
     def broken_pages(*args: object, **kwargs: object) -> None:
         msg = "page view broke"
         raise ValueError(msg)
 
     monkeypatch.setattr(pages, "show", broken_pages)
-    lane.desk.accept(button.id, ANNA)
+    lane.desk.actions.accept(button.id, ANNA)
     assert button.state is AlarmState.ACCEPTED
-    lane.desk.resolve(button.id, ANNA, desk_machine.Outcome.ASSISTED)
+    lane.desk.actions.resolve(button.id, ANNA, desk_machine.Outcome.ASSISTED)
     assert lane.engine.closed == [button.key]  # the engine starts the rule's cooldown: no back edge, one call
     # accept, resolve, and the technical alarm about the failure (its own page delivery failed too, uncounted loop)
     assert lane.metrics.alarm_output_failures.labels("pages")._value.get() == 3
@@ -204,7 +205,7 @@ async def test_one_failing_output_never_silences_the_others(
     clock = FakeClock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
     published: list[str] = []
     notifier = RecordingNotifier()
-    desk = Desk(
+    desk = build_desk(
         settings,
         None,  # type: ignore[arg-type]  # persistence only queues here
         metrics,
@@ -215,13 +216,13 @@ async def test_one_failing_output_never_silences_the_others(
         notifiers=[notifier],
         outputs=lambda standard: [Recorder(o, taken, o.name == broken) for o in standard],
     )
-    desk.set_sites(sites_for(SITE))
-    desk.set_staff([ANNA])
-    desk.sign_on(ANNA)
+    desk.restorer.set_sites(sites_for(SITE))
+    desk.restorer.set_staff([ANNA])
+    desk.duty.sign_on(ANNA)
     try:
-        desk.feed(Event(ts=clock.now(), site=SITE, device_id=f"{SITE}-button3", kind=EventKind.ALARM_BUTTON))
-        (button,) = [a for a in desk.open_alarms() if a.rule_id == "alarm_button"]
-        (failure,) = [a for a in desk.open_alarms() if a.rule_id == OUTPUT_FAILURE_RULE]
+        desk.lane.feed(Event(ts=clock.now(), site=SITE, device_id=f"{SITE}-button3", kind=EventKind.ALARM_BUTTON))
+        (button,) = [a for a in desk.machine.open_alarms() if a.rule_id == "alarm_button"]
+        (failure,) = [a for a in desk.machine.open_alarms() if a.rule_id == OUTPUT_FAILURE_RULE]
         assert failure.category.value == "technical"
         for name in OUTPUTS:
             if name == broken:
@@ -232,19 +233,19 @@ async def test_one_failing_output_never_silences_the_others(
         other = next(name for name in OUTPUTS if name != broken)
         # it failed on every change the others took: the press, its escalation, the report and its escalation
         assert metrics.alarm_output_failures.labels(broken)._value.get() == len(taken[other]) >= 2
-        desk.feed(Event(ts=clock.now(), site=SITE, device_id=f"{SITE}-radar1", kind=EventKind.FALL_DETECTED))
-        assert len([a for a in desk.open_alarms() if a.rule_id == OUTPUT_FAILURE_RULE]) == 1  # once while open
+        desk.lane.feed(Event(ts=clock.now(), site=SITE, device_id=f"{SITE}-radar1", kind=EventKind.FALL_DETECTED))
+        assert len([a for a in desk.machine.open_alarms() if a.rule_id == OUTPUT_FAILURE_RULE]) == 1  # once while open
         if broken != "mqtt":
             assert f"vaka/v1/{SITE}/alarms/{failure.id}" in published
         if broken != "persistence":
-            assert desk.store.backlog >= 4  # rows of both alarms queued for the database
+            assert desk.lane.store.backlog >= 4  # rows of both alarms queued for the database
     finally:
-        await desk.dispatcher.aclose()
+        await desk.lane.dispatcher.aclose()
 
 
 async def test_a_failed_background_task_raises_one_technical_alarm_per_site_for_operations(lane: Lane) -> None:
     spawner = lane.desk.spawner
-    spawner.on_failure = lane.desk.background_task_failed  # as the hub wires it
+    spawner.on_failure = lane.desk.lane.background_task_failed  # as the hub wires it
 
     async def broken() -> None:
         msg = "a bug in a background task"
@@ -268,7 +269,7 @@ async def gated_lane(settings: Settings, metrics: Metrics, spawner: Spawner) -> 
     engine = Engine(rules, build_directory(sites_for(SITE)))
     limits = GateLimits(CARE_FRESHNESS_S, TECHNICAL_FRESHNESS_S, {})
     engine.freshness_s = rule_freshness(rules, limits)
-    desk = Desk(
+    desk = build_desk(
         settings,
         None,  # type: ignore[arg-type]  # no database: nothing here waits for persistence
         metrics,
@@ -279,17 +280,19 @@ async def gated_lane(settings: Settings, metrics: Metrics, spawner: Spawner) -> 
         gate=Gate(freshness_by_kind(rules, limits)),
         notifiers=[RecordingNotifier()],
     )
-    desk.set_sites(sites_for(SITE))
-    desk.set_staff([ANNA])
-    desk.sign_on(ANNA)
+    desk.restorer.set_sites(sites_for(SITE))
+    desk.restorer.set_staff([ANNA])
+    desk.duty.sign_on(ANNA)
     yield Lane(desk, engine, clock, metrics)  # type: ignore[arg-type]
-    await desk.dispatcher.aclose()
+    await desk.lane.dispatcher.aclose()
 
 
 async def test_a_care_event_that_arrives_hours_late_still_reaches_a_person(gated_lane: Lane) -> None:
     """Issue 22.8: a press buffered in a gateway for 3 h was stored, counted `late`, and shown to nobody."""
     pressed = gated_lane.clock.now() - timedelta(hours=3)
-    gated_lane.desk.feed(Event(ts=pressed, site=SITE, device_id=f"{SITE}-button3", kind=EventKind.ALARM_BUTTON, seq=7))
+    gated_lane.desk.lane.feed(
+        Event(ts=pressed, site=SITE, device_id=f"{SITE}-button3", kind=EventKind.ALARM_BUTTON, seq=7)
+    )
     (late,) = gated_lane.open(LATE_CARE_RULE)
     assert late.resident_id == f"{SITE}-r3"
     assert late.category.value == "care"
@@ -301,10 +304,10 @@ async def test_a_late_care_event_older_than_what_the_device_said_since_raises_no
     """The situation has moved on: the device spoke after it (a cancel at the button), so the old press is news."""
     now = gated_lane.clock.now()
     button = f"{SITE}-button3"
-    gated_lane.desk.feed(
+    gated_lane.desk.lane.feed(
         Event(ts=now - timedelta(minutes=170), site=SITE, device_id=button, kind=EventKind.ALARM_BUTTON_CANCEL, seq=8)
     )
-    gated_lane.desk.feed(
+    gated_lane.desk.lane.feed(
         Event(ts=now - timedelta(hours=3), site=SITE, device_id=button, kind=EventKind.ALARM_BUTTON, seq=7)
     )
     assert gated_lane.open(LATE_CARE_RULE) == []
@@ -313,7 +316,7 @@ async def test_a_late_care_event_older_than_what_the_device_said_since_raises_no
 
 async def test_a_care_event_from_a_clock_years_off_raises_no_late_alarm(gated_lane: Lane) -> None:
     """Past `reliability.late_care_window_s` (a day) a care event is a clock fault, not a buffered press."""
-    gated_lane.desk.feed(
+    gated_lane.desk.lane.feed(
         Event(
             ts=datetime(2001, 1, 1, 3, tzinfo=UTC),
             site=SITE,

@@ -12,8 +12,8 @@ import pytest
 from hub.desk.directory import DeskDirectory
 from hub.desk.machine import NOBODY_REACHED, ChangeKind, DeskError, DeskMachine, HandoverError
 from hub.model import AlarmCategory, AlarmState, DecisionAction, Outcome, Severity
+from hub.people.staff import Role, StaffMember
 from hub.settings import DeskSettings, EscalationPolicy, EscalationTier, PatrolSettings
-from hub.staff import Role, StaffMember
 from tests.hub.desk_support import decision, sites_for
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)  # 13:00 in Stockholm: day
@@ -197,7 +197,7 @@ def test_a_technical_alarm_at_night_reaches_nobody_of_the_unit_unless_a_safety_d
 
 def test_the_state_machine_imports_neither_the_database_driver_nor_argon2() -> None:
     code = (
-        "import sys, hub.desk.machine, hub.desk.alarm, hub.desk.escalation, hub.staff;"
+        "import sys, hub.desk.machine, hub.desk.alarm, hub.desk.escalation, hub.people.staff;"
         "bad = sorted(m for m in ('asyncpg', 'argon2') if m in sys.modules); print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

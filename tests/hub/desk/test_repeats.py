@@ -17,13 +17,13 @@ from adapters import frigate
 from alarms.engine import Engine
 from alarms.rules import default_pack_path, load_rules
 from hub.desk.alarm import Alarm
-from hub.desk.lane import Desk
-from hub.inventory import build_directory
+from hub.desk.build import DeskParts, build_desk
+from hub.devices.inventory import build_directory
 from hub.metrics import Metrics
 from hub.model import AlarmState, Device, Event, EventKind, Resident, Site
+from hub.people.staff import Role, StaffMember
+from hub.runtime.tasks import Spawner
 from hub.settings import Settings
-from hub.staff import Role, StaffMember
-from hub.tasks import Spawner
 from tests.adapters.support import fixture
 from tests.hub.desk_support import FakeClock, RecordingNotifier
 
@@ -55,7 +55,7 @@ def stats(camera_fps: float) -> bytes:
 
 @dataclass
 class Unit:
-    desk: Desk
+    desk: DeskParts
     clock: FakeClock
     channel: RecordingNotifier
 
@@ -63,22 +63,22 @@ class Unit:
         """One stats message, routed to the site as the hub's route would."""
         for event in frigate.parse("frigate/stats", stats(camera_fps), self.clock.now()):
             if event.device_id == CAMERA:
-                self.desk.feed(replace(event, site=SITE))
+                self.desk.lane.feed(replace(event, site=SITE))
 
     def press(self) -> None:
-        self.desk.feed(Event(ts=self.clock.now(), site=SITE, device_id="button1", kind=EventKind.ALARM_BUTTON))
+        self.desk.lane.feed(Event(ts=self.clock.now(), site=SITE, device_id="button1", kind=EventKind.ALARM_BUTTON))
 
     def minute(self) -> None:
         self.clock.advance(60)
-        self.desk.tick()
+        self.desk.lane.tick()
 
     def open(self, rule_id: str) -> Alarm:
-        (alarm,) = [a for a in self.desk.open_alarms() if a.rule_id == rule_id]
+        (alarm,) = [a for a in self.desk.machine.open_alarms() if a.rule_id == rule_id]
         return alarm
 
     async def rings(self, rule_id: str) -> list[str]:
         """What reached people about alarms of this rule: escalations by tier, and state messages by state."""
-        await self.desk.dispatcher.drain()
+        await self.desk.lane.dispatcher.drain()
         out = []
         for n in self.channel.seen:
             if n.alarm["rule_id"] == rule_id:
@@ -92,7 +92,7 @@ async def unit(settings: Settings, metrics: Metrics, spawner: Spawner) -> AsyncI
     engine = Engine(load_rules([default_pack_path()]), build_directory(sites()))
     engine.set_directory(build_directory(sites()), clock.now())
     channel = RecordingNotifier()
-    desk = Desk(
+    desk = build_desk(
         settings,
         None,  # type: ignore[arg-type]  # no database: nothing here waits for persistence
         metrics,
@@ -102,11 +102,11 @@ async def unit(settings: Settings, metrics: Metrics, spawner: Spawner) -> AsyncI
         engine=engine,
         notifiers=[channel],
     )
-    desk.set_sites(sites())
-    desk.set_staff([ANNA])
-    desk.sign_on(ANNA)
+    desk.restorer.set_sites(sites())
+    desk.restorer.set_staff([ANNA])
+    desk.duty.sign_on(ANNA)
     yield Unit(desk, clock, channel)
-    await desk.dispatcher.aclose()
+    await desk.lane.dispatcher.aclose()
 
 
 async def test_a_camera_offline_in_frigate_stats_every_minute_for_ten_minutes_rings_once(unit: Unit) -> None:
@@ -121,7 +121,7 @@ async def test_a_camera_offline_in_frigate_stats_every_minute_for_ten_minutes_ri
 async def test_an_accepted_camera_fault_stays_accepted_while_frigate_keeps_reporting_it(unit: Unit) -> None:
     unit.frigate_stats(camera_fps=0.0)
     alarm = unit.open("camera_offline")
-    unit.desk.accept(alarm.id, ANNA)
+    unit.desk.actions.accept(alarm.id, ANNA)
     for _ in range(10):
         unit.minute()
         unit.frigate_stats(camera_fps=0.0)
@@ -133,7 +133,7 @@ async def test_an_accepted_camera_fault_stays_accepted_while_frigate_keeps_repor
 async def test_a_new_camera_fault_after_it_came_back_rings_again(unit: Unit) -> None:
     unit.frigate_stats(camera_fps=0.0)
     alarm = unit.open("camera_offline")
-    unit.desk.accept(alarm.id, ANNA)
+    unit.desk.actions.accept(alarm.id, ANNA)
     unit.minute()
     unit.frigate_stats(camera_fps=5.0)  # back: the condition ended; Anna still holds the alarm
     assert alarm.condition_ended_at == unit.clock.now()
@@ -152,7 +152,7 @@ async def test_a_new_camera_fault_after_it_came_back_rings_again(unit: Unit) -> 
 async def test_a_second_press_of_an_alarm_button_rings_again(unit: Unit) -> None:
     unit.press()
     alarm = unit.open("alarm_button")
-    unit.desk.accept(alarm.id, ANNA)
+    unit.desk.actions.accept(alarm.id, ANNA)
     unit.minute()
     unit.press()
     # issue 28: a press while Anna holds it stays hers and rings for her (her own tier), until she answers it

@@ -7,7 +7,6 @@ from datetime import UTC, date, datetime
 import asyncpg
 import pytest
 
-from hub.followup import rollup
 from hub.followup.indicators import (
     INDICATORS,
     PeriodError,
@@ -21,6 +20,7 @@ from hub.followup.indicators import (
 )
 from hub.model import AlarmCategory
 from hub.settings import DbSettings, DeskSettings
+from hub.store import rollup
 from tests.hub.followup.conftest import SITE
 
 NOVEMBER = month("2026-11")

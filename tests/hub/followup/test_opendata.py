@@ -12,9 +12,10 @@ import pyshacl
 import pytest
 from rdflib import Graph, URIRef
 
-from hub.followup import opendata, rollup
+from hub.followup import opendata
 from hub.followup.indicators import Result, Scope, last_tiers, month, quarter
 from hub.settings import DeskSettings
+from hub.store import rollup
 from tests.hub.followup.conftest import SITE
 from tests.hub.followup.test_outputs import PUBLICATION
 

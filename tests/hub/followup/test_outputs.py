@@ -11,8 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from hub.followup import archive, opendata, report, rollup
+from hub.followup import archive, opendata, report
 from hub.followup.indicators import Scope, month, quarter
+from hub.store import rollup
 from tests.hub.followup.conftest import PERSONAL, SITE
 
 NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)

@@ -23,10 +23,10 @@ from hub.notify import Dispatcher, Notification
 from hub.notify.sms import SmsNotifier
 from hub.notify.webhook import WebhookNotifier, verify, webhook_secret_bytes
 from hub.notify.webpush import PushSubscription, WebPushNotifier, application_server_key
+from hub.people.staff import Role, StaffMember
+from hub.runtime.tasks import Spawner
 from hub.settings import NotifySettings
-from hub.staff import Role, StaffMember
 from hub.store.pool import PlainDatabase
-from hub.tasks import Spawner
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
@@ -237,3 +237,29 @@ async def test_a_channel_keeps_one_http_session_and_reuses_its_connection(
     await dispatcher.aclose()
     assert notifier.http.get().closed is False  # reopened on demand after a close, never leaked
     await notifier.http.aclose()
+
+
+async def test_deliveries_of_alarms_whose_site_went_to_another_hub_are_stopped(
+    serve: Callable[[Handler], Awaitable[str]], metrics: Metrics, spawner: Spawner
+) -> None:
+    """The HA profile: a hub that lost a site stops its deliveries in flight (here a webhook retrying a receiver that
+    fails): the hub that holds the site now rings it."""
+    attempts: list[float] = []
+    first = asyncio.Event()
+
+    async def failing(request: web.Request) -> web.StreamResponse:
+        attempts.append(asyncio.get_running_loop().time())
+        first.set()
+        return web.Response(status=503)
+
+    cfg = NotifySettings(webhook_urls=[await serve(failing)], webhook_attempts=10, webhook_backoff_s=0.1)
+    dispatcher = Dispatcher([WebhookNotifier(cfg)], metrics, spawner=spawner)
+    dispatcher.dispatch(escalation(1))
+    await first.wait()
+    assert dispatcher.cancel(["another-alarm"]) == 0
+    assert dispatcher.cancel([str(ALARM["id"])]) == 1
+    await dispatcher.drain()
+    tried = len(attempts)
+    await asyncio.sleep(0.5)  # several backoffs: a delivery still retrying would have tried again
+    assert len(attempts) == tried
+    assert metrics.notifications_failed.labels("webhook")._value.get() == 0  # stopped, not failed

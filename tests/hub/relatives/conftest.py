@@ -17,10 +17,10 @@ import pytest
 from aiohttp import web
 
 from hub.metrics import Metrics
+from hub.people.staff import StaffMember
 from hub.relatives.accounts import invite
 from hub.relatives.consent import GivenBy, Scope, grant, revoke
 from hub.settings import Settings
-from hub.staff import StaffMember
 from hub.store.db import Database
 from hub.web.relatives import setup_relatives
 from tests.conftest import PG_DSN

@@ -14,8 +14,8 @@ import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
 from hub.model import DirectoryEntry
+from hub.people.residents import store_entries
 from hub.relatives.consent import Scope
-from hub.resident_directory import store_entries
 from tests.hub.relatives.conftest import DAUGHTER, PASSWORD, Relative, RelativesSite
 from tests.hub.web.conftest import ARGS, CHROMIUM
 

@@ -14,7 +14,7 @@ import pytest
 from markupsafe import escape
 
 from hub.relatives.consent import Scope
-from hub.web.i18n import RELATIVE_LANGS, translations
+from hub.texts.catalogue import RELATIVE_LANGS, translations
 from tests.hub.relatives.conftest import DAUGHTER, Relative, RelativesSite
 
 ZONE = ZoneInfo("Europe/Stockholm")

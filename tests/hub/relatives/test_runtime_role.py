@@ -14,10 +14,10 @@ from hub.metrics import Metrics
 from hub.model import Inventory
 from hub.relatives.accounts import accept_invitation, invite
 from hub.relatives.consent import GivenBy, Scope, grant, revoke
+from hub.runtime.tasks import Spawner
 from hub.settings import Settings
 from hub.store.db import Database
 from hub.store.inventory import load_inventory
-from hub.tasks import Spawner
 from hub.web.relatives import setup_relatives
 from tests.conftest import DbRoles
 from tests.hub.desk_support import sites_for

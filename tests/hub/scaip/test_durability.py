@@ -7,20 +7,23 @@ from collections.abc import Callable, Sequence
 
 from hub.metrics import Metrics
 from hub.model import Device, Event, Site
+from hub.runtime.tasks import Spawner
 from hub.scaip.receiver import ScaipReceiver
 from hub.settings import ScaipSettings
-from hub.tasks import Spawner
 
 SITE = Site(id="default", devices=[Device(id="u1", kind="alarm_button", vendor="scaip")])
 
 
-def receiver_for(store: HeldStore, metrics: Metrics, spawner: Spawner, **settings: object) -> ScaipReceiver:
+def receiver_for(
+    store: HeldStore, metrics: Metrics, spawner: Spawner, owns: Callable[[str], bool] | None = None, **settings: object
+) -> ScaipReceiver:
     """A receiver that hears unit u1 from 127.0.0.1."""
     receiver = ScaipReceiver(
         ScaipSettings(senders={"127.0.0.1": ["u1"]}, **settings),  # type: ignore[arg-type]
         store,
         metrics,
         spawner=spawner,
+        owns=owns,
     )
     receiver.set_sites([SITE])
     return receiver
@@ -72,3 +75,16 @@ async def test_a_store_that_does_not_answer_in_time_earns_not_treated(metrics: M
     # the unit's retransmission gets the same answer and reaches the lane no second time
     assert await receiver.handle(REQUEST, "127.0.0.1") == answer
     assert len(store.events) == 1
+
+
+async def test_a_hub_that_does_not_hold_the_site_leaves_the_alarm_to_the_units_other_receiver(
+    metrics: Metrics, spawner: Spawner
+) -> None:
+    """The HA profile: the hub not acting for the receiving site stores nothing and answers 5, so the unit sends to
+    its second receiver (SS 91100), the hub that holds the site. A status 0 here would end the unit's trying while no
+    hub rang: this hub's alarm lane does not act for the site."""
+    store = HeldStore()
+    receiver = receiver_for(store, metrics, spawner, owns=lambda site: False, durable_timeout_s=5)
+    answer = await receiver.handle(REQUEST, "127.0.0.1")
+    assert b"<snu>5</snu>" in answer
+    assert store.events == []

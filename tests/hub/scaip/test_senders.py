@@ -8,8 +8,8 @@ import pytest
 
 from hub.metrics import Metrics
 from hub.model import Device, Site
+from hub.runtime.tasks import Spawner
 from hub.scaip.senders import Senders, SourceRate
-from hub.tasks import Spawner
 from tests.hub.scaip.test_durability import HeldStore, receiver_for
 
 SITES = [

@@ -10,12 +10,12 @@ import pytest
 
 from hub.metrics import Metrics
 from hub.model import Event, EventKind
+from hub.runtime.tasks import Spawner
 from hub.settings import DbSettings, SpoolSettings
 from hub.store.db import Database
 from hub.store.migrate import migrate
 from hub.store.spool import Spool
 from hub.store.writer import Writer
-from hub.tasks import Spawner
 from tests.services import private_mosquitto, private_postgres  # noqa: F401  (fixtures for this package)
 
 BASE_TS = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)

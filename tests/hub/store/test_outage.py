@@ -11,12 +11,12 @@ import pytest
 
 from hub.metrics import Metrics
 from hub.model import EventKind
+from hub.runtime.tasks import Spawner
 from hub.settings import DbSettings, SpoolSettings
 from hub.store.db import Database, DatabaseUnavailableError
 from hub.store.migrate import migrate
 from hub.store.spool import Spool
 from hub.store.writer import Writer
-from hub.tasks import Spawner
 from tests.hub.store.conftest import Acks, make_events, segment_files
 from tests.services import PrivatePostgres
 

@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 
 from hub.metrics import Metrics
 from hub.model import EventKind
+from hub.runtime.tasks import Spawner
 from hub.settings import DbSettings, SpoolSettings
 from hub.store.db import Database
 from hub.store.rows import decode_batch, encode_batch, event_row
 from hub.store.spool import Spool, frame, parse_segment
 from hub.store.writer import Writer
-from hub.tasks import Spawner
 from tests.hub.store.conftest import BASE_TS, Acks, damage_file, make_events, segment_files
 from tests.services import free_port
 
@@ -133,7 +133,7 @@ from pathlib import Path
 from hub.metrics import Metrics
 from hub.settings import SpoolSettings
 from hub.store.spool import Spool
-from hub.tasks import Spawner
+from hub.runtime.tasks import Spawner
 
 async def main() -> None:
     metrics = Metrics()

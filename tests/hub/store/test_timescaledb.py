@@ -16,16 +16,15 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from hub.followup import rollup
 from hub.metrics import Metrics
 from hub.model import Event, EventKind
+from hub.runtime.tasks import Spawner
 from hub.settings import DbSettings, SpoolSettings
-from hub.store import timescale
+from hub.store import rollup, timescale
 from hub.store.db import Database
 from hub.store.migrate import maintain_partitions, migrate, storage_mode
 from hub.store.spool import Spool
 from hub.store.writer import Writer
-from hub.tasks import Spawner
 from tests.hub.store.conftest import Acks
 
 TIMESCALE_DSN = os.environ.get("VAKA_TEST_TIMESCALE_DSN", "")

@@ -10,13 +10,13 @@ from pydantic import SecretStr
 
 from hub.metrics import Metrics
 from hub.model import Device, EventKind, Inventory, Resident, Site
+from hub.runtime.tasks import Spawner
 from hub.settings import DbSettings, SpoolSettings
 from hub.store.db import Database
 from hub.store.inventory import fetch_sites, load_inventory
 from hub.store.spool import Spool
 from hub.store.state import load_engine_state, save_engine_state
 from hub.store.writer import Rejection, Writer
-from hub.tasks import Spawner
 from tests.hub.store.conftest import Acks, make_events, segment_files
 from tests.services import free_port
 

@@ -57,6 +57,12 @@ def test_the_well_behaved_device_is_clean() -> None:
     assert report.devices["d1"].peak_per_s == 1
 
 
+def test_the_hubs_own_retained_status_is_not_judged_as_a_device() -> None:
+    hub = Observation(START, f"vaka/v1/{SITE}/hub/status", b'{"state":"online"}', 1, True)
+    report = report_of(hub)
+    assert (report.clean, sorted(report.devices)) == (True, ["d1"])
+
+
 def test_an_event_published_retained_is_named_with_what_it_does() -> None:
     report = report_of(
         message(5, "fall_detected", seq=12, ref="f1", retain=True), message(6, "fall_finished", seq=13, ref="f1")

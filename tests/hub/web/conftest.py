@@ -14,14 +14,15 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 from py_vapid import Vapid
 
-from hub.desk.lane import Desk
+from hub.desk.build import DeskParts, build_desk
 from hub.metrics import Metrics
 from hub.notify.webpush import WebPushNotifier
+from hub.people.staff import StaffMember
+from hub.runtime.tasks import Spawner
 from hub.settings import Settings
-from hub.staff import StaffMember
 from hub.store.db import Database
-from hub.tasks import Spawner
 from hub.web.staff import setup_staff
+from hub.web.staff.sessions import SessionStore
 from tests.hub.desk_support import PASSWORD, FakeClock, RecordingNotifier, add_inventory_and_staff, migrated_database
 
 
@@ -31,7 +32,7 @@ class StaffSite:
 
     site: str
     url: str
-    desk: Desk
+    desk: DeskParts
     db: Database
     settings: Settings
     metrics: Metrics
@@ -46,7 +47,7 @@ class StaffSite:
         """Take the web server away (the page should say it lost its connection)."""
         for site in list(self.runner.sites):
             await site.stop()
-        await self.desk.hub.aclose()
+        await self.desk.pages.aclose()
 
     async def start_serving(self) -> None:
         """Bring the web server back on the same port."""
@@ -112,7 +113,13 @@ async def staff_site(settings: Settings, metrics: Metrics, unique: str, spawner:
         staff = await add_inventory_and_staff(db, unique)
         published: list[tuple[str, bytes]] = []
         clock = FakeClock(datetime.now(UTC))
-        desk = Desk(
+        sessions = SessionStore(
+            db,
+            settings.http.session_idle_s,
+            spawner=spawner,
+            local_path=settings.spool.directory / "staff_sessions.msgpack",
+        )
+        desk = build_desk(
             settings,
             db,
             metrics,
@@ -120,15 +127,18 @@ async def staff_site(settings: Settings, metrics: Metrics, unique: str, spawner:
             clock=clock,
             spawner=spawner,
             notifiers=[RecordingNotifier()],
+            session_alive=lambda key: sessions.live(key) is not None,
         )
         vapid = Vapid()
         vapid.generate_keys()
         push = WebPushNotifier(settings.notify, vapid, db)
-        desk.dispatcher.notifiers.append(push)
-        await desk.restore()
+        desk.lane.dispatcher.notifiers.append(push)
+        await desk.restorer.restore()
         loop_task = asyncio.create_task(desk.run_loop())
         app = web.Application()
-        staff_app = setup_staff(app, desk=desk, db=db, settings=settings, metrics=metrics, spawner=spawner)
+        staff_app = setup_staff(
+            app, desk=desk, db=db, settings=settings, metrics=metrics, spawner=spawner, sessions=sessions
+        )
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from hub.desk.escalation import audience_members
-from hub.staff import Role, StaffMember
+from hub.people.staff import Role, StaffMember
 from hub.store.staff import create_staff
 from tests.hub.desk_support import PASSWORD
 from tests.hub.web.conftest import CHROMIUM, StaffSite

@@ -15,7 +15,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from alarms.rules import default_pack_path, load_rules
-from hub.web.i18n import (
+from hub.texts.catalogue import (
     LANGS,
     RELATIVE_LANGS,
     po_path,
@@ -118,7 +118,7 @@ def test_the_catalogues_differ_and_fall_back_to_a_text_not_the_id() -> None:
     ],
 )
 def test_language_before_login(accept: str | None, requested: str | None, expected: str) -> None:
-    from hub.web.i18n import pick_lang
+    from hub.texts.catalogue import pick_lang
 
     assert pick_lang(accept, requested) == expected
 
@@ -152,6 +152,11 @@ def test_counts_take_the_languages_plural(lang: str, one: str, five: str) -> Non
     [
         ("alarm_button", "reset at the alarm unit", "återställt vid larmenheten"),
         ("fall", "reset at the alarm unit", "återställt vid larmenheten"),
+        (
+            "alarm_button",
+            "the alarm unit stopped waiting for Vaka and may have alerted another receiver",
+            "larmenheten slutade vänta på Vaka och kan ha larmat en annan mottagare",
+        ),
         ("water_leak", "the leak sensor is dry again", "läckagesensorn är torr igen"),
         ("smoke", "the smoke detector no longer senses smoke", "brandvarnaren känner inte längre rök"),
     ],

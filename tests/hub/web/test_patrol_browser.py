@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 import pytest
 from playwright.async_api import Browser, Dialog, Page, expect
 
+from alarms.instant import ABORT_REASON
 from hub.desk.machine import NOBODY_REACHED
 from hub.model import AlarmCategory, AlarmDecision, Contact, DecisionAction, DirectoryEntry, Severity
-from hub.resident_directory import store_entries
+from hub.people.residents import store_entries
 from tests.hub.desk_support import RecordingNotifier, decision
 from tests.hub.web.conftest import CHROMIUM, StaffSite, staff_page
 from tests.hub.web.test_staff_browser import axe_violations, pages_connected
@@ -48,19 +49,19 @@ async def test_a_wandering_night_keeps_the_alarm_until_resolved(browser: Browser
     staff_site.clock.t = NIGHT
     page = await open_page(browser, staff_site, "anna")
     await pages_connected(staff_site, 1)
-    alarm = staff_site.desk.apply(door(staff_site))
+    alarm = staff_site.desk.lane.apply(door(staff_site))
     assert alarm is not None
     card = page.locator(f"#alarm-{alarm.id}")
     await expect(card).to_be_visible(timeout=1000)
     await expect(card.locator(".clock")).to_have_text("02:14")
     staff_site.clock.advance(9 * 60)
-    staff_site.desk.apply(door(staff_site, DecisionAction.CLEAR))
+    staff_site.desk.lane.apply(door(staff_site, DecisionAction.CLEAR))
     await expect(card.locator(".ended")).to_have_text(
         "Condition ended 02:23: entrance door closed. Check on the person anyway.", timeout=1000
     )
     await expect(card.locator(".reason")).to_be_hidden()  # "entrance door open at night" only repeats the title
     staff_site.clock.advance(30 * 60)
-    staff_site.desk.escalate_due()
+    staff_site.desk.lane.escalate_due()
     await page.reload()
     await expect(card).to_be_visible()
     await expect(card.locator(".ago")).to_have_text("39 min ago")  # the hub's clock, not the phone's
@@ -77,7 +78,7 @@ async def test_a_wandering_night_keeps_the_alarm_until_resolved(browser: Browser
     await resolve.get_by_role("button", name="Resolve").click()
     await expect(card).to_have_count(0, timeout=1000)
 
-    await staff_site.desk.store.flushed()
+    await staff_site.desk.lane.store.flushed()
     await page.get_by_role("link", name="Night log").click()
     entry = page.locator(f"#log-{alarm.id}")
     await expect(entry).to_contain_text("02:14")
@@ -93,7 +94,7 @@ async def test_a_repeat_rings_again_on_an_alarm_left_on_site(browser: Browser, s
     page = await open_page(browser, staff_site, "anna")
     await pages_connected(staff_site, 1)
     med = {"rule_id": "medication_missed", "severity": Severity.MEDIUM, "device": "plug2", "resident": "r2"}
-    alarm = staff_site.desk.apply(decision(staff_site.site, subject="r2", **med))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site, subject="r2", **med))
     assert alarm is not None
     card = page.locator(f"#alarm-{alarm.id}")
     await card.get_by_role("button", name="Accept").click()
@@ -104,7 +105,7 @@ async def test_a_repeat_rings_again_on_an_alarm_left_on_site(browser: Browser, s
     for hours in (8, 16):
         staff_site.clock.t = NIGHT.replace(hour=1 + hours)
         repeat = replace(decision(staff_site.site, DecisionAction.UPDATE, subject="r2", **med), repeat=True)
-        staff_site.desk.apply(repeat)
+        staff_site.desk.lane.apply(repeat)
     await expect(card.locator(".repeat")).to_have_text("3rd time since 02:14 · latest 18:14", timeout=1000)
     await expect(card.locator(".again")).to_have_text("Alarming again 18:14")
     await expect(card.locator(".state")).to_have_text("On site")
@@ -121,7 +122,7 @@ async def test_a_technical_fault_reported_again_stays_taken_and_says_how_often(
     await pages_connected(staff_site, 1)
     cam = {"rule_id": "camera_offline", "category": AlarmCategory.TECHNICAL, "severity": Severity.MEDIUM}
     fault = decision(staff_site.site, subject="plug2", device="plug2", resident="r2", **cam)
-    alarm = staff_site.desk.apply(fault)
+    alarm = staff_site.desk.lane.apply(fault)
     assert alarm is not None
     card = page.locator(f"#alarm-{alarm.id}")
     await card.get_by_role("button", name="Accept").click()
@@ -129,7 +130,7 @@ async def test_a_technical_fault_reported_again_stays_taken_and_says_how_often(
     await expect(card.locator(".still")).to_be_hidden()
     for _ in range(3):  # a stats message a minute
         staff_site.clock.advance(60)
-        staff_site.desk.apply(replace(fault, action=DecisionAction.RAISE, at=staff_site.clock.now()))
+        staff_site.desk.lane.apply(replace(fault, action=DecisionAction.RAISE, at=staff_site.clock.now()))
     await expect(card.locator(".still")).to_have_text(
         "Fault reported 4 times – the same fault, it does not ring again", timeout=1000
     )
@@ -146,19 +147,46 @@ async def test_an_alarm_reset_at_the_unit_closes_and_the_night_log_says_a_person
     page = await open_page(browser, staff_site, "anna")
     await pages_connected(staff_site, 1)
     press = decision(staff_site.site, rule_id="alarm_button", device="plug2", subject="r2", resident="r2")
-    alarm = staff_site.desk.apply(press)
+    alarm = staff_site.desk.lane.apply(press)
     assert alarm is not None
     card = page.locator(f"#alarm-{alarm.id}")
     await expect(card).to_be_visible(timeout=1000)
     staff_site.clock.advance(4 * 60)
     reset = replace(press, action=DecisionAction.CANCEL, reason="reset at the alarm unit", by_person=True)
-    staff_site.desk.apply(reset)
+    staff_site.desk.lane.apply(reset)
     await expect(card).to_have_count(0, timeout=1000)
-    await staff_site.desk.store.flushed()
+    await staff_site.desk.lane.store.flushed()
     await page.get_by_role("link", name="Night log").click()
     entry = page.locator(f"#log-{alarm.id}")
     await expect(entry.locator(".step-reset")).to_contain_text("02:18")
     await expect(entry.locator(".step-reset")).to_contain_text("reset at the alarm unit, closed by a person there")
+
+
+async def test_an_alarm_unit_that_gave_up_on_vaka_leaves_the_alarm_ringing_and_says_so(
+    browser: Browser, staff_site: StaffSite
+) -> None:
+    """SCAIP RE (SS 91100:2014 4.4): nobody ended the alarm, so the card keeps it, ringing, in words of its own."""
+    staff_site.clock.t = NIGHT
+    page = await open_page(browser, staff_site, "anna")
+    await pages_connected(staff_site, 1)
+    press = decision(staff_site.site, rule_id="alarm_button", device="plug2", subject="r2", resident="r2")
+    alarm = staff_site.desk.lane.apply(press)
+    assert alarm is not None
+    card = page.locator(f"#alarm-{alarm.id}")
+    await expect(card).to_be_visible(timeout=1000)
+    staff_site.clock.advance(3 * 60)
+    staff_site.desk.lane.apply(replace(press, action=DecisionAction.CANCEL, reason=ABORT_REASON))
+    await expect(card.locator(".ended")).to_have_text(
+        "The alarm unit stopped waiting for Vaka 02:17 and may have alerted another receiver. "
+        "The alarm still needs a person.",
+        timeout=1000,
+    )
+    await expect(card.locator(".state")).to_have_text("New")
+    await staff_site.desk.lane.store.flushed()
+    await page.get_by_role("link", name="Night log").click()
+    step = page.locator(f"#log-{alarm.id}").locator(".step-sender_gave_up")
+    await expect(step).to_contain_text("02:17")
+    await expect(step).to_contain_text("the alarm unit gave up on Vaka")
 
 
 async def test_a_repeat_while_on_the_way_stays_with_the_holder_and_keeps_the_way_in(
@@ -171,12 +199,12 @@ async def test_a_repeat_while_on_the_way_stays_with_the_holder_and_keeps_the_way
         await store_entries(
             conn, [DirectoryEntry(resident=r1, name="Karin Berg", address="Storgatan 1", access="Nyckelbox, kod 4411")]
         )
-    await staff_site.desk.refresh(sites=True)
+    await staff_site.desk.restorer.refresh(sites=True)
     staff_site.clock.t = NIGHT
     anna = await open_page(browser, staff_site, "anna")
     bo = await open_page(browser, staff_site, "bo")
     await pages_connected(staff_site, 2)
-    alarm = staff_site.desk.apply(decision(staff_site.site))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site))
     assert alarm is not None
     card = anna.locator(f"#alarm-{alarm.id}")
     await card.get_by_role("button", name="Accept").click()
@@ -184,7 +212,7 @@ async def test_a_repeat_while_on_the_way_stays_with_the_holder_and_keeps_the_way
     await expect(card.locator(".home-access")).to_have_text("Nyckelbox, kod 4411", timeout=2000)
     await expect(anna.locator("body")).not_to_have_class(re.compile(r"\bis-ringing\b"))
     staff_site.clock.advance(17 * 60)
-    staff_site.desk.apply(replace(decision(staff_site.site, DecisionAction.UPDATE), repeat=True))
+    staff_site.desk.lane.apply(replace(decision(staff_site.site, DecisionAction.UPDATE), repeat=True))
     await expect(card.locator(".again")).to_have_text("Alarming again 02:31", timeout=1000)
     await expect(card.locator(".repeat")).to_have_text("2nd time since 02:14 · latest 02:31")
     await expect(card.locator(".state")).to_have_text("On the way")
@@ -195,9 +223,9 @@ async def test_a_repeat_while_on_the_way_stays_with_the_holder_and_keeps_the_way
     await expect(colleague.locator(".again")).to_have_text("Alarming again 02:31")
     await expect(colleague.get_by_role("button", name="Got it")).to_be_hidden()
     assert not await bo.evaluate("document.body.classList.contains('is-ringing')")
-    channel = staff_site.desk.dispatcher.notifiers[0]
+    channel = staff_site.desk.lane.dispatcher.notifiers[0]
     assert isinstance(channel, RecordingNotifier)
-    await staff_site.desk.dispatcher.drain()
+    await staff_site.desk.lane.dispatcher.drain()
     assert [e for e in channel.escalations() if e[1] == "holder"] == [
         (0, "holder", [f"anna-{staff_site.site}"])
     ]  # her phone
@@ -216,7 +244,7 @@ async def test_acting_on_a_colleagues_alarm_asks_to_take_over_and_the_card_shows
     anna = await open_page(browser, staff_site, "anna")
     bo = await open_page(browser, staff_site, "bo")
     await pages_connected(staff_site, 2)
-    alarm = staff_site.desk.apply(decision(staff_site.site))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site))
     assert alarm is not None
     await anna.locator(f"#alarm-{alarm.id}").get_by_role("button", name="Accept").click()
     card = bo.locator(f"#alarm-{alarm.id}")
@@ -232,7 +260,7 @@ async def test_acting_on_a_colleagues_alarm_asks_to_take_over_and_the_card_shows
     await expect(card.locator(".accepted-by")).to_have_text("Bo", timeout=2000)
     await expect(anna.locator(f"#alarm-{alarm.id} .accepted-by")).to_have_text("Bo", timeout=1000)
     assert asked == ["Take over from Anna?"]
-    await staff_site.desk.store.flushed()
+    await staff_site.desk.lane.store.flushed()
     async with staff_site.db.acquire() as conn:
         row = await conn.fetchrow(
             "SELECT actor, detail FROM desk_alarm_log WHERE alarm_id = $1 AND action = 'taken_over'", alarm.id
@@ -251,18 +279,18 @@ async def test_an_alarm_with_nobody_on_duty_reaches_everyone_of_the_site_and_the
     await carl.get_by_role("button", name="Go off duty").click()
     await expect(carl.locator(".duty-state")).to_have_text("Not on duty")
     staff_site.desk.directory.set_duty({})  # the rest of the site is off duty too
-    alarm = staff_site.desk.apply(decision(staff_site.site))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site))
     assert alarm is not None
-    nobody = staff_site.desk.get_open_by_key(f"{NOBODY_REACHED}:{staff_site.site}")
+    nobody = staff_site.desk.machine.get_open_by_key(f"{NOBODY_REACHED}:{staff_site.site}")
     assert nobody is not None
     card = carl.locator(f"#alarm-{nobody.id}")
     await expect(card).to_be_visible(timeout=1000)
     await expect(card.locator(".what")).to_have_text("Alarm reached nobody")
     await expect(card.locator(".reason")).to_have_text("Nobody on duty was reached for: Fall, room 101")
     assert await carl.locator(f"#alarm-{alarm.id}").count() == 0
-    channel = staff_site.desk.dispatcher.notifiers[0]
+    channel = staff_site.desk.lane.dispatcher.notifiers[0]
     assert isinstance(channel, RecordingNotifier)
-    await staff_site.desk.dispatcher.drain()
+    await staff_site.desk.lane.dispatcher.drain()
     fallback = [n for n in channel.seen if n.event == "escalation" and n.alarm["rule_id"] == NOBODY_REACHED]
     assert fallback
     assert fallback[0].phones == ("+46700009999",)
@@ -273,10 +301,10 @@ async def test_swedish_page_language_switch_and_no_serious_accessibility_violati
     browser: Browser, staff_site: StaffSite
 ) -> None:
     staff_site.clock.t = NIGHT
-    staff_site.desk.apply(door(staff_site))
+    staff_site.desk.lane.apply(door(staff_site))
     staff_site.clock.advance(9 * 60)
-    staff_site.desk.apply(door(staff_site, DecisionAction.CLEAR))
-    staff_site.desk.apply(
+    staff_site.desk.lane.apply(door(staff_site, DecisionAction.CLEAR))
+    staff_site.desk.lane.apply(
         decision(
             staff_site.site,
             rule_id="bed_exit_no_return",
@@ -328,6 +356,9 @@ async def test_sound_is_turned_on_once_per_login(browser: Browser, staff_site: S
 async def test_on_my_way_shows_the_home_and_how_to_get_in_and_every_read_is_logged(
     browser: Browser, staff_site: StaffSite
 ) -> None:
+    """Issue 28, finding 10: the colleague on duty saw nothing of the home. Now everyone of the unit on duty sees the
+    resident's name and address on the card (to back up); how to get in, contacts and notes only the person on the way,
+    and only while she is: taken over, they go to the new holder. Off duty, a card shows nothing of the home."""
     r1 = f"{staff_site.site}-r1"
     async with staff_site.db.acquire() as conn:
         await store_entries(
@@ -344,25 +375,34 @@ async def test_on_my_way_shows_the_home_and_how_to_get_in_and_every_read_is_logg
             ],
         )
         await conn.execute("UPDATE residents SET away = true WHERE id = $1", f"{staff_site.site}-r2")
-    await staff_site.desk.refresh(sites=True)
+    await staff_site.desk.restorer.refresh(sites=True)
     anna = await open_page(browser, staff_site, "anna")
     bo = await open_page(browser, staff_site, "bo")
     await pages_connected(staff_site, 2)
-    alarm = staff_site.desk.apply(decision(staff_site.site))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site))
     assert alarm is not None
     card = anna.locator(f"#alarm-{alarm.id}")
     await card.get_by_role("button", name="Accept").click()
-    await expect(card.locator("section.home")).to_be_hidden()
+    await expect(card.locator("section.home .home-name")).to_have_text("Karin Berg")
+    await expect(card.locator("section.home .home-access-part")).to_be_hidden()  # not yet on her way
     await card.get_by_role("button", name="On my way").click()
     home = card.locator("section.home")
     await expect(home).to_be_visible(timeout=2000)
     await expect(home.locator(".home-name")).to_have_text("Karin Berg")
     await expect(home.locator(".home-access")).to_have_text("Nyckelbox vid dörren, kod 4411")
     await expect(home.get_by_role("link", name="070-111 22 33")).to_have_attribute("href", "tel:0701112233")
-    await expect(bo.locator(f"#alarm-{alarm.id} section.home")).to_be_hidden()  # not on the way: nothing shown
+    backup = bo.locator(f"#alarm-{alarm.id} section.home")  # a colleague on duty: who and where, to back up
+    await expect(backup).to_be_visible(timeout=2000)
+    await expect(backup.locator(".home-name")).to_have_text("Karin Berg")
+    await expect(backup.locator(".home-address")).to_have_text("Storgatan 1")
+    await expect(backup.locator(".home-access-part")).to_be_hidden()
+    await expect(backup.locator(".home-notes-part")).to_be_hidden()
+    await expect(backup.locator(".home-contacts li")).to_have_count(0)
     answer = await bo.evaluate("async (id) => (await fetch('/staff/alarms/' + id + '/home')).json()", alarm.id)
     assert answer["home"]["access"] == ""  # asked directly, the access instructions are still withheld
-    await staff_site.desk.store.flushed()
+    assert answer["home"]["contacts"] == []
+    assert answer["home"]["notes"] == ""
+    await staff_site.desk.lane.store.flushed()
     async with staff_site.db.acquire() as conn:
         purposes = {
             (r["staff_id"], r["purpose"])
@@ -370,6 +410,24 @@ async def test_on_my_way_shows_the_home_and_how_to_get_in_and_every_read_is_logg
         }
     assert (staff_site.staff["anna"].id, "home_access") in purposes
     assert (staff_site.staff["bo"].id, "home") in purposes
+
+    bo.on("dialog", lambda dialog: dialog.accept())  # "Take over from Anna?"
+    await bo.locator(f"#alarm-{alarm.id}").get_by_role("button", name="On site").click()
+    await expect(backup.locator(".home-access")).to_have_text("Nyckelbox vid dörren, kod 4411", timeout=2000)
+    await expect(home.locator(".home-access-part")).to_be_hidden(timeout=2000)  # Anna is no longer on the way
+    await expect(home.locator(".home-contacts li")).to_have_count(0)
+    await expect(home.locator(".home-address")).to_have_text("Storgatan 1")
+    await bo.get_by_role("button", name="Go off duty").click()
+    await expect(bo.locator(".duty-state")).to_have_text("Not on duty")
+    await expect(bo.locator(f"#alarm-{alarm.id} .accepted-by")).to_have_text("Bo")
+    await expect(backup.locator(".home-access")).to_have_text("Nyckelbox vid dörren, kod 4411")  # still hers
+    async with staff_site.db.acquire() as conn:
+        await store_entries(conn, [DirectoryEntry(resident=f"{staff_site.site}-r2", name="Per Ek", address="Lillv 2")])
+    async with bo.expect_response(lambda r: r.url.endswith("/home")) as asked:
+        second = staff_site.desk.lane.apply(decision(staff_site.site, subject="r2", resident="r2", device="plug2"))
+        assert second is not None
+    assert await (await asked.value).json() == {"home": None}  # off duty and not hers: nothing of the home
+    await expect(bo.locator(f"#alarm-{second.id} section.home")).to_be_hidden()
 
     await anna.get_by_role("link", name="Residents").click()
     row = anna.locator(f"#resident-{r1}")
@@ -452,8 +510,8 @@ async def test_the_route_orders_open_alarms_by_travel_time_from_where_i_am(
                 ),
             ],
         )
-    staff_site.desk.apply(decision(staff_site.site))  # r1, critical
-    staff_site.desk.apply(
+    staff_site.desk.lane.apply(decision(staff_site.site))  # r1, critical
+    staff_site.desk.lane.apply(
         decision(site, rule_id="alarm_button", subject="r2", resident="r2", device="plug2", severity=Severity.HIGH)
     )
     page = await open_page(browser, staff_site, "anna")
@@ -480,8 +538,8 @@ async def test_the_route_without_a_start_point_says_no_coordinates_only_for_home
                 DirectoryEntry(resident=f"{site}-r2", name="Unmapped", address="Okänd väg"),
             ],
         )
-    mapped = staff_site.desk.apply(decision(site))
-    unmapped = staff_site.desk.apply(
+    mapped = staff_site.desk.lane.apply(decision(site))
+    unmapped = staff_site.desk.lane.apply(
         decision(site, rule_id="alarm_button", subject="r2", resident="r2", device="plug2")
     )
     assert mapped is not None
@@ -540,21 +598,21 @@ async def test_the_night_log_counts_onward_rings_names_who_did_it_and_says_one_t
     staff_site.clock.t = NIGHT
     page = await open_page(browser, staff_site, "anna")
     await pages_connected(staff_site, 1)
-    press = staff_site.desk.apply(
+    press = staff_site.desk.lane.apply(
         decision(staff_site.site, rule_id="alarm_button", device="button1", reason="alarm button pressed")
     )
     assert press is not None
     staff_site.clock.advance(61)  # nobody took it: the second tier rings on
-    staff_site.desk.escalate_due()
-    taken_at_once = staff_site.desk.apply(door(staff_site))
+    staff_site.desk.lane.escalate_due()
+    taken_at_once = staff_site.desk.lane.apply(door(staff_site))
     assert taken_at_once is not None
     for alarm in (press, taken_at_once):
         card = page.locator(f"#alarm-{alarm.id}")
         await card.get_by_role("button", name="Accept").click()
         await expect(card.locator(".state")).to_have_text("Accepted")
     staff_site.desk.directory.set_duty({})  # everyone went home: the next alarm reaches nobody
-    staff_site.desk.apply(decision(staff_site.site, subject="r2", resident="r2"))
-    await staff_site.desk.store.flushed()
+    staff_site.desk.lane.apply(decision(staff_site.site, subject="r2", resident="r2"))
+    await staff_site.desk.lane.store.flushed()
     await page.get_by_role("link", name="Night log").click()
     one = page.locator(f"#log-{press.id} .log-state")
     await expect(one).to_contain_text("escalated 1 time")
@@ -567,7 +625,7 @@ async def test_the_night_log_counts_onward_rings_names_who_did_it_and_says_one_t
     await expect(pressed.locator(".step-raised .who")).to_have_text("Boende")
     await expect(page.locator(f"#log-{taken_at_once.id} .log-state")).not_to_contain_text("larmade vidare")
     await expect(page.locator(f"#log-{taken_at_once.id} .step-raised .who")).to_have_text("Enhet")
-    nobody = staff_site.desk.get_open_by_key(f"{NOBODY_REACHED}:{staff_site.site}")
+    nobody = staff_site.desk.machine.get_open_by_key(f"{NOBODY_REACHED}:{staff_site.site}")
     assert nobody is not None
     await expect(page.locator(f"#log-{nobody.id} .step-raised .who")).to_have_text("Vaka")
 
@@ -601,7 +659,7 @@ async def test_the_phone_layout_is_for_work(browser: Browser, staff_site: StaffS
     assert box is not None
     assert box["height"] < 150, box  # three short lines (it was 330 px of the 844)
     await expect(header.get_by_role("button", name=re.compile("Sign out"))).to_have_count(0)
-    alarm = staff_site.desk.apply(decision(staff_site.site))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site))
     assert alarm is not None
     await expect(page.locator("body")).to_have_class(re.compile(r"\bis-ringing\b"))
     card = page.locator(f"#alarm-{alarm.id}")
@@ -629,7 +687,7 @@ async def test_the_phone_layout_is_for_work(browser: Browser, staff_site: StaffS
     await expect(page.locator("footer")).to_contain_text("You are on duty until")
     await page.get_by_role("button", name="Sign out but stay on duty").click()
     await page.wait_for_url(f"{staff_site.url}/staff/login")
-    assert staff_site.desk.on_duty(staff_site.staff["anna"]) is not None  # she chose to stay on duty
+    assert staff_site.desk.duty.on_duty(staff_site.staff["anna"]) is not None  # she chose to stay on duty
 
     nils = await open_page(browser, staff_site, "nils")
     await nils.goto(f"{staff_site.url}/staff/admin")

@@ -14,7 +14,7 @@ from urllib.parse import unquote_plus
 import aiohttp
 import pytest
 
-from hub.staff import Role
+from hub.people.staff import Role
 from hub.store.staff import create_staff
 from tests.hub.desk_support import PASSWORD, decision
 from tests.hub.web.conftest import StaffSite
@@ -173,8 +173,8 @@ async def test_an_account_added_with_a_wildcard_sees_nothing_outside_the_nurses_
     site = staff_site.site
     ok, said = await post_admin(staff_site, nurse, "staff-add", **new_account(f"new-{site}", f"{site}/*"))
     assert ok, said
-    await staff_site.desk.refresh(sites=False)
-    alarm_b = staff_site.desk.apply(decision(site, subject="r3", resident="r3", device="button3"))
+    await staff_site.desk.restorer.refresh(sites=False)
+    alarm_b = staff_site.desk.lane.apply(decision(site, subject="r3", resident="r3", device="button3"))
     assert alarm_b is not None
     new = await client_of(staff_site, f"new-{site}")
     try:
@@ -189,7 +189,7 @@ async def test_an_account_added_with_a_wildcard_sees_nothing_outside_the_nurses_
         async with new.post(f"{staff_site.url}/staff/alarms/{alarm_b.id}/accept", data={"csrf": csrf},
                             allow_redirects=False) as resp:  # fmt: skip
             assert resp.status == 303
-        taken = staff_site.desk.get(alarm_b.id)
+        taken = staff_site.desk.machine.get(alarm_b.id)
         assert taken is not None
         assert taken.accepted_by_id is None
     finally:

@@ -95,7 +95,7 @@ async def test_staff_reads_are_logged_with_where_from_and_printed(
     url, site = staff_site.url, staff_site.site
     assert (await login(client, url, f"anna-{site}")).status == 303
     assert (await client.get(f"{url}/staff/residents")).status == 200
-    await staff_site.desk.store.flushed()
+    await staff_site.desk.lane.store.flushed()
     async with staff_site.db.acquire() as conn:
         rows = await conn.fetch(
             "SELECT resident_id, role, purpose, address, staff_id FROM resident_access_log ORDER BY resident_id"

@@ -108,7 +108,7 @@ async def test_fall_over_mqtt_rings_on_the_unit_and_survives_a_hub_restart(
         bo = await staff_page(browser, url, unique, "bo")
         carl = await staff_page(browser, url, unique, "carl")
         for _ in range(100):
-            if hub.desk.hub.client_count >= 3:
+            if hub.desk.pages.client_count >= 3:
                 break
             await asyncio.sleep(0.05)
 
@@ -127,7 +127,7 @@ async def test_fall_over_mqtt_rings_on_the_unit_and_survives_a_hub_restart(
     hub = Hub(hub_settings, Metrics())
     await hub.__aenter__()
     try:
-        restored = hub.desk.get(str(alarm_id))
+        restored = hub.desk.machine.get(str(alarm_id))
         assert restored is not None
         assert restored.next_tier == 2
         await expect(anna.locator("#conn-lost")).to_be_hidden(timeout=15000)

@@ -84,11 +84,11 @@ async def test_no_staff_route_answers_a_malformed_request_with_a_5xx(
     client, token, stranger = admin
     if data.draw(st.booleans()):
         client = stranger
-    if not staff_site.desk.open_alarms():
-        staff_site.desk.apply(decision(staff_site.site))
+    if not staff_site.desk.machine.open_alarms():
+        staff_site.desk.lane.apply(decision(staff_site.site))
     method, template = data.draw(st.sampled_from(staff_routes(staff_site)))
     method = data.draw(st.sampled_from([method, method, "POST", "PUT", "DELETE", "PATCH"]))
-    alarm_ids = [a.id for a in staff_site.desk.open_alarms()]
+    alarm_ids = [a.id for a in staff_site.desk.machine.open_alarms()]
     path = re.sub(
         r"\{(\w+)\}",
         lambda m: data.draw(st.sampled_from(alarm_ids) | segment if m.group(1) == "alarm_id" else segment),

@@ -72,7 +72,7 @@ async def test_a_malformed_body_gets_a_400_with_a_clear_message_and_no_traceback
     body: bytes,
 ) -> None:
     token = await logged_in(staff_site, client)
-    alarm = staff_site.desk.apply(decision(staff_site.site))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site))
     assert alarm is not None
     target = staff_site.url + path.format(alarm=alarm.id)
     headers = {"Content-Type": content_type, "X-CSRF-Token": token, "X-Requested-With": "fetch"}
@@ -83,22 +83,22 @@ async def test_a_malformed_body_gets_a_400_with_a_clear_message_and_no_traceback
         assert text.strip()
     assert "Traceback" not in caplog.text
     assert "Error handling request" not in caplog.text
-    assert staff_site.desk.get(alarm.id) is not None  # nothing was resolved by a broken form
+    assert staff_site.desk.machine.get(alarm.id) is not None  # nothing was resolved by a broken form
 
 
 async def test_the_reply_to_an_action_is_a_logged_read(staff_site: StaffSite, client: aiohttp.ClientSession) -> None:
     site = staff_site.site
-    alarm = staff_site.desk.apply(decision(site))
+    alarm = staff_site.desk.lane.apply(decision(site))
     assert alarm is not None
     token = await logged_in(staff_site, client, "bo")
-    await staff_site.desk.store.flushed()
+    await staff_site.desk.lane.store.flushed()
     async with staff_site.db.acquire() as conn:
         before = await conn.fetchval("SELECT count(*) FROM resident_access_log WHERE purpose = 'alarm_action'")
     action = f"{staff_site.url}/staff/alarms/{alarm.id}/accept"
     async with client.post(action, data={"csrf": token}, headers={"X-Requested-With": "fetch"}) as resp:
         reply = await resp.json()
     assert reply["alarm"]["room"] == "101"
-    await staff_site.desk.store.flushed()
+    await staff_site.desk.lane.store.flushed()
     async with staff_site.db.acquire() as conn:
         rows = await conn.fetch(
             "SELECT staff_id, resident_id FROM resident_access_log WHERE purpose = 'alarm_action' ORDER BY seq"
@@ -115,12 +115,14 @@ async def test_alarms_sent_again_on_reconnect_are_logged_reads(
     ws_url = f"{staff_site.url}/staff/ws"
     ws = await client.ws_connect(ws_url, origin=staff_site.url)
     await ws.receive_json(timeout=2)
-    alarm = staff_site.desk.apply(decision(site))
+    alarm = staff_site.desk.lane.apply(decision(site))
     assert alarm is not None
     await ws.receive_json(timeout=2)  # not confirmed
     await ws.close()
-    staff_site.desk.resolve(alarm.id, staff_site.staff["bo"], Outcome.FALSE_ALARM)  # closed: not in the next snapshot
-    await staff_site.desk.store.flushed()
+    staff_site.desk.actions.resolve(
+        alarm.id, staff_site.staff["bo"], Outcome.FALSE_ALARM
+    )  # closed: not in the next snapshot
+    await staff_site.desk.lane.store.flushed()
     async with staff_site.db.acquire() as conn:
         before = await conn.fetchval("SELECT count(*) FROM resident_access_log WHERE staff_id = $1", _anna(staff_site))
     ws = await client.ws_connect(ws_url, origin=staff_site.url)
@@ -130,7 +132,7 @@ async def test_alarms_sent_again_on_reconnect_are_logged_reads(
     assert again["alarm"]["room"] == "101"
     await ws.send_str(json.dumps({"type": "receipt", "nid": again["nid"]}))
     await ws.close()
-    await staff_site.desk.store.flushed()
+    await staff_site.desk.lane.store.flushed()
     async with staff_site.db.acquire() as conn:
         after = await conn.fetchval("SELECT count(*) FROM resident_access_log WHERE staff_id = $1", _anna(staff_site))
     assert after == before + 1
@@ -152,6 +154,6 @@ def test_form_text_loses_what_postgresql_cannot_store(typed: str, kept: str) -> 
     """Issue 22.7: a staff note with NUL was accepted by the page's form and then refused by PostgreSQL."""
     from multidict import MultiDict, MultiDictProxy
 
-    from hub.web.staff.bodies import field
+    from hub.web.bodies import field
 
     assert field(MultiDictProxy(MultiDict({"note": typed})), "note", 4000) == kept

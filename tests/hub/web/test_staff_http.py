@@ -106,7 +106,7 @@ async def test_login_is_rate_limited(staff_site: StaffSite, client: aiohttp.Clie
 
 async def test_posts_need_the_csrf_token(staff_site: StaffSite, client: aiohttp.ClientSession) -> None:
     await login(client, staff_site.url, f"anna-{staff_site.site}")
-    alarm = staff_site.desk.apply(decision(staff_site.site))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site))
     assert alarm is not None
     action = f"{staff_site.url}/staff/alarms/{alarm.id}/accept"
     async with client.post(action, data={}, allow_redirects=False) as resp:
@@ -143,7 +143,7 @@ async def test_unconfirmed_notifications_are_sent_again_on_reconnect(
     ws_url = f"{staff_site.url}/staff/ws"
     ws = await client.ws_connect(ws_url, origin=staff_site.url)
     assert (await ws.receive_json(timeout=2))["alarms"] == []
-    alarm = staff_site.desk.apply(decision(staff_site.site))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site))
     assert alarm is not None
     first = await ws.receive_json(timeout=2)
     assert first["type"] == "alarm"
@@ -168,7 +168,7 @@ async def test_unconfirmed_notifications_are_sent_again_on_reconnect(
 
 async def test_every_read_of_resident_data_is_logged(staff_site: StaffSite, client: aiohttp.ClientSession) -> None:
     site = staff_site.site
-    staff_site.desk.apply(decision(site))
+    staff_site.desk.lane.apply(decision(site))
     await login(client, staff_site.url, f"anna-{site}")
     async with client.get(f"{staff_site.url}/staff/residents") as page:
         html = await page.text()
@@ -177,7 +177,7 @@ async def test_every_read_of_resident_data_is_logged(staff_site: StaffSite, clie
     assert f"{site}-r3" not in html  # unit B is not anna's
     async with client.get(f"{staff_site.url}/staff/"):
         pass
-    await staff_site.desk.store.flushed()
+    await staff_site.desk.lane.store.flushed()
     anna = staff_site.staff["anna"]
     async with staff_site.db.acquire() as conn:
         rows = await conn.fetch("SELECT staff_id, resident_id, purpose FROM resident_access_log ORDER BY seq")
@@ -266,17 +266,17 @@ async def test_staff_add_command_creates_and_updates_accounts_that_can_log_in(
 async def test_someone_added_after_start_gets_alarms_before_the_directory_reloads(
     staff_site: StaffSite, client: aiohttp.ClientSession
 ) -> None:
-    from hub.staff import Role
+    from hub.people.staff import Role
     from hub.store.staff import create_staff
 
     name = f"new-{staff_site.site}"
     async with staff_site.db.acquire() as conn:
         await create_staff(conn, username=name, password=PASSWORD, role=Role.STAFF, units=[(staff_site.site, "A")])
-    assert name not in {s.username for s in staff_site.desk.staff}
+    assert name not in {s.username for s in staff_site.desk.directory.staff}
     await login(client, staff_site.url, name)
     ws = await client.ws_connect(f"{staff_site.url}/staff/ws", origin=staff_site.url)
     await ws.receive_json(timeout=2)  # snapshot
-    alarm = staff_site.desk.apply(decision(staff_site.site))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site))
     assert alarm is not None
     message = await ws.receive_json(timeout=2)
     assert message["alarm"]["id"] == alarm.id
@@ -328,9 +328,9 @@ async def test_a_subscribed_browser_gets_a_web_push_for_an_escalation(
             f"{staff_site.url}/staff/push/subscribe", json=subscription, headers={"X-CSRF-Token": token}
         ) as resp:
             assert resp.status == 200
-        alarm = staff_site.desk.apply(decision(staff_site.site))
+        alarm = staff_site.desk.lane.apply(decision(staff_site.site))
         assert alarm is not None
-        await staff_site.desk.dispatcher.drain()
+        await staff_site.desk.lane.dispatcher.drain()
         assert len(pushed) == 1
         payload = json.loads(
             http_ece.decrypt(pushed[0], private_key=browser_key, auth_secret=auth, version="aes128gcm")
@@ -360,9 +360,9 @@ async def test_an_idle_session_is_logged_out(staff_site: StaffSite, client: aioh
 async def test_a_second_accept_is_refused_and_says_someone_else_has_it(
     staff_site: StaffSite, client: aiohttp.ClientSession
 ) -> None:
-    alarm = staff_site.desk.apply(decision(staff_site.site))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site))
     assert alarm is not None
-    staff_site.desk.accept(alarm.id, staff_site.staff["anna"])
+    staff_site.desk.actions.accept(alarm.id, staff_site.staff["anna"])
     await login(client, staff_site.url, f"bo-{staff_site.site}")
     async with client.get(f"{staff_site.url}/staff/") as page:
         token = csrf_of(await page.text())
@@ -373,4 +373,4 @@ async def test_a_second_accept_is_refused_and_says_someone_else_has_it(
     async with client.post(action, data={"csrf": token}) as resp:  # a plain form, without JavaScript
         assert resp.url.query.get("error") == "state"
         assert "Someone else has already changed this alarm." in await resp.text()
-    assert staff_site.desk.get(alarm.id).accepted_by == "Anna"  # type: ignore[union-attr]
+    assert staff_site.desk.machine.get(alarm.id).accepted_by == "Anna"  # type: ignore[union-attr]

@@ -152,8 +152,8 @@ async def test_internal_endpoints_are_refused_at_subscribe_with_the_production_d
             assert "push" in text
     finally:
         await client.close()
-    staff_site.desk.apply(decision(staff_site.site))
-    await staff_site.desk.dispatcher.drain()
+    staff_site.desk.lane.apply(decision(staff_site.site))
+    await staff_site.desk.lane.dispatcher.drain()
     assert push_service.pushed == []
     async with staff_site.db.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM push_subscriptions") == 0
@@ -181,9 +181,9 @@ async def test_a_subscription_cannot_be_taken_over_by_another_staff_member(
         row = await conn.fetchrow("SELECT staff_id, p256dh FROM push_subscriptions WHERE endpoint = $1", endpoint)
     assert row is not None
     assert (row["staff_id"], row["p256dh"]) == (staff_site.staff["bo"].id, bo_keys["p256dh"])
-    alarm = staff_site.desk.apply(decision(staff_site.site))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site))
     assert alarm is not None
-    await staff_site.desk.dispatcher.drain()
+    await staff_site.desk.lane.dispatcher.drain()
     assert [name for name, _ in push_service.pushed] == ["bo-phone"]
     payload = json.loads(
         http_ece.decrypt(push_service.pushed[0][1], private_key=bo_key, auth_secret=bo_auth, version="aes128gcm")
@@ -209,7 +209,7 @@ async def test_a_stored_endpoint_that_now_resolves_to_a_private_address_gets_no_
             keys["p256dh"],
             keys["auth"],
         )
-    staff_site.desk.apply(decision(staff_site.site))
-    await staff_site.desk.dispatcher.drain()
+    staff_site.desk.lane.apply(decision(staff_site.site))
+    await staff_site.desk.lane.dispatcher.drain()
     assert push_service.pushed == []
     assert staff_site.metrics.notifications_failed.labels("webpush")._value.get() == 1

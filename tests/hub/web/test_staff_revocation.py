@@ -73,16 +73,16 @@ async def test_a_unit_change_closes_the_page_and_the_directory_follows_at_once(
     assert await closed_with(ws) == STAFF_CHANGED
     ws = await client.ws_connect(f"{staff_site.url}/staff/ws", origin=staff_site.url)  # the session stands
     await ws.receive_json(timeout=2)
-    a_alarm = staff_site.desk.apply(decision(staff_site.site))  # unit A: carl's now
-    b_alarm = staff_site.desk.apply(decision(staff_site.site, device="button3", resident="r3", subject="r3"))
+    a_alarm = staff_site.desk.lane.apply(decision(staff_site.site))  # unit A: carl's now
+    b_alarm = staff_site.desk.lane.apply(decision(staff_site.site, device="button3", resident="r3", subject="r3"))
     assert a_alarm is not None
     assert b_alarm is not None
     message = await ws.receive_json(timeout=2)
     assert message["alarm"]["id"] == a_alarm.id
     with pytest.raises(TimeoutError):
         await ws.receive_json(timeout=0.5)  # nothing of unit B any more
-    assert carl.id in {s.id for s in staff_site.desk.recipients_on_page(a_alarm)}
-    assert carl.id not in {s.id for s in staff_site.desk.recipients_on_page(b_alarm)}
+    assert carl.id in {s.id for s in staff_site.desk.directory.who_sees(a_alarm.site, a_alarm.unit)}
+    assert carl.id not in {s.id for s in staff_site.desk.directory.who_sees(b_alarm.site, b_alarm.unit)}
     await ws.close()
 
 
@@ -94,7 +94,7 @@ async def test_a_logged_out_session_gets_no_delivery_even_before_its_page_is_swe
     ws = await open_page(staff_site, client, "anna")
     sessions = staff_site.staff_app[CONTEXT].sessions
     sessions._sessions.clear()  # ended here without the logout handler (as an expiry between two sweeps)
-    alarm = staff_site.desk.apply(decision(staff_site.site))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site))
     assert alarm is not None
     assert await closed_with(ws, within_s=1.0) == SESSION_ENDED
 
@@ -104,14 +104,14 @@ async def test_unconfirmed_alarms_of_a_unit_one_has_left_are_not_sent_again(
 ) -> None:
     anna = staff_site.staff["anna"]
     ws = await open_page(staff_site, client, "anna")
-    alarm = staff_site.desk.apply(decision(staff_site.site))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site))
     assert alarm is not None
     assert (await ws.receive_json(timeout=2))["alarm"]["id"] == alarm.id  # not confirmed
     await ws.close()
     async with staff_site.db.acquire() as conn:
         await conn.execute("UPDATE staff_units SET unit = 'B' WHERE staff_id = $1", anna.id)
     for _ in range(100):
-        if anna.id not in {s.id for s in staff_site.desk.recipients_on_page(alarm)}:
+        if anna.id not in {s.id for s in staff_site.desk.directory.who_sees(alarm.site, alarm.unit)}:
             break
         await asyncio.sleep(0.05)
     ws = await client.ws_connect(f"{staff_site.url}/staff/ws", origin=staff_site.url)
@@ -127,20 +127,20 @@ async def test_a_roster_signing_someone_off_reaches_the_running_hubs_escalation_
     """Issue 28, finding 4: `vaka staff duty bo off` in another process; the hub's next alarm no longer reaches Bo
     (it used to, until the 30 s staff refresh)."""
     bo = staff_site.staff["bo"]
-    assert staff_site.desk.on_duty(bo) is not None
+    assert staff_site.desk.duty.on_duty(bo) is not None
     env = {"VAKA_DB__DSN": PG_DSN, "VAKA_DB__DB_SCHEMA": db_schema}
     done = await asyncio.to_thread(vaka, "staff", "duty", f"bo-{staff_site.site}", "off", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "a running hub applies it within a second" in done.stdout
     deadline = time.monotonic() + 3.0
-    while staff_site.desk.on_duty(bo) is not None:
+    while staff_site.desk.duty.on_duty(bo) is not None:
         assert time.monotonic() < deadline, "the running hub still has Bo on duty"
         await asyncio.sleep(0.05)
-    channel = staff_site.desk.dispatcher.notifiers[0]
+    channel = staff_site.desk.lane.dispatcher.notifiers[0]
     assert isinstance(channel, RecordingNotifier)
-    alarm = staff_site.desk.apply(decision(staff_site.site))
+    alarm = staff_site.desk.lane.apply(decision(staff_site.site))
     assert alarm is not None
-    await staff_site.desk.dispatcher.drain()
+    await staff_site.desk.lane.dispatcher.drain()
     reached = [names for tier, _, names in channel.escalations() if tier == 0]
     assert reached[0], "the alarm reached nobody"
     assert f"bo-{staff_site.site}" not in reached[0]

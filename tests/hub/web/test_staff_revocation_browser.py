@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, WebSocket, expect
 
-from hub.desk.lane import Desk
+from hub.desk.build import DeskParts
 from hub.web.staff.context import CONTEXT
 from tests.hub.desk_support import decision
 from tests.hub.web.conftest import CHROMIUM, StaffSite, staff_page
@@ -61,7 +61,7 @@ async def watched_page(browser: Browser, site: StaffSite, name: str) -> tuple[Pa
     sockets = Sockets()
     page = await staff_page(browser, site.url, site.site, name, before_login=sockets.watch)
     for _ in range(200):
-        if sockets.opened and site.desk.hub.client_count >= 1:
+        if sockets.opened and site.desk.pages.client_count >= 1:
             break
         await asyncio.sleep(0.05)
     else:
@@ -69,12 +69,12 @@ async def watched_page(browser: Browser, site: StaffSite, name: str) -> tuple[Pa
     return page, sockets
 
 
-async def no_alarm_reaches(page: Page, sockets: Sockets, desk: Desk, site: str, *, unit_b: bool = False) -> None:
+async def no_alarm_reaches(page: Page, sockets: Sockets, desk: DeskParts, site: str, *, unit_b: bool = False) -> None:
     """Raise an alarm of the unit the page was showing and check it arrives on no socket and no card."""
     d = decision(site, device="button3", resident="r3", subject="r3") if unit_b else decision(site)
-    alarm = desk.apply(d)
+    alarm = desk.lane.apply(d)
     assert alarm is not None
-    await desk.store.flushed()
+    await desk.lane.store.flushed()
     await asyncio.sleep(1.0)  # give a wrongly open socket time to deliver it
     assert not [f for f in sockets.frames if alarm.id in f]
     await expect(page.locator(f"#alarm-{alarm.id}")).to_have_count(0)
@@ -142,12 +142,12 @@ async def test_a_move_to_another_unit_closes_the_open_page_within_5_s_and_it_get
     assert await sockets.first_closed(CLOSE_WITHIN_S) - started < CLOSE_WITHIN_S
     # the session is still good: the page reconnects, now for unit B
     for _ in range(200):
-        if len(sockets.opened) >= 2 and staff_site.desk.hub.client_count >= 1:
+        if len(sockets.opened) >= 2 and staff_site.desk.pages.client_count >= 1:
             break
         await asyncio.sleep(0.05)
     else:
         pytest.fail("the page did not reconnect for its new unit")
     await no_alarm_reaches(page, sockets, staff_site.desk, staff_site.site)
-    b_alarm = staff_site.desk.apply(decision(staff_site.site, device="button3", resident="r3", subject="r3"))
+    b_alarm = staff_site.desk.lane.apply(decision(staff_site.site, device="button3", resident="r3", subject="r3"))
     assert b_alarm is not None
     await expect(page.locator(f"#alarm-{b_alarm.id}")).to_be_visible(timeout=2000)

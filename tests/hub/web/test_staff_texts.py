@@ -19,7 +19,7 @@ from tests.hub.web.test_staff_http import csrf_of, login
 async def swedish(staff_site: StaffSite) -> StaffSite:
     async with staff_site.db.acquire() as conn:
         await conn.execute("UPDATE staff SET lang = 'sv'")
-    await staff_site.desk.refresh()
+    await staff_site.desk.restorer.refresh()
     return staff_site
 
 
@@ -96,7 +96,7 @@ async def test_the_residents_page_names_kinds_of_device_in_swedish(
     silent = decision(
         site, rule_id="device_silent", category=AlarmCategory.TECHNICAL, subject="radar1", device="radar1"
     )
-    swedish.desk.apply(silent)
+    swedish.desk.lane.apply(silent)
     async with anna.get(f"{swedish.url}/staff/residents") as page:
         shown = text_of(await page.text())
     assert "fall_radar" not in shown
@@ -118,7 +118,7 @@ async def test_activity_at_home_of_a_resident_marked_away_is_remarked_on(
             f"{site}-r2",
         )
         await conn.execute("UPDATE residents SET away = true WHERE id = $1", f"{site}-r2")
-    await swedish.desk.refresh(sites=True)
+    await swedish.desk.restorer.refresh(sites=True)
     async with anna.get(f"{swedish.url}/staff/residents") as page:
         html = await page.text()
     away = re.search(rf'id="resident-{site}-r2">(.*?)</li>\s*</ul>\s*</li>', html, re.S) or re.search(

@@ -138,7 +138,7 @@ async def test_behind_a_trusted_proxy_the_access_log_records_the_client_not_the_
     assert (await login_from(client, staff_site, "anna", "198.51.100.23")).status == 303
     async with client.get(f"{staff_site.url}/staff/residents", headers={"X-Forwarded-For": "198.51.100.23"}) as page:
         assert page.status == 200
-    await staff_site.desk.store.flushed()
+    await staff_site.desk.lane.store.flushed()
     async with staff_site.db.acquire() as conn:
         addresses = await conn.fetch("SELECT DISTINCT address FROM resident_access_log WHERE purpose = 'resident_list'")
     assert [str(r["address"]) for r in addresses] == ["198.51.100.23"]

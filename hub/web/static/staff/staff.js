@@ -113,7 +113,8 @@
       answer.hidden = !(a.repeat_pending && mine && step);
       if (step) answer.action = "/staff/alarms/" + encodeURIComponent(a.id) + "/" + step;
     }
-    setText(el, ".ended", cfg.ended.replace("{time}", a.condition_ended_hm || "").replace("{note}", noteText(a)));
+    const ended = a.gave_up ? cfg.gave_up : cfg.ended;
+    setText(el, ".ended", ended.replace("{time}", a.condition_ended_hm || "").replace("{note}", noteText(a)));
     show(el, ".ended", !!a.condition_ended_hm);
     setText(el, ".resident", a.resident_id || "");
     show(el, ".resident-part", !!a.resident_id);
@@ -138,19 +139,28 @@
       f.hidden = f.dataset.states.split(" ").indexOf(a.state) < 0 && !(f.dataset.action === "resolve" && early && early.open && !early.hidden);
     });
   }
-  // --- the resident's home: shown to the person on the way (how to get in only then); every fetch is logged -------
+  // --- the resident's home: name and address for everyone of the unit on duty (so a colleague can back up), how to
+  // get in, contacts and notes only for the person on the way (the hub decides; every fetch is logged) ------------
   function showHome(el, a) {
     const section = el.querySelector("section.home");
     if (!section) return;
+    if (!a.resident_id) { section.hidden = true; delete el.dataset.homeFor; return; }
     const mine = String(a.accepted_by_id) === String(cfg.staff_id);
-    const onTheWay = mine && (a.state === "en_route" || a.state === "on_site") && !!a.resident_id;
-    if (!onTheWay) { section.hidden = true; delete el.dataset.homeFor; return; }
-    const key = a.id + ":" + a.state;
+    const onTheWay = mine && (a.state === "en_route" || a.state === "on_site");
+    const key = a.id + ":" + (onTheWay ? "way" : "see");
     if (el.dataset.homeFor === key) return;
     el.dataset.homeFor = key;
+    if (!onTheWay) {  // no longer on the way (taken over, or never): the way in goes at once, not after the fetch
+      setText(section, ".home-access", "");
+      show(section, ".home-access-part", false);
+      setText(section, ".home-notes", "");
+      show(section, ".home-notes-part", false);
+      section.querySelector(".home-contacts").textContent = "";
+    }
     fetch("/staff/alarms/" + encodeURIComponent(a.id) + "/home", { credentials: "same-origin", cache: "no-store" })
       .then(function (resp) { return resp.ok ? resp.json() : { home: null }; })
       .then(function (data) {
+        if (el.dataset.homeFor !== key) return;  // a later answer is on its way (she set off meanwhile)
         const h = data.home;
         if (!h) { section.hidden = true; return; }
         setText(section, ".home-name", h.name || "");

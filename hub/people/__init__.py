@@ -1,0 +1,1 @@
+"""People: staff (the model, duty rosters) and the resident directory."""

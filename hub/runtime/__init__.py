@@ -1,0 +1,1 @@
+"""What every part of the hub runs on: the clock, background tasks, the garbage collector, retries, log redaction."""
