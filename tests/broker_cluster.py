@@ -24,9 +24,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
-from tests.services import free_port, wait_for_port
+from tests.services import StartedOnEnter, free_port, wait_for_port
 
 RABBIT_BIN = Path(os.environ.get("VAKA_TEST_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
 
@@ -77,7 +76,7 @@ class _Node:
     proc: subprocess.Popen[bytes] | None = None
 
 
-class PrivateRabbitCluster:
+class PrivateRabbitCluster(StartedOnEnter):
     """`size` RabbitMQ nodes clustered on loopback, each with the MQTT plugin on a port of its own."""
 
     def __init__(self, size: int = 3, prefetch: int | None = None) -> None:
@@ -231,18 +230,8 @@ class PrivateRabbitCluster:
             self.kill(i)
         shutil.rmtree(self._base, ignore_errors=True)
 
-    def __enter__(self) -> PrivateRabbitCluster:
-        try:
-            self.form()
-        except BaseException:
-            self.cleanup()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.cleanup()
+    def bring_up(self) -> None:
+        self.form()
 
 
 HAPROXY = Path(os.environ.get("VAKA_TEST_HAPROXY", "/usr/sbin/haproxy"))
@@ -280,7 +269,7 @@ def deployed_haproxy_conf(mqtt_port: int, mqtts_port: int, node_ports: list[int]
     return "\n".join([*lines, ""])
 
 
-class PrivateHAProxy:
+class PrivateHAProxy(StartedOnEnter):
     """Debian's HAProxy with deploy/ha/haproxy.cfg in front of a test cluster: the devices' one address."""
 
     def __init__(self, node_ports: list[int]) -> None:
@@ -330,15 +319,5 @@ class PrivateHAProxy:
             self._proc.wait(timeout=10)
         shutil.rmtree(self._base, ignore_errors=True)
 
-    def __enter__(self) -> PrivateHAProxy:
-        try:
-            self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.cleanup()
+    def bring_up(self) -> None:
+        self.start()

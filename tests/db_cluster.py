@@ -28,12 +28,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
 
-from tests.services import PG_BIN, PG_USER, free_port, wait_for_port
+from tests.services import PG_BIN, PG_USER, StartedOnEnter, free_port, wait_for_port
 
 ETCD = Path(os.environ.get("VAKA_TEST_ETCD", "/usr/bin/etcd"))
 PATRONI = Path(os.environ.get("VAKA_TEST_PATRONI", "/usr/bin/patroni"))
@@ -121,7 +120,7 @@ class _Node:
     proc: subprocess.Popen[bytes] | None = None
 
 
-class PrivatePatroniCluster:
+class PrivatePatroniCluster(StartedOnEnter):
     """etcd and `size` Patroni-managed PostgreSQL 15 nodes on loopback; see the module docstring."""
 
     def __init__(self, size: int = 3) -> None:
@@ -383,15 +382,5 @@ class PrivatePatroniCluster:
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self._base, ignore_errors=True)
 
-    def __enter__(self) -> PrivatePatroniCluster:
-        try:
-            self.form()
-        except BaseException:
-            self.cleanup()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.cleanup()
+    def bring_up(self) -> None:
+        self.form()

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import pytest
 
@@ -349,3 +350,26 @@ def private_mosquitto() -> Iterator[PrivateMosquitto]:
     """A running private Mosquitto with persistence; the test may stop, kill and start it. Removed afterwards."""
     with PrivateMosquitto() as broker:
         yield broker
+
+
+class StartedOnEnter:
+    """A private service for a `with` block: `bring_up()` on enter (cleaned up if that fails), `cleanup()` on exit."""
+
+    def bring_up(self) -> None:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.bring_up()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cleanup()
